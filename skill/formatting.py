@@ -1,0 +1,60 @@
+"""Readable text for a person, built from any response model (the CLI's --format text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def _headline(data: dict[str, Any]) -> list[str]:
+    """The decision, whatever the tool: each known decision field gets one line."""
+    lines = []
+    if "method" in data and isinstance(data["method"], dict):
+        m, t = data["method"], data["topology"]
+        lines.append(f"Method:   {m['name']} ({m['id']}) - {m['reason']}")
+        for key, value in m["hyperparameters"].items():
+            lines.append(f"          {key}: {value}")
+        lines.append(f"Topology: {t['name']} ({t['id']}) - {t['reason']}")
+    if "alpha_range" in data:
+        lines.append(f"Alpha:    {data['alpha']} (range {data['alpha_range'][0]} to {data['alpha_range'][1]}) - {data['reason']}")
+        if data.get("checkpoints"):
+            lines.append(f"          checkpoints: {data['checkpoints']}")
+    if "interpretation" in data:
+        lines.append(f"Score:    {data['score']:.4f} = size {data['size_term']:.4f} + accuracy {data['accuracy_term']:.4f}")
+        lines.append(f"          {data['interpretation']}")
+        for row in data.get("ranking") or []:
+            lines.append(f"  #{row['rank']} {row['name']}: DS {row['score']:.4f} (size {row['size']}, accuracy {row['accuracy']})")
+    if "findings" in data:
+        for f in data["findings"]:
+            lines.append(f"[{f['status']:>13}] {f['name']}: {f['diagnosis']}")
+            for e in f["evidence"]:
+                lines.append(f"                {e['metric']} = {e['value']} vs {e['threshold']} ({e['comparison']})")
+            if f["status"] == "detected":
+                lines.append(f"                fix: {f['fix']}")
+    if "gates" in data:
+        lines.append(f"Gates: {data['passed']} pass, {data['failed']} fail, {data['unknown']} unknown")
+        for g in data["gates"]:
+            lines.append(f"  [{g['status']:>7}] {g['title']}: {g['reason']}")
+    if "verdict" in data:
+        target = data.get("skill") or data.get("boundary") or ""
+        lines.append(f"Verdict:  {data['verdict']} {target}".rstrip() + f" - {data['reason']}")
+        if data.get("skill"):
+            lines.append(f"          installed: {data['installed']}; fallback: {data['fallback']}")
+    return lines
+
+
+def to_text(response: BaseModel) -> str:
+    data = response.model_dump(mode="json")
+    lines = _headline(data)
+    for w in data.get("warnings", []):
+        lines.append(f"WARNING {w['id']}: {w['message']}")
+    for m in data.get("missing_inputs", []):
+        lines.append(f"missing {m['field']}: {m['effect']}")
+    for d in data.get("delegations", []):
+        lines.append(f"delegate {d['skill']} (installed: {d['installed']}): {d['reason']}")
+    for s in data.get("next_steps", []):
+        lines.append(f"next: {s['tool']} / {s['cli']} - {s['why']}")
+    if data.get("references"):
+        lines.append("read: " + ", ".join(data["references"]))
+    return "\n".join(lines)

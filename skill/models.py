@@ -1,0 +1,350 @@
+"""Pydantic request and response models shared by the library, the CLI and the MCP server.
+
+Field names here are the public contract; the MCP tools' JSON Schemas are generated from them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from skill.rules import get_rules
+
+
+def _refuse_percentage(value: Any) -> Any:
+    """Accuracies are fractions; 91.2 is almost surely a percentage, so say so."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 < value <= 100:
+        raise ValueError(f"{value} looks like a percentage; pass a fraction in [0, 1] (for example {value / 100:g})")
+    return value
+
+
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Accuracy = Annotated[float, BeforeValidator(_refuse_percentage), Field(ge=0, le=1, allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Strict(BaseModel):
+    """Requests refuse unknown fields so a typo is an error, not a silently ignored input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- the envelope every advisory answer carries -------------------------------------------
+
+
+class TraceEntry(BaseModel):
+    """One comparison a rule made: the input, the operator, the threshold and the outcome."""
+
+    rule: str = Field(description="Rule (tree branch, warning or gate) that made the comparison")
+    field: str = Field(description="Input compared")
+    op: str = Field(description="Operator: gt, ge, lt, le, eq, ne, in, is_true, is_false, nonempty, is_number")
+    value: Any = Field(default=None, description="The input's value (null when missing)")
+    threshold: Any = Field(default=None, description="What it was compared with")
+    result: Literal["true", "false", "unknown"]
+
+
+class AdviceWarning(BaseModel):
+    id: str
+    message: str
+    references: list[str] = Field(default_factory=list)
+
+
+class MissingInput(BaseModel):
+    field: str
+    effect: str = Field(description="What the answer would have considered with this input")
+
+
+class NextStep(BaseModel):
+    tool: str = Field(description="MCP tool to call next")
+    cli: str = Field(description="Equivalent kd-skill command")
+    why: str
+
+
+class Delegation(BaseModel):
+    skill: str
+    reason: str
+    installed: bool | None = None
+    fallback: str = ""
+
+
+class Advice(BaseModel):
+    """Fields every advisory answer carries, so an agent can act and a person can check."""
+
+    rule_trace: list[TraceEntry] = Field(default_factory=list)
+    warnings: list[AdviceWarning] = Field(default_factory=list)
+    missing_inputs: list[MissingInput] = Field(default_factory=list)
+    next_steps: list[NextStep] = Field(default_factory=list)
+    delegations: list[Delegation] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)
+
+
+# ---- recommend_method ----------------------------------------------------------------------
+
+TaskType = Literal["classification", "regression", "detection", "segmentation", "generation", "ranking", "other"]
+
+
+class RecommendMethodRequest(Strict):
+    task_type: TaskType = Field(description="What the model predicts")
+    task_similarity: Fraction | None = Field(None, description="How alike the student's and teacher's tasks are, 0 to 1")
+    abstraction_level: Literal["low", "medium", "high"] | None = Field(None, description="Level of abstraction the task needs")
+    compression_ratio: float | None = Field(None, ge=1, le=1e6, allow_inf_nan=False, description="Teacher size / student size (1 or more)")
+    teacher_params: int | None = Field(None, ge=1, le=10**13, description="Teacher parameter count (with student_params, gives the compression ratio)")
+    student_params: int | None = Field(None, ge=1, le=10**13, description="Student parameter count")
+    environment_stability: Literal["static", "dynamic"] | None = Field(None, description="Whether the deployment environment changes")
+    task_distribution_known: bool | None = Field(None, description="Whether the input/task distribution is known in advance")
+    num_teachers: int | None = Field(None, ge=1, le=1000, description="How many expert teachers are available")
+    need_continuous_adaptation: bool | None = Field(None, description="Whether models must keep adapting after deployment")
+    same_architecture_family: bool | None = Field(None, description="Whether student and teacher share an architecture family")
+    planned_temperature: float | None = Field(None, ge=0.1, le=100, allow_inf_nan=False, description="Distillation temperature you plan to use, if any")
+
+    @model_validator(mode="after")
+    def _params_consistent(self) -> RecommendMethodRequest:
+        if (self.teacher_params is None) != (self.student_params is None):
+            raise ValueError("teacher_params and student_params go together; pass both or neither")
+        if self.teacher_params is not None and self.student_params is not None:
+            if self.student_params > self.teacher_params:
+                raise ValueError(
+                    f"student_params ({self.student_params}) is larger than teacher_params ({self.teacher_params}); "
+                    "the student must be the smaller model"
+                )
+            ratio = self.teacher_params / self.student_params
+            if self.compression_ratio is not None and abs(ratio - self.compression_ratio) > 0.01 * ratio:
+                raise ValueError(
+                    f"compression_ratio ({self.compression_ratio}) disagrees with teacher_params / student_params ({ratio:.3g}); pass one of them"
+                )
+        return self
+
+    def effective_compression(self) -> float | None:
+        if self.compression_ratio is not None:
+            return self.compression_ratio
+        if self.teacher_params and self.student_params:
+            return self.teacher_params / self.student_params
+        return None
+
+
+class MethodChoice(BaseModel):
+    id: Literal["response", "feature", "cascade", "relation"]
+    name: str
+    reason: str
+    hyperparameters: dict[str, Any]
+
+
+class TopologyChoice(BaseModel):
+    id: Literal["hierarchical", "ensemble", "online", "self"]
+    name: str
+    reason: str
+    runner_topology: str = Field(description="Value of kd_run_quick_distill's topology argument")
+
+
+class RecommendMethodResponse(Advice):
+    method: MethodChoice
+    topology: TopologyChoice
+    compression_ratio: float | None = None
+
+
+# ---- choose_alpha --------------------------------------------------------------------------
+
+
+class ChooseAlphaRequest(Strict):
+    deployment_environment: Literal["mobile", "edge", "embedded", "server", "cloud", "desktop", "other"] | None = Field(
+        None, description="Where the student runs"
+    )
+    application_domain: Literal["safety_critical", "medical", "financial", "general", "other"] | None = Field(
+        None, description="What is at stake when the student is wrong"
+    )
+    can_dynamically_route: bool | None = Field(None, description="Whether requests can be routed to models by difficulty")
+
+
+class ChooseAlphaResponse(Advice):
+    branch: str
+    alpha_range: list[float] = Field(min_length=2, max_length=2)
+    alpha: float
+    checkpoints: list[float] | None = None
+    reason: str
+
+
+# ---- score_distillation --------------------------------------------------------------------
+
+_MAX_CANDIDATES = int(get_rules().score["max_candidates"])
+
+
+class Candidate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    size: PositiveFloat = Field(description="Student size, same unit as teacher_size")
+    accuracy: Accuracy
+
+
+class ScoreDistillationRequest(Strict):
+    alpha: Fraction = Field(description="Size-versus-accuracy priority (kd_choose_alpha), not a loss weight")
+    teacher_size: PositiveFloat = Field(description="Teacher size (MB, parameters: any unit, the same for students)")
+    teacher_accuracy: Accuracy = Field(description="Teacher accuracy as a fraction")
+    student_size: PositiveFloat | None = None
+    student_accuracy: Accuracy | None = None
+    candidates: list[Candidate] | None = Field(None, min_length=1, max_length=_MAX_CANDIDATES, description="Several students to rank")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ScoreDistillationRequest:
+        single = self.student_size is not None or self.student_accuracy is not None
+        if single and self.candidates is not None:
+            raise ValueError("pass either student_size + student_accuracy or candidates, not both")
+        if not single and self.candidates is None:
+            raise ValueError("missing student: pass student_size + student_accuracy, or candidates")
+        if single and (self.student_size is None or self.student_accuracy is None):
+            raise ValueError("student_size and student_accuracy go together; pass both")
+        if self.teacher_accuracy == 0:
+            raise ValueError("teacher_accuracy is 0; the score divides by it, pass the teacher's real accuracy")
+        return self
+
+
+class ScoredCandidate(BaseModel):
+    rank: int
+    name: str
+    size: float
+    accuracy: float
+    score: float
+    size_term: float
+    accuracy_term: float
+
+
+class ScoreDistillationResponse(Advice):
+    score: float = Field(description="DS for the student, or for the best candidate; lower is better")
+    size_term: float
+    accuracy_term: float
+    formula: str
+    ranking: list[ScoredCandidate] | None = None
+    interpretation: str
+
+
+# ---- diagnose_failure ----------------------------------------------------------------------
+
+
+class CurvePoint(Strict):
+    params: int = Field(ge=1, le=10**13)
+    accuracy: Accuracy
+
+
+class DiagnoseFailureRequest(Strict):
+    overall_accuracy: Accuracy | None = Field(None, description="Student accuracy on the whole test set")
+    per_class_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Class name to student accuracy")
+    class_support: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, max_length=10000, description="Class name to test count")
+    labels: list[int] | None = Field(None, description="True class ids for raw diagnosis (bounded; see the error for limits)")
+    student_probs: list[list[float]] | None = Field(None, description="Student class probabilities, one row per label")
+    teacher_probs: list[list[float]] | None = Field(None, description="Teacher class probabilities, one row per label")
+    groups: list[str] | None = Field(None, description="Group id per label, for the parity check from raw outputs")
+    positive_class: int | None = Field(None, ge=0, description="Class counted as the favourable outcome for parity (default 1)")
+    student_error_confidence: Fraction | None = Field(None, description="Student's mean top probability on its wrong predictions")
+    teacher_error_confidence: Fraction | None = Field(None, description="Teacher's mean top probability on its wrong predictions")
+    training_temperature: float | None = Field(None, ge=0.01, le=1000, allow_inf_nan=False)
+    size_accuracy_curve: list[CurvePoint] | None = Field(None, max_length=1000, description="Students of different sizes")
+    teacher_parity_ratio: Fraction | None = Field(None, description="Lowest over highest group selection rate, teacher")
+    student_parity_ratio: Fraction | None = Field(None, description="Same for the student")
+    student_finds_edge_cases: bool | None = None
+    feedback_to_teacher: bool | None = None
+
+
+class Evidence(BaseModel):
+    metric: str
+    value: Any
+    threshold: Any
+    comparison: str = Field(description="How value and threshold were compared, in words")
+
+
+class Finding(BaseModel):
+    id: Literal["accuracy_mirage", "temperature_blindness", "capacity_cliff", "hierarchical_rigidity", "bias_amplification"]
+    name: str
+    status: Literal["detected", "clear", "not_evaluated"]
+    evidence: list[Evidence] = Field(default_factory=list)
+    diagnosis: str
+    fix: str
+    references: list[str] = Field(default_factory=list)
+
+
+class ComputedMetrics(BaseModel):
+    n_samples: int
+    overall_accuracy: float
+    per_class_accuracy: dict[str, float]
+    class_support: dict[str, int]
+    student_ece: float
+    student_mean_confidence: float
+    student_error_confidence: float | None
+    teacher_accuracy: float | None = None
+    teacher_ece: float | None = None
+    teacher_error_confidence: float | None = None
+    student_parity_ratio: float | None = None
+    teacher_parity_ratio: float | None = None
+
+
+class DiagnoseFailureResponse(Advice):
+    findings: list[Finding]
+    detected: list[str]
+    metrics: ComputedMetrics | None = None
+
+
+# ---- check_quality_gates -------------------------------------------------------------------
+
+
+class QualityGatesRequest(Strict):
+    alpha: Fraction | None = Field(None, description="Alpha used for the distillation score")
+    alpha_reason: str | None = Field(None, max_length=2000, description="Why this alpha")
+    distillation_score: float | None = Field(None, ge=-100, le=100, allow_inf_nan=False)
+    stratified_validation: bool | None = None
+    per_class_thresholds_met: bool | None = None
+    temperature: float | None = Field(None, ge=0.01, le=1000, allow_inf_nan=False, description="Distillation temperature used")
+    temperature_tuned: bool | None = None
+    calibration_validated: bool | None = None
+    capacity_analysis_done: bool | None = None
+    bias_monitoring: bool | None = None
+    edge_case_monitoring: bool | None = None
+    robustness_suite: bool | None = Field(None, description="Adversarial / out-of-distribution / minority-class tests exist")
+    compression_ratio: float | None = Field(None, ge=1, le=1e6, allow_inf_nan=False)
+    cascade_evaluated: bool | None = None
+    multi_agent: bool | None = None
+    coordination_pattern: str | None = Field(None, max_length=500)
+    feedback_loops: bool | None = None
+    latency_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
+    latency_budget_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
+    memory_mb: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    memory_budget_mb: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    accuracy: Accuracy | None = None
+    accuracy_target: Accuracy | None = None
+    rollback_plan: bool | None = None
+    degradation_alerts: bool | None = None
+
+
+class GateResult(BaseModel):
+    id: str
+    title: str
+    status: Literal["pass", "fail", "unknown"]
+    reason: str
+    missing: list[str] = Field(default_factory=list)
+    fix: str
+    references: list[str] = Field(default_factory=list)
+
+
+class QualityGatesResponse(Advice):
+    gates: list[GateResult]
+    passed: int
+    failed: int
+    unknown: int
+    ready_to_ship: bool
+
+
+# ---- route_request -------------------------------------------------------------------------
+
+
+class RouteRequest(Strict):
+    request: str = Field(min_length=1, max_length=int(get_rules().boundaries["max_request_chars"]), description="The user's request, as written")
+    model_params: int | None = Field(None, ge=0, le=10**13, description="Parameter count of the model to compress, if known")
+    latency_budget_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per request, if any")
+
+
+class RouteResponse(Advice):
+    verdict: Literal["in_scope", "delegate", "out_of_scope"]
+    skill: str | None = Field(None, description="Sibling skill that should handle it")
+    boundary: str | None = Field(None, description="Not-for boundary that applies")
+    reason: str
+    installed: bool | None = Field(None, description="Whether the sibling skill was found in a skills folder")
+    installed_path: str | None = None
+    fallback: str | None = Field(None, description="What to do when the sibling is not installed")
+    matched: list[str] = Field(default_factory=list, description="Patterns and numbers that decided it")

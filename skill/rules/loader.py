@@ -1,0 +1,98 @@
+"""Load the YAML rule files once, validate each against its JSON Schema, and freeze them.
+
+Rules are data so that code, SKILL.md and references/ can all be checked against one source.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+
+RULE_NAMES = ("method", "topology", "alpha", "score", "failure_modes", "quality_gates", "boundaries")
+SHARED_SCHEMAS = ("condition", "common")
+
+
+class RuleFileError(ValueError):
+    """A rule file is missing, not YAML, or breaks its schema; the message names file and path."""
+
+
+def rules_dir() -> Path:
+    """Folder holding the shipped rule files (works from a checkout and from an installed wheel)."""
+    return Path(str(resources.files("skill.rules")))
+
+
+def _freeze(value: Any) -> Any:
+    """Deep-freeze parsed YAML so no caller can change a rule at run time."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _schema(name: str, folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "schemas" / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+def _registry(folder: Path) -> Registry:
+    registry: Registry = Registry()
+    for name in SHARED_SCHEMAS:
+        registry = registry.with_resource(f"kd://schemas/{name}", Resource.from_contents(_schema(name, folder)))
+    return registry
+
+
+def load_rule_file(path: Path, schema_name: str, folder: Path | None = None) -> Any:
+    """Parse one rule file with yaml.safe_load and validate it; errors name the file and the JSON path."""
+    folder = folder or rules_dir()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleFileError(f"{path.name}: cannot read rule file: {exc}") from exc
+    validator = jsonschema.Draft202012Validator(_schema(schema_name, folder), registry=_registry(folder))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
+        raise RuleFileError(f"{path.name}: at {where}: {first.message}")
+    return _freeze(data)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """All rule files, validated and frozen."""
+
+    method: Mapping[str, Any]
+    topology: Mapping[str, Any]
+    alpha: Mapping[str, Any]
+    score: Mapping[str, Any]
+    failure_modes: Mapping[str, Any]
+    quality_gates: Mapping[str, Any]
+    boundaries: Mapping[str, Any]
+
+
+def load_rules_from(folder: Path) -> RuleSet:
+    """Load every rule file from `folder` (tests point this at a broken copy)."""
+    loaded = {name: load_rule_file(folder / f"{name}.yaml", name, folder) for name in RULE_NAMES}
+    return RuleSet(**loaded)
+
+
+@lru_cache(maxsize=1)
+def get_rules() -> RuleSet:
+    """The shipped rules, loaded and validated once per process."""
+    return load_rules_from(rules_dir())
+
+
+def rule_file_text(name: str) -> str:
+    """Raw text of a rule file, for the MCP resources; unknown names list the valid ones."""
+    if name not in RULE_NAMES:
+        raise KeyError(f"unknown rule file {name!r}; known: {', '.join(RULE_NAMES)}")
+    return (rules_dir() / f"{name}.yaml").read_text(encoding="utf-8")

@@ -1,0 +1,81 @@
+"""The CLI as a user runs it: a real subprocess, JSON on stdout, exit 2 with one clear line on bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from skill.commands import COMMANDS
+
+VALID = {
+    "recommend": ["--task-type", "classification", "--task-similarity", "0.9", "--compression-ratio", "16"],
+    "alpha": ["--deployment-environment", "mobile"],
+    "score": ["--alpha", "0.7", "--teacher-size", "800", "--teacher-accuracy", "0.95", "--student-size", "50", "--student-accuracy", "0.912"],
+    "diagnose": ["--per-class-accuracy", '{"a": 0.97, "rare": 0.5}', "--class-support", '{"a": 900, "rare": 12}'],
+    "gates": ["--alpha", "0.7", "--alpha-reason", "phone app"],
+    "route": ["--request", "shrink my model for a phone"],
+}
+BAD = {
+    "recommend": (["--task-type", "poetry"], "task_type"),
+    "alpha": (["--deployment-environment", "moon"], "deployment_environment"),
+    "score": (["--alpha", "0.7", "--teacher-size", "800", "--teacher-accuracy", "95", "--student-size", "5", "--student-accuracy", "0.9"], "teacher_accuracy"),
+    "diagnose": (["--labels", "[0, 1]", "--student-probs", "[[0.5, 0.5]]"], "student_probs"),
+    "gates": (["--temperature", "-3"], "temperature"),
+    "route": (["--request", ""], "request"),
+}
+
+
+def test_every_command_is_covered():
+    assert set(VALID) == set(COMMANDS) == set(BAD)
+
+
+@pytest.mark.parametrize("command", sorted(VALID))
+def test_command_answers_json(run_cli, command):
+    code, data, _ = run_cli(command, *VALID[command])
+    assert code == 0
+    assert {"rule_trace", "warnings", "missing_inputs", "next_steps", "delegations", "references"} <= set(data)
+
+
+@pytest.mark.parametrize("command", sorted(BAD))
+def test_bad_input_exits_2_with_one_line(run_cli, command):
+    args, field = BAD[command]
+    code, data, err = run_cli(command, *args)
+    assert code == 2 and data is None
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in err
+
+
+def test_values_from_cli_match_the_library(run_cli):
+    _, data, _ = run_cli("score", *VALID["score"])
+    assert data["score"] == pytest.approx(0.05575)
+    _, data, _ = run_cli("recommend", *VALID["recommend"])
+    assert data["method"]["id"] == "response" and data["method"]["hyperparameters"]["temperature_range"] == [3, 4]
+
+
+def test_json_request_from_stdin_and_text_format(run_cli):
+    code, _, _ = run_cli("alpha", "--json", "-", stdin=json.dumps({"deployment_environment": "server", "application_domain": "medical"}))
+    assert code == 0
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "skill", "alpha", "--deployment-environment", "mobile", "--format", "text"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Alpha:    0.7 (range 0.6 to 0.8)" in proc.stdout
+
+
+def test_unknown_field_in_json_is_refused(run_cli):
+    code, _, err = run_cli("alpha", "--json", '{"deployment": "mobile"}')
+    assert code == 2 and "deployment" in err and "Extra inputs are not permitted" in err
+
+
+def test_bad_json_is_refused(run_cli):
+    code, _, err = run_cli("alpha", "--json", "{not json")
+    assert code == 2 and "--json" in err
+
+
+def test_advice_never_imports_torch():
+    import subprocess
+
+    code = "import sys; from skill.cli import main; main(['alpha', '--deployment-environment', 'edge']); assert 'torch' not in sys.modules, 'torch imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,94 @@
+"""The rule files: validated at load, frozen, and holding exactly the numbers of the guidance."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from skill.rules import RULE_NAMES, RuleFileError, get_rules, load_rules_from, rules_dir
+
+
+def test_all_rule_files_load_and_are_frozen():
+    rules = get_rules()
+    for name in RULE_NAMES:
+        assert getattr(rules, name), name
+    with pytest.raises(TypeError):
+        rules.alpha["tree"][0]["alpha"] = 0.99  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "file, old, new, where",
+    [
+        ("alpha.yaml", "alpha: 0.7", "alpha: 1.7", "tree/0/alpha"),
+        ("method.yaml", "op: gt, value: 0.8", "op: greater, value: 0.8", "tree/0/when"),
+        ("quality_gates.yaml", "  - id: rollback_plan\n", "  - idx: rollback_plan\n", "gates/9"),
+        ("failure_modes.yaml", "max_per_class_spread: 0.20", "max_per_class_spread: wide", "modes/accuracy_mirage/thresholds/max_per_class_spread"),
+        ("boundaries.yaml", "skill: neural-architecture-search", "skill: Neural Architecture Search", "siblings/0/skill"),
+    ],
+)
+def test_broken_rule_file_is_rejected_with_file_and_path(tmp_path: Path, file: str, old: str, new: str, where: str):
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+    text = (folder / file).read_text()
+    assert old in text
+    (folder / file).write_text(text.replace(old, new, 1))
+    with pytest.raises(RuleFileError) as err:
+        load_rules_from(folder)
+    assert file in str(err.value)
+    assert where in str(err.value)
+
+
+def test_unparseable_yaml_names_the_file(tmp_path: Path):
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+    (folder / "score.yaml").write_text("formula: [unclosed\n")
+    with pytest.raises(RuleFileError, match="score.yaml"):
+        load_rules_from(folder)
+
+
+def _branch(tree, branch_id):
+    return next(b for b in tree if b["id"] == branch_id)
+
+
+def test_design_numbers_live_in_the_rules():
+    """Every number of DESIGN.md section 4; changing one in the rules must fail here."""
+    r = get_rules()
+    assert [b["id"] for b in r.method["tree"]] == ["response", "feature", "cascade", "relation"]
+    assert _branch(r.method["tree"], "response")["when"] == {"field": "task_similarity", "op": "gt", "value": 0.8}
+    assert _branch(r.method["tree"], "cascade")["when"] == {"field": "compression_ratio", "op": "gt", "value": 10}
+    hp = r.method["methods"]["response"]["hyperparameters"]["temperature_range_by_task"]
+    assert list(hp["classification"]) == [3, 6] and list(hp["regression"]) == [1, 3]
+    assert r.method["methods"]["cascade"]["hyperparameters"]["confidence_threshold"] == 0.9
+    assert list(r.method["small_student"]["temperature_range"]) == [2.5, 4]
+    assert [b["id"] for b in r.topology["tree"]] == ["hierarchical", "ensemble", "online", "self"]
+    alpha = {b["id"]: (list(b["alpha_range"]), b["alpha"]) for b in r.alpha["tree"]}
+    assert alpha == {
+        "size_first": ([0.6, 0.8], 0.7),
+        "accuracy_first": ([0.1, 0.3], 0.2),
+        "dynamic_routing": ([0.5, 0.5], 0.5),
+        "balanced": ([0.4, 0.6], 0.5),
+    }
+    modes = r.failure_modes["modes"]
+    assert modes["accuracy_mirage"]["thresholds"] == {"high_average_accuracy": 0.9, "max_per_class_spread": 0.2, "min_minority_to_overall_ratio": 0.7}
+    assert modes["temperature_blindness"]["thresholds"]["ece_bins"] == 15
+    assert list(modes["temperature_blindness"]["thresholds"]["fix_temperature_range"]) == [3, 20]
+    assert modes["capacity_cliff"]["thresholds"] == {"max_param_reduction": 0.1, "min_accuracy_drop": 0.05}
+    assert modes["bias_amplification"]["thresholds"] == {"max_relative_parity_drop": 0.1}
+    assert len(r.quality_gates["gates"]) == 10
+    cascade_gate = next(g for g in r.quality_gates["gates"] if g["id"] == "cascade_evaluated")
+    assert cascade_gate["applies_when"]["value"] == 5
+    boundaries = {b["id"]: b for b in r.boundaries["boundaries"]}
+    assert boundaries["tiny_rule_based"]["when"]["value"] == 1000
+    assert boundaries["hard_real_time"]["when"]["value"] == 10
+    assert boundaries["interpretability_first"]["skill"] == "interpretable-models"
+    assert boundaries["hard_real_time"]["skill"] == "hardware-acceleration"
+    assert [s["skill"] for s in r.boundaries["siblings"]] == [
+        "neural-architecture-search",
+        "model-deployment-optimization",
+        "explainable-ai-design",
+        "distributed-learning-coordination",
+        "adversarial-defense-strategies",
+    ]
+    assert r.score["example"]["score"] == pytest.approx(0.05575)
