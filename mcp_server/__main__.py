@@ -1,0 +1,46 @@
+"""`kd-mcp` / `python -m mcp_server`: stdio by default, or streamable HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kd-mcp", description="knowledge-distillation MCP server")
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1; another interface must be named here)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--token-env", default=None, metavar="VAR", help="Require 'Authorization: Bearer $VAR' on every HTTP request")
+    parser.add_argument("--allowed-host", action="append", default=[], help="Extra Host header accepted over HTTP (repeatable)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # stdout is the protocol on stdio: every log line goes to stderr.
+    logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from mcp_server.server import build_server
+
+    server = build_server()
+    if args.transport == "stdio":
+        server.run("stdio")
+        return 0
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            print(f"kd-mcp: error: --token-env {args.token_env}: the variable is unset or empty", file=sys.stderr)
+            return 2
+    from mcp_server.http import serve_http
+
+    serve_http(server, host=args.host, port=args.port, token=token, extra_hosts=args.allowed_host)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

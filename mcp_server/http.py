@@ -1,0 +1,48 @@
+"""Streamable HTTP: loopback by default, DNS-rebinding protection on, optional bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import sys
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+
+class BearerTokenMiddleware:
+    """Refuse (401) every HTTP request that does not carry `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer token"}'})
+                return
+        await self.app(scope, receive, send)
+
+
+def build_http_app(server: MCPServer, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> Any:
+    """The Starlette app: only Host headers naming this server are accepted."""
+    hosts = [f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost", f"{host}:{port}", *(extra_hosts or [])]
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts,
+        allowed_origins=[f"http://{h}" for h in hosts],
+    )
+    app = server.streamable_http_app(transport_security=security, host=host)
+    return BearerTokenMiddleware(app, token) if token else app
+
+
+def serve_http(server: MCPServer, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> None:
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"kd-mcp: warning: serving on {host}, reachable beyond this machine", file=sys.stderr)
+    uvicorn.run(build_http_app(server, host, port, token, extra_hosts), host=host, port=port, log_level="warning")

@@ -1,0 +1,18 @@
+"""The `plan_distillation` prompt: the workflow an agent should follow, filled with the user's case."""
+
+from __future__ import annotations
+
+
+def plan_distillation(model_description: str, constraints: str = "none stated") -> str:
+    """Walk through route -> recommend -> alpha -> quick distill -> diagnose -> gates for one model."""
+    return f"""Plan a knowledge distillation for this model: {model_description}
+Constraints: {constraints}
+
+Follow these steps, calling the tools of the knowledge-distillation server and showing the user each answer's decision, its rule trace and warnings:
+1. kd_route_request with the request text (and model_params / latency_budget_ms if known). If the verdict is delegate or out_of_scope, stop and relay the skill, its fallback and the reason.
+2. kd_recommend_method with task_type, task_similarity, abstraction_level, compression_ratio (or teacher_params and student_params), environment_stability, task_distribution_known, num_teachers, need_continuous_adaptation, same_architecture_family. Ask the user for any field listed in missing_inputs that would change the answer.
+3. kd_choose_alpha with deployment_environment, application_domain, can_dynamically_route. Treat any warning as a question for the user.
+4. kd_run_quick_distill with the recommended method and topology (method "auto" asks step 2 itself) on the bundled data or the user's own, to see the gain over a from-scratch student and the calibration before spending real compute.
+5. kd_diagnose_failure on the result (the quick distill reports its own diagnosis; for the real model pass its per-class accuracy, error confidences, size/accuracy curve and parity ratios).
+6. kd_score_distillation with the chosen alpha, then kd_check_quality_gates; list every gate that is fail or unknown with its fix.
+"""
