@@ -1,0 +1,207 @@
+"""SKILL.md and references/: spec-valid, links resolve, and every stated number agrees with the rule files."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skill.rules import get_rules
+from tests.npm_tools import SKILLS_INSTALLER, install
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "SKILL.md", *sorted((ROOT / "references").glob("*.md"))]
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _copy_skill(dest: Path) -> Path:
+    folder = dest / "knowledge-distillation-deep"
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "SKILL.md", folder / "SKILL.md")
+    shutil.copytree(ROOT / "references", folder / "references")
+    return folder
+
+
+def _validate(folder: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("agentskills") or str(Path(sys.executable).parent / "agentskills")
+    return subprocess.run([exe, "validate", str(folder)], capture_output=True, text=True, timeout=60)
+
+
+def test_skill_validates_with_skills_ref(tmp_path):
+    proc = _validate(_copy_skill(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Valid skill" in proc.stdout
+
+
+def test_validator_rejects_a_broken_skill(tmp_path):
+    folder = _copy_skill(tmp_path)
+    text = _text(folder / "SKILL.md").replace("name: knowledge-distillation-deep", "name: Knowledge_Distillation", 1)
+    (folder / "SKILL.md").write_text(text)
+    assert _validate(folder).returncode != 0
+
+
+def test_front_matter_and_length():
+    text = _text(ROOT / "SKILL.md")
+    front = yaml.safe_load(text.split("---")[1])
+    assert set(front) <= {"name", "description", "license", "compatibility", "metadata", "allowed-tools"}
+    assert front["name"] == "knowledge-distillation-deep"
+    assert len(front["description"]) <= 1024 and "<" not in front["description"] and ">" not in front["description"]
+    for trigger in ("phone", "temperature", "rare classes"):
+        assert trigger in front["description"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in front["metadata"].items())
+    assert len(text.splitlines()) < 500
+
+
+def _slug(heading: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    return {_slug(m) for m in re.findall(r"^#+ (.+)$", _text(path), flags=re.MULTILINE)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_relative_links_resolve(doc):
+    for target in re.findall(r"\]\(([^)]+)\)", _text(doc)):
+        if target.startswith(("http://", "https://")):
+            continue
+        file, _, anchor = target.partition("#")
+        path = (doc.parent / file).resolve() if file else doc
+        assert path.is_file(), f"{doc.name}: broken link {target}"
+        if anchor:
+            assert anchor in _anchors(path), f"{doc.name}: no heading for #{anchor} in {path.name}"
+
+
+def test_every_reference_is_linked_from_skill_md():
+    skill = _text(ROOT / "SKILL.md")
+    for ref in (ROOT / "references").glob("*.md"):
+        assert f"references/{ref.name}" in skill, ref.name
+
+
+def test_rule_references_point_at_real_sections():
+    rules = get_rules()
+    refs = set()
+
+    def walk(node):
+        if isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item)
+        elif hasattr(node, "items"):
+            for key, value in node.items():
+                if key == "references":
+                    refs.update(value)
+                else:
+                    walk(value)
+
+    for name in ("method", "topology", "alpha", "failure_modes", "quality_gates"):
+        walk(getattr(rules, name))
+    assert refs
+    for ref in refs:
+        file, _, anchor = ref.partition("#")
+        assert (ROOT / file).is_file(), ref
+        if anchor:
+            assert anchor in _anchors(ROOT / file), ref
+
+
+def test_long_references_have_a_table_of_contents():
+    for ref in (ROOT / "references").glob("*.md"):
+        if len(_text(ref).splitlines()) > 300:
+            assert "## Contents" in _text(ref), ref.name
+
+
+# ---- the docs agree with the rules -------------------------------------------------------
+
+R = get_rules()
+_branch = {b["id"]: b for b in R.method["tree"]}
+_alpha = {b["id"]: b for b in R.alpha["tree"]}
+_modes = {k: v["thresholds"] for k, v in R.failure_modes["modes"].items()}
+_bound = {b["id"]: b for b in R.boundaries["boundaries"]}
+_gates = {g["id"]: g for g in R.quality_gates["gates"]}
+_temps = R.method["methods"]["response"]["hyperparameters"]["temperature_range_by_task"]
+
+NUM = r"(\d+(?:\.\d+)?)"
+# (pattern, expected numbers, files that must state it)
+CLAIMS = [
+    (rf"similarity (?:is not )?above {NUM}", [_branch["response"]["when"]["value"]], ["SKILL.md", "methods.md"]),
+    (rf"compression above {NUM}x", [_branch["cascade"]["when"]["value"]], ["SKILL.md", "methods.md"]),
+    (rf"temperature {NUM} to {NUM} for classification", list(_temps["classification"]), ["SKILL.md", "methods.md"]),
+    (rf"{NUM} to {NUM} for regression", list(_temps["regression"]), ["SKILL.md", "methods.md"]),
+    (rf"confidence is above {NUM}|top probability is above {NUM}", [R.method["methods"]["cascade"]["hyperparameters"]["confidence_threshold"]], ["SKILL.md", "methods.md"]),
+    (rf"keep T between {NUM} and {NUM}", list(R.method["small_student"]["temperature_range"]), ["SKILL.md"]),
+    (rf"(?:edge|embedded)(?: or embedded)? deployment \| {NUM} to {NUM} \| {NUM}", [*_alpha["size_first"]["alpha_range"], _alpha["size_first"]["alpha"]], ["SKILL.md", "alpha-and-score.md"]),
+    (rf"medical or financial \| {NUM} to {NUM} \| {NUM}", [*_alpha["accuracy_first"]["alpha_range"], _alpha["accuracy_first"]["alpha"]], ["SKILL.md", "alpha-and-score.md"]),
+    (rf"\| {NUM} plus checkpoints \| {NUM}", [_alpha["dynamic_routing"]["alpha_range"][0], _alpha["dynamic_routing"]["alpha"]], ["SKILL.md", "alpha-and-score.md"]),
+    (rf"\| {NUM} to {NUM} \| {NUM} \| balanced|otherwise \| {NUM} to {NUM} \| {NUM}", [*_alpha["balanced"]["alpha_range"], _alpha["balanced"]["alpha"]], ["SKILL.md", "alpha-and-score.md"]),
+    (rf"spread[^.|]*? above {NUM}", [_modes["accuracy_mirage"]["max_per_class_spread"]], ["SKILL.md", "failure-modes.md"]),
+    (rf"below {NUM} x overall", [_modes["accuracy_mirage"]["min_minority_to_overall_ratio"]], ["SKILL.md", "failure-modes.md"]),
+    (rf"ECE (?:over|is more than) {NUM} x the teacher's and at least {NUM} above", [_modes["temperature_blindness"]["ece_ratio"], _modes["temperature_blindness"]["ece_margin"]], ["SKILL.md", "failure-modes.md"]),
+    (rf"{NUM}(?:-bin| equal-width bins)", [_modes["temperature_blindness"]["ece_bins"]], ["SKILL.md", "failure-modes.md"]),
+    (rf"at T between {NUM} and {NUM}", list(_modes["temperature_blindness"]["fix_temperature_range"]), ["SKILL.md", "failure-modes.md"]),
+    (rf"less than {NUM}% (?:fewer parameters|\(relative\))", [_modes["capacity_cliff"]["max_param_reduction"] * 100], ["SKILL.md", "failure-modes.md"]),
+    (rf"more than {NUM} accuracy|accuracy falls by more than {NUM}", [_modes["capacity_cliff"]["min_accuracy_drop"]], ["SKILL.md", "failure-modes.md"]),
+    (rf"more than {NUM}% \(relative\) below", [_modes["bias_amplification"]["max_relative_parity_drop"] * 100], ["SKILL.md", "failure-modes.md"]),
+    (rf"above {NUM}x compression", [_gates["cascade_evaluated"]["applies_when"]["value"]], ["SKILL.md", "quality-gates.md"]),
+    (rf"under (?:about )?{NUM} parameters", [_bound["tiny_rule_based"]["when"]["value"]], ["SKILL.md", "boundaries.md"]),
+    (rf"under {NUM} ms", [_bound["hard_real_time"]["when"]["value"]], ["SKILL.md", "boundaries.md"]),
+]
+
+
+def _doc(name: str) -> str:
+    return _text(ROOT / name) if name == "SKILL.md" else _text(ROOT / "references" / name)
+
+
+@pytest.mark.parametrize("pattern, expected, files", CLAIMS, ids=[c[0][:40] for c in CLAIMS])
+def test_docs_state_the_rule_numbers(pattern, expected, files):
+    for name in files:
+        matches = list(re.finditer(pattern.replace(" ", r"\s+"), _doc(name)))
+        assert matches, f"{name} does not state {pattern!r}"
+        for match in matches:
+            found = [float(g) for g in match.groups() if g is not None]
+            assert found == [float(e) for e in expected], f"{name}: {match.group(0)!r} disagrees with the rules {expected}"
+
+
+def test_alpha_statements_anywhere_agree():
+    """Every 'alpha X' or 'alpha range X to Y' in the docs is a value the alpha rules produce."""
+    allowed = {float(b["alpha"]) for b in R.alpha["tree"]} | {float(x) for b in R.alpha["tree"] for x in b["alpha_range"]}
+    for doc in DOCS:
+        for match in re.finditer(r"alpha(?: range)? (0\.\d+)(?: to (0\.\d+))?", _text(doc)):
+            for value in filter(None, match.groups()):
+                assert float(value) in allowed, f"{doc.name}: {match.group(0)!r}"
+
+
+def test_delegation_text_matches_route_data():
+    boundaries_md = _doc("boundaries.md")
+    skill_md = _doc("SKILL.md")
+    for sibling in R.boundaries["siblings"]:
+        assert f"`{sibling['skill']}`" in boundaries_md and f"`{sibling['skill']}`" in skill_md, sibling["skill"]
+    for boundary in R.boundaries["boundaries"]:
+        if boundary.get("skill"):
+            assert f"`{boundary['skill']}`" in boundaries_md and f"`{boundary['skill']}`" in skill_md
+    for folder in R.boundaries["skills_folders"]:
+        assert f"`{folder}`" in boundaries_md
+    named = set(re.findall(r"`([a-z]+(?:-[a-z]+)+)`", boundaries_md)) - {"knowledge-distillation-deep"}
+    known = {s["skill"] for s in R.boundaries["siblings"]} | {b["skill"] for b in R.boundaries["boundaries"] if b.get("skill")}
+    assert named <= known, named - known
+
+
+def test_installs_with_the_skills_installer(tmp_path):
+    skills = install(SKILLS_INSTALLER, "skills")
+    source = tmp_path / "source"
+    _copy_skill(tmp_path / "src-parent")
+    shutil.copytree(tmp_path / "src-parent" / "knowledge-distillation-deep", source)
+    project = tmp_path / "project"
+    project.mkdir()
+    proc = subprocess.run([str(skills), "add", str(source), "-a", "claude-code", "-y"], cwd=project, capture_output=True, text=True,
+                          timeout=300, env={"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "CI": "1", "DO_NOT_TRACK": "1", "DISABLE_TELEMETRY": "1"})
+    installed = project / ".claude" / "skills" / "knowledge-distillation-deep"
+    assert (installed / "SKILL.md").is_file(), proc.stdout + proc.stderr
+    assert {p.name for p in (installed / "references").glob("*.md")} == {p.name for p in (ROOT / "references").glob("*.md")}
+    assert _validate(installed.resolve()).returncode == 0
