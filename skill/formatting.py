@@ -36,6 +36,20 @@ def _headline(data: dict[str, Any]) -> list[str]:
         lines.append(f"Gates: {data['passed']} pass, {data['failed']} fail, {data['unknown']} unknown")
         for g in data["gates"]:
             lines.append(f"  [{g['status']:>7}] {g['title']}: {g['reason']}")
+    if "settings" in data and "teacher" in data:
+        lines.append(f"Quick distill on {data['dataset']}: {data['summary']}")
+        for name in ("teacher", "scratch", "distilled"):
+            m = data.get(name)
+            if m:
+                lines.append(f"  {name:<9} acc {m['accuracy']:.4f}  ECE {m['ece']:.3f}  params {m['params']:>8}  "
+                             f"latency {m['latency_ms_batch1']:.3f} ms  throughput {m['throughput_per_s_batch256']:.0f}/s")
+        for t in data.get("trials", []):
+            lines.append(f"  trial T={t['temperature']:g} w={t['kd_loss_weight']:g}: val acc {t['val_accuracy']:.4f} ({t['epochs']} epochs)")
+        if data.get("diagnosis"):
+            lines.append(f"  diagnosis: detected {data['diagnosis']['detected'] or 'nothing'}")
+        lines.append(f"  settings: {data['settings']}")
+        lines.append(f"  wall time (s): {data['wall_time_s']}")
+        lines.append(f"  artifacts: {data['artifacts']}")
     if "verdict" in data:
         target = data.get("skill") or data.get("boundary") or ""
         lines.append(f"Verdict:  {data['verdict']} {target}".rstrip() + f" - {data['reason']}")

@@ -1,0 +1,183 @@
+"""Datasets for the runner: bundled digits, or the user's .npz / .csv, checked before any training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skill.errors import InputError
+
+MAX_ROWS = 200_000
+MAX_FEATURES = 10_000
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class Dataset:
+    """Float32 features and int64 labels, already split; X_unlabeled may be empty."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    X_unlabeled: np.ndarray
+    groups_test: np.ndarray | None
+    num_classes: int
+    name: str
+    # indices into the original train split, so precomputed teacher logits can be aligned
+    train_index: np.ndarray | None = None
+    val_index: np.ndarray | None = None
+    unlabeled_from_train_index: np.ndarray | None = None
+
+    @property
+    def image_side(self) -> int | None:
+        side = int(round(self.X_train.shape[1] ** 0.5))
+        return side if side * side == self.X_train.shape[1] and side >= 4 else None
+
+
+def _check_features(name: str, X: np.ndarray, width: int | None) -> np.ndarray:
+    if X.ndim != 2:
+        X = X.reshape(len(X), -1) if X.ndim > 2 else X
+    if X.ndim != 2:
+        raise InputError(name, f"must be a 2-D array (samples x features); got shape {X.shape}")
+    if len(X) == 0:
+        raise InputError(name, "is empty")
+    if len(X) > MAX_ROWS or X.shape[1] > MAX_FEATURES:
+        raise InputError(name, f"shape {X.shape} exceeds the limits of {MAX_ROWS} rows and {MAX_FEATURES} features")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise InputError(name, f"must be numeric; got dtype {X.dtype}")
+    X = X.astype(np.float32)
+    if not np.isfinite(X).all():
+        raise InputError(name, "contains NaN or infinity; clean or impute it first")
+    if width is not None and X.shape[1] != width:
+        raise InputError(name, f"has {X.shape[1]} features but X_train has {width}")
+    return X
+
+
+def _check_labels(name: str, y: np.ndarray, n: int) -> np.ndarray:
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n:
+        raise InputError(name, f"has {len(y)} labels but the matching X has {n} rows")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all() and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise InputError(name, f"must hold integer class ids 0..K-1; got dtype {y.dtype}")
+    if y.min() < 0:
+        raise InputError(name, "class ids must be 0 or more")
+    return y.astype(np.int64)
+
+
+def _split(rng: np.random.Generator, n: int, fraction: float, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of indices: (kept, held) with about `fraction` of each class held."""
+    kept, held = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(len(idx) * fraction)) if len(idx) > 1 else 0
+        held.extend(idx[:k])
+        kept.extend(idx[k:])
+    return np.sort(np.array(kept, dtype=np.int64)), np.sort(np.array(held, dtype=np.int64))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except ValueError as exc:
+        raise InputError("dataset", f"{path.name}: object arrays are refused (no pickle); save plain numeric arrays ({exc})") from exc
+    except Exception as exc:  # zipfile / format errors
+        raise InputError("dataset", f"{path.name} is not a readable .npz archive: {exc}") from exc
+
+
+def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 3:
+        raise InputError("dataset", f"{path.name} needs a header and at least two rows")
+    header, body = rows[0], rows[1:]
+    column = label_column if label_column is not None else header[-1]
+    if column not in header:
+        raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
+    j = header.index(column)
+    try:
+        table = np.array([[float(v) for i, v in enumerate(r) if i != j] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise InputError("dataset", f"{path.name}: every feature column must be numeric ({exc})") from exc
+    raw_labels = [r[j] for r in body]
+    classes = sorted(set(raw_labels), key=lambda v: (not v.lstrip("-").isdigit(), int(v) if v.lstrip("-").isdigit() else 0, v))
+    y = np.array([classes.index(v) for v in raw_labels], dtype=np.int64)
+    return table, y
+
+
+def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, val_fraction: float, labeled_fraction: float, seed: int) -> Dataset:
+    """Load, check and split. Splits are stratified and seeded; the test split never changes with the seed."""
+    groups_test = None
+    X_unlabeled = np.zeros((0, 0), dtype=np.float32)
+    split_rng = np.random.default_rng(12345)  # fixed: the test set is the same for every seed
+    if spec == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        X = (X / 16.0).astype(np.float32)
+        train_idx, test_idx = _split(split_rng, len(y), test_fraction, y)
+        X_train, y_train, X_test, y_test, name = X[train_idx], y[train_idx], X[test_idx], y[test_idx], "digits"
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError("dataset", f"{spec!r} is not 'digits' or an existing .npz/.csv file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError("dataset", f"{path.name} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        if path.suffix == ".npz":
+            arrays = _read_npz(path)
+            missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
+            if missing:
+                raise InputError("dataset", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(arrays) or 'nothing'}")
+            X_train, y_train, X_test, y_test = arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"]
+            if "X_unlabeled" in arrays:
+                X_unlabeled = arrays["X_unlabeled"]
+            groups_test = arrays.get("groups_test")
+        elif path.suffix == ".csv":
+            X, y = _read_csv(path, label_column)
+            train_idx, test_idx = _split(split_rng, len(y), test_fraction, y)
+            X_train, y_train, X_test, y_test = X[train_idx], y[train_idx], X[test_idx], y[test_idx]
+        else:
+            raise InputError("dataset", f"{path.name}: accepted formats are .npz and .csv")
+        name = path.name
+    X_train = _check_features("X_train", np.asarray(X_train), None)
+    width = X_train.shape[1]
+    X_test = _check_features("X_test", np.asarray(X_test), width)
+    y_train = _check_labels("y_train", y_train, len(X_train))
+    y_test = _check_labels("y_test", y_test, len(X_test))
+    if X_unlabeled.size:
+        X_unlabeled = _check_features("X_unlabeled", np.asarray(X_unlabeled), width)
+    else:
+        X_unlabeled = np.zeros((0, width), dtype=np.float32)
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if num_classes < 2 or len(np.unique(y_train)) < 2:
+        raise InputError("y_train", "needs at least two classes")
+    if num_classes > 1000:
+        raise InputError("y_train", f"has {num_classes} classes; at most 1000")
+    if groups_test is not None:
+        groups_test = np.asarray(groups_test).astype(str).reshape(-1)
+        if len(groups_test) != len(X_test):
+            raise InputError("groups_test", f"has {len(groups_test)} entries but X_test has {len(X_test)} rows")
+
+    rng = np.random.default_rng(seed)
+    keep, val = _split(rng, len(y_train), val_fraction, y_train)
+    unlabeled_from_train = np.zeros(0, dtype=np.int64)
+    if labeled_fraction < 1.0:
+        keep_labeled, moved = _split(rng, len(keep), 1.0 - labeled_fraction, y_train[keep])
+        unlabeled_from_train = keep[moved]
+        keep = keep[keep_labeled]
+        X_unlabeled = np.concatenate([X_train[unlabeled_from_train], X_unlabeled])
+    return Dataset(
+        X_train=X_train[keep], y_train=y_train[keep], X_val=X_train[val], y_val=y_train[val], X_test=X_test, y_test=y_test,
+        X_unlabeled=X_unlabeled, groups_test=groups_test, num_classes=num_classes, name=name,
+        train_index=keep, val_index=val, unlabeled_from_train_index=unlabeled_from_train,
+    )

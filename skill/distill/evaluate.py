@@ -1,0 +1,49 @@
+"""Measure a trained model the way a careful engineer would: accuracy, per-class, ECE, size, latency."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from skill import metrics
+from skill.distill.report import ModelMetrics
+
+
+def logits_of(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(X)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def latency(model: torch.nn.Module, X: torch.Tensor, repeats: int = 50) -> tuple[float, float]:
+    """(median ms for one sample, samples per second at batch 256), after a warm-up."""
+    one, batch = X[:1], X[:256].repeat((256 + len(X) - 1) // max(len(X), 1) if len(X) < 256 else 1, 1)[:256]
+    with torch.no_grad():
+        for _ in range(5):
+            model(one)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(one)
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            model(batch)
+        per_batch = (time.perf_counter() - t0) / 5
+    return float(np.median(times) * 1000), float(len(batch) / per_batch)
+
+
+def model_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int, params: int, size: int, timing: tuple[float, float]) -> ModelMetrics:
+    predictions = probs.argmax(1)
+    return ModelMetrics(
+        accuracy=metrics.accuracy(labels, predictions),
+        per_class_accuracy=metrics.per_class_accuracy(labels, predictions, num_classes),
+        ece=metrics.expected_calibration_error(labels, probs),
+        error_confidence=metrics.error_confidence(labels, probs),
+        params=params,
+        size_bytes=size,
+        latency_ms_batch1=timing[0],
+        throughput_per_s_batch256=timing[1],
+    )

@@ -1,0 +1,213 @@
+"""The runner end to end on small slices: every method and topology, determinism, limits, bad input."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+from skill.distill import run_quick_distill
+from skill.distill.config import DistillConfig
+from skill.errors import InputError
+
+FAST = dict(teacher_hidden=[64], epochs=6, teacher_epochs=6, temperature=4.0, kd_loss_weight=0.9, patience=50, time_budget_s=60, threads=1)
+
+
+def _run(tmp_path, **kw):
+    return run_quick_distill(DistillConfig(**{**FAST, "output_dir": str(tmp_path / "out"), **kw}))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"method": "response"},
+        {"method": "feature"},
+        {"method": "feature", "feature_loss": "attention", "arch": "cnn", "teacher_hidden": [8, 8], "student_hidden": [2, 2]},
+        {"method": "relation", "relation_loss": "rkd"},
+        {"method": "relation", "relation_loss": "sp"},
+        {"method": "cascade"},
+        {"method": "auto"},
+        {"topology": "ensemble", "num_teachers": 2},
+        {"topology": "online"},
+        {"topology": "self", "generations": 2},
+        {"augment": "mixup"},
+        {"augment": "noise", "labeled_fraction": 0.3},
+    ],
+    ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items())[:60],
+)
+def test_each_method_and_topology_runs(tmp_path, kw):
+    report = _run(tmp_path, **kw)
+    assert report.complete, report.summary
+    assert 0.5 < report.teacher.accuracy <= 1 and report.scratch and report.distilled
+    assert report.distilled.params < report.teacher.params
+    assert report.gain_points == pytest.approx((report.distilled.accuracy - report.scratch.accuracy) * 100)
+    assert report.diagnosis and len(report.diagnosis.findings) == 5
+    assert len(report.quality_gates.gates) == 10
+    if kw.get("method") == "cascade":
+        marked = [p for p in report.cascade if p.is_guidance_threshold]
+        assert len(marked) == 1 and marked[0].threshold == 0.9
+        assert report.cascade[0].share_to_teacher <= report.cascade[-1].share_to_teacher
+    if "labeled_fraction" in kw:
+        assert report.settings.transfer_set_size > 0
+
+
+def test_artifacts_match_the_report(tmp_path):
+    report = _run(tmp_path)
+    saved = json.loads(open(report.artifacts.report).read())
+    assert saved["distilled"]["accuracy"] == report.distilled.accuracy
+    from safetensors.torch import load_file
+
+    weights = load_file(report.artifacts.student_weights)
+    assert sum(v.numel() for v in weights.values()) == report.distilled.params
+    assert open(report.artifacts.plot, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_seed_same_report(tmp_path):
+    a = _run(tmp_path / "a", save_artifacts=False)
+    b = _run(tmp_path / "b", save_artifacts=False)
+    assert (a.teacher.accuracy, a.scratch.accuracy, a.distilled.accuracy) == (b.teacher.accuracy, b.scratch.accuracy, b.distilled.accuracy)
+    assert a.distilled.per_class_accuracy == b.distilled.per_class_accuracy and a.trials == b.trials
+
+
+def test_temperature_tuning_reports_every_trial(tmp_path):
+    report = _run(tmp_path, temperature=None, kd_loss_weight=None, temperature_grid=[2.0, 4.0], weight_grid=[0.5, 0.9], save_artifacts=False)
+    assert {(t.temperature, t.kd_loss_weight) for t in report.trials} == {(2.0, 0.5), (2.0, 0.9), (4.0, 0.5), (4.0, 0.9)}
+    best = max(report.trials, key=lambda t: t.val_accuracy)
+    assert report.settings.temperature == best.temperature and report.settings.temperature_tuned
+
+
+def test_seeds_give_mean_std_and_an_honest_statement(tmp_path):
+    report = _run(tmp_path, seeds=3, save_artifacts=False)
+    s = report.seed_summary
+    assert len(s.gains_points) == 3 and s.std_gain_points >= 0
+    assert s.gain_beats_noise == (s.mean_gain_points > s.std_gain_points and s.mean_gain_points > 0)
+    assert ("within the noise" in s.statement) != s.gain_beats_noise
+
+
+def test_time_budget_stops_a_long_run_and_still_reports(tmp_path):
+    import time
+
+    t0 = time.monotonic()
+    report = run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=2,
+                                             temperature=4, kd_loss_weight=0.9, output_dir=str(tmp_path / "o"), threads=1))
+    assert time.monotonic() - t0 < 8
+    assert not report.complete and report.settings.stop_reason == "time_budget"
+    assert "INCOMPLETE" in report.summary
+
+
+def test_cancel_flag_stops_between_steps(tmp_path):
+    flag = threading.Event()
+    calls = []
+
+    def progress(done, total, message):
+        calls.append(message)
+        if "scratch" in message:
+            flag.set()
+
+    report = run_quick_distill(DistillConfig(**{**FAST, "epochs": 500, "patience": 1000, "save_artifacts": False}), progress=progress, stop=flag.is_set)
+    assert report.settings.stop_reason == "cancelled" and not report.complete
+    assert report.distilled is None
+    assert calls and "teacher" in calls[1]
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_user_npz_with_transfer_set_and_groups(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    path = _npz(tmp_path / "d.npz", X_train=X[:250], y_train=y[:250], X_test=X[300:], y_test=y[300:], X_unlabeled=X[250:300],
+                groups_test=np.array(["a", "b"] * 50))
+    report = _run(tmp_path, dataset=path)
+    assert report.settings.transfer_set_size == 50 and report.n_test == 100
+    assert report.diagnosis.metrics.student_parity_ratio is not None
+
+
+def test_precomputed_teacher_logits(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    data = _npz(tmp_path / "d.npz", X_train=X[:200], y_train=y[:200], X_test=X[200:], y_test=y[200:])
+    logits = lambda rows: np.stack([-3 * rows[:, 0], 3 * rows[:, 0]], 1).astype(np.float32)  # noqa: E731
+    teacher = _npz(tmp_path / "t.npz", logits_train=logits(X[:200]), logits_test=logits(X[200:]))
+    report = _run(tmp_path, dataset=data, teacher=teacher, student_hidden=[8])
+    assert report.teacher.accuracy == 1.0 and report.complete and report.compression_ratio is None
+
+
+@pytest.mark.parametrize(
+    "arrays, field",
+    [
+        ({"X_train": np.array([[np.nan, 1.0]] * 10), "y_train": np.arange(10) % 2, "X_test": np.ones((4, 2)), "y_test": np.array([0, 1, 0, 1])}, "X_train"),
+        ({"X_train": np.ones((10, 2)), "y_train": np.arange(9) % 2, "X_test": np.ones((4, 2)), "y_test": np.array([0, 1, 0, 1])}, "y_train"),
+        ({"X_train": np.ones((10, 2)), "y_train": np.arange(10) % 2, "X_test": np.ones((4, 3)), "y_test": np.array([0, 1, 0, 1])}, "X_test"),
+        ({"X_train": np.ones((10, 2)), "y_train": np.zeros(10, int), "X_test": np.ones((4, 2)), "y_test": np.zeros(4, int)}, "y_train"),
+        ({"X_train": np.ones((10, 2)), "y_train": np.arange(10) % 2}, "dataset"),
+        ({"X_train": np.ones((10, 2)), "y_train": np.arange(10) * 0.5, "X_test": np.ones((4, 2)), "y_test": np.array([0, 1, 0, 1])}, "y_train"),
+    ],
+)
+def test_bad_data_is_refused_with_the_field(tmp_path, arrays, field):
+    path = _npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, dataset=path)
+    assert err.value.field == field
+
+
+def test_pickle_posing_as_weights_is_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, teacher=str(bad))
+    assert err.value.field == "teacher" and "TorchScript" in str(err.value)
+    assert not marker.exists()
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "state.pt")  # a state dict is not a TorchScript module either
+    with pytest.raises(InputError):
+        _run(tmp_path, teacher=str(tmp_path / "state.pt"))
+
+
+def test_torchscript_teacher(tmp_path):
+    import torch
+
+    from skill.distill.nets import MLP
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = MLP(64, [32], 10)
+
+        def forward(self, x):
+            return self.net(x)[0]
+
+    torch.jit.script(Plain()).save(str(tmp_path / "t.pt"))
+    report = _run(tmp_path, teacher=str(tmp_path / "t.pt"), student_hidden=[8])
+    assert report.teacher.params > report.distilled.params and report.complete
+
+
+@pytest.mark.parametrize("kw, field", [({"epochs": 0}, "epochs"), ({"time_budget_s": 601}, "time_budget_s"), ({"method": "magic"}, "method"),
+                                        ({"ensemble_weights": [1.0]}, "ensemble_weights"), ({"colour": 1}, "colour")])
+def test_config_refuses_bad_options(kw, field):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=field):
+        DistillConfig(**kw)
+
+
+def test_cli_distill_json_and_bad_input(run_cli, tmp_path):
+    code, data, _ = run_cli("distill", "--epochs", "30", "--teacher-epochs", "10", "--teacher-hidden", "[64]", "--temperature", "4",
+                            "--output-dir", str(tmp_path / "cli"), "--no-progress", timeout=120)
+    assert code == 0 and data["distilled"]["accuracy"] > 0.5
+    code, _, err = run_cli("distill", "--dataset", str(tmp_path / "missing.npz"), "--no-progress")
+    assert code == 2 and "dataset" in err and "Traceback" not in err
