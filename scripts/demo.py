@@ -1,34 +1,56 @@
-"""A realistic advisory session, as an agent would run it for "shrink my 800 MB BERT to fit a phone"."""
+"""The main job: start the MCP server over stdio, drive a realistic session with the real SDK client, then run a
+quick distill on the bundled digits data - what an agent would see for "shrink my 800 MB BERT to fit a phone"."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-STEPS = [
-    ("route", ["--request", "Shrink my 800 MB BERT sentiment model to fit a phone (50 MB, 200 ms budget)"]),
-    ("alpha", ["--deployment-environment", "mobile", "--application-domain", "general"]),
-    ("recommend", ["--task-type", "classification", "--task-similarity", "0.95", "--teacher-params", "800", "--student-params", "50",
-                   "--environment-stability", "static", "--task-distribution-known", "true"]),
-    ("score", ["--alpha", "0.7", "--teacher-size", "800", "--teacher-accuracy", "0.95", "--student-size", "50", "--student-accuracy", "0.912"]),
-    ("diagnose", ["--overall-accuracy", "0.912", "--per-class-accuracy", '{"positive": 0.95, "negative": 0.93, "mixed": 0.58}',
-                  "--class-support", '{"positive": 4800, "negative": 4700, "mixed": 500}',
-                  "--student-error-confidence", "0.93", "--teacher-error-confidence", "0.71", "--training-temperature", "1"]),
-    ("gates", ["--alpha", "0.7", "--alpha-reason", "phone app: size first", "--distillation-score", "0.0557", "--compression-ratio", "16",
-               "--temperature", "4", "--latency-ms", "180", "--latency-budget-ms", "200", "--memory-mb", "50", "--memory-budget-mb", "50",
-               "--accuracy", "0.912", "--accuracy-target", "0.9"]),
+import anyio
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from skill.formatting import to_text  # noqa: E402
+
+SESSION = [
+    ("kd_route_request", {"request": "Shrink my 800 MB BERT sentiment model to fit a phone (50 MB, 200 ms budget)"}),
+    ("kd_choose_alpha", {"deployment_environment": "mobile", "application_domain": "general"}),
+    ("kd_recommend_method", {"task_type": "classification", "task_similarity": 0.95, "teacher_params": 800, "student_params": 50,
+                             "environment_stability": "static", "task_distribution_known": True}),
+    ("kd_score_distillation", {"alpha": 0.7, "teacher_size": 800, "teacher_accuracy": 0.95, "student_size": 50, "student_accuracy": 0.912}),
+    ("kd_diagnose_failure", {"overall_accuracy": 0.912, "per_class_accuracy": {"positive": 0.95, "negative": 0.93, "mixed": 0.58},
+                             "class_support": {"positive": 4800, "negative": 4700, "mixed": 500},
+                             "student_error_confidence": 0.93, "teacher_error_confidence": 0.71, "training_temperature": 1}),
+    ("kd_check_quality_gates", {"alpha": 0.7, "alpha_reason": "phone app: size first", "distillation_score": 0.0557, "compression_ratio": 16,
+                                "temperature": 4, "latency_ms": 180, "latency_budget_ms": 200, "memory_mb": 50, "memory_budget_mb": 50,
+                                "accuracy": 0.912, "accuracy_target": 0.9}),
 ]
 
 
+async def advise() -> None:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_server"], cwd=str(ROOT),
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    async with Client(params) as client:
+        tools = await client.list_tools()
+        print(f"connected to knowledge-distillation: {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}")
+        for name, arguments in SESSION:
+            print(f"\n>>> {name} {json.dumps(arguments)}")
+            result = await client.call_tool(name, arguments)
+            data = result.structured_content or {}
+            print(to_text(data) if data else result.content[0].text)
+
+
 def main() -> int:
-    for command, args in STEPS:
-        print(f"\n$ kd-skill {command} {' '.join(json.dumps(a) if ' ' in a else a for a in args)} --format text")
-        proc = subprocess.run([sys.executable, "-m", "skill", command, *args, "--format", "text"], capture_output=True, text=True)
-        print(proc.stdout or proc.stderr)
-        if proc.returncode != 0:
-            return proc.returncode
-    return 0
+    anyio.run(advise)
+    print("\n>>> kd-skill distill (bundled digits, teacher vs scratch vs distilled, paired seed)")
+    proc = subprocess.run([sys.executable, "-m", "skill", "distill", "--format", "text", "--output-dir", str(ROOT / "kd_runs" / "demo"), "--no-progress"],
+                          cwd=ROOT, text=True, capture_output=True)
+    print(proc.stdout or proc.stderr)
+    return proc.returncode
 
 
 if __name__ == "__main__":

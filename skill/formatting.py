@@ -58,8 +58,9 @@ def _headline(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_text(response: BaseModel) -> str:
-    data = response.model_dump(mode="json")
+def to_text(response: BaseModel | dict[str, Any]) -> str:
+    """A model, or its JSON form (for example an MCP tool's structuredContent)."""
+    data = response if isinstance(response, dict) else response.model_dump(mode="json")
     lines = _headline(data)
     for w in data.get("warnings", []):
         lines.append(f"WARNING {w['id']}: {w['message']}")

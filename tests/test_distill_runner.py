@@ -206,7 +206,7 @@ def test_config_refuses_bad_options(kw, field):
 
 
 def test_cli_distill_json_and_bad_input(run_cli, tmp_path):
-    code, data, _ = run_cli("distill", "--epochs", "30", "--teacher-epochs", "10", "--teacher-hidden", "[64]", "--temperature", "4",
+    code, data, _ = run_cli("distill", "--epochs", "30", "--teacher-epochs", "10", "--teacher-hidden", "[64]", "--student-hidden", "[32]", "--temperature", "4",
                             "--output-dir", str(tmp_path / "cli"), "--no-progress", timeout=120)
     assert code == 0 and data["distilled"]["accuracy"] > 0.5
     code, _, err = run_cli("distill", "--dataset", str(tmp_path / "missing.npz"), "--no-progress")
