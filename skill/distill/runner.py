@@ -386,8 +386,12 @@ def _seed_summary(outcomes: list[tuple[int, Result | None, Result | None]], X_te
     gains = [(d - s) * 100 for _, s, d in pairs]
     mean, std = statistics.mean(gains), statistics.stdev(gains)
     beats = mean > std and mean > 0
-    statement = (f"Distillation gains {mean:+.2f} +- {std:.2f} points over {len(pairs)} paired seeds: larger than the noise."
-                 if beats else f"Distillation changes accuracy by {mean:+.2f} +- {std:.2f} points over {len(pairs)} paired seeds: within the noise, not a demonstrated gain.")
+    if beats:
+        statement = f"Distillation gains {mean:+.2f} +- {std:.2f} points over {len(pairs)} paired seeds: larger than the noise."
+    elif mean < -std:
+        statement = f"Distillation loses {mean:+.2f} +- {std:.2f} points over {len(pairs)} paired seeds: a real loss, larger than the noise; check the teacher and T."
+    else:
+        statement = f"Distillation changes accuracy by {mean:+.2f} +- {std:.2f} points over {len(pairs)} paired seeds: within the noise, not a demonstrated gain."
     return SeedSummary(seeds=[p[0] for p in pairs], gains_points=gains, mean_gain_points=mean, std_gain_points=std,
                        distilled_accuracy_mean=statistics.mean(p[2] for p in pairs), scratch_accuracy_mean=statistics.mean(p[1] for p in pairs),
                        gain_beats_noise=beats, statement=statement)
