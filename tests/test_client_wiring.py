@@ -68,6 +68,7 @@ def test_claude_code_reports_the_server_connected(claude, tmp_path):
 def test_claude_code_reports_a_broken_server(claude, tmp_path):
     """The same check fails when the server cannot start, so the test above can fail."""
     project = _project_copy(tmp_path)
-    shutil.rmtree(project / "mcp_server")
+    # the launcher puts the project first on PYTHONPATH, so this broken copy shadows any installed one
+    (project / "mcp_server" / "__main__.py").write_text("raise SystemExit('broken on purpose')\n")
     out = _claude_mcp_list(claude, project, tmp_path / "home")
     assert "Failed to connect" in out, out
