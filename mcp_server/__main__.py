@@ -16,6 +16,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--token-env", default=None, metavar="VAR", help="Require 'Authorization: Bearer $VAR' on every HTTP request")
     parser.add_argument("--allowed-host", action="append", default=[], help="Extra Host header accepted over HTTP (repeatable)")
+    parser.add_argument("--data-root", default=None, help="Folder user data and teacher paths must lie in (default: $KD_DATA_ROOT or the working directory)")
+    parser.add_argument("--output-root", default=None, help="Folder run outputs are written under (default: $KD_OUTPUT_ROOT or the working directory)")
+    parser.add_argument("--max-distills", type=int, default=None, help="Distillations allowed at once (default: $KD_MAX_DISTILLS or 1)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
@@ -24,9 +27,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # stdout is the protocol on stdio: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from pathlib import Path
+
+    from mcp_server.distill_tool import limits_from_env
     from mcp_server.server import build_server
 
-    server = build_server()
+    limits = limits_from_env()
+    if args.data_root:
+        limits.data_root = Path(args.data_root)
+    if args.output_root:
+        limits.output_root = Path(args.output_root)
+    if args.max_distills:
+        limits.max_concurrent = max(1, args.max_distills)
+    server = build_server(limits)
     if args.transport == "stdio":
         server.run("stdio")
         return 0

@@ -6,23 +6,24 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from mcp_server import docs
+from mcp_server.distill_tool import Limits, distill_tool, limits_from_env
 from mcp_server.prompts import plan_distillation
 from mcp_server.tools import advisory_tools
 from skill import __version__
-from skill.rules import RULE_NAMES, rule_file_text
+from skill.rules import rule_file_text
 
 INSTRUCTIONS = (
     "Knowledge distillation advisor. Start with kd_route_request, then kd_recommend_method and kd_choose_alpha; "
-    "score students with kd_score_distillation, check them with kd_diagnose_failure and kd_check_quality_gates. "
+    "run kd_run_quick_distill for evidence; score students with kd_score_distillation, check them with "
+    "kd_diagnose_failure and kd_check_quality_gates. "
     "Read kd://skill for the workflow."
 )
 
 
-def build_server() -> MCPServer:
+def build_server(limits: Limits | None = None) -> MCPServer:
     """A fresh server instance (tests build their own; the CLI entry point builds one)."""
-    server = MCPServer(
-        "knowledge-distillation", version=__version__, instructions=INSTRUCTIONS, tools=advisory_tools(), log_level="WARNING"
-    )
+    tools = [*advisory_tools(), distill_tool(limits or limits_from_env())]
+    server = MCPServer("knowledge-distillation", version=__version__, instructions=INSTRUCTIONS, tools=tools, log_level="WARNING")
 
     @server.resource("kd://skill", name="SKILL.md", description="The skill: when to use it, decisions, workflow, tools.", mime_type="text/markdown")
     def skill_md() -> str:
@@ -43,5 +44,4 @@ def build_server() -> MCPServer:
             raise ResourceNotFoundError(str(exc.args[0])) from exc
 
     server.prompt(name="plan_distillation", title="Plan a distillation", description=plan_distillation.__doc__)(plan_distillation)
-    _ = RULE_NAMES
     return server

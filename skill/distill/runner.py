@@ -160,6 +160,11 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
     data = load_dataset(cfg.dataset, label_column=cfg.label_column, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                         labeled_fraction=cfg.labeled_fraction, seed=cfg.seed)
     wall.data = time.monotonic() - t0
+    try:
+        clock.check()  # a cancel during the imports and the data load takes effect here
+    except Stopped as exc:
+        if exc.reason == "cancelled":
+            raise
     arch = cfg.arch
     if arch == "auto":
         arch = "cnn" if (cfg.method == "feature" and cfg.feature_loss == "attention" and data.image_side) else "mlp"
@@ -203,7 +208,9 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
         stop_reason = exc.reason
     wall.teacher = time.monotonic() - t0
     if teacher_module is None and not cached:
-        raise InputError("time_budget_s", f"the run stopped ({stop_reason}) before the teacher finished; raise time_budget_s")
+        if stop_reason == "cancelled":
+            raise Stopped("cancelled")
+        raise InputError("time_budget_s", f"the time budget ran out before the teacher finished; raise time_budget_s (now {cfg.time_budget_s:g} s)")
 
     def teacher_logits(X: np.ndarray, part: str) -> np.ndarray:
         if cached:
@@ -366,7 +373,8 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
     )
     report.summary = _summary(report)
     report.wall_time_s.total = time.monotonic() - t_start
-    if cfg.save_artifacts and distilled is not None and distilled.val_accuracy >= 0:
+    # a cancelled run writes nothing: the caller has gone and must not find half a run on disk
+    if cfg.save_artifacts and stop_reason != "cancelled" and distilled is not None and distilled.val_accuracy >= 0:
         report.artifacts = write_artifacts(report, distilled.model, cfg.output_dir)
     prog.done = prog.total
     prog.say("done: " + report.summary)
