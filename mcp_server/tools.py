@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from skill import models
 from skill.commands import COMMANDS
 from skill.errors import InputError
+from skill.rules import get_rules
 
+_RAW = get_rules().failure_modes["raw_limits"]
 ADVISORY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
@@ -60,7 +62,8 @@ SPECS = [
         "kd_diagnose_failure", "diagnose", models.DiagnoseFailureResponse, "Diagnose a distilled model",
         "Check the five failure modes (accuracy_mirage, temperature_blindness, capacity_cliff, hierarchical_rigidity, "
         "bias_amplification); each is detected, clear or not_evaluated with evidence against its threshold and the fix. Give "
-        "summary numbers or raw labels + probabilities (bounded; it computes accuracy, per-class accuracy and ECE). Use after "
+        f"summary numbers or raw labels + probabilities (at most {_RAW['max_samples']} samples and {_RAW['max_values']} values; it computes "
+        "accuracy, per-class accuracy and ECE). Use after "
         "training a student or when it underperforms. Not for choosing a method: use kd_recommend_method.",
     ),
     ToolSpec(

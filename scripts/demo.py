@@ -1,11 +1,10 @@
-"""The main job: start the MCP server over stdio, drive a realistic session with the real SDK client, then run a
-quick distill on the bundled digits data - what an agent would see for "shrink my 800 MB BERT to fit a phone"."""
+"""The main job: start the MCP server over stdio, drive a realistic session with the real SDK client, and end with a
+quick distill through the server on the bundled digits data - what an agent sees for "shrink my 800 MB BERT to fit a phone"."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -43,14 +42,20 @@ async def advise() -> None:
             data = result.structured_content or {}
             print(to_text(data) if data else result.content[0].text)
 
+        print("\n>>> kd_run_quick_distill (bundled digits: teacher vs from-scratch vs distilled student, paired seed)")
+
+        async def show(done: float, total: float | None, message: str | None) -> None:
+            print(f"  progress {done:>5.0f}/{total or 0:<5.0f} {message}", file=sys.stderr)
+
+        result = await client.call_tool("kd_run_quick_distill", {"output_dir": "kd_runs"}, progress_callback=show)
+        print(to_text(result.structured_content) if not result.is_error else result.content[0].text)
+        images = [c for c in result.content if c.type == "image"]
+        print(f"  (the result also carries the plot as a {images[0].mime_type} image)" if images else "")
+
 
 def main() -> int:
     anyio.run(advise)
-    print("\n>>> kd-skill distill (bundled digits, teacher vs scratch vs distilled, paired seed)")
-    proc = subprocess.run([sys.executable, "-m", "skill", "distill", "--format", "text", "--output-dir", str(ROOT / "kd_runs" / "demo"), "--no-progress"],
-                          cwd=ROOT, text=True, capture_output=True)
-    print(proc.stdout or proc.stderr)
-    return proc.returncode
+    return 0
 
 
 if __name__ == "__main__":

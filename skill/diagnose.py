@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from skill import metrics
 from skill.errors import InputError
 from skill.models import (
     AdviceWarning,
@@ -26,8 +26,10 @@ _SUMMARISE_HINT = (
 )
 
 
-def _probs(name: str, rows: list[list[float]], n: int) -> np.ndarray:
+def _probs(name: str, rows: list[list[float]], n: int) -> "np.ndarray":
     """Check a probability matrix: n rows, equal width, finite values in [0, 1], rows summing to 1."""
+    import numpy as np
+
     if len(rows) != n:
         raise InputError(name, f"has {len(rows)} rows but labels has {n}; give one row per label")
     widths = {len(r) for r in rows}
@@ -42,7 +44,11 @@ def _probs(name: str, rows: list[list[float]], n: int) -> np.ndarray:
 
 
 def _raw_metrics(request: DiagnoseFailureRequest) -> ComputedMetrics | None:
-    """Compute the metrics from raw arrays, within the documented size limits."""
+    """Compute the metrics from raw arrays, within the documented size limits (numpy is imported only here)."""
+    import numpy as np
+
+    from skill import metrics
+
     if request.labels is None and request.student_probs is None:
         return None
     if request.labels is None or request.student_probs is None:
@@ -118,7 +124,7 @@ def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str
         if support and set(support) >= set(per_class) and sum(support[c] for c in per_class) > 0:
             overall = sum(per_class[c] * support[c] for c in per_class) / sum(support[c] for c in per_class)
         else:
-            overall = float(np.mean(list(per_class.values())))
+            overall = sum(per_class.values()) / len(per_class)
     spread = _exact(max(per_class.values()) - min(per_class.values()))
     if support and set(per_class) <= set(support):
         minority = min(per_class, key=lambda c: (support[c], per_class[c]))

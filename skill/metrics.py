@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from skill.rules import get_rules
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def distillation_score(alpha: float, student_size: float, teacher_size: float, student_acc: float, teacher_acc: float) -> tuple[float, float, float]:
@@ -17,11 +20,15 @@ def distillation_score(alpha: float, student_size: float, teacher_size: float, s
 
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
+    import numpy as np  # lazy: the advisory path must start fast
+
     return float(np.mean(labels == predictions)) if len(labels) else 0.0
 
 
 def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes: int | None = None) -> dict[str, float]:
     """Accuracy of each class present in `labels` (class id as a string key)."""
+    import numpy as np  # lazy: the advisory path must start fast
+
     classes = range(num_classes) if num_classes is not None else np.unique(labels)
     out = {}
     for c in classes:
@@ -32,12 +39,16 @@ def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes:
 
 
 def class_support(labels: np.ndarray) -> dict[str, int]:
+    import numpy as np  # lazy: the advisory path must start fast
+
     values, counts = np.unique(labels, return_counts=True)
     return {str(int(v)): int(n) for v, n in zip(values, counts)}
 
 
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> float:
     """ECE over equal-width confidence bins (15 by default, from the rules): sum of |acc - conf| weighted by bin share."""
+    import numpy as np  # lazy: the advisory path must start fast
+
     bins = bins or int(get_rules().failure_modes["modes"]["temperature_blindness"]["thresholds"]["ece_bins"])
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
@@ -54,6 +65,8 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int 
 
 def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> list[tuple[float, float, int]]:
     """(mean confidence, accuracy, count) per non-empty bin, for the reliability diagram."""
+    import numpy as np  # lazy: the advisory path must start fast
+
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -67,12 +80,16 @@ def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> l
 
 def error_confidence(labels: np.ndarray, probs: np.ndarray) -> float | None:
     """Mean top probability on wrong predictions (None when there are none)."""
+    import numpy as np  # lazy: the advisory path must start fast
+
     wrong = probs.argmax(axis=1) != labels
     return float(probs.max(axis=1)[wrong].mean()) if wrong.any() else None
 
 
 def parity_ratio(predictions: np.ndarray, groups: Sequence[str] | np.ndarray, positive_class: int = 1) -> float | None:
     """Demographic parity ratio: lowest group rate of predicting `positive_class` over the highest (1 is parity)."""
+    import numpy as np  # lazy: the advisory path must start fast
+
     groups = np.asarray(groups)
     rates = [float(np.mean(predictions[groups == g] == positive_class)) for g in np.unique(groups)]
     if len(rates) < 2 or max(rates) == 0:

@@ -150,6 +150,7 @@ CLAIMS = [
     (rf"more than {NUM}% \(relative\) below", [_modes["bias_amplification"]["max_relative_parity_drop"] * 100], ["SKILL.md", "failure-modes.md"]),
     (rf"above {NUM}x compression", [_gates["cascade_evaluated"]["applies_when"]["value"]], ["SKILL.md", "quality-gates.md"]),
     (rf"under (?:about )?{NUM} parameters", [_bound["tiny_rule_based"]["when"]["value"]], ["SKILL.md", "boundaries.md"]),
+    (rf"at most {NUM} samples \({NUM} values\)", [R.failure_modes["raw_limits"]["max_samples"], R.failure_modes["raw_limits"]["max_values"]], ["quick-distill.md"]),
     (rf"under {NUM} ms", [_bound["hard_real_time"]["when"]["value"]], ["SKILL.md", "boundaries.md"]),
 ]
 
