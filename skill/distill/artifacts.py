@@ -40,21 +40,24 @@ def _plot(report: "DistillReport", path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    models = [("teacher", report.teacher), ("scratch", report.scratch), ("distilled", report.distilled)]
-    names = [n for n, m in models if m is not None]
-    eces = [m.ece for _, m in models if m is not None]
-    ax1.bar(names, eces, color=["#555", "#c77", "#47a"][: len(names)])
-    ax1.set(title="Calibration error (ECE, 15 bins)", ylabel="ECE")
-    for _, m in models:
-        if m is not None:
-            ax2.scatter(m.params, m.accuracy * 100, s=60)
-    for name, m in models:
-        if m is not None:
-            ax2.annotate(name, (m.params, m.accuracy * 100), textcoords="offset points", xytext=(5, 5))
+    models = [(n, m, c) for (n, m), c in zip((("teacher", report.teacher), ("scratch", report.scratch), ("distilled", report.distilled)),
+                                            ("#444", "#c55", "#37a")) if m is not None]
+    ax1.plot([0, 1], [0, 1], ":", color="gray", lw=1)
+    for name, m, colour in models:
+        if m.reliability:
+            conf, acc, _ = zip(*m.reliability)
+            ax1.plot(conf, acc, "o-", color=colour, ms=3, label=f"{name} (ECE {m.ece:.3f})")
+    ax1.set(title="Reliability diagram (15 bins)", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax1.legend(loc="upper left", fontsize=8)
+    for name, m, colour in models:
+        ax2.scatter(m.params, m.accuracy * 100, s=60, color=colour)
+        ax2.annotate(name, (m.params, m.accuracy * 100), textcoords="offset points", xytext=(5, 5))
     ax2.set_xscale("log")
-    ax2.set(title="Accuracy versus size", xlabel="parameters (log)", ylabel="test accuracy (%)")
+    ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax2.set(title="Accuracy versus size", xlabel="parameters (log scale)", ylabel="test accuracy (%)")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=90)
     plt.close(fig)

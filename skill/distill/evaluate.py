@@ -46,4 +46,5 @@ def model_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int, param
         size_bytes=size,
         latency_ms_batch1=timing[0],
         throughput_per_s_batch256=timing[1],
+        reliability=[list(b) for b in metrics.reliability_bins(labels, probs)],
     )

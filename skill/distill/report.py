@@ -16,6 +16,7 @@ class ModelMetrics(BaseModel):
     size_bytes: int
     latency_ms_batch1: float = Field(description="Median wall time of one forward pass on one sample, CPU")
     throughput_per_s_batch256: float
+    reliability: list[list[float]] = Field(default_factory=list, description="Per non-empty confidence bin: [mean confidence, accuracy, count]")
 
 
 class Trial(BaseModel):
