@@ -50,6 +50,8 @@ def test_each_method_and_topology_runs(tmp_path, kw):
         marked = [p for p in report.cascade if p.is_guidance_threshold]
         assert len(marked) == 1 and marked[0].threshold == 0.9
         assert report.cascade[0].share_to_teacher <= report.cascade[-1].share_to_teacher
+    if kw.get("method") == "auto":
+        assert report.settings.method == "response" and report.settings.method_reason.startswith("recommend_method")
     if "labeled_fraction" in kw:
         assert report.settings.transfer_set_size > 0
 

@@ -67,7 +67,7 @@ def student_hidden_for(arch: str, in_features: int, teacher_params: int, ratio: 
     best, best_gap = [1] * depth, float("inf")
     for width in range(1, 1025):
         hidden = [width] * depth
-        params = count_params(build(arch, in_features, hidden, num_classes, side)) if width < 4 or arch == "cnn" else _mlp_params(in_features, hidden, num_classes)
+        params = count_params(build(arch, in_features, hidden, num_classes, side)) if arch == "cnn" else _mlp_params(in_features, hidden, num_classes)
         gap = abs(params - target)
         if gap < best_gap:
             best, best_gap = hidden, gap

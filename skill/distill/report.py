@@ -47,6 +47,7 @@ class SeedSummary(BaseModel):
 class Settings(BaseModel):
     seed: int
     method: str
+    method_reason: str
     topology: str
     arch: str
     teacher_hidden: list[int] | None

@@ -51,13 +51,17 @@ class _Progress:
         return hook
 
 
-def _resolve_method(cfg: DistillConfig, compression: float) -> str:
+def _resolve_method(cfg: DistillConfig, compression: float, arch: str) -> tuple[str, str]:
+    """The method and why: 'auto' asks recommend_method with what this run knows about itself."""
     if cfg.method != "auto":
-        return cfg.method
+        return cfg.method, "fixed by the caller"
     from skill.recommend import recommend_method
 
-    answer = recommend_method(RecommendMethodRequest(task_type="classification", compression_ratio=max(compression, 1.0), task_similarity=0.9))
-    return answer.method.id
+    # In a quick distill teacher and student solve the very same task (similarity 1) with the same family of net.
+    answer = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=1.0, compression_ratio=max(compression, 1.0),
+                                                     same_architecture_family=True))
+    warnings = "; ".join(w.id for w in answer.warnings)
+    return answer.method.id, f"recommend_method: {answer.method.reason}" + (f" (warnings: {warnings})" if warnings else "")
 
 
 def _recipe(method: str, cfg: DistillConfig, T: float, w: float) -> Recipe:
@@ -65,6 +69,7 @@ def _recipe(method: str, cfg: DistillConfig, T: float, w: float) -> Recipe:
     return Recipe(
         method="response" if method == "cascade" else method, temperature=T, kd_loss_weight=w, feature_loss=cfg.feature_loss,
         relation_loss=cfg.relation_loss, augment=cfg.augment, hint_weight=float(hp["feature"]["hyperparameters"]["hint_loss_weight"]),
+        attention_weight=float(hp["feature"]["hyperparameters"]["attention_loss_weight"]),
     )
 
 
@@ -245,7 +250,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
     probe = nets.build(arch, data.X_train.shape[1], hidden, data.num_classes, data.image_side)
     student_params = nets.count_params(probe)
     compression = teacher_params / student_params if teacher_params else None
-    method = _resolve_method(cfg, compression or cfg.target_compression)
+    method, method_reason = _resolve_method(cfg, compression or cfg.target_compression, arch)
 
     # ---- transfer set: labelled rows plus unlabelled rows the teacher labels ----------------
     X_kd = np.concatenate([data.X_train, data.X_unlabeled]) if len(data.X_unlabeled) else data.X_train
@@ -357,7 +362,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
 
     best_trial = max(trials, key=lambda t: t.val_accuracy) if trials else None
     settings = Settings(
-        seed=cfg.seed, method=method, topology=cfg.topology, arch=arch, teacher_hidden=teacher_hidden, student_hidden=hidden,
+        seed=cfg.seed, method=method, method_reason=method_reason, topology=cfg.topology, arch=arch, teacher_hidden=teacher_hidden, student_hidden=hidden,
         temperature=best_trial.temperature if best_trial else trials_grid[0][0], kd_loss_weight=best_trial.kd_loss_weight if best_trial else trials_grid[0][1],
         temperature_tuned=cfg.temperature is None and len(trials_grid) > 1, epochs=cfg.epochs,
         epochs_run_distilled=distilled.epochs_run if distilled else 0, epochs_run_scratch=scratch.epochs_run if scratch else 0,
