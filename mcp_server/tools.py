@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from skill import models
 from skill.commands import COMMANDS
-from skill.errors import InputError
+from skill.errors import InputError, describe_validation_error
 from skill.rules import get_rules
 
 _RAW = get_rules().failure_modes["raw_limits"]
@@ -83,8 +83,6 @@ def strict_arguments(name: str, request: type[BaseModel]) -> type[ArgModelBase]:
 def tool_error(exc: Exception) -> ToolError:
     """A ToolError whose text names the field, the value and what is accepted."""
     if isinstance(exc, ValidationError):
-        from skill.cli import describe_validation_error
-
         return ToolError(f"Invalid arguments: {describe_validation_error(exc)}")
     return ToolError(f"Invalid arguments: {exc}")
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ValidationError
 
 from skill.commands import COMMANDS
-from skill.errors import InputError
+from skill.errors import InputError, describe_validation_error
 from skill.formatting import to_text
 
 EXIT_BAD_INPUT = 2
@@ -60,17 +60,6 @@ def request_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseM
         if raw is not None:
             data[name] = _parse_value(raw, field.annotation)
     return model.model_validate(data)
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: the field, what was given, what is accepted."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in err["loc"]) or "(request)"
-        given = err.get("input")
-        shown = json.dumps(given, default=str)[:80] if not isinstance(given, dict) or err["type"] != "missing" else ""
-        parts.append(f"{field}: {err['msg']}" + (f" (got {shown})" if shown and err["type"] != "missing" else ""))
-    return "; ".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:

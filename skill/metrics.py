@@ -45,32 +45,17 @@ def class_support(labels: np.ndarray) -> dict[str, int]:
     return {str(int(v)): int(n) for v, n in zip(values, counts)}
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> float:
-    """ECE over equal-width confidence bins (15 by default, from the rules): sum of |acc - conf| weighted by bin share."""
+def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> list[tuple[float, float, int]]:
+    """(mean confidence, accuracy, count) for each non-empty equal-width confidence bin (15 by default, from the rules).
+
+    Bin i holds confidences in (i/bins, (i+1)/bins]; a confidence of exactly 0 goes to the first bin.
+    """
     import numpy as np  # lazy: the advisory path must start fast
 
     bins = bins or int(get_rules().failure_modes["modes"]["temperature_blindness"]["thresholds"]["ece_bins"])
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    # Bin i holds confidences in (edges[i], edges[i+1]]; a confidence of exactly 0 goes to the first bin.
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(ece)
-
-
-def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> list[tuple[float, float, int]]:
-    """(mean confidence, accuracy, count) per non-empty bin, for the reliability diagram."""
-    import numpy as np  # lazy: the advisory path must start fast
-
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    index = np.clip(np.searchsorted(np.linspace(0.0, 1.0, bins + 1), confidence, side="left") - 1, 0, bins - 1)
     return [
         (float(confidence[index == b].mean()), float(correct[index == b].mean()), int((index == b).sum()))
         for b in range(bins)
@@ -78,10 +63,15 @@ def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> l
     ]
 
 
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> float:
+    """ECE: the share-weighted mean of |accuracy - confidence| over the reliability bins."""
+    table = reliability_bins(labels, probs, bins)
+    total = sum(count for _, _, count in table)
+    return float(sum(count / total * abs(acc - conf) for conf, acc, count in table)) if total else 0.0
+
+
 def error_confidence(labels: np.ndarray, probs: np.ndarray) -> float | None:
     """Mean top probability on wrong predictions (None when there are none)."""
-    import numpy as np  # lazy: the advisory path must start fast
-
     wrong = probs.argmax(axis=1) != labels
     return float(probs.max(axis=1)[wrong].mean()) if wrong.any() else None
 

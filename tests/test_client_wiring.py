@@ -72,3 +72,12 @@ def test_claude_code_reports_a_broken_server(claude, tmp_path):
     (project / "mcp_server" / "__main__.py").write_text("raise SystemExit('broken on purpose')\n")
     out = _claude_mcp_list(claude, project, tmp_path / "home")
     assert "Failed to connect" in out, out
+
+
+def test_claude_code_validates_the_plugin(claude, tmp_path):
+    """The repository installs as a Claude Code plugin that provides both the skill and the server."""
+    proc = subprocess.run([str(claude), "plugin", "validate", str(ROOT)], env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Validation passed" in out, out
+    assert "skills: knowledge-distillation-deep" in out and "mcpServers: knowledge-distillation" in out

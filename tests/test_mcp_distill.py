@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from mcp import Client
 
 from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
-from tests.mcp_helpers import ROOT, stdio_params, text_of
+from tests.mcp_helpers import stdio_params, text_of
 
 QUICK = {"epochs": 8, "teacher_epochs": 5, "teacher_hidden": [64], "temperature": 4, "kd_loss_weight": 0.9, "threads": 1}
 LONG = {"epochs": 2000, "teacher_epochs": 3, "teacher_hidden": [64], "temperature": 4, "patience": 1000, "time_budget_s": 120, "threads": 1}

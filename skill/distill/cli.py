@@ -28,7 +28,8 @@ def run_distill_command(args: argparse.Namespace, request_from_args: Callable[..
     from skill.distill.config import DistillConfig
 
     config = request_from_args(DistillConfig, args)
-    report = run_quick_distill(config, progress=_progress_bar(not args.no_progress and sys.stderr.isatty() or False))
+    # the bar redraws one line, so it is drawn only on a terminal
+    report = run_quick_distill(config, progress=_progress_bar(not args.no_progress and sys.stderr.isatty()))
     if not args.no_progress:
         sys.stderr.write(f"done in {report.wall_time_s.total:.1f} s: {report.summary}\n")
     return report

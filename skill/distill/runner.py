@@ -17,7 +17,7 @@ from skill.distill.artifacts import write_artifacts
 from skill.distill.config import DistillConfig
 from skill.distill.data import Dataset, load_dataset
 from skill.distill.evaluate import latency, logits_of, model_metrics
-from skill.distill.report import Artifacts, CascadePoint, DistillReport, ModelMetrics, SeedSummary, Settings, Trial, WallTime
+from skill.distill.report import Artifacts, CascadePoint, DistillReport, SeedSummary, Settings, Trial, WallTime
 from skill.distill.teacher import load_logits, load_torchscript
 from skill.distill.train import Clock, Recipe, Result, Stopped, Teacher, accuracy_of, train
 from skill.errors import InputError
@@ -217,11 +217,6 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
             raise Stopped("cancelled")
         raise InputError("time_budget_s", f"the time budget ran out before the teacher finished; raise time_budget_s (now {cfg.time_budget_s:g} s)")
 
-    def teacher_logits(X: np.ndarray, part: str) -> np.ndarray:
-        if cached:
-            return cached[part]
-        return logits_of(teacher_module, _t(X)).numpy()  # type: ignore[arg-type]
-
     if cached:
         tl = cached["logits_train"]
         cached = {**cached, "logits_train_rows": tl[data.train_index], "logits_val": tl[data.val_index],
@@ -233,7 +228,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
         teacher_size = 0
     else:
         teacher_module.eval()  # type: ignore[union-attr]
-        teacher_test_logits = teacher_logits(data.X_test, "logits_test")
+        teacher_test_logits = logits_of(teacher_module, X_test_t).numpy()  # type: ignore[arg-type]
         teacher_params = nets.count_params(teacher_module)  # type: ignore[arg-type]
         teacher_size = nets.size_bytes(teacher_module)  # type: ignore[arg-type]
     teacher_probs = F.softmax(_t(teacher_test_logits), 1).numpy()
@@ -306,7 +301,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
                     if result.val_accuracy >= 0:
                         trials.append(Trial(temperature=T, kd_loss_weight=w, val_accuracy=result.val_accuracy, epochs=result.epochs_run))
                         if distilled is None or result.val_accuracy > distilled.val_accuracy:
-                            distilled, chosen = result, (T, w)
+                            distilled = result
                     if result.stopped:
                         raise Stopped(result.stopped)
             wall.distill += time.monotonic() - t0
