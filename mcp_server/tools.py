@@ -76,8 +76,11 @@ SPECS = [
 
 
 def strict_arguments(name: str, request: type[BaseModel]) -> type[ArgModelBase]:
-    """The request model with the SDK's argument base mixed in; unknown fields stay forbidden."""
-    return type(f"{name}_arguments", (request, ArgModelBase), {"model_config": ConfigDict(extra="forbid", arbitrary_types_allowed=True)})
+    """The request model with the SDK's argument base mixed in; unknown fields stay forbidden.
+
+    Its validator is built on the first call (defer_build), which keeps the server's start short."""
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
+    return type(f"{name}_arguments", (request, ArgModelBase), {"model_config": config})
 
 
 def tool_error(exc: Exception) -> ToolError:
@@ -98,7 +101,7 @@ def make_tool(
         name=name,
         title=title,
         description=description,
-        parameters=args.model_json_schema(by_alias=True),
+        parameters=request.model_json_schema(by_alias=True),  # the same fields; the request model is already built
         fn_metadata=FuncMetadata(arg_model=args, output_model=response),
         is_async=True,
         context_kwarg=context_kwarg,

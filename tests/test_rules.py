@@ -92,3 +92,30 @@ def test_design_numbers_live_in_the_rules():
         "adversarial-defense-strategies",
     ]
     assert r.score["example"]["score"] == pytest.approx(0.05575)
+
+
+def test_validation_is_remembered_only_for_the_exact_bytes(tmp_path: Path):
+    """A rule set that passed validation is not re-validated (jsonschema is not even imported) until a byte changes."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+    probe = (
+        "import sys; from pathlib import Path; from skill.rules import load_rules_from; "
+        f"load_rules_from(Path({str(folder)!r})); print('jsonschema' in sys.modules)"
+    )
+    env = {**os.environ, "KD_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("KD_RULES_CACHE", None)
+    run = lambda: subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)  # noqa: E731
+    assert run().stdout.strip() == "True"  # first load validates
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert run().stdout.strip() == "False"  # same bytes: remembered
+    text = (folder / "alpha.yaml").read_text()
+    (folder / "alpha.yaml").write_text(text.replace("alpha: 0.7", "alpha: 7.0", 1))
+    broken = run()
+    assert broken.returncode != 0 and "alpha.yaml" in broken.stderr and "tree/0/alpha" in broken.stderr
+    env["KD_RULES_CACHE"] = "off"
+    (folder / "alpha.yaml").write_text(text)
+    assert run().stdout.strip() == "True"  # caching off: always validated
