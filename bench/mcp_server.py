@@ -38,8 +38,14 @@ async def cold_start(params: StdioServerParameters) -> float:
     return time.perf_counter() - t0
 
 
-def median_cold_start(params: StdioServerParameters, n: int = 10) -> float:
-    return statistics.median(anyio.run(cold_start, params) for _ in range(n))
+def paired_cold_starts(ours: StdioServerParameters, theirs: StdioServerParameters | None, n: int = 10) -> tuple[float, float]:
+    """Medians of n starts each, interleaved (ours, theirs, ours, ...) so machine drift hits both alike."""
+    a, b = [], []
+    for _ in range(n):
+        a.append(anyio.run(cold_start, ours))
+        if theirs is not None:
+            b.append(anyio.run(cold_start, theirs))
+    return statistics.median(a), statistics.median(b) if b else float("nan")
 
 
 async def advisory_latency(n: int = 1000) -> tuple[float, float, float]:
@@ -76,9 +82,11 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def distill_over_mcp(output_root: str) -> tuple[float, float]:
+async def distill_over_mcp(output_root: str) -> tuple[float, float, float]:
+    """(seconds for the call alone, seconds from spawning the server to the answer, server peak RSS in MB)."""
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_server", "--output-root", output_root], cwd=str(ROOT), env=ENV)
     before = set(_server_pids())
+    t_spawn = time.perf_counter()
     async with Client(params, mode="legacy") as client:
         await client.list_tools()
         pid = next(iter(set(_server_pids()) - before))
@@ -86,7 +94,7 @@ async def distill_over_mcp(output_root: str) -> tuple[float, float]:
         result = await client.call_tool("kd_run_quick_distill", DISTILL)
         elapsed = time.perf_counter() - t0
         assert not result.is_error, result.content[0].text
-        return elapsed, _peak_rss_mb(pid)
+        return elapsed, time.perf_counter() - t_spawn, _peak_rss_mb(pid)
 
 
 def distill_over_cli() -> float:
@@ -97,16 +105,18 @@ def distill_over_cli() -> float:
 
 
 def main() -> None:
-    ours = median_cold_start(OURS)
-    ref = reference_server()
-    theirs = median_cold_start(ref) if ref else float("nan")
+    ours, theirs = paired_cold_starts(OURS, reference_server())
     print(f"cold start (spawn -> tools/list), median of 10: ours {ours * 1000:.0f} ms, mcp-server-time {theirs * 1000:.0f} ms, ratio {ours / theirs:.2f}x")
     med, p99, rate = anyio.run(advisory_latency)
     print(f"kd_recommend_method over stdio, 1000 calls: median {med:.2f} ms, p99 {p99:.2f} ms, {rate:.0f} calls/s")
-    with tempfile.TemporaryDirectory() as out:
-        mcp_s, peak = anyio.run(distill_over_mcp, out)
-    cli_s = distill_over_cli()
-    print(f"default quick distill: MCP call {mcp_s:.2f} s, CLI process {cli_s:.2f} s (includes interpreter start), ratio {mcp_s / cli_s:.3f}")
+    runs = []
+    for _ in range(3):  # interleaved, median of 3
+        with tempfile.TemporaryDirectory() as out:
+            call_s, spawn_call_s, peak = anyio.run(distill_over_mcp, out)
+        runs.append((call_s, spawn_call_s, peak, distill_over_cli()))
+    call_s, spawn_call_s, peak, cli_s = (statistics.median(r[i] for r in runs) for i in range(4))
+    print(f"default quick distill (median of 3): CLI process {cli_s:.2f} s; MCP spawn + call {spawn_call_s:.2f} s (call alone {call_s:.2f} s); "
+          f"MCP overhead ratio {spawn_call_s / cli_s:.3f}")
     print(f"server peak RSS during the distill: {peak:.0f} MB")
 
 
