@@ -193,16 +193,26 @@ def test_delegation_text_matches_route_data():
     assert named <= known, named - known
 
 
+def _clean_checkout(dest: Path) -> Path:
+    """The files a user gets from cloning the repository (tracked or not ignored), without local build output."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in listed.stdout.splitlines():
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def test_installs_with_the_skills_installer(tmp_path):
     skills = install(SKILLS_INSTALLER, "skills")
-    source = tmp_path / "source"
-    _copy_skill(tmp_path / "src-parent")
-    shutil.copytree(tmp_path / "src-parent" / "knowledge-distillation-deep", source)
+    checkout = _clean_checkout(tmp_path / "knowledge-distillation-deep")
     project = tmp_path / "project"
     project.mkdir()
-    proc = subprocess.run([str(skills), "add", str(source), "-a", "claude-code", "-y"], cwd=project, capture_output=True, text=True,
+    proc = subprocess.run([str(skills), "add", str(checkout), "-a", "claude-code", "-y"], cwd=project, capture_output=True, text=True,
                           timeout=300, env={"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "CI": "1", "DO_NOT_TRACK": "1", "DISABLE_TELEMETRY": "1"})
     installed = project / ".claude" / "skills" / "knowledge-distillation-deep"
     assert (installed / "SKILL.md").is_file(), proc.stdout + proc.stderr
     assert {p.name for p in (installed / "references").glob("*.md")} == {p.name for p in (ROOT / "references").glob("*.md")}
+    assert (installed / "SKILL.md").read_text() == _text(ROOT / "SKILL.md")
     assert _validate(installed.resolve()).returncode == 0
