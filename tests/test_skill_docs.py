@@ -216,3 +216,7 @@ def test_installs_with_the_skills_installer(tmp_path):
     assert {p.name for p in (installed / "references").glob("*.md")} == {p.name for p in (ROOT / "references").glob("*.md")}
     assert (installed / "SKILL.md").read_text() == _text(ROOT / "SKILL.md")
     assert _validate(installed.resolve()).returncode == 0
+    # SKILL.md tells the agent to `pip install .` from the installed folder: it must build there
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(installed.resolve())],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
