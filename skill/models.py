@@ -19,6 +19,10 @@ def _refuse_percentage(value: Any) -> Any:
     return value
 
 
+# What a rule compares or reports: a JSON scalar, a list of them, or a small record of them.
+Scalar = bool | int | float | str | None
+Value = Scalar | list[Scalar] | dict[str, Scalar]
+
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Accuracy = Annotated[float, BeforeValidator(_refuse_percentage), Field(ge=0, le=1, allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -39,8 +43,8 @@ class TraceEntry(BaseModel):
     rule: str = Field(description="Rule (tree branch, warning or gate) that made the comparison")
     field: str = Field(description="Input compared")
     op: str = Field(description="Operator: gt, ge, lt, le, eq, ne, in, is_true, is_false, nonempty, is_number")
-    value: Any = Field(default=None, description="The input's value (null when missing)")
-    threshold: Any = Field(default=None, description="What it was compared with")
+    value: Value = Field(default=None, description="The input's value (null when missing)")
+    threshold: Value = Field(default=None, description="What it was compared with")
     result: Literal["true", "false", "unknown"]
 
 
@@ -127,7 +131,7 @@ class MethodChoice(BaseModel):
     id: Literal["response", "feature", "cascade", "relation"]
     name: str
     reason: str
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Value]
 
 
 class TopologyChoice(BaseModel):
@@ -245,8 +249,8 @@ class DiagnoseFailureRequest(Strict):
 
 class Evidence(BaseModel):
     metric: str
-    value: Any
-    threshold: Any
+    value: Value
+    threshold: Value
     comparison: str = Field(description="How value and threshold were compared, in words")
 
 

@@ -43,3 +43,9 @@ def test_inspector_reports_a_bad_call(inspector):
     proc = _run([*inspector, "--method", "tools/call", "--tool-name", "kd_choose_alpha", "--tool-arg", "deployment_environment=moon"])
     assert proc.returncode == 5
     assert "deployment_environment" in proc.stdout
+
+
+def test_inspector_finds_no_schema_portability_problems(inspector):
+    proc = _run([*inspector, "--method", "tools/list", "--strict"])
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr and "error" not in proc.stderr.lower(), proc.stderr[:2000]
