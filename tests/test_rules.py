@@ -61,6 +61,8 @@ def test_design_numbers_live_in_the_rules():
     hp = r.method["methods"]["response"]["hyperparameters"]["temperature_range_by_task"]
     assert list(hp["classification"]) == [3, 6] and list(hp["regression"]) == [1, 3]
     assert r.method["methods"]["cascade"]["hyperparameters"]["confidence_threshold"] == 0.9
+    assert r.method["methods"]["response"]["hyperparameters"]["default_temperature"] == 4
+    assert r.method["methods"]["response"]["hyperparameters"]["kd_loss_weight"] == 0.9
     assert list(r.method["small_student"]["temperature_range"]) == [2.5, 4]
     assert [b["id"] for b in r.topology["tree"]] == ["hierarchical", "ensemble", "online", "self"]
     alpha = {b["id"]: (list(b["alpha_range"]), b["alpha"]) for b in r.alpha["tree"]}

@@ -165,11 +165,8 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
     data = load_dataset(cfg.dataset, label_column=cfg.label_column, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                         labeled_fraction=cfg.labeled_fraction, seed=cfg.seed)
     wall.data = time.monotonic() - t0
-    try:
-        clock.check()  # a cancel during the imports and the data load takes effect here
-    except Stopped as exc:
-        if exc.reason == "cancelled":
-            raise
+    if clock.stop():  # a cancel during the imports and the data load takes effect here
+        raise Stopped("cancelled")
     arch = cfg.arch
     if arch == "auto":
         arch = "cnn" if (cfg.method == "feature" and cfg.feature_loss == "attention" and data.image_side) else "mlp"
@@ -178,7 +175,9 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
     if cfg.feature_loss == "attention" and cfg.method == "feature" and arch != "cnn":
         raise InputError("feature_loss", "attention transfer needs convolutional nets: set arch to cnn (square image inputs)")
 
-    trials_grid = [(cfg.temperature, cfg.kd_loss_weight or 0.9)] if cfg.temperature is not None else [(t, w) for t in cfg.temperature_grid for w in ([cfg.kd_loss_weight] if cfg.kd_loss_weight is not None else cfg.weight_grid)]
+    response_hp = get_rules().method["methods"]["response"]["hyperparameters"]
+    default_weight = cfg.kd_loss_weight if cfg.kd_loss_weight is not None else float(response_hp["kd_loss_weight"])
+    trials_grid = [(cfg.temperature, default_weight)] if cfg.temperature is not None else [(t, w) for t in cfg.temperature_grid for w in ([cfg.kd_loss_weight] if cfg.kd_loss_weight is not None else cfg.weight_grid)]
     n_teachers = cfg.num_teachers if cfg.topology == "ensemble" else 1
     student_phases = (1 + (cfg.generations if cfg.topology == "self" else 1 if cfg.topology == "online" else len(trials_grid))) * cfg.seeds
     prog.total = float((cfg.teacher_epochs * n_teachers if cfg.teacher == "train" else 0) + cfg.epochs * student_phases)
@@ -279,7 +278,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
                 distilled = _mutual(cfg, data, arch, hidden, seed, T, w, clock, prog)
                 trials.append(Trial(temperature=T, kd_loss_weight=w, val_accuracy=distilled.val_accuracy, epochs=distilled.epochs_run))
             elif cfg.topology == "self":
-                T, w = trials_grid[0] if cfg.temperature is not None else (4.0, 0.9)
+                T, w = trials_grid[0] if cfg.temperature is not None else (float(response_hp["default_temperature"]), default_weight)
                 previous = scratch.model
                 for g in range(cfg.generations):
                     torch.manual_seed(seed)
