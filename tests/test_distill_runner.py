@@ -199,7 +199,9 @@ def test_torchscript_teacher(tmp_path):
 
 
 @pytest.mark.parametrize("kw, field", [({"epochs": 0}, "epochs"), ({"time_budget_s": 601}, "time_budget_s"), ({"method": "magic"}, "method"),
-                                        ({"ensemble_weights": [1.0]}, "ensemble_weights"), ({"colour": 1}, "colour")])
+                                        ({"ensemble_weights": [1.0]}, "ensemble_weights"), ({"colour": 1}, "colour"),
+                                        ({"teacher_hidden": [4096] * 6}, "teacher_hidden"),
+                                        ({"topology": "ensemble", "num_teachers": 8, "teacher_hidden": [2048, 2048]}, "teacher_hidden")])
 def test_config_refuses_bad_options(kw, field):
     from pydantic import ValidationError
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_HIDDEN_WEIGHTS = 20_000_000  # about 80 MB of float32 per run: ample for a CPU experiment, safe for a shared server
+
 Method = Literal["response", "feature", "relation", "cascade", "auto"]
 Topology = Literal["teacher_student", "ensemble", "online", "self"]
 
@@ -61,6 +63,12 @@ class DistillConfig(BaseModel):
             raise ValueError("ensemble_weights must be non-negative with a positive sum")
         if any(h < 1 or h > 4096 for h in self.teacher_hidden + (self.student_hidden or [])):
             raise ValueError("hidden sizes must lie in 1..4096")
+        # a quick distill is a CPU experiment: refuse nets whose hidden-to-hidden weights alone pass the cap
+        for name, hidden, copies in (("teacher_hidden", self.teacher_hidden, self.num_teachers if self.topology == "ensemble" else 1),
+                                     ("student_hidden", self.student_hidden or [], self.num_peers if self.topology == "online" else 1)):
+            weights = copies * sum(a * b for a, b in zip(hidden, hidden[1:]))
+            if weights > MAX_HIDDEN_WEIGHTS:
+                raise ValueError(f"{name} {hidden} needs about {weights:,} hidden weights (x{copies} nets); a quick distill allows {MAX_HIDDEN_WEIGHTS:,}")
         if any(not 0.5 <= t <= 50 for t in self.temperature_grid):
             raise ValueError("temperature_grid values must lie in 0.5..50")
         if any(not 0 <= w <= 1 for w in self.weight_grid):
