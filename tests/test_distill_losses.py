@@ -65,3 +65,20 @@ def test_relation_weights_come_from_the_rules():
     hp = get_rules().method["methods"]["relation"]["hyperparameters"]
     s, t = torch.randn(5, 3), torch.randn(5, 4)
     assert float(losses.RELATION_LOSSES["sp"](s, t)) == pytest.approx(hp["sp_weight"] * float(losses.similarity_preserving(s, t)), rel=1e-5)
+
+
+def test_dkd_by_hand():
+    # 3 classes, target 0. Student uniform; teacher softmax at T=1 is [0.5, 0.25, 0.25].
+    s = torch.zeros(1, 3)
+    t = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+    target = torch.tensor([0])
+    # target vs rest: teacher [0.5, 0.5], student [1/3, 2/3]; non-target: both uniform over classes 1 and 2 -> 0
+    tckd = 0.5 * math.log(0.5 / (1 / 3)) + 0.5 * math.log(0.5 / (2 / 3))
+    assert float(losses.dkd_loss(s, t, target, 1.0, 1.0, 8.0)) == pytest.approx(tckd, rel=1e-5)
+    # the non-target term, weighted by beta, sees only how the other classes share their mass
+    t2 = torch.log(torch.tensor([[0.5, 0.4, 0.1]]))
+    q = torch.tensor([0.8, 0.2])
+    nckd = float((q * (q / 0.5).log()).sum())
+    tckd2 = tckd  # the target's share is unchanged
+    assert float(losses.dkd_loss(s, t2, target, 1.0, 1.0, 8.0)) == pytest.approx(tckd2 + 8.0 * nckd, rel=1e-4)
+    assert float(losses.dkd_loss(t2, t2, target, 4.0, 1.0, 8.0)) == pytest.approx(0.0, abs=1e-6)

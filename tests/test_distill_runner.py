@@ -24,6 +24,7 @@ def _run(tmp_path, **kw):
     "kw",
     [
         {"method": "response"},
+        {"method": "response", "response_loss": "dkd", "labeled_fraction": 0.5},
         {"method": "feature"},
         {"method": "feature", "feature_loss": "attention", "arch": "cnn", "teacher_hidden": [8, 8], "student_hidden": [2, 2]},
         {"method": "relation", "relation_loss": "rkd"},

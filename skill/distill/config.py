@@ -28,6 +28,7 @@ class DistillConfig(BaseModel):
     student_hidden: list[int] | None = Field(None, min_length=1, max_length=6, description="Student hidden sizes; default from target_compression")
     target_compression: float = Field(25.0, ge=1, le=10000, description="Teacher params / student params when student_hidden is not given (25x: small enough to matter, big enough to learn)")
     method: Method = Field("response", description="response (Hinton KD), feature (FitNets hint / attention), relation (RKD + similarity-preserving), cascade, auto (ask recommend_method)")
+    response_loss: Literal["kd", "dkd"] = Field("kd", description="Response method's soft loss: Hinton KD, or decoupled KD (DKD, Zhao et al. 2022)")
     feature_loss: Literal["fitnet", "attention"] = Field("fitnet", description="Feature method: FitNets hint, or attention transfer (both nets CNN)")
     relation_loss: Literal["rkd", "sp"] = Field("sp", description="Relation method: RKD distance+angle or similarity-preserving (measured about +2.5 points over logit KD on a capacity-limited student)")
     topology: Topology = Field("teacher_student", description="teacher_student, ensemble (several teachers), online (deep mutual learning), self (born-again generations)")

@@ -14,6 +14,20 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs_T: torch.Tensor, T: floa
     return F.kl_div(log_p, teacher_probs_T, reduction="batchmean") * T * T
 
 
+def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor, T: float, alpha: float, beta: float) -> torch.Tensor:
+    """Zhao et al. 2022 (DKD): alpha * target-class KD (binary: target vs rest) + beta * non-target KD, each times T^2."""
+    gt = F.one_hot(target, student_logits.shape[1]).bool()
+    p_s, p_t = F.softmax(student_logits / T, dim=1), F.softmax(teacher_logits / T, dim=1)
+    binary_s = torch.stack([p_s[gt], p_s.masked_fill(gt, 0).sum(1)], dim=1)
+    binary_t = torch.stack([p_t[gt], p_t.masked_fill(gt, 0).sum(1)], dim=1)
+    tckd = F.kl_div(binary_s.clamp_min(1e-12).log(), binary_t, reduction="batchmean") * T * T
+    # non-target distributions: renormalised over the other classes (the target logit masked out)
+    log_q_s = F.log_softmax(student_logits / T - 1000.0 * gt, dim=1)
+    q_t = F.softmax(teacher_logits / T - 1000.0 * gt, dim=1)
+    nckd = F.kl_div(log_q_s, q_t, reduction="batchmean") * T * T
+    return alpha * tckd + beta * nckd
+
+
 def fitnet_hint(student_feat_projected: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
     """Romero et al. 2015 (FitNets): mean squared error between a projected student layer and a teacher layer."""
     return F.mse_loss(student_feat_projected, teacher_feat)

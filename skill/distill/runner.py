@@ -70,6 +70,8 @@ def _recipe(method: str, cfg: DistillConfig, T: float, w: float) -> Recipe:
         method="response" if method == "cascade" else method, temperature=T, kd_loss_weight=w, feature_loss=cfg.feature_loss,
         relation_loss=cfg.relation_loss, augment=cfg.augment, hint_weight=float(hp["feature"]["hyperparameters"]["hint_loss_weight"]),
         attention_weight=float(hp["feature"]["hyperparameters"]["attention_loss_weight"]),
+        response_loss=cfg.response_loss, dkd_alpha=float(hp["response"]["hyperparameters"]["dkd_alpha"]),
+        dkd_beta=float(hp["response"]["hyperparameters"]["dkd_beta"]),
     )
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skill.distill.losses import FEATURE_LOSSES, RELATION_LOSSES, kd_loss
+from skill.distill.losses import FEATURE_LOSSES, RELATION_LOSSES, dkd_loss, kd_loss
 
 Progress = Callable[[str], None]
 
@@ -64,6 +64,9 @@ class Recipe:
     feature_loss: str = "fitnet"
     relation_loss: str = "sp"
     augment: str = "none"
+    response_loss: str = "kd"  # kd or dkd
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
     hint_weight: float = 1.0
     attention_weight: float = 1000.0
 
@@ -163,7 +166,12 @@ def _loop(model, extra, optimizer, X, y, has_label, X_val, y_val, rows, generato
                 t_logits, t_feat, t_maps = teacher.outputs(x_in, None if augmented else index)
                 T = recipe.temperature
                 # soft term, always times T^2; relation/feature terms add to it
-                loss = loss + recipe.kd_loss_weight * kd_loss(logits, F.softmax(t_logits / T, dim=1), T)
+                if recipe.response_loss == "dkd":
+                    target = torch.where(lab, yb, t_logits.argmax(1))  # unlabelled rows: the teacher's class
+                    soft = dkd_loss(logits, t_logits, target, T, recipe.dkd_alpha, recipe.dkd_beta)
+                else:
+                    soft = kd_loss(logits, F.softmax(t_logits / T, dim=1), T)
+                loss = loss + recipe.kd_loss_weight * soft
                 if recipe.method == "feature":
                     if recipe.feature_loss == "fitnet":
                         loss = loss + recipe.hint_weight * FEATURE_LOSSES["fitnet"](extra[0](feat), t_feat)
