@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import queue
@@ -12,34 +11,22 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools.base import Tool
-from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import ValidationError
+from mcp.types import CallToolResult, ImageContent
 
-from mcp_server.tools import make_tool, tool_error
-from skill.distill.config import DistillConfig
-from skill.distill.report import DistillReport
-from skill.errors import InputError
-from skill.paths import MAX_TEACHER_BYTES, confine
+from mcp_server.tools import make_tool, parse_request, structured, tool_error
+
+if TYPE_CHECKING:
+    from skill.distill.config import DistillConfig
+    from skill.distill.report import DistillReport
 
 log = logging.getLogger("kd.distill")
-
-RUNNER = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-DESCRIPTION = (
-    "Run a real, small teacher -> student distillation with PyTorch on the CPU and return the report: accuracy, per-class "
-    "accuracy, ECE, size, latency of teacher, from-scratch student and distilled student (paired seeds), the gain and whether it "
-    "beats the noise (seeds > 1), the distillation score at alpha, the diagnosis and the quality gates; plus a PNG. Data: 'digits' "
-    "or an .npz/.csv under the data root; teacher: 'train', a TorchScript file or precomputed logits (.npz). method 'auto' asks "
-    "kd_recommend_method. Long-running: sends progress per epoch, honours cancellation and time_budget_s. Use to get evidence "
-    "before spending real compute. Not for diagnosing your own model's numbers: use kd_diagnose_failure."
-)
-
 
 @dataclass
 class Limits:
@@ -58,8 +45,11 @@ def limits_from_env() -> Limits:
     )
 
 
-def _confined_config(config: DistillConfig, limits: Limits) -> DistillConfig:
+def _confined_config(config: "DistillConfig", limits: Limits) -> "DistillConfig":
     """Every user path checked against its root; the output folder is always a fresh one under the output root."""
+    from skill.errors import InputError
+    from skill.paths import MAX_TEACHER_BYTES, confine
+
     update: dict[str, Any] = {}
     if config.dataset != "digits":
         update["dataset"] = str(confine(config.dataset, limits.data_root, "dataset", must_exist=True))
@@ -74,13 +64,16 @@ def _confined_config(config: DistillConfig, limits: Limits) -> DistillConfig:
     return config.model_copy(update=update)
 
 
-def distill_tool(limits: Limits) -> Tool:
+def distill_tool(entry: dict[str, Any], limits: Limits) -> Tool:
     slots = threading.BoundedSemaphore(limits.max_concurrent)
 
     async def kd_run_quick_distill(ctx: Context, **kwargs: Any) -> CallToolResult:
+        from skill.distill.report import DistillReport
+        from skill.errors import InputError
+
         try:
-            config = _confined_config(DistillConfig.model_validate(kwargs), limits)
-        except (ValidationError, InputError) as exc:
+            config = _confined_config(parse_request("kd_run_quick_distill", kwargs), limits)  # type: ignore[arg-type]
+        except InputError as exc:
             raise tool_error(exc) from exc
         if not slots.acquire(blocking=False):
             raise ToolError(f"Busy: {limits.max_concurrent} distillation(s) already running (limit --max-distills); retry when it finishes. "
@@ -115,8 +108,10 @@ def distill_tool(limits: Limits) -> Tool:
                     await send_pending()
                     await anyio.sleep(0.05)
 
-            def work() -> DistillReport | InputError | ValidationError:
+            def work() -> DistillReport | Exception:
                 """Bad input comes back as a value: raised inside the task group it would arrive wrapped in a group."""
+                from pydantic import ValidationError
+
                 started.set()
                 try:
                     from skill.distill import run_quick_distill
@@ -143,12 +138,10 @@ def distill_tool(limits: Limits) -> Tool:
         finally:
             if not started.is_set():
                 release()
-        data = report.model_dump(mode="json")
-        content: list[Any] = [TextContent(type="text", text=json.dumps(data, indent=1))]
+        images = []
         if report.artifacts.plot and Path(report.artifacts.plot).is_file():
             png = base64.b64encode(Path(report.artifacts.plot).read_bytes()).decode()
-            content.append(ImageContent(type="image", data=png, mime_type="image/png"))
-        return CallToolResult(content=content, structured_content=data)
+            images.append(ImageContent(type="image", data=png, mime_type="image/png"))
+        return structured(report, images)
 
-    return make_tool("kd_run_quick_distill", DistillConfig, DistillReport, kd_run_quick_distill, title="Run a quick distillation",
-                     description=DESCRIPTION, annotations=RUNNER, context_kwarg="ctx")
+    return make_tool(entry, kd_run_quick_distill, context_kwarg="ctx")

@@ -6,11 +6,11 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from mcp_server import docs
+from mcp_server import manifest
 from mcp_server.distill_tool import Limits, distill_tool, limits_from_env
 from mcp_server.prompts import plan_distillation
-from mcp_server.tools import advisory_tools
+from mcp_server.tools import advisory_tool
 from skill import __version__
-from skill.rules import rule_file_text
 
 INSTRUCTIONS = (
     "Knowledge distillation advisor. Start with kd_route_request, then kd_recommend_method and kd_choose_alpha; "
@@ -22,7 +22,8 @@ INSTRUCTIONS = (
 
 def build_server(limits: Limits | None = None) -> MCPServer:
     """A fresh server instance (tests build their own; the CLI entry point builds one)."""
-    tools = [*advisory_tools(), distill_tool(limits or limits_from_env())]
+    limits = limits or limits_from_env()
+    tools = [distill_tool(e, limits) if e["name"] == "kd_run_quick_distill" else advisory_tool(e) for e in manifest.load()]
     server = MCPServer("knowledge-distillation", version=__version__, instructions=INSTRUCTIONS, tools=tools, log_level="WARNING")
 
     @server.resource("kd://skill", name="SKILL.md", description="The skill: when to use it, decisions, workflow, tools.", mime_type="text/markdown")
@@ -38,6 +39,8 @@ def build_server(limits: Limits | None = None) -> MCPServer:
 
     @server.resource("kd://rules/{name}", name="rule file", description="One rule file (YAML), the source of every threshold.", mime_type="application/yaml")
     def rule(name: str) -> str:
+        from skill.rules import rule_file_text
+
         try:
             return rule_file_text(name)
         except KeyError as exc:

@@ -158,14 +158,35 @@ def test_plan_distillation_prompt():
     assert order == sorted(order) and "800 MB BERT" in text
 
 
+def test_manifest_matches_the_models():
+    """tools.json is what the pydantic models generate today (regenerate: python -m mcp_server.manifest --write)."""
+    from mcp_server import manifest
+
+    assert manifest.PATH.read_text() == manifest.render(manifest.generate())
+    assert {e["name"] for e in manifest.load()} == set(ADVISORY) | {"kd_run_quick_distill"}
+
+
+def test_json_string_arguments_are_decoded():
+    """Some clients send objects as JSON strings; the tool decodes them before validating."""
+
+    async def go():
+        async with Client(build_server()) as client:
+            return await client.call_tool("kd_diagnose_failure", {"per_class_accuracy": '{"a": 0.97, "rare": 0.5}'})
+
+    result = run(go)
+    assert not result.is_error and result.structured_content["detected"] == ["accuracy_mirage"]
+
+
 def test_torch_is_not_imported_by_the_server_or_advice():
     code = (
         "import sys, anyio\n"
         "from mcp import Client\n"
         "import mcp_server.server as s\n"
+        "server = s.build_server()\n"
         "assert 'torch' not in sys.modules, 'torch after import'\n"
+        "assert 'skill.models' not in sys.modules and 'yaml' not in sys.modules, 'models built at start'\n"
         "async def go():\n"
-        "    async with Client(s.build_server()) as c:\n"
+        "    async with Client(server) as c:\n"
         "        await c.list_tools()\n"
         "        r = await c.call_tool('kd_recommend_method', {'task_type': 'classification'})\n"
         "        assert not r.is_error\n"

@@ -22,7 +22,7 @@ def test_wheel_contents(tmp_path):
     assert {share + f"references/{p.name}" for p in (ROOT / "references").glob("*.md")} <= names
     assert {f"skill/rules/{p.name}" for p in (ROOT / "skill" / "rules").glob("*.yaml")} <= names
     assert {f"skill/rules/schemas/{p.name}" for p in (ROOT / "skill" / "rules" / "schemas").glob("*.json")} <= names
-    assert {"skill/distill/runner.py", "mcp_server/__main__.py", "skill/cli.py"} <= names
+    assert {"skill/distill/runner.py", "mcp_server/__main__.py", "skill/cli.py", "mcp_server/tools.json"} <= names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "kd-skill = skill.cli:main" in entry_points and "kd-mcp = mcp_server.__main__:main" in entry_points
 
