@@ -50,7 +50,7 @@ class DistillConfig(BaseModel):
     seeds: int = Field(1, ge=1, le=10, description="Paired seeds; above 1 the report gives mean and std and says whether the gain beats the noise")
     alpha: float = Field(0.5, ge=0, le=1, description="Size-versus-accuracy priority for the distillation score (kd_choose_alpha)")
     positive_class: int = Field(1, ge=0, description="Favourable class for the parity check when groups_test is given")
-    cascade_threshold: float = Field(0.9, ge=0, le=1, description="Confidence above which the cascade's student answers (the guidance's 0.9)")
+    cascade_threshold: float | None = Field(None, ge=0, le=1, description="Confidence above which the cascade's student answers (default: the rule's threshold, 0.9)")
     time_budget_s: float = Field(60, ge=1, le=600, description="Hard cap on wall time; the run stops cleanly and reports what it has")
     threads: int | None = Field(None, ge=1, le=256, description="torch.set_num_threads (default: leave torch's setting)")
     output_dir: str | None = Field(None, max_length=1000, description="Folder for artifacts (created fresh; default kd_runs/<time>-<id>)")

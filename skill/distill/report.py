@@ -30,7 +30,7 @@ class CascadePoint(BaseModel):
     threshold: float
     accuracy: float
     share_to_teacher: float
-    is_guidance_threshold: bool
+    is_guidance_threshold: bool = Field(description="The threshold in use: the rule's 0.9 unless cascade_threshold was set")
 
 
 class SeedSummary(BaseModel):

@@ -333,11 +333,13 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
 
     cascade = None
     if method == "cascade" and distilled_probs is not None:
+        guidance = float(get_rules().method["methods"]["cascade"]["hyperparameters"]["confidence_threshold"])
+        marked = cfg.cascade_threshold if cfg.cascade_threshold is not None else guidance
         conf, s_pred, t_pred = distilled_probs.max(1), distilled_probs.argmax(1), teacher_probs.argmax(1)
-        thresholds = sorted({round(x, 2) for x in np.linspace(0.5, 0.99, 11)} | {cfg.cascade_threshold})
+        thresholds = sorted({round(x, 2) for x in np.linspace(0.5, 0.99, 11)} | {marked})
         cascade = [
             CascadePoint(threshold=t, accuracy=float(np.mean(np.where(conf >= t, s_pred, t_pred) == data.y_test)),
-                         share_to_teacher=float(np.mean(conf < t)), is_guidance_threshold=abs(t - cfg.cascade_threshold) < 1e-9)
+                         share_to_teacher=float(np.mean(conf < t)), is_guidance_threshold=abs(t - marked) < 1e-9)
             for t in thresholds
         ]
 
