@@ -161,6 +161,19 @@ def test_bad_data_is_refused_with_the_field(tmp_path, arrays, field):
     assert err.value.field == field
 
 
+@pytest.mark.parametrize(
+    "content, field",
+    [(b"\xff\xfe\x00binary", "dataset"), (b"a,b,label\n1,2,x\n3,oops,y\n4,5,x\n", "dataset"), (b"a,b,label\n1,2,x\n3,4,y\n5,6,x\n", "label_column")],
+)
+def test_bad_csv_is_refused_with_the_field(tmp_path, content, field):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    extra = {"label_column": "target"} if field == "label_column" else {}
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, dataset=str(path), **extra)
+    assert err.value.field == field
+
+
 def test_pickle_posing_as_weights_is_refused_and_never_executed(tmp_path):
     marker = tmp_path / "pwned"
 
@@ -216,3 +229,15 @@ def test_cli_distill_json_and_bad_input(run_cli, tmp_path):
     assert code == 0 and data["distilled"]["accuracy"] > 0.5
     code, _, err = run_cli("distill", "--dataset", str(tmp_path / "missing.npz"), "--no-progress")
     assert code == 2 and "dataset" in err and "Traceback" not in err
+
+
+def test_csv_with_a_named_label_column(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(240, 4))
+    labels = np.where(X[:, 0] + X[:, 2] > 0, "spam", "ham")
+    lines = ["f1,f2,kind,f3,f4"] + [f"{a:.4f},{b:.4f},{k},{c:.4f},{d:.4f}" for (a, b, c, d), k in zip(X, labels)]
+    path = tmp_path / "mail.csv"
+    path.write_text("\n".join(lines) + "\n")
+    report = _run(tmp_path, dataset=str(path), label_column="kind", student_hidden=[8])
+    assert report.complete and report.num_classes == 2 and report.n_test == 60
+    assert report.teacher.accuracy > 0.8

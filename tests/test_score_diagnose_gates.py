@@ -180,7 +180,8 @@ def test_raw_parity_from_groups():
     student = np.eye(2)[student_pred].tolist()
     answer = diagnose_failure(DiagnoseFailureRequest(labels=labels, student_probs=student, teacher_probs=teacher, groups=groups))
     assert answer.metrics.teacher_parity_ratio == 1.0
-    assert answer.metrics.student_parity_ratio is None or answer.metrics.student_parity_ratio == 0.0
+    assert answer.metrics.student_parity_ratio == 0.0  # group b's rate 0 over group a's 0.5
+    assert next(f for f in answer.findings if f.id == "bias_amplification").status == "detected"
 
 
 @pytest.mark.parametrize(

@@ -96,8 +96,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
     import csv
 
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError("dataset", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
     if len(rows) < 3:
         raise InputError("dataset", f"{path.name} needs a header and at least two rows")
     header, body = rows[0], rows[1:]

@@ -17,6 +17,7 @@ from skill.distill.artifacts import write_artifacts
 from skill.distill.config import DistillConfig
 from skill.distill.data import Dataset, load_dataset
 from skill.distill.evaluate import latency, logits_of, model_metrics
+from skill.distill.losses import kd_loss
 from skill.distill.report import Artifacts, CascadePoint, DistillReport, SeedSummary, Settings, Trial, WallTime
 from skill.distill.teacher import load_logits, load_torchscript
 from skill.distill.train import Clock, Recipe, Result, Stopped, Teacher, accuracy_of, train
@@ -134,8 +135,6 @@ def _mutual(cfg: DistillConfig, data: Dataset, arch: str, hidden: list[int], see
                 logits = [p(X[idx])[0] for p in peers]
                 for i, (opt, own) in enumerate(zip(optimizers, logits)):
                     others = torch.stack([l.detach() for j, l in enumerate(logits) if j != i]).mean(0)
-                    from skill.distill.losses import kd_loss
-
                     loss = (1 - w) * F.cross_entropy(own, y[idx]) + w * kd_loss(own, F.softmax(others / T, dim=1), T)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
