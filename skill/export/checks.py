@@ -46,7 +46,8 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
             names.update(t.id for t in targets if isinstance(t, ast.Name))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    if attr not in names:
+    dynamic = "*" in names or "__getattr__" in names  # a star import or a module __getattr__: the name cannot be known without running it
+    if attr not in names and not dynamic:
         raise InputError(field, f"{source} defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
     return source
 

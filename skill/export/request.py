@@ -84,3 +84,11 @@ class ExportResponse(BaseModel):
     commands: dict[str, str] = Field(description="How to launch: one CPU, one GPU, N GPUs, several nodes")
     warnings: list[str] = Field(default_factory=list)
     next_steps: list[str] = Field(default_factory=list)
+
+    def text(self) -> str:
+        """A readable summary for `--format text`."""
+        lines = [f"Wrote a {self.engine} recipe to {self.output_dir}: {', '.join(self.files)}"]
+        lines += [f"  {s.name} = {s.value!r}  ({s.evidence or s.why})" for s in self.settings]
+        lines += [f"run ({where}): {cmd}" for where, cmd in self.commands.items()]
+        lines += [f"note: {w}" for w in self.warnings] + [f"next: {n}" for n in self.next_steps]
+        return "\n".join(lines)

@@ -210,6 +210,29 @@ def load_data(cfg: dict[str, Any]) -> tuple[Dataset, Dataset]:
         return _tensor_split(archive["X_train"], archive["y_train"], "train"), _tensor_split(archive["X_test"], archive["y_test"], "test")
 
 
+class Batches:
+    """Micro-batches of (inputs, labels, row indices) in the sampler's order. In-memory arrays are sliced
+    directly (a DataLoader would collate row by row); any other Dataset goes through a DataLoader."""
+
+    def __init__(self, data: Dataset, sampler: DistributedSampler, batch: int, workers: int, pin: bool) -> None:
+        self.data, self.sampler, self.batch = data, sampler, batch
+        self.loader = None if isinstance(data, TensorDataset) else DataLoader(
+            Indexed(data), batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin)
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        if self.loader is not None:
+            yield from self.loader
+            return
+        X, y = self.data.tensors  # type: ignore[attr-defined]
+        rows = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+        for start in range(0, len(rows), self.batch):
+            index = rows[start : start + self.batch]
+            yield X[index], y[index], index
+
+
 class Indexed(Dataset):
     """Yields (input, label, row index) so cached teacher logits can be looked up by row."""
 
@@ -395,14 +418,14 @@ def fit(phase: str, env: Dist, cfg: dict[str, Any], model: Distiller, train: Dat
         resumed_from = int(state["epoch"])
         log(env, f"[{phase}] resumed from {ckpt.name} at epoch {resumed_from}", {"phase": phase, "event": "resumed", "epoch": resumed_from}, out)
     sampler = DistributedSampler(train, num_replicas=world, rank=env.rank, shuffle=True, seed=seed, drop_last=True)
-    loader = DataLoader(Indexed(train), batch_size=micro, sampler=sampler, num_workers=int(cfg.get("train.workers", 0)),
-                        pin_memory=env.cuda)
+    loader = Batches(train, sampler, micro, int(cfg.get("train.workers", 0)), env.cuda)
     steps = -(-len(loader) // accum)
-    for epoch in range(state["epoch"], epochs):
+    first = state["epoch"]
+    for epoch in range(first, epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank, so shards stay disjoint
         torch.manual_seed(seed + 1000 * epoch + env.rank)  # dropout / augmentation draws survive a resume
-        if epoch == state["epoch"] or epoch == 0:
+        if epoch == first:  # once per run and phase: enough to show the split, cheap for any size
             shards = shard_record(env, sampler, epoch, len(train))  # type: ignore[arg-type]
             state["shards"].append(shards)
             log(env, f"[{phase}] epoch {epoch} shards: rows {shards['rank_rows']} sha256 {shards['rank_sha256']} overlap {shards['overlap']}",
