@@ -92,3 +92,16 @@ class Plan:
         if isinstance(seeds, dict) and isinstance(seeds.get("statement"), str):
             parts.append(seeds["statement"])
         return f"quick distill on {r.get('dataset', '?')}: " + ", ".join(parts) if parts else None
+
+    def report_warnings(self) -> list[str]:
+        """What a person must know before spending real compute on the reported settings."""
+        r = self.report or {}
+        notes = []
+        seeds = r.get("seed_summary")
+        if isinstance(seeds, dict) and seeds.get("gain_beats_noise") is False:
+            notes.append(f"the quick distill did not show a gain beyond the noise ({seeds.get('statement', 'see the report')}); the full run may not pay off")
+        elif not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None:
+            notes.append("the quick distill ran one seed: its gain is not yet evidence (run seeds >= 3)")
+        if r.get("complete") is False:
+            notes.append(f"the quick distill stopped early ({(r.get('settings') or {}).get('stop_reason', 'incomplete')}); its tuned values rest on a partial run")
+        return notes

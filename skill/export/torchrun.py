@@ -74,6 +74,7 @@ def resolve(request: ExportRequest) -> Plan:
         raise InputError("engine_options", f"torchrun takes no engine options; got {', '.join(sorted(request.engine_options))}")
     report = read_report(request.from_report) if request.from_report else None
     plan = Plan(request=request, report=report)
+    plan.warnings += plan.report_warnings()
     rs = plan.report_settings()
     rules, quick = _rules(), _quick_defaults()
     response_hp, tuning, outcome = rules["methods"]["response"]["hyperparameters"], plan.tuning_evidence(), plan.outcome_evidence()

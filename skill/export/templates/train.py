@@ -73,6 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", type=Path, default=None, help="Where checkpoints, student.safetensors and metrics.json go (default: run/ beside train.py)")
     p.add_argument("--epochs", type=int, default=None, help="Student epochs (overrides train.epochs)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="Epochs when the teacher is trained here first")
+    p.add_argument("--accumulation-steps", type=int, default=None, help="Micro-batches per optimizer step (overrides train.accumulation_steps)")
     p.add_argument("--baseline", action="store_true", default=None, help="Also train a from-scratch student (same budget)")
     p.add_argument("--no-resume", action="store_true", help="Ignore existing checkpoints and start over")
     p.add_argument("--cpu", action="store_true", help="Stay on the CPU (gloo) even when GPUs are present")
@@ -331,9 +332,15 @@ class TeacherSignal:
 
 
 def cache_teacher_logits(env: Dist, teacher: nn.Module, train: Dataset, out: Path, batch: int) -> torch.Tensor:
-    """Each rank computes rows rank::world once, saves them as float16, then every rank reads all shards."""
-    folder = out / "teacher_logits"
-    folder.mkdir(exist_ok=True)
+    """Each rank computes rows rank::world once, saves them as float16, then every rank reads all shards.
+    The folder is named by a hash of the teacher's weights, so a retrained teacher never reads stale logits."""
+    digest = hashlib.sha256()
+    for tensor in teacher.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    folder = out / "teacher_logits" / digest.hexdigest()[:16]
+    if env.main:
+        folder.mkdir(parents=True, exist_ok=True)
+    env.barrier()
     n = len(train)  # type: ignore[arg-type]
     mine = folder / f"rank{env.rank}of{env.world}.npz"
     if not mine.is_file():
@@ -504,14 +511,15 @@ def evaluate(env: Dist, model: nn.Module, test: Dataset, batch: int, bins: int) 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that can fail on a bad setting, before any process group exists (so no rank hangs)."""
     cfg = load_config(args.config)
-    for flag, key in (("epochs", "train.epochs"), ("teacher_epochs", "teacher.epochs"), ("baseline", "train.baseline")):
+    for flag, key in (("epochs", "train.epochs"), ("teacher_epochs", "teacher.epochs"), ("baseline", "train.baseline"),
+                      ("accumulation_steps", "train.accumulation_steps")):
         if getattr(args, flag) is not None:
             cfg[key] = getattr(args, flag)
     world, accum, batch = int(os.environ.get("WORLD_SIZE", 1)), int(cfg["train.accumulation_steps"]), int(cfg["train.global_batch_size"])
     if batch % (world * accum):
         raise RecipeError("train.global_batch_size", f"{batch} is not divisible by {world} processes x {accum} accumulation steps")
-    if int(cfg["train.epochs"]) < 1:
-        raise RecipeError("train.epochs", "must be at least 1")
+    if int(cfg["train.epochs"]) < 1 or accum < 1:
+        raise RecipeError("train.epochs" if int(cfg["train.epochs"]) < 1 else "train.accumulation_steps", "must be at least 1")
     return cfg
 
 
@@ -550,9 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     # teacher: given (weights or a trained factory), or trained here first with cross-entropy
     teacher_file = out / "teacher.safetensors"
     if not cfg.get("teacher.weights") and cfg["teacher.model"] in ("mlp", "cnn"):
-        if teacher_file.is_file() and resume:
-            load_weights(teacher, str(teacher_file), "teacher.weights")
-        else:
+        if teacher_file.is_file() and resume and not (out / "checkpoint-teacher.pt").is_file():
+            load_weights(teacher, str(teacher_file), "teacher.weights")  # trained elsewhere and copied here
+            phases["teacher"] = {"loaded_from": teacher_file.name}
+        else:  # trains, continues an interrupted teacher, or (already finished) just reloads it from its checkpoint
             torch.manual_seed(seed)
             holder = Distiller(teacher, None)
             phases["teacher"] = fit("teacher", env, cfg, holder, train, int(cfg["teacher.epochs"]), None, out, resume)
