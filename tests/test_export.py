@@ -195,3 +195,25 @@ def test_mcp_tool_confines_paths_and_writes_under_the_output_root(tmp_path, digi
     for (args, field), result in zip(attacks, bad):
         assert result.is_error and field in text_of(result), (args, text_of(result))
     assert not Path("/tmp/kd_escape").exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_hostile_report_falls_back_to_defaults(tmp_path, digits_npz):
+    """A report is user input: values of the wrong type or range are ignored, not trusted."""
+    report = _report(tmp_path, trials=[{"temperature": "hot", "val_accuracy": "high"}, "junk"],
+                     settings={"temperature": 0, "kd_loss_weight": 7, "teacher_hidden": "abc", "student_hidden": [True], "epochs": -3,
+                               "seed": 1.5, "method": "telepathy", "arch": "transformer"})
+    response = export_recipe(ExportRequest(from_report=str(report), data=str(digits_npz), output_dir=str(tmp_path / "r")))
+    settings = {s.name: s.value for s in response.settings}
+    assert settings["distill.temperature"] == 4.0 and settings["distill.kd_loss_weight"] == 0.9 and settings["distill.method"] == "response"
+    assert settings["teacher.hidden"] == [256, 256] and settings["student.hidden"] == [32] and settings["train.epochs"] == 120
+    assert settings["teacher.model"] == "mlp" and settings["train.seed"] == 0
+
+
+def test_a_planted_symlink_stops_a_rewrite(tmp_path, digits_npz):
+    out = tmp_path / "mine"
+    export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(out)))
+    (out / "train.py").unlink()
+    (out / "train.py").symlink_to(tmp_path / "victim.py")
+    with pytest.raises(InputError, match="symbolic link"):
+        export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(out)))
+    assert not (tmp_path / "victim.py").exists()

@@ -78,11 +78,16 @@ def npz_shape(path: Path) -> tuple[int, int]:
     if len(shape) < 2 or shape[0] == 0:
         raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
     features = int(np.prod(shape[1:]))
-    with np.load(path, allow_pickle=False) as arrays:
-        labels = [np.asarray(arrays[k]).reshape(-1) for k in ("y_train", "y_test")]
-    if any(not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0) for y in labels):
-        raise InputError("data", f"{path.name}: y_train and y_test must hold integer class ids")
-    return features, int(max(int(y.max()) for y in labels if len(y))) + 1
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            labels = [np.asarray(arrays[k]).reshape(-1) for k in ("y_train", "y_test")]
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError("data", f"{path.name}: cannot read the labels: {exc}") from exc
+    if any(len(y) == 0 for y in labels):
+        raise InputError("data", f"{path.name}: y_train and y_test must not be empty")
+    if any(not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0) or y.min() < 0 for y in labels):
+        raise InputError("data", f"{path.name}: y_train and y_test must hold integer class ids 0..K-1")
+    return features, int(max(int(y.max()) for y in labels)) + 1
 
 
 def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:

@@ -65,7 +65,23 @@ class Plan:
     # ---- what the report says, in words -----------------------------------------------------
 
     def report_settings(self) -> dict[str, Any]:
-        return dict(self.report.get("settings") or {}) if self.report else {}
+        """The report's settings, each kept only when it has the type and range the runner writes (a report is user input)."""
+        raw = dict(self.report.get("settings") or {}) if self.report else {}
+        kept = {k: raw[k] for k in ("method", "method_reason", "topology", "arch", "stop_reason") if isinstance(raw.get(k), str) and len(raw[k]) <= 1000}
+        for key, low, high in (("temperature", 0.5, 50), ("kd_loss_weight", 0, 1)):
+            value = _num(raw.get(key))
+            if value is not None and low <= value <= high:
+                kept[key] = value
+        for key, low in (("epochs", 1), ("epochs_run_distilled", 0), ("seed", 0)):
+            if isinstance(raw.get(key), int) and not isinstance(raw.get(key), bool) and low <= raw[key] <= 2**31 - 1:
+                kept[key] = raw[key]
+        for key in ("teacher_hidden", "student_hidden"):
+            value = raw.get(key)
+            if isinstance(value, list) and 1 <= len(value) <= 6 and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in value):
+                kept[key] = value
+        if isinstance(raw.get("temperature_tuned"), bool):
+            kept["temperature_tuned"] = raw["temperature_tuned"]
+        return kept
 
     def tuning_evidence(self) -> str | None:
         """'tuned on the validation split: T=2 w=0.9 -> 0.962; T=4 ...' from the report's trials."""
