@@ -91,21 +91,28 @@ def npz_shape(path: Path) -> tuple[int, int]:
 
 
 def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
+    """(features, classes) of a CSV, streamed row by row: a full-scale file is never held in memory."""
     import csv
 
+    labels: set[str] = set()
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            column = label_column if label_column is not None else (header[-1] if header else "")
+            if column not in header:
+                raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
+            j = header.index(column)
+            rows = 0
+            for row in reader:
+                rows += 1
+                if len(row) > j:
+                    labels.add(row[j])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
-    if len(rows) < 3:
+    if rows < 2:
         raise InputError("data", f"{path.name} needs a header and at least two rows")
-    header = rows[0]
-    column = label_column if label_column is not None else header[-1]
-    if column not in header:
-        raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
-    j = header.index(column)
-    return len(header) - 1, len({r[j] for r in rows[1:] if len(r) > j})
+    return len(header) - 1, len(labels)
 
 
 def runner_net_params(kind: str, features: int, hidden: list[int], classes: int) -> int:
