@@ -24,6 +24,7 @@ import pytest
 from skill.export import export_recipe
 from skill.export.request import ExportRequest
 
+pytestmark = pytest.mark.slow
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 EPOCHS = ["--epochs", "2"]
 USER_MODULE = '''
@@ -57,6 +58,10 @@ def student():
 
 def huge_student():
     return nn.Sequential(nn.Linear(64, 4096), nn.ReLU(), nn.Linear(4096, 10))
+
+
+def three_class_student():
+    return nn.Linear(64, 3)
 '''
 
 
@@ -151,8 +156,10 @@ def test_a_user_model_and_dataset_factory_train(recipe, two_processes, tmp_path)
     losses = m["phases"]["student"]["loss_history"]
     assert losses[1] < losses[0] and m["baseline"]["accuracy"] > 0 and "gain_points" in m
 
-    # a student larger than the teacher, and an import that fails on the training machine: one line each, exit 2
-    for student, words in (("user_kd_models:huge_student", "more than the teacher's"), ("user_kd_models:nothing_here", "has no attribute")):
+    # a student larger than the teacher, one with the wrong number of outputs, and an import that fails on the
+    # training machine: one line each, exit 2, before any process group or training starts
+    for student, words in (("user_kd_models:huge_student", "more than the teacher's"), ("user_kd_models:three_class_student", "expected (batch, 10) logits"),
+                           ("user_kd_models:nothing_here", "has no attribute")):
         config = (folder / "config.yaml").read_text().replace("value: user_kd_models:student", f"value: {student}")
         (folder / "config.yaml").write_text(config)
         bad = _run([sys.executable, str(folder / "train.py"), "--output-dir", str(tmp_path / "bad")], folder, env)

@@ -276,6 +276,19 @@ def build_model(role: str, cfg: dict[str, Any], features: int, classes: int) -> 
     return model
 
 
+def probe_outputs(role: str, model: nn.Module, train: Dataset, classes: int) -> None:
+    """One forward pass on one training row, so a model that does not fit the data fails here in one line."""
+    x = torch.as_tensor(train[0][0]).unsqueeze(0)
+    try:
+        with torch.no_grad():
+            logits, _ = split_outputs(model.eval()(x))
+    except Exception as exc:  # any failure of the user's forward on the data's shape
+        raise RecipeError(f"{role}.model", f"fails on one training input of shape {tuple(x.shape)}: {str(exc).splitlines()[0][:200]}") from exc
+    model.train()
+    if logits.dim() != 2 or logits.shape[1] < classes:
+        raise RecipeError(f"{role}.model", f"returns outputs of shape {tuple(logits.shape)}; expected (batch, {classes}) logits for {classes} classes")
+
+
 def params_of(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -535,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
         teacher = build_model("teacher", cfg, features, classes)
         torch.manual_seed(seed)
         student = build_model("student", cfg, features, classes)
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        if len(train) < world or len(test) == 0:  # type: ignore[arg-type]
+            raise RecipeError("data.source", f"{len(train)} training rows for {world} processes and {len(test)} test rows; need at least one row per process and a test set")  # type: ignore[arg-type]
+        for role, model in (("teacher", teacher), ("student", student)):
+            probe_outputs(role, model, train, classes)
         t_params, s_params = params_of(teacher), params_of(student)
         if s_params > t_params:
             raise RecipeError("student.model", f"the student has {s_params:,} parameters, more than the teacher's {t_params:,}; distil into a smaller model")
