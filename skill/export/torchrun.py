@@ -256,6 +256,8 @@ User models and data factories (`package.module:factory`) are imported: put thei
 - Outputs in `--output-dir` (default `run/`): `student.safetensors`, `metrics.json` (accuracy, ECE, per-epoch loss and
   time, the shards each rank trained on; the from-scratch baseline with `--baseline`), `log.jsonl`.
 - A runner-net teacher without `teacher.weights` is trained first (its weights land in `teacher.safetensors`).
+- The saved student is the last epoch's (no early stopping at full scale): validate it on held-out data of your own.
+- `train.py` imports and calls the factories named in `config.yaml` (`package.module:factory`): read them before running it.
 - Flags: `--epochs`, `--teacher-epochs`, `--baseline`, `--output-dir`, `--no-resume`, `--cpu`, `--config`.
 
 ## Settings

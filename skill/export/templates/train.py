@@ -364,8 +364,13 @@ def cache_teacher_logits(env: Dist, teacher: nn.Module, train: Dataset, out: Pat
         with torch.no_grad():
             for x, _ in loader:
                 parts.append(split_outputs(teacher(x.to(env.device)))[0].float().cpu())
-        logits = torch.cat(parts).numpy().astype(np.float16)
-        atomic_write(mine, lambda tmp: np.savez(tmp.open("wb"), rows=np.array(rows, np.int64), logits=logits))
+        logits = np.clip(torch.cat(parts).numpy(), -6e4, 6e4).astype(np.float16)  # float16 tops out at 65504
+
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as handle:  # a file object: np.savez would append .npz to a path
+                np.savez(handle, rows=np.array(rows, np.int64), logits=logits)
+
+        atomic_write(mine, save)
     env.barrier()
     full: np.ndarray | None = None
     for r in range(env.world):
@@ -453,7 +458,7 @@ def fit(phase: str, env: Dist, cfg: dict[str, Any], model: Distiller, train: Dat
         ddp.train()
         if teacher is not None:
             teacher.model.eval()  # frozen: batch-norm statistics and dropout stay as trained
-        loss_sum, seen = 0.0, 0
+        loss_sum, seen = torch.zeros((), dtype=torch.float64, device=env.device), 0  # summed on the device: no sync per step
         for i, (x, y, index) in enumerate(loader):
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
             group = i // accum
@@ -469,13 +474,13 @@ def fit(phase: str, env: Dist, cfg: dict[str, Any], model: Distiller, train: Dat
                         t_logits, t_feat = teacher(x, index)
                         loss = distill_loss(cfg, logits.float(), feat, projected, y, t_logits, t_feat)
                 scaler.scale(loss / group_size).backward()  # the step's gradient is the mean over its micro-batches
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum += loss.detach().double() * len(y)
             seen += len(y)
             if last_in_group:
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
-        total_loss, total_seen = env.sum([loss_sum, seen])
+        total_loss, total_seen = env.sum([float(loss_sum), seen])
         seconds = time.perf_counter() - t0
         state["epoch"] = epoch + 1
         state["loss_history"].append(total_loss / max(total_seen, 1))
