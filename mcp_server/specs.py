@@ -49,7 +49,8 @@ SPECS = [
     ),
     ToolSpec(
         "kd_recommend_method", "recommend", models.RecommendMethodResponse, "Recommend a distillation method and topology",
-        "Return the distillation method (response / feature / relation / cascade) with hyperparameters such as the temperature "
+        "Return the distillation method (response / feature / relation / cascade; for task_type generation: token_kd / "
+        "on_policy_kd / sequence_kd at T = 1, from teacher_access and same_tokenizer) with hyperparameters such as the temperature "
         "range, and the topology (hierarchical / ensemble / online / self), with the rule trace, risk warnings and the inputs "
         "whose absence limited the answer. Use when planning a distillation. Not for alpha: use kd_choose_alpha.",
     ),
