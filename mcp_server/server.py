@@ -9,12 +9,12 @@ from mcp_server import docs
 from mcp_server import manifest
 from mcp_server.distill_tool import Limits, distill_tool, limits_from_env
 from mcp_server.prompts import plan_distillation
-from mcp_server.tools import advisory_tool
+from mcp_server.tools import advisory_tool, export_tool
 from skill import __version__
 
 INSTRUCTIONS = (
     "Knowledge distillation advisor. Start with kd_route_request, then kd_recommend_method and kd_choose_alpha; "
-    "run kd_run_quick_distill for evidence; score students with kd_score_distillation, check them with "
+    "run kd_run_quick_distill for evidence, then kd_export_recipe for the full-scale run; score students with kd_score_distillation, check them with "
     "kd_diagnose_failure and kd_check_quality_gates. "
     "Read kd://skill for the workflow."
 )
@@ -23,7 +23,8 @@ INSTRUCTIONS = (
 def build_server(limits: Limits | None = None) -> MCPServer:
     """A fresh server instance (tests build their own; the CLI entry point builds one)."""
     limits = limits or limits_from_env()
-    tools = [distill_tool(e, limits) if e["name"] == "kd_run_quick_distill" else advisory_tool(e) for e in manifest.load()]
+    special = {"kd_run_quick_distill": lambda e: distill_tool(e, limits), "kd_export_recipe": lambda e: export_tool(e, limits)}
+    tools = [special.get(e["name"], advisory_tool)(e) for e in manifest.load()]
     server = MCPServer("knowledge-distillation", version=__version__, instructions=INSTRUCTIONS, tools=tools, log_level="WARNING")
 
     @server.resource("kd://skill", name="SKILL.md", description="The skill: when to use it, decisions, workflow, tools.", mime_type="text/markdown")

@@ -15,10 +15,13 @@ from pydantic import BaseModel
 from skill import models
 from skill.distill.config import DistillConfig
 from skill.distill.report import DistillReport
+from skill.export.request import ExportRequest, ExportResponse
 from skill.rules import get_rules
 
 _RAW = get_rules().failure_modes["raw_limits"]
 ADVISORY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+# writes only inside the output root, never deletes, the same request rewrites the same folder
+EXPORTER = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 RUNNER = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DESCRIPTION = (
     "Run a real, small teacher -> student distillation with PyTorch on the CPU and return the report: accuracy, per-class "
@@ -81,8 +84,19 @@ SPECS = [
         "rollback), with what is missing. Use before shipping a student or to review a plan. Not for diagnosing accuracy: use kd_diagnose_failure.",
     ),
     ToolSpec("kd_run_quick_distill", "distill", DistillReport, "Run a quick distillation", DESCRIPTION, RUNNER),
+    ToolSpec(
+        "kd_export_recipe", "export", ExportResponse, "Export a full-scale training recipe",
+        "Write a self-contained training folder for the real run on one or many machines: train.py (PyTorch DDP launched by "
+        "torchrun: sharded data, gloo on CPU / nccl on GPU, AMP, gradient accumulation, checkpoint and resume, frozen or cached "
+        "teacher), config.yaml (every setting with its reason and the quick-distill evidence behind it) and README.md (commands for "
+        "1 CPU, 1 GPU, N GPUs, several nodes). Give the plan, or from_report (a quick distill's report.json) to carry its tuned "
+        "settings over; teacher and student as 'mlp'/'cnn' or 'package.module:factory'; data as 'digits', .npz/.csv under the data "
+        "root or a Dataset factory. Writes only under the output root and runs none of your code. Use after kd_run_quick_distill "
+        "showed a gain. Not for a quick experiment: use kd_run_quick_distill.",
+        EXPORTER,
+    ),
 ]
-REQUESTS: dict[str, type[BaseModel]] = {"distill": DistillConfig}
+REQUESTS: dict[str, type[BaseModel]] = {"distill": DistillConfig, "export": ExportRequest}
 
 
 def request_model(spec: ToolSpec) -> type[BaseModel]:

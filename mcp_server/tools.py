@@ -96,3 +96,51 @@ def advisory_tool(entry: dict[str, Any]) -> Tool:
 
     call.__name__ = name
     return make_tool(entry, call)
+
+
+def _confined_export(request: Any, limits: Any) -> Any:
+    """kd_export_recipe's paths: data, weights and report under the data root (the report may also lie under the
+    output root, where quick distills write), the folder it writes under the output root."""
+    from skill.errors import InputError
+    from skill.export.request import is_import_path
+    from skill.paths import confine
+
+    update: dict[str, Any] = {"output_dir": str(confine(request.output_dir or "kd_exports", limits.output_root, "output_dir", must_exist=False))}
+    if request.data and request.data != "digits" and not (is_import_path(request.data) and not request.data.endswith((".npz", ".csv"))):
+        update["data"] = str(confine(request.data, limits.data_root, "data", must_exist=True))
+    if request.teacher_weights:
+        update["teacher_weights"] = str(confine(request.teacher_weights, limits.data_root, "teacher_weights", must_exist=True))
+    if request.from_report:
+        try:
+            update["from_report"] = str(confine(request.from_report, limits.output_root, "from_report", must_exist=True))
+        except InputError:
+            update["from_report"] = str(confine(request.from_report, limits.data_root, "from_report", must_exist=True))
+    return request.model_copy(update=update)
+
+
+def export_tool(entry: dict[str, Any], limits: Any) -> Tool:
+    """kd_export_recipe: confined paths, the write off the event loop, bad input as a ToolError naming the field."""
+
+    async def kd_export_recipe(**arguments: Any) -> CallToolResult:
+        import anyio.to_thread
+
+        from skill.errors import InputError
+
+        request = parse_request("kd_export_recipe", arguments)
+
+        def work() -> Any:
+            from skill.export import export_recipe
+
+            try:
+                return export_recipe(_confined_export(request, limits))
+            except InputError as exc:
+                return exc
+            except OSError as exc:
+                return InputError("output_dir", f"cannot write the recipe: {exc}")
+
+        outcome = await anyio.to_thread.run_sync(work)
+        if isinstance(outcome, Exception):
+            raise tool_error(outcome) from outcome
+        return structured(outcome)
+
+    return make_tool(entry, kd_export_recipe)

@@ -70,7 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_options(p, command.request)
         p.add_argument("--format", choices=["json", "text"], default="json", help="json (default) or a readable summary")
     _add_distill_parser(sub)
+    _add_export_parser(sub)
     return parser
+
+
+def _add_export_parser(sub: Any) -> None:
+    """`kd-skill export`: options from the same request model as the kd_export_recipe tool."""
+    from skill.export.request import ExportRequest
+
+    p = sub.add_parser("export", help="Export the plan (or a quick-distill report) as a full-scale training folder (torchrun).", description=ExportRequest.__doc__)
+    _add_model_options(p, ExportRequest)
+    p.add_argument("--format", choices=["json", "text"], default="json")
 
 
 def _add_distill_parser(sub: Any) -> None:
@@ -96,6 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from skill.distill.cli import run_distill_command
 
             response = run_distill_command(args, request_from_args)
+        elif args.command == "export":
+            from skill.export import export_recipe
+            from skill.export.request import ExportRequest
+
+            response = export_recipe(request_from_args(ExportRequest, args))
+            if args.format == "text":
+                print(response.text())
+                return 0
         else:
             command = COMMANDS[args.command]
             response = command.run(request_from_args(command.request, args))

@@ -1,0 +1,36 @@
+"""Export a distillation plan as a full-scale training recipe for an existing engine.
+
+The engine registry is a plain name -> module dict (no torch, no import at registration). Each engine
+module exposes:
+
+- ``write(request, out_dir) -> list[Path]``: write the recipe folder, return the files written;
+- optionally ``Options``: a pydantic model validating ``request.engine_options`` (engine-specific settings);
+- optionally ``check(request) -> None``: export-time checks that raise ``skill.errors.InputError``.
+
+Adding an engine is one line here and one module beside this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+ENGINES: dict[str, str] = {
+    "torchrun": "skill.export.torchrun",  # PyTorch DDP launched by torchrun: vision / tabular classification
+}
+
+
+def engine_module(name: str) -> ModuleType:
+    """The engine's module; an unknown name's error lists the valid ones."""
+    from skill.errors import InputError
+
+    if name not in ENGINES:
+        raise InputError("engine", f"{name!r} is not an engine; valid engines: {', '.join(sorted(ENGINES))}")
+    return importlib.import_module(ENGINES[name])
+
+
+def export_recipe(request):  # type: ignore[no-untyped-def]
+    """Validate the request against its engine, write the folder, and describe what was written."""
+    from skill.export.service import export_recipe as _export
+
+    return _export(request)

@@ -1,0 +1,115 @@
+"""Export-time checks that run none of the user's code: import paths located and parsed, data shapes read
+from file headers, the runner nets' sizes computed by arithmetic (no torch, no allocation)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from skill.errors import InputError
+
+MAX_LABEL_BYTES = 256 * 1024 * 1024
+
+
+def _module_file(module: str, search: list[str]) -> Path | None:
+    """Where `import module` would find its source, looked up on the path without importing anything."""
+    parts = module.split(".")
+    for entry in search:
+        base = Path(entry or ".")
+        for candidate in (base.joinpath(*parts).with_suffix(".py"), base.joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def check_import_path(spec: str, field: str, search: list[str] | None = None) -> Path:
+    """'package.module:name' must name a source file on the path that defines `name` at top level (parsed, not run)."""
+    module, _, attr = spec.partition(":")
+    search = list(sys.path if search is None else search)
+    source = _module_file(module, search)
+    if source is None:
+        raise InputError(field, f"module {module!r} of {spec!r} is not on the Python path; add its folder to PYTHONPATH, or set check_imports false to export for another machine")
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+    except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(field, f"{source.name} does not parse as Python: {exc}") from exc
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    dynamic = "*" in names or "__getattr__" in names  # a star import or a module __getattr__: the name cannot be known without running it
+    if attr not in names and not dynamic:
+        raise InputError(field, f"{source} defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
+    return source
+
+
+def _npy_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    with archive.open(f"{key}.npy") as handle:
+        version = np.lib.format.read_magic(handle)
+        # the header only: the data stays on disk
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        shape, _, dtype = read(handle) if read else np.lib.format._read_array_header(handle, version)
+    return shape, dtype
+
+
+def npz_shape(path: Path) -> tuple[int, int]:
+    """(input features, classes) of an .npz dataset; the inputs are never loaded, only the label arrays."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            keys = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
+            missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in keys]
+            if missing:
+                raise InputError("data", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(sorted(keys)) or 'nothing'}")
+            shape, dtype = _npy_header(archive, "X_train")
+            for key in ("X_train", "X_test", "y_train", "y_test"):
+                if _npy_header(archive, key)[1].hasobject:
+                    raise InputError("data", f"{path.name}: {key} is an object array (pickle); save plain numeric arrays")
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InputError("data", f"{path.name} is not a readable .npz archive: {exc}") from exc
+    if len(shape) < 2 or shape[0] == 0:
+        raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
+    features = int(np.prod(shape[1:]))
+    with np.load(path, allow_pickle=False) as arrays:
+        labels = [np.asarray(arrays[k]).reshape(-1) for k in ("y_train", "y_test")]
+    if any(not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0) for y in labels):
+        raise InputError("data", f"{path.name}: y_train and y_test must hold integer class ids")
+    return features, int(max(int(y.max()) for y in labels if len(y))) + 1
+
+
+def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
+    if len(rows) < 3:
+        raise InputError("data", f"{path.name} needs a header and at least two rows")
+    header = rows[0]
+    column = label_column if label_column is not None else header[-1]
+    if column not in header:
+        raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
+    j = header.index(column)
+    return len(header) - 1, len({r[j] for r in rows[1:] if len(r) > j})
+
+
+def runner_net_params(kind: str, features: int, hidden: list[int], classes: int) -> int:
+    """Parameters of skill.distill.nets' MLP or CNN, by arithmetic (a test checks it against the real nets)."""
+    if kind == "cnn":
+        c1, c2 = (hidden + hidden)[:2]
+        return (9 * c1 + c1) + (9 * c1 * c2 + c2) + (4 * c2 * classes + classes)
+    total, width = 0, features
+    for h in hidden:
+        total += width * h + h
+        width = h
+    return total + width * classes + classes

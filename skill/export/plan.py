@@ -1,0 +1,94 @@
+"""Turn a request (and an optional quick-distill report) into settings, each with its value, why and evidence.
+
+Shared by every engine: a value given in the request wins, then the report's tuned value (with the numbers
+that chose it), then the default from the rule files or the quick distill's own defaults (with that reason).
+The report is read tolerantly: only the fields used here are looked up, anything else in it is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skill.errors import InputError
+from skill.export.request import ExportRequest, ExportSetting
+
+MAX_REPORT_BYTES = 20 * 1024 * 1024
+
+
+def read_report(path: str) -> dict[str, Any]:
+    """A quick-distill report.json as a plain dict; it must at least carry a `settings` object."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("from_report", f"{path!r} is not a file; give the report.json a quick distill wrote")
+    if file.stat().st_size > MAX_REPORT_BYTES:
+        raise InputError("from_report", f"{file.name} is larger than {MAX_REPORT_BYTES // 2**20} MiB; not a quick-distill report")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("from_report", f"{file.name} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
+        raise InputError("from_report", f"{file.name} has no 'settings' object; is it a quick-distill report.json?")
+    return data
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass
+class Plan:
+    """The settings in order, keyed 'section.name', plus the report (if any) and warnings for the person."""
+
+    request: ExportRequest
+    report: dict[str, Any] | None
+    settings: dict[str, ExportSetting] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def value(self, key: str) -> Any:
+        return self.settings[key].value
+
+    def add(self, key: str, why: str, *, given: Any = None, reported: Any = None, report_evidence: str | None = None,
+            default: Any = None, default_evidence: str | None = None) -> Any:
+        """Request, then report, then default; the evidence says which one and the numbers behind it."""
+        if given is not None:
+            value, evidence = given, "set in the export request"
+        elif reported is not None:
+            value, evidence = reported, report_evidence or "carried over from the quick-distill report"
+        else:
+            value, evidence = default, default_evidence
+        self.settings[key] = ExportSetting(name=key, value=value, why=why, evidence=evidence)
+        return value
+
+    # ---- what the report says, in words -----------------------------------------------------
+
+    def report_settings(self) -> dict[str, Any]:
+        return dict(self.report.get("settings") or {}) if self.report else {}
+
+    def tuning_evidence(self) -> str | None:
+        """'tuned on the validation split: T=2 w=0.9 -> 0.962; T=4 ...' from the report's trials."""
+        trials = [t for t in (self.report or {}).get("trials") or [] if isinstance(t, dict)]
+        shown = [f"T={t.get('temperature')} w={t.get('kd_loss_weight')} -> val {t.get('val_accuracy', float('nan')):.3f}"
+                 for t in trials[:8] if _num(t.get("val_accuracy")) is not None]
+        if not shown:
+            return None
+        tuned = self.report_settings().get("temperature_tuned")
+        return ("tuned on the quick distill's validation split: " if tuned else "the quick distill's fixed setting: ") + "; ".join(shown)
+
+    def outcome_evidence(self) -> str | None:
+        """The headline numbers of the quick distill: accuracies, the gain and whether it beat the noise."""
+        r = self.report or {}
+        parts = []
+        for name in ("teacher", "scratch", "distilled"):
+            acc = _num((r.get(name) or {}).get("accuracy")) if isinstance(r.get(name), dict) else None
+            if acc is not None:
+                parts.append(f"{name} {acc:.4f}")
+        gain = _num(r.get("gain_points"))
+        if gain is not None:
+            parts.append(f"gain {gain:+.2f} points")
+        seeds = r.get("seed_summary")
+        if isinstance(seeds, dict) and isinstance(seeds.get("statement"), str):
+            parts.append(seeds["statement"])
+        return f"quick distill on {r.get('dataset', '?')}: " + ", ".join(parts) if parts else None
