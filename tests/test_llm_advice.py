@@ -275,7 +275,8 @@ def test_llm_design_numbers_live_in_the_rules():
     """The numbers DESIGN.md section 8 and the issue ask for; changing one in the rules must fail here."""
     assert [b["id"] for b in LLM["tree"]] == ["outputs_only", "tokenizer_mismatch", "off_policy_only", "on_policy", "token_level", "safe_default"]
     assert LLM["task_types"] == ("generation",)
-    assert dict(T) == {"on_policy_compression_above": 10, "capacity_gap_compression_above": 20, "logit_storage_warn_above_gb": 100}
+    assert dict(T) == {"on_policy_compression_above": 10, "capacity_gap_compression_above": 20, "logit_storage_warn_above_gb": 100,
+                       "beta_endpoint_margin": 0.05}
     assert (S := LLM["logit_storage"])["top_k"] == 64 and (S["index_bytes"], S["value_bytes"]) == (4, 2)
     assert {m: LLM["methods"][m]["hyperparameters"]["default_temperature"] for m in LLM["methods"]} == {"token_kd": 1, "on_policy_kd": 1, "sequence_kd": 1}
     assert next(w for w in LLM["warnings"] if w["id"] == "classification_temperature_on_generation")["when"] == {"field": "planned_temperature", "op": "gt", "value": 1}
