@@ -126,14 +126,11 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
         warning.message = warning.message.format_map(fill)
     missing = _merge_missing([MissingInput(field=m.field, effect=m.effect.format_map(fill)) for m in missing])
     references = list(dict.fromkeys([*method_rules["references"], *llm["topology"]["references"], *topology_rules["references"]]))
+    method = MethodChoice(id=method_id, name=method_rules["name"], reason=branch["reason"].format_map(fill), hyperparameters=hyperparameters)
+    topology = TopologyChoice(id=topology_branch["id"], reason=topology_branch["reason"], name=topology_rules["name"], runner_topology=topology_rules["runner_topology"])
     return RecommendMethodResponse(
-        method=MethodChoice(id=method_id, name=method_rules["name"], reason=branch["reason"].format_map(fill), hyperparameters=hyperparameters),
-        topology=TopologyChoice(
-            id=topology_branch["id"],
-            name=topology_rules["name"],
-            reason=topology_branch["reason"],
-            runner_topology=topology_rules["runner_topology"],
-        ),
+        method=method,
+        topology=topology,
         compression_ratio=compression,
         rule_trace=trace,
         warnings=warnings,

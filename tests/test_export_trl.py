@@ -169,12 +169,24 @@ def test_export_refuses_with_the_field(tiny, tmp_path, fields, field):
     assert not (tmp_path / "r").exists()  # refused before touching the disk
 
 
-def test_bad_jsonl_line_is_named(tiny, tmp_path):
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"prompt": "ok", "completion": " fine"}\n{"text": "no prompt"}\n', "line 2"),
+        (b'{"prompt": "ok", "completion": 3}\n', "line 1: 'completion' must be a string"),
+        (b'\xff\xfe not utf-8\n', "line 1 is not a UTF-8 JSON object"),
+        (b"[" * 100_000 + b"\n", "line 1 is not a UTF-8 JSON object"),  # nesting deep enough to exhaust the parser's recursion
+        (b'{"prompt": "' + b"x" * (17 * 2**20) + b'"}', "longer than 16 MiB"),  # one huge line is not read whole
+        (b"\n\n", "no rows"),
+    ],
+)
+def test_hostile_jsonl_is_refused_with_the_line(tiny, tmp_path, content, message):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "ok", "completion": " fine"}\n{"text": "no prompt"}\n')
-    with pytest.raises(InputError, match="line 2"):
+    bad.write_bytes(content)
+    with pytest.raises(InputError, match=message) as err:
         export_recipe(ExportRequest(engine="trl", method="token_kd", teacher=str(tiny["teacher"]), student=str(tiny["student"]), data=str(bad),
                                     output_dir=str(tmp_path / "r")))
+    assert err.value.field == "data"
 
 
 def test_torchrun_refuses_language_model_methods(tmp_path):

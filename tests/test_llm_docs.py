@@ -8,6 +8,7 @@ import pytest
 
 from skill.rules import get_rules
 from tests.test_skill_docs import ROOT, _anchors, _doc
+from tests.test_skill_docs import test_docs_state_the_rule_numbers as assert_docs_state
 
 LLM = get_rules().llm_method
 T = LLM["thresholds"]
@@ -37,12 +38,7 @@ CLAIMS = [
 
 @pytest.mark.parametrize("pattern, expected, files", CLAIMS, ids=[c[0][:40] for c in CLAIMS])
 def test_llm_docs_state_the_rule_numbers(pattern, expected, files):
-    for name in files:
-        matches = list(re.finditer(pattern.replace(" ", r"\s+"), _doc(name)))
-        assert matches, f"{name} does not state {pattern!r}"
-        for match in matches:
-            found = [float(g) for g in match.groups() if g is not None]
-            assert found == [float(e) for e in expected], f"{name}: {match.group(0)!r} disagrees with the rules {expected}"
+    assert_docs_state(pattern, expected, files)  # the same check as the classification claims
 
 
 def test_worked_storage_example_is_computed_from_the_rules():

@@ -27,6 +27,7 @@ TEMPLATE = Path(__file__).with_name("templates") / "trl_train.py"
 LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd")
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 MAX_CHECKED_ROWS = 100_000  # rows of the JSONL validated at export; train.py reads them all
+MAX_LINE_BYTES = 16 * 2**20  # one example; a file without newlines must not be read into memory whole
 # request fields that belong to the torchrun engine: refused here rather than silently ignored
 TORCHRUN_ONLY = ("from_report", "teacher_hidden", "student_hidden", "teacher_weights", "label_column", "response_loss",
                  "relation_loss", "kd_loss_weight", "cascade_threshold", "teacher_epochs")
@@ -75,17 +76,21 @@ def _check_rows(source: str | None) -> tuple[str, int, int]:
     path = Path(source).expanduser().resolve()
     if path.suffix != ".jsonl" or not path.is_file():
         raise InputError("data", f"{source!r} is not an existing .jsonl file (one JSON object per line: prompt and completion, or messages)")
-    rows = completed = 0
-    with path.open(encoding="utf-8", errors="strict") as handle:
-        for number, line in enumerate(handle, 1):
-            if rows >= MAX_CHECKED_ROWS:
+    rows = completed = number = 0
+    with path.open("rb") as handle:
+        while rows < MAX_CHECKED_ROWS:
+            line = handle.readline(MAX_LINE_BYTES + 1)
+            number += 1
+            if not line:
                 break
+            if len(line) > MAX_LINE_BYTES:
+                raise InputError("data", f"{path.name} line {number} is longer than {MAX_LINE_BYTES // 2**20} MiB; one JSON object per line")
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InputError("data", f"{path.name} line {number} is not JSON: {exc}") from exc
+                row = json.loads(line.decode("utf-8"))
+            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; deep nesting a RecursionError
+                raise InputError("data", f"{path.name} line {number} is not a UTF-8 JSON object: {str(exc)[:200]}") from exc
             completed += _row_has_completion(row, path.name, number)
             rows += 1
     if rows == 0:
@@ -317,9 +322,7 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
 """
 
 
-def check(request: ExportRequest) -> None:
-    """Export-time checks without writing anything."""
-    resolve(request)
+check = resolve  # export-time checks: resolve raises InputError on bad input and writes nothing
 
 
 def write(request: ExportRequest, out_dir: Path) -> list[Path]:
