@@ -163,7 +163,7 @@ def test_manifest_matches_the_models():
     from mcp_server import manifest
 
     assert manifest.PATH.read_text() == manifest.render(manifest.generate())
-    assert {e["name"] for e in manifest.load()} == set(ADVISORY) | {"kd_run_quick_distill"}
+    assert {e["name"] for e in manifest.load()} == set(ADVISORY) | {"kd_run_quick_distill", "kd_export_recipe"}
 
 
 def test_json_string_arguments_are_decoded():

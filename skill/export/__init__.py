@@ -5,9 +5,16 @@ module exposes:
 
 - ``write(request, out_dir) -> list[Path]``: write the recipe folder, return the files written;
 - optionally ``Options``: a pydantic model validating ``request.engine_options`` (engine-specific settings);
-- optionally ``check(request) -> None``: export-time checks that raise ``skill.errors.InputError``.
+- optionally ``check(request) -> None``: export-time checks that raise ``skill.errors.InputError``
+  (called before the output folder is touched, so bad input writes nothing);
+- optionally ``commands(out_dir) -> dict[str, str]``: how to launch the recipe, shown in the response.
 
-Adding an engine is one line here and one module beside this file.
+``write`` must leave ``config.yaml`` in out_dir as ``{section: {name: {value, why, evidence}}}`` plus an optional
+``notes`` list: the response's settings and warnings are read back from it. ``skill.export.plan`` resolves
+request > report > default with evidence for any engine (``Plan.add``, ``read_report``).
+
+Adding an engine is one line here and one module beside this file; the request's ``engine`` enum follows
+this dict (regenerate mcp_server/tools.json afterwards).
 """
 
 from __future__ import annotations

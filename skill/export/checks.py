@@ -78,29 +78,41 @@ def npz_shape(path: Path) -> tuple[int, int]:
     if len(shape) < 2 or shape[0] == 0:
         raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
     features = int(np.prod(shape[1:]))
-    with np.load(path, allow_pickle=False) as arrays:
-        labels = [np.asarray(arrays[k]).reshape(-1) for k in ("y_train", "y_test")]
-    if any(not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0) for y in labels):
-        raise InputError("data", f"{path.name}: y_train and y_test must hold integer class ids")
-    return features, int(max(int(y.max()) for y in labels if len(y))) + 1
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            labels = [np.asarray(arrays[k]).reshape(-1) for k in ("y_train", "y_test")]
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError("data", f"{path.name}: cannot read the labels: {exc}") from exc
+    if any(len(y) == 0 for y in labels):
+        raise InputError("data", f"{path.name}: y_train and y_test must not be empty")
+    if any(not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0) or y.min() < 0 for y in labels):
+        raise InputError("data", f"{path.name}: y_train and y_test must hold integer class ids 0..K-1")
+    return features, int(max(int(y.max()) for y in labels)) + 1
 
 
 def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
+    """(features, classes) of a CSV, streamed row by row: a full-scale file is never held in memory."""
     import csv
 
+    labels: set[str] = set()
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            column = label_column if label_column is not None else (header[-1] if header else "")
+            if column not in header:
+                raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
+            j = header.index(column)
+            rows = 0
+            for row in reader:
+                rows += 1
+                if len(row) > j:
+                    labels.add(row[j])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
-    if len(rows) < 3:
+    if rows < 2:
         raise InputError("data", f"{path.name} needs a header and at least two rows")
-    header = rows[0]
-    column = label_column if label_column is not None else header[-1]
-    if column not in header:
-        raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
-    j = header.index(column)
-    return len(header) - 1, len({r[j] for r in rows[1:] if len(r) > j})
+    return len(header) - 1, len(labels)
 
 
 def runner_net_params(kind: str, features: int, hidden: list[int], classes: int) -> int:

@@ -65,7 +65,23 @@ class Plan:
     # ---- what the report says, in words -----------------------------------------------------
 
     def report_settings(self) -> dict[str, Any]:
-        return dict(self.report.get("settings") or {}) if self.report else {}
+        """The report's settings, each kept only when it has the type and range the runner writes (a report is user input)."""
+        raw = dict(self.report.get("settings") or {}) if self.report else {}
+        kept = {k: raw[k] for k in ("method", "method_reason", "topology", "arch", "stop_reason") if isinstance(raw.get(k), str) and len(raw[k]) <= 1000}
+        for key, low, high in (("temperature", 0.5, 50), ("kd_loss_weight", 0, 1)):
+            value = _num(raw.get(key))
+            if value is not None and low <= value <= high:
+                kept[key] = value
+        for key, low in (("epochs", 1), ("epochs_run_distilled", 0), ("seed", 0)):
+            if isinstance(raw.get(key), int) and not isinstance(raw.get(key), bool) and low <= raw[key] <= 2**31 - 1:
+                kept[key] = raw[key]
+        for key in ("teacher_hidden", "student_hidden"):
+            value = raw.get(key)
+            if isinstance(value, list) and 1 <= len(value) <= 6 and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in value):
+                kept[key] = value
+        if isinstance(raw.get("temperature_tuned"), bool):
+            kept["temperature_tuned"] = raw["temperature_tuned"]
+        return kept
 
     def tuning_evidence(self) -> str | None:
         """'tuned on the validation split: T=2 w=0.9 -> 0.962; T=4 ...' from the report's trials."""
@@ -92,3 +108,16 @@ class Plan:
         if isinstance(seeds, dict) and isinstance(seeds.get("statement"), str):
             parts.append(seeds["statement"])
         return f"quick distill on {r.get('dataset', '?')}: " + ", ".join(parts) if parts else None
+
+    def report_warnings(self) -> list[str]:
+        """What a person must know before spending real compute on the reported settings."""
+        r = self.report or {}
+        notes = []
+        seeds = r.get("seed_summary")
+        if isinstance(seeds, dict) and seeds.get("gain_beats_noise") is False:
+            notes.append(f"the quick distill did not show a gain beyond the noise ({seeds.get('statement', 'see the report')}); the full run may not pay off")
+        elif not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None:
+            notes.append("the quick distill ran one seed: its gain is not yet evidence (run seeds >= 3)")
+        if r.get("complete") is False:
+            notes.append(f"the quick distill stopped early ({(r.get('settings') or {}).get('stop_reason', 'incomplete')}); its tuned values rest on a partial run")
+        return notes

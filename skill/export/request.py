@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skill.export import ENGINES
+from skill.models import Value
 
 IMPORT_PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
 RUNNER_NETS = ("mlp", "cnn")
@@ -72,7 +73,7 @@ class ExportSetting(BaseModel):
     """One setting of the recipe: its value, why, and the quick-distill evidence behind it."""
 
     name: str
-    value: Any = None
+    value: Value = None
     why: str
     evidence: str | None = None
 

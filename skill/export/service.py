@@ -23,6 +23,8 @@ def prepare_output_dir(raw: str | None, engine: str) -> Path:
         raise InputError("output_dir", f"{folder} exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
         raise InputError("output_dir", f"{folder} is not empty and was not written by kd_export_recipe; give a new folder")
+    if folder.is_dir() and any(p.is_symlink() for p in folder.rglob("*")):
+        raise InputError("output_dir", f"{folder} holds a symbolic link; a rewrite could land outside it, so give a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -77,6 +77,7 @@ def resolve(request: ExportRequest) -> Plan:
         raise InputError("method", f"{request.method!r} distils a language model; export it with engine 'trl' (torchrun takes response, relation, feature, cascade)")
     report = read_report(request.from_report) if request.from_report else None
     plan = Plan(request=request, report=report)
+    plan.warnings += plan.report_warnings()
     rs = plan.report_settings()
     rules, quick = _rules(), _quick_defaults()
     response_hp, tuning, outcome = rules["methods"]["response"]["hyperparameters"], plan.tuning_evidence(), plan.outcome_evidence()
@@ -258,6 +259,8 @@ User models and data factories (`package.module:factory`) are imported: put thei
 - Outputs in `--output-dir` (default `run/`): `student.safetensors`, `metrics.json` (accuracy, ECE, per-epoch loss and
   time, the shards each rank trained on; the from-scratch baseline with `--baseline`), `log.jsonl`.
 - A runner-net teacher without `teacher.weights` is trained first (its weights land in `teacher.safetensors`).
+- The saved student is the last epoch's (no early stopping at full scale): validate it on held-out data of your own.
+- `train.py` imports and calls the factories named in `config.yaml` (`package.module:factory`): read them before running it.
 - Flags: `--epochs`, `--teacher-epochs`, `--baseline`, `--output-dir`, `--no-resume`, `--cpu`, `--config`.
 
 ## Settings

@@ -73,6 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", type=Path, default=None, help="Where checkpoints, student.safetensors and metrics.json go (default: run/ beside train.py)")
     p.add_argument("--epochs", type=int, default=None, help="Student epochs (overrides train.epochs)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="Epochs when the teacher is trained here first")
+    p.add_argument("--accumulation-steps", type=int, default=None, help="Micro-batches per optimizer step (overrides train.accumulation_steps)")
     p.add_argument("--baseline", action="store_true", default=None, help="Also train a from-scratch student (same budget)")
     p.add_argument("--no-resume", action="store_true", help="Ignore existing checkpoints and start over")
     p.add_argument("--cpu", action="store_true", help="Stay on the CPU (gloo) even when GPUs are present")
@@ -275,6 +276,19 @@ def build_model(role: str, cfg: dict[str, Any], features: int, classes: int) -> 
     return model
 
 
+def probe_outputs(role: str, model: nn.Module, train: Dataset, classes: int) -> None:
+    """One forward pass on one training row, so a model that does not fit the data fails here in one line."""
+    x = torch.as_tensor(train[0][0]).unsqueeze(0)
+    try:
+        with torch.no_grad():
+            logits, _ = split_outputs(model.eval()(x))
+    except Exception as exc:  # any failure of the user's forward on the data's shape
+        raise RecipeError(f"{role}.model", f"fails on one training input of shape {tuple(x.shape)}: {str(exc).splitlines()[0][:200]}") from exc
+    model.train()
+    if logits.dim() != 2 or logits.shape[1] < classes:
+        raise RecipeError(f"{role}.model", f"returns outputs of shape {tuple(logits.shape)}; expected (batch, {classes}) logits for {classes} classes")
+
+
 def params_of(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -331,9 +345,15 @@ class TeacherSignal:
 
 
 def cache_teacher_logits(env: Dist, teacher: nn.Module, train: Dataset, out: Path, batch: int) -> torch.Tensor:
-    """Each rank computes rows rank::world once, saves them as float16, then every rank reads all shards."""
-    folder = out / "teacher_logits"
-    folder.mkdir(exist_ok=True)
+    """Each rank computes rows rank::world once, saves them as float16, then every rank reads all shards.
+    The folder is named by a hash of the teacher's weights, so a retrained teacher never reads stale logits."""
+    digest = hashlib.sha256()
+    for tensor in teacher.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    folder = out / "teacher_logits" / digest.hexdigest()[:16]
+    if env.main:
+        folder.mkdir(parents=True, exist_ok=True)
+    env.barrier()
     n = len(train)  # type: ignore[arg-type]
     mine = folder / f"rank{env.rank}of{env.world}.npz"
     if not mine.is_file():
@@ -344,8 +364,13 @@ def cache_teacher_logits(env: Dist, teacher: nn.Module, train: Dataset, out: Pat
         with torch.no_grad():
             for x, _ in loader:
                 parts.append(split_outputs(teacher(x.to(env.device)))[0].float().cpu())
-        logits = torch.cat(parts).numpy().astype(np.float16)
-        atomic_write(mine, lambda tmp: np.savez(tmp.open("wb"), rows=np.array(rows, np.int64), logits=logits))
+        logits = np.clip(torch.cat(parts).numpy(), -6e4, 6e4).astype(np.float16)  # float16 tops out at 65504
+
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as handle:  # a file object: np.savez would append .npz to a path
+                np.savez(handle, rows=np.array(rows, np.int64), logits=logits)
+
+        atomic_write(mine, save)
     env.barrier()
     full: np.ndarray | None = None
     for r in range(env.world):
@@ -433,7 +458,7 @@ def fit(phase: str, env: Dist, cfg: dict[str, Any], model: Distiller, train: Dat
         ddp.train()
         if teacher is not None:
             teacher.model.eval()  # frozen: batch-norm statistics and dropout stay as trained
-        loss_sum, seen = 0.0, 0
+        loss_sum, seen = torch.zeros((), dtype=torch.float64, device=env.device), 0  # summed on the device: no sync per step
         for i, (x, y, index) in enumerate(loader):
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
             group = i // accum
@@ -449,13 +474,13 @@ def fit(phase: str, env: Dist, cfg: dict[str, Any], model: Distiller, train: Dat
                         t_logits, t_feat = teacher(x, index)
                         loss = distill_loss(cfg, logits.float(), feat, projected, y, t_logits, t_feat)
                 scaler.scale(loss / group_size).backward()  # the step's gradient is the mean over its micro-batches
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum += loss.detach().double() * len(y)
             seen += len(y)
             if last_in_group:
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
-        total_loss, total_seen = env.sum([loss_sum, seen])
+        total_loss, total_seen = env.sum([float(loss_sum), seen])
         seconds = time.perf_counter() - t0
         state["epoch"] = epoch + 1
         state["loss_history"].append(total_loss / max(total_seen, 1))
@@ -504,14 +529,15 @@ def evaluate(env: Dist, model: nn.Module, test: Dataset, batch: int, bins: int) 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that can fail on a bad setting, before any process group exists (so no rank hangs)."""
     cfg = load_config(args.config)
-    for flag, key in (("epochs", "train.epochs"), ("teacher_epochs", "teacher.epochs"), ("baseline", "train.baseline")):
+    for flag, key in (("epochs", "train.epochs"), ("teacher_epochs", "teacher.epochs"), ("baseline", "train.baseline"),
+                      ("accumulation_steps", "train.accumulation_steps")):
         if getattr(args, flag) is not None:
             cfg[key] = getattr(args, flag)
     world, accum, batch = int(os.environ.get("WORLD_SIZE", 1)), int(cfg["train.accumulation_steps"]), int(cfg["train.global_batch_size"])
     if batch % (world * accum):
         raise RecipeError("train.global_batch_size", f"{batch} is not divisible by {world} processes x {accum} accumulation steps")
-    if int(cfg["train.epochs"]) < 1:
-        raise RecipeError("train.epochs", "must be at least 1")
+    if int(cfg["train.epochs"]) < 1 or accum < 1:
+        raise RecipeError("train.epochs" if int(cfg["train.epochs"]) < 1 else "train.accumulation_steps", "must be at least 1")
     return cfg
 
 
@@ -527,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         teacher = build_model("teacher", cfg, features, classes)
         torch.manual_seed(seed)
         student = build_model("student", cfg, features, classes)
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        if len(train) < world or len(test) == 0:  # type: ignore[arg-type]
+            raise RecipeError("data.source", f"{len(train)} training rows for {world} processes and {len(test)} test rows; need at least one row per process and a test set")  # type: ignore[arg-type]
+        for role, model in (("teacher", teacher), ("student", student)):
+            probe_outputs(role, model, train, classes)
         t_params, s_params = params_of(teacher), params_of(student)
         if s_params > t_params:
             raise RecipeError("student.model", f"the student has {s_params:,} parameters, more than the teacher's {t_params:,}; distil into a smaller model")
@@ -550,9 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     # teacher: given (weights or a trained factory), or trained here first with cross-entropy
     teacher_file = out / "teacher.safetensors"
     if not cfg.get("teacher.weights") and cfg["teacher.model"] in ("mlp", "cnn"):
-        if teacher_file.is_file() and resume:
-            load_weights(teacher, str(teacher_file), "teacher.weights")
-        else:
+        if teacher_file.is_file() and resume and not (out / "checkpoint-teacher.pt").is_file():
+            load_weights(teacher, str(teacher_file), "teacher.weights")  # trained elsewhere and copied here
+            phases["teacher"] = {"loaded_from": teacher_file.name}
+        else:  # trains, continues an interrupted teacher, or (already finished) just reloads it from its checkpoint
             torch.manual_seed(seed)
             holder = Distiller(teacher, None)
             phases["teacher"] = fit("teacher", env, cfg, holder, train, int(cfg["teacher.epochs"]), None, out, resume)

@@ -1,0 +1,219 @@
+"""kd_export_recipe / kd-skill export without training: the folder's contents, settings carried from a report,
+clear one-line errors at export time, the engine registry, and path confinement through the real MCP client."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+import yaml
+from mcp import Client
+
+from mcp_server.distill_tool import Limits
+from mcp_server.server import build_server
+from skill.errors import InputError
+from skill.export import ENGINES, engine_module, export_recipe
+from skill.export.checks import check_import_path, runner_net_params
+from skill.export.request import ExportRequest
+from tests.mcp_helpers import text_of
+
+RECIPE_FILES = {"train.py", "config.yaml", "README.md", "kd_vendor/__init__.py", "kd_vendor/losses.py", "kd_vendor/nets.py"}
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory) -> Path:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, X_train=(X[:1344] / 16).astype(np.float32), y_train=y[:1344], X_test=(X[1344:] / 16).astype(np.float32), y_test=y[1344:])
+    return path
+
+
+def _report(tmp_path: Path, **extra) -> Path:
+    """A quick-distill report as the runner writes it, trimmed to what matters, plus whatever `extra` adds."""
+    report = {
+        "dataset": "digits", "num_classes": 10, "teacher": {"accuracy": 0.97}, "scratch": {"accuracy": 0.95}, "distilled": {"accuracy": 0.96},
+        "gain_points": 1.0, "compression_ratio": 25.1, "complete": True,
+        "trials": [{"temperature": 2.0, "kd_loss_weight": 0.5, "val_accuracy": 0.95, "epochs": 80},
+                   {"temperature": 6.0, "kd_loss_weight": 0.5, "val_accuracy": 0.97, "epochs": 90}],
+        "settings": {"method": "relation", "method_reason": "fixed by the caller", "topology": "teacher_student", "arch": "mlp",
+                     "teacher_hidden": [128, 64], "student_hidden": [20], "temperature": 6.0, "kd_loss_weight": 0.5, "temperature_tuned": True,
+                     "epochs": 90, "epochs_run_distilled": 90, "seed": 3},
+        **extra,
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def _config(folder: Path) -> dict:
+    return yaml.safe_load((Path(folder) / "config.yaml").read_text())
+
+
+def test_export_writes_a_self_contained_folder(tmp_path, digits_npz):
+    out = tmp_path / "recipe"
+    response = export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(out)))
+    assert set(response.files) == RECIPE_FILES
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == RECIPE_FILES | {".kd-export"}
+    config = _config(out)
+    leaves = [leaf for section in config.values() if isinstance(section, dict) for leaf in section.values()]
+    assert leaves and all(set(leaf) >= {"value", "why"} and leaf["why"] for leaf in leaves)  # every setting says why
+    assert config["distill"]["temperature"]["value"] == 4.0 and "method.yaml" in config["distill"]["temperature"]["evidence"]
+    assert config["data"]["num_classes"]["value"] == 10 and config["data"]["source"]["value"] == str(digits_npz)
+    readme = (out / "README.md").read_text()
+    for command in ("python", "--nproc_per_node 1", "--nproc_per_node N", "--nnodes", "--rdzv_endpoint"):
+        assert command in readme
+    from skill.distill import losses
+
+    assert (out / "kd_vendor" / "losses.py").read_text() == Path(losses.__file__).read_text()  # the vendored copy is this package's
+    compile((out / "train.py").read_text(), "train.py", "exec")
+
+
+def test_report_settings_and_evidence_are_carried_over(tmp_path, digits_npz):
+    # a report from a newer runner may carry fields this exporter has never seen (per-seed results): they are ignored
+    report = _report(tmp_path, seed_summary={"gain_beats_noise": False, "statement": "within the noise", "per_seed": [{"seed": 0}]}, new_field=[1, 2])
+    response = export_recipe(ExportRequest(from_report=str(report), data=str(digits_npz), output_dir=str(tmp_path / "r"), kd_loss_weight=0.7))
+    settings = {s.name: s for s in response.settings}
+    assert settings["distill.temperature"].value == 6.0 and "T=6.0 w=0.5 -> val 0.970" in settings["distill.temperature"].evidence
+    assert settings["distill.kd_loss_weight"].value == 0.7 and settings["distill.kd_loss_weight"].evidence == "set in the export request"
+    assert settings["distill.method"].value == "relation" and settings["student.hidden"].value == [20]
+    assert settings["teacher.hidden"].value == [128, 64] and settings["train.epochs"].value == 90 and settings["train.seed"].value == 3
+    assert "gain +1.00 points" in settings["evidence.quick_distill"].value
+    assert any("did not show a gain" in w for w in response.warnings)
+
+
+def test_report_dataset_digits_is_materialised(tmp_path):
+    response = export_recipe(ExportRequest(from_report=str(_report(tmp_path)), output_dir=str(tmp_path / "r")))
+    assert "data/digits.npz" in response.files
+    with np.load(tmp_path / "r" / "data" / "digits.npz") as arrays:
+        assert arrays["X_train"].shape[1] == 64 and len(arrays["y_train"]) + len(arrays["y_test"]) == 1797
+
+
+@pytest.mark.parametrize(
+    "changes, field, words",
+    [
+        ({"data": "missing.npz"}, "data", "does not exist"),
+        ({"data": "table.parquet"}, "data", "accepted are"),
+        ({"teacher": "no_such_package_xyz.models:make"}, "teacher", "not on the Python path"),
+        ({"student": "json:no_such_factory"}, "student", "defines no top-level 'no_such_factory'"),
+        ({"teacher": "not an import path"}, "teacher", "neither 'mlp', 'cnn' nor an import path"),
+        ({"student_hidden": [400, 400]}, "student_hidden", "more than the teacher's"),
+        ({"student": "cnn", "data": "DATA_CSV"}, "student", "square"),
+        ({"teacher_weights": "weights.pt"}, "teacher_weights", "safetensors"),
+        ({"method": "feature", "teacher_cache": True}, "teacher_cache", "features every step"),
+        ({"engine_options": {"x": 1}}, "engine_options", "no engine options"),
+        ({"global_batch_size": 30, "accumulation_steps": 4}, "accumulation_steps", "does not divide"),
+        ({"from_report": "REPORT_ENSEMBLE"}, "from_report", "not exported"),
+    ],
+)
+def test_bad_input_is_one_clear_line_at_export_time(tmp_path, digits_npz, changes, field, words):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,c,label\n1,2,3,x\n4,5,6,y\n")
+    substitutes = {"DATA_CSV": str(csv), "REPORT_ENSEMBLE": str(_report(tmp_path, settings={"topology": "ensemble"}))}
+    args = {"data": str(digits_npz), "output_dir": str(tmp_path / "out"), **{k: substitutes.get(v, v) if isinstance(v, str) else v for k, v in changes.items()}}
+    with pytest.raises(InputError) as err:
+        export_recipe(ExportRequest(**args))
+    assert err.value.field == field and words in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()  # nothing written on bad input
+
+
+def test_unknown_engine_lists_the_valid_ones():
+    with pytest.raises(InputError, match="valid engines: torchrun"):
+        engine_module("deepspeed-magic")
+    with pytest.raises(ValueError, match="torchrun"):
+        ExportRequest(engine="deepspeed-magic")
+    assert set(ENGINES) >= {"torchrun"}
+
+
+def test_output_dir_holding_other_files_is_refused_but_an_earlier_export_is_rewritten(tmp_path, digits_npz):
+    other = tmp_path / "theirs"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="output_dir"):
+        export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(other)))
+    assert (other / "notes.txt").read_text() == "keep me"
+    first = export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(tmp_path / "mine"), temperature=3))
+    second = export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(tmp_path / "mine"), temperature=3))
+    assert first == second  # idempotent
+
+
+def test_import_paths_are_checked_without_running_them(tmp_path):
+    module = tmp_path / "booby_trap.py"
+    module.write_text("raise SystemExit('executed!')\n\ndef make():\n    pass\n")
+    assert check_import_path("booby_trap:make", "teacher", [str(tmp_path)]) == module  # found by parsing, never imported
+    assert "booby_trap" not in sys.modules
+    (tmp_path / "star.py").write_text("from os.path import *\n")
+    check_import_path("star:join", "teacher", [str(tmp_path)])  # a star import cannot be resolved statically: accepted
+
+
+@pytest.mark.parametrize("kind, hidden", [("mlp", [7]), ("mlp", [30, 12, 5]), ("cnn", [4, 6]), ("cnn", [3])])
+def test_parameter_arithmetic_matches_the_runner_nets(kind, hidden):
+    from skill.distill import nets
+
+    model = nets.build(kind, 64, hidden, 10, 8 if kind == "cnn" else None)
+    assert runner_net_params(kind, 64, hidden, 10) == nets.count_params(model)
+
+
+def test_cli_export_and_its_errors(run_cli, tmp_path, digits_npz):
+    code, data, _ = run_cli("export", "--data", str(digits_npz), "--output-dir", str(tmp_path / "cli"), "--temperature", "5", "--epochs", "7")
+    assert code == 0 and data["output_dir"] == str(tmp_path / "cli") and "train.py" in data["files"]
+    assert _config(tmp_path / "cli")["train"]["epochs"]["value"] == 7
+    code, data, err = run_cli("export", "--data", str(tmp_path / "nope.npz"), "--output-dir", str(tmp_path / "x"))
+    assert code == 2 and data is None and len(err.strip().splitlines()) == 1 and "data:" in err and "Traceback" not in err
+
+
+def test_mcp_tool_confines_paths_and_writes_under_the_output_root(tmp_path, digits_npz):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.npz").write_bytes(digits_npz.read_bytes())
+    server = build_server(Limits(data_root=tmp_path / "data", output_root=tmp_path / "out"))
+    attacks = [
+        ({"data": "../d.npz"}, "data"),
+        ({"data": str(digits_npz)}, "data"),  # absolute, outside the data root
+        ({"data": "d.npz", "output_dir": "/tmp/kd_escape"}, "output_dir"),
+        ({"data": "d.npz", "output_dir": "../escape"}, "output_dir"),
+        ({"data": "d.npz", "from_report": "/etc/passwd"}, "from_report"),
+        ({"data": "d.npz", "teacher_weights": "../../w.safetensors"}, "teacher_weights"),
+    ]
+
+    async def go():
+        async with Client(server) as client:
+            tool = {t.name: t for t in (await client.list_tools()).tools}["kd_export_recipe"]
+            good = await client.call_tool("kd_export_recipe", {"data": "d.npz", "output_dir": "demo", "temperature": 4})
+            bad = [await client.call_tool("kd_export_recipe", args) for args, _ in attacks]
+            return tool, good, bad
+
+    tool, good, bad = anyio.run(go)
+    a = tool.annotations
+    assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (False, False, True, False)
+    assert not good.is_error and good.structured_content["output_dir"] == str((tmp_path / "out" / "demo").resolve())
+    assert (tmp_path / "out" / "demo" / "train.py").is_file()
+    for (args, field), result in zip(attacks, bad):
+        assert result.is_error and field in text_of(result), (args, text_of(result))
+    assert not Path("/tmp/kd_escape").exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_hostile_report_falls_back_to_defaults(tmp_path, digits_npz):
+    """A report is user input: values of the wrong type or range are ignored, not trusted."""
+    report = _report(tmp_path, trials=[{"temperature": "hot", "val_accuracy": "high"}, "junk"],
+                     settings={"temperature": 0, "kd_loss_weight": 7, "teacher_hidden": "abc", "student_hidden": [True], "epochs": -3,
+                               "seed": 1.5, "method": "telepathy", "arch": "transformer"})
+    response = export_recipe(ExportRequest(from_report=str(report), data=str(digits_npz), output_dir=str(tmp_path / "r")))
+    settings = {s.name: s.value for s in response.settings}
+    assert settings["distill.temperature"] == 4.0 and settings["distill.kd_loss_weight"] == 0.9 and settings["distill.method"] == "response"
+    assert settings["teacher.hidden"] == [256, 256] and settings["student.hidden"] == [32] and settings["train.epochs"] == 120
+    assert settings["teacher.model"] == "mlp" and settings["train.seed"] == 0
+
+
+def test_a_planted_symlink_stops_a_rewrite(tmp_path, digits_npz):
+    out = tmp_path / "mine"
+    export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(out)))
+    (out / "train.py").unlink()
+    (out / "train.py").symlink_to(tmp_path / "victim.py")
+    with pytest.raises(InputError, match="symbolic link"):
+        export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(out)))
+    assert not (tmp_path / "victim.py").exists()
