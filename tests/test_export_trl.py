@@ -189,6 +189,18 @@ def test_hostile_jsonl_is_refused_with_the_line(tiny, tmp_path, content, message
     assert err.value.field == "data"
 
 
+def test_cli_export_engine_trl(tiny, tmp_path):
+    base = [sys.executable, "-m", "skill", "export", "--engine", "trl", "--teacher", str(tiny["teacher"]), "--student", str(tiny["student"]),
+            "--data", str(tiny["data"]), "--output-dir", str(tmp_path / "cli")]
+    proc = subprocess.run([*base, "--method", "token_kd"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    beta = next(s for s in answer["settings"] if s["name"] == "distill.beta")
+    assert answer["engine"] == "trl" and beta["value"] == 0.0 and (tmp_path / "cli" / "accelerate.yaml").is_file()
+    bad = subprocess.run([*base[:-1], str(tmp_path / "cli2"), "--method", "token_kd", "--temperature", "4"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "temperature" in bad.stderr
+
+
 def test_torchrun_refuses_language_model_methods(tmp_path):
     with pytest.raises(InputError) as err:
         export_recipe(ExportRequest(engine="torchrun", method="token_kd", data="digits", output_dir=str(tmp_path / "r")))
