@@ -101,6 +101,8 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     compression = request.effective_compression()
     storage = logit_storage(request.dataset_tokens, request.vocab_size) if request.dataset_tokens and request.vocab_size else None
     inputs: dict[str, Any] = request.model_dump() | {"compression_ratio": compression} | dict(llm["thresholds"])
+    # the teacher's logits can be used (and stored) unless it is reachable only through text or the tokenizers differ
+    inputs["logits_usable"] = request.teacher_access != "outputs_only" and request.same_tokenizer is not False
     if storage is not None:
         inputs["full_logit_storage_gb"] = storage["full_fp16_bytes"] / 1e9
     trace: list[TraceEntry] = []
@@ -114,12 +116,11 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
 
     hyperparameters = _plain(method_rules["hyperparameters"])
     missing = missing + topo_missing
-    if method_id == "token_kd":
-        if storage is not None:
-            hyperparameters["teacher_logit_storage"] = storage
-        else:
-            absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
-            missing += [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
+    if storage is not None and inputs["logits_usable"]:
+        hyperparameters["teacher_logit_storage"] = storage
+    elif storage is None and method_id == "token_kd":
+        absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
+        missing += [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
 
     fill = _template_values(inputs, storage)
     for warning in warnings:

@@ -151,9 +151,15 @@ def test_logit_storage_warning_threshold_and_scope():
     quiet = ask(**SHARED, dataset_tokens=below, vocab_size=128_256)
     assert "teacher_logit_storage" not in {w.id for w in quiet.warnings}
     assert quiet.method.hyperparameters["teacher_logit_storage"]["dataset_tokens"] == below  # still sized
-    # on-policy runs the teacher online: nothing to store, so no storage warning
-    online = ask(**SHARED, open_ended_generation=True, dataset_tokens=10**12, vocab_size=128_256)
-    assert online.method.id == "on_policy_kd" and "teacher_logit_storage" not in {w.id for w in online.warnings}
+    # it applies wherever the teacher's logits could be stored, whatever the method chosen ...
+    for inputs in ({**SHARED, "open_ended_generation": True}, {}, {"teacher_access": "logits"}):
+        answer = ask(**inputs, dataset_tokens=above, vocab_size=128_256)
+        assert "teacher_logit_storage" in {w.id for w in answer.warnings}, inputs
+        assert answer.method.hyperparameters["teacher_logit_storage"]["dataset_tokens"] == above
+    # ... and not where there are no logits to store: a text-only teacher, or two tokenizers
+    for inputs in ({"teacher_access": "outputs_only"}, {"teacher_access": "logits", "same_tokenizer": False}):
+        answer = ask(**inputs, dataset_tokens=10**12, vocab_size=128_256)
+        assert "teacher_logit_storage" not in {w.id for w in answer.warnings} and "teacher_logit_storage" not in answer.method.hyperparameters
 
 
 def test_token_kd_without_sizes_asks_for_them():
