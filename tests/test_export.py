@@ -217,3 +217,13 @@ def test_a_planted_symlink_stops_a_rewrite(tmp_path, digits_npz):
     with pytest.raises(InputError, match="symbolic link"):
         export_recipe(ExportRequest(data=str(digits_npz), output_dir=str(out)))
     assert not (tmp_path / "victim.py").exists()
+
+
+def test_the_report_fields_read_exist_in_the_runners_report_model():
+    """The exporter reads a report by field name: each name it reads must still exist in DistillReport."""
+    from skill.distill.report import DistillReport, Settings, Trial
+
+    assert {"dataset", "trials", "settings", "gain_points", "compression_ratio", "complete", "seed_summary", "teacher", "scratch", "distilled"} <= set(DistillReport.model_fields)
+    assert {"method", "method_reason", "topology", "arch", "teacher_hidden", "student_hidden", "temperature", "kd_loss_weight",
+            "temperature_tuned", "epochs", "epochs_run_distilled", "seed", "stop_reason"} <= set(Settings.model_fields)
+    assert {"temperature", "kd_loss_weight", "val_accuracy"} <= set(Trial.model_fields)

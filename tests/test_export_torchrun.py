@@ -138,6 +138,8 @@ def test_one_process_resumed_with_accumulation_matches_two_processes(recipe, two
 
 
 def test_a_user_model_and_dataset_factory_train(recipe, two_processes, tmp_path):
+    """The student and the data come from the user's module (by import path), the teacher from given weights,
+    its logits cached to disk in a first pass; then bad models stop train.py with one line."""
     (tmp_path / "user_kd_models.py").write_text(USER_MODULE.format(data=str(recipe.parent / "digits.npz")))
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     folder = tmp_path / "recipe"
@@ -145,7 +147,7 @@ def test_a_user_model_and_dataset_factory_train(recipe, two_processes, tmp_path)
     try:
         export_recipe(ExportRequest(data="user_kd_models:digits", student="user_kd_models:student",
                                     teacher_weights=str(two_processes / "teacher.safetensors"), teacher_hidden=[256, 256],
-                                    epochs=2, output_dir=str(folder), baseline=True))
+                                    epochs=2, output_dir=str(folder), baseline=True, teacher_cache=True))
     finally:
         sys.path.remove(str(tmp_path))
     proc = _run([sys.executable, str(folder / "train.py")], folder, env)
@@ -155,6 +157,9 @@ def test_a_user_model_and_dataset_factory_train(recipe, two_processes, tmp_path)
     assert m["teacher"]["accuracy"] == pytest.approx(_metrics(two_processes)["teacher"]["accuracy"])  # the given weights, loaded
     losses = m["phases"]["student"]["loss_history"]
     assert losses[1] < losses[0] and m["baseline"]["accuracy"] > 0 and "gain_points" in m
+    cache = list((folder / "run" / "teacher_logits").glob("*/rank0of1.npz"))  # the teacher ran once, in a first pass
+    with np.load(cache[0]) as part:
+        assert len(cache) == 1 and part["logits"].shape == (1344, 10) and part["logits"].dtype == np.float16
 
     # a student larger than the teacher, one with the wrong number of outputs, and an import that fails on the
     # training machine: one line each, exit 2, before any process group or training starts

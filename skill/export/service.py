@@ -61,9 +61,12 @@ def export_recipe(request: ExportRequest) -> ExportResponse:
     _validate_options(module, request)
     if hasattr(module, "check"):
         module.check(request)  # refuse bad input before touching the disk
-    out_dir = prepare_output_dir(request.output_dir, request.engine)
-    files = module.write(request, out_dir)
-    (out_dir / MARKER).write_text(f"engine: {request.engine}\n", encoding="utf-8")
+    try:
+        out_dir = prepare_output_dir(request.output_dir, request.engine)
+        (out_dir / MARKER).write_text(f"engine: {request.engine}\n", encoding="utf-8")
+        files = module.write(request, out_dir)
+    except OSError as exc:  # a read-only disk, a full disk, a name the file system refuses
+        raise InputError("output_dir", f"cannot write the recipe: {exc}") from exc
     settings, notes = _read_back(out_dir)
     commands = module.commands(out_dir) if hasattr(module, "commands") else {}
     return ExportResponse(

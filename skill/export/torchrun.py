@@ -231,13 +231,15 @@ def _readme(plan: Plan) -> str:
     cmds = commands(Path("."))
     rows = "\n".join(f"| `{k}` | {s.value!r} | {s.why} |" for k, s in plan.settings.items() if not k.startswith("evidence"))
     evidence = plan.settings.get("evidence.quick_distill")
+    notes = "".join(f"{chr(10)}- {w}" for w in plan.warnings)
+    notes = f"{chr(10)}Read before spending compute:{notes}{chr(10)}" if notes else ""
     return f"""# Distillation recipe (torchrun + DDP)
 
 Written by `kd-skill export`. `train.py` distils `{plan.value('teacher.model')}` into `{plan.value('student.model')}` with
 method `{plan.value('distill.method')}` at T = {plan.value('distill.temperature')} and soft-loss weight {plan.value('distill.kd_loss_weight')};
 every setting, its reason and its evidence are in `config.yaml`.
-{f"{chr(10)}Evidence: {evidence.value}{chr(10)}" if evidence else ""}
-Needs: Python 3.10+, `torch`, `numpy`, `pyyaml`, `safetensors` (and `scikit-learn` nowhere: the data is a file or your factory).
+{f"{chr(10)}Evidence: {evidence.value}{chr(10)}" if evidence else ""}{notes}
+Needs: Python 3.10+, `torch`, `numpy`, `pyyaml` and `safetensors`.
 The losses come from the `knowledge-distillation-deep` package when it is installed, else from `kd_vendor/` here.
 User models and data factories (`package.module:factory`) are imported: put their folder on `PYTHONPATH`.
 
@@ -261,7 +263,7 @@ User models and data factories (`package.module:factory`) are imported: put thei
 - A runner-net teacher without `teacher.weights` is trained first (its weights land in `teacher.safetensors`).
 - The saved student is the last epoch's (no early stopping at full scale): validate it on held-out data of your own.
 - `train.py` imports and calls the factories named in `config.yaml` (`package.module:factory`): read them before running it.
-- Flags: `--epochs`, `--teacher-epochs`, `--baseline`, `--output-dir`, `--no-resume`, `--cpu`, `--config`.
+- Flags: `--epochs`, `--teacher-epochs`, `--accumulation-steps`, `--baseline`, `--output-dir`, `--no-resume`, `--cpu`, `--config`.
 
 ## Settings
 

@@ -182,8 +182,12 @@ def _read_csv(path: Path, label_column: str | None, test_fraction: float, seed: 
     if column not in header:
         raise RecipeError("data.label_column", f"{column!r} is not a column of {path.name}")
     j = header.index(column)
-    X = np.array([[float(v) for i, v in enumerate(r) if i != j] for r in body], dtype=np.float32)
-    classes = sorted({r[j] for r in body})
+    try:
+        X = np.array([[float(v) for i, v in enumerate(r) if i != j] for r in body], dtype=np.float32)
+    except ValueError as exc:  # a text feature, or a ragged row
+        raise RecipeError("data.source", f"{path.name}: every feature column must be numeric ({exc})") from exc
+    # numeric labels in numeric order (2 before 10), as the quick distill maps them; text labels after, alphabetically
+    classes = sorted({r[j] for r in body}, key=lambda v: (not v.lstrip("-").isdigit(), int(v) if v.lstrip("-").isdigit() else 0, v))
     y = np.array([classes.index(r[j]) for r in body], dtype=np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
     cut = int(round(len(y) * test_fraction))
