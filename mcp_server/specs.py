@@ -52,7 +52,8 @@ SPECS = [
     ),
     ToolSpec(
         "kd_recommend_method", "recommend", models.RecommendMethodResponse, "Recommend a distillation method and topology",
-        "Return the distillation method (response / feature / relation / cascade) with hyperparameters such as the temperature "
+        "Return the distillation method (response / feature / relation / cascade; for task_type generation: token_kd / "
+        "on_policy_kd / sequence_kd at T = 1, from teacher_access and same_tokenizer) with hyperparameters such as the temperature "
         "range, and the topology (hierarchical / ensemble / online / self), with the rule trace, risk warnings and the inputs "
         "whose absence limited the answer. Use when planning a distillation. Not for alpha: use kd_choose_alpha.",
     ),
@@ -91,7 +92,9 @@ SPECS = [
         "1 CPU, 1 GPU, N GPUs, several nodes). Give the plan, or from_report (a quick distill's report.json) to carry its tuned "
         "settings over; teacher and student as 'mlp'/'cnn' or 'package.module:factory'; data as 'digits', .npz/.csv under the data "
         "root or a Dataset factory. Writes only under the output root and runs none of your code. Use after kd_run_quick_distill "
-        "showed a gain. Not for a quick experiment: use kd_run_quick_distill.",
+        "showed a gain. engine 'trl' writes a language-model recipe instead (TRL GKDTrainer / SFTTrainer on Accelerate: method token_kd, "
+        "on_policy_kd or sequence_kd from kd_recommend_method with task_type generation; teacher and student as Hugging Face model folders "
+        "or hub ids; data a .jsonl of prompt/completion rows). Not for a quick experiment: use kd_run_quick_distill.",
         EXPORTER,
     ),
 ]

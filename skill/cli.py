@@ -78,7 +78,7 @@ def _add_export_parser(sub: Any) -> None:
     """`kd-skill export`: options from the same request model as the kd_export_recipe tool."""
     from skill.export.request import ExportRequest
 
-    p = sub.add_parser("export", help="Export the plan (or a quick-distill report) as a full-scale training folder (torchrun).", description=ExportRequest.__doc__)
+    p = sub.add_parser("export", help="Export the plan (or a quick-distill report) as a full-scale training folder (torchrun, or trl for language models).", description=ExportRequest.__doc__)
     _add_model_options(p, ExportRequest)
     p.add_argument("--format", choices=["json", "text"], default="json")
 

@@ -103,6 +103,15 @@ class RecommendMethodRequest(Strict):
     need_continuous_adaptation: bool | None = Field(None, description="Whether models must keep adapting after deployment")
     same_architecture_family: bool | None = Field(None, description="Whether student and teacher share an architecture family")
     planned_temperature: float | None = Field(None, ge=0.1, le=100, allow_inf_nan=False, description="Distillation temperature you plan to use, if any")
+    # generative models (task_type generation) only
+    same_tokenizer: bool | None = Field(None, description="Generation: whether teacher and student use the same tokenizer (token-level KD needs it)")
+    teacher_access: Literal["logits", "outputs_only"] | None = Field(
+        None, description="Generation: logits (full next-token distributions) or outputs_only (generated text, e.g. an API)"
+    )
+    on_policy_affordable: bool | None = Field(None, description="Generation: whether sampling from the student during training is affordable")
+    open_ended_generation: bool | None = Field(None, description="Generation: whether open-ended generation quality (chat, long answers) matters")
+    dataset_tokens: int | None = Field(None, ge=1, le=10**15, description="Generation: training tokens to distil on (sizes the teacher-logit storage)")
+    vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: vocabulary size of the teacher's tokenizer")
 
     @model_validator(mode="after")
     def _params_consistent(self) -> RecommendMethodRequest:
@@ -130,7 +139,7 @@ class RecommendMethodRequest(Strict):
 
 
 class MethodChoice(BaseModel):
-    id: Literal["response", "feature", "cascade", "relation"]
+    id: Literal["response", "feature", "cascade", "relation", "token_kd", "on_policy_kd", "sequence_kd"]
     name: str
     reason: str
     hyperparameters: dict[str, Value]

@@ -28,6 +28,10 @@ def _hyperparameters(method_id: str, request: RecommendMethodRequest, compressio
 def recommend_method(request: RecommendMethodRequest) -> RecommendMethodResponse:
     """Walk the method tree and the topology tree in the guidance's order, then fire the risk warnings."""
     rules = get_rules()
+    if request.task_type in rules.llm_method["task_types"]:  # language models follow their own rules
+        from skill.recommend_llm import recommend_llm
+
+        return recommend_llm(request)
     compression = request.effective_compression()
     inputs = request.model_dump() | {"compression_ratio": compression}
     trace: list[TraceEntry] = []

@@ -59,7 +59,7 @@ def test_missing_inputs_say_what_they_would_change():
     [
         ("classification", None, [3, 6]),
         ("regression", None, [1, 3]),
-        ("generation", None, [3, 6]),
+        ("generation", None, [1, 1]),  # language models: token-level KD at T = 1 (llm_method.yaml)
         ("classification", 16, [3, 4]),  # small student: narrowed to Hinton's band
         ("regression", 16, [2.5, 3]),
     ],

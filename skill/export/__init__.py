@@ -24,6 +24,7 @@ from types import ModuleType
 
 ENGINES: dict[str, str] = {
     "torchrun": "skill.export.torchrun",  # PyTorch DDP launched by torchrun: vision / tabular classification
+    "trl": "skill.export.trl",  # Hugging Face TRL (GKDTrainer / SFTTrainer) on Accelerate: language models
 }
 
 

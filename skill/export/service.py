@@ -72,7 +72,7 @@ def export_recipe(request: ExportRequest) -> ExportResponse:
     return ExportResponse(
         engine=request.engine, output_dir=str(out_dir), files=sorted(str(Path(f).relative_to(out_dir)) for f in files),
         settings=settings, commands=commands, warnings=notes,
-        next_steps=[
+        next_steps=getattr(module, "NEXT_STEPS", None) or [
             "Run the 2-process CPU command first: it proves the recipe on this machine in seconds to minutes.",
             "Then launch the GPU command on the real data; compare metrics.json with the quick distill's numbers.",
             "Check the trained student with kd_diagnose_failure and kd_check_quality_gates before release.",

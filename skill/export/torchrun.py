@@ -15,6 +15,7 @@ from skill.export.plan import Plan, read_report
 from skill.export.request import RUNNER_NETS, ExportRequest, is_import_path
 
 TEMPLATE = Path(__file__).with_name("templates") / "train.py"
+LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd")
 VENDORED = ("losses.py", "nets.py")
 
 
@@ -72,6 +73,8 @@ def resolve(request: ExportRequest) -> Plan:
     """Every setting of the recipe, checked; raises InputError naming the field on anything train.py would refuse."""
     if request.engine_options:
         raise InputError("engine_options", f"torchrun takes no engine options; got {', '.join(sorted(request.engine_options))}")
+    if request.method in LLM_METHODS:
+        raise InputError("method", f"{request.method!r} distils a language model; export it with engine 'trl' (torchrun takes response, relation, feature, cascade)")
     report = read_report(request.from_report) if request.from_report else None
     plan = Plan(request=request, report=report)
     plan.warnings += plan.report_warnings()

@@ -1,0 +1,74 @@
+"""The language-model guidance: SKILL.md and references/llm-distillation.md state the numbers of llm_method.yaml."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from skill.rules import get_rules
+from tests.test_skill_docs import ROOT, _anchors, _doc
+from tests.test_skill_docs import test_docs_state_the_rule_numbers as assert_docs_state
+
+LLM = get_rules().llm_method
+T = LLM["thresholds"]
+S = LLM["logit_storage"]
+HP = {m: LLM["methods"][m]["hyperparameters"] for m in LLM["methods"]}
+TOPK_BYTES = S["top_k"] * (S["index_bytes"] + S["value_bytes"])
+
+NUM = r"(\d+(?:\.\d+)?)"
+BOTH = ["SKILL.md", "llm-distillation.md"]
+# (pattern, expected numbers, files that must state it)
+CLAIMS = [
+    (rf"more than {NUM}x smaller", [T["on_policy_compression_above"]], BOTH),
+    (rf"teacher (?:is )?more than {NUM}x the student", [T["capacity_gap_compression_above"]], BOTH),
+    (rf"warn(?:s|ed)? (?:when the full fp16 store is )?above {NUM} GB", [T["logit_storage_warn_above_gb"]], BOTH),
+    (rf"top-{NUM} \(int32 index \+ fp16 value\) is {NUM} bytes per token", [S["top_k"], TOPK_BYTES], BOTH),
+    (rf"{NUM} bytes per vocabulary entry in fp16 and {NUM} in fp32", [S["full_bytes"]["fp16"], S["full_bytes"]["fp32"]], ["llm-distillation.md"]),
+    (rf"loss temperature is T = {NUM}|loss temperature for language models is {NUM}", [HP["token_kd"]["default_temperature"]], BOTH),
+    (rf"`token_kd` as lmbda {NUM}, beta {NUM}|lmbda {NUM}, beta {NUM} \(forward KL\)", [HP["token_kd"]["trl_lmbda"], HP["token_kd"]["trl_beta"]], BOTH),
+    (rf"`on_policy_kd` as lmbda {NUM}, beta {NUM}|lmbda {NUM}, beta {NUM} \(or", [HP["on_policy_kd"]["lmbda"], HP["on_policy_kd"]["beta"]], BOTH),
+    (rf"beta {NUM} and lmbda {NUM} \(lambda between {NUM} and {NUM}\), sampling temperature {NUM}",
+     [HP["on_policy_kd"]["beta"], HP["on_policy_kd"]["lmbda"], *HP["on_policy_kd"]["lmbda_range"], HP["on_policy_kd"]["sampling_temperature"]], ["llm-distillation.md"]),
+    (rf"beta {NUM} \(forward KL\), {NUM}\s+\(symmetric JSD\), {NUM} \(reverse KL\)",
+     [HP["on_policy_kd"]["beta_choices"][k] for k in ("forward_kl", "jsd", "reverse_kl")], ["llm-distillation.md"]),
+    (rf"`max_new_tokens` {NUM}", [HP["on_policy_kd"]["max_new_tokens"]], ["llm-distillation.md"]),
+]
+
+
+@pytest.mark.parametrize("pattern, expected, files", CLAIMS, ids=[c[0][:40] for c in CLAIMS])
+def test_llm_docs_state_the_rule_numbers(pattern, expected, files):
+    assert_docs_state(pattern, expected, files)  # the same check as the classification claims
+
+
+def test_worked_storage_example_is_computed_from_the_rules():
+    """The reference's 128,256-vocabulary example, recomputed from the byte counts in the rules."""
+    text = _doc("llm-distillation.md")
+    per_token = 128_256 * S["full_bytes"]["fp16"]
+    assert f"{per_token:,} bytes per token in fp16" in text
+    assert f"{per_token * 1e9 / 1e12:.1f} TB" in text
+    assert f"{TOPK_BYTES * 1e9 / 1e9:.1f} GB" in text
+
+
+def test_every_tree_row_and_method_is_in_both_docs():
+    for name in BOTH:
+        text = _doc(name)
+        for method in LLM["methods"]:
+            assert f"`{method}`" in text, (name, method)
+        for field in ("teacher_access", "same_tokenizer", "planned_temperature", "dataset_tokens", "vocab_size"):
+            assert re.search(rf"`{field}\b", text), (name, field)
+
+
+def test_llm_rule_references_point_at_real_sections():
+    refs = {r for m in LLM["methods"].values() for r in m["references"]}
+    refs |= {r for w in LLM["warnings"] for r in w["references"]} | set(LLM["topology"]["references"])
+    for ref in refs:
+        file, _, anchor = ref.partition("#")
+        assert (ROOT / file).is_file(), ref
+        assert anchor in _anchors(ROOT / file), ref
+
+
+def test_llm_reference_cites_its_sources():
+    text = _doc("llm-distillation.md")
+    for source in ("Hinton", "Kim and Rush", "Agarwal et al.", "Gu et al.", "2502.08606", "Muralidharan et al.", "#3028", "#4562", "#3043"):
+        assert source in text, source
