@@ -245,6 +245,8 @@ class DiagnoseFailureRequest(Strict):
     size_accuracy_curve: list[CurvePoint] | None = Field(None, max_length=1000, description="Students of different sizes")
     teacher_parity_ratio: Fraction | None = Field(None, description="Lowest over highest group selection rate, teacher")
     student_parity_ratio: Fraction | None = Field(None, description="Same for the student")
+    teacher_group_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Group name to teacher accuracy within that group")
+    student_group_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Group name to student accuracy (same groups as the teacher's)")
     student_finds_edge_cases: bool | None = None
     feedback_to_teacher: bool | None = None
 
@@ -279,6 +281,8 @@ class ComputedMetrics(BaseModel):
     teacher_error_confidence: float | None = None
     student_parity_ratio: float | None = None
     teacher_parity_ratio: float | None = None
+    student_group_accuracy: dict[str, float] | None = None
+    teacher_group_accuracy: dict[str, float] | None = None
 
 
 class DiagnoseFailureResponse(Advice):
