@@ -188,6 +188,10 @@ class ScoreDistillationRequest(Strict):
     student_size: PositiveFloat | None = None
     student_accuracy: Accuracy | None = None
     candidates: list[Candidate] | None = Field(None, min_length=1, max_length=_MAX_CANDIDATES, description="Several students to rank")
+    min_student_accuracy: Accuracy | None = Field(
+        None, description="Accuracy floor a student must reach (the guidance's 'maintain > 90%' is 0.9); students below it are marked "
+        "and ranked after every student that meets it"
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> ScoreDistillationRequest:
@@ -211,10 +215,11 @@ class ScoredCandidate(BaseModel):
     score: float
     size_term: float
     accuracy_term: float
+    meets_accuracy_floor: bool | None = Field(None, description="accuracy >= min_student_accuracy (null when no floor was given)")
 
 
 class ScoreDistillationResponse(Advice):
-    score: float = Field(description="DS for the student, or for the best candidate; lower is better")
+    score: float = Field(description="DS for the student, or for the best candidate; lower is better; comparable only at the same alpha")
     size_term: float
     accuracy_term: float
     formula: str
