@@ -87,6 +87,28 @@ class Advice(BaseModel):
 
 # ---- recommend_method ----------------------------------------------------------------------
 
+# The guidance's own names for some inputs. Same meaning and values: accepted as our name. Different meaning
+# (a yes/no where we ask for a count): refused, naming the input to pass instead.
+_GUIDANCE_ALIASES = {"abstraction_level_needed": "abstraction_level"}
+_GUIDANCE_RENAMED = {"multiple_experts_available": "num_teachers (how many expert teachers; more than 1 selects ensemble distillation)"}
+
+
+def _guidance_names(data: Any) -> Any:
+    """Map the guidance's field names onto ours before validation, or say which of ours to use."""
+    if not isinstance(data, dict):
+        return data
+    for old, new in _GUIDANCE_RENAMED.items():
+        if old in data:
+            raise ValueError(f"{old} is the guidance's yes/no question; this tool asks it as {new}: pass that instead")
+    renamed = dict(data)
+    for old, new in _GUIDANCE_ALIASES.items():
+        if old in renamed:
+            if new in renamed:
+                raise ValueError(f"{old} (the guidance's name) and {new} are the same input; pass only {new}")
+            renamed[new] = renamed.pop(old)
+    return renamed
+
+
 TaskType = Literal["classification", "regression", "detection", "segmentation", "generation", "ranking", "other"]
 
 
@@ -103,6 +125,11 @@ class RecommendMethodRequest(Strict):
     need_continuous_adaptation: bool | None = Field(None, description="Whether models must keep adapting after deployment")
     same_architecture_family: bool | None = Field(None, description="Whether student and teacher share an architecture family")
     planned_temperature: float | None = Field(None, ge=0.1, le=100, allow_inf_nan=False, description="Distillation temperature you plan to use, if any")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_guidance_names(cls, data: Any) -> Any:
+        return _guidance_names(data)
 
     @model_validator(mode="after")
     def _params_consistent(self) -> RecommendMethodRequest:
@@ -134,6 +161,8 @@ class MethodChoice(BaseModel):
     name: str
     reason: str
     hyperparameters: dict[str, Value]
+    assumed: bool = Field(False, description="True when an input an earlier branch needs is missing, so the answer may change")
+    questions: list[str] = Field(default_factory=list, description="What to ask the user to settle an assumed answer")
 
 
 class TopologyChoice(BaseModel):
@@ -141,6 +170,8 @@ class TopologyChoice(BaseModel):
     name: str
     reason: str
     runner_topology: str = Field(description="Value of kd_run_quick_distill's topology argument")
+    assumed: bool = Field(False, description="True when an input an earlier branch needs is missing, so the answer may change")
+    questions: list[str] = Field(default_factory=list, description="What to ask the user to settle an assumed answer")
 
 
 class RecommendMethodResponse(Advice):
