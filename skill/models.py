@@ -379,18 +379,48 @@ class QualityGatesResponse(Advice):
 # ---- route_request -------------------------------------------------------------------------
 
 
+_ROUTE = get_rules().boundaries
+# primary_goal values: distillation, then each sibling's and each boundary's goal, as the rule file names them
+RouteGoal = Literal[("distill", *(s["goal"] for s in _ROUTE["siblings"]), *(b["goal"] for b in _ROUTE["boundaries"]))]  # type: ignore[valid-type]
+
+
 class RouteRequest(Strict):
-    request: str = Field(min_length=1, max_length=int(get_rules().boundaries["max_request_chars"]), description="The user's request, as written")
+    """The user's words, plus what the calling agent already knows from the conversation (it takes precedence)."""
+
+    request: str = Field(min_length=1, max_length=int(_ROUTE["max_request_chars"]), description="The user's request, as written")
     model_params: int | None = Field(None, ge=0, le=10**13, description="Parameter count of the model to compress, if known")
     latency_budget_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per request, if any")
+    primary_goal: RouteGoal | None = Field(
+        None,
+        description="What the user mainly wants done, if the conversation makes it clear: distill (a smaller student from a teacher); "
+        "deploy_or_quantize (quantise, prune for a chip, export, serve); architecture_search; explain_predictions; distributed_training "
+        "(federated or multi-node); adversarial_robustness; interpretable_model (a model people can read); hard_real_time (a guaranteed "
+        "latency under 10 ms); tiny_or_rule_based (rules or under ~1000 parameters); prototype (no performance requirement yet); "
+        "ample_compute (one task, no size or latency limit); other (not about a machine-learning model). Overrides the text.",
+    )
+    is_ml_model: bool | None = Field(None, description="Whether the request is about a machine-learning model at all (false: 'compress my backups')")
+    has_size_or_latency_budget: bool | None = Field(None, description="Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)")
+    is_prototype: bool | None = Field(None, description="Whether the work is a prototype with no performance requirement yet")
+
+
+class IntentScore(BaseModel):
+    """How strongly the request asks for one kind of work, and the words that said so."""
+
+    intent: str = Field(description="in_scope, a sibling skill, a boundary id, or budget")
+    score: float
+    evidence: list[str] = Field(default_factory=list, description="Each term: the words, its group, whether it counted (or why not), its weight")
 
 
 class RouteResponse(Advice):
     verdict: Literal["in_scope", "delegate", "out_of_scope"]
     skill: str | None = Field(None, description="Sibling skill that should handle it")
-    boundary: str | None = Field(None, description="Not-for boundary that applies")
+    boundary: str | None = Field(None, description="Not-for boundary that applies (not_ml: not about a machine-learning model)")
     reason: str
     installed: bool | None = Field(None, description="Whether the sibling skill was found in a skills folder")
     installed_path: str | None = None
-    fallback: str | None = Field(None, description="What to do when the sibling is not installed")
-    matched: list[str] = Field(default_factory=list, description="Patterns and numbers that decided it")
+    fallback: str | None = Field(None, description="What to do when the sibling is not installed, or instead of distilling")
+    confidence: Literal["high", "medium", "low"] = Field(description="low: the text leaves it open; ask `question` before acting")
+    question: str | None = Field(None, description="What to ask the user when confidence is not high")
+    decided_by: str = Field(description="The step that decided: structured input, a numeric boundary, or which scores compared")
+    intents: list[IntentScore] = Field(default_factory=list, description="Scores read from the text, highest first")
+    matched: list[str] = Field(default_factory=list, description="Terms and numbers that decided it")

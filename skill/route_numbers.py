@@ -1,0 +1,90 @@
+"""Numbers a request states: latencies, sizes and parameter counts, each marked as a budget or a current value.
+
+"under 4 ms", "3ms p99", "a 400-parameter model", "50 MB" feed the numeric boundaries the way the structured
+inputs do; "the current model does 300ms" is a measurement, not a budget. Units and cues are rule data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from skill.route_reading import Text, compile_terms
+
+NUMBER = r"(?<![\w.])(\d+(?:\.\d+)?)"
+
+
+@dataclass(frozen=True)
+class Quantity:
+    kind: str  # latency_ms | size_mb | params
+    value: float
+    words: str
+    start: int
+    current: bool  # a measured, present value rather than a target
+
+
+def _units(mapping: Mapping[str, Any]) -> str:
+    return "|".join(re.escape(u) for u in sorted(mapping, key=len, reverse=True))
+
+
+def _is_current(text: Text, start: int, end: int, current: re.Pattern[str], target: re.Pattern[str]) -> bool:
+    """A current-state cue ("takes", "we're at") at most 2 words before the number, or "now" right after it, and no
+    target cue ("has to", "under") before it in its phrase."""
+    phrase = text.phrase(start)
+    lo = max(phrase.start, start - 40)
+    before = text.raw[lo:start]
+    if target.search(before):
+        return False
+    cues = list(current.finditer(before))
+    return bool(cues and text.words_between(lo + cues[-1].end(), start) <= 2) or text.raw[end:end + 6].strip().lower().startswith("now")
+
+
+def read_numbers(text: Text, rules: Mapping[str, Any]) -> list[Quantity]:
+    """Every latency, size and parameter count in the text, in order."""
+    numbers = rules["numbers"]
+    current = compile_terms(tuple(rules["reading"]["current_cues"]))
+    target = compile_terms(tuple(rules["reading"]["budget_cues"]))
+    found: list[Quantity] = []
+    latency = re.compile(rf"{NUMBER}\s?({_units(numbers['latency_units'])})(?!\w)", re.IGNORECASE)
+    size = re.compile(rf"{NUMBER}\s?({_units(numbers['size_units'])})(?!\w)", re.IGNORECASE)
+    multipliers = _units(numbers["multipliers"])
+    params = re.compile(rf"{NUMBER}\s?({multipliers})?[\s-]?(?:{'|'.join(numbers['param_words'])})(?!\w)", re.IGNORECASE)
+    for pattern, kind, table in ((latency, "latency_ms", numbers["latency_units"]), (size, "size_mb", numbers["size_units"])):
+        for m in pattern.finditer(text.raw):
+            value = float(m.group(1)) * float(table[m.group(2).lower()])
+            found.append(Quantity(kind, value, m.group(0), m.start(), _is_current(text, m.start(), m.end(), current, target)))
+    for m in params.finditer(text.raw):
+        scale = m.group(2)
+        if scale is None and "." in m.group(1):
+            continue  # "0.9 weight" is a loss weight, not a parameter count
+        value = float(m.group(1)) * (float(numbers["multipliers"][scale.lower()]) if scale else 1.0)
+        found.append(Quantity("params", value, m.group(0), m.start(), False))
+    return sorted(found, key=lambda q: q.start)
+
+
+def _amount(words: str, rules: Mapping[str, Any]) -> float | None:
+    """'3B' -> 3e9 (parameters), '20MB' -> 20e6 (bytes as MB x 1e6): comparable within one kind only."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s?([a-z]+)", words.strip().lower())
+    if not m:
+        return None
+    unit = m.group(2)
+    sizes, scales = rules["numbers"]["size_units"], rules["numbers"]["multipliers"]
+    if unit in sizes:
+        return float(m.group(1)) * float(sizes[unit]) * 1e6
+    if unit in scales:
+        return float(m.group(1)) * float(scales[unit])
+    return None
+
+
+def find_reduction(text: Text, rules: Mapping[str, Any]) -> tuple[int, str] | None:
+    """Where the text states a smaller target for a model's size ("13B summarizer to 3B", "from 500MB to 20MB")."""
+    numbers = rules["numbers"]
+    unit = rf"\d+(?:\.\d+)?\s?(?:{_units(numbers['size_units'])}|{_units(numbers['multipliers'])})(?!\w)"
+    links = "|".join(re.escape(link) for link in numbers["reduction_links"])
+    pattern = re.compile(rf"(?<![\w.])({unit})(?:\s+[\w-]+){{0,3}}?\s+(?:{links})\s+(?:(?:about|around|under|below|roughly|~)\s+)?({unit})", re.IGNORECASE)
+    for m in pattern.finditer(text.raw):
+        before, after = _amount(m.group(1), rules), _amount(m.group(2), rules)
+        if before and after and after < before:
+            return m.start(), m.group(0)
+    return None

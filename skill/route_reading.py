@@ -1,0 +1,171 @@
+"""Read a request into evidence: which term groups it states, where, whether negated, and in which sense.
+
+Routing decides by what is asked to be done, so a word counts only as a term of a group (an action, a goal or a
+descriptor of the object), only when no negation cue in its phrase cancels it, and, for ambiguous words
+(compress, teacher, temperature, distil), only when the nearest context word is a machine-learning one.
+All lexicons come from skill/rules/boundaries.yaml.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Sequence
+
+TOKEN = re.compile(r"\w+(?:'\w+)?")
+
+
+@lru_cache(maxsize=4096)
+def compile_terms(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One case-insensitive regex for a list of terms, each matched on word boundaries."""
+    return re.compile("|".join(f"(?<!\\w)(?:{p})(?!\\w)" for p in patterns), flags=re.IGNORECASE)
+
+
+def normalise(text: str) -> str:
+    """Straight apostrophes and plain dashes, so "isn’t" and "isn't" read the same."""
+    return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-").replace("\u2014", " - ")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One term the request states, and whether it counts."""
+
+    owner: str  # "in_scope", "budget", a boundary id or a sibling skill
+    group: str
+    role: str  # action | goal | descriptor | boundary | sibling | budget
+    words: str
+    start: int
+    weight: float  # the group's weight times the phrase's weight; 0 when it does not count
+    status: str  # counted | negated | not_ml | unsure (counted, but no context word says ML or not)
+    why: str = ""
+
+    @property
+    def counts(self) -> bool:
+        return self.status in ("counted", "unsure")
+
+    def describe(self) -> str:
+        note = f"; {self.why}" if self.why else ""
+        return f"'{self.words}' ({self.group}, {self.status}, weight {self.weight:g}{note})"
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    weight: float = 1.0
+
+
+class Text:
+    """The request with its word positions, sentences and weighted phrases."""
+
+    def __init__(self, text: str, reading: Mapping[str, Any]):
+        self.raw = normalise(text)
+        self.reading = reading
+        self.tokens = [m.start() for m in TOKEN.finditer(self.raw)]
+        self.sentences = self._split(reading["sentence_breaks"], [])
+        contrast = compile_terms(tuple(reading["contrast_cues"]))
+        step = compile_terms(tuple(reading["step_cues"]))
+        starts = [m.start() for m in contrast.finditer(self.raw)] + [m.start() for m in step.finditer(self.raw)]
+        spans = self._split(f"{reading['sentence_breaks']}|{reading['phrase_breaks']}", starts)
+        self.phrases = [self._weigh(s, contrast, step) for s in spans]
+
+    def _split(self, breaks: str, extra_starts: Iterable[int]) -> list[Span]:
+        cuts = {0, len(self.raw)} | {m.end() for m in re.finditer(breaks, self.raw)} | set(extra_starts)
+        ordered = sorted(cuts)
+        return [Span(a, b) for a, b in zip(ordered, ordered[1:]) if self.raw[a:b].strip()]
+
+    def _weigh(self, span: Span, contrast: re.Pattern[str], step: re.Pattern[str]) -> Span:
+        piece = self.raw[span.start:span.end].lstrip()
+        weight = 1.0
+        if contrast.match(piece):
+            weight *= float(self.reading["contrast_weight"])
+        later = compile_terms(tuple(self.reading["deferral_cues"]))
+        if step.match(piece) or later.search(piece):
+            weight *= float(self.reading["later_step_weight"])
+        return Span(span.start, span.end, weight)
+
+    def words_between(self, a: int, b: int) -> int:
+        """Words starting in [a, b)."""
+        lo, hi = sorted((a, b))
+        return bisect.bisect_left(self.tokens, hi) - bisect.bisect_left(self.tokens, lo)
+
+    @staticmethod
+    def _containing(spans: Sequence[Span], pos: int) -> Span:
+        for span in spans:
+            if span.start <= pos < span.end:
+                return span
+        return spans[-1] if spans else Span(0, 0)
+
+    def phrase(self, pos: int) -> Span:
+        return self._containing(self.phrases, pos)
+
+    def sentence(self, pos: int) -> Span:
+        return self._containing(self.sentences, pos)
+
+
+class Reader:
+    """Finds term groups in a request and decides, term by term, whether each counts."""
+
+    def __init__(self, text: str, rules: Mapping[str, Any]):
+        self.rules = rules
+        self.reading = rules["reading"]
+        self.text = Text(text, self.reading)
+        self.negations = [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(self.reading["negation_cues"])).finditer(self.text.raw)]
+        self.ml_words = [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(self.reading["ml_context"])).finditer(self.text.raw)]
+        self.non_ml_words = [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(self.reading["non_ml_context"])).finditer(self.text.raw)]
+
+    def negated_by(self, start: int) -> str | None:
+        """The negation cue that cancels a term starting at `start`: same phrase, at most negation_window words before."""
+        phrase = self.text.phrase(start)
+        window = int(self.reading["negation_window"])
+        for cue_start, cue_end, words in reversed(self.negations):
+            if phrase.start <= cue_start and cue_end <= start and self.text.words_between(cue_end, start) <= window:
+                return words
+        return None
+
+    def sense(self, start: int, end: int) -> tuple[str, str]:
+        """'ml', 'not_ml' or 'unsure' for an ambiguous term, from the nearest context word in its sentence."""
+        sentence = self.text.sentence(start)
+        window = int(self.reading["context_window"])
+        best: tuple[int, str, str] | None = None
+        for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words)):
+            for w_start, w_end, words in found:
+                if w_end > start and w_start < end:
+                    continue  # the term itself
+                if not (sentence.start <= w_start < sentence.end):
+                    continue
+                distance = self.text.words_between(w_end, start) if w_end <= start else self.text.words_between(end, w_start)
+                if distance <= window and (best is None or distance < best[0]):
+                    best = (distance, kind, words)
+        if best:
+            return best[1], f"'{best[2]}' {best[0]} word(s) away"
+        if self.ml_words:
+            return "ml", f"the request mentions '{self.ml_words[0][2]}'"
+        if self.non_ml_words:
+            return "not_ml", f"the request mentions '{self.non_ml_words[0][2]}'"
+        return "unsure", "no word says whether this is about a machine-learning model"
+
+    def hit(self, owner: str, group: Mapping[str, Any], role: str, start: int, end: int) -> Hit:
+        """One term, judged: negated, outside machine learning, or counted at its phrase's weight."""
+        words = self.text.raw[start:end]
+        base = float(group["weight"])
+        negation = self.negated_by(start)
+        if negation:
+            return Hit(owner, group["id"], role, words, start, 0.0, "negated", f"after '{negation}'")
+        status, why = "counted", ""
+        if group.get("context") == "ml":
+            sense, why = self.sense(start, end)
+            status = {"ml": "counted", "not_ml": "not_ml", "unsure": "unsure"}[sense]
+        weight = base * self.text.phrase(start).weight if status != "not_ml" else 0.0
+        return Hit(owner, group["id"], role, words, start, weight, status, why)
+
+    def find(self, owner: str, group: Mapping[str, Any], role: str) -> list[Hit]:
+        pattern = compile_terms(tuple(group["patterns"]))
+        return [self.hit(owner, group, role, m.start(), m.end()) for m in pattern.finditer(self.text.raw)]
+
+
+def group_score(hits: Sequence[Hit]) -> float:
+    """A group scores once: the weight of its strongest counted term (repeating a word does not add up)."""
+    return max((h.weight for h in hits if h.counts), default=0.0)
