@@ -67,6 +67,8 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> ComputedMetrics | None:
     student = _probs("student_probs", request.student_probs, n)
     labels = np.asarray(request.labels)
     k = student.shape[1]
+    if request.groups is not None and request.positive_class is not None and request.positive_class >= k:
+        raise InputError("positive_class", f"is {request.positive_class} but student_probs has {k} columns (classes 0..{k - 1})")
     if labels.min() < 0 or labels.max() >= k:
         raise InputError("labels", f"class ids must lie in 0..{k - 1} (student_probs has {k} columns); got {int(labels.min())}..{int(labels.max())}")
     teacher = _probs("teacher_probs", request.teacher_probs, n) if request.teacher_probs is not None else None
@@ -249,14 +251,18 @@ def _hierarchical_rigidity(finds: bool | None, feedback: bool | None) -> Finding
     return _finding("hierarchical_rigidity", "clear", evidence, "Edge cases flow back to the teacher (or the student finds none).")
 
 
-def _group_gap(teacher: Mapping[str, float], student: Mapping[str, float]) -> float | None:
-    """How much wider the student's best-to-worst group accuracy gap is than the teacher's (None under two groups)."""
+def _group_shift(teacher: Mapping[str, float], student: Mapping[str, float]) -> tuple[float, float, str] | None:
+    """How the groups fared: the gap's widening (student minus teacher best-to-worst group accuracy), the spread of
+    the groups' accuracy losses (a gain counts as no loss) and the group that lost most; None under two groups."""
     if set(teacher) != set(student):
         odd = sorted(set(teacher) ^ set(student))[:5]
         raise InputError("student_group_accuracy", f"and teacher_group_accuracy must name the same groups; they differ on {odd}")
     if len(teacher) < 2:
         return None
-    return _exact((max(student.values()) - min(student.values())) - (max(teacher.values()) - min(teacher.values())))
+    widening = _exact((max(student.values()) - min(student.values())) - (max(teacher.values()) - min(teacher.values())))
+    losses = {g: max(teacher[g] - student[g], 0.0) for g in teacher}
+    hardest = max(losses, key=losses.__getitem__)
+    return widening, _exact(losses[hardest] - min(losses.values())), hardest
 
 
 def _bias_amplification(teacher_ratio: float | None, student_ratio: float | None,
@@ -275,20 +281,25 @@ def _bias_amplification(teacher_ratio: float | None, student_ratio: float | None
         unknown.append("the teacher's parity ratio is 0, so a relative change is undefined (compare group selection rates directly)")
     else:
         unknown.append("parity needs teacher_parity_ratio and student_parity_ratio (or raw probabilities with groups)")
-    gap = _group_gap(teacher_groups, student_groups) if teacher_groups is not None and student_groups is not None else None
-    if gap is not None:
-        evidence.append(Evidence(metric="group_accuracy_gap_increase", value=round(gap, 6), threshold=t["max_group_accuracy_gap_increase"],
+    shift = _group_shift(teacher_groups, student_groups) if teacher_groups is not None and student_groups is not None else None
+    if shift is not None:
+        widening, spread, hardest = shift
+        evidence.append(Evidence(metric="group_accuracy_gap_increase", value=round(widening, 6), threshold=t["max_group_accuracy_gap_increase"],
                                  comparison="detected if the student's best-minus-worst group accuracy exceeds the teacher's by more than threshold"))
-        if gap > t["max_group_accuracy_gap_increase"]:
-            worst = min(student_groups, key=lambda g: student_groups[g] - teacher_groups[g])
-            flags.append(f"the gap between groups widened by {gap:.3f}; group {worst} went from {teacher_groups[worst]:.3f} to {student_groups[worst]:.3f}")
+        evidence.append(Evidence(metric="group_loss_spread", value=round(spread, 6), threshold=t["max_group_loss_spread"],
+                                 comparison="detected if the most-hurt group loses more than threshold more than the least-hurt one, unless the gap narrowed"))
+        lost = f"group {hardest} went from {teacher_groups[hardest]:.3f} to {student_groups[hardest]:.3f}"
+        if widening > t["max_group_accuracy_gap_increase"]:
+            flags.append(f"the gap between groups widened by {widening:.3f}; {lost}")
+        elif spread > t["max_group_loss_spread"] and widening >= 0:
+            flags.append(f"the groups lost accuracy unevenly ({spread:.3f} apart): {lost}")
     else:
         unknown.append("the group-accuracy check needs teacher_group_accuracy and student_group_accuracy for two or more groups (or raw probabilities with groups)")
     if not evidence:
         return _finding("bias_amplification", "not_evaluated", [], "Not evaluated: " + "; ".join(unknown) + ".")
     if flags:
         return _finding("bias_amplification", "detected", evidence, "Compression amplified the bias: " + "; ".join(flags) + ".")
-    checked = "Demographic parity and per-group accuracy are" if len(evidence) == 2 else "The checked fairness metric is"
+    checked = "Demographic parity and per-group accuracy are" if len(evidence) == 3 else "The checked fairness metrics are"
     return _finding("bias_amplification", "clear", evidence, f"{checked} within tolerance of the teacher's" + (f" ({unknown[0]})." if unknown else "."))
 
 
@@ -333,8 +344,21 @@ def _missing(findings: list[Finding], request: DiagnoseFailureRequest, raw: bool
     return missing
 
 
+def _check_overall(request: DiagnoseFailureRequest) -> None:
+    """An average lies between its parts: an overall accuracy outside the per-class ones (beyond rounding) is a typo."""
+    per_class, overall = request.per_class_accuracy, request.overall_accuracy
+    if not per_class or overall is None:
+        return
+    tolerance = get_rules().failure_modes["modes"]["accuracy_mirage"]["thresholds"]["overall_outside_classes_tolerance"]
+    low, high = min(per_class.values()), max(per_class.values())
+    if _exact(low - overall) > tolerance or _exact(overall - high) > tolerance:
+        raise InputError("overall_accuracy", f"is {overall:g} but the per-class accuracies lie between {low:g} and {high:g}; "
+                         "an overall accuracy is their weighted average, so check both")
+
+
 def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse:
     """Evaluate each failure mode on what is given; a mode without its inputs is not_evaluated, never guessed."""
+    _check_overall(request)
     computed = _raw_metrics(request)
     per_class = _pick(request.per_class_accuracy, computed.per_class_accuracy if computed else None)
     support = _pick(request.class_support, computed.class_support if computed else None)

@@ -235,6 +235,12 @@ class ScoreDistillationRequest(Strict):
             raise ValueError("student_size and student_accuracy go together; pass both")
         if self.teacher_accuracy == 0:
             raise ValueError("teacher_accuracy is 0; the score divides by it, pass the teacher's real accuracy")
+        limit = get_rules().score["max_size_ratio"]
+        sizes = [("student_size", self.student_size)] if self.student_size is not None else [(f"candidates.{c.name}.size", c.size) for c in self.candidates or []]
+        for field, size in sizes:
+            if not size / self.teacher_size <= limit:  # also catches an overflow to infinity
+                raise ValueError(f"{field} ({size:g}) is more than {limit:g} times teacher_size ({self.teacher_size:g}); "
+                                 "give both sizes in the same unit (MB, parameters)")
         return self
 
 

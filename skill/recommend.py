@@ -10,6 +10,10 @@ from skill.next_steps import steps
 from skill.rules import get_rules
 
 
+# planned-temperature warnings that already say what the generic out-of-range one would
+_SPECIFIC_TEMPERATURE_WARNINGS = {"planned_temperature_too_low", "planned_temperature_too_high_for_small_student"}
+
+
 def _hyperparameters(method_id: str, request: RecommendMethodRequest, compression: float | None) -> dict[str, Any]:
     """The method's hyperparameters from the rules, with the temperature range picked for the task and student size."""
     rules = get_rules().method
@@ -59,14 +63,18 @@ def recommend_method(request: RecommendMethodRequest) -> RecommendMethodResponse
     method_rules = rules.method["methods"][method_id]
     topology_rules = rules.topology["topologies"][topology.id]
 
-    warnings = fire_warnings(rules.method["warnings"], inputs | {"method": method_id}, "method", trace)
+    hyperparameters = _hyperparameters(method_id, request, compression)
+    band = hyperparameters.get("temperature_range") or [None, None]
+    warnings = fire_warnings(rules.method["warnings"], inputs | {"method": method_id, "temperature_low": band[0], "temperature_high": band[1]}, "method", trace)
+    if {w.id for w in warnings} & _SPECIFIC_TEMPERATURE_WARNINGS:
+        warnings = [w for w in warnings if w.id != "planned_temperature_outside_range"]
     warnings += fire_warnings(rules.topology["warnings"], inputs | {"topology": topology.id}, "topology", trace)
     references = list(dict.fromkeys([*method_rules["references"], *topology_rules["references"]]))
     return RecommendMethodResponse(
         method=MethodChoice(
             id=method_id,
             name=method_rules["name"],
-            hyperparameters=_hyperparameters(method_id, request, compression),
+            hyperparameters=hyperparameters,
             **_assumed(method_branch, missing, rules.method["questions"]),
         ),
         topology=topology,

@@ -291,3 +291,54 @@ def test_group_accuracy_needs_the_same_groups():
     with pytest.raises(InputError) as err:
         diagnose_failure(DiagnoseFailureRequest(teacher_group_accuracy={"a": 0.9, "b": 0.9}, student_group_accuracy={"a": 0.9, "c": 0.9}))
     assert err.value.field == "student_group_accuracy"
+
+
+# ---- numbers nobody on the team wrote: wrong answers found by probing the tools ---------------
+
+
+def test_absurd_size_ratio_is_refused_not_crashed():
+    # 1e308 / 1e-300 overflowed to infinity and the answer could not be serialised
+    with pytest.raises(ValidationError, match="student_size"):
+        ScoreDistillationRequest(alpha=0.5, teacher_size=1e-300, teacher_accuracy=0.9, student_size=1e308, student_accuracy=0.5)
+    limit = R.score["max_size_ratio"]
+    with pytest.raises(ValidationError, match="candidates"):
+        ScoreDistillationRequest(alpha=0.5, teacher_size=1, teacher_accuracy=0.9, candidates=[{"name": "bytes", "size": limit * 2, "accuracy": 0.5}])
+    ok = _rank(alpha=0.5, teacher_size=1, teacher_accuracy=0.9, student_size=limit, student_accuracy=0.5)
+    assert "student_larger_than_teacher" in {w.id for w in ok.warnings}
+
+
+def test_overall_accuracy_outside_the_class_accuracies_is_refused():
+    # overall 0.0 beside classes at 1.0 and 0.9 made the minority floor 0 and the mirage 'clear'
+    with pytest.raises(InputError) as err:
+        diagnose_failure(DiagnoseFailureRequest(per_class_accuracy={"a": 1.0, "b": 0.9}, overall_accuracy=0.0))
+    assert err.value.field == "overall_accuracy"
+    tolerance = R.failure_modes["modes"]["accuracy_mirage"]["thresholds"]["overall_outside_classes_tolerance"]
+    rounded = diagnose_failure(DiagnoseFailureRequest(per_class_accuracy={"a": 0.95, "b": 0.93}, overall_accuracy=0.95 + tolerance))
+    assert _finding(rounded, "accuracy_mirage").status == "clear"  # rounding within the tolerance is accepted
+
+
+def test_positive_class_beyond_the_columns_is_refused():
+    # a class the student never outputs made every selection rate 0 and parity silently unevaluated
+    with pytest.raises(InputError) as err:
+        diagnose_failure(DiagnoseFailureRequest(labels=[0, 1], student_probs=[[0.6, 0.4], [0.3, 0.7]], groups=["a", "b"], positive_class=7))
+    assert err.value.field == "positive_class"
+
+
+@pytest.mark.parametrize(
+    "teacher, student, expected",
+    [
+        ({"a": 0.5, "b": 0.9}, {"a": 0.9, "b": 0.5}, "detected"),  # the gap is the same but group b lost 0.4: the bias moved onto b
+        ({"a": 0.8, "b": 0.9}, {"a": 0.9, "b": 0.9}, "clear"),  # the disadvantaged group improved: fairer, not biased
+        ({"a": 0.95, "b": 0.70}, {"a": 0.80, "b": 0.70}, "clear"),  # the gap narrowed
+    ],
+)
+def test_uneven_group_losses(teacher, student, expected):
+    answer = diagnose_failure(DiagnoseFailureRequest(teacher_group_accuracy=teacher, student_group_accuracy=student))
+    assert _finding(answer, "bias_amplification").status == expected
+
+
+@pytest.mark.parametrize("t, fires", [(100, True), (10, True), (6, False), (3, False)])
+def test_planned_temperature_outside_the_recommended_band(t, fires):
+    # T = 100 for a classifier (band 3 to 6, the fix range tops out at 20) drew no warning at all
+    answer = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=0.9, planned_temperature=t))
+    assert ("planned_temperature_outside_range" in {w.id for w in answer.warnings}) is fires

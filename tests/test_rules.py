@@ -81,11 +81,13 @@ def test_design_numbers_live_in_the_rules():
         "balanced": ([0.4, 0.6], 0.5),
     }
     modes = r.failure_modes["modes"]
-    assert modes["accuracy_mirage"]["thresholds"] == {"high_average_accuracy": 0.9, "max_per_class_spread": 0.2, "min_minority_to_overall_ratio": 0.7}
+    assert modes["accuracy_mirage"]["thresholds"] == {"high_average_accuracy": 0.9, "max_per_class_spread": 0.2, "min_minority_to_overall_ratio": 0.7,
+                                                      "overall_outside_classes_tolerance": 0.01}
     assert modes["temperature_blindness"]["thresholds"]["ece_bins"] == 15
     assert list(modes["temperature_blindness"]["thresholds"]["fix_temperature_range"]) == [3, 20]
     assert modes["capacity_cliff"]["thresholds"] == {"max_param_reduction": 0.1, "min_accuracy_drop": 0.05}
-    assert modes["bias_amplification"]["thresholds"] == {"max_relative_parity_drop": 0.1, "max_group_accuracy_gap_increase": 0.05}
+    assert modes["bias_amplification"]["thresholds"] == {"max_relative_parity_drop": 0.1, "max_group_accuracy_gap_increase": 0.05,
+                                                         "max_group_loss_spread": 0.05}
     assert len(r.quality_gates["gates"]) == 10
     cascade_gate = next(g for g in r.quality_gates["gates"] if g["id"] == "cascade_evaluated")
     assert cascade_gate["applies_when"]["value"] == 5

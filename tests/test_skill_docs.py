@@ -170,6 +170,9 @@ CLAIMS = [
     (rf"keeps less than {NUM} of the\s+teacher's accuracy", [R.score["low_accuracy_share"]], ["alpha-and-score.md"]),
     (rf"more than {NUM} wider than the teacher's", [_modes["bias_amplification"]["max_group_accuracy_gap_increase"]], ["SKILL.md", "failure-modes.md"]),
     (rf"differ by more\s+than {NUM} at one size", [_modes["capacity_cliff"]["min_accuracy_drop"]], ["failure-modes.md"]),
+    (rf"loses more than {NUM} accuracy more than the least-hurt", [_modes["bias_amplification"]["max_group_loss_spread"]], ["failure-modes.md"]),
+    (rf"per-class accuracies by more than {NUM} \(rounding\)", [_modes["accuracy_mirage"]["overall_outside_classes_tolerance"]], ["failure-modes.md"]),
+    (rf"more than {NUM} times the teacher's size", [R.score["max_size_ratio"]], ["alpha-and-score.md"]),
 ]
 
 
