@@ -241,3 +241,16 @@ def test_installs_with_the_skills_installer(tmp_path):
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(installed.resolve())],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
+
+
+def test_small_student_warning_is_described_as_it_fires():
+    """The rule fires on response-based at high compression with no planned temperature; SKILL.md must not say otherwise."""
+    from skill.conditions import condition_fields
+    from skill.models import RecommendMethodRequest
+    from skill.recommend import recommend_method
+
+    rule = next(w for w in R.method["warnings"] if w["id"] == "small_student_high_temperature")
+    assert "planned_temperature" not in condition_fields(rule["when"])
+    answer = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=0.9, compression_ratio=16))
+    assert "small_student_high_temperature" in {w.id for w in answer.warnings}
+    assert re.search(r"whether or not a\s+temperature is planned", _doc("SKILL.md"))
