@@ -55,6 +55,11 @@ def _headline(data: dict[str, Any]) -> list[str]:
         lines.append(f"Verdict:  {data['verdict']} {target}".rstrip() + f" - {data['reason']}")
         if data.get("skill"):
             lines.append(f"          installed: {data['installed']}; fallback: {data['fallback']}")
+        elif data.get("fallback"):
+            lines.append(f"          instead: {data['fallback']}")
+        lines.append(f"          confidence: {data['confidence']}; decided by: {data['decided_by']}")
+        if data.get("question"):
+            lines.append(f"          ask the user: {data['question']}")
     return lines
 
 

@@ -8,7 +8,7 @@ budget is stated; otherwise in scope when anything asks for distillation, else n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -67,7 +67,7 @@ def read_evidence(text: str, rules: Mapping[str, Any]) -> Evidence:
     _score(reader, ev, "budget", [rules["budget"]], "budget")
     ev.numbers = read_numbers(reader.text, rules)
     for quantity in ev.numbers:
-        if quantity.kind in ("latency_ms", "size_mb") and not quantity.current:
+        if (quantity.kind == "latency_ms" and not quantity.current) or (quantity.kind == "size_mb" and quantity.target):
             group = {"id": "stated_budget", "weight": rules["budget"]["weight"], "context": "ml"}
             hit = reader.hit("budget", group, "budget", quantity.start, quantity.start + len(quantity.words))
             ev.hits["budget"].append(hit)
@@ -78,6 +78,7 @@ def read_evidence(text: str, rules: Mapping[str, Any]) -> Evidence:
         hit = reader.hit("in_scope", group, "goal", reduction[0], reduction[0] + len(reduction[1]))
         ev.hits["in_scope"].append(hit)
         ev.scores["in_scope"] += group_score([hit])
+    _drop_lone_descriptors(ev)
     ev.budget = ev.scores["budget"] > 0
     ev.scores["in_scope"] += ev.scores["budget"]
     ev.action = any(h.role == "action" for h in ev.counted("in_scope"))
@@ -86,6 +87,17 @@ def read_evidence(text: str, rules: Mapping[str, Any]) -> Evidence:
     for sibling in rules["siblings"]:
         _score(reader, ev, sibling["skill"], sibling["groups"], "sibling")
     return ev
+
+
+def _drop_lone_descriptors(ev: Evidence) -> None:
+    """One role word ('student') with no machine-learning word anywhere and nothing asked of it is no evidence ("my
+    student visa"); a teacher and a student named together are (a pair of models, most likely), at low confidence."""
+    counted = ev.counted("in_scope")
+    roles = {h.words.lower().rstrip("s") for h in counted}
+    if counted and len(roles) < 2 and all(h.role == "descriptor" and h.status == "unsure" for h in counted):
+        note = "only names a role, and no word says machine learning"
+        ev.hits["in_scope"] = [replace(h, weight=0.0, status="no_ml_word", why=note) if h.counts else h for h in ev.hits["in_scope"]]
+        ev.scores["in_scope"] = 0.0
 
 
 @dataclass

@@ -21,23 +21,33 @@ class Quantity:
     value: float
     words: str
     start: int
-    current: bool  # a measured, present value rather than a target
+    current: bool  # a measured, present value ("takes 12 ms", "we're at 20ms now")
+    target: bool  # stated as a limit ("under 60 MB", "to 20MB", "8 MB budget")
 
 
 def _units(mapping: Mapping[str, Any]) -> str:
     return "|".join(re.escape(u) for u in sorted(mapping, key=len, reverse=True))
 
 
+def _cues_before(text: Text, start: int) -> str:
+    """The words just before a number, within its phrase."""
+    phrase = text.phrase(start)
+    return text.raw[max(phrase.start, start - 40):start]
+
+
 def _is_current(text: Text, start: int, end: int, current: re.Pattern[str], target: re.Pattern[str]) -> bool:
     """A current-state cue ("takes", "we're at") at most 2 words before the number, or "now" right after it, and no
     target cue ("has to", "under") before it in its phrase."""
-    phrase = text.phrase(start)
-    lo = max(phrase.start, start - 40)
-    before = text.raw[lo:start]
+    before = _cues_before(text, start)
     if target.search(before):
         return False
     cues = list(current.finditer(before))
-    return bool(cues and text.words_between(lo + cues[-1].end(), start) <= 2) or text.raw[end:end + 6].strip().lower().startswith("now")
+    return bool(cues and text.words_between(start - len(before) + cues[-1].end(), start) <= 2) or text.raw[end:end + 6].strip().lower().startswith("now")
+
+
+def _is_target(text: Text, start: int, end: int, before_cues: re.Pattern[str], after_cues: re.Pattern[str]) -> bool:
+    """A limit cue before the number in its phrase ("under", "to", "needs a"), or right after it ("budget", "max")."""
+    return bool(before_cues.search(_cues_before(text, start)) or after_cues.match(text.raw[end:end + 20].lstrip()))
 
 
 def read_numbers(text: Text, rules: Mapping[str, Any]) -> list[Quantity]:
@@ -45,6 +55,8 @@ def read_numbers(text: Text, rules: Mapping[str, Any]) -> list[Quantity]:
     numbers = rules["numbers"]
     current = compile_terms(tuple(rules["reading"]["current_cues"]))
     target = compile_terms(tuple(rules["reading"]["budget_cues"]))
+    before_cues = compile_terms(tuple(rules["reading"]["budget_cues"]) + tuple(numbers["reduction_links"]))
+    after_cues = compile_terms(tuple(rules["reading"]["budget_after_cues"]))
     found: list[Quantity] = []
     latency = re.compile(rf"{NUMBER}\s?({_units(numbers['latency_units'])})(?!\w)", re.IGNORECASE)
     size = re.compile(rf"{NUMBER}\s?({_units(numbers['size_units'])})(?!\w)", re.IGNORECASE)
@@ -53,13 +65,14 @@ def read_numbers(text: Text, rules: Mapping[str, Any]) -> list[Quantity]:
     for pattern, kind, table in ((latency, "latency_ms", numbers["latency_units"]), (size, "size_mb", numbers["size_units"])):
         for m in pattern.finditer(text.raw):
             value = float(m.group(1)) * float(table[m.group(2).lower()])
-            found.append(Quantity(kind, value, m.group(0), m.start(), _is_current(text, m.start(), m.end(), current, target)))
+            is_current = _is_current(text, m.start(), m.end(), current, target)
+            found.append(Quantity(kind, value, m.group(0), m.start(), is_current, _is_target(text, m.start(), m.end(), before_cues, after_cues)))
     for m in params.finditer(text.raw):
         scale = m.group(2)
         if scale is None and "." in m.group(1):
             continue  # "0.9 weight" is a loss weight, not a parameter count
         value = float(m.group(1)) * (float(numbers["multipliers"][scale.lower()]) if scale else 1.0)
-        found.append(Quantity("params", value, m.group(0), m.start(), False))
+        found.append(Quantity("params", value, m.group(0), m.start(), False, False))
     return sorted(found, key=lambda q: q.start)
 
 

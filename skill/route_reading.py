@@ -112,9 +112,13 @@ class Reader:
         self.rules = rules
         self.reading = rules["reading"]
         self.text = Text(text, self.reading)
-        self.negations = [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(self.reading["negation_cues"])).finditer(self.text.raw)]
-        self.ml_words = [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(self.reading["ml_context"])).finditer(self.text.raw)]
-        self.non_ml_words = [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(self.reading["non_ml_context"])).finditer(self.text.raw)]
+        self.negations = self._spans(self.reading["negation_cues"])
+        # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
+        self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)))
+        self.non_ml_words = self._spans(self.reading["non_ml_context"])
+
+    def _spans(self, patterns: Iterable[str]) -> list[tuple[int, int, str]]:
+        return [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(patterns)).finditer(self.text.raw)]
 
     def negated_by(self, start: int) -> str | None:
         """The negation cue that cancels a term starting at `start`: same phrase, at most negation_window words before."""
@@ -126,21 +130,24 @@ class Reader:
         return None
 
     def sense(self, start: int, end: int) -> tuple[str, str]:
-        """'ml', 'not_ml' or 'unsure' for an ambiguous term, from the nearest context word in its sentence."""
+        """'ml', 'not_ml' or 'unsure' for an ambiguous term: the context words within context_window words in its
+        sentence vote (a tie goes to the nearest); with none near, any context word in the request decides."""
         sentence = self.text.sentence(start)
         window = int(self.reading["context_window"])
-        best: tuple[int, str, str] | None = None
+        near: list[tuple[int, str, str]] = []
         for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words)):
             for w_start, w_end, words in found:
-                if w_end > start and w_start < end:
-                    continue  # the term itself
-                if not (sentence.start <= w_start < sentence.end):
-                    continue
+                if (w_end > start and w_start < end) or not (sentence.start <= w_start < sentence.end):
+                    continue  # the term itself, or another sentence
                 distance = self.text.words_between(w_end, start) if w_end <= start else self.text.words_between(end, w_start)
-                if distance <= window and (best is None or distance < best[0]):
-                    best = (distance, kind, words)
-        if best:
-            return best[1], f"'{best[2]}' {best[0]} word(s) away"
+                if distance <= window:
+                    near.append((distance, kind, words))
+        if near:
+            votes = {kind: sum(1 for n in near if n[1] == kind) for kind in ("ml", "not_ml")}
+            nearest = min(near)
+            kind = nearest[1] if votes["ml"] == votes["not_ml"] else max(votes, key=lambda k: votes[k])
+            said = ", ".join(f"'{w}'" for _, k, w in sorted(near) if k == kind)
+            return kind, f"near {said}"
         if self.ml_words:
             return "ml", f"the request mentions '{self.ml_words[0][2]}'"
         if self.non_ml_words:
@@ -164,6 +171,13 @@ class Reader:
     def find(self, owner: str, group: Mapping[str, Any], role: str) -> list[Hit]:
         pattern = compile_terms(tuple(group["patterns"]))
         return [self.hit(owner, group, role, m.start(), m.end()) for m in pattern.finditer(self.text.raw)]
+
+
+def ml_terms(rules: Mapping[str, Any]) -> tuple[str, ...]:
+    """Patterns of the groups marked says_ml: words that only occur in machine learning (logits, TensorRT, SHAP)."""
+    groups = list(rules["in_scope"]["groups"]) + [g for s in rules["siblings"] for g in s["groups"]]
+    groups = [g for g in groups if g.get("says_ml")]
+    return tuple(p for g in groups for p in g["patterns"])
 
 
 def group_score(hits: Sequence[Hit]) -> float:

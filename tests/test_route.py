@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,153 @@ def test_every_sibling_has_a_fallback_and_the_request_is_bounded():
     assert all(s["fallback"] for s in get_rules().boundaries["siblings"])
     with pytest.raises(ValueError, match="request"):
         RouteRequest(request="x" * 4001)
+
+
+# ---- routing by intent (issue 9): each case was answered wrongly by the keyword router --------------
+
+
+@pytest.mark.parametrize(
+    "text, verdict, target",
+    [
+        # a negated or contrasted boundary word does not decide
+        ("This isn't a prototype any more: shrink our production classifier to 30 MB", "in_scope", None),
+        ("lots of GPUs for training, but the watch app needs a 5 MB model", "in_scope", None),
+        ("no latency limit, but it must fit in 40 MB", "in_scope", None),
+        # word boundaries: "shape" is not SHAP
+        ("the input shape is 1x28x28, how do I distil the CNN into a 2-layer MLP?", "in_scope", None),
+        # a distillation word that only describes the object does not pull a sibling's work here
+        ("Quantise my already-distilled student to int8 for the Pixel NPU", "delegate", "model-deployment-optimization"),
+        ("Produce SHAP values for the student model", "delegate", "explainable-ai-design"),
+        ("make the student robust to PGD", "delegate", "adversarial-defense-strategies"),
+        # our words outside machine learning
+        ("Compress these backups with gzip", "out_of_scope", None),
+        ("the teacher wants the students to write essays", "out_of_scope", None),
+        ("what temperature for distilling whisky", "out_of_scope", None),
+        # numbers in the text feed the numeric boundaries
+        ("shrink the detector, it has to stay under 5 ms per frame", "delegate", "hardware-acceleration"),
+        ("a 400-parameter model runs our thermostat, compress it?", "out_of_scope", None),
+        # negated sibling work
+        ("I don't need SHAP or anything like that, I just want the model 5x smaller", "in_scope", None),
+        ("we don't want to distil anything, just quantise the llama to 4 bit and serve it", "delegate", "model-deployment-optimization"),
+        # LLM distillation is ours, LLM quantisation and serving are the deployment sibling's (issue 14)
+        ("distil our 70B model into an 8B one for the chatbot", "in_scope", None),
+        ("serve our distilled 8B with vLLM on 2 A100s", "delegate", "model-deployment-optimization"),
+    ],
+)
+def test_routing_by_intent(text, verdict, target):
+    answer = route_request(RouteRequest(request=text))
+    assert (answer.verdict, answer.skill) == (verdict, target), answer.decided_by
+
+
+def test_out_of_scope_names_the_boundary_and_the_fallback():
+    answer = route_request(RouteRequest(request="Compress these backups with gzip"))
+    assert answer.boundary == "not_ml" and answer.fallback and answer.confidence == "high"
+    tiny = route_request(RouteRequest(request="a 400-parameter model runs our thermostat, compress it?"))
+    assert tiny.boundary == "tiny_rule_based"
+    assert "model_params 400 (from the text)" in tiny.matched
+    assert any(e.field == "model_params" and e.value == 400 and e.result == "true" for e in tiny.rule_trace)
+
+
+def test_negated_and_descriptive_words_are_shown_in_the_evidence():
+    answer = route_request(RouteRequest(request="I don't need SHAP, I just want the model 5x smaller"))
+    evidence = {i.intent: i for i in answer.intents}
+    assert evidence["explainable-ai-design"].score == 0
+    assert any("negated" in e and "n't" in e for e in evidence["explainable-ai-design"].evidence)
+    whisky = route_request(RouteRequest(request="what temperature for distilling whisky"))
+    assert all("not_ml" in e for i in whisky.intents for e in i.evidence)
+
+
+def test_a_true_mix_stays_in_scope_and_lists_the_sibling():
+    answer = route_request(RouteRequest(request="Plan to shrink our 13B summarizer to 3B, then quantize to 4-bit for serving"))
+    assert answer.verdict == "in_scope"
+    assert [d.skill for d in answer.delegations] == ["model-deployment-optimization"]
+
+
+@pytest.mark.parametrize(
+    "text, budget_ms",
+    [
+        ("3ms p99 for the ad ranking model", 3),
+        ("the student model takes 12 ms, the spec says 7 ms", 7),  # the measured 12 ms is not the budget
+        ("big model takes 1.2 s, our budget is 200 ms server side", 200),
+        ("the policy network has to run in under 0.8 ms", 0.8),
+        ("4ms hard deadline per frame, we're at 20ms now", 4),
+    ],
+)
+def test_latency_budgets_are_read_from_the_text(text, budget_ms):
+    answer = route_request(RouteRequest(request=text))
+    assert f"latency_budget_ms {budget_ms:g} (from the text)" in answer.matched
+
+
+def test_a_measured_latency_is_not_a_budget():
+    answer = route_request(RouteRequest(request="the teacher takes 3 ms on the GPU, the student will run on a phone with a 50 MB limit"))
+    assert answer.verdict == "in_scope", answer.decided_by
+
+
+# ---- structured inputs from the calling agent take precedence over the text ------------------------
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, verdict, target, boundary",
+    [
+        ("make it smaller for the phone", {"primary_goal": "deploy_or_quantize"}, "delegate", "model-deployment-optimization", None),
+        ("Quantise my already-distilled student to int8", {"primary_goal": "distill"}, "in_scope", None, None),
+        ("distil the model", {"primary_goal": "distill", "latency_budget_ms": 4}, "delegate", "hardware-acceleration", "hard_real_time"),
+        ("distil the model", {"primary_goal": "distill", "is_prototype": True}, "out_of_scope", None, "prototype_without_requirements"),
+        ("distil the model", {"primary_goal": "distill", "is_prototype": True, "has_size_or_latency_budget": True}, "in_scope", None, None),
+        ("just a prototype, should I distil the model?", {"has_size_or_latency_budget": True}, "in_scope", None, None),
+        ("shrink our classifier", {"is_prototype": True}, "out_of_scope", None, "prototype_without_requirements"),
+        ("distil our teacher into a student", {"is_ml_model": False}, "out_of_scope", None, "not_ml"),
+        ("a 400-parameter model, compress it with KD", {"model_params": 5000}, "in_scope", None, None),
+        ("help me with this", {"primary_goal": "other"}, "out_of_scope", None, "not_ml"),
+        ("help me with this", {"primary_goal": "interpretable_model"}, "delegate", "interpretable-models", "interpretability_first"),
+    ],
+)
+def test_structured_inputs_take_precedence(text, kwargs, verdict, target, boundary):
+    answer = route_request(RouteRequest(request=text, **kwargs))
+    assert (answer.verdict, answer.skill, answer.boundary) == (verdict, target, boundary), answer.decided_by
+    assert answer.confidence == "high"
+
+
+def test_primary_goal_lists_exactly_the_goals_in_the_rules():
+    rules = get_rules().boundaries
+    goals = {"distill"} | {s["goal"] for s in rules["siblings"]} | {b["goal"] for b in rules["boundaries"]}
+    field = RouteRequest.model_fields["primary_goal"]
+    assert set(RouteRequest.model_json_schema()["properties"]["primary_goal"]["anyOf"][0]["enum"]) == goals
+    described = set(re.findall(r"\b([a-z]+(?:_[a-z]+)*) \(|; ([a-z_]+)", field.description or ""))
+    for goal in goals:
+        assert goal in (field.description or ""), goal
+    assert described
+    with pytest.raises(ValueError, match="primary_goal"):
+        RouteRequest(request="x", primary_goal="quantise")
+
+
+# ---- saying when the text leaves it open ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, confidence",
+    [
+        ("Which distillation temperature should I use?", "low"),  # no word says whether this is machine learning
+        ("help me with my model", "low"),  # a model, but nothing asked of it
+        ("Distil our 800 MB BERT into a 50 MB student for the phone", "high"),
+        ("Bake a sourdough loaf", "high"),
+    ],
+)
+def test_confidence_and_the_question_to_ask(text, confidence):
+    answer = route_request(RouteRequest(request=text))
+    assert answer.confidence == confidence, answer.decided_by
+    assert (answer.question is not None) == (confidence != "high")
+
+
+def test_every_pattern_compiles_and_every_goal_is_unique():
+    rules = get_rules().boundaries
+    groups = list(rules["in_scope"]["groups"]) + [rules["budget"]]
+    groups += [g for b in rules["boundaries"] for g in b.get("groups", [])] + [g for s in rules["siblings"] for g in s["groups"]]
+    reading = rules["reading"]
+    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "ml_context", "non_ml_context", "current_cues", "budget_cues")]
+    for patterns in lists:
+        for pattern in patterns:
+            re.compile(pattern)
+    re.compile(reading["phrase_breaks"]), re.compile(reading["sentence_breaks"])
+    goals = [s["goal"] for s in rules["siblings"]] + [b["goal"] for b in rules["boundaries"]]
+    assert len(goals) == len(set(goals)) and "distill" not in goals
