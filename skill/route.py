@@ -19,9 +19,6 @@ from skill.route_numbers import Quantity, find_reduction, read_numbers
 from skill.route_reading import Hit, Reader, group_score
 from skill.rules import get_rules
 
-CLOSE_MARGIN = 2.0  # a winner less than this far ahead of the runner-up is a close call: say so and ask
-
-
 def find_installed_skill(name: str, cwd: Path | None = None, home: Path | None = None) -> Path | None:
     """Path of `<folder>/<name>/SKILL.md` in the usual skills folders, or None."""
     cwd = cwd or Path.cwd()
@@ -169,6 +166,7 @@ def _absence_boundary(request: RouteRequest, rules: Mapping[str, Any], ev: Evide
 def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]) -> Decision:
     trace: list[TraceEntry] = []
     questions = rules["questions"]
+    close = float(rules["close_margin"])  # a winner less than this far ahead is a close call: say so and ask
     scores = dict(ev.scores)
     word_boundaries = [b for b in rules["boundaries"] if b.get("groups") and not b.get("suppressed_by_budget")]
     for boundary in _numeric_boundaries(rules, inputs, trace):
@@ -188,7 +186,7 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     if s_score > 0 and not ev.action and s_score >= in_score:
         _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score)
         decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score:g})", trace=trace)
-        if s_score - in_score < CLOSE_MARGIN:
+        if s_score - in_score < close:
             decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
         return decision
     absence = _absence_boundary(request, rules, ev)
@@ -200,9 +198,9 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
         decision = Decision("in_scope", None, how, trace=trace)
         if ev.unsure_only("in_scope"):
             decision.confidence, decision.question = "low", questions["no_context"]
-        elif s_score > 0 and in_score - s_score < CLOSE_MARGIN:
+        elif s_score > 0 and in_score - s_score < close:
             decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
-        elif not ev.action and in_score < CLOSE_MARGIN:
+        elif not ev.action and in_score < close:
             decision.confidence, decision.question = "medium", questions["nothing_found"]
         return decision
     not_ml = next(b for b in rules["boundaries"] if b["id"] == "not_ml")

@@ -220,3 +220,40 @@ def test_every_pattern_compiles_and_every_goal_is_unique():
     re.compile(reading["phrase_breaks"]), re.compile(reading["sentence_breaks"])
     goals = [s["goal"] for s in rules["siblings"]] + [b["goal"] for b in rules["boundaries"]]
     assert len(goals) == len(set(goals)) and "distill" not in goals
+
+
+# ---- the docs say what the rules do ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_boundaries_doc_states_the_reading_numbers():
+    rules = get_rules().boundaries
+    reading = rules["reading"]
+    doc = " ".join((ROOT / "references" / "boundaries.md").read_text(encoding="utf-8").split())
+    words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+    assert f"up to {words[reading['negation_window']]} words before a term" in doc
+    assert f"weighs {reading['contrast_weight']:g} times" in doc
+    assert "weighs half" in doc and reading["later_step_weight"] == 0.5
+    assert f"less than {rules['close_margin']:g} points ahead" in doc
+
+
+def test_skill_md_tells_the_agent_to_fill_the_inputs_and_ask_before_dropping():
+    skill_md = " ".join((ROOT / "SKILL.md").read_text(encoding="utf-8").split())
+    doc = (ROOT / "references" / "boundaries.md").read_text(encoding="utf-8")
+    rules = get_rules().boundaries
+    for goal in ["distill", *(s["goal"] for s in rules["siblings"]), *(b["goal"] for b in rules["boundaries"])]:
+        assert f"`{goal}`" in skill_md and f"`{goal}`" in doc, goal
+    for name in ("is_ml_model", "has_size_or_latency_budget", "is_prototype"):
+        assert f"`{name}`" in skill_md and f"`{name}`" in doc
+    assert "Never drop the task silently" in skill_md and "ask the user before dropping the task" in skill_md
+    assert "Never refuse silently" in doc
+
+
+def test_tool_description_tells_the_agent_to_fill_the_inputs():
+    from mcp_server.specs import SPECS
+
+    spec = next(s for s in SPECS if s.name == "kd_route_request")
+    for name in ("primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype"):
+        assert name in spec.description
+    assert "ask before dropping" in spec.description
