@@ -44,7 +44,11 @@ def _floor_warnings(request: ScoreDistillationRequest, ranking: list[ScoredCandi
         return [], missing
     warnings = []
     below = [c.name for c in ranking if not c.meets_accuracy_floor]
-    if below:
+    if below and not request.candidates:
+        warnings.append(AdviceWarning(id="below_accuracy_floor", references=[_REF], message=(
+            f"The student's accuracy {ranking[0].accuracy:g} is below the accuracy floor {floor:g} (min_student_accuracy): "
+            "whatever its DS, it does not meet the requirement.")))
+    elif below:
         none_meet = " No student meets it; the ranking is by DS alone." if len(below) == len(ranking) else ""
         shown = ", ".join(below[:5]) + (f" and {len(below) - 5} more" if len(below) > 5 else "")
         warnings.append(AdviceWarning(id="below_accuracy_floor", references=[_REF], message=(

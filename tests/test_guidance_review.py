@@ -342,3 +342,14 @@ def test_planned_temperature_outside_the_recommended_band(t, fires):
     # T = 100 for a classifier (band 3 to 6, the fix range tops out at 20) drew no warning at all
     answer = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=0.9, planned_temperature=t))
     assert ("planned_temperature_outside_range" in {w.id for w in answer.warnings}) is fires
+
+
+def test_text_output_shows_the_questions_and_the_floor():
+    from skill.formatting import to_text
+
+    text = to_text(recommend_method(RecommendMethodRequest(task_type="classification", teacher_params=800, student_params=50)))
+    assert "ask:" in text and "Assumed" in text
+    ranked = to_text(_rank(alpha=0.8, teacher_size=100, teacher_accuracy=0.95, min_student_accuracy=0.9, candidates=[USELESS, GOOD]))
+    assert "useless" in ranked.split("BELOW THE ACCURACY FLOOR")[0].splitlines()[-1]
+    single = _rank(alpha=0.7, teacher_size=800, teacher_accuracy=0.95, student_size=50, student_accuracy=0.88, min_student_accuracy=0.9)
+    assert "0.88 is below the accuracy floor 0.9" in next(w.message for w in single.warnings if w.id == "below_accuracy_floor")
