@@ -65,8 +65,10 @@ SPECS = [
     ToolSpec(
         "kd_score_distillation", "score", models.ScoreDistillationResponse, "Score or rank students",
         "Return the distillation score DS = alpha*(student size/teacher size) + (1-alpha)*(1 - student acc/teacher acc) with both "
-        "terms, or a ranking of up to 100 candidates, best (lowest) first. Accuracies are fractions in [0, 1]. Use to compare "
-        "students at a chosen alpha. Not for a quality check: use kd_diagnose_failure.",
+        "terms, or a ranking of up to 100 candidates, best (lowest) first. Accuracies are fractions in [0, 1]. Pass the accuracy floor "
+        "as min_student_accuracy: students below it are marked and ranked after every one that meets it (DS alone rewards size "
+        "without limit). DS values compare only at the same alpha. Use to compare students at a chosen alpha. Not for a quality "
+        "check: use kd_diagnose_failure.",
     ),
     ToolSpec(
         "kd_diagnose_failure", "diagnose", models.DiagnoseFailureResponse, "Diagnose a distilled model",
