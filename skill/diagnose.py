@@ -189,6 +189,9 @@ def _temperature_blindness(student_conf: float | None, teacher_conf: float | Non
                     f"Over-confident student: {'; '.join(flags)}. Distil at T in [{low}, {high}] and recheck calibration.")
 
 
+_MAX_CLIFFS_NAMED = 5  # the diagnosis names the worst few; every pair is in the evidence
+
+
 def _sizes(curve: list[tuple[int, float]]) -> list[tuple[int, float, float, int]]:
     """(params, mean accuracy, spread, runs) per distinct size, largest first: runs at one size are seeds, not steps."""
     by_size: dict[int, list[float]] = {}
@@ -227,14 +230,16 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
                                  threshold={"max_param_reduction": t["max_param_reduction"], "min_accuracy_drop": t["min_accuracy_drop"]},
                                  comparison="cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean over runs)"))
         if drop > t["min_accuracy_drop"]:
-            cliffs.append(f"{big_p} -> {params[j]} params ({reduction:.1%} fewer) loses {drop:.3f}")
+            cliffs.append((drop, f"{big_p} -> {params[j]} params ({reduction:.1%} fewer) loses {drop:.3f}"))
     noise = ""
     worst_spread = max((spread for _, spread, _ in noisy), default=0.0)
     if _exact(worst_spread) > t["min_accuracy_drop"]:
         noise = (f" Runs at one size differ by up to {worst_spread:.3f}, more than the {t['min_accuracy_drop']} drop that marks a cliff:"
                  " compare means over more seeds before trusting the curve.")
     if cliffs:
-        return _finding("capacity_cliff", "detected", evidence, "Capacity cliff: " + "; ".join(cliffs) + ". Keep the student above the larger size." + noise)
+        worst = [text for _, text in sorted(cliffs, key=lambda c: -c[0])[:_MAX_CLIFFS_NAMED]]
+        more = f" and {len(cliffs) - len(worst)} more (see evidence)" if len(cliffs) > len(worst) else ""
+        return _finding("capacity_cliff", "detected", evidence, "Capacity cliff: " + "; ".join(worst) + more + ". Keep the student above the larger size." + noise)
     return _finding("capacity_cliff", "clear", evidence, "No small size step causes a large accuracy drop on this curve." + noise)
 
 

@@ -353,3 +353,10 @@ def test_text_output_shows_the_questions_and_the_floor():
     assert "useless" in ranked.split("BELOW THE ACCURACY FLOOR")[0].splitlines()[-1]
     single = _rank(alpha=0.7, teacher_size=800, teacher_accuracy=0.95, student_size=50, student_accuracy=0.88, min_student_accuracy=0.9)
     assert "0.88 is below the accuracy floor 0.9" in next(w.message for w in single.warnings if w.id == "below_accuracy_floor")
+
+
+def test_many_cliffs_keep_the_diagnosis_short():
+    # alternating accuracies make a cliff at nearly every size; the text named all of them (44,000 characters)
+    finding = _cliff([(10000 + i, 0.9 if i % 2 else 0.5) for i in range(1000)])
+    assert finding.status == "detected" and len(finding.diagnosis) < 1000 and "more (see evidence)" in finding.diagnosis
+    assert len(finding.evidence) >= 400
