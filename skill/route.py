@@ -78,7 +78,7 @@ def read_evidence(text: str, rules: Mapping[str, Any]) -> Evidence:
     _drop_lone_descriptors(ev)
     ev.budget = ev.scores["budget"] > 0
     ev.scores["in_scope"] += ev.scores["budget"]
-    ev.action = any(h.role == "action" for h in ev.counted("in_scope"))
+    ev.action = any(h.role == "action" and not h.deferred for h in ev.counted("in_scope"))  # "distil later" is not the ask
     for boundary in rules["boundaries"]:
         _score(reader, ev, boundary["id"], boundary.get("groups", []), "boundary")
     for sibling in rules["siblings"]:

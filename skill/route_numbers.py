@@ -61,17 +61,20 @@ def read_numbers(text: Text, rules: Mapping[str, Any]) -> list[Quantity]:
     latency = re.compile(rf"{NUMBER}\s?({_units(numbers['latency_units'])})(?!\w)", re.IGNORECASE)
     size = re.compile(rf"{NUMBER}\s?({_units(numbers['size_units'])})(?!\w)", re.IGNORECASE)
     multipliers = _units(numbers["multipliers"])
-    params = re.compile(rf"{NUMBER}\s?({multipliers})?[\s-]?(?:{'|'.join(numbers['param_words'])})(?!\w)", re.IGNORECASE)
+    words = numbers["number_words"]
+    count = rf"(?:{NUMBER}|(?<!\w)({_units(words)}))"
+    params = re.compile(rf"{count}\s?({multipliers})?[\s-]?(?:{'|'.join(numbers['param_words'])})(?!\w)", re.IGNORECASE)
     for pattern, kind, table in ((latency, "latency_ms", numbers["latency_units"]), (size, "size_mb", numbers["size_units"])):
         for m in pattern.finditer(text.raw):
             value = float(m.group(1)) * float(table[m.group(2).lower()])
             is_current = _is_current(text, m.start(), m.end(), current, target)
             found.append(Quantity(kind, value, m.group(0), m.start(), is_current, _is_target(text, m.start(), m.end(), before_cues, after_cues)))
     for m in params.finditer(text.raw):
-        scale = m.group(2)
-        if scale is None and "." in m.group(1):
+        digits, word, scale = m.group(1), m.group(2), m.group(3)
+        if scale is None and digits and "." in digits:
             continue  # "0.9 weight" is a loss weight, not a parameter count
-        value = float(m.group(1)) * (float(numbers["multipliers"][scale.lower()]) if scale else 1.0)
+        base = float(digits) if digits else float(words[word.lower()])
+        value = base * (float(numbers["multipliers"][scale.lower()]) if scale else 1.0)
         found.append(Quantity("params", value, m.group(0), m.start(), False, False))
     return sorted(found, key=lambda q: q.start)
 

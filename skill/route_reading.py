@@ -40,6 +40,7 @@ class Hit:
     weight: float  # the group's weight times the phrase's weight; 0 when it does not count
     status: str  # counted | negated | not_ml | unsure (counted, but no context word says ML or not)
     why: str = ""
+    deferred: bool = False
 
     @property
     def counts(self) -> bool:
@@ -55,6 +56,7 @@ class Span:
     start: int
     end: int
     weight: float = 1.0
+    deferred: bool = False  # "we'll distil later": a step put off, not what is asked now
 
 
 class Text:
@@ -81,10 +83,10 @@ class Text:
         weight = 1.0
         if contrast.match(piece):
             weight *= float(self.reading["contrast_weight"])
-        later = compile_terms(tuple(self.reading["deferral_cues"]))
-        if step.match(piece) or later.search(piece):
+        deferred = bool(compile_terms(tuple(self.reading["deferral_cues"])).search(piece))
+        if step.match(piece) or deferred:
             weight *= float(self.reading["later_step_weight"])
-        return Span(span.start, span.end, weight)
+        return Span(span.start, span.end, weight, deferred)
 
     def words_between(self, a: int, b: int) -> int:
         """Words starting in [a, b)."""
@@ -165,8 +167,9 @@ class Reader:
         if group.get("context") == "ml":
             sense, why = self.sense(start, end)
             status = {"ml": "counted", "not_ml": "not_ml", "unsure": "unsure"}[sense]
-        weight = base * self.text.phrase(start).weight if status != "not_ml" else 0.0
-        return Hit(owner, group["id"], role, words, start, weight, status, why)
+        phrase = self.text.phrase(start)
+        weight = base * phrase.weight if status != "not_ml" else 0.0
+        return Hit(owner, group["id"], role, words, start, weight, status, why, phrase.deferred)
 
     def find(self, owner: str, group: Mapping[str, Any], role: str) -> list[Hit]:
         pattern = compile_terms(tuple(group["patterns"]))

@@ -98,6 +98,11 @@ def test_every_sibling_has_a_fallback_and_the_request_is_bounded():
         # negated sibling work
         ("I don't need SHAP or anything like that, I just want the model 5x smaller", "in_scope", None),
         ("we don't want to distil anything, just quantise the llama to 4 bit and serve it", "delegate", "model-deployment-optimization"),
+        # a step put off ("distil later") is not what is asked now; a later step ("then quantise") weighs less
+        ("we'll distill later; right now we only need the ONNX export to work", "delegate", "model-deployment-optimization"),
+        ("Minitron-style: prune our 15B down and then distil it back", "in_scope", None),
+        # counts written as words
+        ("my model is y = 3x + 2 basically, two parameters. distill?", "out_of_scope", None),
         # LLM distillation is ours, LLM quantisation and serving are the deployment sibling's (issue 14)
         ("distil our 70B model into an 8B one for the chatbot", "in_scope", None),
         ("serve our distilled 8B with vLLM on 2 A100s", "delegate", "model-deployment-optimization"),
