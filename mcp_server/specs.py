@@ -54,7 +54,8 @@ SPECS = [
         "kd_recommend_method", "recommend", models.RecommendMethodResponse, "Recommend a distillation method and topology",
         "Return the distillation method (response / feature / relation / cascade) with hyperparameters such as the temperature "
         "range, and the topology (hierarchical / ensemble / online / self), with the rule trace, risk warnings and the inputs "
-        "whose absence limited the answer. Use when planning a distillation. Not for alpha: use kd_choose_alpha.",
+        "whose absence limited the answer; a choice made with an input missing is marked assumed, with the questions to ask the "
+        "user. Use when planning a distillation. Not for alpha: use kd_choose_alpha.",
     ),
     ToolSpec(
         "kd_choose_alpha", "alpha", models.ChooseAlphaResponse, "Choose alpha for the distillation score",
