@@ -215,7 +215,7 @@ def _intents(ev: Evidence) -> list[IntentScore]:
     return sorted(listed, key=lambda i: -i.score)
 
 
-def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: Mapping[str, Any]) -> RouteResponse:
+def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: Mapping[str, Any], given: Mapping[str, Any]) -> RouteResponse:
     entry = decision.entry
     skill = entry.get("skill") if entry else None
     path = find_installed_skill(skill) if skill else None
@@ -228,7 +228,7 @@ def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: 
             if ev.scores.get(sibling["skill"], 0) > 0:
                 delegations.append(Delegation(skill=sibling["skill"], reason=sibling["covers"], installed=find_installed_skill(sibling["skill"]) is not None, fallback=sibling["fallback"]))
     matched = [h.words for hits in ev.hits.values() for h in hits if h.counts]
-    matched += [f"{name} {value:g} (from the text)" for name, value in inputs.items() if value is not None]
+    matched += [f"{name} {value:g} ({'given' if given.get(name) is not None else 'from the text'})" for name, value in inputs.items() if value is not None]
     return RouteResponse(
         verdict=decision.verdict,  # type: ignore[arg-type]
         skill=skill,
@@ -255,4 +255,4 @@ def route_request(request: RouteRequest) -> RouteResponse:
     ev = read_evidence(request.request, rules)
     inputs = _text_inputs(request, ev)
     decision = _by_goal(request, rules, ev, inputs) or _by_text(request, rules, ev, inputs)
-    return _answer(decision, ev, rules, inputs)
+    return _answer(decision, ev, rules, inputs, request.model_dump())

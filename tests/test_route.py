@@ -120,6 +120,8 @@ def test_out_of_scope_names_the_boundary_and_the_fallback():
     assert tiny.boundary == "tiny_rule_based"
     assert "model_params 400 (from the text)" in tiny.matched
     assert any(e.field == "model_params" and e.value == 400 and e.result == "true" for e in tiny.rule_trace)
+    given = route_request(RouteRequest(request="compress my detector", latency_budget_ms=5))
+    assert "latency_budget_ms 5 (given)" in given.matched and given.skill == "hardware-acceleration"
 
 
 def test_negated_and_descriptive_words_are_shown_in_the_evidence():
