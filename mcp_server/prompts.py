@@ -9,7 +9,7 @@ def plan_distillation(model_description: str, constraints: str = "none stated") 
 Constraints: {constraints}
 
 Follow these steps, calling the tools of the knowledge-distillation server and showing the user each answer's decision, its rule trace and warnings:
-1. kd_route_request with the request text (and model_params / latency_budget_ms if known). If the verdict is delegate or out_of_scope, stop and relay the skill, its fallback and the reason.
+1. kd_route_request with the request text, plus what the conversation already tells you (primary_goal, is_ml_model, has_size_or_latency_budget, is_prototype, model_params, latency_budget_ms). If the verdict is delegate or out_of_scope, relay the reason, the fallback and whether the sibling skill is installed, and ask the user whether to hand over, follow the fallback or distil anyway; never drop the task silently. If confidence is not high, ask the returned question first.
 2. kd_recommend_method with task_type, task_similarity, abstraction_level, compression_ratio (or teacher_params and student_params), environment_stability, task_distribution_known, num_teachers, need_continuous_adaptation, same_architecture_family. Ask the user for any field listed in missing_inputs that would change the answer.
 3. kd_choose_alpha with deployment_environment, application_domain, can_dynamically_route. Treat any warning as a question for the user.
 4. kd_run_quick_distill with the recommended method and topology (method "auto" asks step 2 itself) on the bundled data or the user's own, to see the gain over a from-scratch student and the calibration before spending real compute.

@@ -264,3 +264,10 @@ def test_tool_description_tells_the_agent_to_fill_the_inputs():
     for name in ("primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype"):
         assert name in spec.description
     assert "ask before dropping" in spec.description
+
+
+def test_plan_prompt_asks_before_dropping_a_delegated_task():
+    from mcp_server.prompts import plan_distillation
+
+    text = plan_distillation("800 MB BERT sentiment")
+    assert "never drop the task silently" in text and "primary_goal" in text and "ask the returned question" in text
