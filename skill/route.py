@@ -62,7 +62,7 @@ def read_evidence(text: str, rules: Mapping[str, Any]) -> Evidence:
     ev = Evidence(ml_context=bool(reader.ml_words))
     _score(reader, ev, "in_scope", rules["in_scope"]["groups"], "goal")
     _score(reader, ev, "budget", [rules["budget"]], "budget")
-    ev.numbers = read_numbers(reader.text, rules)
+    ev.numbers = [q for q in read_numbers(reader.text, rules) if not reader.negated_by(q.start)]  # "50 ms, not 5 ms"
     for quantity in ev.numbers:
         if (quantity.kind == "latency_ms" and not quantity.current) or (quantity.kind == "size_mb" and quantity.target):
             group = {"id": "stated_budget", "weight": rules["budget"]["weight"], "context": "ml"}

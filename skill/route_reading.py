@@ -114,7 +114,8 @@ class Reader:
         self.rules = rules
         self.reading = rules["reading"]
         self.text = Text(text, self.reading)
-        self.negations = self._spans(self.reading["negation_cues"])
+        bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
+        self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
         # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
         self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)))
         self.non_ml_words = self._spans(self.reading["non_ml_context"])

@@ -147,6 +147,8 @@ def test_a_true_mix_stays_in_scope_and_lists_the_sibling():
         ("big model takes 1.2 s, our budget is 200 ms server side", 200),
         ("the policy network has to run in under 0.8 ms", 0.8),
         ("4ms hard deadline per frame, we're at 20ms now", 4),
+        ("inference must take no more than 6 ms on the controller", 6),  # a bound, not a negation
+        ("the latency target is 50 ms, not 5 ms", 50),  # a negated number is not the budget
     ],
 )
 def test_latency_budgets_are_read_from_the_text(text, budget_ms):
@@ -220,7 +222,7 @@ def test_every_pattern_compiles_and_every_goal_is_unique():
     groups = list(rules["in_scope"]["groups"]) + [rules["budget"]]
     groups += [g for b in rules["boundaries"] for g in b.get("groups", [])] + [g for s in rules["siblings"] for g in s["groups"]]
     reading = rules["reading"]
-    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "ml_context", "non_ml_context", "current_cues", "budget_cues")]
+    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "bound_phrases", "ml_context", "non_ml_context", "current_cues", "budget_cues")]
     for patterns in lists:
         for pattern in patterns:
             re.compile(pattern)
