@@ -98,7 +98,7 @@ def find_reduction(text: Text, rules: Mapping[str, Any]) -> tuple[int, str] | No
     numbers = rules["numbers"]
     unit = rf"\d+(?:\.\d+)?\s?(?:{_units(numbers['size_units'])}|{_units(numbers['multipliers'])})(?!\w)"
     links = "|".join(re.escape(link) for link in numbers["reduction_links"])
-    pattern = re.compile(rf"(?<![\w.])({unit})(?:\s+[\w-]+){{0,3}}?\s+(?:{links})\s+(?:(?:about|around|under|below|roughly|~)\s+)?({unit})", re.IGNORECASE)
+    pattern = re.compile(rf"(?<![\w.])({unit})(?:\s+[\w-]+){{0,3}}?\s+(?:{links})\s+(?:(?:a|an|the|about|around|under|below|roughly|~)\s+){{0,2}}({unit})", re.IGNORECASE)
     for m in pattern.finditer(text.raw):
         before, after = _amount(m.group(1), rules), _amount(m.group(2), rules)
         if before and after and after < before:
