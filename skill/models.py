@@ -404,7 +404,7 @@ class RouteRequest(Strict):
         "latency under 10 ms); tiny_or_rule_based (rules or under ~1000 parameters); prototype (no performance requirement yet); "
         "ample_compute (one task, no size or latency limit); other (not about a machine-learning model). Overrides the text.",
     )
-    is_ml_model: bool | None = Field(None, description="Whether the request is about a machine-learning model at all (false: 'compress my backups')")
+    is_ml_model: bool | None = Field(None, description="Whether the request is about a machine-learning model at all (false: 'compress my backups'; true: read 'teacher', 'compress', 'temperature' in their ML sense)")
     has_size_or_latency_budget: bool | None = Field(None, description="Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)")
     is_prototype: bool | None = Field(None, description="Whether the work is a prototype with no performance requirement yet")
 

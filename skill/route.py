@@ -57,8 +57,9 @@ def _score(reader: Reader, ev: Evidence, owner: str, groups: Any, role: str) -> 
         ev.scores[owner] = ev.scores.get(owner, 0.0) + group_score(hits)
 
 
-def read_evidence(text: str, rules: Mapping[str, Any]) -> Evidence:
-    reader = Reader(text, rules)
+def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -> Evidence:
+    """Score every intent's term groups; ml_known (the agent says it is a machine-learning model) settles every word's sense."""
+    reader = Reader(text, rules, ml_known)
     ev = Evidence(ml_context=bool(reader.ml_words))
     _score(reader, ev, "in_scope", rules["in_scope"]["groups"], "goal")
     _score(reader, ev, "budget", [rules["budget"]], "budget")
@@ -252,7 +253,7 @@ def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: 
 def route_request(request: RouteRequest) -> RouteResponse:
     """In scope, a sibling skill, or a not-for boundary, decided by what the request asks to be done."""
     rules = get_rules().boundaries
-    ev = read_evidence(request.request, rules)
+    ev = read_evidence(request.request, rules, ml_known=request.is_ml_model is True)
     inputs = _text_inputs(request, ev)
     decision = _by_goal(request, rules, ev, inputs) or _by_text(request, rules, ev, inputs)
     return _answer(decision, ev, rules, inputs, request.model_dump())

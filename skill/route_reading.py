@@ -110,8 +110,9 @@ class Text:
 class Reader:
     """Finds term groups in a request and decides, term by term, whether each counts."""
 
-    def __init__(self, text: str, rules: Mapping[str, Any]):
+    def __init__(self, text: str, rules: Mapping[str, Any], ml_known: bool = False):
         self.rules = rules
+        self.ml_known = ml_known
         self.reading = rules["reading"]
         self.text = Text(text, self.reading)
         bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
@@ -135,6 +136,8 @@ class Reader:
     def sense(self, start: int, end: int) -> tuple[str, str]:
         """'ml', 'not_ml' or 'unsure' for an ambiguous term: the context words within context_window words in its
         sentence vote (a tie goes to the nearest); with none near, any context word in the request decides."""
+        if self.ml_known:
+            return "ml", "the caller says it is a machine-learning model"
         sentence = self.text.sentence(start)
         window = int(self.reading["context_window"])
         near: list[tuple[int, str, str]] = []

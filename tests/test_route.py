@@ -175,6 +175,7 @@ def test_a_measured_latency_is_not_a_budget():
         ("just a prototype, should I distil the model?", {"has_size_or_latency_budget": True}, "in_scope", None, None),
         ("shrink our classifier", {"is_prototype": True}, "out_of_scope", None, "prototype_without_requirements"),
         ("distil our teacher into a student", {"is_ml_model": False}, "out_of_scope", None, "not_ml"),
+        ("shrink the whisky classifier images", {"is_ml_model": True}, "in_scope", None, None),  # the agent settles the sense
         ("a 400-parameter model, compress it with KD", {"model_params": 5000}, "in_scope", None, None),
         ("help me with this", {"primary_goal": "other"}, "out_of_scope", None, "not_ml"),
         ("help me with this", {"primary_goal": "interpretable_model"}, "delegate", "interpretable-models", "interpretability_first"),
