@@ -208,6 +208,8 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     decision = Decision("out_of_scope", not_ml, "nothing asks for distillation, a sibling's work or a boundary", trace=trace)
     if ev.ml_context:
         decision.confidence, decision.question = "low", questions["nothing_found"]
+    elif any(h.status == "no_ml_word" for h in ev.hits.get("in_scope", [])):
+        decision.confidence, decision.question = "low", questions["no_context"]  # "student" alone: a person or a model?
     return decision
 
 

@@ -208,6 +208,8 @@ def test_primary_goal_lists_exactly_the_goals_in_the_rules():
     [
         ("Which distillation temperature should I use?", "low"),  # no word says whether this is machine learning
         ("help me with my model", "low"),  # a model, but nothing asked of it
+        ("my student visa expires next month", "high"),  # a person: a non-ML word says so
+        ("the student is doing fine", "low"),  # a person or a model? nothing says
         ("Distil our 800 MB BERT into a 50 MB student for the phone", "high"),
         ("Bake a sourdough loaf", "high"),
     ],
