@@ -56,7 +56,7 @@ class Span:
     start: int
     end: int
     weight: float = 1.0
-    deferred: bool = False  # "we'll distil later": a step put off, not what is asked now
+    deferred: bool = False  # "we'll distil later", "after distillation": a step put off or done, not what is asked now
 
 
 class Text:
@@ -83,10 +83,11 @@ class Text:
         weight = 1.0
         if contrast.match(piece):
             weight *= float(self.reading["contrast_weight"])
-        deferred = bool(compile_terms(tuple(self.reading["deferral_cues"])).search(piece))
-        if step.match(piece) or deferred:
+        later = bool(compile_terms(tuple(self.reading["deferral_cues"])).search(piece))
+        done = bool(compile_terms(tuple(self.reading["done_cues"])).search(piece))  # "after distillation", "we're done distilling"
+        if step.match(piece) or later or done:
             weight *= float(self.reading["later_step_weight"])
-        return Span(span.start, span.end, weight, deferred)
+        return Span(span.start, span.end, weight, later or done)
 
     def words_between(self, a: int, b: int) -> int:
         """Words starting in [a, b)."""

@@ -101,6 +101,7 @@ def test_every_sibling_has_a_fallback_and_the_request_is_bounded():
         # a step put off ("distil later") is not what is asked now; a later step ("then quantise") weighs less
         ("we'll distill later; right now we only need the ONNX export to work", "delegate", "model-deployment-optimization"),
         ("Minitron-style: prune our 15B down and then distil it back", "in_scope", None),
+        ("after distillation, the team wants SHAP explanations of the student's decisions", "delegate", "explainable-ai-design"),
         # counts written as words
         ("my model is y = 3x + 2 basically, two parameters. distill?", "out_of_scope", None),
         # LLM distillation is ours, LLM quantisation and serving are the deployment sibling's (issue 14)
