@@ -120,7 +120,13 @@ class Reader:
         self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
         # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
         self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)))
-        self.non_ml_words = self._spans(self.reading["non_ml_context"])
+        # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
+        ml_starts = {start for start, _, _ in self._spans(self.reading["ml_nouns"])}
+        self.non_ml_words = [w for w in self._spans(self.reading["non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+
+    def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
+        gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))
+        return 0 < gap <= 2 and end + gap in ml_starts
 
     def _spans(self, patterns: Iterable[str]) -> list[tuple[int, int, str]]:
         return [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(patterns)).finditer(self.text.raw)]
