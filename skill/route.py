@@ -45,8 +45,8 @@ class Evidence:
     def counted(self, owner: str) -> list[Hit]:
         return [h for h in self.hits.get(owner, []) if h.counts]
 
-    def unsure_only(self, owner: str) -> bool:
-        counted = self.counted(owner)
+    def unsure_only(self, *owners: str) -> bool:
+        counted = [h for owner in owners for h in self.counted(owner)]
         return bool(counted) and all(h.status == "unsure" for h in counted)
 
 
@@ -88,14 +88,20 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
 
 
 def _drop_lone_descriptors(ev: Evidence) -> None:
-    """One role word ('student') with no machine-learning word anywhere and nothing asked of it is no evidence ("my
-    student visa"); a teacher and a student named together are (a pair of models, most likely), at low confidence."""
+    """With no machine-learning word anywhere, a goal or a role word alone is a guess: "shrink my jeans", "my student
+    visa". It still counts when the text states a size, latency or ratio ("must fit in 40 MB", "16x compression"), names
+    a teacher and a student together, combines two kinds of evidence ("student ... too small"), or asks to distil."""
     counted = ev.counted("in_scope")
-    roles = {h.words.lower().rstrip("s") for h in counted}
-    if counted and len(roles) < 2 and all(h.role == "descriptor" and h.status == "unsure" for h in counted):
-        note = "only names a role, and no word says machine learning"
-        ev.hits["in_scope"] = [replace(h, weight=0.0, status="no_ml_word", why=note) if h.counts else h for h in ev.hits["in_scope"]]
-        ev.scores["in_scope"] = 0.0
+    if not counted or not all(h.status == "unsure" for h in counted) or any(h.role == "action" for h in counted):
+        return
+    roles = {h.words.lower().rstrip("s") for h in counted if h.role == "descriptor"}
+    groups = {h.group for h in counted}
+    stated = any(q.kind in ("latency_ms", "size_mb") for q in ev.numbers) or any(any(c.isdigit() for c in h.words) for h in counted)
+    if len(roles) >= 2 or len(groups) >= 2 or stated:
+        return
+    note = "no word says machine learning, and nothing else supports it"
+    ev.hits["in_scope"] = [replace(h, weight=0.0, status="no_ml_word", why=note) if h.counts else h for h in ev.hits["in_scope"]]
+    ev.scores["in_scope"] = 0.0
 
 
 @dataclass
@@ -197,7 +203,7 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
         how = "an explicit distillation request" if ev.action else f"in_scope score {in_score:g} over the siblings' {s_score:g}"
         _compare(trace, "in_scope", in_score, best_sibling["skill"], s_score, "ge" if ev.action else "gt")
         decision = Decision("in_scope", None, how, trace=trace)
-        if ev.unsure_only("in_scope"):
+        if ev.unsure_only("in_scope", "budget"):
             decision.confidence, decision.question = "low", questions["no_context"]
         elif s_score > 0 and in_score - s_score < close:
             decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())

@@ -94,6 +94,9 @@ def test_every_sibling_has_a_fallback_and_the_request_is_bounded():
         ("what temperature for distilling whisky", "out_of_scope", None),
         # numbers in the text feed the numeric boundaries
         ("shrink the detector, it has to stay under 5 ms per frame", "delegate", "hardware-acceleration"),
+        # with no machine-learning word, a lone goal is a guess, not evidence
+        ("shrink my jeans back to size", "out_of_scope", None),
+        ("Can you help me shrink it?", "out_of_scope", None),
         ("a 400-parameter model runs our thermostat, compress it?", "out_of_scope", None),
         # negated sibling work
         ("I don't need SHAP or anything like that, I just want the model 5x smaller", "in_scope", None),
@@ -209,6 +212,7 @@ def test_primary_goal_lists_exactly_the_goals_in_the_rules():
     [
         ("Which distillation temperature should I use?", "low"),  # no word says whether this is machine learning
         ("help me with my model", "low"),  # a model, but nothing asked of it
+        ("no latency limit, but it must fit in 40 MB", "low"),  # in scope, but nothing says it is a model
         ("my student visa expires next month", "high"),  # a person: a non-ML word says so
         ("the student is doing fine", "low"),  # a person or a model? nothing says
         ("Distil our 800 MB BERT into a 50 MB student for the phone", "high"),
