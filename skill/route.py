@@ -177,6 +177,8 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     scores = dict(ev.scores)
     word_boundaries = [b for b in rules["boundaries"] if b.get("groups") and not b.get("suppressed_by_budget")]
     for boundary in _numeric_boundaries(rules, inputs, trace):
+        if scores[boundary["id"]] == 0 and any(scores[s["skill"]] > 0 for s in rules["siblings"]):
+            continue  # a number alone does not take a sibling's explicit work ("NAS for a 2 ms target")
         scores[boundary["id"]] += float(boundary["groups"][0]["weight"])  # a number states the boundary as firmly as its words
     for boundary in word_boundaries:
         when = boundary.get("when")

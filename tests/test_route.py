@@ -110,6 +110,8 @@ def test_every_sibling_has_a_fallback_and_the_request_is_bounded():
         # LLM distillation is ours, LLM quantisation and serving are the deployment sibling's (issue 14)
         ("distil our 70B model into an 8B one for the chatbot", "in_scope", None),
         ("serve our distilled 8B with vLLM on 2 A100s", "delegate", "model-deployment-optimization"),
+        # a number alone does not take a sibling's explicit work
+        ("NAS over the student's depth, width and resolution for a 2 ms target on GPU", "delegate", "neural-architecture-search"),
     ],
 )
 def test_routing_by_intent(text, verdict, target):
