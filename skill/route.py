@@ -79,11 +79,14 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
     _drop_lone_descriptors(ev)
     ev.budget = ev.scores["budget"] > 0
     ev.scores["in_scope"] += ev.scores["budget"]
-    ev.action = any(h.role == "action" and not h.deferred for h in ev.counted("in_scope"))  # "distil later" is not the ask
     for boundary in rules["boundaries"]:
         _score(reader, ev, boundary["id"], boundary.get("groups", []), "boundary")
     for sibling in rules["siblings"]:
         _score(reader, ev, sibling["skill"], sibling["groups"], "sibling")
+    # an explicit "distil" is the ask unless it is put off or done, or a sibling's work stands in a weightier phrase
+    # ("we'd distil it, but first we need SHAP")
+    stressed = max((reader.text.phrase(h.start).weight for s in rules["siblings"] for h in ev.counted(s["skill"])), default=0.0)
+    ev.action = any(h.role == "action" and not h.deferred and (stressed <= 1 or reader.text.phrase(h.start).weight >= stressed) for h in ev.counted("in_scope"))
     return ev
 
 

@@ -118,6 +118,7 @@ class Reader:
         self.text = Text(text, self.reading)
         bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
         self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
+        self.dismissals = self._spans(self.reading["dismissal_cues"])
         # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
         self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)))
         # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
@@ -131,13 +132,18 @@ class Reader:
     def _spans(self, patterns: Iterable[str]) -> list[tuple[int, int, str]]:
         return [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(patterns)).finditer(self.text.raw)]
 
-    def negated_by(self, start: int) -> str | None:
-        """The negation cue that cancels a term starting at `start`: same phrase, at most negation_window words before."""
+    def negated_by(self, start: int, end: int | None = None) -> str | None:
+        """The cue that cancels a term: a negation at most negation_window words before it in its phrase, or a
+        dismissal right after it ("federated learning is out of scope")."""
         phrase = self.text.phrase(start)
         window = int(self.reading["negation_window"])
         for cue_start, cue_end, words in reversed(self.negations):
             if phrase.start <= cue_start and cue_end <= start and self.text.words_between(cue_end, start) <= window:
                 return words
+        if end is not None:
+            for cue_start, _, words in self.dismissals:
+                if end <= cue_start < phrase.end and self.text.words_between(end, cue_start) <= window:
+                    return words
         return None
 
     def sense(self, start: int, end: int) -> tuple[str, str]:
@@ -171,7 +177,7 @@ class Reader:
         """One term, judged: negated, outside machine learning, or counted at its phrase's weight."""
         words = self.text.raw[start:end]
         base = float(group["weight"])
-        negation = self.negated_by(start)
+        negation = self.negated_by(start, end)
         if negation:
             return Hit(owner, group["id"], role, words, start, 0.0, "negated", f"after '{negation}'")
         status, why = "counted", ""

@@ -105,6 +105,8 @@ def test_every_sibling_has_a_fallback_and_the_request_is_bounded():
         ("we'll distill later; right now we only need the ONNX export to work", "delegate", "model-deployment-optimization"),
         ("Minitron-style: prune our 15B down and then distil it back", "in_scope", None),
         ("after distillation, the team wants SHAP explanations of the student's decisions", "delegate", "explainable-ai-design"),
+        ("we'd distil it but first we need SHAP explanations for the audit of the current model", "delegate", "explainable-ai-design"),
+        ("Federated learning is out of scope for now; we just want a centrally trained small student", "in_scope", None),
         # counts written as words
         ("my model is y = 3x + 2 basically, two parameters. distill?", "out_of_scope", None),
         # LLM distillation is ours, LLM quantisation and serving are the deployment sibling's (issue 14)
@@ -232,7 +234,7 @@ def test_every_pattern_compiles_and_every_goal_is_unique():
     groups = list(rules["in_scope"]["groups"]) + [rules["budget"]]
     groups += [g for b in rules["boundaries"] for g in b.get("groups", [])] + [g for s in rules["siblings"] for g in s["groups"]]
     reading = rules["reading"]
-    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "bound_phrases", "ml_context", "ml_nouns", "non_ml_context", "current_cues", "budget_cues")]
+    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "dismissal_cues", "bound_phrases", "ml_context", "ml_nouns", "non_ml_context", "current_cues", "budget_cues")]
     for patterns in lists:
         for pattern in patterns:
             re.compile(pattern)
