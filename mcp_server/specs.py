@@ -47,15 +47,19 @@ SPECS = [
     ToolSpec(
         "kd_route_request", "route", models.RouteResponse, "Route a request",
         "Decide whether a request is knowledge distillation (in_scope), belongs to a sibling skill (delegate: which one, "
-        "whether it is installed, and a fallback if not), or hits a not-for boundary (out_of_scope). Use it first on a new "
-        "request. Not for choosing a method: use kd_recommend_method.",
+        "whether it is installed, and a fallback if not), or hits a not-for boundary (out_of_scope), from what the request asks "
+        "to be done. Fill the optional inputs from the conversation (primary_goal, is_ml_model, has_size_or_latency_budget, "
+        "is_prototype, model_params, latency_budget_ms): they take precedence over the text. On delegate or out_of_scope, tell "
+        "the user the reason and the fallback and ask before dropping the task; on confidence low or medium, ask `question`. "
+        "Use it first on a new request. Not for choosing a method: use kd_recommend_method.",
     ),
     ToolSpec(
         "kd_recommend_method", "recommend", models.RecommendMethodResponse, "Recommend a distillation method and topology",
         "Return the distillation method (response / feature / relation / cascade; for task_type generation: token_kd / "
         "on_policy_kd / sequence_kd at T = 1, from teacher_access and same_tokenizer) with hyperparameters such as the temperature "
         "range, and the topology (hierarchical / ensemble / online / self), with the rule trace, risk warnings and the inputs "
-        "whose absence limited the answer. Use when planning a distillation. Not for alpha: use kd_choose_alpha.",
+        "whose absence limited the answer; a choice made with an input missing is marked assumed, with the questions to ask the "
+        "user. Use when planning a distillation. Not for alpha: use kd_choose_alpha.",
     ),
     ToolSpec(
         "kd_choose_alpha", "alpha", models.ChooseAlphaResponse, "Choose alpha for the distillation score",
@@ -66,8 +70,10 @@ SPECS = [
     ToolSpec(
         "kd_score_distillation", "score", models.ScoreDistillationResponse, "Score or rank students",
         "Return the distillation score DS = alpha*(student size/teacher size) + (1-alpha)*(1 - student acc/teacher acc) with both "
-        "terms, or a ranking of up to 100 candidates, best (lowest) first. Accuracies are fractions in [0, 1]. Use to compare "
-        "students at a chosen alpha. Not for a quality check: use kd_diagnose_failure.",
+        "terms, or a ranking of up to 100 candidates, best (lowest) first. Accuracies are fractions in [0, 1]. Pass the accuracy floor "
+        "as min_student_accuracy: students below it are marked and ranked after every one that meets it (DS alone rewards size "
+        "without limit). DS values compare only at the same alpha. Use to compare students at a chosen alpha. Not for a quality "
+        "check: use kd_diagnose_failure.",
     ),
     ToolSpec(
         "kd_diagnose_failure", "diagnose", models.DiagnoseFailureResponse, "Diagnose a distilled model",

@@ -67,6 +67,8 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> ComputedMetrics | None:
     student = _probs("student_probs", request.student_probs, n)
     labels = np.asarray(request.labels)
     k = student.shape[1]
+    if request.groups is not None and request.positive_class is not None and request.positive_class >= k:
+        raise InputError("positive_class", f"is {request.positive_class} but student_probs has {k} columns (classes 0..{k - 1})")
     if labels.min() < 0 or labels.max() >= k:
         raise InputError("labels", f"class ids must lie in 0..{k - 1} (student_probs has {k} columns); got {int(labels.min())}..{int(labels.max())}")
     teacher = _probs("teacher_probs", request.teacher_probs, n) if request.teacher_probs is not None else None
@@ -88,6 +90,7 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> ComputedMetrics | None:
     )
     if request.groups is not None:
         computed.student_parity_ratio = metrics.parity_ratio(student_pred, request.groups, positive)
+        computed.student_group_accuracy = metrics.group_accuracy(labels, student_pred, request.groups)
     if teacher is not None:
         teacher_pred = teacher.argmax(axis=1)
         computed.teacher_accuracy = metrics.accuracy(labels, teacher_pred)
@@ -95,6 +98,7 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> ComputedMetrics | None:
         computed.teacher_error_confidence = metrics.error_confidence(labels, teacher)
         if request.groups is not None:
             computed.teacher_parity_ratio = metrics.parity_ratio(teacher_pred, request.groups, positive)
+            computed.teacher_group_accuracy = metrics.group_accuracy(labels, teacher_pred, request.groups)
     return computed
 
 
@@ -185,25 +189,58 @@ def _temperature_blindness(student_conf: float | None, teacher_conf: float | Non
                     f"Over-confident student: {'; '.join(flags)}. Distil at T in [{low}, {high}] and recheck calibration.")
 
 
+_MAX_CLIFFS_NAMED = 5  # the diagnosis names the worst few; every pair is in the evidence
+
+
+def _sizes(curve: list[tuple[int, float]]) -> list[tuple[int, float, float, int]]:
+    """(params, mean accuracy, spread, runs) per distinct size, largest first: runs at one size are seeds, not steps."""
+    by_size: dict[int, list[float]] = {}
+    for params, accuracy in curve:
+        by_size.setdefault(params, []).append(accuracy)
+    return [(p, sum(a) / len(a), max(a) - min(a), len(a)) for p, a in sorted(by_size.items(), reverse=True)]
+
+
 def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
+    """Every pair of sizes less than max_param_reduction apart is compared (a chain of small steps can hide a cliff)."""
     t = get_rules().failure_modes["modes"]["capacity_cliff"]["thresholds"]
-    if not curve or len(curve) < 2:
-        return _finding("capacity_cliff", "not_evaluated", [], "Needs size_accuracy_curve with two or more student sizes.")
-    ordered = sorted(curve, key=lambda p: -p[0])
+    sizes = _sizes(curve or [])
+    if len(sizes) < 2:
+        return _finding("capacity_cliff", "not_evaluated", [],
+                        "Needs size_accuracy_curve with two or more different student sizes (runs at one size are seeds of that size).")
     evidence, cliffs = [], []
-    for (big_p, big_a), (small_p, small_a) in zip(ordered, ordered[1:]):
-        reduction = _exact((big_p - small_p) / big_p)
-        drop = _exact(big_a - small_a)
-        is_cliff = reduction < t["max_param_reduction"] and drop > t["min_accuracy_drop"]
-        if is_cliff or drop > 0:
-            evidence.append(Evidence(metric=f"{big_p}->{small_p} params", value={"param_reduction": round(reduction, 6), "accuracy_drop": round(drop, 6)},
-                                     threshold={"max_param_reduction": t["max_param_reduction"], "min_accuracy_drop": t["min_accuracy_drop"]},
-                                     comparison="cliff if param_reduction < max and accuracy_drop > min"))
-        if is_cliff:
-            cliffs.append(f"{big_p} -> {small_p} params ({reduction:.1%} fewer) loses {drop:.3f}")
+    noisy = [(p, spread, runs) for p, _, spread, runs in sizes if runs > 1]
+    for p, spread, runs in noisy:
+        evidence.append(Evidence(metric=f"seed spread at {p} params ({runs} runs)", value=round(spread, 6), threshold=t["min_accuracy_drop"],
+                                 comparison="runs at one size are averaged, not read as a cliff; a spread above the threshold means single runs cannot show one"))
+    params = [p for p, *_ in sizes]
+    means = [a for _, a, *_ in sizes]
+    end = 1
+    for i, big_p in enumerate(params):
+        # sizes below this one but within max_param_reduction of it; the window only grows as big_p shrinks
+        end = max(end, i + 1)
+        while end < len(params) and _exact((big_p - params[end]) / big_p) < t["max_param_reduction"]:
+            end += 1
+        if end == i + 1:
+            continue
+        j = min(range(i + 1, end), key=means.__getitem__)
+        reduction, drop = _exact((big_p - params[j]) / big_p), _exact(means[i] - means[j])
+        if drop <= 0:
+            continue
+        evidence.append(Evidence(metric=f"{big_p}->{params[j]} params", value={"param_reduction": round(reduction, 6), "accuracy_drop": round(drop, 6)},
+                                 threshold={"max_param_reduction": t["max_param_reduction"], "min_accuracy_drop": t["min_accuracy_drop"]},
+                                 comparison="cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean over runs)"))
+        if drop > t["min_accuracy_drop"]:
+            cliffs.append((drop, f"{big_p} -> {params[j]} params ({reduction:.1%} fewer) loses {drop:.3f}"))
+    noise = ""
+    worst_spread = max((spread for _, spread, _ in noisy), default=0.0)
+    if _exact(worst_spread) > t["min_accuracy_drop"]:
+        noise = (f" Runs at one size differ by up to {worst_spread:.3f}, more than the {t['min_accuracy_drop']} drop that marks a cliff:"
+                 " compare means over more seeds before trusting the curve.")
     if cliffs:
-        return _finding("capacity_cliff", "detected", evidence, "Capacity cliff: " + "; ".join(cliffs) + ". Keep the student above the larger size.")
-    return _finding("capacity_cliff", "clear", evidence, "No small size step causes a large accuracy drop on this curve.")
+        worst = [text for _, text in sorted(cliffs, key=lambda c: -c[0])[:_MAX_CLIFFS_NAMED]]
+        more = f" and {len(cliffs) - len(worst)} more (see evidence)" if len(cliffs) > len(worst) else ""
+        return _finding("capacity_cliff", "detected", evidence, "Capacity cliff: " + "; ".join(worst) + more + ". Keep the student above the larger size." + noise)
+    return _finding("capacity_cliff", "clear", evidence, "No small size step causes a large accuracy drop on this curve." + noise)
 
 
 def _hierarchical_rigidity(finds: bool | None, feedback: bool | None) -> Finding:
@@ -219,22 +256,114 @@ def _hierarchical_rigidity(finds: bool | None, feedback: bool | None) -> Finding
     return _finding("hierarchical_rigidity", "clear", evidence, "Edge cases flow back to the teacher (or the student finds none).")
 
 
-def _bias_amplification(teacher_ratio: float | None, student_ratio: float | None) -> Finding:
+def _group_shift(teacher: Mapping[str, float], student: Mapping[str, float]) -> tuple[float, float, str] | None:
+    """How the groups fared: the gap's widening (student minus teacher best-to-worst group accuracy), the spread of
+    the groups' accuracy losses (a gain counts as no loss) and the group that lost most; None under two groups."""
+    if set(teacher) != set(student):
+        odd = sorted(set(teacher) ^ set(student))[:5]
+        raise InputError("student_group_accuracy", f"and teacher_group_accuracy must name the same groups; they differ on {odd}")
+    if len(teacher) < 2:
+        return None
+    widening = _exact((max(student.values()) - min(student.values())) - (max(teacher.values()) - min(teacher.values())))
+    losses = {g: max(teacher[g] - student[g], 0.0) for g in teacher}
+    hardest = max(losses, key=losses.__getitem__)
+    return widening, _exact(losses[hardest] - min(losses.values())), hardest
+
+
+def _bias_amplification(teacher_ratio: float | None, student_ratio: float | None,
+                        teacher_groups: Mapping[str, float] | None, student_groups: Mapping[str, float] | None) -> Finding:
+    """Both clauses of the rule: demographic parity falls, or per-group accuracy degrades out of proportion."""
     t = get_rules().failure_modes["modes"]["bias_amplification"]["thresholds"]
-    if teacher_ratio is None or student_ratio is None:
-        return _finding("bias_amplification", "not_evaluated", [], "Needs teacher_parity_ratio and student_parity_ratio (or raw probabilities with groups).")
-    if teacher_ratio == 0:
-        return _finding("bias_amplification", "not_evaluated", [], "The teacher's parity ratio is 0; a relative change is undefined. Compare group selection rates directly.")
-    drop = _exact((teacher_ratio - student_ratio) / teacher_ratio)
-    evidence = [Evidence(metric="relative_parity_drop", value=round(drop, 6), threshold=t["max_relative_parity_drop"], comparison="detected if value > threshold")]
-    if drop > t["max_relative_parity_drop"]:
-        return _finding("bias_amplification", "detected", evidence,
-                        f"Parity fell from {teacher_ratio:.3f} (teacher) to {student_ratio:.3f} (student), {drop:.1%} relative: compression amplified the bias.")
-    return _finding("bias_amplification", "clear", evidence, "The student's demographic parity is within tolerance of the teacher's.")
+    evidence: list[Evidence] = []
+    flags: list[str] = []
+    unknown = []
+    if teacher_ratio is not None and student_ratio is not None and teacher_ratio > 0:
+        drop = _exact((teacher_ratio - student_ratio) / teacher_ratio)
+        evidence.append(Evidence(metric="relative_parity_drop", value=round(drop, 6), threshold=t["max_relative_parity_drop"], comparison="detected if value > threshold"))
+        if drop > t["max_relative_parity_drop"]:
+            flags.append(f"parity fell from {teacher_ratio:.3f} (teacher) to {student_ratio:.3f} (student), {drop:.1%} relative")
+    elif teacher_ratio == 0 and student_ratio is not None:
+        unknown.append("the teacher's parity ratio is 0, so a relative change is undefined (compare group selection rates directly)")
+    else:
+        unknown.append("parity needs teacher_parity_ratio and student_parity_ratio (or raw probabilities with groups)")
+    shift = _group_shift(teacher_groups, student_groups) if teacher_groups is not None and student_groups is not None else None
+    if shift is not None:
+        widening, spread, hardest = shift
+        evidence.append(Evidence(metric="group_accuracy_gap_increase", value=round(widening, 6), threshold=t["max_group_accuracy_gap_increase"],
+                                 comparison="detected if the student's best-minus-worst group accuracy exceeds the teacher's by more than threshold"))
+        evidence.append(Evidence(metric="group_loss_spread", value=round(spread, 6), threshold=t["max_group_loss_spread"],
+                                 comparison="detected if the most-hurt group loses more than threshold more than the least-hurt one, unless the gap narrowed"))
+        lost = f"group {hardest} went from {teacher_groups[hardest]:.3f} to {student_groups[hardest]:.3f}"
+        if widening > t["max_group_accuracy_gap_increase"]:
+            flags.append(f"the gap between groups widened by {widening:.3f}; {lost}")
+        elif spread > t["max_group_loss_spread"] and widening >= 0:
+            flags.append(f"the groups lost accuracy unevenly ({spread:.3f} apart): {lost}")
+    else:
+        unknown.append("the group-accuracy check needs teacher_group_accuracy and student_group_accuracy for two or more groups (or raw probabilities with groups)")
+    if not evidence:
+        return _finding("bias_amplification", "not_evaluated", [], "Not evaluated: " + "; ".join(unknown) + ".")
+    if flags:
+        return _finding("bias_amplification", "detected", evidence, "Compression amplified the bias: " + "; ".join(flags) + ".")
+    checked = "Demographic parity and per-group accuracy are" if len(evidence) == 3 else "The checked fairness metrics are"
+    return _finding("bias_amplification", "clear", evidence, f"{checked} within tolerance of the teacher's" + (f" ({unknown[0]})." if unknown else "."))
+
+
+# summary fields that the raw arrays also yield; a given number wins, and mixing them is warned about
+_COMPUTABLE = ("overall_accuracy", "per_class_accuracy", "class_support", "student_error_confidence", "teacher_error_confidence",
+               "student_parity_ratio", "teacher_parity_ratio", "student_group_accuracy", "teacher_group_accuracy")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        items = list(value.items())
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in items[:3]) + (", ..." if len(items) > 3 else "") + "}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _mixed_warning(request: DiagnoseFailureRequest, computed: ComputedMetrics | None) -> AdviceWarning | None:
+    """Summary numbers given beside raw arrays override what the arrays say; show both so a mismatch is seen."""
+    if computed is None:
+        return None
+    clashes = [(name, getattr(request, name), getattr(computed, name)) for name in _COMPUTABLE
+               if getattr(request, name) is not None and getattr(computed, name) is not None]
+    if not clashes:
+        return None
+    parts = [f"{name} {_shown(given)} given, {_shown(derived)} from the arrays" for name, given, derived in clashes]
+    return AdviceWarning(id="raw_and_summary_mixed",
+                         message="Raw arrays and summary numbers were mixed; the numbers you gave were used where both exist: " + "; ".join(parts)
+                         + ". Pass one or the other so the diagnosis describes one model.",
+                         references=["references/failure-modes.md"])
+
+
+def _missing(findings: list[Finding], request: DiagnoseFailureRequest, raw: bool) -> list[MissingInput]:
+    """For each mode left not_evaluated, the request fields that would let it run (the raw arrays when raw was used)."""
+    modes = get_rules().failure_modes["modes"]
+    missing = []
+    for finding in findings:
+        if finding.status != "not_evaluated":
+            continue
+        inputs = modes[finding.id]["inputs"]
+        fields = inputs["raw"] if raw and "raw" in inputs else inputs["summary"]
+        absent = [f for f in fields if getattr(request, f) is None] or list(fields)
+        missing.extend(MissingInput(field=f, effect=f"{finding.name} not evaluated: {finding.diagnosis}") for f in absent)
+    return missing
+
+
+def _check_overall(request: DiagnoseFailureRequest) -> None:
+    """An average lies between its parts: an overall accuracy outside the per-class ones (beyond rounding) is a typo."""
+    per_class, overall = request.per_class_accuracy, request.overall_accuracy
+    if not per_class or overall is None:
+        return
+    tolerance = get_rules().failure_modes["modes"]["accuracy_mirage"]["thresholds"]["overall_outside_classes_tolerance"]
+    low, high = min(per_class.values()), max(per_class.values())
+    if _exact(low - overall) > tolerance or _exact(overall - high) > tolerance:
+        raise InputError("overall_accuracy", f"is {overall:g} but the per-class accuracies lie between {low:g} and {high:g}; "
+                         "an overall accuracy is their weighted average, so check both")
 
 
 def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse:
     """Evaluate each failure mode on what is given; a mode without its inputs is not_evaluated, never guessed."""
+    _check_overall(request)
     computed = _raw_metrics(request)
     per_class = _pick(request.per_class_accuracy, computed.per_class_accuracy if computed else None)
     support = _pick(request.class_support, computed.class_support if computed else None)
@@ -252,10 +381,12 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         _bias_amplification(
             _pick(request.teacher_parity_ratio, computed.teacher_parity_ratio if computed else None),
             _pick(request.student_parity_ratio, computed.student_parity_ratio if computed else None),
+            _pick(request.teacher_group_accuracy, computed.teacher_group_accuracy if computed else None),
+            _pick(request.student_group_accuracy, computed.student_group_accuracy if computed else None),
         ),
     ]
-    missing = [MissingInput(field=f.id, effect=f.diagnosis) for f in findings if f.status == "not_evaluated"]
-    warnings = []
+    missing = _missing(findings, request, raw=computed is not None)
+    warnings = [w for w in [_mixed_warning(request, computed)] if w is not None]
     t_risk = get_rules().failure_modes["modes"]["temperature_blindness"]["thresholds"]["max_training_temperature_at_risk"]
     if request.training_temperature is not None and request.training_temperature <= t_risk:
         warnings.append(AdviceWarning(id="trained_at_t1", message=f"Trained at T = {request.training_temperature:g}: soft labels carry little beyond the hard label.",

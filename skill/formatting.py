@@ -16,6 +16,8 @@ def _headline(data: dict[str, Any]) -> list[str]:
         for key, value in m["hyperparameters"].items():
             lines.append(f"          {key}: {value}")
         lines.append(f"Topology: {t['name']} ({t['id']}) - {t['reason']}")
+        for question in dict.fromkeys([*m.get("questions", []), *t.get("questions", [])]):
+            lines.append(f"ask:      {question}")
     if "alpha_range" in data:
         lines.append(f"Alpha:    {data['alpha']} (range {data['alpha_range'][0]} to {data['alpha_range'][1]}) - {data['reason']}")
         if data.get("checkpoints"):
@@ -24,7 +26,8 @@ def _headline(data: dict[str, Any]) -> list[str]:
         lines.append(f"Score:    {data['score']:.4f} = size {data['size_term']:.4f} + accuracy {data['accuracy_term']:.4f}")
         lines.append(f"          {data['interpretation']}")
         for row in data.get("ranking") or []:
-            lines.append(f"  #{row['rank']} {row['name']}: DS {row['score']:.4f} (size {row['size']}, accuracy {row['accuracy']})")
+            floor = " BELOW THE ACCURACY FLOOR" if row.get("meets_accuracy_floor") is False else ""
+            lines.append(f"  #{row['rank']} {row['name']}: DS {row['score']:.4f} (size {row['size']}, accuracy {row['accuracy']}){floor}")
     if "findings" in data:
         for f in data["findings"]:
             lines.append(f"[{f['status']:>13}] {f['name']}: {f['diagnosis']}")
@@ -55,6 +58,11 @@ def _headline(data: dict[str, Any]) -> list[str]:
         lines.append(f"Verdict:  {data['verdict']} {target}".rstrip() + f" - {data['reason']}")
         if data.get("skill"):
             lines.append(f"          installed: {data['installed']}; fallback: {data['fallback']}")
+        elif data.get("fallback"):
+            lines.append(f"          instead: {data['fallback']}")
+        lines.append(f"          confidence: {data['confidence']}; decided by: {data['decided_by']}")
+        if data.get("question"):
+            lines.append(f"          ask the user: {data['question']}")
     return lines
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skill.conditions import condition_fields, evaluate
+from skill.conditions import condition_fields, evaluate, fire_warnings
 from skill.models import GateResult, MissingInput, QualityGatesRequest, QualityGatesResponse, TraceEntry
 from skill.next_steps import steps
 from skill.rules import get_rules
@@ -47,6 +47,7 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
         unknown=counts["unknown"],
         ready_to_ship=counts["pass"] == len(results),
         rule_trace=trace,
+        warnings=fire_warnings(get_rules().score["warnings"], inputs, "gates", trace),
         missing_inputs=missing_inputs,
         next_steps=steps("diagnose", "distill") if counts["fail"] or counts["unknown"] else [],
         references=["references/quality-gates.md"],

@@ -76,6 +76,14 @@ def error_confidence(labels: np.ndarray, probs: np.ndarray) -> float | None:
     return float(probs.max(axis=1)[wrong].mean()) if wrong.any() else None
 
 
+def group_accuracy(labels: np.ndarray, predictions: np.ndarray, groups: Sequence[str] | np.ndarray) -> dict[str, float]:
+    """Accuracy within each group (for the fairness clause of compression-amplified bias)."""
+    import numpy as np  # lazy: the advisory path must start fast
+
+    groups = np.asarray(groups)
+    return {str(g): float(np.mean(predictions[groups == g] == labels[groups == g])) for g in np.unique(groups)}
+
+
 def parity_ratio(predictions: np.ndarray, groups: Sequence[str] | np.ndarray, positive_class: int = 1) -> float | None:
     """Demographic parity ratio: lowest group rate of predicting `positive_class` over the highest (1 is parity)."""
     import numpy as np  # lazy: the advisory path must start fast

@@ -87,6 +87,28 @@ class Advice(BaseModel):
 
 # ---- recommend_method ----------------------------------------------------------------------
 
+# The guidance's own names for some inputs. Same meaning and values: accepted as our name. Different meaning
+# (a yes/no where we ask for a count): refused, naming the input to pass instead.
+_GUIDANCE_ALIASES = {"abstraction_level_needed": "abstraction_level"}
+_GUIDANCE_RENAMED = {"multiple_experts_available": "num_teachers (how many expert teachers; more than 1 selects ensemble distillation)"}
+
+
+def _guidance_names(data: Any) -> Any:
+    """Map the guidance's field names onto ours before validation, or say which of ours to use."""
+    if not isinstance(data, dict):
+        return data
+    for old, new in _GUIDANCE_RENAMED.items():
+        if old in data:
+            raise ValueError(f"{old} is the guidance's yes/no question; this tool asks it as {new}: pass that instead")
+    renamed = dict(data)
+    for old, new in _GUIDANCE_ALIASES.items():
+        if old in renamed:
+            if new in renamed:
+                raise ValueError(f"{old} (the guidance's name) and {new} are the same input; pass only {new}")
+            renamed[new] = renamed.pop(old)
+    return renamed
+
+
 TaskType = Literal["classification", "regression", "detection", "segmentation", "generation", "ranking", "other"]
 
 
@@ -112,6 +134,11 @@ class RecommendMethodRequest(Strict):
     open_ended_generation: bool | None = Field(None, description="Generation: whether open-ended generation quality (chat, long answers) matters")
     dataset_tokens: int | None = Field(None, ge=1, le=10**15, description="Generation: training tokens to distil on (sizes the teacher-logit storage)")
     vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: vocabulary size of the teacher's tokenizer")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_guidance_names(cls, data: Any) -> Any:
+        return _guidance_names(data)
 
     @model_validator(mode="after")
     def _params_consistent(self) -> RecommendMethodRequest:
@@ -143,6 +170,8 @@ class MethodChoice(BaseModel):
     name: str
     reason: str
     hyperparameters: dict[str, Value]
+    assumed: bool = Field(False, description="True when an input an earlier branch needs is missing, so the answer may change")
+    questions: list[str] = Field(default_factory=list, description="What to ask the user to settle an assumed answer")
 
 
 class TopologyChoice(BaseModel):
@@ -150,6 +179,8 @@ class TopologyChoice(BaseModel):
     name: str
     reason: str
     runner_topology: str = Field(description="Value of kd_run_quick_distill's topology argument")
+    assumed: bool = Field(False, description="True when an input an earlier branch needs is missing, so the answer may change")
+    questions: list[str] = Field(default_factory=list, description="What to ask the user to settle an assumed answer")
 
 
 class RecommendMethodResponse(Advice):
@@ -197,6 +228,10 @@ class ScoreDistillationRequest(Strict):
     student_size: PositiveFloat | None = None
     student_accuracy: Accuracy | None = None
     candidates: list[Candidate] | None = Field(None, min_length=1, max_length=_MAX_CANDIDATES, description="Several students to rank")
+    min_student_accuracy: Accuracy | None = Field(
+        None, description="Accuracy floor a student must reach (the guidance's 'maintain > 90%' is 0.9); students below it are marked "
+        "and ranked after every student that meets it"
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> ScoreDistillationRequest:
@@ -209,6 +244,12 @@ class ScoreDistillationRequest(Strict):
             raise ValueError("student_size and student_accuracy go together; pass both")
         if self.teacher_accuracy == 0:
             raise ValueError("teacher_accuracy is 0; the score divides by it, pass the teacher's real accuracy")
+        limit = get_rules().score["max_size_ratio"]
+        sizes = [("student_size", self.student_size)] if self.student_size is not None else [(f"candidates.{c.name}.size", c.size) for c in self.candidates or []]
+        for field, size in sizes:
+            if not size / self.teacher_size <= limit:  # also catches an overflow to infinity
+                raise ValueError(f"{field} ({size:g}) is more than {limit:g} times teacher_size ({self.teacher_size:g}); "
+                                 "give both sizes in the same unit (MB, parameters)")
         return self
 
 
@@ -220,10 +261,11 @@ class ScoredCandidate(BaseModel):
     score: float
     size_term: float
     accuracy_term: float
+    meets_accuracy_floor: bool | None = Field(None, description="accuracy >= min_student_accuracy (null when no floor was given)")
 
 
 class ScoreDistillationResponse(Advice):
-    score: float = Field(description="DS for the student, or for the best candidate; lower is better")
+    score: float = Field(description="DS for the student, or for the best candidate; lower is better; comparable only at the same alpha")
     size_term: float
     accuracy_term: float
     formula: str
@@ -254,6 +296,8 @@ class DiagnoseFailureRequest(Strict):
     size_accuracy_curve: list[CurvePoint] | None = Field(None, max_length=1000, description="Students of different sizes")
     teacher_parity_ratio: Fraction | None = Field(None, description="Lowest over highest group selection rate, teacher")
     student_parity_ratio: Fraction | None = Field(None, description="Same for the student")
+    teacher_group_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Group name to teacher accuracy within that group")
+    student_group_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Group name to student accuracy (same groups as the teacher's)")
     student_finds_edge_cases: bool | None = None
     feedback_to_teacher: bool | None = None
 
@@ -288,6 +332,8 @@ class ComputedMetrics(BaseModel):
     teacher_error_confidence: float | None = None
     student_parity_ratio: float | None = None
     teacher_parity_ratio: float | None = None
+    student_group_accuracy: dict[str, float] | None = None
+    teacher_group_accuracy: dict[str, float] | None = None
 
 
 class DiagnoseFailureResponse(Advice):
@@ -348,18 +394,48 @@ class QualityGatesResponse(Advice):
 # ---- route_request -------------------------------------------------------------------------
 
 
+_ROUTE = get_rules().boundaries
+# primary_goal values: distillation, then each sibling's and each boundary's goal, as the rule file names them
+RouteGoal = Literal[("distill", *(s["goal"] for s in _ROUTE["siblings"]), *(b["goal"] for b in _ROUTE["boundaries"]))]  # type: ignore[valid-type]
+
+
 class RouteRequest(Strict):
-    request: str = Field(min_length=1, max_length=int(get_rules().boundaries["max_request_chars"]), description="The user's request, as written")
+    """The user's words, plus what the calling agent already knows from the conversation (it takes precedence)."""
+
+    request: str = Field(min_length=1, max_length=int(_ROUTE["max_request_chars"]), description="The user's request, as written")
     model_params: int | None = Field(None, ge=0, le=10**13, description="Parameter count of the model to compress, if known")
     latency_budget_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per request, if any")
+    primary_goal: RouteGoal | None = Field(
+        None,
+        description="What the user mainly wants done, if the conversation makes it clear: distill (a smaller student from a teacher); "
+        "deploy_or_quantize (quantise, prune for a chip, export, serve); architecture_search; explain_predictions; distributed_training "
+        "(federated or multi-node); adversarial_robustness; interpretable_model (a model people can read); hard_real_time (a guaranteed "
+        "latency under 10 ms); tiny_or_rule_based (rules or under ~1000 parameters); prototype (no performance requirement yet); "
+        "ample_compute (one task, no size or latency limit); other (not about a machine-learning model). Overrides the text.",
+    )
+    is_ml_model: bool | None = Field(None, description="Whether the request is about a machine-learning model at all (false: 'compress my backups'; true: read 'teacher', 'compress', 'temperature' in their ML sense)")
+    has_size_or_latency_budget: bool | None = Field(None, description="Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)")
+    is_prototype: bool | None = Field(None, description="Whether the work is a prototype with no performance requirement yet")
+
+
+class IntentScore(BaseModel):
+    """How strongly the request asks for one kind of work, and the words that said so."""
+
+    intent: str = Field(description="in_scope, a sibling skill, a boundary id, or budget")
+    score: float
+    evidence: list[str] = Field(default_factory=list, description="Each term: the words, its group, whether it counted (or why not), its weight")
 
 
 class RouteResponse(Advice):
     verdict: Literal["in_scope", "delegate", "out_of_scope"]
     skill: str | None = Field(None, description="Sibling skill that should handle it")
-    boundary: str | None = Field(None, description="Not-for boundary that applies")
+    boundary: str | None = Field(None, description="Not-for boundary that applies (not_ml: not about a machine-learning model)")
     reason: str
     installed: bool | None = Field(None, description="Whether the sibling skill was found in a skills folder")
     installed_path: str | None = None
-    fallback: str | None = Field(None, description="What to do when the sibling is not installed")
-    matched: list[str] = Field(default_factory=list, description="Patterns and numbers that decided it")
+    fallback: str | None = Field(None, description="What to do when the sibling is not installed, or instead of distilling")
+    confidence: Literal["high", "medium", "low"] = Field(description="low: the text leaves it open; ask `question` before acting")
+    question: str | None = Field(None, description="What to ask the user when confidence is not high")
+    decided_by: str = Field(description="The step that decided: structured input, a numeric boundary, or which scores compared")
+    intents: list[IntentScore] = Field(default_factory=list, description="Scores read from the text, highest first")
+    matched: list[str] = Field(default_factory=list, description="Terms and numbers that decided it")

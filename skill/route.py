@@ -1,19 +1,22 @@
-"""Decide whether a request belongs here, to a sibling skill, or nowhere near distillation."""
+"""Decide whether a request belongs here, to a sibling skill, or nowhere near distillation.
+
+The decision follows what the request asks to be done (skill/route_evidence.py reads it), in this order:
+structured inputs the agent filled; not-for boundaries named by words or numbers; a sibling's work when no
+explicit distillation is asked for and it outscores ours; the prototype and ample-compute boundaries when no
+budget is stated; otherwise in scope when anything asks for distillation, else not about an ML model.
+"""
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from skill.conditions import evaluate
-from skill.models import Delegation, RouteRequest, RouteResponse, TraceEntry
+from skill.models import Delegation, IntentScore, RouteRequest, RouteResponse, TraceEntry
 from skill.next_steps import steps
+from skill.route_evidence import Evidence, read_evidence
 from skill.rules import get_rules
-
-
-def _hits(patterns: Any, text: str) -> list[str]:
-    return [p for p in patterns if re.search(p, text, flags=re.IGNORECASE)]
 
 
 def find_installed_skill(name: str, cwd: Path | None = None, home: Path | None = None) -> Path | None:
@@ -28,59 +31,166 @@ def find_installed_skill(name: str, cwd: Path | None = None, home: Path | None =
     return None
 
 
-def _delegation(skill: str, reason: str, fallback: str) -> Delegation:
-    return Delegation(skill=skill, reason=reason, installed=find_installed_skill(skill) is not None, fallback=fallback)
+@dataclass
+class Decision:
+    verdict: str
+    entry: Mapping[str, Any] | None  # the boundary or sibling rule, None for in scope
+    decided_by: str
+    confidence: str = "high"
+    question: str | None = None
+    trace: list[TraceEntry] = field(default_factory=list)
 
 
-def _answer(verdict: str, reason: str, matched: list[str], trace: list[TraceEntry], entry: Mapping[str, Any] | None = None,
-            boundary: str | None = None, extra: list[Delegation] | None = None) -> RouteResponse:
+def _text_inputs(request: RouteRequest, ev: Evidence) -> dict[str, Any]:
+    """Structured inputs first; otherwise the model's size (the largest count) and the tightest stated latency budget."""
+    params = [q.value for q in ev.numbers if q.kind == "params"]
+    budgets = [q.value for q in ev.numbers if q.kind == "latency_ms" and not q.current]
+    return {
+        "model_params": request.model_params if request.model_params is not None else (max(params) if params else None),
+        "latency_budget_ms": request.latency_budget_ms if request.latency_budget_ms is not None else (min(budgets) if budgets else None),
+    }
+
+
+def _numeric_boundaries(rules: Mapping[str, Any], inputs: Mapping[str, Any], trace: list[TraceEntry]) -> list[Mapping[str, Any]]:
+    return [b for b in rules["boundaries"] if b.get("when") and evaluate(b["when"], inputs, f"boundary.{b['id']}", trace) is True]
+
+
+def _compare(trace: list[TraceEntry], winner: str, score: float, runner: str, other: float, op: str = "ge") -> None:
+    result = score >= other if op == "ge" else score > other
+    trace.append(TraceEntry(rule="route.scores", field=f"score.{winner}", op=op, value=round(score, 2), threshold=f"{round(other, 2)} (score.{runner})", result="true" if result else "false"))
+
+
+def _by_goal(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]) -> Decision | None:
+    """The agent's structured inputs decide before the text does."""
+    boundaries = {b["id"]: b for b in rules["boundaries"]}
+    if request.is_ml_model is False:
+        return Decision("out_of_scope", boundaries["not_ml"], "is_ml_model is false")
+    goal = request.primary_goal
+    if goal is None:
+        return None
+    for sibling in rules["siblings"]:
+        if sibling["goal"] == goal:
+            return Decision("delegate", sibling, f"primary_goal is {goal}")
+    for boundary in rules["boundaries"]:
+        if boundary["goal"] == goal:
+            return Decision("delegate" if boundary.get("skill") else "out_of_scope", boundary, f"primary_goal is {goal}")
+    trace: list[TraceEntry] = []
+    for boundary in _numeric_boundaries(rules, inputs, trace):
+        return Decision("delegate" if boundary.get("skill") else "out_of_scope", boundary, f"primary_goal is distill, but {boundary['when']['field']} is {boundary['when']['op']} {boundary['when']['value']}", trace=trace)
+    absence = _absence_boundary(request, rules, ev)
+    if absence:
+        return Decision("out_of_scope", absence, f"primary_goal is distill, but {absence['id']} applies and no budget is stated", trace=trace)
+    return Decision("in_scope", None, "primary_goal is distill", trace=trace)
+
+
+def _absence_boundary(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence) -> Mapping[str, Any] | None:
+    """Prototype, then ample compute: each applies only while no size or latency budget exists."""
+    budget = request.has_size_or_latency_budget if request.has_size_or_latency_budget is not None else ev.budget
+    if budget:
+        return None
+    for boundary in rules["boundaries"]:
+        if not boundary.get("suppressed_by_budget"):
+            continue
+        stated = request.is_prototype if boundary["id"] == "prototype_without_requirements" and request.is_prototype is not None else ev.scores[boundary["id"]] > 0
+        if stated:
+            return boundary
+    return None
+
+
+def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]) -> Decision:
+    trace: list[TraceEntry] = []
+    questions = rules["questions"]
+    close = float(rules["close_margin"])  # a winner less than this far ahead is a close call: say so and ask
+    scores = dict(ev.scores)
+    word_boundaries = [b for b in rules["boundaries"] if b.get("groups") and not b.get("suppressed_by_budget")]
+    for boundary in _numeric_boundaries(rules, inputs, trace):
+        if scores[boundary["id"]] == 0 and any(scores[s["skill"]] > 0 for s in rules["siblings"]):
+            continue  # a number alone does not take a sibling's explicit work ("NAS for a 2 ms target")
+        scores[boundary["id"]] += float(boundary["groups"][0]["weight"])  # a number states the boundary as firmly as its words
+    for boundary in word_boundaries:
+        when = boundary.get("when")
+        if when and getattr(request, when["field"]) is not None and not evaluate(when, inputs, f"boundary.{boundary['id']}", []):
+            scores[boundary["id"]] = 0.0  # the agent's number says the boundary does not hold, whatever the words
+    best_boundary = max(word_boundaries, key=lambda b: scores[b["id"]])
+    best_sibling = max(rules["siblings"], key=lambda s: scores[s["skill"]])
+    b_score, s_score, in_score = scores[best_boundary["id"]], scores[best_sibling["skill"]], scores["in_scope"]
+
+    if b_score > 0 and b_score >= s_score:
+        _compare(trace, best_boundary["id"], b_score, best_sibling["skill"], s_score)
+        verdict = "delegate" if best_boundary.get("skill") else "out_of_scope"
+        return Decision(verdict, best_boundary, f"boundary {best_boundary['id']} (score {b_score:g}) is named and no sibling outscores it", trace=trace)
+    if s_score > 0 and not ev.action and s_score >= in_score:
+        _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score)
+        decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score:g})", trace=trace)
+        if s_score - in_score < close:
+            decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
+        return decision
+    absence = _absence_boundary(request, rules, ev)
+    if absence and (in_score > 0 or not ev.budget):
+        return Decision("out_of_scope", absence, f"{absence['id']} is stated and no size or latency budget is", trace=trace)
+    if in_score > 0:
+        how = "an explicit distillation request" if ev.action else f"in_scope score {in_score:g} over the siblings' {s_score:g}"
+        _compare(trace, "in_scope", in_score, best_sibling["skill"], s_score, "ge" if ev.action else "gt")
+        decision = Decision("in_scope", None, how, trace=trace)
+        if ev.unsure_only("in_scope", "budget"):
+            decision.confidence, decision.question = "low", questions["no_context"]
+        elif s_score > 0 and in_score - s_score < close:
+            decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
+        elif not ev.action and in_score < close:
+            decision.confidence, decision.question = "medium", questions["nothing_found"]
+        return decision
+    not_ml = next(b for b in rules["boundaries"] if b["id"] == "not_ml")
+    decision = Decision("out_of_scope", not_ml, "nothing asks for distillation, a sibling's work or a boundary", trace=trace)
+    if ev.ml_context:
+        decision.confidence, decision.question = "low", questions["nothing_found"]
+    elif any(h.status == "no_ml_word" for h in ev.hits.get("in_scope", [])):
+        decision.confidence, decision.question = "low", questions["no_context"]  # "student" alone: a person or a model?
+    return decision
+
+
+def _intents(ev: Evidence) -> list[IntentScore]:
+    listed = [IntentScore(intent=o, score=round(ev.scores.get(o, 0.0), 2), evidence=[h.describe() for h in hits]) for o, hits in ev.hits.items() if hits]
+    return sorted(listed, key=lambda i: -i.score)
+
+
+def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: Mapping[str, Any], given: Mapping[str, Any]) -> RouteResponse:
+    entry = decision.entry
     skill = entry.get("skill") if entry else None
     path = find_installed_skill(skill) if skill else None
-    delegations = list(extra or [])
+    reason = (entry.get("covers") or entry["reason"]) if entry else rules["in_scope"]["reason"]
+    delegations = []
     if skill:
-        delegations.insert(0, Delegation(skill=skill, reason=reason, installed=path is not None, fallback=entry["fallback"]))
+        delegations.append(Delegation(skill=skill, reason=reason, installed=path is not None, fallback=entry["fallback"]))
+    if decision.verdict == "in_scope":  # a true mix: the sibling's part of the work is handed over
+        for sibling in rules["siblings"]:
+            if ev.scores.get(sibling["skill"], 0) > 0:
+                delegations.append(Delegation(skill=sibling["skill"], reason=sibling["covers"], installed=find_installed_skill(sibling["skill"]) is not None, fallback=sibling["fallback"]))
+    matched = [h.words for hits in ev.hits.values() for h in hits if h.counts]
+    matched += [f"{name} {value:g} ({'given' if given.get(name) is not None else 'from the text'})" for name, value in inputs.items() if value is not None]
     return RouteResponse(
-        verdict=verdict,
+        verdict=decision.verdict,  # type: ignore[arg-type]
         skill=skill,
-        boundary=boundary,
+        boundary=entry.get("id") if entry else None,
         reason=reason,
         installed=(path is not None) if skill else None,
         installed_path=str(path) if path else None,
         fallback=entry["fallback"] if entry else None,
+        confidence=decision.confidence,  # type: ignore[arg-type]
+        question=decision.question,
+        decided_by=decision.decided_by,
+        intents=_intents(ev),
         matched=matched,
-        rule_trace=trace,
+        rule_trace=decision.trace,
         delegations=delegations,
-        next_steps=steps("recommend", "alpha") if verdict == "in_scope" else [],
+        next_steps=steps("recommend", "alpha") if decision.verdict == "in_scope" else [],
         references=["references/boundaries.md"],
     )
 
 
 def route_request(request: RouteRequest) -> RouteResponse:
-    """Boundaries first (numbers, then words), then siblings against in-scope words; the stronger match wins."""
+    """In scope, a sibling skill, or a not-for boundary, decided by what the request asks to be done."""
     rules = get_rules().boundaries
-    text = request.request
-    inputs = request.model_dump()
-    trace: list[TraceEntry] = []
-    strong = _hits(rules["strong_in_scope_patterns"], text)
-    in_scope = strong + _hits(rules["in_scope_patterns"], text)
-
-    for boundary in rules["boundaries"]:
-        numeric = boundary.get("when")
-        if numeric is not None and evaluate(numeric, inputs, f"boundary.{boundary['id']}", trace) is True:
-            verdict = "delegate" if boundary.get("skill") else "out_of_scope"
-            return _answer(verdict, boundary["reason"], [f"{numeric['field']} {numeric['op']} {numeric['value']}"], trace, boundary, boundary["id"])
-        words = _hits(boundary["patterns"], text)
-        if words:
-            verdict = "delegate" if boundary.get("skill") else "out_of_scope"
-            return _answer(verdict, boundary["reason"], words, trace, boundary, boundary["id"])
-
-    sibling_hits = [(s, _hits(s["patterns"], text)) for s in rules["siblings"]]
-    sibling_hits = [(s, h) for s, h in sibling_hits if h]
-    side_notes = [_delegation(s["skill"], s["covers"], s["fallback"]) for s, _ in sibling_hits]
-    best = max(sibling_hits, key=lambda item: len(item[1]), default=None)
-    if best and not strong and len(best[1]) > len(in_scope):
-        sibling, words = best
-        return _answer("delegate", sibling["covers"], words, trace, sibling, extra=side_notes[1:] if side_notes else None)
-    if in_scope:
-        return _answer("in_scope", "The request is about distilling or compressing a model into a smaller one.", in_scope, trace, extra=side_notes)
-    return _answer("out_of_scope", "Nothing in the request is about model compression or distillation.", [], trace)
+    ev = read_evidence(request.request, rules, ml_known=request.is_ml_model is True)
+    inputs = _text_inputs(request, ev)
+    decision = _by_goal(request, rules, ev, inputs) or _by_text(request, rules, ev, inputs)
+    return _answer(decision, ev, rules, inputs, request.model_dump())

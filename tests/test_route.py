@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,218 @@ def test_every_sibling_has_a_fallback_and_the_request_is_bounded():
     assert all(s["fallback"] for s in get_rules().boundaries["siblings"])
     with pytest.raises(ValueError, match="request"):
         RouteRequest(request="x" * 4001)
+
+
+# ---- routing by intent (issue 9): each case was answered wrongly by the keyword router --------------
+
+
+@pytest.mark.parametrize(
+    "text, verdict, target",
+    [
+        # a negated or contrasted boundary word does not decide
+        ("This isn't a prototype any more: shrink our production classifier to 30 MB", "in_scope", None),
+        ("lots of GPUs for training, but the watch app needs a 5 MB model", "in_scope", None),
+        ("no latency limit, but it must fit in 40 MB", "in_scope", None),
+        # word boundaries: "shape" is not SHAP
+        ("the input shape is 1x28x28, how do I distil the CNN into a 2-layer MLP?", "in_scope", None),
+        # a distillation word that only describes the object does not pull a sibling's work here
+        ("Quantise my already-distilled student to int8 for the Pixel NPU", "delegate", "model-deployment-optimization"),
+        ("Produce SHAP values for the student model", "delegate", "explainable-ai-design"),
+        ("make the student robust to PGD", "delegate", "adversarial-defense-strategies"),
+        # our words outside machine learning
+        ("Compress these backups with gzip", "out_of_scope", None),
+        ("the teacher wants the students to write essays", "out_of_scope", None),
+        ("what temperature for distilling whisky", "out_of_scope", None),
+        # numbers in the text feed the numeric boundaries
+        ("shrink the detector, it has to stay under 5 ms per frame", "delegate", "hardware-acceleration"),
+        # with no machine-learning word, a lone goal is a guess, not evidence
+        ("shrink my jeans back to size", "out_of_scope", None),
+        ("Can you help me shrink it?", "out_of_scope", None),
+        ("a 400-parameter model runs our thermostat, compress it?", "out_of_scope", None),
+        # negated sibling work
+        ("I don't need SHAP or anything like that, I just want the model 5x smaller", "in_scope", None),
+        ("we don't want to distil anything, just quantise the llama to 4 bit and serve it", "delegate", "model-deployment-optimization"),
+        # a step put off ("distil later") is not what is asked now; a later step ("then quantise") weighs less
+        ("we'll distill later; right now we only need the ONNX export to work", "delegate", "model-deployment-optimization"),
+        ("Minitron-style: prune our 15B down and then distil it back", "in_scope", None),
+        ("after distillation, the team wants SHAP explanations of the student's decisions", "delegate", "explainable-ai-design"),
+        ("we'd distil it but first we need SHAP explanations for the audit of the current model", "delegate", "explainable-ai-design"),
+        ("Federated learning is out of scope for now; we just want a centrally trained small student", "in_scope", None),
+        # counts written as words
+        ("my model is y = 3x + 2 basically, two parameters. distill?", "out_of_scope", None),
+        # LLM distillation is ours, LLM quantisation and serving are the deployment sibling's (issue 14)
+        ("distil our 70B model into an 8B one for the chatbot", "in_scope", None),
+        ("serve our distilled 8B with vLLM on 2 A100s", "delegate", "model-deployment-optimization"),
+        # a number alone does not take a sibling's explicit work
+        ("NAS over the student's depth, width and resolution for a 2 ms target on GPU", "delegate", "neural-architecture-search"),
+    ],
+)
+def test_routing_by_intent(text, verdict, target):
+    answer = route_request(RouteRequest(request=text))
+    assert (answer.verdict, answer.skill) == (verdict, target), answer.decided_by
+
+
+def test_out_of_scope_names_the_boundary_and_the_fallback():
+    answer = route_request(RouteRequest(request="Compress these backups with gzip"))
+    assert answer.boundary == "not_ml" and answer.fallback and answer.confidence == "high"
+    tiny = route_request(RouteRequest(request="a 400-parameter model runs our thermostat, compress it?"))
+    assert tiny.boundary == "tiny_rule_based"
+    assert "model_params 400 (from the text)" in tiny.matched
+    assert any(e.field == "model_params" and e.value == 400 and e.result == "true" for e in tiny.rule_trace)
+    given = route_request(RouteRequest(request="compress my detector", latency_budget_ms=5))
+    assert "latency_budget_ms 5 (given)" in given.matched and given.skill == "hardware-acceleration"
+
+
+def test_negated_and_descriptive_words_are_shown_in_the_evidence():
+    answer = route_request(RouteRequest(request="I don't need SHAP, I just want the model 5x smaller"))
+    evidence = {i.intent: i for i in answer.intents}
+    assert evidence["explainable-ai-design"].score == 0
+    assert any("negated" in e and "n't" in e for e in evidence["explainable-ai-design"].evidence)
+    whisky = route_request(RouteRequest(request="what temperature for distilling whisky"))
+    assert all("not_ml" in e for i in whisky.intents for e in i.evidence)
+
+
+def test_a_true_mix_stays_in_scope_and_lists_the_sibling():
+    answer = route_request(RouteRequest(request="Plan to shrink our 13B summarizer to 3B, then quantize to 4-bit for serving"))
+    assert answer.verdict == "in_scope"
+    assert [d.skill for d in answer.delegations] == ["model-deployment-optimization"]
+
+
+@pytest.mark.parametrize(
+    "text, budget_ms",
+    [
+        ("3ms p99 for the ad ranking model", 3),
+        ("the student model takes 12 ms, the spec says 7 ms", 7),  # the measured 12 ms is not the budget
+        ("big model takes 1.2 s, our budget is 200 ms server side", 200),
+        ("the policy network has to run in under 0.8 ms", 0.8),
+        ("4ms hard deadline per frame, we're at 20ms now", 4),
+        ("inference must take no more than 6 ms on the controller", 6),  # a bound, not a negation
+        ("the latency target is 50 ms, not 5 ms", 50),  # a negated number is not the budget
+    ],
+)
+def test_latency_budgets_are_read_from_the_text(text, budget_ms):
+    answer = route_request(RouteRequest(request=text))
+    assert f"latency_budget_ms {budget_ms:g} (from the text)" in answer.matched
+
+
+def test_a_measured_latency_is_not_a_budget():
+    answer = route_request(RouteRequest(request="the teacher takes 3 ms on the GPU, the student will run on a phone with a 50 MB limit"))
+    assert answer.verdict == "in_scope", answer.decided_by
+
+
+# ---- structured inputs from the calling agent take precedence over the text ------------------------
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, verdict, target, boundary",
+    [
+        ("make it smaller for the phone", {"primary_goal": "deploy_or_quantize"}, "delegate", "model-deployment-optimization", None),
+        ("Quantise my already-distilled student to int8", {"primary_goal": "distill"}, "in_scope", None, None),
+        ("distil the model", {"primary_goal": "distill", "latency_budget_ms": 4}, "delegate", "hardware-acceleration", "hard_real_time"),
+        ("distil the model", {"primary_goal": "distill", "is_prototype": True}, "out_of_scope", None, "prototype_without_requirements"),
+        ("distil the model", {"primary_goal": "distill", "is_prototype": True, "has_size_or_latency_budget": True}, "in_scope", None, None),
+        ("just a prototype, should I distil the model?", {"has_size_or_latency_budget": True}, "in_scope", None, None),
+        ("shrink our classifier", {"is_prototype": True}, "out_of_scope", None, "prototype_without_requirements"),
+        ("distil our teacher into a student", {"is_ml_model": False}, "out_of_scope", None, "not_ml"),
+        ("shrink the whisky classifier images", {"is_ml_model": True}, "in_scope", None, None),  # the agent settles the sense
+        ("a 400-parameter model, compress it with KD", {"model_params": 5000}, "in_scope", None, None),
+        ("help me with this", {"primary_goal": "other"}, "out_of_scope", None, "not_ml"),
+        ("help me with this", {"primary_goal": "interpretable_model"}, "delegate", "interpretable-models", "interpretability_first"),
+    ],
+)
+def test_structured_inputs_take_precedence(text, kwargs, verdict, target, boundary):
+    answer = route_request(RouteRequest(request=text, **kwargs))
+    assert (answer.verdict, answer.skill, answer.boundary) == (verdict, target, boundary), answer.decided_by
+    assert answer.confidence == "high"
+
+
+def test_primary_goal_lists_exactly_the_goals_in_the_rules():
+    rules = get_rules().boundaries
+    goals = {"distill"} | {s["goal"] for s in rules["siblings"]} | {b["goal"] for b in rules["boundaries"]}
+    field = RouteRequest.model_fields["primary_goal"]
+    assert set(RouteRequest.model_json_schema()["properties"]["primary_goal"]["anyOf"][0]["enum"]) == goals
+    described = set(re.findall(r"\b([a-z]+(?:_[a-z]+)*) \(|; ([a-z_]+)", field.description or ""))
+    for goal in goals:
+        assert goal in (field.description or ""), goal
+    assert described
+    with pytest.raises(ValueError, match="primary_goal"):
+        RouteRequest(request="x", primary_goal="quantise")
+
+
+# ---- saying when the text leaves it open ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, confidence",
+    [
+        ("Which distillation temperature should I use?", "low"),  # no word says whether this is machine learning
+        ("help me with my model", "low"),  # a model, but nothing asked of it
+        ("no latency limit, but it must fit in 40 MB", "low"),  # in scope, but nothing says it is a model
+        ("my student visa expires next month", "high"),  # a person: a non-ML word says so
+        ("the student is doing fine", "low"),  # a person or a model? nothing says
+        ("Distil our 800 MB BERT into a 50 MB student for the phone", "high"),
+        ("Bake a sourdough loaf", "high"),
+    ],
+)
+def test_confidence_and_the_question_to_ask(text, confidence):
+    answer = route_request(RouteRequest(request=text))
+    assert answer.confidence == confidence, answer.decided_by
+    assert (answer.question is not None) == (confidence != "high")
+
+
+def test_every_pattern_compiles_and_every_goal_is_unique():
+    rules = get_rules().boundaries
+    groups = list(rules["in_scope"]["groups"]) + [rules["budget"]]
+    groups += [g for b in rules["boundaries"] for g in b.get("groups", [])] + [g for s in rules["siblings"] for g in s["groups"]]
+    reading = rules["reading"]
+    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "dismissal_cues", "bound_phrases", "ml_context", "ml_nouns", "non_ml_context", "current_cues", "budget_cues")]
+    for patterns in lists:
+        for pattern in patterns:
+            re.compile(pattern)
+    re.compile(reading["phrase_breaks"]), re.compile(reading["sentence_breaks"])
+    goals = [s["goal"] for s in rules["siblings"]] + [b["goal"] for b in rules["boundaries"]]
+    assert len(goals) == len(set(goals)) and "distill" not in goals
+
+
+# ---- the docs say what the rules do ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_boundaries_doc_states_the_reading_numbers():
+    rules = get_rules().boundaries
+    reading = rules["reading"]
+    doc = " ".join((ROOT / "references" / "boundaries.md").read_text(encoding="utf-8").split())
+    words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+    assert f"up to {words[reading['negation_window']]} words before a term" in doc
+    assert f"weighs {reading['contrast_weight']:g} times" in doc
+    assert "weighs half" in doc and reading["later_step_weight"] == 0.5
+    assert f"less than {rules['close_margin']:g} points ahead" in doc
+
+
+def test_skill_md_tells_the_agent_to_fill_the_inputs_and_ask_before_dropping():
+    skill_md = " ".join((ROOT / "SKILL.md").read_text(encoding="utf-8").split())
+    doc = (ROOT / "references" / "boundaries.md").read_text(encoding="utf-8")
+    rules = get_rules().boundaries
+    for goal in ["distill", *(s["goal"] for s in rules["siblings"]), *(b["goal"] for b in rules["boundaries"])]:
+        assert f"`{goal}`" in skill_md and f"`{goal}`" in doc, goal
+    for name in ("is_ml_model", "has_size_or_latency_budget", "is_prototype"):
+        assert f"`{name}`" in skill_md and f"`{name}`" in doc
+    assert "Never drop the task silently" in skill_md and "ask the user before dropping the task" in skill_md
+    assert "Never refuse silently" in doc
+
+
+def test_tool_description_tells_the_agent_to_fill_the_inputs():
+    from mcp_server.specs import SPECS
+
+    spec = next(s for s in SPECS if s.name == "kd_route_request")
+    for name in ("primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype"):
+        assert name in spec.description
+    assert "ask before dropping" in spec.description
+
+
+def test_plan_prompt_asks_before_dropping_a_delegated_task():
+    from mcp_server.prompts import plan_distillation
+
+    text = plan_distillation("800 MB BERT sentiment")
+    assert "never drop the task silently" in text and "primary_goal" in text and "ask the returned question" in text

@@ -26,6 +26,14 @@ def test_all_rule_files_load_and_are_frozen():
         ("quality_gates.yaml", "  - id: rollback_plan\n", "  - idx: rollback_plan\n", "gates/9"),
         ("failure_modes.yaml", "max_per_class_spread: 0.20", "max_per_class_spread: wide", "modes/accuracy_mirage/thresholds/max_per_class_spread"),
         ("boundaries.yaml", "skill: neural-architecture-search", "skill: Neural Architecture Search", "siblings/0/skill"),
+        # thresholds added for the review of the advice against the guidance (issue 9)
+        ("failure_modes.yaml", "max_group_accuracy_gap_increase: 0.05", "max_group_accuracy_gap_increase: 5", "modes/bias_amplification/thresholds/max_group_accuracy_gap_increase"),
+        ("failure_modes.yaml", "min_accuracy_drop: 0.05", "min_accuracy_drop: -0.05", "modes/capacity_cliff/thresholds/min_accuracy_drop"),
+        ("failure_modes.yaml", "inputs: {summary: [size_accuracy_curve]}", "inputs: {summary: []}", "modes/capacity_cliff/inputs/summary"),
+        ("score.yaml", "low_accuracy_share: 0.9", "low_accuracy_share: 90", "low_accuracy_share"),
+        ("score.yaml", "when: {field: alpha, op: ge, value: 0.85}", "when: {field: alpha, op: ge, value: 85}", "warnings/0/when/value"),
+        ("topology.yaml", "  id: hierarchical\n  reason: The student", "  id: self\n  reason: The student", "unknown_with_smaller_student/id"),
+        ("method.yaml", "(low, medium or high)?", "(low, medium or high)", "questions/abstraction_level"),
     ],
 )
 def test_broken_rule_file_is_rejected_with_file_and_path(tmp_path: Path, file: str, old: str, new: str, where: str):
@@ -73,11 +81,13 @@ def test_design_numbers_live_in_the_rules():
         "balanced": ([0.4, 0.6], 0.5),
     }
     modes = r.failure_modes["modes"]
-    assert modes["accuracy_mirage"]["thresholds"] == {"high_average_accuracy": 0.9, "max_per_class_spread": 0.2, "min_minority_to_overall_ratio": 0.7}
+    assert modes["accuracy_mirage"]["thresholds"] == {"high_average_accuracy": 0.9, "max_per_class_spread": 0.2, "min_minority_to_overall_ratio": 0.7,
+                                                      "overall_outside_classes_tolerance": 0.01}
     assert modes["temperature_blindness"]["thresholds"]["ece_bins"] == 15
     assert list(modes["temperature_blindness"]["thresholds"]["fix_temperature_range"]) == [3, 20]
     assert modes["capacity_cliff"]["thresholds"] == {"max_param_reduction": 0.1, "min_accuracy_drop": 0.05}
-    assert modes["bias_amplification"]["thresholds"] == {"max_relative_parity_drop": 0.1}
+    assert modes["bias_amplification"]["thresholds"] == {"max_relative_parity_drop": 0.1, "max_group_accuracy_gap_increase": 0.05,
+                                                         "max_group_loss_spread": 0.05}
     assert len(r.quality_gates["gates"]) == 10
     cascade_gate = next(g for g in r.quality_gates["gates"] if g["id"] == "cascade_evaluated")
     assert cascade_gate["applies_when"]["value"] == 5

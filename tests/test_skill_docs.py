@@ -101,7 +101,7 @@ def test_rule_references_point_at_real_sections():
                 else:
                     walk(value)
 
-    for name in ("method", "topology", "alpha", "failure_modes", "quality_gates"):
+    for name in ("method", "topology", "alpha", "score", "failure_modes", "quality_gates"):
         walk(getattr(rules, name))
     assert refs
     for ref in refs:
@@ -128,6 +128,13 @@ _gates = {g["id"]: g for g in R.quality_gates["gates"]}
 _temps = R.method["methods"]["response"]["hyperparameters"]["temperature_range_by_task"]
 
 NUM = r"(\d+(?:\.\d+)?)"
+
+
+def _warn(rules, warning_id: str, field: str) -> float:
+    """The value a rule-file warning compares `field` with."""
+    warning = next(w for w in rules["warnings"] if w["id"] == warning_id)
+    leaves = warning["when"].get("all", [warning["when"]])
+    return next(c["value"] for c in leaves if c["field"] == field)
 # (pattern, expected numbers, files that must state it)
 CLAIMS = [
     (rf"similarity (?:is not )?above {NUM}", [_branch["response"]["when"]["value"]], ["SKILL.md", "methods.md"]),
@@ -152,6 +159,20 @@ CLAIMS = [
     (rf"under (?:about )?{NUM} parameters", [_bound["tiny_rule_based"]["when"]["value"]], ["SKILL.md", "boundaries.md"]),
     (rf"at most {NUM} samples \({NUM} values\)", [R.failure_modes["raw_limits"]["max_samples"], R.failure_modes["raw_limits"]["max_values"]], ["quick-distill.md"]),
     (rf"under {NUM} ms", [_bound["hard_real_time"]["when"]["value"]], ["SKILL.md", "boundaries.md"]),
+    # numbers added by the review of the advice against the guidance (issue 9)
+    (rf"default threshold (?:is|of) {NUM}", [R.method["methods"]["cascade"]["hyperparameters"]["confidence_threshold"]], ["worked-examples.md"]),
+    (rf"planned temperature above {NUM}", [_warn(R.method, "planned_temperature_too_high_for_small_student", "planned_temperature")], ["SKILL.md"]),
+    (rf"at {NUM} or less it warns of temperature blindness|temperature of {NUM} or less \(temperature blindness",
+     [_modes["temperature_blindness"]["max_training_temperature_at_risk"]], ["SKILL.md", "methods.md"]),
+    (rf"alpha of {NUM} or more|when alpha is {NUM} or more", [_warn(R.score, "alpha_looks_like_loss_weight", "alpha")], ["SKILL.md", "alpha-and-score.md"]),
+    (rf"Every alpha the rules give lies between {NUM} and {NUM}", [min(x for b in R.alpha["tree"] for x in b["alpha_range"]),
+     max(x for b in R.alpha["tree"] for x in b["alpha_range"])], ["alpha-and-score.md"]),
+    (rf"keeps less than {NUM} of the\s+teacher's accuracy", [R.score["low_accuracy_share"]], ["alpha-and-score.md"]),
+    (rf"more than {NUM} wider than the teacher's", [_modes["bias_amplification"]["max_group_accuracy_gap_increase"]], ["SKILL.md", "failure-modes.md"]),
+    (rf"differ by more\s+than {NUM} at one size", [_modes["capacity_cliff"]["min_accuracy_drop"]], ["failure-modes.md"]),
+    (rf"loses more than {NUM} accuracy more than the least-hurt", [_modes["bias_amplification"]["max_group_loss_spread"]], ["failure-modes.md"]),
+    (rf"per-class accuracies by more than {NUM} \(rounding\)", [_modes["accuracy_mirage"]["overall_outside_classes_tolerance"]], ["failure-modes.md"]),
+    (rf"more than {NUM} times the teacher's size", [R.score["max_size_ratio"]], ["alpha-and-score.md"]),
 ]
 
 
@@ -220,3 +241,16 @@ def test_installs_with_the_skills_installer(tmp_path):
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(installed.resolve())],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
+
+
+def test_small_student_warning_is_described_as_it_fires():
+    """The rule fires on response-based at high compression with no planned temperature; SKILL.md must not say otherwise."""
+    from skill.conditions import condition_fields
+    from skill.models import RecommendMethodRequest
+    from skill.recommend import recommend_method
+
+    rule = next(w for w in R.method["warnings"] if w["id"] == "small_student_high_temperature")
+    assert "planned_temperature" not in condition_fields(rule["when"])
+    answer = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=0.9, compression_ratio=16))
+    assert "small_student_high_temperature" in {w.id for w in answer.warnings}
+    assert re.search(r"whether or not a\s+temperature is planned", _doc("SKILL.md"))

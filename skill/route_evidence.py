@@ -1,0 +1,87 @@
+"""What a request states, read into evidence: each intent's term hits and score, the numbers, and whether an
+explicit request to distil is among them. The decision over this evidence is skill/route.py's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from skill.route_numbers import Quantity, find_reduction, read_numbers
+from skill.route_reading import Hit, Reader, group_score
+
+
+@dataclass
+class Evidence:
+    """Everything read from the text: hits per intent, their scores, numbers, and what kind of context was seen."""
+
+    hits: dict[str, list[Hit]] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    numbers: list[Quantity] = field(default_factory=list)
+    action: bool = False  # an explicit request to distil counted
+    budget: bool = False  # a size or latency budget is stated
+    ml_context: bool = False
+
+    def counted(self, owner: str) -> list[Hit]:
+        return [h for h in self.hits.get(owner, []) if h.counts]
+
+    def unsure_only(self, *owners: str) -> bool:
+        counted = [h for owner in owners for h in self.counted(owner)]
+        return bool(counted) and all(h.status == "unsure" for h in counted)
+
+
+def _score(reader: Reader, ev: Evidence, owner: str, groups: Any, role: str) -> None:
+    for group in groups:
+        hits = reader.find(owner, group, group.get("role", role))
+        ev.hits.setdefault(owner, []).extend(hits)
+        ev.scores[owner] = ev.scores.get(owner, 0.0) + group_score(hits)
+
+
+def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -> Evidence:
+    """Score every intent's term groups; ml_known (the agent says it is a machine-learning model) settles every word's sense."""
+    reader = Reader(text, rules, ml_known)
+    ev = Evidence(ml_context=bool(reader.ml_words))
+    _score(reader, ev, "in_scope", rules["in_scope"]["groups"], "goal")
+    _score(reader, ev, "budget", [rules["budget"]], "budget")
+    ev.numbers = [q for q in read_numbers(reader.text, rules) if not reader.negated_by(q.start)]  # "50 ms, not 5 ms"
+    for quantity in ev.numbers:
+        if (quantity.kind == "latency_ms" and not quantity.current) or (quantity.kind == "size_mb" and quantity.target):
+            group = {"id": "stated_budget", "weight": rules["budget"]["weight"], "context": "ml"}
+            hit = reader.hit("budget", group, "budget", quantity.start, quantity.start + len(quantity.words))
+            ev.hits["budget"].append(hit)
+            ev.scores["budget"] = max(ev.scores["budget"], group_score([hit]))
+    reduction = find_reduction(reader.text, rules)
+    if reduction:
+        group = {"id": "size_reduction", "weight": rules["numbers"]["reduction_weight"], "context": "ml"}
+        hit = reader.hit("in_scope", group, "goal", reduction[0], reduction[0] + len(reduction[1]))
+        ev.hits["in_scope"].append(hit)
+        ev.scores["in_scope"] += group_score([hit])
+    _drop_lone_descriptors(ev)
+    ev.budget = ev.scores["budget"] > 0
+    ev.scores["in_scope"] += ev.scores["budget"]
+    for boundary in rules["boundaries"]:
+        _score(reader, ev, boundary["id"], boundary.get("groups", []), "boundary")
+    for sibling in rules["siblings"]:
+        _score(reader, ev, sibling["skill"], sibling["groups"], "sibling")
+    # an explicit "distil" is the ask unless it is put off or done, or a sibling's work stands in a weightier phrase
+    # ("we'd distil it, but first we need SHAP")
+    stressed = max((reader.text.phrase(h.start).weight for s in rules["siblings"] for h in ev.counted(s["skill"])), default=0.0)
+    ev.action = any(h.role == "action" and not h.deferred and (stressed <= 1 or reader.text.phrase(h.start).weight >= stressed) for h in ev.counted("in_scope"))
+    return ev
+
+
+def _drop_lone_descriptors(ev: Evidence) -> None:
+    """With no machine-learning word anywhere, a goal or a role word alone is a guess: "shrink my jeans", "my student
+    visa". It still counts when the text states a size, latency or ratio ("must fit in 40 MB", "16x compression"), names
+    a teacher and a student together, combines two kinds of evidence ("student ... too small"), or asks to distil."""
+    counted = ev.counted("in_scope")
+    if not counted or not all(h.status == "unsure" for h in counted) or any(h.role == "action" for h in counted):
+        return
+    roles = {h.words.lower().rstrip("s") for h in counted if h.role == "descriptor"}
+    groups = {h.group for h in counted}
+    stated = any(q.kind in ("latency_ms", "size_mb") for q in ev.numbers) or any(any(c.isdigit() for c in h.words) for h in counted)
+    if len(roles) >= 2 or len(groups) >= 2 or stated:
+        return
+    note = "no word says machine learning, and nothing else supports it"
+    ev.hits["in_scope"] = [replace(h, weight=0.0, status="no_ml_word", why=note) if h.counts else h for h in ev.hits["in_scope"]]
+    ev.scores["in_scope"] = 0.0

@@ -1,0 +1,205 @@
+"""Read a request into evidence: which term groups it states, where, whether negated, and in which sense.
+
+Routing decides by what is asked to be done, so a word counts only as a term of a group (an action, a goal or a
+descriptor of the object), only when no negation cue in its phrase cancels it, and, for ambiguous words
+(compress, teacher, temperature, distil), only when the nearest context word is a machine-learning one.
+All lexicons come from skill/rules/boundaries.yaml.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Sequence
+
+TOKEN = re.compile(r"\w+(?:'\w+)?")
+
+
+@lru_cache(maxsize=4096)
+def compile_terms(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One case-insensitive regex for a list of terms, each matched on word boundaries."""
+    return re.compile("|".join(f"(?<!\\w)(?:{p})(?!\\w)" for p in patterns), flags=re.IGNORECASE)
+
+
+def normalise(text: str) -> str:
+    """Straight apostrophes and plain dashes, so "isn’t" and "isn't" read the same."""
+    return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-").replace("\u2014", " - ")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One term the request states, and whether it counts."""
+
+    owner: str  # "in_scope", "budget", a boundary id or a sibling skill
+    group: str
+    role: str  # action | goal | descriptor | boundary | sibling | budget
+    words: str
+    start: int
+    weight: float  # the group's weight times the phrase's weight; 0 when it does not count
+    status: str  # counted | negated | not_ml | unsure (counted, but no context word says ML or not)
+    why: str = ""
+    deferred: bool = False
+
+    @property
+    def counts(self) -> bool:
+        return self.status in ("counted", "unsure")
+
+    def describe(self) -> str:
+        note = f"; {self.why}" if self.why else ""
+        return f"'{self.words}' ({self.group}, {self.status}, weight {self.weight:g}{note})"
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    weight: float = 1.0
+    deferred: bool = False  # "we'll distil later", "after distillation": a step put off or done, not what is asked now
+
+
+class Text:
+    """The request with its word positions, sentences and weighted phrases."""
+
+    def __init__(self, text: str, reading: Mapping[str, Any]):
+        self.raw = normalise(text)
+        self.reading = reading
+        self.tokens = [m.start() for m in TOKEN.finditer(self.raw)]
+        self.sentences = self._split(reading["sentence_breaks"], [])
+        contrast = compile_terms(tuple(reading["contrast_cues"]))
+        step = compile_terms(tuple(reading["step_cues"]))
+        starts = [m.start() for m in contrast.finditer(self.raw)] + [m.start() for m in step.finditer(self.raw)]
+        spans = self._split(f"{reading['sentence_breaks']}|{reading['phrase_breaks']}", starts)
+        self.phrases = [self._weigh(s, contrast, step) for s in spans]
+
+    def _split(self, breaks: str, extra_starts: Iterable[int]) -> list[Span]:
+        cuts = {0, len(self.raw)} | {m.end() for m in re.finditer(breaks, self.raw)} | set(extra_starts)
+        ordered = sorted(cuts)
+        return [Span(a, b) for a, b in zip(ordered, ordered[1:]) if self.raw[a:b].strip()]
+
+    def _weigh(self, span: Span, contrast: re.Pattern[str], step: re.Pattern[str]) -> Span:
+        piece = self.raw[span.start:span.end].lstrip()
+        weight = 1.0
+        if contrast.match(piece):
+            weight *= float(self.reading["contrast_weight"])
+        later = bool(compile_terms(tuple(self.reading["deferral_cues"])).search(piece))
+        done = bool(compile_terms(tuple(self.reading["done_cues"])).search(piece))  # "after distillation", "we're done distilling"
+        if step.match(piece) or later or done:
+            weight *= float(self.reading["later_step_weight"])
+        return Span(span.start, span.end, weight, later or done)
+
+    def words_between(self, a: int, b: int) -> int:
+        """Words starting in [a, b)."""
+        lo, hi = sorted((a, b))
+        return bisect.bisect_left(self.tokens, hi) - bisect.bisect_left(self.tokens, lo)
+
+    @staticmethod
+    def _containing(spans: Sequence[Span], pos: int) -> Span:
+        for span in spans:
+            if span.start <= pos < span.end:
+                return span
+        return spans[-1] if spans else Span(0, 0)
+
+    def phrase(self, pos: int) -> Span:
+        return self._containing(self.phrases, pos)
+
+    def sentence(self, pos: int) -> Span:
+        return self._containing(self.sentences, pos)
+
+
+class Reader:
+    """Finds term groups in a request and decides, term by term, whether each counts."""
+
+    def __init__(self, text: str, rules: Mapping[str, Any], ml_known: bool = False):
+        self.rules = rules
+        self.ml_known = ml_known
+        self.reading = rules["reading"]
+        self.text = Text(text, self.reading)
+        bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
+        self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
+        self.dismissals = self._spans(self.reading["dismissal_cues"])
+        # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
+        self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)))
+        # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
+        ml_starts = {start for start, _, _ in self._spans(self.reading["ml_nouns"])}
+        self.non_ml_words = [w for w in self._spans(self.reading["non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+
+    def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
+        gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))
+        return 0 < gap <= 2 and end + gap in ml_starts
+
+    def _spans(self, patterns: Iterable[str]) -> list[tuple[int, int, str]]:
+        return [(m.start(), m.end(), m.group(0)) for m in compile_terms(tuple(patterns)).finditer(self.text.raw)]
+
+    def negated_by(self, start: int, end: int | None = None) -> str | None:
+        """The cue that cancels a term: a negation at most negation_window words before it in its phrase, or a
+        dismissal right after it ("federated learning is out of scope")."""
+        phrase = self.text.phrase(start)
+        window = int(self.reading["negation_window"])
+        for cue_start, cue_end, words in reversed(self.negations):
+            if phrase.start <= cue_start and cue_end <= start and self.text.words_between(cue_end, start) <= window:
+                return words
+        if end is not None:
+            for cue_start, _, words in self.dismissals:
+                if end <= cue_start < phrase.end and self.text.words_between(end, cue_start) <= window:
+                    return words
+        return None
+
+    def sense(self, start: int, end: int) -> tuple[str, str]:
+        """'ml', 'not_ml' or 'unsure' for an ambiguous term: the context words within context_window words in its
+        sentence vote (a tie goes to the nearest); with none near, any context word in the request decides."""
+        if self.ml_known:
+            return "ml", "the caller says it is a machine-learning model"
+        sentence = self.text.sentence(start)
+        window = int(self.reading["context_window"])
+        near: list[tuple[int, str, str]] = []
+        for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words)):
+            for w_start, w_end, words in found:
+                if (w_end > start and w_start < end) or not (sentence.start <= w_start < sentence.end):
+                    continue  # the term itself, or another sentence
+                distance = self.text.words_between(w_end, start) if w_end <= start else self.text.words_between(end, w_start)
+                if distance <= window:
+                    near.append((distance, kind, words))
+        if near:
+            votes = {kind: sum(1 for n in near if n[1] == kind) for kind in ("ml", "not_ml")}
+            nearest = min(near)
+            kind = nearest[1] if votes["ml"] == votes["not_ml"] else max(votes, key=lambda k: votes[k])
+            said = ", ".join(f"'{w}'" for _, k, w in sorted(near) if k == kind)
+            return kind, f"near {said}"
+        if self.ml_words:
+            return "ml", f"the request mentions '{self.ml_words[0][2]}'"
+        if self.non_ml_words:
+            return "not_ml", f"the request mentions '{self.non_ml_words[0][2]}'"
+        return "unsure", "no word says whether this is about a machine-learning model"
+
+    def hit(self, owner: str, group: Mapping[str, Any], role: str, start: int, end: int) -> Hit:
+        """One term, judged: negated, outside machine learning, or counted at its phrase's weight."""
+        words = self.text.raw[start:end]
+        base = float(group["weight"])
+        negation = self.negated_by(start, end)
+        if negation:
+            return Hit(owner, group["id"], role, words, start, 0.0, "negated", f"after '{negation}'")
+        status, why = "counted", ""
+        if group.get("context") == "ml":
+            sense, why = self.sense(start, end)
+            status = {"ml": "counted", "not_ml": "not_ml", "unsure": "unsure"}[sense]
+        phrase = self.text.phrase(start)
+        weight = base * phrase.weight if status != "not_ml" else 0.0
+        return Hit(owner, group["id"], role, words, start, weight, status, why, phrase.deferred)
+
+    def find(self, owner: str, group: Mapping[str, Any], role: str) -> list[Hit]:
+        pattern = compile_terms(tuple(group["patterns"]))
+        return [self.hit(owner, group, role, m.start(), m.end()) for m in pattern.finditer(self.text.raw)]
+
+
+def ml_terms(rules: Mapping[str, Any]) -> tuple[str, ...]:
+    """Patterns of the groups marked says_ml: words that only occur in machine learning (logits, TensorRT, SHAP)."""
+    groups = list(rules["in_scope"]["groups"]) + [g for s in rules["siblings"] for g in s["groups"]]
+    groups = [g for g in groups if g.get("says_ml")]
+    return tuple(p for g in groups for p in g["patterns"])
+
+
+def group_score(hits: Sequence[Hit]) -> float:
+    """A group scores once: the weight of its strongest counted term (repeating a word does not add up)."""
+    return max((h.weight for h in hits if h.counts), default=0.0)
