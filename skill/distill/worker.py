@@ -1,0 +1,114 @@
+"""`python -m skill.distill.worker`: one quick distill in a process the MCP server can always kill.
+
+The server writes one JSON job line on stdin and keeps stdin open: end of file means the server is gone, and the
+worker exits at once. Messages go back as JSON lines on the original stdout; everything else that writes to
+stdout (a library, a TorchScript `print`) lands on stderr. Limits are set here before torch is imported: address
+space (RLIMIT_AS), CPU seconds as a backstop, torch threads. The server opened the user's files and the staging
+folder; the worker gets descriptors, never a path to re-open.
+
+Messages: {"type": "started"} once torch is loaded, {"type": "progress", "done", "total", "message"},
+then {"type": "result", "report": {...}} or {"type": "error", "kind": "input" | "failure", "message": "field: ..."}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+MAX_JOB_BYTES = 1 << 20
+
+
+def _send(channel: TextIO, message: dict[str, Any]) -> None:
+    channel.write(json.dumps(message, allow_nan=False) + "\n")
+    channel.flush()
+
+
+def _exit_when_server_goes(stdin: Any) -> None:
+    """The server holds our stdin open; when it closes (server exited, killed, or cancelled us) stop everything."""
+    while stdin.read(4096):
+        pass
+    os._exit(3)
+
+
+def _limit_resources(memory_mb: int, budget_s: float, threads: int | None) -> None:
+    if memory_mb > 0:
+        limit = memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    cpu_s = int((budget_s + 60) * (threads or os.cpu_count() or 1)) + 30  # only if the server's kill never came
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(threads)
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """("input" or "failure", one line for the client): the field when known, never a traceback."""
+    from pydantic import ValidationError
+
+    from skill.distill.sources import LoadStopped
+    from skill.errors import InputError, describe_validation_error
+
+    if isinstance(exc, ValidationError):
+        return "input", describe_validation_error(exc)
+    if isinstance(exc, InputError):
+        return "input", str(exc)
+    if isinstance(exc, LoadStopped):
+        return "failure", f"time_budget_s: {exc}"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "DefaultCPUAllocator" in str(exc):
+        return "failure", f"memory: the run needed more than the worker's limit of {os.environ.get('KD_WORKER_MEMORY_MB', '?')} MiB " \
+               "(--max-distill-memory-mb); use smaller nets, batch_size or data"
+    import torch
+
+    if isinstance(exc, torch.jit.Error):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return "failure", f"teacher: the TorchScript teacher failed while running: {(lines[-1] if lines else type(exc).__name__)[:200]}"
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return "failure", f"the run failed: {type(exc).__name__}: {first}"
+
+
+def run(job: dict[str, Any], channel: TextIO) -> None:
+    config_data = job["config"]
+    _limit_resources(int(job.get("memory_mb", 0)), float(config_data.get("time_budget_s", 60)), config_data.get("threads"))
+    os.environ["KD_WORKER_MEMORY_MB"] = str(job.get("memory_mb", 0))
+    try:
+        from skill.distill import run_quick_distill, sources, teacher
+        from skill.distill.config import DistillConfig
+        from skill.distill.runner import run_quick_distill as _load_runner  # noqa: F401  (imports torch before "started")
+
+        teacher.TORCHSCRIPT_POLICY = "allow" if job.get("allow_torchscript") else "refuse"
+        for shown, fd in job.get("files", {}).values():
+            sources.register_file(shown, fd)
+        if job.get("output"):
+            sources.register_output_dir(job["output"]["shown"], job["output"]["fd"])
+        config = DistillConfig.model_validate(config_data)
+        _send(channel, {"type": "started"})
+        sources.install_guard(time.monotonic() + config.time_budget_s)
+        report = run_quick_distill(config, progress=lambda d, t, m: _send(channel, {"type": "progress", "done": d, "total": t, "message": m}))
+        _send(channel, {"type": "result", "report": report.model_dump(mode="json")})
+    except Exception as exc:  # every failure becomes one line for the client
+        kind, text = _describe(exc)
+        _send(channel, {"type": "error", "kind": kind, "message": text})
+
+
+def main() -> int:
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints (libraries, TorchScript) go to stderr, never into the protocol
+    line = sys.stdin.buffer.readline(MAX_JOB_BYTES)
+    try:
+        job = json.loads(line)
+    except ValueError:
+        _send(channel, {"type": "error", "message": "the worker got no readable job"})
+        return 2
+    threading.Thread(target=_exit_when_server_goes, args=(sys.stdin.buffer,), daemon=True).start()
+    run(job, channel)
+    channel.flush()
+    os._exit(0)  # skip interpreter teardown: nothing is left to flush, and torch's can take a second
+
+
+if __name__ == "__main__":
+    sys.exit(main())
