@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+from skill.errors import InputError
 from skill.metrics import distillation_score
 from skill.models import AdviceWarning, Candidate, ScoreDistillationRequest, ScoreDistillationResponse, ScoredCandidate
 from skill.next_steps import steps
@@ -23,6 +26,9 @@ def score_distillation(request: ScoreDistillationRequest) -> ScoreDistillationRe
     scored = []
     for c in candidates:
         score, size_term, accuracy_term = distillation_score(request.alpha, c.size, request.teacher_size, c.accuracy, request.teacher_accuracy)
+        if not all(math.isfinite(x) for x in (score, size_term, accuracy_term)):  # JSON has no Infinity
+            raise InputError("teacher_size", f"the sizes ({c.size:g} vs {request.teacher_size:g}) or accuracies ({c.accuracy:g} vs "
+                             f"{request.teacher_accuracy:g}) are too far apart for a finite score; check the units")
         scored.append((score, size_term, accuracy_term, c))
     scored.sort(key=lambda item: item[0])
     ranking = [

@@ -76,15 +76,15 @@ def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
     return buffer.getvalue()
 
 
-def zip_bomb_npz(path: Path, unused_mib: int, declared_rows: int = 0) -> Path:
+def zip_bomb_npz(path: Path, unused_mib: int, declared_rows: int = 0, width: int = 64) -> Path:
     """A valid small dataset plus a member of `unused_mib` MiB of zeros that deflates to almost nothing.
 
-    With `declared_rows`, X_train itself is replaced by a member whose header declares that many rows of 64
+    With `declared_rows`, X_train itself is replaced by a member whose header declares that many rows of `width`
     float32 (zeros, deflated): the size is only visible from the headers.
     """
     small_npz(path)
     chunk = b"\0" * (1 << 20)
-    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:  # 0 MiB: a harmless empty member
         with archive.open("padding.npy", "w", force_zip64=True) as member:
             member.write(_npy_header((unused_mib << 20,), "|u1"))
             for _ in range(unused_mib):
@@ -96,8 +96,8 @@ def zip_bomb_npz(path: Path, unused_mib: int, declared_rows: int = 0) -> Path:
             for name, data in kept.items():
                 archive.writestr(name, data)
             with archive.open("X_train.npy", "w", force_zip64=True) as member:
-                member.write(_npy_header((declared_rows, 64), "<f4"))
-                remaining = declared_rows * 64 * 4
+                member.write(_npy_header((declared_rows, width), "<f4"))
+                remaining = declared_rows * width * 4
                 while remaining > 0:
                     member.write(chunk[: min(len(chunk), remaining)])
                     remaining -= len(chunk)

@@ -37,7 +37,22 @@ def load_torchscript(path: Path) -> torch.nn.Module:
             raise InputError("teacher", f"{path.name} is not a TorchScript archive (export with torch.jit.script or trace), "
                              f"and pickled objects are refused: {str(exc).splitlines()[0][:160]}") from exc
     module.eval()
-    return module
+    return _Guarded(module)
+
+
+class _Guarded(torch.nn.Module):
+    """A TorchScript teacher whose run-time failure becomes one line naming the teacher, not an interpreter traceback."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        try:
+            return self.inner(x)
+        except torch.jit.Error as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise InputError("teacher", f"the TorchScript teacher failed while running: {(lines[-1] if lines else 'no message')[:200]}") from None
 
 
 def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:
