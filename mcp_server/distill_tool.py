@@ -158,11 +158,17 @@ def _publish(prepared: _Prepared) -> bytes | None:
         return handle.read(MAX_PLOT_BYTES)
 
 
+_PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_ENV", "MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+               "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")
+
+
 def _worker_env(threads: int | None) -> dict[str, str]:
+    """Only what Python, torch and matplotlib need: the server's secrets (a bearer token's variable) stay behind."""
     spec = importlib.util.find_spec("skill")
     package_parent = str(Path(spec.origin).resolve().parents[1]) if spec and spec.origin else os.getcwd()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
-           "MALLOC_ARENA_MAX": "2", "PYTHONUNBUFFERED": "1"}
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    env.update({"PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+                "MALLOC_ARENA_MAX": "2", "PYTHONUNBUFFERED": "1"})
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
@@ -208,6 +214,7 @@ async def _run_worker(ctx: Context, prepared: _Prepared, budget_s: float, limits
                         break
                     message = json.loads(raw)
                     if message["type"] == "started":
+                        log.info("distill worker %s started: %s", process.pid, message.get("write_lock"))
                         scope.deadline = anyio.current_time() + budget_s + limits.grace_s
                     elif message["type"] == "progress":
                         await ctx.report_progress(message["done"], message["total"], message["message"])

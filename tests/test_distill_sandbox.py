@@ -78,6 +78,20 @@ def test_torchscript_file_writer_is_refused_over_mcp(roots):
         assert nxt.structured_content["settings"]["threads"] > 1
 
 
+def test_allowed_torchscript_still_cannot_write_outside_the_run_folder(roots):
+    from skill.distill.write_lock import abi_version
+
+    if abi_version() < 1:
+        pytest.skip("this kernel has no Landlock; with --allow-torchscript a TorchScript teacher can write files")
+    victim, planted = roots / "outside" / "victim.txt", roots / "outside" / "planted.pth"
+    victim.write_text("original content")
+    hostile.torchscript("writer", roots / "data" / "teacher.pt", str(victim), str(planted))
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "teacher": "teacher.pt", "student_hidden": [8], "save_artifacts": True},
+                                       allow_torchscript=True)
+    assert attacked.is_error and "teacher" in text_of(attacked) and "Permission denied" in text_of(attacked), text_of(attacked)
+    assert victim.read_text() == "original content" and not planted.exists()
+
+
 def test_hanging_teacher_is_killed_at_budget_plus_grace_and_frees_the_slot(roots):
     hostile.torchscript("hang", roots / "data" / "hang.pt")
     args = {**NEXT, "teacher": "hang.pt", "student_hidden": [8], "time_budget_s": 2, "save_artifacts": True}

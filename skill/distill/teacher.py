@@ -50,7 +50,7 @@ class _Guarded(torch.nn.Module):
     def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
         try:
             return self.inner(x)
-        except torch.jit.Error as exc:
+        except Exception as exc:  # torch.jit.Error, or RuntimeError("...failed in the TorchScript interpreter...")
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             raise InputError("teacher", f"the TorchScript teacher failed while running: {(lines[-1] if lines else 'no message')[:200]}") from None
 

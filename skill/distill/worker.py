@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, TextIO
@@ -64,7 +65,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
                "(--max-distill-memory-mb); use smaller nets, batch_size or data"
     import torch
 
-    if isinstance(exc, torch.jit.Error):
+    if isinstance(exc, torch.jit.Error) or "TorchScript interpreter" in str(exc):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return "failure", f"teacher: the TorchScript teacher failed while running: {(lines[-1] if lines else type(exc).__name__)[:200]}"
     first = (str(exc).splitlines() or [""])[0][:200]
@@ -80,13 +81,23 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
         from skill.distill.config import DistillConfig
         from skill.distill.runner import run_quick_distill as _load_runner  # noqa: F401  (imports torch before "started")
 
+        from skill.distill.write_lock import lock_writes
+
         teacher.TORCHSCRIPT_POLICY = "allow" if job.get("allow_torchscript") else "refuse"
         for shown, fd in job.get("files", {}).values():
             sources.register_file(shown, fd)
-        if job.get("output"):
-            sources.register_output_dir(job["output"]["shown"], job["output"]["fd"])
+        output = job.get("output")
+        if output:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401  (its font cache is written now, before writes are locked)
+
+            sources.register_output_dir(output["shown"], output["fd"])
         config = DistillConfig.model_validate(config_data)
-        _send(channel, {"type": "started"})
+        tempfile.gettempdir()  # found (by a test write) and cached now: torch's lazy imports ask for it after the lock
+        # from here on, no file can be written outside the staging folder (Landlock, where the kernel has it)
+        _send(channel, {"type": "started", "write_lock": lock_writes(output["fd"] if output else None)})
         sources.install_guard(time.monotonic() + config.time_budget_s)
         report = run_quick_distill(config, progress=lambda d, t, m: _send(channel, {"type": "progress", "done": d, "total": t, "message": m}))
         _send(channel, {"type": "result", "report": report.model_dump(mode="json")})
@@ -96,6 +107,7 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
 
 
 def main() -> int:
+    sys.dont_write_bytecode = True
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints (libraries, TorchScript) go to stderr, never into the protocol
     line = sys.stdin.buffer.readline(MAX_JOB_BYTES)
