@@ -143,8 +143,8 @@ def read_csv_bounded(handle: BinaryIO, source: str, label_column: str | None) ->
         reader = csv.reader(text)
         try:
             header = next(reader, None)
-        except csv.Error as exc:
-            raise InputError("dataset", f"{source} is not a readable CSV file: {exc}") from exc
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError("dataset", f"{source} is not a readable UTF-8 CSV file: {str(exc)[:120]}") from exc
         if not header:
             raise InputError("dataset", f"{source} needs a header row and at least two rows")
         if len(header) > MAX_FEATURES + 1:
