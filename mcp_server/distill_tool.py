@@ -212,12 +212,17 @@ async def _run_worker(ctx: Context, prepared: _Prepared, budget_s: float, limits
                         raw = await lines.receive_until(b"\n", MAX_MESSAGE_BYTES)
                     except (anyio.EndOfStream, anyio.IncompleteRead):
                         break
-                    message = json.loads(raw)
-                    if message["type"] == "started":
+                    try:
+                        message = json.loads(raw)
+                        kind = message["type"]
+                    except (ValueError, TypeError, KeyError):
+                        raise ToolError("kd_run_quick_distill failed: the worker sent an unreadable message; no artifacts were written") from None
+                    if kind == "started":
                         log.info("distill worker %s started: %s", process.pid, message.get("write_lock"))
                         scope.deadline = anyio.current_time() + budget_s + limits.grace_s
-                    elif message["type"] == "progress":
-                        await ctx.report_progress(message["done"], message["total"], message["message"])
+                    elif kind == "progress":
+                        await ctx.report_progress(float(message.get("done", 0)), float(message.get("total") or 0) or None,
+                                                  str(message.get("message", ""))[:500])
                     else:
                         outcome = message
             tg.cancel_scope.cancel()

@@ -89,6 +89,7 @@ def test_allowed_torchscript_still_cannot_write_outside_the_run_folder(roots):
     attacked, _, _ = _attack_then_next(roots, {**NEXT, "teacher": "teacher.pt", "student_hidden": [8], "save_artifacts": True},
                                        allow_torchscript=True)
     assert attacked.is_error and "teacher" in text_of(attacked) and "Permission denied" in text_of(attacked), text_of(attacked)
+    assert str(roots / "outside") not in text_of(attacked)  # the teacher's errors cannot probe the disk
     assert victim.read_text() == "original content" and not planted.exists()
 
 

@@ -8,6 +8,7 @@ path that may have been swapped since. A loading guard lets long loads honour th
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from typing import BinaryIO, Callable
@@ -18,6 +19,8 @@ TORCHSCRIPT_REFUSED = ("TorchScript is a program (it can read and write files an
                        "give precomputed logits (.npz: logits_train, logits_test) or safetensors weights of the runner's own net, "
                        "or start the server with --allow-torchscript if you trust the file")
 SAFE_TEACHER_SUFFIXES = (".npz", ".safetensors")
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\",:;<>]+")
 
 _FILES: dict[str, int] = {}
 _DIRS: dict[str, int] = {}
@@ -80,3 +83,8 @@ def size_of(shown: str) -> int:
     if shown in _FILES:
         return os.fstat(_FILES[shown]).st_size
     return os.stat(shown).st_size
+
+
+def redact_paths(text: str) -> str:
+    """Absolute paths in a message from torch or a teacher become <path>: the client learns nothing about the machine."""
+    return _ABSOLUTE_PATH.sub("<path>", text)

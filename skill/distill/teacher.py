@@ -16,7 +16,7 @@ import torch
 
 from skill.distill import nets, sources
 from skill.distill.bounded import LOGIT_MEMBERS, read_npz_members
-from skill.distill.sources import TORCHSCRIPT_REFUSED
+from skill.distill.sources import TORCHSCRIPT_REFUSED, redact_paths
 from skill.errors import InputError
 
 MAX_WEIGHTS_BYTES = 2 * 1024**3
@@ -52,7 +52,8 @@ class _Guarded(torch.nn.Module):
             return self.inner(x)
         except Exception as exc:  # torch.jit.Error, or RuntimeError("...failed in the TorchScript interpreter...")
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            raise InputError("teacher", f"the TorchScript teacher failed while running: {(lines[-1] if lines else 'no message')[:200]}") from None
+            last = redact_paths(lines[-1] if lines else "no message")[:200]  # a teacher must not probe the disk through its errors
+            raise InputError("teacher", f"the TorchScript teacher failed while running: {last}") from None
 
 
 def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:

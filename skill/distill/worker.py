@@ -51,7 +51,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     """("input" or "failure", one line for the client): the field when known, never a traceback."""
     from pydantic import ValidationError
 
-    from skill.distill.sources import LoadStopped
+    from skill.distill.sources import LoadStopped, redact_paths
     from skill.errors import InputError, describe_validation_error
 
     if isinstance(exc, ValidationError):
@@ -67,8 +67,8 @@ def _describe(exc: BaseException) -> tuple[str, str]:
 
     if isinstance(exc, torch.jit.Error) or "TorchScript interpreter" in str(exc):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        return "failure", f"teacher: the TorchScript teacher failed while running: {(lines[-1] if lines else type(exc).__name__)[:200]}"
-    first = (str(exc).splitlines() or [""])[0][:200]
+        return "failure", f"teacher: the TorchScript teacher failed while running: {redact_paths(lines[-1] if lines else type(exc).__name__)[:200]}"
+    first = redact_paths((str(exc).splitlines() or [""])[0])[:200]  # the server's own paths stay private
     return "failure", f"the run failed: {type(exc).__name__}: {first}"
 
 
