@@ -51,7 +51,7 @@ class Limits:
     output_root: Path
     max_concurrent: int = 1
     allow_torchscript: bool = False
-    memory_mb: int = 4096  # address space of each worker (RLIMIT_AS); torch alone maps about 0.8 GiB
+    memory_mb: int = 3072  # address space each worker may map beyond its loaded libraries (RLIMIT_AS)
     grace_s: float = 10.0  # after time_budget_s, for the evaluation and the artifacts
     startup_s: float = 60.0  # spawn and import torch
     python: str = field(default_factory=lambda: sys.executable)
@@ -73,7 +73,7 @@ def limits_from_env() -> Limits:
         data_root=Path(os.environ.get("KD_DATA_ROOT", os.getcwd())),
         output_root=Path(os.environ.get("KD_OUTPUT_ROOT", os.getcwd())),
         max_concurrent=positive_int("KD_MAX_DISTILLS", os.environ.get("KD_MAX_DISTILLS", "1")),
-        memory_mb=positive_int("KD_MAX_DISTILL_MEMORY_MB", os.environ.get("KD_MAX_DISTILL_MEMORY_MB", "4096")),
+        memory_mb=positive_int("KD_MAX_DISTILL_MEMORY_MB", os.environ.get("KD_MAX_DISTILL_MEMORY_MB", "3072")),
     )
 
 

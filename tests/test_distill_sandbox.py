@@ -222,9 +222,9 @@ def test_symlink_swapped_in_after_the_call_cannot_redirect_reads_or_writes(roots
 
 
 def test_memory_limit_stops_the_worker_not_the_server(roots):
-    hostile.zip_bomb_npz(roots / "data" / "wide.npz", unused_mib=0, declared_rows=150_000, width=1000)  # 600 MB once decoded
-    attacked, _, _ = _attack_then_next(roots, {**NEXT, "dataset": "wide.npz"}, memory_mb=1024)
-    assert attacked.is_error and "memory" in text_of(attacked) and "1024" in text_of(attacked), text_of(attacked)
+    hostile.zip_bomb_npz(roots / "data" / "wide.npz", unused_mib=0, declared_rows=75_000, width=1000)  # 300 MB once decoded
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "dataset": "wide.npz"}, memory_mb=256)
+    assert attacked.is_error and "memory" in text_of(attacked) and "256" in text_of(attacked), text_of(attacked)
 
 
 def test_safetensors_teacher_round_trip(roots):
@@ -287,7 +287,7 @@ def test_score_never_returns_infinity():
     (["--max-distills", "0"], {}, "--max-distills must be a whole number >= 1"),
     ([], {"KD_MAX_DISTILLS": "abc"}, "KD_MAX_DISTILLS must be a whole number >= 1"),
     ([], {"KD_MAX_DISTILLS": "-1"}, "KD_MAX_DISTILLS"),
-    (["--max-distill-memory-mb", "100"], {}, "below 1024"),
+    (["--max-distill-memory-mb", "100"], {}, "below 256"),
 ])
 def test_bad_limits_stop_the_server_with_one_line(argv, env, words):
     proc = subprocess.run([sys.executable, "-m", "mcp_server", *argv], cwd=ROOT, capture_output=True, text=True, timeout=30,

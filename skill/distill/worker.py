@@ -2,8 +2,9 @@
 
 The server writes one JSON job line on stdin and keeps stdin open: end of file means the server is gone, and the
 worker exits at once. Messages go back as JSON lines on the original stdout; everything else that writes to
-stdout (a library, a TorchScript `print`) lands on stderr. Limits are set here before torch is imported: address
-space (RLIMIT_AS), CPU seconds as a backstop, torch threads. The server opened the user's files and the staging
+stdout (a library, a TorchScript `print`) lands on stderr. Limits: torch threads and CPU seconds (a backstop)
+before torch is imported; address space (RLIMIT_AS: what is mapped after the imports plus the allowance) before
+any user input is read. The server opened the user's files and the staging
 folder; the worker gets descriptors, never a path to re-open.
 
 Messages: {"type": "started"} once torch is loaded, {"type": "progress", "done", "total", "message"},
@@ -36,15 +37,29 @@ def _exit_when_server_goes(stdin: Any) -> None:
     os._exit(3)
 
 
-def _limit_resources(memory_mb: int, budget_s: float, threads: int | None) -> None:
-    if memory_mb > 0:
-        limit = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def _limit_cpu_and_threads(budget_s: float, threads: int | None) -> None:
+    """Before torch is imported: its thread pools read these variables once."""
     cpu_s = int((budget_s + 60) * (threads or os.cpu_count() or 1)) + 30  # only if the server's kill never came
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(threads)
+
+
+def _address_space() -> int:
+    """Bytes of address space mapped now (Linux VmSize), 0 where unknown."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """After the imports: the run may map `memory_mb` more than the loaded libraries (a CUDA build of torch maps gigabytes)."""
+    if memory_mb > 0:
+        limit = _address_space() + memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
@@ -74,7 +89,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
 
 def run(job: dict[str, Any], channel: TextIO) -> None:
     config_data = job["config"]
-    _limit_resources(int(job.get("memory_mb", 0)), float(config_data.get("time_budget_s", 60)), config_data.get("threads"))
+    _limit_cpu_and_threads(float(config_data.get("time_budget_s", 60)), config_data.get("threads"))
     os.environ["KD_WORKER_MEMORY_MB"] = str(job.get("memory_mb", 0))
     try:
         from skill.distill import run_quick_distill, sources, teacher
@@ -96,6 +111,7 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
             sources.register_output_dir(output["shown"], output["fd"])
         config = DistillConfig.model_validate(config_data)
         tempfile.gettempdir()  # found (by a test write) and cached now: torch's lazy imports ask for it after the lock
+        _limit_memory(int(job.get("memory_mb", 0)))
         # from here on, no file can be written outside the staging folder (Landlock, where the kernel has it)
         _send(channel, {"type": "started", "write_lock": lock_writes(output["fd"] if output else None)})
         sources.install_guard(time.monotonic() + config.time_budget_s)
