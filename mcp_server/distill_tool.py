@@ -264,7 +264,7 @@ def distill_tool(entry: dict[str, Any], limits: Limits) -> Tool:
                 raise tool_error(exc) from exc
             await ctx.report_progress(0, None, "starting: loading PyTorch in a worker process")
             report = DistillReport.model_validate(await _run_worker(ctx, prepared, config.time_budget_s, limits))  # type: ignore[attr-defined]
-            png = _publish(prepared)
+            png = _publish(prepared) if report.artifacts.output_dir else None  # a run that wrote nothing leaves no folder
         except anyio.get_cancelled_exc_class():
             log.info("quick distill cancelled; worker killed")
             raise

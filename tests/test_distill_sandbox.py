@@ -172,7 +172,7 @@ def test_csv_streams_in_bounded_memory(roots):
     from skill.distill.data import load_dataset
 
     rng = np.random.default_rng(0)
-    table = np.column_stack([rng.normal(size=(100_000, 10)).round(4), np.arange(100_000) % 3])
+    table = np.column_stack([rng.normal(size=(30_000, 10)).round(4), np.arange(30_000) % 3])
     path = roots / "data" / "big.csv"
     np.savetxt(path, table, delimiter=",", header=",".join([f"f{i}" for i in range(10)] + ["label"]), comments="", fmt="%g")
     tracemalloc.start()
