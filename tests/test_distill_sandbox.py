@@ -152,10 +152,18 @@ def test_zip_bomb_member_is_never_decompressed(roots):
 
 
 def test_declared_huge_array_is_refused_from_its_header(roots):
-    bomb = hostile.zip_bomb_npz(roots / "data" / "rows.npz", unused_mib=1, declared_rows=3_000_000)
-    attacked, seconds, _ = _attack_then_next(roots, {**NEXT, "dataset": "rows.npz"})
-    assert attacked.is_error and "X_train" in text_of(attacked) and "3000000" in text_of(attacked), text_of(attacked)
+    from skill.distill.data import load_dataset
+
+    bomb = hostile.zip_bomb_npz(roots / "data" / "rows.npz", unused_mib=1, declared_rows=3_000_000)  # 768 MB of float32
     assert bomb.stat().st_size < 4 * 2**20
+    tracemalloc.start()
+    with pytest.raises(InputError, match="X_train.*3000000"):
+        load_dataset(str(bomb), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 * 2**20, peak  # refused from the header, before decompressing
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "dataset": "rows.npz"})
+    assert attacked.is_error and "X_train" in text_of(attacked) and "3000000" in text_of(attacked), text_of(attacked)
 
 
 def test_label_flood_is_refused_fast(roots):
