@@ -322,3 +322,18 @@ def test_cli_accepts_torchscript_with_a_warning(run_cli, tmp_path):
                               "--save-artifacts", "false")
     assert "warning: teacher t.pt is TorchScript" in stderr and stderr.count("warning:") == 1
     assert code == 2 and "exploded on purpose" in stderr and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("y_train, words", [
+    (np.array([{"a": 1}] * 20, dtype=object), "need pickle"),
+    (np.array(["a"] * 20), "accepted: integers or floats"),
+    (np.zeros((20, 2), dtype=np.int64), "at most 200000 rows of 1 values"),
+])
+def test_odd_npz_members_are_refused_with_the_member(roots, y_train, words):
+    from skill.distill.data import load_dataset
+
+    path = roots / "data" / "odd.npz"
+    np.savez(path, X_train=np.ones((20, 3)), y_train=y_train, X_test=np.ones((4, 3)), y_test=np.arange(4) % 2)
+    with pytest.raises(InputError, match="y_train") as caught:
+        load_dataset(str(path), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    assert words in str(caught.value)

@@ -84,8 +84,11 @@ def _read_member(archive: zipfile.ZipFile, key: str, spec: Member, source: str, 
             shape, fortran, dtype = reader(member)
         except ValueError as exc:
             raise InputError(field, f"{source}: {key} is not a plain .npy array ({exc})") from exc
-        if dtype.hasobject or dtype.kind not in spec.kinds:
-            raise InputError(field, f"{source}: {key} has dtype {dtype}; object arrays are refused (no pickle), save plain numeric arrays")
+        if dtype.hasobject:
+            raise InputError(field, f"{source}: {key} holds Python objects; they need pickle, which is refused: save plain numeric arrays")
+        if dtype.kind not in spec.kinds:
+            accepted = "integers or floats" + (" or strings" if "U" in spec.kinds else "")
+            raise InputError(field, f"{source}: {key} has dtype {dtype}; accepted: {accepted}")
         rows = shape[0] if shape else 1
         width = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
         if rows > spec.rows or width > spec.width:
