@@ -59,7 +59,11 @@ def _open_dir(name: str, parent: int, raw: str, field: str) -> int:
 
 def _walk(root: Path, parts: list[str], raw: str, field: str, *, create: bool) -> int:
     """A descriptor of root/parts[0]/.../parts[-1], every step without following links; folders made when `create`."""
-    fd = os.open(root, _DIR_FLAGS)
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        raise InputError(field, f"the server's allowed root {root} cannot be opened ({os.strerror(exc.errno or 0)}); "
+                         "start it with an existing --data-root / --output-root") from None
     try:
         for name in parts:
             try:
