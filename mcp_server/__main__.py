@@ -18,7 +18,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allowed-host", action="append", default=[], help="Extra Host header accepted over HTTP (repeatable)")
     parser.add_argument("--data-root", default=None, help="Folder user data and teacher paths must lie in (default: $KD_DATA_ROOT or the working directory)")
     parser.add_argument("--output-root", default=None, help="Folder run outputs are written under (default: $KD_OUTPUT_ROOT or the working directory)")
-    parser.add_argument("--max-distills", type=int, default=None, help="Distillations allowed at once (default: $KD_MAX_DISTILLS or 1)")
+    parser.add_argument("--max-distills", default=None, help="Distillations allowed at once, >= 1 (default: $KD_MAX_DISTILLS or 1)")
+    parser.add_argument("--max-distill-memory-mb", default=None,
+                        help="Memory each distillation worker may map beyond its libraries, in MiB (default: $KD_MAX_DISTILL_MEMORY_MB or 3072)")
+    parser.add_argument("--allow-torchscript", action="store_true",
+                        help="Run TorchScript teachers (programs: they can read and write files) inside the killable worker; off by default")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
@@ -29,16 +33,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from pathlib import Path
 
-    from mcp_server.distill_tool import limits_from_env
+    from mcp_server.distill_tool import limits_from_env, positive_int
     from mcp_server.server import build_server
 
-    limits = limits_from_env()
+    try:
+        limits = limits_from_env()
+        if args.max_distills is not None:
+            limits.max_concurrent = positive_int("--max-distills", args.max_distills)
+        if args.max_distill_memory_mb is not None:
+            limits.memory_mb = positive_int("--max-distill-memory-mb", args.max_distill_memory_mb)
+    except ValueError as exc:
+        print(f"kd-mcp: error: {exc}", file=sys.stderr)
+        return 2
+    if limits.memory_mb < 256:
+        print(f"kd-mcp: error: --max-distill-memory-mb {limits.memory_mb} is below 256; a quick distill needs more", file=sys.stderr)
+        return 2
+    limits.allow_torchscript = args.allow_torchscript
     if args.data_root:
         limits.data_root = Path(args.data_root)
     if args.output_root:
         limits.output_root = Path(args.output_root)
-    if args.max_distills:
-        limits.max_concurrent = max(1, args.max_distills)
     server = build_server(limits)
     if args.transport == "stdio":
         server.run("stdio")

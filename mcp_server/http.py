@@ -30,7 +30,9 @@ class BearerTokenMiddleware:
 
 def build_http_app(server: MCPServer, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> Any:
     """The Starlette app: only Host headers naming this server are accepted."""
-    hosts = [f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost", f"{host}:{port}", *(extra_hosts or [])]
+    # an IPv6 literal travels in the Host header in brackets: [::1]:8765
+    named = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    hosts = [f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost", f"{named}:{port}", named, *(extra_hosts or [])]
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,

@@ -27,7 +27,8 @@ DESCRIPTION = (
     "Run a real, small teacher -> student distillation with PyTorch on the CPU and return the report: accuracy, per-class "
     "accuracy, ECE, size, latency of teacher, from-scratch student and distilled student (paired seeds), the gain and whether it "
     "beats the noise (seeds > 1), the distillation score at alpha, the diagnosis and the quality gates; plus a PNG. Data: 'digits' "
-    "or an .npz/.csv under the data root; teacher: 'train', a TorchScript file or precomputed logits (.npz). method 'auto' asks "
+    "or an .npz/.csv under the data root; teacher: 'train', precomputed logits (.npz), safetensors weights of the runner's own net, or TorchScript (only when the server "
+    "allows it). Each run is a separate worker process with a memory limit, killed on cancel or past its budget. method 'auto' asks "
     "kd_recommend_method. Long-running: sends progress per epoch, honours cancellation and time_budget_s. Use to get evidence "
     "before spending real compute. Not for diagnosing your own model's numbers: use kd_diagnose_failure."
 )

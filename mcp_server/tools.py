@@ -44,6 +44,8 @@ def parse_request(name: str, arguments: dict[str, Any]) -> BaseModel:
 
     from mcp_server.specs import BY_NAME, request_model
 
+    from mcp_server.strict_json import MAX_DEPTH, bool_as_number, depth
+
     model = request_model(BY_NAME[name])
     decoded = dict(arguments)
     for key, value in arguments.items():
@@ -53,6 +55,14 @@ def parse_request(name: str, arguments: dict[str, Any]) -> BaseModel:
                 decoded[key] = json.loads(value)
             except ValueError:
                 pass
+            except RecursionError:
+                raise ToolError(f"Invalid arguments: {key}: the JSON string nests too deeply; at most {MAX_DEPTH} levels") from None
+    for key, value in decoded.items():
+        if depth(value) > MAX_DEPTH:
+            raise ToolError(f"Invalid arguments: {key}: nests more than {MAX_DEPTH} levels deep")
+    flagged = bool_as_number(model, decoded)
+    if flagged:
+        raise ToolError(f"Invalid arguments: {flagged}: true/false is not a number; give a number")
     try:
         return model.model_validate(decoded)
     except ValidationError as exc:

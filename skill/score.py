@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from skill.conditions import fire_warnings
+from skill.errors import InputError
 from skill.metrics import distillation_score
 from skill.models import (
     AdviceWarning,
@@ -69,6 +72,10 @@ def score_distillation(request: ScoreDistillationRequest) -> ScoreDistillationRe
     scored = []
     for c in candidates:
         score, size_term, accuracy_term = distillation_score(request.alpha, c.size, request.teacher_size, c.accuracy, request.teacher_accuracy)
+        if not all(math.isfinite(x) for x in (score, size_term, accuracy_term)):  # JSON has no Infinity
+            field, ratio = ("teacher_size", f"{c.size:g} vs {request.teacher_size:g}") if not math.isfinite(size_term) else \
+                ("teacher_accuracy", f"{c.accuracy:g} vs {request.teacher_accuracy:g}")
+            raise InputError(field, f"student and teacher ({ratio}) are too far apart for a finite score; check the units")
         scored.append((score, size_term, accuracy_term, c, None if floor is None else c.accuracy >= floor))
     scored.sort(key=lambda item: (item[4] is False, item[0]))
     ranking = [

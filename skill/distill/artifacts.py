@@ -1,7 +1,12 @@
-"""Write the run's artifacts atomically (temporary name, then rename): weights, report, plot."""
+"""Write the run's artifacts atomically (temporary name, then rename) through a folder descriptor: weights, report, plot.
+
+Under the MCP server the folder is the descriptor the server opened (a staging folder it renames into place only
+when the run finished), so a path swapped meanwhile cannot redirect a write; the CLI opens its own fresh folder.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import uuid
@@ -10,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from skill.distill import sources
 from skill.distill.report import Artifacts
+from skill.distill.teacher import net_spec_metadata
 
 if TYPE_CHECKING:
     from skill.distill.report import DistillReport
@@ -25,17 +32,23 @@ def fresh_output_dir(requested: str | None) -> Path:
     return folder
 
 
-def _atomic(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+def _atomic(folder_fd: int, name: str, data: bytes) -> None:
+    """Create a temporary file (never following a link), write it, then rename it over `name`, all relative to the folder."""
+    tmp = f".{name}.{uuid.uuid4().hex[:6]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder_fd)
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=folder_fd)
+        except FileNotFoundError:
+            pass
+        raise
 
 
-def _plot(report: "DistillReport", path: Path) -> None:
+def _plot(report: "DistillReport") -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,19 +72,29 @@ def _plot(report: "DistillReport", path: Path) -> None:
     ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set(title="Accuracy versus size", xlabel="parameters (log scale)", ylabel="test accuracy (%)")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=90)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
+    return buffer.getvalue()
 
 
 def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested: str | None) -> Artifacts:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    folder = fresh_output_dir(requested)
-    weights, report_path, plot = folder / "student.safetensors", folder / "report.json", folder / "plot.png"
-    state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
-    _atomic(weights, lambda tmp: save_file(state, str(tmp)))
-    _atomic(plot, lambda tmp: _plot(report, tmp))
-    artifacts = Artifacts(output_dir=str(folder), student_weights=str(weights), report=str(report_path), plot=str(plot))
-    report.artifacts = artifacts
-    _atomic(report_path, lambda tmp: tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8"))
+    given_fd = sources.output_dir_fd(requested)
+    folder = Path(requested) if given_fd is not None else fresh_output_dir(requested)
+    folder_fd = given_fd if given_fd is not None else os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
+        # the metadata lets this student be loaded back as a safetensors teacher of a later run
+        meta = net_spec_metadata(report.settings.arch, report.settings.student_hidden)
+        _atomic(folder_fd, "student.safetensors", save(state, metadata=meta))
+        _atomic(folder_fd, "plot.png", _plot(report))
+        artifacts = Artifacts(output_dir=str(folder), student_weights=str(folder / "student.safetensors"), report=str(folder / "report.json"),
+                              plot=str(folder / "plot.png"))
+        report.artifacts = artifacts
+        _atomic(folder_fd, "report.json", report.model_dump_json(indent=2).encode())
+    finally:
+        if given_fd is None:
+            os.close(folder_fd)
     return artifacts

@@ -22,7 +22,7 @@ class DistillConfig(BaseModel):
     test_fraction: float = Field(0.25, ge=0.05, le=0.5, description="Share held out for testing when a .csv or digits has no split")
     val_fraction: float = Field(0.15, ge=0.05, le=0.5, description="Share of training data carved out for tuning T and the loss weight")
     labeled_fraction: float = Field(1.0, ge=0.01, le=1.0, description="Keep this share of training labels; the rest becomes the unlabeled transfer set (simulates the semi-supervised case)")
-    teacher: str = Field("train", max_length=1000, description="'train' to train one here, or a path: TorchScript (.pt/.ts) or precomputed teacher logits (.npz with logits_train, logits_test, optional logits_val, logits_unlabeled)")
+    teacher: str = Field("train", max_length=1000, description="'train' to train one here, or a path: precomputed teacher logits (.npz with logits_train, logits_test, optional logits_val, logits_unlabeled), safetensors weights of the runner's own net (architecture from the file's kd_arch/kd_hidden metadata, else arch and teacher_hidden), or TorchScript (.pt/.ts; a program: over MCP only when the server runs with --allow-torchscript)")
     arch: Literal["mlp", "cnn", "auto"] = Field("auto", description="mlp, cnn (square image inputs), or auto (cnn for feature/attention on images, else mlp)")
     teacher_hidden: list[int] = Field([256, 256], min_length=1, max_length=6, description="Teacher MLP hidden sizes (CNN: channels)")
     student_hidden: list[int] | None = Field(None, min_length=1, max_length=6, description="Student hidden sizes; default from target_compression")

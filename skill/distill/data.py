@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from skill.distill import sources
+from skill.distill.bounded import DATASET_MEMBERS, MAX_CLASSES, MAX_FEATURES, MAX_FILE_BYTES, MAX_ROWS, read_csv_bounded, read_npz_members
 from skill.errors import InputError
-
-MAX_ROWS = 200_000
-MAX_FEATURES = 10_000
-MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass
@@ -67,8 +65,8 @@ def _check_labels(name: str, y: np.ndarray, n: int) -> np.ndarray:
             y = y.astype(np.int64)
         else:
             raise InputError(name, f"must hold integer class ids 0..K-1; got dtype {y.dtype}")
-    if y.min() < 0:
-        raise InputError(name, "class ids must be 0 or more")
+    if y.min() < 0 or y.max() >= MAX_CLASSES:
+        raise InputError(name, f"class ids must lie in 0..{MAX_CLASSES - 1}; got {y.min()}..{y.max()}")
     return y.astype(np.int64)
 
 
@@ -83,39 +81,14 @@ def _split(rng: np.random.Generator, n: int, fraction: float, labels: np.ndarray
     return np.sort(np.array(kept, dtype=np.int64)), np.sort(np.array(held, dtype=np.int64))
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    except ValueError as exc:
-        raise InputError("dataset", f"{path.name}: object arrays are refused (no pickle); save plain numeric arrays ({exc})") from exc
-    except Exception as exc:  # zipfile / format errors
-        raise InputError("dataset", f"{path.name} is not a readable .npz archive: {exc}") from exc
+def _read_npz(shown: str, label_column: str | None = None) -> dict[str, np.ndarray]:
+    with sources.open_binary(shown, "dataset") as handle:
+        return read_npz_members(handle, Path(shown).name, "dataset", DATASET_MEMBERS)
 
 
-def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
-    import csv
-
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError("dataset", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
-    if len(rows) < 3:
-        raise InputError("dataset", f"{path.name} needs a header and at least two rows")
-    header, body = rows[0], rows[1:]
-    column = label_column if label_column is not None else header[-1]
-    if column not in header:
-        raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
-    j = header.index(column)
-    try:
-        table = np.array([[float(v) for i, v in enumerate(r) if i != j] for r in body], dtype=np.float64)
-    except ValueError as exc:
-        raise InputError("dataset", f"{path.name}: every feature column must be numeric ({exc})") from exc
-    raw_labels = [r[j] for r in body]
-    classes = sorted(set(raw_labels), key=lambda v: (not v.lstrip("-").isdigit(), int(v) if v.lstrip("-").isdigit() else 0, v))
-    y = np.array([classes.index(v) for v in raw_labels], dtype=np.int64)
-    return table, y
+def _read_csv(shown: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    with sources.open_binary(shown, "dataset") as handle:
+        return read_csv_bounded(handle, Path(shown).name, label_column)
 
 
 def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, val_fraction: float, labeled_fraction: float, seed: int) -> Dataset:
@@ -132,12 +105,16 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
         X_train, y_train, X_test, y_test, name = X[train_idx], y[train_idx], X[test_idx], y[test_idx], "digits"
     else:
         path = Path(spec)
-        if not path.is_file():
-            raise InputError("dataset", f"{spec!r} is not 'digits' or an existing .npz/.csv file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError("dataset", f"{path.name} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        if path.suffix not in (".npz", ".csv"):
+            raise InputError("dataset", f"{path.name}: accepted are 'digits', .npz and .csv")
+        try:
+            size = sources.size_of(spec)
+        except OSError:
+            raise InputError("dataset", f"{spec!r} is not 'digits' or an existing .npz/.csv file") from None
+        if size > MAX_FILE_BYTES:
+            raise InputError("dataset", f"{path.name} is {size / 2**20:.0f} MiB; at most {MAX_FILE_BYTES // 2**20} MiB")
         if path.suffix == ".npz":
-            arrays = _read_npz(path)
+            arrays = _read_npz(spec)
             missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
             if missing:
                 raise InputError("dataset", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(arrays) or 'nothing'}")
@@ -146,11 +123,9 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
                 X_unlabeled = arrays["X_unlabeled"]
             groups_test = arrays.get("groups_test")
         elif path.suffix == ".csv":
-            X, y = _read_csv(path, label_column)
+            X, y = _read_csv(spec, label_column)
             train_idx, test_idx = _split(split_rng, len(y), test_fraction, y)
             X_train, y_train, X_test, y_test = X[train_idx], y[train_idx], X[test_idx], y[test_idx]
-        else:
-            raise InputError("dataset", f"{path.name}: accepted formats are .npz and .csv")
         name = path.name
     X_train = _check_features("X_train", np.asarray(X_train), None)
     width = X_train.shape[1]
@@ -164,8 +139,8 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     if num_classes < 2 or len(np.unique(y_train)) < 2:
         raise InputError("y_train", "needs at least two classes")
-    if num_classes > 1000:
-        raise InputError("y_train", f"has {num_classes} classes; at most 1000")
+    if num_classes > MAX_CLASSES:
+        raise InputError("y_train", f"has {num_classes} classes (largest class id {num_classes - 1}); at most {MAX_CLASSES}")
     if groups_test is not None:
         groups_test = np.asarray(groups_test).astype(str).reshape(-1)
         if len(groups_test) != len(X_test):

@@ -19,7 +19,8 @@ from skill.distill.data import Dataset, load_dataset
 from skill.distill.evaluate import latency, logits_of, model_metrics
 from skill.distill.losses import kd_loss
 from skill.distill.report import Artifacts, CascadePoint, DistillReport, SeedSummary, Settings, Trial, WallTime
-from skill.distill.teacher import load_logits, load_torchscript
+from skill.distill.budget import check_run_size
+from skill.distill.teacher import load_logits, load_teacher_module
 from skill.distill.train import Clock, Recipe, Result, Stopped, Teacher, accuracy_of, train
 from skill.errors import InputError
 from skill.gates import check_quality_gates
@@ -175,6 +176,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
         raise InputError("arch", f"cnn needs square image inputs; this dataset has {data.X_train.shape[1]} features")
     if cfg.feature_loss == "attention" and cfg.method == "feature" and arch != "cnn":
         raise InputError("feature_loss", "attention transfer needs convolutional nets: set arch to cnn (square image inputs)")
+    check_run_size(cfg, arch, data)  # every parameter and the work per batch, against the time budget (issue 11)
 
     response_hp = get_rules().method["methods"]["response"]["hyperparameters"]
     default_weight = cfg.kd_loss_weight if cfg.kd_loss_weight is not None else float(response_hp["kd_loss_weight"])
@@ -208,7 +210,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
                 if cfg.method in ("feature", "relation") or cfg.augment != "none" or cfg.topology == "self":
                     raise InputError("teacher", "precomputed logits support method response or cascade without augmentation; feature, relation and augmented runs need a teacher module")
             else:
-                teacher_module = load_torchscript(path)
+                teacher_module = load_teacher_module(path, arch, cfg.teacher_hidden, data.X_train.shape[1], data.num_classes, data.image_side)
     except Stopped as exc:
         stop_reason = exc.reason
     wall.teacher = time.monotonic() - t0

@@ -1,41 +1,116 @@
-"""Get a teacher: train one here, load the user's TorchScript file, or read precomputed logits."""
+"""Get a teacher from the user: precomputed logits (.npz), safetensors weights of one of the runner's own nets, or TorchScript.
+
+Trust: logits and safetensors are data, read without pickle and within size caps. TorchScript is a program (it can
+read and write files, loop forever), so it is loaded only where the policy allows it: the CLI (the user's own file,
+with a warning) or an MCP server started with --allow-torchscript, and then only inside the killable worker.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from skill.distill import nets, sources
+from skill.distill.bounded import LOGIT_MEMBERS, read_npz_members
+from skill.distill.sources import TORCHSCRIPT_REFUSED, redact_paths
 from skill.errors import InputError
+
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+# "warn": load with a one-line warning (CLI, library); "allow": load silently; "refuse": never load (MCP default)
+TORCHSCRIPT_POLICY = "warn"
 
 
 def load_torchscript(path: Path) -> torch.nn.Module:
     """torch.jit.load only: a pickled object posing as weights is refused, never unpickled."""
-    if not path.is_file():
-        raise InputError("teacher", f"{path} does not exist")
+    if TORCHSCRIPT_POLICY == "refuse":
+        raise InputError("teacher", TORCHSCRIPT_REFUSED)
+    if TORCHSCRIPT_POLICY == "warn":
+        sys.stderr.write(f"warning: teacher {path.name} is TorchScript, a program that runs with your permissions; load only files you trust\n")
+    with sources.open_binary(str(path), "teacher") as handle:
+        try:
+            module = torch.jit.load(handle, map_location="cpu")
+        except Exception as exc:
+            raise InputError("teacher", f"{path.name} is not a TorchScript archive (export with torch.jit.script or trace), "
+                             f"and pickled objects are refused: {str(exc).splitlines()[0][:160]}") from exc
+    module.eval()
+    return _Guarded(module)
+
+
+class _Guarded(torch.nn.Module):
+    """A TorchScript teacher whose run-time failure becomes one line naming the teacher, not an interpreter traceback."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        try:
+            return self.inner(x)
+        except Exception as exc:  # torch.jit.Error, or RuntimeError("...failed in the TorchScript interpreter...")
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            last = redact_paths(lines[-1] if lines else "no message")[:200]  # a teacher must not probe the disk through its errors
+            raise InputError("teacher", f"the TorchScript teacher failed while running: {last}") from None
+
+
+def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:
+    """Teacher logits aligned with the dataset: logits_train (all X_train rows), logits_test, optional logits_val, logits_unlabeled."""
+    with sources.open_binary(str(path), "teacher") as handle:
+        arrays = read_npz_members(handle, path.name, "teacher", LOGIT_MEMBERS)
+    for key, rows in (("logits_train", n_train_total), ("logits_test", n_test)):
+        a = arrays[key]
+        if a.ndim != 2 or a.shape != (rows, num_classes):
+            raise InputError("teacher", f"{key} has shape {a.shape}; expected ({rows}, {num_classes}) aligned with the dataset")
+    for key, a in arrays.items():
+        if not np.isfinite(a).all():
+            raise InputError("teacher", f"{key} contains NaN or infinity")
+    return {k: v.astype(np.float32) for k, v in arrays.items()}
+
+
+def net_spec_metadata(arch: str, hidden: list[int]) -> dict[str, str]:
+    """What a safetensors file needs to say to be loaded back as a teacher (written with every student)."""
+    return {"kd_arch": arch, "kd_hidden": json.dumps([int(h) for h in hidden])}
+
+
+def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None) -> torch.nn.Module:
+    """Weights for one of the runner's nets: the architecture from the file's metadata (kd_arch, kd_hidden) or the request."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if sources.size_of(str(path)) > MAX_WEIGHTS_BYTES:
+        raise InputError("teacher", f"{path.name} is larger than {MAX_WEIGHTS_BYTES // 2**30} GiB")
+    with sources.open_binary(str(path), "teacher") as handle:
+        blob = handle.read(MAX_WEIGHTS_BYTES + 1)
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        raise InputError("teacher", f"{path.name} is not a TorchScript archive (export with torch.jit.script or trace), "
-                         f"and pickled objects are refused: {str(exc).splitlines()[0][:160]}") from exc
+        header_len = int.from_bytes(blob[:8], "little")
+        meta = json.loads(blob[8 : 8 + header_len]).get("__metadata__") or {} if 0 < header_len < min(len(blob), 100 * 2**20) else {}
+        state = load(blob)
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise InputError("teacher", f"{path.name} is not a readable safetensors file ({str(exc)[:120]})") from exc
+    if "kd_arch" in meta:
+        arch = meta["kd_arch"]
+        try:
+            hidden = [int(h) for h in json.loads(meta.get("kd_hidden", "[]"))]
+        except (ValueError, TypeError):
+            raise InputError("teacher", f"{path.name}: metadata kd_hidden {meta.get('kd_hidden')!r} is not a list of sizes") from None
+    if arch not in ("mlp", "cnn") or not hidden or any(not 1 <= h <= 4096 for h in hidden) or len(hidden) > 6:
+        raise InputError("teacher", f"{path.name}: architecture {arch!r} {hidden} is not one of the runner's nets (mlp or cnn, 1-6 sizes in 1..4096); "
+                         "set arch and teacher_hidden to the net the weights belong to")
+    try:
+        module = nets.build(arch, in_features, hidden, num_classes, side)
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise InputError("teacher", f"{path.name} does not fit a {arch} with hidden {hidden}, {in_features} inputs and {num_classes} classes: "
+                         f"{str(exc).splitlines()[0][:160]}") from exc
     module.eval()
     return module
 
 
-def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:
-    """Teacher logits aligned with the dataset: logits_train (all X_train rows), logits_test, optional logits_unlabeled."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except Exception as exc:
-        raise InputError("teacher", f"{path.name} is not a readable .npz of plain arrays: {exc}") from exc
-    for key, rows in (("logits_train", n_train_total), ("logits_test", n_test)):
-        if key not in arrays:
-            raise InputError("teacher", f"{path.name} lacks {key}")
-        a = arrays[key]
-        if a.ndim != 2 or a.shape != (rows, num_classes):
-            raise InputError("teacher", f"{key} has shape {a.shape}; expected ({rows}, {num_classes}) aligned with the dataset")
-        if not np.isfinite(a).all():
-            raise InputError("teacher", f"{key} contains NaN or infinity")
-    return {k: v.astype(np.float32) for k, v in arrays.items()}
+def load_teacher_module(path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None) -> torch.nn.Module:
+    """The runner's hook for a teacher file that is not logits: safetensors weights, else TorchScript."""
+    if path.suffix == ".safetensors":
+        return load_safetensors(path, arch, hidden, in_features, num_classes, side)
+    return load_torchscript(path)

@@ -1,0 +1,342 @@
+"""Hostile inputs to kd_run_quick_distill (issue 11): each attack is refused or contained, the next call still works,
+and no file outside the two roots changes. Attacks run through the real MCP SDK client and the real worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+from mcp import Client
+
+from mcp_server.distill_tool import Limits
+from mcp_server.server import build_server
+from skill.errors import InputError
+from tests import hostile_inputs as hostile
+from tests.mcp_helpers import ROOT, text_of
+
+NEXT = {"epochs": 2, "teacher_epochs": 2, "teacher_hidden": [16], "temperature": 4, "kd_loss_weight": 0.9, "save_artifacts": False}
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> Path:
+    for sub in ("data", "out", "outside"):
+        (tmp_path / sub).mkdir()
+    return tmp_path
+
+
+def _server(roots: Path, **limits):
+    return build_server(Limits(data_root=roots / "data", output_root=roots / "out", **limits))
+
+
+def _workers_touching(folder: Path) -> list[int]:
+    """Live worker processes holding a descriptor under `folder` (ours, not another test's)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"skill.distill.worker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(folder)) for fd in os.listdir(f"/proc/{pid}/fd")):
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _attack_then_next(roots: Path, args: dict, progress=None, **limits):
+    """The attack call, then an ordinary quick distill on the same server; returns both results and the attack's seconds."""
+
+    async def go():
+        async with Client(_server(roots, **limits)) as client:
+            t0 = time.monotonic()
+            attacked = await client.call_tool("kd_run_quick_distill", args, progress_callback=progress)
+            seconds = time.monotonic() - t0
+            return attacked, seconds, await client.call_tool("kd_run_quick_distill", NEXT)
+
+    before = hostile.snapshot(roots / "outside")
+    attacked, seconds, nxt = anyio.run(go)
+    assert hostile.snapshot(roots / "outside") == before, "a file outside the roots changed"
+    assert not nxt.is_error, text_of(nxt)
+    return attacked, seconds, nxt
+
+
+def test_torchscript_file_writer_is_refused_over_mcp(roots):
+    victim, planted = roots / "outside" / "victim.txt", roots / "outside" / "planted.pth"
+    victim.write_text("original content")
+    hostile.torchscript("writer", roots / "data" / "teacher.pt", str(victim), str(planted))
+    attacked, _, nxt = _attack_then_next(roots, {**NEXT, "teacher": "teacher.pt", "student_hidden": [8], "threads": 1})
+    assert attacked.is_error and "teacher" in text_of(attacked) and "--allow-torchscript" in text_of(attacked)
+    assert victim.read_text() == "original content" and not planted.exists()
+    # threads are per worker: the attack's threads=1 does not leak into the next run
+    if (os.cpu_count() or 1) > 1:
+        assert nxt.structured_content["settings"]["threads"] > 1
+
+
+def test_allowed_torchscript_still_cannot_write_outside_the_run_folder(roots):
+    from skill.distill.write_lock import abi_version
+
+    if abi_version() < 1:
+        pytest.skip("this kernel has no Landlock; with --allow-torchscript a TorchScript teacher can write files")
+    victim, planted = roots / "outside" / "victim.txt", roots / "outside" / "planted.pth"
+    victim.write_text("original content")
+    hostile.torchscript("writer", roots / "data" / "teacher.pt", str(victim), str(planted))
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "teacher": "teacher.pt", "student_hidden": [8], "save_artifacts": True},
+                                       allow_torchscript=True)
+    assert attacked.is_error and "teacher" in text_of(attacked) and "Permission denied" in text_of(attacked), text_of(attacked)
+    assert str(roots / "outside") not in text_of(attacked)  # the teacher's errors cannot probe the disk
+    assert victim.read_text() == "original content" and not planted.exists()
+
+
+def test_hanging_teacher_is_killed_at_budget_plus_grace_and_frees_the_slot(roots):
+    hostile.torchscript("hang", roots / "data" / "hang.pt")
+    args = {**NEXT, "teacher": "hang.pt", "student_hidden": [8], "time_budget_s": 2, "save_artifacts": True}
+    attacked, seconds, nxt = _attack_then_next(roots, args, allow_torchscript=True, grace_s=2)
+    assert attacked.is_error and "time budget" in text_of(attacked), text_of(attacked)
+    assert seconds < 2 + 2 + 30  # budget + grace + worker start on a busy machine
+    assert _workers_touching(roots) == []
+    assert not any((roots / "out").rglob("*.png")), "a killed run left artifacts"
+
+
+def test_teacher_runtime_error_is_one_clear_line(roots):
+    hostile.torchscript("crash", roots / "data" / "crash.pt")
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "teacher": "crash.pt", "student_hidden": [8]}, allow_torchscript=True)
+    assert attacked.is_error and "teacher" in text_of(attacked) and "exploded on purpose" in text_of(attacked), text_of(attacked)
+    assert "Traceback" not in text_of(attacked)
+
+
+def test_client_going_away_kills_the_worker(roots):
+    from tests.mcp_helpers import stdio_params
+
+    seen = []
+
+    async def on_progress(done, total, message):
+        seen.append(message)
+
+    async def go():
+        params = stdio_params("--data-root", str(roots / "data"), "--output-root", str(roots / "out"), cwd=roots)
+        async with Client(params) as client:
+            with anyio.move_on_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.call_tool, "kd_run_quick_distill", {**NEXT, "epochs": 2000, "patience": 1000, "time_budget_s": 300, "save_artifacts": True},
+                                  None, on_progress)
+                    while not any("epoch" in (m or "") for m in seen):
+                        await anyio.sleep(0.1)
+                    assert len(_workers_touching(roots)) == 1
+                    tg.cancel_scope.cancel()
+        # the client closed the server's stdin and the server exited; its worker must not outlive it
+
+    anyio.run(go)
+    deadline = time.monotonic() + 10
+    while _workers_touching(roots) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _workers_touching(roots) == []
+
+
+def test_zip_bomb_member_is_never_decompressed(roots):
+    from skill.distill.data import load_dataset
+
+    bomb = hostile.zip_bomb_npz(roots / "data" / "bomb.npz", unused_mib=256)
+    assert bomb.stat().st_size < 2 * 2**20
+    tracemalloc.start()
+    t0 = time.monotonic()
+    data = load_dataset(str(bomb), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    seconds, (_, peak) = time.monotonic() - t0, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert data.X_train.shape[1] == 64 and seconds < 3 and peak < 16 * 2**20, (seconds, peak)
+
+
+def test_declared_huge_array_is_refused_from_its_header(roots):
+    from skill.distill.data import load_dataset
+
+    bomb = hostile.zip_bomb_npz(roots / "data" / "rows.npz", unused_mib=1, declared_rows=3_000_000)  # 768 MB of float32
+    assert bomb.stat().st_size < 4 * 2**20
+    tracemalloc.start()
+    with pytest.raises(InputError, match="X_train.*3000000"):
+        load_dataset(str(bomb), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 * 2**20, peak  # refused from the header, before decompressing
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "dataset": "rows.npz"})
+    assert attacked.is_error and "X_train" in text_of(attacked) and "3000000" in text_of(attacked), text_of(attacked)
+
+
+def test_label_flood_is_refused_fast(roots):
+    from skill.distill.data import load_dataset
+
+    flood = hostile.label_flood_csv(roots / "data" / "flood.csv", 100_000)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="more than 1000 distinct"):
+        load_dataset(str(flood), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    assert time.monotonic() - t0 < 2
+
+
+def test_csv_streams_in_bounded_memory(roots):
+    from skill.distill.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    table = np.column_stack([rng.normal(size=(30_000, 10)).round(4), np.arange(30_000) % 3])
+    path = roots / "data" / "big.csv"
+    np.savetxt(path, table, delimiter=",", header=",".join([f"f{i}" for i in range(10)] + ["label"]), comments="", fmt="%g")
+    tracemalloc.start()
+    data = load_dataset(str(path), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert data.num_classes == 3 and peak < 8 * path.stat().st_size, (peak, path.stat().st_size)
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"arch": "cnn", "teacher_hidden": [4096, 4096]}, "151,"),  # about 151 M parameters, counted from the real conv kernels
+    ({"arch": "cnn", "teacher_hidden": [1024, 1024], "batch_size": 4096, "time_budget_s": 5}, "GFLOP"),
+])
+def test_nets_that_cannot_fit_are_refused_with_numbers(kw, words):
+    from skill.distill import run_quick_distill
+    from skill.distill.config import DistillConfig
+
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="teacher_hidden") as caught:
+        run_quick_distill(DistillConfig(**kw, epochs=1, teacher_epochs=1, save_artifacts=False))
+    assert words in str(caught.value) and time.monotonic() - t0 < 10
+
+
+def test_symlink_swapped_in_after_the_call_cannot_redirect_reads_or_writes(roots):
+    (roots / "data" / "sub").mkdir()
+    hostile.small_npz(roots / "data" / "sub" / "d.npz", rows=60)
+    hostile.small_npz(roots / "outside" / "d.npz", rows=90, seed=1)
+    (roots / "out" / "runs").mkdir()
+    swapped = []
+
+    async def on_progress(done, total, message):
+        if not swapped:  # the paths were checked; now swap both folders for links to the outside
+            swapped.append(True)
+            os.rename(roots / "data" / "sub", roots / "data" / "sub-moved")
+            os.symlink(roots / "outside", roots / "data" / "sub")
+            os.rename(roots / "out" / "runs", roots / "out" / "runs-moved")
+            os.symlink(roots / "outside", roots / "out" / "runs")
+
+    args = {**NEXT, "dataset": "sub/d.npz", "output_dir": "runs", "save_artifacts": True, "student_hidden": [8]}
+    attacked, _, _ = _attack_then_next(roots, args, progress=on_progress)
+    assert swapped and not attacked.is_error, text_of(attacked)
+    report = attacked.structured_content
+    assert report["n_train"] + report["n_val"] == 60  # the inside file was read, not the outside one (90 rows)
+    written = sorted(p.name for p in (roots / "out" / "runs-moved").rglob("*") if p.is_file())
+    assert written == ["plot.png", "report.json", "student.safetensors"]
+    assert str(roots / "outside") not in text_of(attacked).replace(str(roots / "out"), "")
+
+
+def test_memory_limit_stops_the_worker_not_the_server(roots):
+    hostile.zip_bomb_npz(roots / "data" / "wide.npz", unused_mib=0, declared_rows=75_000, width=1000)  # 300 MB once decoded
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "dataset": "wide.npz"}, memory_mb=256)
+    assert attacked.is_error and "memory" in text_of(attacked) and "256" in text_of(attacked), text_of(attacked)
+
+
+def test_safetensors_teacher_round_trip(roots):
+    """A student written by one run is a safe teacher for the next: weights plus the architecture in its metadata."""
+
+    async def go():
+        async with Client(_server(roots)) as client:
+            first = await client.call_tool("kd_run_quick_distill", {**NEXT, "teacher_hidden": [64], "save_artifacts": True, "student_hidden": [24]})
+            weights = Path(first.structured_content["artifacts"]["student_weights"])
+            os.link(weights, roots / "data" / "teacher.safetensors")
+            return await client.call_tool("kd_run_quick_distill", {**NEXT, "teacher": "teacher.safetensors", "student_hidden": [8]})
+
+    second = anyio.run(go)
+    assert not second.is_error, text_of(second)
+    assert second.structured_content["teacher"]["params"] == 64 * 24 + 24 + 24 * 10 + 10
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"output_dir": "afile", "save_artifacts": True}, "output_dir"),
+    ({"epochs": True}, "epochs: true/false is not a number"),
+    ({"teacher_hidden": "[" * 3000 + "]" * 3000}, "teacher_hidden"),
+    ({"dataset": "short.csv"}, "line 3 has 2 fields"),
+])
+def test_small_items_get_one_line_errors_naming_the_field(roots, args, words):
+    (roots / "out" / "afile").write_text("x")
+    (roots / "data" / "short.csv").write_text("a,b,label\n1,2,x\n3,4\n5,6,y\n")
+
+    async def go():
+        async with Client(_server(roots)) as client:
+            t0 = time.monotonic()
+            return await client.call_tool("kd_run_quick_distill", {**NEXT, **args}), time.monotonic() - t0
+
+    result, seconds = anyio.run(go)
+    assert result.is_error and words in text_of(result), text_of(result)
+    assert "\n" not in text_of(result).strip()
+    if "output_dir" in args:
+        assert seconds < 2  # refused before any training started
+
+
+def test_odd_labels_are_just_text(roots):
+    from skill.distill.data import load_dataset
+
+    path = roots / "data" / "odd.csv"
+    path.write_text("a,label\n" + "".join(f"{i},{'²' if i % 2 else '-3'}\n" for i in range(40)))
+    data = load_dataset(str(path), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    assert data.num_classes == 2
+
+
+@pytest.mark.parametrize("args, field", [
+    ({"teacher_size": 1e-300, "student_size": 1e300, "teacher_accuracy": 0.9}, "student_size"),  # refused as a unit mix-up
+    ({"teacher_size": 1.0, "student_size": 0.5, "teacher_accuracy": 1e-320}, "teacher_accuracy"),  # overflows to inf
+])
+def test_score_never_returns_infinity(args, field):
+    async def go():
+        async with Client(build_server()) as client:
+            return await client.call_tool("kd_score_distillation", {"alpha": 0.5, "student_accuracy": 0.5, **args})
+
+    result = anyio.run(go)
+    assert result.is_error and field in text_of(result) and "Infinity" not in text_of(result)
+
+
+@pytest.mark.parametrize("argv, env, words", [
+    (["--max-distills", "0"], {}, "--max-distills must be a whole number >= 1"),
+    ([], {"KD_MAX_DISTILLS": "abc"}, "KD_MAX_DISTILLS must be a whole number >= 1"),
+    ([], {"KD_MAX_DISTILLS": "-1"}, "KD_MAX_DISTILLS"),
+    (["--max-distill-memory-mb", "100"], {}, "below 256"),
+])
+def test_bad_limits_stop_the_server_with_one_line(argv, env, words):
+    proc = subprocess.run([sys.executable, "-m", "mcp_server", *argv], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_ipv6_loopback_host_header_is_accepted():
+    from starlette.testclient import TestClient
+
+    from mcp_server.http import build_http_app
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with TestClient(build_http_app(build_server(), "::1", 8765, None), base_url="http://[::1]:8765") as client:
+        assert client.post("/mcp", json=init, headers={**headers, "Host": "[::1]:8765"}).status_code == 200
+        assert client.post("/mcp", json=init, headers={**headers, "Host": "evil.example:8765"}).status_code == 421
+
+
+def test_cli_accepts_torchscript_with_a_warning(run_cli, tmp_path):
+    hostile.torchscript("crash", tmp_path / "t.pt")
+    code, _, stderr = run_cli("distill", "--teacher", str(tmp_path / "t.pt"), "--student-hidden", "[8]", "--epochs", "1", "--no-progress",
+                              "--save-artifacts", "false")
+    assert "warning: teacher t.pt is TorchScript" in stderr and stderr.count("warning:") == 1
+    assert code == 2 and "exploded on purpose" in stderr and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("y_train, words", [
+    (np.array([{"a": 1}] * 20, dtype=object), "need pickle"),
+    (np.array(["a"] * 20), "accepted: integers or floats"),
+    (np.zeros((20, 2), dtype=np.int64), "at most 200000 rows of 1 values"),
+])
+def test_odd_npz_members_are_refused_with_the_member(roots, y_train, words):
+    from skill.distill.data import load_dataset
+
+    path = roots / "data" / "odd.npz"
+    np.savez(path, X_train=np.ones((20, 3)), y_train=y_train, X_test=np.ones((4, 3)), y_test=np.arange(4) % 2)
+    with pytest.raises(InputError, match="y_train") as caught:
+        load_dataset(str(path), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    assert words in str(caught.value)
