@@ -1,10 +1,45 @@
 #!/usr/bin/env bash
-# Launch the MCP server over stdio from this folder (used by .mcp.json, mcp.json and the plugins).
-# Prints nothing to stdout: stdout is the protocol.
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Start the knowledge-distillation MCP server over stdio from this folder (used by .mcp.json, the Claude Code and
+# Cursor plugins, and a skills-installer copy). stdout is the protocol: nothing here writes to it.
+#
+# Which Python runs the server, first match wins:
+#   $KD_PYTHON                      an interpreter you chose (it must have the dependencies)
+#   <this folder>/.venv             a developer checkout set up with scripts/setup.sh
+#   <data>/venv-<pyproject hash>    provisioned here on the first start by scripts/provision.py (uv when on PATH,
+#                                   else a venv made with the system python3), reused while pyproject.toml is unchanged;
+#                                   <data> is $KD_ENV_DIR, else ${CLAUDE_PLUGIN_DATA} (plugin installs), else
+#                                   ${XDG_CACHE_HOME:-~/.cache}/knowledge-distillation-deep
+# `kd-mcp.sh --install-distill` adds the optional [distill] extras (PyTorch CPU build and friends) to that Python.
+set -u
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+export KD_LAUNCHER="$root/scripts/kd-mcp.sh"  # the server names this script in its "install the extras" answer
+
 py="${KD_PYTHON:-}"
-if [ -z "$py" ]; then
-  if [ -x "$here/.venv/bin/python" ]; then py="$here/.venv/bin/python"; else py="$(command -v python3 || command -v python)"; fi
+if [ -z "$py" ] && [ -x "$root/.venv/bin/python" ]; then py="$root/.venv/bin/python"; fi
+if [ -n "$py" ]; then
+  if [ "${1:-}" = "--install-distill" ]; then exec "$py" "$root/scripts/provision.py" --root "$root" --into "$py" --extras distill; fi
+  exec "$py" -m mcp_server "$@"
 fi
-export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
-exec "$py" -m mcp_server "$@"
+
+data="${KD_ENV_DIR:-${CLAUDE_PLUGIN_DATA:-${XDG_CACHE_HOME:-$HOME/.cache}/knowledge-distillation-deep}}"
+read -r stamp _ < <(cksum < "$root/pyproject.toml")
+env="$data/venv-$stamp"
+if [ "${1:-}" != "--install-distill" ] && [ -x "$env/bin/python" ] && [ -f "$env/.kd-ready" ]; then
+  exec "$env/bin/python" -m mcp_server "$@"  # the warm path: no work beyond this script
+fi
+
+# First start (or pyproject.toml changed): provision with whatever Python or uv this machine has.
+extras=()
+if [ "${1:-}" = "--install-distill" ]; then extras=(--extras distill); fi
+boot="$(command -v python3 || command -v python || true)"
+if [ -n "$boot" ]; then
+  "$boot" "$root/scripts/provision.py" --root "$root" --env "$env" ${extras[@]+"${extras[@]}"} >&2 || exit 1
+elif command -v uv > /dev/null; then
+  uv run --no-project --quiet -- python "$root/scripts/provision.py" --root "$root" --env "$env" ${extras[@]+"${extras[@]}"} >&2 || exit 1
+else
+  echo "kd-mcp: no python3 (3.10 or newer) and no uv on PATH: install one (https://docs.astral.sh/uv/ or your system's python3), then restart the server" >&2
+  exit 1
+fi
+if [ "${1:-}" = "--install-distill" ]; then exit 0; fi
+exec "$env/bin/python" -m mcp_server "$@"
