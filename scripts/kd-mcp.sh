@@ -9,7 +9,8 @@
 #                                   else a venv made with the system python3), reused while pyproject.toml is unchanged;
 #                                   <data> is $KD_ENV_DIR, else ${CLAUDE_PLUGIN_DATA} (plugin installs), else
 #                                   ${XDG_CACHE_HOME:-~/.cache}/knowledge-distillation-deep
-# `kd-mcp.sh --install-distill` adds the optional [distill] extras (PyTorch CPU build and friends) to that Python.
+# `kd-mcp.sh --install-distill [DATA]` adds the optional [distill] extras (PyTorch CPU build and friends) to that
+# Python; the server's answer to a distill request without them gives the exact command, DATA included.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
@@ -23,8 +24,10 @@ if [ -n "$py" ]; then
 fi
 
 data="${KD_ENV_DIR:-${CLAUDE_PLUGIN_DATA:-${XDG_CACHE_HOME:-$HOME/.cache}/knowledge-distillation-deep}}"
-read -r stamp _ < <(cksum < "$root/pyproject.toml")
-env="$data/venv-$stamp"
+if [ "${1:-}" = "--install-distill" ] && [ -n "${2:-}" ]; then data="$2"; fi  # the folder the server named
+export KD_ENV_DIR="$data"  # the server names it in its install command, which runs outside the client's environment
+stamp="$(cksum < "$root/pyproject.toml")"
+env="$data/venv-${stamp%% *}"
 if [ "${1:-}" != "--install-distill" ] && [ -x "$env/bin/python" ] && [ -f "$env/.kd-ready" ]; then
   exec "$env/bin/python" -m mcp_server "$@"  # the warm path: no work beyond this script
 fi

@@ -1,0 +1,82 @@
+"""What the install-path tests share: a clean clone, a fresh user's environment, and a server started as declared."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEM_PATH = "/usr/bin:/bin"  # a user's machine: the system Python only, no project venv, no uv
+CACHE = ROOT / ".cache"
+# the CPU build only: the constraint a user gets from the CPU index, here from the machine's local wheels
+TORCH_CPU = "torch==2.13.0+cpu"
+
+
+def clean_clone(dest: Path) -> Path:
+    """A git clone of HEAD, with the working tree's uncommitted files on top (in CI the two are the same)."""
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)], check=True, capture_output=True, timeout=120)
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def user_env(home: Path, **extra: str) -> dict[str, str]:
+    """A fresh user's environment: own HOME, system PATH, the machine's pip settings (PIP_*), and download caches
+    kept in the checkout so a second run does not fetch the same wheels again."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_CONSTRAINT"}
+    if "PIP_CERT" in env:  # this machine reaches PyPI through its own CA bundle: uv reads it from SSL_CERT_FILE
+        env["SSL_CERT_FILE"] = env["PIP_CERT"]
+    env |= {"HOME": str(home), "PATH": SYSTEM_PATH, "PIP_CACHE_DIR": str(CACHE / "pip"), "UV_CACHE_DIR": str(CACHE / "uv"),
+            "CI": "1", "DO_NOT_TRACK": "1", "DISABLE_TELEMETRY": "1"}
+    return env | extra
+
+
+def torch_install_env(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """The environment for the [distill] install in tests: PyTorch pinned to the CPU build, never CUDA."""
+    constraint = tmp / "torch-cpu.txt"
+    constraint.write_text(TORCH_CPU + "\n")
+    return env | {"PIP_CONSTRAINT": str(constraint), "KD_TORCH_INDEX": ""}
+
+
+def substitute(value: str, variables: dict[str, str]) -> str:
+    """${VAR} as a client expands it; an unknown variable is an error, as it is for the client."""
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: variables[m.group(1)], value)
+
+
+def declared_server(config: dict[str, Any], variables: dict[str, str], env: dict[str, str], cwd: Path) -> StdioServerParameters:
+    """The server exactly as an mcpServers entry declares it, with the client's variables substituted and exported."""
+    declared_env = {k: substitute(v, variables) for k, v in config.get("env", {}).items()}
+    return StdioServerParameters(command=substitute(config["command"], variables), args=[substitute(a, variables) for a in config.get("args", [])],
+                                 env=env | variables | declared_env, cwd=str(cwd))
+
+
+async def _start(params: StdioServerParameters) -> float:
+    t0 = time.perf_counter()
+    async with Client(params, mode="legacy") as client:
+        await client.list_tools()
+    return time.perf_counter() - t0
+
+
+def start_time(params: StdioServerParameters) -> float:
+    """Seconds from spawn to an answered tools/list."""
+    return anyio.run(_start, params)
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -1,0 +1,50 @@
+"""`uvx --from <path> kd-mcp`, the Python MCP ecosystem's way to run a server, from a clean clone on a fresh HOME
+with only the system Python and uv (installed from PyPI by the [test] extra) on PATH."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.install_helpers import SYSTEM_PATH, clean_clone, user_env
+from tests.mcp_helpers import text_of
+
+
+@pytest.fixture
+def uv_bin(tmp_path) -> Path:
+    """A folder holding only uv and uvx, as a user's ~/.local/bin would after installing uv."""
+    found = shutil.which("uv", path=str(Path(sys.executable).parent))
+    assert found, "uv is installed by the [test] extra"
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("uv", "uvx"):
+        (folder / name).symlink_to(Path(found).parent / name)
+    return folder
+
+
+def test_uvx_runs_the_server_from_a_clean_clone(uv_bin, tmp_path):
+    clone = clean_clone(tmp_path / "knowledge-distillation-deep")
+    env = user_env(tmp_path / "home", PATH=f"{uv_bin}:{SYSTEM_PATH}")
+    params = StdioServerParameters(command=str(uv_bin / "uvx"), args=["--from", str(clone), "kd-mcp"], env=env, cwd=str(tmp_path))
+
+    async def session() -> tuple[list[str], str, str, str]:
+        async with Client(params) as client:
+            tools = await client.list_tools()
+            skill = await client.read_resource("kd://skill")
+            advice = await client.call_tool("kd_choose_alpha", {"deployment_environment": "mobile", "application_domain": "general"})
+            assert not advice.is_error, text_of(advice)
+            refused = await client.call_tool("kd_run_quick_distill", {"epochs": 5})
+            assert refused.is_error
+            return [t.name for t in tools.tools], skill.contents[0].text, text_of(advice), text_of(refused)
+
+    names, skill_md, advice, message = anyio.run(session)
+    assert "kd_recommend_method" in names and len(names) == 7
+    assert skill_md.startswith("---\nname: knowledge-distillation-deep")  # from the wheel's share/ folder
+    assert "0.6" in advice or "0.7" in advice
+    # a uv environment has no pip: the answer is uv's own command, with the CPU build of torch
+    assert f"{uv_bin / 'uv'} pip install --python " in message and "--torch-backend cpu" in message, message
