@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,10 @@ SYSTEM_PATH = "/usr/bin:/bin"  # a user's machine: the system Python only, no pr
 CACHE = ROOT / ".cache"
 # the CPU build only: the constraint a user gets from the CPU index, here from the machine's local wheels
 TORCH_CPU = "torch==2.13.0+cpu"
+PLUGIN = "knowledge-distillation-deep"
+MARKETPLACE = "knowledge-distillation-deep"
+SERVER = "knowledge-distillation"
+PLUGIN_SERVER = f"plugin:{PLUGIN}:{SERVER}"
 
 
 def clean_clone(dest: Path) -> Path:
@@ -80,3 +86,69 @@ def folder_mb(path: Path) -> float:
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@dataclass
+class Installed:
+    """A user with the plugin installed from a local marketplace, its server provisioned by its first start."""
+
+    base: Path
+    home: Path
+    project: Path
+    env: dict[str, str]
+    plugin_root: Path
+    plugin_data: Path
+    server: StdioServerParameters
+    first_line: str  # what the first `claude mcp list` said about the server (the first start ran under it)
+    first_ready_s: float  # from that `claude mcp list` to a complete environment
+    provisioned_mb: float
+
+
+def trust(home: Path, *projects: Path) -> None:
+    state = home / ".claude.json"
+    data = json.loads(state.read_text()) if state.exists() else {}
+    data.setdefault("projects", {}).update({str(p): {"hasTrustDialogAccepted": True} for p in projects})
+    state.write_text(json.dumps(data))
+
+
+def wait_ready(data: Path, timeout_s: float = 600) -> Path:
+    """The environment's ready marker; a first start the client gave up on goes on installing in the background."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = list(data.glob("venv-*/.kd-ready"))
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no ready environment under {data} after {timeout_s} s")
+
+
+def mcp_list(claude: Path, cwd: Path, env: dict[str, str]) -> str:
+    proc = run([str(claude), "mcp", "list"], env, cwd, timeout=180)
+    return proc.stdout + proc.stderr
+
+
+def server_line(out: str, name: str) -> str:
+    return next((line for line in out.splitlines() if line.startswith(f"{name}:")), f"<no {name} line>\n{out}")
+
+
+def install_plugin(claude: Path, base: Path) -> Installed:
+    """Install the plugin as a user does, into a fresh HOME under `base`; its first start runs under `claude mcp list`."""
+    home, project = base / "home", base / "project"
+    project.mkdir()
+    env = user_env(home)
+    marketplace = clean_clone(base / "marketplace")
+    for cmd in (["plugin", "marketplace", "add", str(marketplace)], ["plugin", "install", f"{PLUGIN}@{MARKETPLACE}"]):
+        proc = run([str(claude), *cmd], env, project, timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = json.loads(run([str(claude), "plugin", "list", "--json"], env, project).stdout)
+    entry = next(p for p in listed if p["id"] == f"{PLUGIN}@{MARKETPLACE}")
+    plugin_root = Path(entry.get("readFromFolder") or entry["installPath"])
+    plugin_data = home / ".claude" / "plugins" / "data" / f"{PLUGIN}-{MARKETPLACE}"
+    trust(home, project)
+    started = time.time()
+    first_line = server_line(mcp_list(claude, project, env), PLUGIN_SERVER)  # the first start, under Claude Code's own timeout
+    ready = wait_ready(plugin_data)
+    variables = {"CLAUDE_PLUGIN_ROOT": str(plugin_root), "CLAUDE_PLUGIN_DATA": str(plugin_data)}
+    server = declared_server(entry["mcpServers"][SERVER], variables, env, project)
+    return Installed(base, home, project, env, plugin_root, plugin_data, server, first_line, float(ready.read_text()) - started,
+                     folder_mb(plugin_data))

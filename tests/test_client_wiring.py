@@ -10,28 +10,32 @@ from __future__ import annotations
 import json
 import shlex
 import statistics
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
-from tests.install_helpers import (ROOT, clean_clone, declared_server, folder_mb, run, start_time, substitute, torch_install_env,
-                                   user_env)
+from tests.install_helpers import (MARKETPLACE, PLUGIN, PLUGIN_SERVER, ROOT, SERVER, Installed, clean_clone, declared_server,
+                                   install_plugin, mcp_list, run, server_line, start_time, substitute, torch_install_env, trust)
 from tests.mcp_helpers import text_of
 from tests.npm_tools import CLAUDE_CODE, SKILLS_INSTALLER, install
 
-PLUGIN = "knowledge-distillation-deep"
-MARKETPLACE = "knowledge-distillation-deep"
-SERVER = "knowledge-distillation"
-PLUGIN_SERVER = f"plugin:{PLUGIN}:{SERVER}"
 CLAUDE_STARTUP_TIMEOUT_S = 30  # Claude Code's default MCP start-up timeout (measured: "timed out after 30000ms")
 
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def claude() -> Path:
+    return install(CLAUDE_CODE, "claude")
+
+
+@pytest.fixture(scope="module")
+def installed(claude, tmp_path_factory) -> Installed:
+    return install_plugin(claude, tmp_path_factory.mktemp("user"))
 
 
 def test_manifests_agree():
@@ -53,71 +57,8 @@ def test_manifests_agree():
     assert (ROOT / marketplace["plugins"][0]["source"] / ".claude-plugin" / "plugin.json").is_file()
 
 
-@pytest.fixture(scope="module")
-def claude() -> Path:
-    return install(CLAUDE_CODE, "claude")
-
-
-@dataclass
-class Installed:
-    """A user with the plugin installed from a local marketplace, its server provisioned by its first start."""
-
-    base: Path
-    home: Path
-    project: Path
-    env: dict[str, str]
-    plugin_root: Path
-    plugin_data: Path
-    server: StdioServerParameters
-    first_line: str  # what the first `claude mcp list` said about the server (the first start ran under it)
-    first_ready_s: float  # from that `claude mcp list` to a complete environment
-    provisioned_mb: float
-
-
-def _trust(home: Path, *projects: Path) -> None:
-    state = home / ".claude.json"
-    data = json.loads(state.read_text()) if state.exists() else {}
-    data.setdefault("projects", {}).update({str(p): {"hasTrustDialogAccepted": True} for p in projects})
-    state.write_text(json.dumps(data))
-
-
-def _wait_ready(data: Path, timeout_s: float = 600) -> Path:
-    """The environment's ready marker; a first start the client gave up on goes on installing in the background."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = list(data.glob("venv-*/.kd-ready"))
-        if found:
-            return found[0]
-        time.sleep(0.5)
-    raise AssertionError(f"no ready environment under {data} after {timeout_s} s")
-
-
-@pytest.fixture(scope="module")
-def installed(claude, tmp_path_factory) -> Installed:
-    base = tmp_path_factory.mktemp("user")
-    home, project = base / "home", base / "project"
-    project.mkdir()
-    env = user_env(home)
-    marketplace = clean_clone(base / "marketplace")
-    for cmd in (["plugin", "marketplace", "add", str(marketplace)], ["plugin", "install", f"{PLUGIN}@{MARKETPLACE}"]):
-        proc = run([str(claude), *cmd], env, project, timeout=180)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    listed = json.loads(run([str(claude), "plugin", "list", "--json"], env, project).stdout)
-    entry = next(p for p in listed if p["id"] == f"{PLUGIN}@{MARKETPLACE}")
-    plugin_root = Path(entry.get("readFromFolder") or entry["installPath"])
-    plugin_data = home / ".claude" / "plugins" / "data" / f"{PLUGIN}-{MARKETPLACE}"
-    _trust(home, project)
-    started = time.time()
-    first_line = _line(_mcp_list(claude, project, env), PLUGIN_SERVER)  # the first start, under Claude Code's own timeout
-    ready = _wait_ready(plugin_data)
-    variables = {"CLAUDE_PLUGIN_ROOT": str(plugin_root), "CLAUDE_PLUGIN_DATA": str(plugin_data)}
-    server = declared_server(entry["mcpServers"][SERVER], variables, env, project)
-    return Installed(base, home, project, env, plugin_root, plugin_data, server, first_line, float(ready.read_text()) - started,
-                     folder_mb(plugin_data))
-
-
 def test_the_plugin_server_connects_in_claude_code(claude, installed):
-    line = _line(_mcp_list(claude, installed.project, installed.env), PLUGIN_SERVER)
+    line = server_line(mcp_list(claude, installed.project, installed.env), PLUGIN_SERVER)
     assert str(installed.plugin_root / "scripts" / "kd-mcp.sh") in line and "Connected" in line, line
 
 
@@ -180,19 +121,19 @@ def test_the_declared_server_advises_and_distills_after_the_one_install_command(
 
     message, advice, report = anyio.run(session)
     assert "torch" in message and "no restart is needed" in message
-    assert advice["method"]["method"] == "response"
-    assert report["distilled"]["test_accuracy"] > 0.5 and report["config"]["epochs"] == 5
+    assert advice["method"]["id"] == "response"
+    assert report["distilled"]["accuracy"] > 0.5 and report["settings"]["epochs"] == 5 and report["complete"]
     assert seen, "no progress notifications"
 
 
 def test_project_scope_mcp_json_connects(claude, installed, tmp_path):
     """Someone who opens the repository itself gets the server from .mcp.json."""
     repo = clean_clone(tmp_path / "repo")
-    _trust(installed.home, repo)
+    trust(installed.home, repo)
     settings = repo / ".claude" / "settings.local.json"
     settings.parent.mkdir(exist_ok=True)
     settings.write_text(json.dumps({"enabledMcpjsonServers": [SERVER]}))
-    line = _line(_mcp_list(claude, repo, installed.env | {"KD_ENV_DIR": str(installed.plugin_data)}), SERVER)
+    line = server_line(mcp_list(claude, repo, installed.env | {"KD_ENV_DIR": str(installed.plugin_data)}), SERVER)
     assert "Connected" in line, line
 
 
@@ -200,10 +141,10 @@ def test_claude_code_reports_a_broken_server(claude, installed, tmp_path):
     """The same check fails when the server cannot start, so the tests above can fail."""
     repo = clean_clone(tmp_path / "repo")
     (repo / "mcp_server" / "__main__.py").write_text("raise SystemExit('broken on purpose')\n")
-    _trust(installed.home, repo)
+    trust(installed.home, repo)
     (repo / ".claude").mkdir(exist_ok=True)
     (repo / ".claude" / "settings.local.json").write_text(json.dumps({"enabledMcpjsonServers": [SERVER]}))
-    line = _line(_mcp_list(claude, repo, installed.env | {"KD_ENV_DIR": str(installed.plugin_data)}), SERVER)
+    line = server_line(mcp_list(claude, repo, installed.env | {"KD_ENV_DIR": str(installed.plugin_data)}), SERVER)
     assert "Failed to connect" in line, line
 
 
@@ -227,8 +168,8 @@ def test_skills_installer_then_registering_the_server(claude, installed, tmp_pat
     assert (folder / "scripts" / "kd-mcp.sh").is_file(), proc.stdout + proc.stderr
     added = run([str(claude), "mcp", "add", SERVER, "--", "bash", str(folder / "scripts" / "kd-mcp.sh")], env, project)
     assert added.returncode == 0, added.stdout + added.stderr
-    _trust(installed.home, project)
-    line = _line(_mcp_list(claude, project, env), SERVER)
+    trust(installed.home, project)
+    line = server_line(mcp_list(claude, project, env), SERVER)
     assert "Connected" in line, line
 
 
@@ -238,6 +179,8 @@ def test_claude_code_validates_the_plugin(claude, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Validation passed" in out, out
     assert "no line that installs" not in out, out  # the README carries the marketplace install line
+    assert 'mcpServers: knowledge-distillation stdio bash ["${CLAUDE_PLUGIN_ROOT}/scripts/kd-mcp.sh"]' in out, out
+    assert "skills: knowledge-distillation-deep" in out, out
 
 
 def test_substitution_refuses_unknown_variables():

@@ -77,7 +77,7 @@ def test_pip_install_of_the_wheel_works_without_torch(built, tmp_path):
         proc = run(cmd, env, tmp_path, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     advice = run([str(venv / "bin" / "kd-skill"), "recommend", "--task-type", "classification", "--task-similarity", "0.95"], env, tmp_path)
-    assert advice.returncode == 0 and json.loads(advice.stdout)["method"]["method"] == "response", advice.stderr
+    assert advice.returncode == 0 and json.loads(advice.stdout)["method"]["id"] == "response", advice.stderr
     distill = run([str(venv / "bin" / "kd-skill"), "distill"], env, tmp_path)
     assert distill.returncode == 2 and "knowledge-distillation-deep[distill]" in distill.stderr and "Traceback" not in distill.stderr, distill.stderr
 
