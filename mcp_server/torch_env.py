@@ -44,7 +44,7 @@ def distill_requirements() -> list[str]:
     return list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"][EXTRA])
 
 
-def _name(requirement: str) -> str:
+def requirement_name(requirement: str) -> str:
     return re.match(r"[A-Za-z0-9._-]+", requirement).group(0)  # type: ignore[union-attr]
 
 
@@ -52,7 +52,7 @@ def missing_modules() -> list[str]:
     """Import names of the [distill] requirements this interpreter cannot import (checked afresh each call, so an
     install made while the server runs is seen without a restart)."""
     importlib.invalidate_caches()
-    names = [MODULES.get(_name(r), _name(r)) for r in distill_requirements()]
+    names = [MODULES.get(requirement_name(r), requirement_name(r)) for r in distill_requirements()]
     return [n for n in names if importlib.util.find_spec(n) is None]
 
 

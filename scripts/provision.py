@@ -192,6 +192,7 @@ def provision(root: Path, env: Path, extras: list[str]) -> None:
         add_extras(root, python, wanted, uv, log)
     (tmp / EXTRAS_FILE).write_text(" ".join(wanted) + "\n")
     (tmp / READY).write_text(f"{time.time()}\n")
+    shutil.rmtree(env, ignore_errors=True)  # an incomplete folder of that name (ready ones returned above)
     tmp.rename(env)
     prune(data, env)
     say(f"environment ready in {time.monotonic() - t0:.1f} s")

@@ -1,5 +1,5 @@
-"""`uvx --from <path> kd-mcp`, the Python MCP ecosystem's way to run a server, from a clean clone on a fresh HOME
-with only the system Python and uv (installed from PyPI by the [test] extra) on PATH."""
+"""uv, the Python MCP ecosystem's tool, on a fresh HOME with only the system Python and uv (installed from PyPI by the
+[test] extra) on PATH: `uvx --from <path> kd-mcp` from a clean clone, and the plugin launcher provisioning with uv."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.install_helpers import SYSTEM_PATH, clean_clone, user_env
+from tests.install_helpers import SYSTEM_PATH, clean_clone, start_time, user_env
 from tests.mcp_helpers import text_of
 
 
@@ -48,3 +48,18 @@ def test_uvx_runs_the_server_from_a_clean_clone(uv_bin, tmp_path):
     assert "0.6" in advice or "0.7" in advice
     # a uv environment has no pip: the answer is uv's own command, with the CPU build of torch
     assert f"{uv_bin / 'uv'} pip install --python " in message and "--torch-backend cpu" in message, message
+
+
+def test_the_launcher_provisions_with_uv_when_uv_is_on_path(uv_bin, tmp_path):
+    """With uv installed, the plugin launcher's first start uses it (fast, parallel) instead of venv + pip."""
+    clone = clean_clone(tmp_path / "plugin")
+    data = tmp_path / "data"
+    env = user_env(tmp_path / "home", PATH=f"{uv_bin}:{SYSTEM_PATH}", CLAUDE_PLUGIN_ROOT=str(clone), CLAUDE_PLUGIN_DATA=str(data))
+    params = StdioServerParameters(command="bash", args=[str(clone / "scripts" / "kd-mcp.sh")], env=env, cwd=str(tmp_path))
+    first = start_time(params)
+    ready = list(data.glob("venv-*/.kd-ready"))
+    assert len(ready) == 1
+    assert "uv pip install" in (data / "provision.log").read_text()
+    assert "uv = " in (ready[0].parent / "pyvenv.cfg").read_text()  # made by `uv venv`
+    print(f"\nfirst start with uv: {first:.1f} s")
+    assert start_time(params) < first  # the second start reuses it
