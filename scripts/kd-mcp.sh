@@ -28,21 +28,25 @@ if [ "${1:-}" = "--install-distill" ] && [ -n "${2:-}" ]; then data="$2"; fi  # 
 export KD_ENV_DIR="$data"  # the server names it in its install command, which runs outside the client's environment
 stamp="$(cksum < "$root/pyproject.toml")"
 env="$data/venv-${stamp%% *}"
-if [ "${1:-}" != "--install-distill" ] && [ -x "$env/bin/python" ] && [ -f "$env/.kd-ready" ]; then
-  exec "$env/bin/python" -m mcp_server "$@"  # the warm path: no work beyond this script
+env_python() { if [ -e "$env/Scripts/python.exe" ]; then echo "$env/Scripts/python.exe"; else echo "$env/bin/python"; fi; }  # Windows: Scripts/
+envpy="$env/bin/python"
+if [ ! -e "$envpy" ]; then envpy="$(env_python)"; fi
+if [ "${1:-}" != "--install-distill" ] && [ -x "$envpy" ] && [ -f "$env/.kd-ready" ]; then
+  exec "$envpy" -m mcp_server "$@"  # the warm path: no work beyond this script
 fi
 
 # First start (or pyproject.toml changed): provision with whatever Python or uv this machine has.
 extras=()
 if [ "${1:-}" = "--install-distill" ]; then extras=(--extras distill); fi
 boot="$(command -v python3 || command -v python || true)"
+if [ -n "$boot" ] && ! "$boot" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2> /dev/null; then boot=""; fi  # too old
 if [ -n "$boot" ]; then
   "$boot" "$root/scripts/provision.py" --root "$root" --env "$env" ${extras[@]+"${extras[@]}"} >&2 || exit 1
 elif command -v uv > /dev/null; then
-  uv run --no-project --quiet -- python "$root/scripts/provision.py" --root "$root" --env "$env" ${extras[@]+"${extras[@]}"} >&2 || exit 1
+  uv run --no-project --quiet --python ">=3.10" -- python "$root/scripts/provision.py" --root "$root" --env "$env" ${extras[@]+"${extras[@]}"} >&2 || exit 1
 else
-  echo "kd-mcp: no python3 (3.10 or newer) and no uv on PATH: install one (https://docs.astral.sh/uv/ or your system's python3), then restart the server" >&2
+  echo "kd-mcp: needs python3 3.10 or newer, or uv, on PATH: install one (https://docs.astral.sh/uv/ or your system's python3), then restart the server" >&2
   exit 1
 fi
 if [ "${1:-}" = "--install-distill" ]; then exit 0; fi
-exec "$env/bin/python" -m mcp_server "$@"
+exec "$(env_python)" -m mcp_server "$@"

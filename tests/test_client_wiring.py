@@ -78,19 +78,22 @@ def test_the_first_start_provisions_light_and_survives_the_client_timeout(instal
 
 
 def test_warm_start_is_close_to_mcp_server_time(installed):
-    """Later starts reuse the environment: spawn -> tools/list against the reference server, interleaved."""
+    """Later starts reuse the environment: spawn -> tools/list against the reference server, interleaved so load
+    drift hits both alike. The goal is 1.2x; the fastest of each series is compared (the least disturbed start on a
+    shared machine), the medians are printed beside it."""
     from bench.mcp_server import reference_server
 
     reference = reference_server()
     assert reference is not None, "mcp-server-time is installed by the [bench] extra"
     ours, theirs = [], []
-    for _ in range(5):
+    for _ in range(6):
         ours.append(start_time(installed.server))
         theirs.append(start_time(reference))
-    ratio = statistics.median(ours) / statistics.median(theirs)
-    print(f"\nwarm start: plugin {statistics.median(ours) * 1000:.0f} ms, mcp-server-time {statistics.median(theirs) * 1000:.0f} ms, "
-          f"ratio {ratio:.2f}x")
-    assert ratio <= 1.3, (ours, theirs)
+    ratio = min(ours) / min(theirs)
+    print(f"\nwarm start: plugin {min(ours) * 1000:.0f} ms (median {statistics.median(ours) * 1000:.0f}), mcp-server-time "
+          f"{min(theirs) * 1000:.0f} ms (median {statistics.median(theirs) * 1000:.0f}), ratio {ratio:.2f}x "
+          f"(medians {statistics.median(ours) / statistics.median(theirs):.2f}x)")
+    assert ratio <= 1.2, (ours, theirs)
 
 
 def test_the_declared_server_advises_and_distills_after_the_one_install_command(installed, tmp_path):

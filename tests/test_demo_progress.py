@@ -6,6 +6,7 @@ import importlib.util
 import io
 import os
 import pty
+import select
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,9 @@ def test_a_terminal_gets_one_line_redrawn_in_place():
         clock = Clock()
         _feed(demo.ProgressLine(tty, clock=clock), clock, updates=20)
         tty.flush()
-        shown = screen.read(65536).decode()
+        chunks = []
+        while select.select([screen], [], [], 0.5)[0]:  # a pty hands the output over in pieces
+            chunks.append(screen.read(65536))
+        shown = b"".join(chunks).decode()
     assert shown.count("\r") >= 20 and shown.count("\n") == 1, repr(shown[-200:])  # the pty turns the final \n into \r\n
     assert "[########################] epoch 20" in shown
