@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,16 @@ PLUGIN = "knowledge-distillation-deep"
 MARKETPLACE = "knowledge-distillation-deep"
 SERVER = "knowledge-distillation"
 PLUGIN_SERVER = f"plugin:{PLUGIN}:{SERVER}"
+
+
+def uv_folder(dest: Path) -> Path:
+    """A folder holding only uv and uvx (from the [test] extra), as a user's ~/.local/bin would after installing uv."""
+    found = shutil.which("uv", path=str(Path(sys.executable).parent))
+    assert found, "uv is installed by the [test] extra"
+    dest.mkdir()
+    for name in ("uv", "uvx"):
+        (dest / name).symlink_to(Path(found).parent / name)
+    return dest
 
 
 def clean_clone(dest: Path) -> Path:
@@ -131,11 +142,11 @@ def server_line(out: str, name: str) -> str:
     return next((line for line in out.splitlines() if line.startswith(f"{name}:")), f"<no {name} line>\n{out}")
 
 
-def install_plugin(claude: Path, base: Path) -> Installed:
+def install_plugin(claude: Path, base: Path, **env_extra: str) -> Installed:
     """Install the plugin as a user does, into a fresh HOME under `base`; its first start runs under `claude mcp list`."""
     home, project = base / "home", base / "project"
     project.mkdir()
-    env = user_env(home)
+    env = user_env(home, **env_extra)
     marketplace = clean_clone(base / "marketplace")
     for cmd in (["plugin", "marketplace", "add", str(marketplace)], ["plugin", "install", f"{PLUGIN}@{MARKETPLACE}"]):
         proc = run([str(claude), *cmd], env, project, timeout=180)

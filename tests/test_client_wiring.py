@@ -16,8 +16,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.install_helpers import (MARKETPLACE, PLUGIN, PLUGIN_SERVER, ROOT, SERVER, Installed, clean_clone, declared_server,
-                                   install_plugin, mcp_list, run, server_line, start_time, substitute, torch_install_env, trust)
+from tests.install_helpers import (MARKETPLACE, PLUGIN, PLUGIN_SERVER, ROOT, SERVER, SYSTEM_PATH, Installed, clean_clone, declared_server,
+                                   install_plugin, mcp_list, run, server_line, start_time, substitute, torch_install_env, trust, uv_folder)
 from tests.mcp_helpers import text_of
 from tests.npm_tools import CLAUDE_CODE, SKILLS_INSTALLER, install
 
@@ -75,6 +75,17 @@ def test_the_first_start_provisions_light_and_survives_the_client_timeout(instal
           f"{installed.provisioned_mb:.0f} MB installed; Claude Code said: {installed.first_line}")
     assert "Connected" in installed.first_line or "timed out" in installed.first_line, installed.first_line
     assert installed.provisioned_mb < 300
+
+
+def test_a_first_start_the_client_gives_up_on_still_completes(claude, tmp_path):
+    """Claude Code kills a server that does not answer within MCP_TIMEOUT (30 s by default). The provisioning runs
+    detached, so it completes anyway and the next `claude mcp list` connects. A 2 s limit forces the case here;
+    uv on PATH keeps the install short."""
+    user = install_plugin(claude, tmp_path, MCP_TIMEOUT="2000", PATH=f"{uv_folder(tmp_path / 'bin')}:{SYSTEM_PATH}")
+    assert "timed out after 2000ms" in user.first_line, user.first_line
+    patient = {k: v for k, v in user.env.items() if k != "MCP_TIMEOUT"}  # the next session, with the default limit
+    line = server_line(mcp_list(claude, user.project, patient), PLUGIN_SERVER)
+    assert "Connected" in line, line
 
 
 def test_warm_start_is_close_to_mcp_server_time(installed):

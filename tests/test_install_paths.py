@@ -3,28 +3,19 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.install_helpers import SYSTEM_PATH, clean_clone, start_time, user_env
+from tests.install_helpers import SYSTEM_PATH, clean_clone, start_time, user_env, uv_folder
 from tests.mcp_helpers import text_of
 
 
 @pytest.fixture
 def uv_bin(tmp_path) -> Path:
-    """A folder holding only uv and uvx, as a user's ~/.local/bin would after installing uv."""
-    found = shutil.which("uv", path=str(Path(sys.executable).parent))
-    assert found, "uv is installed by the [test] extra"
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    for name in ("uv", "uvx"):
-        (folder / name).symlink_to(Path(found).parent / name)
-    return folder
+    return uv_folder(tmp_path / "bin")
 
 
 def test_uvx_runs_the_server_from_a_clean_clone(uv_bin, tmp_path):
@@ -63,3 +54,4 @@ def test_the_launcher_provisions_with_uv_when_uv_is_on_path(uv_bin, tmp_path):
     assert "uv = " in (ready[0].parent / "pyvenv.cfg").read_text()  # made by `uv venv`
     print(f"\nfirst start with uv: {first:.1f} s")
     assert start_time(params) < first  # the second start reuses it
+
