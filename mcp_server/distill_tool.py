@@ -249,6 +249,12 @@ def distill_tool(entry: dict[str, Any], limits: Limits) -> Tool:
     slots = threading.BoundedSemaphore(limits.max_concurrent)
 
     async def kd_run_quick_distill(ctx: Context, **kwargs: Any) -> CallToolResult:
+        # --- issue 12: without the [distill] extra, answer with the one command that installs it (mcp_server/torch_env.py)
+        from mcp_server.torch_env import missing_message
+
+        if (missing := missing_message()) is not None:
+            raise ToolError(missing)
+        # --- end issue 12
         from skill.distill.report import DistillReport
         from skill.errors import InputError
 

@@ -4,9 +4,12 @@ quick distill through the server on the bundled digits data - what an agent sees
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Callable, TextIO
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -30,6 +33,39 @@ SESSION = [
 ]
 
 
+class ProgressLine:
+    """Progress a person can read: on a terminal one line redrawn in place (a bar and the latest message);
+    elsewhere (a pipe, a CI log) one line every `every_s` seconds and the last one, never a line per epoch."""
+
+    def __init__(self, stream: TextIO = sys.stderr, every_s: float = 5.0, clock: Callable[[], float] = time.monotonic, width: int = 24):
+        self.stream, self.every_s, self.clock, self.width = stream, every_s, clock, width
+        self.tty = stream.isatty()
+        self.last = -math.inf
+        self.drawn = False
+
+    def __call__(self, done: float, total: float | None, message: str | None) -> None:
+        text = message or ""
+        if self.tty:
+            filled = int(self.width * min(done / total, 1.0)) if total else 0
+            self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] {text[:80]:<80}")
+            self.drawn = True
+        else:
+            now = self.clock()
+            finished = bool(total) and done >= total  # type: ignore[operator]
+            if now - self.last < self.every_s and not finished:
+                return
+            self.last = now
+            self.stream.write(f"  {done:.0f}/{total or 0:.0f} {text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the redrawn line so the next output starts on its own line."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
 async def advise() -> None:
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_server"], cwd=str(ROOT),
                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -44,10 +80,13 @@ async def advise() -> None:
 
         print("\n>>> kd_run_quick_distill (bundled digits: teacher vs from-scratch vs distilled student, paired seed)")
 
+        line = ProgressLine()
+
         async def show(done: float, total: float | None, message: str | None) -> None:
-            print(f"  progress {done:>5.0f}/{total or 0:<5.0f} {message}", file=sys.stderr)
+            line(done, total, message)
 
         result = await client.call_tool("kd_run_quick_distill", {"output_dir": "kd_runs"}, progress_callback=show)
+        line.close()
         print(to_text(result.structured_content) if not result.is_error else result.content[0].text)
         images = [c for c in result.content if c.type == "image"]
         print(f"  (the result also carries the plot as a {images[0].mime_type} image)" if images else "")

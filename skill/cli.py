@@ -123,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot read input: {exc}")
+    except ModuleNotFoundError as exc:  # `distill` without the optional extra (issue 12)
+        if args.command != "distill":
+            raise
+        return _fail(f"`kd-skill distill` needs the optional [distill] packages ({exc.name} is missing): "
+                     "pip install 'knowledge-distillation-deep[distill]' (on Linux add --extra-index-url "
+                     "https://download.pytorch.org/whl/cpu for the CPU build of PyTorch)")
     if args.format == "text":
         print(to_text(response))
     else:

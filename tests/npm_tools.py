@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "npm"
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 SKILLS_INSTALLER = "skills@1.3.9"
+CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.332"  # the registry's latest when pinned (npm view @anthropic-ai/claude-code version)
 
 
 def require_npm() -> str:

@@ -1,0 +1,53 @@
+"""The demo's progress is readable: one redrawn line on a terminal, a line every few seconds in a log."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import pty
+import select
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("kd_demo", ROOT / "scripts" / "demo.py")
+demo = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(demo)  # type: ignore[union-attr]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _feed(line, clock: Clock, updates: int = 500, step_s: float = 0.05) -> None:
+    """500 epoch updates over 25 s, as a default quick distill sends them."""
+    for i in range(1, updates + 1):
+        clock.now += step_s
+        line(i, updates, f"epoch {i}")
+    line.close()
+
+
+def test_a_log_gets_a_line_every_few_seconds_and_the_last_one():
+    out, clock = io.StringIO(), Clock()
+    _feed(demo.ProgressLine(out, every_s=5.0, clock=clock), clock)
+    lines = out.getvalue().splitlines()
+    assert 5 <= len(lines) <= 7, lines  # 25 s at one line per 5 s, plus the final one
+    assert lines[-1].strip() == "500/500 epoch 500" and "\r" not in out.getvalue()
+
+
+def test_a_terminal_gets_one_line_redrawn_in_place():
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as tty, os.fdopen(leader, "rb", buffering=0) as screen:
+        clock = Clock()
+        _feed(demo.ProgressLine(tty, clock=clock), clock, updates=20)
+        tty.flush()
+        chunks = []
+        while select.select([screen], [], [], 0.5)[0]:  # a pty hands the output over in pieces
+            chunks.append(screen.read(65536))
+        shown = b"".join(chunks).decode()
+    assert shown.count("\r") >= 20 and shown.count("\n") == 1, repr(shown[-200:])  # the pty turns the final \n into \r\n
+    assert "[########################] epoch 20" in shown
