@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from skill.route_numbers import Quantity, find_reduction, read_numbers
+from skill.route_numbers import Quantity, find_reduction, find_size_sweep, read_numbers
 from skill.route_reading import Hit, Reader, group_score
 
 
@@ -50,12 +50,13 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
             hit = reader.hit("budget", group, "budget", quantity.start, quantity.start + len(quantity.words))
             ev.hits["budget"].append(hit)
             ev.scores["budget"] = max(ev.scores["budget"], group_score([hit]))
-    reduction = find_reduction(reader.text, rules)
-    if reduction:
-        group = {"id": "size_reduction", "weight": rules["numbers"]["reduction_weight"], "context": "ml"}
-        hit = reader.hit("in_scope", group, "goal", reduction[0], reduction[0] + len(reduction[1]))
-        ev.hits["in_scope"].append(hit)
-        ev.scores["in_scope"] += group_score([hit])
+    for gid, found, weight in (("size_reduction", find_reduction(reader.text, rules), "reduction_weight"),
+                               ("size_sweep", find_size_sweep(reader.text, rules, ev.numbers), "size_sweep_weight")):
+        if found:
+            group = {"id": gid, "weight": rules["numbers"][weight], "context": "ml"}
+            hit = reader.hit("in_scope", group, "goal", found[0], found[0] + len(found[1]))
+            ev.hits["in_scope"].append(hit)
+            ev.scores["in_scope"] += group_score([hit])
     _drop_lone_descriptors(ev)
     ev.budget = ev.scores["budget"] > 0
     ev.scores["in_scope"] += ev.scores["budget"]

@@ -120,10 +120,17 @@ class Reader:
         self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
         self.dismissals = self._spans(self.reading["dismissal_cues"])
         # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
-        self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)))
+        names = self._spans(self.reading["model_names"])
+        self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)) + names)
         # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
-        ml_starts = {start for start, _, _ in self._spans(self.reading["ml_nouns"])}
-        self.non_ml_words = [w for w in self._spans(self.reading["non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+        nouns = self._spans(self.reading["ml_nouns"])
+        ml_starts = {start for start, _, _ in nouns}
+        non_ml = self._spans(self.reading["non_ml_context"])
+        # "distillation recipe", "image segmenter": everyday words vote only while nothing names a model
+        self.names_model = bool(names or nouns or self._spans(ml_terms(rules)))
+        if not self.names_model:
+            non_ml += self._spans(self.reading["weak_non_ml_context"])
+        self.non_ml_words = sorted(w for w in non_ml if not self._qualifies(w[1], ml_starts))
 
     def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
         gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))

@@ -234,7 +234,7 @@ def test_every_pattern_compiles_and_every_goal_is_unique():
     groups = list(rules["in_scope"]["groups"]) + [rules["budget"]]
     groups += [g for b in rules["boundaries"] for g in b.get("groups", [])] + [g for s in rules["siblings"] for g in s["groups"]]
     reading = rules["reading"]
-    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "dismissal_cues", "bound_phrases", "ml_context", "ml_nouns", "non_ml_context", "current_cues", "budget_cues")]
+    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "dismissal_cues", "bound_phrases", "ml_context", "ml_nouns", "model_names", "non_ml_context", "weak_non_ml_context", "current_cues", "budget_cues")]
     for patterns in lists:
         for pattern in patterns:
             re.compile(pattern)
