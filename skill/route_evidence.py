@@ -64,6 +64,8 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
         _score(reader, ev, boundary["id"], boundary.get("groups", []), "boundary")
     for sibling in rules["siblings"]:
         _score(reader, ev, sibling["skill"], sibling["groups"], "sibling")
+        if sibling.get("shares_budget") and ev.scores[sibling["skill"]] > 0:
+            ev.scores[sibling["skill"]] += ev.scores["budget"]  # a target device supports deployment work as much as ours
     # an explicit "distil" is the ask unless it is put off or done, or a sibling's work stands in a weightier phrase
     # ("we'd distil it, but first we need SHAP")
     stressed = max((reader.text.phrase(h.start).weight for s in rules["siblings"] for h in ev.counted(s["skill"])), default=0.0)
