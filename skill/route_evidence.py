@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from skill.route_numbers import Quantity, find_reduction, find_size_sweep, read_numbers
+from skill.route_numbers import Quantity, drop_corrected, find_reduction, find_size_sweep, read_numbers
 from skill.route_reading import Hit, Reader, group_score
 
 
@@ -44,6 +44,7 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
     _score(reader, ev, "in_scope", rules["in_scope"]["groups"], "goal")
     _score(reader, ev, "budget", [rules["budget"]], "budget")
     ev.numbers = [q for q in read_numbers(reader.text, rules) if not reader.negated_by(q.start)]  # "50 ms, not 5 ms"
+    ev.numbers = drop_corrected(reader.text, rules, ev.numbers)
     for quantity in ev.numbers:
         if (quantity.kind == "latency_ms" and not quantity.current) or (quantity.kind == "size_mb" and quantity.target):
             group = {"id": "stated_budget", "weight": rules["budget"]["weight"], "context": "ml"}

@@ -116,3 +116,9 @@ def find_size_sweep(text: Text, rules: Mapping[str, Any], quantities: list[Quant
     if len(sizes) < 2:
         return None
     return sorted(sizes.values())[1]
+
+
+def drop_corrected(text: Text, rules: Mapping[str, Any], quantities: list[Quantity]) -> list[Quantity]:
+    """Drop a number that a correction cue restates with another of its kind ("2 ms... wait, 20 ms is fine")."""
+    cues = [m.start() for m in compile_terms(tuple(rules["reading"]["correction_cues"])).finditer(text.raw)]
+    return [q for q in quantities if not any(q.start < cue < r.start and r.kind == q.kind for cue in cues for r in quantities)]

@@ -131,6 +131,8 @@ class Reader:
         if not self.names_model:
             non_ml += self._spans(self.reading["weak_non_ml_context"])
         self.non_ml_words = sorted(w for w in non_ml if not self._qualifies(w[1], ml_starts))
+        # "car model", "teacher training": an ML word inside a non-ML phrase is part of that phrase
+        self.ml_words = [w for w in self.ml_words if not any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in self.non_ml_words)]
 
     def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
         gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))

@@ -285,3 +285,51 @@ def test_plan_prompt_asks_before_dropping_a_delegated_task():
 
     text = plan_distillation("800 MB BERT sentiment")
     assert "never drop the task silently" in text and "primary_goal" in text and "ask the returned question" in text
+
+
+@pytest.mark.parametrize(
+    "text, verdict, target",
+    [
+        # everyday words vote against machine learning only while nothing names a model
+        ("we need about 30x compression of the satellite image segmenter for on-board use", "in_scope", None),
+        ("compress these images for the website", "out_of_scope", "not_ml"),
+        ("the model has to run inside a 20MB WASM bundle", "in_scope", None),
+        ("how do I make our React bundle smaller? it's 4 MB", "out_of_scope", "not_ml"),
+        # a model family or an ML noun is context enough
+        ("gemma 27b is too slow, we want the small one to learn from it", "in_scope", None),
+        # a non-ML phrase that contains an ML word overrides it
+        ("Which car model has the smallest turning circle?", "out_of_scope", "not_ml"),
+        ("teacher training workshop: distill the curriculum into one slide", "out_of_scope", "not_ml"),
+        # two model sizes compared: a capacity question
+        ("60M params -> 91.5%, 57M -> 84%: why such a drop?", "in_scope", None),
+        ("we raised $5M and $2M, where do we stand?", "out_of_scope", "not_ml"),
+        # training on a larger model's outputs is sequence-level distillation
+        ("Train a small LLM on GPT-4 outputs", "in_scope", None),
+        ("fine-tune on the survey responses from our customers", "out_of_scope", "not_ml"),
+        # a target device supports deployment work as much as distillation
+        ("our segmentation model is slow on the Snapdragon; should we use the Hexagon NPU through QNN?", "delegate", "model-deployment-optimization"),
+        # a corrected number is dropped
+        ("a single network that scores in 2 ms... wait, 20 ms is fine", "in_scope", None),
+        ("a single network that scores in 20 ms... wait, 2 ms", "delegate", "hardware-acceleration"),
+    ],
+)
+def test_general_reading_rules(text, verdict, target):
+    answer = route_request(RouteRequest(request=text))
+    assert answer.verdict == verdict, (answer.decided_by, [i.evidence for i in answer.intents])
+    assert (answer.skill if verdict == "delegate" else answer.boundary) == target
+
+
+def test_route_stays_fast():
+    """Every corpus request routed well under 1 s per 100 requests (the router is called once per turn)."""
+    import time
+
+    import yaml
+
+    data = Path(__file__).parent / "data"
+    texts = [i["text"] for f in sorted(data.glob("route_corpus*.yaml")) for i in yaml.safe_load(f.read_text(encoding="utf-8"))]
+    route_request(RouteRequest(request=texts[0]))  # compile and cache the rules once
+    start = time.perf_counter()
+    for text in texts:
+        route_request(RouteRequest(request=text))
+    per_100 = (time.perf_counter() - start) / len(texts) * 100
+    assert per_100 < 0.5, f"{per_100:.3f} s per 100 requests"
