@@ -119,20 +119,23 @@ class Reader:
         bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
         self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
         self.dismissals = self._spans(self.reading["dismissal_cues"])
-        # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
-        names = self._spans(self.reading["model_names"])
-        self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)) + names)
         # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
         nouns = self._spans(self.reading["ml_nouns"])
         ml_starts = {start for start, _, _ in nouns}
-        non_ml = self._spans(self.reading["non_ml_context"])
+        non_ml = [w for w in self._spans(self.reading["non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+
+        def outside(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+            """ "car model", "teacher training": an ML word inside a longer non-ML phrase is part of that phrase."""
+            return [w for w in found if not any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in non_ml)]
+
+        names, terms, nouns = outside(self._spans(self.reading["model_names"])), outside(self._spans(ml_terms(rules))), outside(nouns)
+        # the siblings' terms, our unambiguous ones (TensorRT, SHAP, logits) and model names also say "machine learning"
+        self.ml_words = sorted(outside(self._spans(self.reading["ml_context"])) + terms + names)
         # "distillation recipe", "image segmenter": everyday words vote only while nothing names a model
-        self.names_model = bool(names or nouns or self._spans(ml_terms(rules)))
+        self.names_model = bool(names or nouns or terms)
         if not self.names_model:
-            non_ml += self._spans(self.reading["weak_non_ml_context"])
-        self.non_ml_words = sorted(w for w in non_ml if not self._qualifies(w[1], ml_starts))
-        # "car model", "teacher training": an ML word inside a non-ML phrase is part of that phrase
-        self.ml_words = [w for w in self.ml_words if not any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in self.non_ml_words)]
+            non_ml += [w for w in self._spans(self.reading["weak_non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+        self.non_ml_words = sorted(non_ml)
 
     def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
         gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))
