@@ -308,6 +308,10 @@ def test_plan_prompt_asks_before_dropping_a_delegated_task():
         ("fine-tune on the survey responses from our customers", "out_of_scope", "not_ml"),
         # a target device supports deployment work as much as distillation
         ("our segmentation model is slow on the Snapdragon; should we use the Hexagon NPU through QNN?", "delegate", "model-deployment-optimization"),
+        # ratios state a size or speed goal
+        ("cut the detector's memory by 75% please", "in_scope", None),
+        ("we need the sentiment model 80% smaller for the app", "in_scope", None),
+        ("cut the cloud bill by 30%", "out_of_scope", "not_ml"),
         # a corrected number is dropped
         ("a single network that scores in 2 ms... wait, 20 ms is fine", "in_scope", None),
         ("a single network that scores in 20 ms... wait, 2 ms", "delegate", "hardware-acceleration"),
