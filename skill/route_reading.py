@@ -133,9 +133,11 @@ class Reader:
         self.ml_words = sorted(outside(self._spans(self.reading["ml_context"])) + terms + names)
         # "distillation recipe", "image segmenter": everyday words vote only while nothing names a model
         self.names_model = bool(names or nouns or terms)
-        if not self.names_model:
-            non_ml += [w for w in self._spans(self.reading["weak_non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
-        self.non_ml_words = sorted(non_ml)
+        weak = [w for w in self._spans(self.reading["weak_non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+        # ...and, when one is named, as the object right after an ambiguous term ("compress the images", see sense())
+        self.weak_objects = weak
+        self.object_gap = re.compile(rf"\s+(?:{'|'.join(self.reading['object_determiners'])})\s+(?:[\w-]+\s+)?", re.IGNORECASE)
+        self.non_ml_words = sorted(non_ml if self.names_model else non_ml + weak)
 
     def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
         gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))
@@ -166,7 +168,8 @@ class Reader:
         sentence = self.text.sentence(start)
         window = int(self.reading["context_window"])
         near: list[tuple[int, str, str]] = []
-        for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words)):
+        objects = [w for w in self.weak_objects if w[0] >= end and self.object_gap.fullmatch(self.text.raw[end:w[0]])] if self.names_model else []
+        for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words + objects)):
             for w_start, w_end, words in found:
                 if (w_end > start and w_start < end) or not (sentence.start <= w_start < sentence.end):
                     continue  # the term itself, or another sentence

@@ -234,7 +234,7 @@ def test_every_pattern_compiles_and_every_goal_is_unique():
     groups = list(rules["in_scope"]["groups"]) + [rules["budget"]]
     groups += [g for b in rules["boundaries"] for g in b.get("groups", [])] + [g for s in rules["siblings"] for g in s["groups"]]
     reading = rules["reading"]
-    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "dismissal_cues", "bound_phrases", "ml_context", "ml_nouns", "model_names", "non_ml_context", "weak_non_ml_context", "current_cues", "budget_cues")]
+    lists = [g["patterns"] for g in groups] + [reading[k] for k in ("contrast_cues", "step_cues", "deferral_cues", "negation_cues", "dismissal_cues", "bound_phrases", "ml_context", "ml_nouns", "model_names", "non_ml_context", "object_determiners", "weak_non_ml_context", "current_cues", "budget_cues")]
     for patterns in lists:
         for pattern in patterns:
             re.compile(pattern)
@@ -295,6 +295,8 @@ def test_plan_prompt_asks_before_dropping_a_delegated_task():
         ("compress these images for the website", "out_of_scope", "not_ml"),
         ("the model has to run inside a 20MB WASM bundle", "in_scope", None),
         ("how do I make our React bundle smaller? it's 4 MB", "out_of_scope", "not_ml"),
+        ("compress the images for our website before the classifier sees them", "out_of_scope", "not_ml"),
+        ("the distillation recipe for our 7B model, please", "in_scope", None),
         # a model family or an ML noun is context enough
         ("gemma 27b is too slow, we want the small one to learn from it", "in_scope", None),
         # a non-ML phrase that contains an ML word overrides it
