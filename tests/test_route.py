@@ -310,6 +310,9 @@ def test_plan_prompt_asks_before_dropping_a_delegated_task():
         ("fine-tune on the survey responses from our customers", "out_of_scope", "not_ml"),
         # a target device supports deployment work as much as distillation
         ("our segmentation model is slow on the Snapdragon; should we use the Hexagon NPU through QNN?", "delegate", "model-deployment-optimization"),
+        # a number of sites is not a number of rules; an app is not a reason to doubt a model
+        ("the student model needs federated training across our 12 branches", "delegate", "distributed-learning-coordination"),
+        ("how do I make the app's startup faster? it's a React Native app", "out_of_scope", "not_ml"),
         # ratios state a size or speed goal
         ("cut the detector's memory by 75% please", "in_scope", None),
         ("we need the sentiment model 80% smaller for the app", "in_scope", None),
