@@ -313,6 +313,8 @@ def test_plan_prompt_asks_before_dropping_a_delegated_task():
         # a number of sites is not a number of rules; an app is not a reason to doubt a model
         ("the student model needs federated training across our 12 branches", "delegate", "distributed-learning-coordination"),
         ("how do I make the app's startup faster? it's a React Native app", "out_of_scope", "not_ml"),
+        # a word that only describes the object is not counted against a sibling
+        ("can we use OpenVINO to speed up the student on Intel CPUs?", "delegate", "model-deployment-optimization"),
         # ratios state a size or speed goal
         ("cut the detector's memory by 75% please", "in_scope", None),
         ("we need the sentiment model 80% smaller for the app", "in_scope", None),
