@@ -119,9 +119,11 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
         _compare(trace, best_boundary["id"], b_score, best_sibling["skill"], s_score)
         verdict = "delegate" if best_boundary.get("skill") else "out_of_scope"
         return Decision(verdict, best_boundary, f"boundary {best_boundary['id']} (score {b_score:g}) is named and no sibling outscores it", trace=trace)
-    if s_score > 0 and not ev.action and s_score >= in_score:
-        _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score)
-        decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score:g})", trace=trace)
+    # a word that only describes the object ("the student", "my distilled model") does not pull a sibling's work here
+    described = max((h.weight for h in ev.counted("in_scope") if h.role == "descriptor"), default=0.0)
+    if s_score > 0 and not ev.action and s_score >= in_score - described:
+        _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score - described)
+        decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)", trace=trace)
         if s_score - in_score < close:
             decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
         return decision

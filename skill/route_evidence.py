@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from skill.route_numbers import Quantity, find_reduction, read_numbers
+from skill.route_numbers import Quantity, drop_corrected, find_reduction, find_size_sweep, read_numbers
 from skill.route_reading import Hit, Reader, group_score
 
 
@@ -44,18 +44,20 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
     _score(reader, ev, "in_scope", rules["in_scope"]["groups"], "goal")
     _score(reader, ev, "budget", [rules["budget"]], "budget")
     ev.numbers = [q for q in read_numbers(reader.text, rules) if not reader.negated_by(q.start)]  # "50 ms, not 5 ms"
+    ev.numbers = drop_corrected(reader.text, rules, ev.numbers)
     for quantity in ev.numbers:
         if (quantity.kind == "latency_ms" and not quantity.current) or (quantity.kind == "size_mb" and quantity.target):
             group = {"id": "stated_budget", "weight": rules["budget"]["weight"], "context": "ml"}
             hit = reader.hit("budget", group, "budget", quantity.start, quantity.start + len(quantity.words))
             ev.hits["budget"].append(hit)
             ev.scores["budget"] = max(ev.scores["budget"], group_score([hit]))
-    reduction = find_reduction(reader.text, rules)
-    if reduction:
-        group = {"id": "size_reduction", "weight": rules["numbers"]["reduction_weight"], "context": "ml"}
-        hit = reader.hit("in_scope", group, "goal", reduction[0], reduction[0] + len(reduction[1]))
-        ev.hits["in_scope"].append(hit)
-        ev.scores["in_scope"] += group_score([hit])
+    for gid, found, weight in (("size_reduction", find_reduction(reader.text, rules), "reduction_weight"),
+                               ("size_sweep", find_size_sweep(reader.text, rules, ev.numbers), "size_sweep_weight")):
+        if found:
+            group = {"id": gid, "weight": rules["numbers"][weight], "context": "ml"}
+            hit = reader.hit("in_scope", group, "goal", found[0], found[0] + len(found[1]))
+            ev.hits["in_scope"].append(hit)
+            ev.scores["in_scope"] += group_score([hit])
     _drop_lone_descriptors(ev)
     ev.budget = ev.scores["budget"] > 0
     ev.scores["in_scope"] += ev.scores["budget"]
@@ -63,6 +65,8 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
         _score(reader, ev, boundary["id"], boundary.get("groups", []), "boundary")
     for sibling in rules["siblings"]:
         _score(reader, ev, sibling["skill"], sibling["groups"], "sibling")
+        if sibling.get("shares_budget") and ev.scores[sibling["skill"]] > 0:
+            ev.scores[sibling["skill"]] += ev.scores["budget"]  # a target device supports deployment work as much as ours
     # an explicit "distil" is the ask unless it is put off or done, or a sibling's work stands in a weightier phrase
     # ("we'd distil it, but first we need SHAP")
     stressed = max((reader.text.phrase(h.start).weight for s in rules["siblings"] for h in ev.counted(s["skill"])), default=0.0)

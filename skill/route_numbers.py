@@ -104,3 +104,21 @@ def find_reduction(text: Text, rules: Mapping[str, Any]) -> tuple[int, str] | No
         if before and after and after < before:
             return m.start(), m.group(0)
     return None
+
+
+def find_size_sweep(text: Text, rules: Mapping[str, Any], quantities: list[Quantity]) -> tuple[int, str] | None:
+    """Where a second, different model size is stated ("60M params -> 91.5%, 57M -> 84%"): sizes of one model compared."""
+    scales = rules["numbers"]["model_size_units"]
+    pattern = re.compile(rf"(?<![\w.$€£])(\d+(?:\.\d+)?)\s?({_units(scales)})(?!\w)", re.IGNORECASE)
+    sizes: dict[float, tuple[int, str]] = {q.value: (q.start, q.words) for q in quantities if q.kind == "params"}
+    for m in pattern.finditer(text.raw):
+        sizes.setdefault(float(m.group(1)) * float(scales[m.group(2).lower()]), (m.start(), m.group(0)))
+    if len(sizes) < 2:
+        return None
+    return sorted(sizes.values())[1]
+
+
+def drop_corrected(text: Text, rules: Mapping[str, Any], quantities: list[Quantity]) -> list[Quantity]:
+    """Drop a number that a correction cue restates with another of its kind ("2 ms... wait, 20 ms is fine")."""
+    cues = [m.start() for m in compile_terms(tuple(rules["reading"]["correction_cues"])).finditer(text.raw)]
+    return [q for q in quantities if not any(q.start < cue < r.start and r.kind == q.kind for cue in cues for r in quantities)]

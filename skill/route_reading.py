@@ -119,11 +119,25 @@ class Reader:
         bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
         self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
         self.dismissals = self._spans(self.reading["dismissal_cues"])
-        # the siblings' terms and our unambiguous ones (TensorRT, SHAP, logits) also say "machine learning"
-        self.ml_words = sorted(self._spans(self.reading["ml_context"]) + self._spans(ml_terms(rules)))
         # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
-        ml_starts = {start for start, _, _ in self._spans(self.reading["ml_nouns"])}
-        self.non_ml_words = [w for w in self._spans(self.reading["non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+        nouns = self._spans(self.reading["ml_nouns"])
+        ml_starts = {start for start, _, _ in nouns}
+        non_ml = [w for w in self._spans(self.reading["non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+
+        def outside(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+            """ "car model", "teacher training": an ML word inside a longer non-ML phrase is part of that phrase."""
+            return [w for w in found if not any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in non_ml)]
+
+        names, terms, nouns = outside(self._spans(self.reading["model_names"])), outside(self._spans(ml_terms(rules))), outside(nouns)
+        # the siblings' terms, our unambiguous ones (TensorRT, SHAP, logits) and model names also say "machine learning"
+        self.ml_words = sorted(outside(self._spans(self.reading["ml_context"])) + terms + names)
+        # "distillation recipe", "image segmenter": everyday words vote only while nothing names a model
+        self.names_model = bool(names or nouns or terms)
+        weak = [w for w in self._spans(self.reading["weak_non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
+        # ...and, when one is named, as the object right after an ambiguous term ("compress the images", see sense())
+        self.weak_objects = weak
+        self.object_gap = re.compile(rf"\s+(?:{'|'.join(self.reading['object_determiners'])})\s+(?:[\w-]+\s+)?", re.IGNORECASE)
+        self.non_ml_words = sorted(non_ml if self.names_model else non_ml + weak)
 
     def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
         gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))
@@ -154,7 +168,8 @@ class Reader:
         sentence = self.text.sentence(start)
         window = int(self.reading["context_window"])
         near: list[tuple[int, str, str]] = []
-        for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words)):
+        objects = [w for w in self.weak_objects if w[0] >= end and self.object_gap.fullmatch(self.text.raw[end:w[0]])] if self.names_model else []
+        for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words + objects)):
             for w_start, w_end, words in found:
                 if (w_end > start and w_start < end) or not (sentence.start <= w_start < sentence.end):
                     continue  # the term itself, or another sentence
