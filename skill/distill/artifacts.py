@@ -63,7 +63,8 @@ def _plot(report: "DistillReport", path: Path) -> None:
     plt.close(fig)
 
 
-def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested: str | None) -> Artifacts:
+def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested: str | None,
+                    scaler: dict[str, torch.Tensor] | None = None, saved_student: str | None = None) -> Artifacts:
     from safetensors.torch import save_file
 
     folder = fresh_output_dir(requested)
@@ -71,7 +72,11 @@ def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested
     state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
     _atomic(weights, lambda tmp: save_file(state, str(tmp)))
     _atomic(plot, lambda tmp: _plot(report, tmp))
-    artifacts = Artifacts(output_dir=str(folder), student_weights=str(weights), report=str(report_path), plot=str(plot))
+    scaler_path = folder / "scaler.safetensors" if scaler is not None else None
+    if scaler_path is not None:  # the input scaling the student was trained with: without it the weights are unusable
+        _atomic(scaler_path, lambda tmp: save_file({k: v.contiguous() for k, v in scaler.items()}, str(tmp)))
+    artifacts = Artifacts(output_dir=str(folder), student_weights=str(weights), report=str(report_path), plot=str(plot),
+                          scaler=str(scaler_path) if scaler_path else None, saved_student=saved_student)
     report.artifacts = artifacts
     _atomic(report_path, lambda tmp: tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8"))
     return artifacts
