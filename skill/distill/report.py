@@ -98,10 +98,12 @@ class Settings(BaseModel):
 
 
 class WallTime(BaseModel):
+    """Seconds per stage; scratch and distilled students train together in one stack, so they share `students`."""
+
     data: float = 0.0
+    plan: float = Field(0.0, description="Architecture, method, thread choice and the time estimate (a few measured steps)")
     teacher: float = 0.0
-    scratch: float = 0.0
-    distill: float = 0.0
+    students: float = 0.0
     evaluate: float = 0.0
     total: float = 0.0
 

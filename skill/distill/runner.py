@@ -176,10 +176,12 @@ def _diagnose(run: Run, report: DistillReport, distilled_probs, teacher_probs, s
         groups=d.groups_test[:n].tolist() if d.groups_test is not None else None, positive_class=cfg.positive_class))  # type: ignore[union-attr]
     detected = set(report.diagnosis.detected)
     report.quality_gates = check_quality_gates(QualityGatesRequest(
-        alpha=cfg.alpha, alpha_reason="given to the quick distill", distillation_score=score, stratified_validation=True,
+        # a negative DS (student above its reference) is reported, but the gate only takes DS in its defined range
+        alpha=cfg.alpha, alpha_reason="given to the quick distill", distillation_score=score if score is not None and score >= 0 else None,
+        stratified_validation=True,
         per_class_thresholds_met="accuracy_mirage" not in detected, temperature=report.settings.temperature,
         temperature_tuned=report.settings.temperature_tuned, calibration_validated="temperature_blindness" not in detected,
-        compression_ratio=compression, cascade_evaluated=run.method == "cascade", accuracy=report.distilled.accuracy if report.distilled else None))
+        compression_ratio=compression if compression and compression >= 1 else None, cascade_evaluated=run.method == "cascade", accuracy=report.distilled.accuracy if report.distilled else None))
 
 
 def _summary(r: DistillReport) -> str:

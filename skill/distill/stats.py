@@ -3,7 +3,7 @@
 - seeds (initialisation and batch order): a paired t interval of the mean gain over seeds (scipy.stats.t);
 - the test set (which rows happened to be drawn): a paired bootstrap over test rows of the same mean gain.
 
-The combined half-width is the root sum of squares of the two (independent sources of variance). A gain is a gain
+Their widths are added in quadrature (independent sources of variance). A gain is a gain
 only when the combined 95% interval excludes 0. One seed gives the test-set interval and no verdict. McNemar's exact
 test on the paired predictions of the saved pair is reported too (Dietterich 1998).
 """
@@ -55,8 +55,10 @@ def bootstrap_interval(correct_a: np.ndarray, correct_b: np.ndarray, level: floa
 
 
 def combined_interval(mean: float, by_seed: Interval | None, by_test: Interval) -> Interval:
-    half = float(np.hypot(by_seed.half_width if by_seed else 0.0, by_test.half_width))
-    return Interval(mean - half, mean + half)
+    """Each side's distance from the mean added in quadrature (the bootstrap side may be asymmetric); with one seed
+    this is the test-set interval itself."""
+    seed_half = by_seed.half_width if by_seed else 0.0
+    return Interval(mean - float(np.hypot(seed_half, mean - by_test.low)), mean + float(np.hypot(seed_half, by_test.high - mean)))
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
