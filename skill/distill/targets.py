@@ -60,6 +60,7 @@ class TeacherTargets:
         self.teachers, self.to_teacher, self.need_maps = teachers, to_teacher, need_maps
         self.assignment = torch.tensor(assignment)
         self.single = len(set(assignment)) == 1
+        self.first = assignment[0] if assignment else 0
         self.cached: list[tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]] | None = None
         if precomputed is not None:  # the user's logits, aligned with X
             self.cached = [(precomputed, None, [])]
@@ -81,14 +82,19 @@ class TeacherTargets:
 
     def get(self, index: torch.Tensor, x_in: torch.Tensor, student_logits: torch.Tensor) -> TargetBatch:
         if self.cached is not None:
-            if self.single:
-                logits, feat, maps = self.cached[int(self.assignment[0])]
-                return TargetBatch(logits[index], feat[index] if feat is not None else None, [m[index] for m in maps] or None)
+            if self.single:  # the common case, kept to three gathers per step
+                logits, feat, maps = self.cached[self.first]
+                return TargetBatch(logits[index], None if feat is None else feat[index], [m[index] for m in maps] if maps else None)
             parts = [self.cached[int(t)] for t in self.assignment]
             return TargetBatch(torch.stack([p[0][i] for p, i in zip(parts, index)]),
                                torch.stack([p[1][i] for p, i in zip(parts, index)]) if parts[0][1] is not None else None,
                                [torch.stack([p[2][k][i] for p, i in zip(parts, index)]) for k in range(len(parts[0][2]))] or None)
-        # inputs are augmented (or maps too big to keep): run each teacher on its members' batches
+        # inputs are augmented (or maps too big to keep): run the teacher on every member's batch
+        if self.single:  # one call on all members' rows at once
+            M, B = x_in.shape[0], x_in.shape[1]
+            logits, feat, maps = self._run(self.teachers[self.first], x_in.flatten(0, 1))
+            return TargetBatch(logits.view(M, B, -1), None if feat is None else feat.view(M, B, -1),
+                               [m.view(M, B, *m.shape[1:]) for m in maps] if maps else None)
         outs = []
         for i, t in enumerate(self.assignment.tolist()):
             outs.append(self._run(self.teachers[t], x_in[i]))
