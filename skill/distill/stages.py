@@ -188,6 +188,14 @@ def _load_user_teacher(run: Run, path: Path) -> None:
         return
     run.external_teacher = load_torchscript(path)
     run.teacher_params = nets.count_params(run.external_teacher)
+    try:  # a teacher that cannot answer two training rows in the expected shape is refused here, not mid-run
+        with torch.no_grad():
+            logits = split_outputs(run.external_teacher(run.to_teacher(run.tensors["X"][:2])))[0]
+    except Exception as exc:
+        raise InputError("teacher", f"{path.name} failed on two training rows: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from exc
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, d.num_classes) or not logits.is_floating_point():
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise InputError("teacher", f"{path.name} must return logits of shape (rows, {d.num_classes}) (or a tuple starting with them); got {shape}")
 
 
 # ---- 3. method ------------------------------------------------------------------------------------------------------------
@@ -205,6 +213,11 @@ def method(run: Run) -> None:
                                                          same_architecture_family=True))
         warnings = "; ".join(w.id for w in answer.warnings)
         run.method, run.method_reason = answer.method.id, f"recommend_method: {answer.method.reason}" + (f" (warnings: {warnings})" if warnings else "")
+    if cfg.topology in ("online", "self") and run.method in ("feature", "relation"):
+        if cfg.method != "auto":
+            raise InputError("method", f"the {cfg.topology} topology distils the peers' or the previous generation's outputs (as published); "
+                             f"use method response or cascade, or topology teacher_student for {cfg.method}")
+        run.method, run.method_reason = "response", run.method_reason + f"; {cfg.topology} distils outputs only, so response is used"
     if run.external_teacher is not None and run.method in ("feature", "relation"):
         with torch.no_grad():
             _, feat, maps = split_outputs(run.external_teacher(run.to_teacher(run.tensors["X"][:2])))
