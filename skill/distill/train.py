@@ -106,6 +106,7 @@ class TrainSpec:
     hint_dim: int | None = None  # FitNets regressor output width (the teacher's feature width)
     on_epoch: Callable[[int, float, list[float]], None] | None = None
     max_steps: int | None = None  # a probe: stop after this many steps (used to estimate the run's time)
+    step_seconds: list[float] = field(default_factory=list)  # filled by a probe: the wall time of each step
 
 
 @dataclass
@@ -268,6 +269,7 @@ def train(spec: TrainSpec) -> list[Result]:
             total = torch.zeros(())
             for start in range(0, length, spec.batch_size):
                 spec.clock.check()
+                t_step = time.perf_counter()
                 index = order[:, start : start + spec.batch_size]  # [M, b]
                 xb, yb, lab = spec.X[index], spec.y[index], spec.has_label[index]
                 x_in = torch.where(augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug_gen), xb) if augmented.any() else xb
@@ -284,8 +286,10 @@ def train(spec: TrainSpec) -> list[Result]:
                 optimizer.step()
                 total = total + loss.detach().mean() * index.shape[1]
                 steps += 1
-                if spec.max_steps is not None and steps >= spec.max_steps:
-                    return []
+                if spec.max_steps is not None:
+                    spec.step_seconds.append(time.perf_counter() - t_step)
+                    if steps >= spec.max_steps:
+                        return []
             # validation: every member on the same split, one batched forward
             with torch.no_grad():
                 val_acc = (stack(spec.X_val, shared=True)[0].argmax(-1) == spec.y_val).float().mean(1)
