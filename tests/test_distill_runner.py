@@ -201,20 +201,9 @@ def test_pickle_posing_as_weights_is_refused_and_never_executed(tmp_path):
 
 
 def test_torchscript_teacher(tmp_path):
-    import torch
+    from tests.test_quick_distill_honesty import _logits_only_teacher
 
-    from skill.distill.nets import MLP
-
-    class Plain(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = MLP(64, [32], 10)
-
-        def forward(self, x):
-            return self.net(x)[0]
-
-    torch.jit.script(Plain()).save(str(tmp_path / "t.pt"))
-    report = _run(tmp_path, teacher=str(tmp_path / "t.pt"), student_hidden=[8])
+    report = _run(tmp_path, teacher=_logits_only_teacher(tmp_path / "t.pt"), student_hidden=[8])
     assert report.teacher.params > report.distilled.params and report.complete
 
 

@@ -25,46 +25,43 @@ class MLP(nn.Module):
         return self.head(h), h, []
 
 
-class CNN(nn.Module):
-    """Two 3x3 conv blocks on a square single-channel image; also returns the conv maps for attention transfer."""
+class _ConvNet(nn.Module):
+    """Two conv blocks (2-D 3x3 on a square image, or 1-D kernel 5 on an ordered signal), pooled; returns the
+    conv maps too, for attention transfer."""
+
+    def __init__(self, shape: tuple[int, ...], channels: list[int], num_classes: int) -> None:
+        super().__init__()
+        c1, c2 = (channels + channels)[:2]
+        conv, kernel, pooled = (nn.Conv2d, 3, 2) if len(shape) == 2 else (nn.Conv1d, 5, 4)
+        self.shape = shape
+        self.conv1 = conv(1, c1, kernel, padding=kernel // 2)
+        self.conv2 = conv(c1, c2, kernel, padding=kernel // 2)
+        self.pool = nn.AdaptiveAvgPool2d(pooled) if len(shape) == 2 else nn.AdaptiveAvgPool1d(pooled)
+        self.feature_dim = c2 * (pooled ** len(shape))
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        a1 = torch.relu(self.conv1(x.view(-1, 1, *self.shape)))
+        a2 = torch.relu(self.conv2(a1))
+        h = self.pool(a2).flatten(1)
+        return self.head(h), h, [a1, a2]
+
+
+class CNN(_ConvNet):
+    """Two 3x3 conv blocks on a square single-channel image."""
 
     def __init__(self, side: int, channels: list[int], num_classes: int) -> None:
-        super().__init__()
-        c1, c2 = (channels + channels)[:2]
+        super().__init__((side, side), channels, num_classes)
         self.side = side
-        self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.feature_dim = c2 * 4
-        self.head = nn.Linear(self.feature_dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        a1 = torch.relu(self.conv1(x.view(-1, 1, self.side, self.side)))
-        a2 = torch.relu(self.conv2(a1))
-        h = self.pool(a2).flatten(1)
-        return self.head(h), h, [a1, a2]
 
 
-class CNN1D(nn.Module):
-    """Two 1-D conv blocks (kernel 5) over an ordered signal, pooled to 4 positions; returns the conv maps too.
-
-    For sequences and time series, where neighbouring columns are related and an MLP ignores that order."""
+class CNN1D(_ConvNet):
+    """Two 1-D conv blocks (kernel 5) over an ordered signal, pooled to 4 positions: for sequences and time series,
+    where neighbouring columns are related and an MLP ignores that order."""
 
     def __init__(self, length: int, channels: list[int], num_classes: int) -> None:
-        super().__init__()
-        c1, c2 = (channels + channels)[:2]
+        super().__init__((length,), channels, num_classes)
         self.length = length
-        self.conv1 = nn.Conv1d(1, c1, 5, padding=2)
-        self.conv2 = nn.Conv1d(c1, c2, 5, padding=2)
-        self.pool = nn.AdaptiveAvgPool1d(4)
-        self.feature_dim = c2 * 4
-        self.head = nn.Linear(self.feature_dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        a1 = torch.relu(self.conv1(x.view(-1, 1, self.length)))
-        a2 = torch.relu(self.conv2(a1))
-        h = self.pool(a2).flatten(1)
-        return self.head(h), h, [a1, a2]
 
 
 ARCHS = ("mlp", "cnn", "cnn1d")
