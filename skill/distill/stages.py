@@ -297,7 +297,7 @@ def _probe(run: Run, members: list[Member], build, probe_targets: bool = False) 
     shared machine single steps can be delayed many times over by other processes."""
     targets = None
     if probe_targets and run.cfg.topology != "self":
-        targets = _targets(run, members, probe=True)
+        targets = _targets(run, members)
     spec = run.spec(members, 1, "", build=build, recipe=recipe(run), targets=targets, hint_dim=run.hint_dim)
     spec.max_steps = 12
     train(spec)
@@ -305,7 +305,7 @@ def _probe(run: Run, members: list[Member], build, probe_targets: bool = False) 
     return statistics.median(times) if times else 0.0
 
 
-def _targets(run: Run, members: list[Member], probe: bool = False):  # type: ignore[no-untyped-def]
+def _targets(run: Run, members: list[Member]):  # type: ignore[no-untyped-def]
     """The soft targets for the first student stack of this topology."""
     cfg = run.cfg
     if cfg.topology == "online":
