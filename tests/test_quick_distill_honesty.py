@@ -269,3 +269,11 @@ def test_stacked_members_train_exactly_as_alone():
         assert together[i].val_accuracy == alone.val_accuracy and together[i].epochs_run == alone.epochs_run
         for (k, a), b in zip(together[i].model.state_dict().items(), alone.model.state_dict().values()):
             assert torch.allclose(a, b, atol=1e-5), k
+
+
+def test_a_stack_too_large_for_memory_is_refused_with_the_field():
+    cfg = DistillConfig(seeds=10, temperature=None, temperature_grid=[1, 2, 3, 4, 5, 6, 7, 8], weight_grid=[0.1, 0.5, 0.9, 1.0],
+                        student_hidden=[2048, 2048], teacher_hidden=[64], save_artifacts=False, threads=1)
+    with pytest.raises(InputError) as err:
+        run_quick_distill(cfg)
+    assert err.value.field == "seeds" and "at once" in str(err.value)

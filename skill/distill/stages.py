@@ -27,6 +27,7 @@ from skill.errors import InputError
 from skill.rules import get_rules
 
 ProgressFn = Callable[[float, float, str], None]
+MAX_STACKED_WEIGHTS = 50_000_000  # all students of a run train at once: with Adam's state about 800 MB of float32 at most
 CONV_TEACHER_DEFAULT = [32, 32]  # a conv teacher with the MLP default of 256 channels would not fit a CPU budget
 
 
@@ -264,6 +265,10 @@ def plan(run: Run) -> None:
         run.members = topologies.self_scratch(seeds, cfg.learning_rate, cfg.generations)
     else:
         run.members = topologies.teacher_student(seeds, cfg.learning_rate, grid)
+    stacked = run.student_params * len(run.members)
+    if stacked > MAX_STACKED_WEIGHTS:
+        raise InputError("seeds", f"{len(run.members)} students of {run.student_params:,} weights each ({stacked:,} in all) exceed the "
+                         f"{MAX_STACKED_WEIGHTS:,} a quick distill trains at once: reduce seeds, temperature_grid, weight_grid or the student size")
     n_teachers = cfg.num_teachers if cfg.topology == "ensemble" else 1
     trains_teacher = cfg.teacher == "train" and cfg.topology in ("teacher_student", "ensemble")
     rows = len(run.tensors["X"])
