@@ -23,12 +23,12 @@ def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np
     if n < 2:
         verdict = "no_verdict"
         statement = (f"One seed: {mean:+.2f} points, test-set 95% interval {_fmt(by_test)}; seed-to-seed noise is unmeasured, "
-                     "so no verdict: run seeds >= 3.")
+                     "so no verdict: run seeds >= 3")
     else:
         verdict = "gain" if both.low > 0 else "loss" if both.high < 0 else "no_gain"
         noun = {"gain": "a gain", "loss": "a loss", "no_gain": "no demonstrated change (the interval includes 0)"}[verdict]
         statement = (f"Distillation changes accuracy by {mean:+.2f} points over {n} paired seeds, 95% interval {_fmt(both)} "
-                     f"(seeds {_fmt(by_seed)}, test rows {_fmt(by_test)}): {noun}.")  # type: ignore[arg-type]
+                     f"(seeds {_fmt(by_seed)}, test rows {_fmt(by_test)}): {noun}")  # type: ignore[arg-type]
     return Comparison(
         pairs=[SeedPair(seed=s, scratch_accuracy=float(a.mean()), distilled_accuracy=float(b.mean()), gain_points=float(g))
                for s, a, b, g in zip(seeds, scratch_correct, distilled_correct, gains)],
