@@ -175,7 +175,9 @@ def test_default_budget_finishes_three_seeds_and_restores_threads():
         torch.set_num_threads(before)
     assert report.complete and elapsed < DistillConfig().time_budget_s and len(report.comparison.pairs) == 3
     assert report.settings.threads == 1 and "multiply-adds per step" in report.settings.threads_reason
-    assert report.settings.time_estimate_s is not None and report.settings.epochs == DistillConfig().epochs  # nothing scaled
+    # the estimate assumes no early stopping; on a very busy machine it may scale the epochs, and then it says so
+    assert report.settings.time_estimate_s is not None
+    assert report.settings.epochs == DistillConfig().epochs or any("epochs scaled" in w for w in report.warnings)
     assert report.comparison.verdict in ("gain", "loss", "no_gain") and "95% interval" in report.comparison.statement
 
 
