@@ -10,14 +10,12 @@ step is paid once for the stack instead of once per model.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import stack_module_state
 
@@ -129,14 +127,6 @@ class _WithRegressor(nn.Module):
     def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
         logits, feat, maps = self.net(x)
         return logits, feat, self.regressor(feat) if self.regressor is not None else feat, list(maps)
-
-
-def accuracy_of(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        out = model(X)
-        logits = out[0] if isinstance(out, tuple) else out
-    return float((logits.argmax(1) == y).float().mean())
 
 
 class _Stack:
