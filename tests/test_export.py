@@ -74,9 +74,13 @@ def test_export_writes_a_self_contained_folder(tmp_path, digits_npz):
     compile((out / "train.py").read_text(), "train.py", "exec")
 
 
-def test_report_settings_and_evidence_are_carried_over(tmp_path, digits_npz):
-    # a report from a newer runner may carry fields this exporter has never seen (per-seed results): they are ignored
-    report = _report(tmp_path, seed_summary={"gain_beats_noise": False, "statement": "within the noise", "per_seed": [{"seed": 0}]}, new_field=[1, 2])
+@pytest.mark.parametrize("noise", [
+    {"comparison": {"verdict": "no_gain", "statement": "within the noise", "interval": [-1.0, 2.0]}},  # this runner's report
+    {"seed_summary": {"gain_beats_noise": False, "statement": "within the noise", "per_seed": [{"seed": 0}]}},  # an earlier runner's
+])
+def test_report_settings_and_evidence_are_carried_over(tmp_path, digits_npz, noise):
+    # a report may carry fields this exporter has never seen: they are ignored
+    report = _report(tmp_path, **noise, new_field=[1, 2])
     response = export_recipe(ExportRequest(from_report=str(report), data=str(digits_npz), output_dir=str(tmp_path / "r"), kd_loss_weight=0.7))
     settings = {s.name: s for s in response.settings}
     assert settings["distill.temperature"].value == 6.0 and "T=6.0 w=0.5 -> val 0.970" in settings["distill.temperature"].evidence
@@ -223,7 +227,7 @@ def test_the_report_fields_read_exist_in_the_runners_report_model():
     """The exporter reads a report by field name: each name it reads must still exist in DistillReport."""
     from skill.distill.report import DistillReport, Settings, Trial
 
-    assert {"dataset", "trials", "settings", "gain_points", "compression_ratio", "complete", "seed_summary", "teacher", "scratch", "distilled"} <= set(DistillReport.model_fields)
+    assert {"dataset", "trials", "settings", "gain_points", "compression_ratio", "complete", "comparison", "teacher", "scratch", "distilled"} <= set(DistillReport.model_fields)
     assert {"method", "method_reason", "topology", "arch", "teacher_hidden", "student_hidden", "temperature", "kd_loss_weight",
             "temperature_tuned", "epochs", "epochs_run_distilled", "seed", "stop_reason"} <= set(Settings.model_fields)
     assert {"temperature", "kd_loss_weight", "val_accuracy"} <= set(Trial.model_fields)

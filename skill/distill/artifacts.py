@@ -78,7 +78,8 @@ def _plot(report: "DistillReport") -> bytes:
     return buffer.getvalue()
 
 
-def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested: str | None) -> Artifacts:
+def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested: str | None,
+                    scaler: dict[str, torch.Tensor] | None = None, saved_student: str | None = None) -> Artifacts:
     from safetensors.torch import save
 
     given_fd = sources.output_dir_fd(requested)
@@ -90,8 +91,12 @@ def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested
         meta = net_spec_metadata(report.settings.arch, report.settings.student_hidden)
         _atomic(folder_fd, "student.safetensors", save(state, metadata=meta))
         _atomic(folder_fd, "plot.png", _plot(report))
+        scaler_name = "scaler.safetensors" if scaler is not None else None
+        if scaler is not None:  # the input scaling the student was trained with: without it the weights are unusable
+            _atomic(folder_fd, scaler_name, save({k: v.contiguous() for k, v in scaler.items()}))
         artifacts = Artifacts(output_dir=str(folder), student_weights=str(folder / "student.safetensors"), report=str(folder / "report.json"),
-                              plot=str(folder / "plot.png"))
+                              plot=str(folder / "plot.png"), scaler=str(folder / scaler_name) if scaler_name else None,
+                              saved_student=saved_student)
         report.artifacts = artifacts
         _atomic(folder_fd, "report.json", report.model_dump_json(indent=2).encode())
     finally:

@@ -65,12 +65,14 @@ def measured_flops_per_s() -> float:
     return 2 * 384**3 / max(best, 1e-6)
 
 
-def check_run_size(cfg: Any, arch: str, data: "Dataset") -> None:
-    """Refuse, with the numbers, a run whose nets or steps cannot fit the caps and the time budget."""
+def check_run_size(cfg: Any, arch: str, data: "Dataset", teacher_hidden: list[int] | None = None) -> None:
+    """Refuse, with the numbers, a run whose nets or steps cannot fit the caps and the time budget.
+
+    teacher_hidden: the sizes the run will really build (a conv teacher has its own default), else cfg.teacher_hidden."""
     features, batch = data.X_train.shape[1], min(cfg.batch_size, max(len(data.X_train), 1))
     nets_of_run: list[tuple[str, list[int], int, bool]] = []  # name, hidden, copies, trained here
     if cfg.teacher == "train":
-        nets_of_run.append(("teacher_hidden", list(cfg.teacher_hidden), cfg.num_teachers if cfg.topology == "ensemble" else 1, True))
+        nets_of_run.append(("teacher_hidden", list(teacher_hidden or cfg.teacher_hidden), cfg.num_teachers if cfg.topology == "ensemble" else 1, True))
     if cfg.student_hidden:
         nets_of_run.append(("student_hidden", list(cfg.student_hidden), cfg.num_peers if cfg.topology == "online" else 1, True))
     total_params, speed = 0, None

@@ -14,18 +14,38 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs_T: torch.Tensor, T: floa
     return F.kl_div(log_p, teacher_probs_T, reduction="batchmean") * T * T
 
 
-def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor, T: float, alpha: float, beta: float) -> torch.Tensor:
-    """Zhao et al. 2022 (DKD): alpha * target-class KD (binary: target vs rest) + beta * non-target KD, each times T^2."""
-    gt = F.one_hot(target, student_logits.shape[1]).bool()
-    p_s, p_t = F.softmax(student_logits / T, dim=1), F.softmax(teacher_logits / T, dim=1)
-    binary_s = torch.stack([p_s[gt], p_s.masked_fill(gt, 0).sum(1)], dim=1)
-    binary_t = torch.stack([p_t[gt], p_t.masked_fill(gt, 0).sum(1)], dim=1)
-    tckd = F.kl_div(binary_s.clamp_min(1e-12).log(), binary_t, reduction="batchmean") * T * T
+def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor, T: float | torch.Tensor, alpha: float,
+             beta: float) -> torch.Tensor:
+    """Zhao et al. 2022 (DKD): alpha * target-class KD (binary: target vs rest) + beta * non-target KD, each times T^2.
+
+    Logits [B, C] give a scalar; a stack [M, B, C] with one T per model ([M]) gives [M]."""
+    T = torch.as_tensor(T, dtype=student_logits.dtype)
+    t = T.view(-1, 1, 1) if T.dim() else T
+    gt = F.one_hot(target, student_logits.shape[-1]).to(student_logits.dtype)
+    p_s, p_t = F.softmax(student_logits / t, dim=-1), F.softmax(teacher_logits / t, dim=-1)
+    binary_s = torch.stack([(p_s * gt).sum(-1), (p_s * (1 - gt)).sum(-1)], dim=-1)
+    binary_t = torch.stack([(p_t * gt).sum(-1), (p_t * (1 - gt)).sum(-1)], dim=-1)
+    tckd = (torch.xlogy(binary_t, binary_t) - binary_t * binary_s.clamp_min(1e-12).log()).sum(-1).mean(-1)
     # non-target distributions: renormalised over the other classes (the target logit masked out)
-    log_q_s = F.log_softmax(student_logits / T - 1000.0 * gt, dim=1)
-    q_t = F.softmax(teacher_logits / T - 1000.0 * gt, dim=1)
-    nckd = F.kl_div(log_q_s, q_t, reduction="batchmean") * T * T
-    return alpha * tckd + beta * nckd
+    log_q_s = F.log_softmax(student_logits / t - 1000.0 * gt, dim=-1)
+    log_q_t = F.log_softmax(teacher_logits / t - 1000.0 * gt, dim=-1)
+    nckd = (log_q_t.exp() * (log_q_t - log_q_s)).sum(-1).mean(-1)
+    return (alpha * tckd + beta * nckd) * T * T
+
+
+def kd_per_member(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """kd_loss for a stack of models at once: logits [M, B, C], one T per model [M]; returns [M] (Hinton et al. 2015)."""
+    t = T.view(-1, 1, 1)
+    log_p_s = F.log_softmax(student_logits / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / t, dim=-1)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean(-1) * T * T
+
+
+def ce_per_member(logits: torch.Tensor, labels: torch.Tensor, has_label: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the labelled rows of each model's batch: logits [M, B, C]; returns [M] (0 without labels)."""
+    ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
+    weight = has_label.to(ce.dtype)
+    return (ce * weight).sum(-1) / weight.sum(-1).clamp_min(1)
 
 
 def fitnet_hint(student_feat_projected: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
@@ -43,9 +63,11 @@ def attention_transfer(student_maps: list[torch.Tensor], teacher_maps: list[torc
 
 
 def _pairwise_distances(x: torch.Tensor) -> torch.Tensor:
-    d = torch.cdist(x, x)
-    mean = d[d > 0].mean() if (d > 0).any() else d.new_tensor(1.0)
-    return d / mean
+    sq = (x.unsqueeze(0) - x.unsqueeze(1)).pow(2).sum(-1)
+    positive = sq > 0
+    d = torch.where(positive, sq.clamp_min(1e-12).sqrt(), torch.zeros_like(sq))  # no NaN gradient on the diagonal
+    mean = d.sum() / positive.sum().clamp_min(1)  # mean of the positive distances, without data-dependent shapes (vmap)
+    return d / torch.where(mean > 0, mean, torch.ones_like(mean))
 
 
 def rkd_distance(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:

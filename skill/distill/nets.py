@@ -25,24 +25,46 @@ class MLP(nn.Module):
         return self.head(h), h, []
 
 
-class CNN(nn.Module):
-    """Two 3x3 conv blocks on a square single-channel image; also returns the conv maps for attention transfer."""
+class _ConvNet(nn.Module):
+    """Two conv blocks (2-D 3x3 on a square image, or 1-D kernel 5 on an ordered signal), pooled; returns the
+    conv maps too, for attention transfer."""
 
-    def __init__(self, side: int, channels: list[int], num_classes: int) -> None:
+    def __init__(self, shape: tuple[int, ...], channels: list[int], num_classes: int) -> None:
         super().__init__()
         c1, c2 = (channels + channels)[:2]
-        self.side = side
-        self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.feature_dim = c2 * 4
+        conv, kernel, pooled = (nn.Conv2d, 3, 2) if len(shape) == 2 else (nn.Conv1d, 5, 4)
+        self.shape = shape
+        self.conv1 = conv(1, c1, kernel, padding=kernel // 2)
+        self.conv2 = conv(c1, c2, kernel, padding=kernel // 2)
+        self.pool = nn.AdaptiveAvgPool2d(pooled) if len(shape) == 2 else nn.AdaptiveAvgPool1d(pooled)
+        self.feature_dim = c2 * (pooled ** len(shape))
         self.head = nn.Linear(self.feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        a1 = torch.relu(self.conv1(x.view(-1, 1, self.side, self.side)))
+        a1 = torch.relu(self.conv1(x.view(-1, 1, *self.shape)))
         a2 = torch.relu(self.conv2(a1))
         h = self.pool(a2).flatten(1)
         return self.head(h), h, [a1, a2]
+
+
+class CNN(_ConvNet):
+    """Two 3x3 conv blocks on a square single-channel image."""
+
+    def __init__(self, side: int, channels: list[int], num_classes: int) -> None:
+        super().__init__((side, side), channels, num_classes)
+        self.side = side
+
+
+class CNN1D(_ConvNet):
+    """Two 1-D conv blocks (kernel 5) over an ordered signal, pooled to 4 positions: for sequences and time series,
+    where neighbouring columns are related and an MLP ignores that order."""
+
+    def __init__(self, length: int, channels: list[int], num_classes: int) -> None:
+        super().__init__((length,), channels, num_classes)
+        self.length = length
+
+
+ARCHS = ("mlp", "cnn", "cnn1d")
 
 
 def build(arch: str, in_features: int, hidden: list[int], num_classes: int, side: int | None) -> nn.Module:
@@ -50,6 +72,8 @@ def build(arch: str, in_features: int, hidden: list[int], num_classes: int, side
         if side is None:
             raise ValueError("cnn needs square image inputs")
         return CNN(side, hidden, num_classes)
+    if arch == "cnn1d":
+        return CNN1D(in_features, hidden, num_classes)
     return MLP(in_features, hidden, num_classes)
 
 
@@ -67,7 +91,7 @@ def student_hidden_for(arch: str, in_features: int, teacher_params: int, ratio: 
     best, best_gap = [1] * depth, float("inf")
     for width in range(1, 1025):
         hidden = [width] * depth
-        params = count_params(build(arch, in_features, hidden, num_classes, side)) if arch == "cnn" else _mlp_params(in_features, hidden, num_classes)
+        params = count_params(build(arch, in_features, hidden, num_classes, side)) if arch != "mlp" else _mlp_params(in_features, hidden, num_classes)
         gap = abs(params - target)
         if gap < best_gap:
             best, best_gap = hidden, gap
@@ -82,3 +106,47 @@ def _mlp_params(in_features: int, hidden: list[int], num_classes: int) -> int:
         total += width * h + h
         width = h
     return total + width * num_classes + num_classes
+
+
+# ---- stacked forward: M nets of one architecture at once, weights stacked on a leading dim -----------------------
+# Plain batched matmuls (baddbmm) and grouped convolutions: the same arithmetic as M separate forwards, without the
+# per-call Python cost of running M modules (or of torch.func.functional_call, which walks the module every call).
+
+def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
+    return torch.baddbmm(p[f"{name}.bias"].unsqueeze(1), x, p[f"{name}.weight"].transpose(1, 2))
+
+
+def _grouped_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv, padding: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """x [B, M*C_in, ...], weight [M, C_out, C_in, k...]: member m's channels see only member m's filters."""
+    M = weight.shape[0]
+    return conv(x, weight.flatten(0, 1), bias.flatten(), padding=padding, groups=M)
+
+
+def _to_members(a: torch.Tensor, M: int) -> torch.Tensor:
+    """[B, M*C, ...] -> [M, B, C, ...]"""
+    return a.view(a.shape[0], M, -1, *a.shape[2:]).transpose(0, 1)
+
+
+def stacked_forward(template: nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor, prefix: str = "") -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """(logits [M, B, K], features [M, B, D], maps as [M, B, C, ...]) of the stacked nets on x [M, B, F]."""
+    import torch.nn.functional as F
+
+    M, B = x.shape[0], x.shape[1]
+    if isinstance(template, MLP):
+        h = x
+        for j, layer in enumerate(template.body):
+            if isinstance(layer, nn.Linear):
+                h = torch.relu(_linear(p, f"{prefix}body.{j}", h))
+        return _linear(p, f"{prefix}head", h), h, []
+    if isinstance(template, CNN):
+        side, conv, pool = template.side, F.conv2d, lambda a: F.adaptive_avg_pool2d(a, 2)
+        grid = x.transpose(0, 1).reshape(B, M, side, side)
+    elif isinstance(template, CNN1D):
+        conv, pool = F.conv1d, lambda a: F.adaptive_avg_pool1d(a, 4)
+        grid = x.transpose(0, 1).reshape(B, M, template.length)
+    else:
+        raise TypeError(f"no stacked forward for {type(template).__name__}")
+    a1 = torch.relu(_grouped_conv(grid, p[f"{prefix}conv1.weight"], p[f"{prefix}conv1.bias"], conv, template.conv1.padding[0]))
+    a2 = torch.relu(_grouped_conv(a1, p[f"{prefix}conv2.weight"], p[f"{prefix}conv2.bias"], conv, template.conv2.padding[0]))
+    h = _to_members(pool(a2), M).flatten(2)
+    return _linear(p, f"{prefix}head", h), h, [_to_members(a1, M), _to_members(a2, M)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from skill.models import DiagnoseFailureResponse, QualityGatesResponse
@@ -20,10 +22,18 @@ class ModelMetrics(BaseModel):
 
 
 class Trial(BaseModel):
-    temperature: float
-    kd_loss_weight: float
+    """One trained student: which role, seed and setting, how it did on validation, and whether it was selected."""
+
+    role: str = Field(description="scratch, distilled, peer (online) or generation (self)")
+    seed: int
+    learning_rate: float
+    temperature: float | None = None
+    kd_loss_weight: float | None = None
+    generation: int | None = None
     val_accuracy: float
-    epochs: int
+    epochs: int = Field(description="Epochs run before early stopping (or the stop)")
+    steps: int = Field(description="Optimiser steps; scratch and distilled get the same number per epoch (step-matched)")
+    selected: bool = Field(description="Best on validation among its seed's trials of the same side")
 
 
 class CascadePoint(BaseModel):
@@ -33,42 +43,67 @@ class CascadePoint(BaseModel):
     is_guidance_threshold: bool = Field(description="The threshold in use: the rule's 0.9 unless cascade_threshold was set")
 
 
-class SeedSummary(BaseModel):
-    seeds: list[int]
-    gains_points: list[float]
+class SeedPair(BaseModel):
+    seed: int
+    scratch_accuracy: float
+    distilled_accuracy: float
+    gain_points: float
+
+
+class Comparison(BaseModel):
+    """Distilled versus scratch over paired seeds, with both sources of noise (see references/quick-distill.md)."""
+
+    pairs: list[SeedPair]
     mean_gain_points: float
-    std_gain_points: float
-    distilled_accuracy_mean: float
-    scratch_accuracy_mean: float
-    gain_beats_noise: bool
+    std_gain_points: float | None = Field(description="Standard deviation of the per-seed gains (None with one seed)")
+    seed_interval: list[float] | None = Field(description="95% paired t interval of the mean gain over seeds (scipy.stats.t); None with one seed")
+    test_interval: list[float] = Field(description="95% paired bootstrap interval over test rows of the mean gain")
+    interval: list[float] = Field(description="Combined 95% interval: half-widths added in quadrature; the verdict reads this one")
+    mcnemar_p: float = Field(description="Exact McNemar test on the saved seed's paired test predictions (Dietterich 1998)")
+    verdict: Literal["gain", "loss", "no_gain", "no_verdict"] = Field(description="gain/loss only when the combined interval excludes 0; no_verdict with one seed")
     statement: str
 
 
 class Settings(BaseModel):
+    """What was used, for the saved student (seed `seed`): every number belongs to that model."""
+
     seed: int
     method: str
     method_reason: str
     topology: str
+    reference: str = Field(description="What the 'teacher' slot, the compression ratio and the distillation score compare against")
     arch: str
+    input_layout: str
+    standardize: str = Field(description="Feature scaling fitted on training inputs (per_feature, global or none), saved with the student")
     teacher_hidden: list[int] | None
     student_hidden: list[int]
-    temperature: float
-    kd_loss_weight: float
-    temperature_tuned: bool
-    epochs: int
+    temperature: float | None = Field(description="T of the saved distilled student (selected on validation for its seed)")
+    kd_loss_weight: float | None
+    learning_rate: float = Field(description="Learning rate of the saved distilled student")
+    scratch_learning_rate: float | None = Field(description="Learning rate of the scratch student it is compared with (selected on validation)")
+    temperature_tuned: bool = Field(description="True only when more than one T was tried and selected on validation")
+    trials_per_side: int = Field(description="Validation-selected trials per seed, the same for scratch (learning rates) and distilled")
+    epochs: int = Field(description="Epochs planned per student (after any scaling to the budget)")
     epochs_run_distilled: int
     epochs_run_scratch: int
+    steps_distilled: int
+    steps_scratch: int
+    teacher_epochs: int
     augment: str
     transfer_set_size: int
     stop_reason: str
     threads: int
+    threads_reason: str
+    time_estimate_s: float | None = Field(description="Estimated from measured training steps before the run")
 
 
 class WallTime(BaseModel):
+    """Seconds per stage; scratch and distilled students train together in one stack, so they share `students`."""
+
     data: float = 0.0
+    plan: float = Field(0.0, description="Architecture, method, thread choice and the time estimate (a few measured steps)")
     teacher: float = 0.0
-    scratch: float = 0.0
-    distill: float = 0.0
+    students: float = 0.0
     evaluate: float = 0.0
     total: float = 0.0
 
@@ -78,6 +113,8 @@ class Artifacts(BaseModel):
     student_weights: str | None = None
     report: str | None = None
     plot: str | None = None
+    scaler: str | None = Field(None, description="safetensors with 'mean' and 'std': feed the student (x - mean) / std")
+    saved_student: str | None = Field(None, description="Which student the weights file holds: the distilled one, or scratch when distillation did not help")
 
 
 class DistillReport(BaseModel):
@@ -89,14 +126,16 @@ class DistillReport(BaseModel):
     teacher: ModelMetrics
     scratch: ModelMetrics | None
     distilled: ModelMetrics | None
-    gain_points: float | None = Field(description="Distilled minus scratch accuracy, in points (seed 0 run; see seed_summary)")
+    gain_points: float | None = Field(description="Distilled minus scratch test accuracy of the saved seed's pair, in points (see comparison for all seeds)")
     teacher_share_kept: float | None = Field(description="Distilled accuracy / teacher accuracy")
     compression_ratio: float | None
     alpha: float
     distillation_score: float | None
     trials: list[Trial]
     cascade: list[CascadePoint] | None = None
-    seed_summary: SeedSummary | None = None
+    comparison: Comparison | None = None
+    verdict: str = Field("", description="What to do, in words")
+    warnings: list[str] = Field(default_factory=list)
     diagnosis: DiagnoseFailureResponse | None = None
     quality_gates: QualityGatesResponse | None = None
     settings: Settings

@@ -1,19 +1,30 @@
-"""One flat training loop for teachers, scratch students and distilled students (nanoGPT style)."""
+"""One flat training loop (nanoGPT style) that trains a whole stack of small nets at once.
+
+Every model of a quick distill (teachers; scratch students over a learning-rate grid; distilled students over the
+T x weight grid; all seeds) is the same architecture, so the stack is trained as one batched model with
+torch.func (stack_module_state + functional_call + vmap). Each member keeps its own initial weights, batch order,
+learning rate and loss weights, and its own best-validation weights, exactly as if trained alone: Adam is
+element-wise, and the members' losses are summed, so no gradient crosses between members. Python overhead per
+step is paid once for the stack instead of once per model.
+"""
 
 from __future__ import annotations
 
-import copy
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.func import stack_module_state
 
-from skill.distill.losses import FEATURE_LOSSES, RELATION_LOSSES, dkd_loss, kd_loss
+from skill.distill import nets
 
-Progress = Callable[[str], None]
+from skill.distill.losses import FEATURE_LOSSES, RELATION_LOSSES, ce_per_member, dkd_loss, kd_per_member
+
+if TYPE_CHECKING:
+    from skill.distill.targets import SoftTargets
 
 
 class Stopped(Exception):
@@ -37,161 +48,260 @@ class Clock:
         if time.monotonic() > self.deadline:
             raise Stopped("time_budget")
 
-
-@dataclass
-class Teacher:
-    """What a student learns from: a module to run, and/or logits precomputed on the training inputs."""
-
-    module: nn.Module | None = None
-    cached_logits: torch.Tensor | None = None  # aligned with the KD inputs when given
-
-    def outputs(self, x: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
-        if self.cached_logits is not None and index is not None:
-            return self.cached_logits[index], None, []
-        assert self.module is not None
-        with torch.no_grad():
-            out = self.module(x)
-        if isinstance(out, tuple):
-            return out[0], out[1], out[2]
-        return out, None, []
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
 
 
 @dataclass
 class Recipe:
-    method: str = "none"  # none (cross-entropy), response, feature, relation
-    temperature: float = 4.0
-    kd_loss_weight: float = 0.9
+    """How members that learn from soft targets compute their extra losses (shared by the whole stack)."""
+
+    method: str = "response"  # response, feature, relation
+    response_loss: str = "kd"  # kd or dkd
     feature_loss: str = "fitnet"
     relation_loss: str = "sp"
     augment: str = "none"
-    response_loss: str = "kd"  # kd or dkd
     dkd_alpha: float = 1.0
     dkd_beta: float = 8.0
-    hint_weight: float = 1.0
-    attention_weight: float = 1000.0
+
+
+@dataclass
+class Member:
+    """One model of the stack. kd_weight or aux_weight above 0 makes it a learner from soft targets: it then walks
+    the whole transfer set; otherwise it walks the labelled rows only, for the same number of steps (step-matched)."""
+
+    role: str  # teacher, scratch, distilled, peer, generation
+    seed: int  # initial weights
+    lr: float
+    order_seed: int | None = None  # batch order; defaults to seed (paired runs share it)
+    temperature: float = 1.0
+    ce_weight: float = 1.0
+    kd_weight: float = 0.0
+    aux_weight: float = 0.0  # hint, attention or relation term
+
+    @property
+    def learns_from_targets(self) -> bool:
+        return self.kd_weight > 0 or self.aux_weight > 0
+
+
+@dataclass
+class TrainSpec:
+    """Everything one training stack needs; `build` makes one (untrained) net of the shared architecture."""
+
+    build: Callable[[], nn.Module]
+    members: list[Member]
+    X: torch.Tensor  # student inputs, labelled rows and transfer-set rows
+    y: torch.Tensor
+    has_label: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    epochs: int
+    batch_size: int
+    patience: int
+    clock: Clock
+    recipe: Recipe = field(default_factory=Recipe)
+    targets: "SoftTargets | None" = None
+    hint_dim: int | None = None  # FitNets regressor output width (the teacher's feature width)
+    on_epoch: Callable[[int, float, list[float]], None] | None = None
+    max_steps: int | None = None  # a probe: stop after this many steps (used to estimate the run's time)
+    step_seconds: list[float] = field(default_factory=list)  # filled by a probe: the wall time of each step
 
 
 @dataclass
 class Result:
     model: nn.Module
-    val_accuracy: float
+    val_accuracy: float  # -1 when no epoch finished
     epochs_run: int
-    history: list[float] = field(default_factory=list)
+    steps: int
     stopped: str | None = None  # "time_budget" or "cancelled" when cut short
 
 
-def accuracy_of(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        out = model(X)
-        logits = out[0] if isinstance(out, tuple) else out
-    return float((logits.argmax(1) == y).float().mean())
+class _WithRegressor(nn.Module):
+    """The net plus an optional FitNets regressor, so the whole student is one stackable module."""
+
+    def __init__(self, net: nn.Module, hint_dim: int | None) -> None:
+        super().__init__()
+        self.net = net
+        self.regressor = nn.Linear(net.feature_dim, hint_dim) if hint_dim else None
+
+    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        logits, feat, maps = self.net(x)
+        return logits, feat, self.regressor(feat) if self.regressor is not None else feat, list(maps)
+
+
+class _Stack:
+    """Stacked parameters of M nets (plus their FitNets regressors) and their batched forward."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        params, _ = stack_module_state(modules)
+        self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        self.template = modules[0].net
+        self.has_regressor = modules[0].regressor is not None
+        self.size = len(modules)
+
+    def __call__(self, x: torch.Tensor, shared: bool = False):  # type: ignore[no-untyped-def]
+        """x is [M, B, ...] (one batch per member), or [B, ...] for all members when shared."""
+        if shared:
+            x = x.expand(self.size, *x.shape)
+        logits, feat, maps = nets.stacked_forward(self.template, self.params, x, prefix="net.")
+        hint = nets._linear(self.params, "regressor", feat) if self.has_regressor else feat
+        return logits, feat, hint, maps
+
+
+class _StackedAdam:
+    """torch's Adam over the stacked tensors (fused where the build has it); a per-member learning rate is applied
+    exactly by running Adam at lr 1 and scaling each member's step, since Adam's update is linear in lr."""
+
+    def __init__(self, params: list[torch.Tensor], lrs: list[float]) -> None:
+        same = len(set(lrs)) == 1
+        self.lrs = None if same else torch.tensor(lrs)
+        lr = lrs[0] if same else 1.0
+        try:
+            self.opt = torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError):  # a torch build without the fused CPU kernel
+            self.opt = torch.optim.Adam(params, lr=lr, foreach=True)
+        self.params = params
+
+    def step(self) -> None:
+        if self.lrs is None:
+            self.opt.step()
+            return
+        before = [p.detach().clone() for p in self.params]
+        self.opt.step()
+        with torch.no_grad():
+            for p, old in zip(self.params, before):
+                p.copy_(torch.lerp(old, p, self.lrs.view(-1, *[1] * (p.dim() - 1))))
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
 
 
 def _augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """Function matching (Beyer et al. 2022): one augmented input seen by both teacher and student."""
+    """Function matching (Beyer et al. 2022): one augmented input per member, seen by its teacher and by it. x: [M, B, F]."""
     if kind == "mixup":
-        lam = float(torch.rand(1, generator=generator))  # Beta(1, 1), drawn from the seeded generator
-        perm = torch.randperm(len(x), generator=generator)
-        return lam * x + (1 - lam) * x[perm]
+        lam = torch.rand(x.shape[0], 1, 1, generator=generator)  # Beta(1, 1) per member
+        perm = torch.rand(x.shape[:2], generator=generator).argsort(1)
+        return lam * x + (1 - lam) * torch.gather(x, 1, perm.unsqueeze(-1).expand_as(x))
     if kind == "noise":
-        return x + 0.1 * x.std() * torch.randn(x.shape, generator=generator)
+        return x + 0.1 * x.std(dim=(1, 2), keepdim=True) * torch.randn(x.shape, generator=generator)
     return x
 
 
-def train(
-    model: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    has_label: torch.Tensor,
-    X_val: torch.Tensor,
-    y_val: torch.Tensor,
-    *,
-    recipe: Recipe,
-    teacher: Teacher | None,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    patience: int,
-    seed: int,
-    clock: Clock,
-    on_epoch: Callable[[int, float, float], None] | None = None,
-) -> Result:
-    """Train `model`, keep the weights of the best validation epoch. X may include unlabeled rows (has_label False)."""
-    generator = torch.Generator().manual_seed(seed)  # same batch order for paired runs
-    extra = nn.ModuleList()
-    if recipe.method == "feature" and recipe.feature_loss == "fitnet":
-        assert teacher is not None and teacher.module is not None
-        with torch.no_grad():
-            t_dim = teacher.outputs(X[:2], None)[1].shape[1]
-        extra.append(nn.Linear(model.feature_dim, t_dim))  # FitNets regressor, trained with the student
-    optimizer = torch.optim.Adam(list(model.parameters()) + list(extra.parameters()), lr=lr)
-    best_state, history = copy.deepcopy(model.state_dict()), []
-    uses_teacher = recipe.method != "none" and teacher is not None
-    rows = torch.arange(len(X)) if uses_teacher else torch.nonzero(has_label).flatten()
-    stopped = None
-    state = {"best_acc": -1.0, "best": best_state, "stale": 0, "epochs": 0}
+def _orders(spec: TrainSpec, rows: list[torch.Tensor], length: int, generators: list[torch.Generator]) -> torch.Tensor:
+    """Each member's rows for one epoch of `length` steps' worth of rows: fresh permutations of its own rows,
+    repeated when it has fewer rows (a scratch student beside a transfer set gets as many steps as the distilled one)."""
+    out, seen = [], {}
+    for member, own, gen in zip(spec.members, rows, generators):
+        key = (member.order_seed if member.order_seed is not None else member.seed, member.learns_from_targets)
+        if key not in seen:
+            parts, have = [], 0
+            while have < length:
+                parts.append(own[torch.randperm(len(own), generator=gen)])
+                have += len(own)
+            seen[key] = torch.cat(parts)[:length]
+        out.append(seen[key])
+    return torch.stack(out)
+
+
+def _soft_terms(spec: TrainSpec, out, batch_targets, labels, has_label, T) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """Per member: the soft (KD or DKD) term and the auxiliary (hint, attention or relation) term, each [M]."""
+    logits, feat, hint, maps = out
+    r, zeros = spec.recipe, torch.zeros(len(spec.members))
+    if r.response_loss == "dkd":
+        target = torch.where(has_label, labels, batch_targets.logits.argmax(-1))  # unlabelled rows: the teacher's class
+        soft = dkd_loss(logits, batch_targets.logits, target, T, r.dkd_alpha, r.dkd_beta)
+    else:
+        soft = kd_per_member(logits, batch_targets.logits, T)
+    aux = zeros
+    if r.method == "feature" and r.feature_loss == "fitnet":
+        aux = (hint - batch_targets.feat).pow(2).mean(dim=(1, 2))
+    elif r.method == "feature":  # a loop over members: these losses have no fast batching rule in torch.func
+        aux = torch.stack([FEATURE_LOSSES["attention"]([m[i] for m in maps], [m[i] for m in batch_targets.maps]) for i in range(len(T))])
+    elif r.method == "relation":
+        other = batch_targets.feat if batch_targets.feat is not None else batch_targets.logits
+        aux = torch.stack([RELATION_LOSSES[r.relation_loss](feat[i], other[i]) for i in range(len(T))])
+    return soft, aux
+
+
+def train(spec: TrainSpec) -> list[Result]:
+    """Train every member of the stack; each keeps the weights of its best validation epoch and stops after
+    `patience` epochs without improvement (the stack ends when all have stopped)."""
+    members, M = spec.members, len(spec.members)
+    modules = []
+    for m in members:
+        torch.manual_seed(m.seed)  # same seed, same initial weights: paired runs start from one point
+        modules.append(_WithRegressor(spec.build(), spec.hint_dim))
+    stack = _Stack(modules)
+    names = list(stack.params)
+    optimizer = _StackedAdam([stack.params[k] for k in names], [m.lr for m in members])
+    generators = [torch.Generator().manual_seed(m.order_seed if m.order_seed is not None else m.seed) for m in members]
+    aug_gen = torch.Generator().manual_seed(members[0].seed + 17)
+    labelled = torch.nonzero(spec.has_label).flatten()
+    everything = torch.arange(len(spec.X))
+    rows = [everything if m.learns_from_targets else labelled for m in members]
+    length = max(len(r) for r in rows)
+    steps_per_epoch = math.ceil(length / spec.batch_size)
+    T = torch.tensor([m.temperature for m in members])
+    w_ce, w_kd, w_aux = (torch.tensor([getattr(m, k) for m in members]) for k in ("ce_weight", "kd_weight", "aux_weight"))
+    learners = torch.tensor([m.learns_from_targets for m in members])
+    augmented = learners if spec.recipe.augment != "none" else torch.zeros(M, dtype=torch.bool)
+    uses_targets = spec.targets is not None and bool(learners.any())
+
+    best = {k: v.detach().clone() for k, v in stack.params.items()}
+    best_acc = torch.full((M,), -1.0)
+    stale = torch.zeros(M, dtype=torch.long)
+    done = torch.zeros(M, dtype=torch.bool)
+    epochs_run = torch.zeros(M, dtype=torch.long)
+    stopped, steps = None, 0
     try:
-        _loop(model, extra, optimizer, X, y, has_label, X_val, y_val, rows, generator, recipe, teacher, uses_teacher,
-              epochs, batch_size, patience, clock, on_epoch, history, state)
+        for epoch in range(spec.epochs):
+            order = _orders(spec, rows, length, generators)
+            total = torch.zeros(())
+            for start in range(0, length, spec.batch_size):
+                spec.clock.check()
+                t_step = time.perf_counter()
+                index = order[:, start : start + spec.batch_size]  # [M, b]
+                xb, yb, lab = spec.X[index], spec.y[index], spec.has_label[index]
+                x_in = torch.where(augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug_gen), xb) if augmented.any() else xb
+                out = stack(x_in)
+                # hard-label cross-entropy on the labelled rows of the clean batch
+                clean_logits = stack(xb)[0] if augmented.any() else out[0]
+                loss = w_ce * ce_per_member(clean_logits, yb, lab)
+                if uses_targets:
+                    batch_targets = spec.targets.get(index, x_in, out[0].detach())  # type: ignore[union-attr]
+                    soft, aux = _soft_terms(spec, out, batch_targets, yb, lab, T)
+                    loss = loss + w_kd * soft + w_aux * aux  # soft terms always carry T^2 (in the loss functions)
+                optimizer.zero_grad()
+                loss.sum().backward()
+                optimizer.step()
+                total = total + loss.detach().mean() * index.shape[1]
+                steps += 1
+                if spec.max_steps is not None:
+                    spec.step_seconds.append(time.perf_counter() - t_step)
+                    if steps >= spec.max_steps:
+                        return []
+            # validation: every member on the same split, one batched forward
+            with torch.no_grad():
+                val_acc = (stack(spec.X_val, shared=True)[0].argmax(-1) == spec.y_val).float().mean(1)
+            active = ~done
+            epochs_run[active] = epoch + 1
+            improved = active & (val_acc > best_acc)
+            for k in names:
+                best[k] = torch.where(improved.view(-1, *[1] * (best[k].dim() - 1)), stack.params[k].detach(), best[k])
+            best_acc = torch.where(improved, val_acc, best_acc)
+            stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
+            done = done | (stale >= spec.patience)
+            if spec.on_epoch:
+                spec.on_epoch(epoch + 1, float(total) / length, val_acc.tolist())
+            if bool(done.all()):
+                break
     except Stopped as exc:
         stopped = exc.reason
-    best_acc, best_state, epochs_run = state["best_acc"], state["best"], state["epochs"]
-    model.load_state_dict(best_state)
-    model.eval()
-    return Result(model=model, val_accuracy=best_acc, epochs_run=epochs_run, history=history, stopped=stopped)
-
-
-def _loop(model, extra, optimizer, X, y, has_label, X_val, y_val, rows, generator, recipe, teacher, uses_teacher,  # type: ignore[no-untyped-def]
-          epochs, batch_size, patience, clock, on_epoch, history, state) -> None:
-    """The epochs; `state` keeps the best weights so a stop mid-epoch still returns them."""
-    for epoch in range(epochs):
-        model.train()
-        order = rows[torch.randperm(len(rows), generator=generator)]
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            clock.check()
-            index = order[start : start + batch_size]
-            xb, yb, lab = X[index], y[index], has_label[index]
-            augmented = recipe.augment != "none" and uses_teacher
-            x_in = _augment(xb, recipe.augment, generator) if augmented else xb
-            logits, feat, maps = model(x_in)
-            loss = torch.zeros(())
-            # hard-label cross-entropy on labelled rows of the clean batch
-            if lab.any():
-                clean_logits = model(xb)[0] if augmented else logits
-                ce = F.cross_entropy(clean_logits[lab], yb[lab])
-                loss = loss + (1 - recipe.kd_loss_weight if uses_teacher else 1.0) * ce
-            if uses_teacher:
-                t_logits, t_feat, t_maps = teacher.outputs(x_in, None if augmented else index)
-                T = recipe.temperature
-                # soft term, always times T^2; relation/feature terms add to it
-                if recipe.response_loss == "dkd":
-                    target = torch.where(lab, yb, t_logits.argmax(1))  # unlabelled rows: the teacher's class
-                    soft = dkd_loss(logits, t_logits, target, T, recipe.dkd_alpha, recipe.dkd_beta)
-                else:
-                    soft = kd_loss(logits, F.softmax(t_logits / T, dim=1), T)
-                loss = loss + recipe.kd_loss_weight * soft
-                if recipe.method == "feature":
-                    if recipe.feature_loss == "fitnet":
-                        loss = loss + recipe.hint_weight * FEATURE_LOSSES["fitnet"](extra[0](feat), t_feat)
-                    else:
-                        loss = loss + recipe.attention_weight * FEATURE_LOSSES["attention"](maps, t_maps)
-                elif recipe.method == "relation":
-                    loss = loss + RELATION_LOSSES[recipe.relation_loss](feat, t_feat if t_feat is not None else t_logits)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(index)
-        state["epochs"] = epoch + 1
-        val_acc = accuracy_of(model, X_val, y_val)
-        history.append(val_acc)
-        if on_epoch:
-            on_epoch(epoch + 1, total / max(len(order), 1), val_acc)
-        if val_acc > state["best_acc"]:
-            state.update(best_acc=val_acc, best=copy.deepcopy(model.state_dict()), stale=0)
-        else:
-            state["stale"] += 1
-            if state["stale"] >= patience:
-                break
-        model.train()
+    results = []
+    for i in range(M):
+        net = spec.build()
+        net.load_state_dict({k[len("net."):]: v[i] for k, v in best.items() if k.startswith("net.")})
+        net.eval()
+        results.append(Result(model=net, val_accuracy=float(best_acc[i]), epochs_run=int(epochs_run[i]),
+                              steps=int(epochs_run[i]) * steps_per_epoch, stopped=stopped))
+    return results

@@ -104,7 +104,7 @@ class Plan:
         gain = _num(r.get("gain_points"))
         if gain is not None:
             parts.append(f"gain {gain:+.2f} points")
-        seeds = r.get("seed_summary")
+        seeds = _comparison(r)
         if isinstance(seeds, dict) and isinstance(seeds.get("statement"), str):
             parts.append(seeds["statement"])
         return f"quick distill on {r.get('dataset', '?')}: " + ", ".join(parts) if parts else None
@@ -113,11 +113,18 @@ class Plan:
         """What a person must know before spending real compute on the reported settings."""
         r = self.report or {}
         notes = []
-        seeds = r.get("seed_summary")
-        if isinstance(seeds, dict) and seeds.get("gain_beats_noise") is False:
+        seeds = _comparison(r)
+        no_gain = isinstance(seeds, dict) and (seeds.get("gain_beats_noise") is False or seeds.get("verdict") in ("no_gain", "loss"))
+        one_seed = isinstance(seeds, dict) and seeds.get("verdict") == "no_verdict"
+        if no_gain:
             notes.append(f"the quick distill did not show a gain beyond the noise ({seeds.get('statement', 'see the report')}); the full run may not pay off")
-        elif not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None:
+        elif one_seed or (not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None):
             notes.append("the quick distill ran one seed: its gain is not yet evidence (run seeds >= 3)")
         if r.get("complete") is False:
             notes.append(f"the quick distill stopped early ({(r.get('settings') or {}).get('stop_reason', 'incomplete')}); its tuned values rest on a partial run")
         return notes
+
+
+def _comparison(report: dict[str, Any]) -> Any:
+    """The seeds-and-noise verdict: `comparison` in current reports, `seed_summary` in reports of earlier versions."""
+    return report.get("comparison") if report.get("comparison") is not None else report.get("seed_summary")
