@@ -70,12 +70,11 @@ def test_torchscript_file_writer_is_refused_over_mcp(roots):
     victim, planted = roots / "outside" / "victim.txt", roots / "outside" / "planted.pth"
     victim.write_text("original content")
     hostile.torchscript("writer", roots / "data" / "teacher.pt", str(victim), str(planted))
-    attacked, _, nxt = _attack_then_next(roots, {**NEXT, "teacher": "teacher.pt", "student_hidden": [8], "threads": 1})
+    attacked, _, nxt = _attack_then_next(roots, {**NEXT, "teacher": "teacher.pt", "student_hidden": [8], "threads": 2})
     assert attacked.is_error and "teacher" in text_of(attacked) and "--allow-torchscript" in text_of(attacked)
     assert victim.read_text() == "original content" and not planted.exists()
-    # threads are per worker: the attack's threads=1 does not leak into the next run
-    if (os.cpu_count() or 1) > 1:
-        assert nxt.structured_content["settings"]["threads"] > 1
+    # threads are per run: the attack's threads=2 does not leak into the next run, which chooses its own
+    assert nxt.structured_content["settings"]["threads_reason"] != "fixed by the caller"
 
 
 def test_allowed_torchscript_still_cannot_write_outside_the_run_folder(roots):
@@ -225,14 +224,15 @@ def test_symlink_swapped_in_after_the_call_cannot_redirect_reads_or_writes(roots
     report = attacked.structured_content
     assert report["n_train"] + report["n_val"] == 60  # the inside file was read, not the outside one (90 rows)
     written = sorted(p.name for p in (roots / "out" / "runs-moved").rglob("*") if p.is_file())
-    assert written == ["plot.png", "report.json", "student.safetensors"]
+    assert written == ["plot.png", "report.json", "scaler.safetensors", "student.safetensors"]
     assert str(roots / "outside") not in text_of(attacked).replace(str(roots / "out"), "")
 
 
 def test_memory_limit_stops_the_worker_not_the_server(roots):
-    hostile.zip_bomb_npz(roots / "data" / "wide.npz", unused_mib=0, declared_rows=75_000, width=1000)  # 300 MB once decoded
-    attacked, _, _ = _attack_then_next(roots, {**NEXT, "dataset": "wide.npz"}, memory_mb=256)
-    assert attacked.is_error and "memory" in text_of(attacked) and "256" in text_of(attacked), text_of(attacked)
+    # 768 MB once decoded, against a 512 MiB allowance that an ordinary run (the next call) stays within
+    hostile.zip_bomb_npz(roots / "data" / "wide.npz", unused_mib=0, declared_rows=192_000, width=1000)
+    attacked, _, _ = _attack_then_next(roots, {**NEXT, "dataset": "wide.npz"}, memory_mb=512)
+    assert attacked.is_error and "memory" in text_of(attacked) and "512" in text_of(attacked), text_of(attacked)
 
 
 def test_safetensors_teacher_round_trip(roots):
