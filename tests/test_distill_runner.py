@@ -241,3 +241,27 @@ def test_csv_with_a_named_label_column(tmp_path):
     report = _run(tmp_path, dataset=str(path), label_column="kind", student_hidden=[8])
     assert report.complete and report.num_classes == 2 and report.n_test == 60
     assert report.teacher.accuracy > 0.8
+
+
+def test_a_temperature_is_tuned_only_when_two_settings_trained():
+    from skill.distill.config import DistillConfig
+    from skill.distill.report import Trial
+    from skill.distill.runner import temperature_was_tuned
+
+    open_t = DistillConfig()
+    trial = lambda t: Trial(temperature=t, kd_loss_weight=0.9, val_accuracy=0.9, epochs=3)  # noqa: E731
+    # the demo on a busy machine: the budget ran out before the first trial, yet the report said 'tuned'
+    assert temperature_was_tuned(open_t, []) is False
+    assert temperature_was_tuned(open_t, [trial(2.0)]) is False
+    assert temperature_was_tuned(open_t, [trial(2.0), trial(4.0)]) is True
+    assert temperature_was_tuned(DistillConfig(temperature=4.0), [trial(4.0), trial(4.0)]) is False
+
+
+def test_the_default_method_is_not_reported_as_the_callers_choice():
+    from skill.distill.config import DistillConfig
+    from skill.distill.runner import _resolve_method
+
+    assert _resolve_method(DistillConfig(), 10.0, "mlp")[1].startswith("the default method")
+    assert _resolve_method(DistillConfig(method="response"), 10.0, "mlp")[1] == "fixed by the caller"
+    # the MCP server hands the worker only what the caller set, so the worker can tell the two apart
+    assert "method" not in DistillConfig.model_validate(DistillConfig().model_dump(mode="json", exclude_unset=True)).model_fields_set

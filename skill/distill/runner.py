@@ -56,7 +56,8 @@ class _Progress:
 def _resolve_method(cfg: DistillConfig, compression: float, arch: str) -> tuple[str, str]:
     """The method and why: 'auto' asks recommend_method with what this run knows about itself."""
     if cfg.method != "auto":
-        return cfg.method, "fixed by the caller"
+        # only a method the caller named is "fixed"; the default is not a choice anyone made
+        return cfg.method, "fixed by the caller" if "method" in cfg.model_fields_set else "the default method (method auto asks kd_recommend_method)"
     from skill.recommend import recommend_method
 
     # In a quick distill teacher and student solve the very same task (similarity 1) with the same family of net.
@@ -64,6 +65,12 @@ def _resolve_method(cfg: DistillConfig, compression: float, arch: str) -> tuple[
                                                      same_architecture_family=True))
     warnings = "; ".join(w.id for w in answer.warnings)
     return answer.method.id, f"recommend_method: {answer.method.reason}" + (f" (warnings: {warnings})" if warnings else "")
+
+
+def temperature_was_tuned(cfg: DistillConfig, trials: list[Trial]) -> bool:
+    """Tuned only when T was left open AND at least two settings actually trained: a run the time budget cut
+    before its first trial tuned nothing, whatever the grid said."""
+    return cfg.temperature is None and len({(t.temperature, t.kd_loss_weight) for t in trials}) > 1
 
 
 def _recipe(method: str, cfg: DistillConfig, T: float, w: float) -> Recipe:
@@ -344,6 +351,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
             for t in thresholds
         ]
 
+    tuned = temperature_was_tuned(cfg, trials)
     seed_summary = _seed_summary(outcomes, X_test_t, data.y_test) if cfg.seeds > 1 else None
     diagnosis = gates = None
     if distilled_probs is not None:
@@ -355,7 +363,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
         gates = check_quality_gates(QualityGatesRequest(
             alpha=cfg.alpha, alpha_reason="given to the quick distill", distillation_score=score, stratified_validation=True,
             per_class_thresholds_met="accuracy_mirage" not in detected, temperature=trials[-1].temperature if trials else None,
-            temperature_tuned=cfg.temperature is None and len(trials_grid) > 1, calibration_validated="temperature_blindness" not in detected,
+            temperature_tuned=tuned, calibration_validated="temperature_blindness" not in detected,
             compression_ratio=compression, cascade_evaluated=method == "cascade", accuracy=distilled_metrics.accuracy if distilled_metrics else None))
     wall.evaluate = time.monotonic() - t0
 
@@ -363,7 +371,7 @@ def run_quick_distill(cfg: DistillConfig, progress: ProgressFn | None = None, st
     settings = Settings(
         seed=cfg.seed, method=method, method_reason=method_reason, topology=cfg.topology, arch=arch, teacher_hidden=teacher_hidden, student_hidden=hidden,
         temperature=best_trial.temperature if best_trial else trials_grid[0][0], kd_loss_weight=best_trial.kd_loss_weight if best_trial else trials_grid[0][1],
-        temperature_tuned=cfg.temperature is None and len(trials_grid) > 1, epochs=cfg.epochs,
+        temperature_tuned=tuned, epochs=cfg.epochs,
         epochs_run_distilled=distilled.epochs_run if distilled else 0, epochs_run_scratch=scratch.epochs_run if scratch else 0,
         augment=cfg.augment, transfer_set_size=len(data.X_unlabeled), stop_reason=stop_reason, threads=torch.get_num_threads(),
     )
