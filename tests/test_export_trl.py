@@ -283,3 +283,17 @@ def test_several_machines_command_gives_accelerate_the_total_process_count(tmp_p
 
     command = trl.commands(tmp_path)["several machines"]
     assert "--num_machines NODES --num_processes TOTAL_GPUS" in command
+
+
+def test_chat_rows_keep_their_roles(tmp_path):
+    """A system prompt and earlier turns stay turns for the chat template, instead of one flattened user turn."""
+    spec = importlib.util.spec_from_file_location("kd_trl_rows", Path(__file__).resolve().parents[1] / "skill" / "export" / "templates" / "trl_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "capital of france?"}]
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": [*chat, {"role": "assistant", "content": "paris"}]}) + "\n" + json.dumps({"prompt": "two plus two"}) + "\n")
+    answered, plain = module.read_rows(data)
+    assert module.prompt_turns(answered) == chat and answered["completion"] == "paris"
+    assert module.prompt_turns(plain) == [{"role": "user", "content": "two plus two"}]
+    assert module.as_jsonl_row(answered) == {"messages": [*chat, {"role": "assistant", "content": "paris"}]}  # written back as it came
