@@ -66,3 +66,12 @@ def test_the_demo_gives_its_distill_room_to_finish_on_a_busy_machine():
     default = DistillConfig.model_fields["time_budget_s"].default
     assert demo.DISTILL["time_budget_s"] >= 4 * default
     DistillConfig.model_validate(demo.DISTILL)  # and the server accepts it
+
+
+def test_the_demo_gates_check_the_student_it_diagnosed():
+    calls = dict(demo.SESSION)
+    diagnosed, gated = calls["kd_diagnose_failure"], calls["kd_check_quality_gates"]
+    # one student through the whole session: a reader would otherwise see T = 1 diagnosed and T = 4 shipped
+    assert gated["temperature"] == diagnosed["training_temperature"] and gated["accuracy"] == diagnosed["overall_accuracy"]
+    worst = min(diagnosed["per_class_accuracy"].values())
+    assert gated["per_class_thresholds_met"] is False and worst < 0.7 * diagnosed["overall_accuracy"]
