@@ -75,3 +75,27 @@ def test_the_demo_gates_check_the_student_it_diagnosed():
     assert gated["temperature"] == diagnosed["training_temperature"] and gated["accuracy"] == diagnosed["overall_accuracy"]
     worst = min(diagnosed["per_class_accuracy"].values())
     assert gated["per_class_thresholds_met"] is False and worst < 0.7 * diagnosed["overall_accuracy"]
+
+
+def test_setup_installs_once_and_again_only_when_the_project_changes(tmp_path):
+    """demo.sh and test.sh run setup.sh every time; with nothing changed it must not reinstall (minutes, and warnings)."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    fake = tmp_path / ".venv" / "bin" / "python"  # stands in for the venv's interpreter: records each pip call
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.log"}\n')
+    fake.chmod(0o755)
+
+    def setup() -> int:
+        subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, check=True, env={**os.environ, "PYTHON": "python3"}, timeout=60)
+        log = tmp_path / "calls.log"
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    assert setup() == 3  # pip, torch, the project
+    assert setup() == 3  # nothing changed: nothing installed
+    (tmp_path / "pyproject.toml").write_text((tmp_path / "pyproject.toml").read_text() + "\n# a new dependency\n")
+    assert setup() == 6  # the project changed: installed again
