@@ -306,7 +306,8 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
 | several machines (run on each) | `{cmds['several machines'].split('  #')[0]}` |
 
 - `accelerate.yaml` holds the launch (`{plan.value('launch.accelerate')}`, {plan.value('launch.num_processes')} processes); edit
-  `num_processes` to your GPU count. DeepSpeed needs `pip install deepspeed`.
+  `num_processes` to your GPU count. On several machines accelerate counts every process of the job, so the command
+  passes the total (`--num_processes TOTAL_GPUS`, machines x GPUs each). DeepSpeed needs `pip install deepspeed`.
 - `train.global_batch_size` is the batch of one optimizer step over all processes: each process takes
   global / (processes x accumulation steps).
 - Token-level methods stop at start when teacher and student tokenizers differ (a mismatch trains on the wrong targets).
