@@ -128,7 +128,7 @@ def _prepare(config: "DistillConfig", limits: Limits) -> _Prepared:
     except BaseException:
         _discard(prepared)
         raise
-    prepared.job = {"config": config.model_copy(update=update).model_dump(mode="json"), "files": files, "output": output,
+    prepared.job = {"config": config.model_copy(update=update).model_dump(mode="json", exclude_unset=True), "files": files, "output": output,
                     "memory_mb": limits.memory_mb, "allow_torchscript": limits.allow_torchscript}
     return prepared
 

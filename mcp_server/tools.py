@@ -115,7 +115,7 @@ def _confined_export(request: Any, limits: Any) -> Any:
     from skill.export.request import is_import_path
     from skill.paths import confine
 
-    update: dict[str, Any] = {"output_dir": str(confine(request.output_dir or "kd_exports", limits.output_root, "output_dir", must_exist=False))}
+    update: dict[str, Any] = {"output_dir": str(confine(request.output_dir or f"kd_exports/{request.engine}", limits.output_root, "output_dir", must_exist=False))}
     if request.data and request.data != "digits" and not (is_import_path(request.data) and not request.data.endswith((".npz", ".csv"))):
         update["data"] = str(confine(request.data, limits.data_root, "data", must_exist=True))
     if request.teacher_weights:

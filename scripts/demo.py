@@ -27,10 +27,17 @@ SESSION = [
     ("kd_diagnose_failure", {"overall_accuracy": 0.912, "per_class_accuracy": {"positive": 0.95, "negative": 0.93, "mixed": 0.58},
                              "class_support": {"positive": 4800, "negative": 4700, "mixed": 500},
                              "student_error_confidence": 0.93, "teacher_error_confidence": 0.71, "training_temperature": 1}),
+    # the same student as the diagnosis above (trained at T = 1, the rare class collapsed), so the gates agree with it
     ("kd_check_quality_gates", {"alpha": 0.7, "alpha_reason": "phone app: size first", "distillation_score": 0.0557, "compression_ratio": 16,
-                                "temperature": 4, "latency_ms": 180, "latency_budget_ms": 200, "memory_mb": 50, "memory_budget_mb": 50,
+                                "temperature": 1, "stratified_validation": True, "per_class_thresholds_met": False, "latency_ms": 180, "latency_budget_ms": 200, "memory_mb": 50, "memory_budget_mb": 50,
                                 "accuracy": 0.912, "accuracy_target": 0.9}),
 ]
+
+
+# The quick distill's own default budget is 60 s; on a busy machine (measured: 2 cores at load 6 to 8) the teacher alone
+# took 46 s of it and the run ended INCOMPLETE before the distilled student trained, so the demo allows more. An idle
+# machine still finishes in about 30 s.
+DISTILL = {"output_dir": "kd_runs", "time_budget_s": 300}
 
 
 class ProgressLine:
@@ -55,7 +62,7 @@ class ProgressLine:
             if now - self.last < self.every_s and not finished:
                 return
             self.last = now
-            self.stream.write(f"  {done:.0f}/{total or 0:.0f} {text}\n")
+            self.stream.write(f"  {done:.0f}/{total:.0f} {text}\n" if total else f"  {text}\n")  # no total yet: no '0/0'
         self.stream.flush()
 
     def close(self) -> None:
@@ -85,9 +92,11 @@ async def advise() -> None:
         async def show(done: float, total: float | None, message: str | None) -> None:
             line(done, total, message)
 
-        result = await client.call_tool("kd_run_quick_distill", {"output_dir": "kd_runs"}, progress_callback=show)
+        result = await client.call_tool("kd_run_quick_distill", DISTILL, progress_callback=show)
         line.close()
         print(to_text(result.structured_content) if not result.is_error else result.content[0].text)
+        if not result.is_error and not (result.structured_content or {}).get("complete", True):
+            print(f"  (the run hit its {DISTILL['time_budget_s']} s budget before finishing; rerun on a quieter machine, or give a larger time_budget_s)")
         images = [c for c in result.content if c.type == "image"]
         print(f"  (the result also carries the plot as a {images[0].mime_type} image)" if images else "")
 

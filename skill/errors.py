@@ -19,6 +19,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem: the field, what was given, what is accepted."""
     parts = []
     for err in exc.errors(include_url=False):
+        if not err["loc"] and err["type"] == "value_error":
+            # a check across fields: its message starts with the fields it compares; pydantic's "Value error, "
+            # prefix and an echo of the whole request would only bury them
+            parts.append(err["msg"].removeprefix("Value error, "))
+            continue
         field = ".".join(str(p) for p in err["loc"]) or "(request)"
         given = err.get("input")
         shown = json.dumps(given, default=str)[:80] if not isinstance(given, dict) or err["type"] != "missing" else ""

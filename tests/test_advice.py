@@ -154,3 +154,14 @@ def test_critical_domain_on_device_is_flagged(env, domain):
 
 def test_no_conflict_warning_on_server():
     assert choose_alpha(ChooseAlphaRequest(deployment_environment="server", application_domain="medical")).warnings == []
+
+
+def test_language_model_inputs_with_another_task_type_are_not_ignored_in_silence():
+    from skill.models import RecommendMethodRequest
+    from skill.recommend import recommend_method
+
+    mislabelled = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=0.95, same_tokenizer=True, vocab_size=32000))
+    assert "generation_inputs_on_another_task" in {w.id for w in mislabelled.warnings}
+    plain = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=0.95))
+    assert "generation_inputs_on_another_task" not in {w.id for w in plain.warnings}
+    assert not {"same_tokenizer", "vocab_size"} & {m.field for m in plain.missing_inputs}  # never asked of a classifier

@@ -79,3 +79,22 @@ def test_advice_never_imports_torch():
     code = "import sys; from skill.cli import main; main(['alpha', '--deployment-environment', 'edge']); assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`kd-skill ... | head -1`: the pipe closes before the answer is written; the command ends quietly."""
+    import subprocess
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-m", "skill", "diagnose", "--per-class-accuracy", '{"a": 0.9, "b": 0.5}'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    proc.stdout.close()  # closed before the interpreter has even started: every write hits a broken pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_check_across_fields_reads_as_one_plain_line(run_cli):
+    code, data, err = run_cli("recommend", "--task-type", "generation", "--teacher-params", "5", "--student-params", "50")
+    assert code == 2 and data is None and len(err.strip().splitlines()) == 1
+    assert "student_params (50) is larger than teacher_params (5)" in err
+    assert "Value error" not in err and "(request)" not in err and '"task_type"' not in err  # no pydantic prefix, no echo of the request

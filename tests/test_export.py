@@ -231,3 +231,31 @@ def test_the_report_fields_read_exist_in_the_runners_report_model():
     assert {"method", "method_reason", "topology", "arch", "teacher_hidden", "student_hidden", "temperature", "kd_loss_weight",
             "temperature_tuned", "epochs", "epochs_run_distilled", "seed", "stop_reason"} <= set(Settings.model_fields)
     assert {"temperature", "kd_loss_weight", "val_accuracy"} <= set(Trial.model_fields)
+
+
+def test_factories_defined_in_blocks_or_lazy_modules_are_found(tmp_path):
+    # a factory defined under `try: import torch` / `if torch:` is bound at module level; a module that replaces
+    # itself in sys.modules (transformers' lazy __init__) decides its names at run time: neither may be refused
+    (tmp_path / "guarded.py").write_text("try:\n    import torch\nexcept ImportError:\n    torch = None\nif torch is not None:\n"
+                                         "    def make_teacher():\n        return torch.nn.Linear(64, 10)\n")
+    (tmp_path / "lazy.py").write_text("import sys\nsys.modules[__name__] = object()\n")
+    assert check_import_path("guarded:make_teacher", "teacher", [str(tmp_path)]).name == "guarded.py"
+    assert check_import_path("lazy:AutoModel", "teacher", [str(tmp_path)]).name == "lazy.py"
+    with pytest.raises(InputError, match="defines no top-level 'elsewhere'"):
+        check_import_path("guarded:elsewhere", "teacher", [str(tmp_path)])
+
+
+def test_an_empty_output_dir_is_refused_not_taken_as_the_default(tmp_path, digits_npz):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="output_dir"):
+        ExportRequest(data=str(digits_npz), output_dir="")
+
+
+def test_report_evidence_reads_as_a_person_would_and_a_loss_is_flagged(tmp_path, digits_npz):
+    report = _report(tmp_path, gain_points=-5.78, compression_ratio=25.111373707533236)
+    response = export_recipe(ExportRequest(from_report=str(report), data=str(digits_npz), output_dir=str(tmp_path / "r")))
+    settings = {s.name: s for s in response.settings}
+    assert "(25.1x smaller than its teacher)" in settings["student.hidden"].evidence
+    assert "ran all 90 epochs" in settings["train.epochs"].evidence and "early" not in settings["train.epochs"].evidence
+    assert any("5.78 points BELOW the from-scratch student" in w for w in response.warnings)

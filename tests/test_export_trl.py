@@ -152,6 +152,7 @@ def test_beta_near_an_endpoint_is_noted(tiny, tmp_path):
         ({"method": "sequence_kd", "engine_options": {"beta": 0.5}}, "engine_options"),
         ({"method": "token_kd", "teacher": "/no/such/model"}, "teacher"),
         ({"method": "token_kd", "student": "not a hub id!"}, "student"),
+        ({"method": "token_kd", "student": "org/mod\u00e8le"}, "student"),  # hub ids are ASCII
         ({"teacher_hidden": [64]}, "teacher_hidden"),
         ({"baseline": True}, "baseline"),
         ({"engine_options": {"lmbda": 2}}, "engine_options"),
@@ -273,3 +274,26 @@ def test_sequence_kd_recipe_completes_prompts_with_the_teacher_then_fine_tunes(t
     assert len(written) == 3 and all(isinstance(r["completion"], str) for r in written)
     assert written[2]["completion"] == " two plus two is four"  # a given completion is kept
     assert _changed(tiny["student"], folder / "run" / "student")
+
+
+def test_several_machines_command_gives_accelerate_the_total_process_count(tmp_path):
+    # accelerate runs num_processes // num_machines per machine, so the per-machine count of accelerate.yaml
+    # would start too few processes (or none) on each machine
+    from skill.export import trl
+
+    command = trl.commands(tmp_path)["several machines"]
+    assert "--num_machines NODES --num_processes TOTAL_GPUS" in command
+
+
+def test_chat_rows_keep_their_roles(tmp_path):
+    """A system prompt and earlier turns stay turns for the chat template, instead of one flattened user turn."""
+    spec = importlib.util.spec_from_file_location("kd_trl_rows", Path(__file__).resolve().parents[1] / "skill" / "export" / "templates" / "trl_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "capital of france?"}]
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": [*chat, {"role": "assistant", "content": "paris"}]}) + "\n" + json.dumps({"prompt": "two plus two"}) + "\n")
+    answered, plain = module.read_rows(data)
+    assert module.prompt_turns(answered) == chat and answered["completion"] == "paris"
+    assert module.prompt_turns(plain) == [{"role": "user", "content": "two plus two"}]
+    assert module.as_jsonl_row(answered) == {"messages": [*chat, {"role": "assistant", "content": "paris"}]}  # written back as it came

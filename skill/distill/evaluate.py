@@ -29,11 +29,14 @@ def latency(model: torch.nn.Module, X: torch.Tensor, repeats: int = 50) -> tuple
             t0 = time.perf_counter()
             model(one)
             times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for _ in range(5):
+        model(batch)  # warm-up at this size: the first call allocates
+        batch_times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
             model(batch)
-        per_batch = (time.perf_counter() - t0) / 5
-    return float(np.median(times) * 1000), float(len(batch) / per_batch)
+            batch_times.append(time.perf_counter() - t0)
+    # medians: on a shared machine one descheduled call made the same student 200x slower in one row than in the next
+    return float(np.median(times) * 1000), float(len(batch) / np.median(batch_times))
 
 
 def model_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int, params: int, size: int, timing: tuple[float, float]) -> ModelMetrics:

@@ -11,7 +11,7 @@ import torch
 from skill.distill import nets, stages
 from skill.distill.artifacts import write_artifacts
 from skill.distill.config import DistillConfig
-from skill.distill.report import Artifacts, CascadePoint, DistillReport, ModelMetrics, Settings
+from skill.distill.report import Artifacts, CascadePoint, DistillReport, ModelMetrics, Settings, Trial
 from skill.distill.stages import ProgressFn, Run, probs_on, selected
 from skill.distill.targets import EnsembleTeacher
 from skill.distill.threads import torch_threads
@@ -131,17 +131,23 @@ def _reference(run: Run, saved) -> tuple[np.ndarray, ModelMetrics, str, int]:  #
     return probs, stages.metrics_of(run, probs, module, params), what, params
 
 
+def temperature_was_tuned(cfg: DistillConfig, trials: list[Trial]) -> bool:
+    """Tuned only when T was left open and at least two temperatures trained an epoch: a run the budget cut before
+    its trials tuned nothing, whatever the grid planned; self-distillation keeps one T across generations."""
+    trained = {t.temperature for t in trials if t.role != "scratch" and t.temperature is not None and t.val_accuracy >= 0 and t.epochs > 0}
+    return cfg.temperature is None and cfg.topology != "self" and len(trained) > 1
+
+
 def _settings(run: Run, saved, reference: str) -> Settings:  # type: ignore[no-untyped-def]
     cfg = run.cfg
     scratch_member, scratch_result, _ = saved[1] if saved else (None, None, None)
     member, result, _ = saved[2] if saved else (None, None, None)
-    temperatures = {m.temperature for m in run.members if m.role in run.learner_roles}
     return Settings(
         seed=cfg.seed, method=run.method, method_reason=run.method_reason, topology=cfg.topology, reference=reference, arch=run.arch,
         input_layout=cfg.input_layout, standardize=run.scaler.kind if run.scaler else "none", teacher_hidden=run.teacher_hidden,
         student_hidden=run.student_hidden, temperature=member.temperature if member else None, kd_loss_weight=member.kd_weight if member else None,
         learning_rate=member.lr if member else cfg.learning_rate, scratch_learning_rate=scratch_member.lr if scratch_member else None,
-        temperature_tuned=len(temperatures) > 1 and cfg.topology != "self", trials_per_side=sum(1 for m in run.members if m.role == "scratch") // cfg.seeds,
+        temperature_tuned=temperature_was_tuned(cfg, stages.trial_rows(run)), trials_per_side=sum(1 for m in run.members if m.role == "scratch") // cfg.seeds,
         epochs=run.epochs, epochs_run_distilled=result.epochs_run if result else 0, epochs_run_scratch=scratch_result.epochs_run if scratch_result else 0,
         steps_distilled=result.steps if result else 0, steps_scratch=scratch_result.steps if scratch_result else 0, teacher_epochs=run.teacher_epochs,
         augment=cfg.augment, transfer_set_size=len(run.data.X_unlabeled), stop_reason=run.stop_reason, threads=run.threads,  # type: ignore[union-attr]

@@ -208,7 +208,9 @@ def method(run: Run) -> None:
     cfg = run.cfg
     compression = run.teacher_params / run.student_params if run.teacher_params else cfg.target_compression
     if cfg.method != "auto":
-        run.method, run.method_reason = cfg.method, "fixed by the caller"
+        # only a method the caller named is "fixed"; the default is not a choice anyone made
+        run.method, run.method_reason = cfg.method, ("fixed by the caller" if "method" in cfg.model_fields_set
+                                                     else "the default method (method auto asks kd_recommend_method)")
     else:
         from skill.models import RecommendMethodRequest
         from skill.recommend import recommend_method

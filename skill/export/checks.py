@@ -37,19 +37,43 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
         tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
     except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(field, f"{source.name} does not parse as Python: {exc}") from exc
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    dynamic = "*" in names or "__getattr__" in names  # a star import or a module __getattr__: the name cannot be known without running it
+    names = _module_level_names(tree.body)
+    # a star import, a module __getattr__, or a module that replaces itself in sys.modules (transformers' lazy
+    # modules): the name cannot be known without running it
+    dynamic = "*" in names or "__getattr__" in names or _replaces_itself(tree)
     if attr not in names and not dynamic:
         raise InputError(field, f"{source} defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
     return source
+
+
+def _module_level_names(body: list[ast.stmt]) -> set[str]:
+    """Names bound at module level, including inside if/try/with/for blocks (`try: import torch` then
+    `if torch: def make(): ...` is a common way to define a factory); never inside functions or classes."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        for block in ("body", "orelse", "finalbody"):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and isinstance(getattr(node, block, None), list):
+                names |= _module_level_names(getattr(node, block))
+        for handler in getattr(node, "handlers", []) or []:
+            names |= _module_level_names(handler.body)
+    return names
+
+
+def _replaces_itself(tree: ast.Module) -> bool:
+    """`sys.modules[__name__] = ...` at module level: the module's attributes are decided at run time."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute) and target.value.attr == "modules":
+                    return True
+    return False
 
 
 def _npy_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:

@@ -120,6 +120,10 @@ class Plan:
             notes.append(f"the quick distill did not show a gain beyond the noise ({seeds.get('statement', 'see the report')}); the full run may not pay off")
         elif one_seed or (not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None):
             notes.append("the quick distill ran one seed: its gain is not yet evidence (run seeds >= 3)")
+        gain = _num(r.get("gain_points"))
+        if gain is not None and gain < 0 and not (isinstance(seeds, dict) and seeds.get("gain_beats_noise") is not None):
+            notes.append(f"the quick distill's distilled student scored {-gain:.2f} points BELOW the from-scratch student; check the teacher, "
+                         "T and the epochs (or run seeds >= 3) before spending full-scale compute on these settings")
         if r.get("complete") is False:
             notes.append(f"the quick distill stopped early ({(r.get('settings') or {}).get('stop_reason', 'incomplete')}); its tuned values rest on a partial run")
         return notes

@@ -31,8 +31,8 @@ class ExportRequest(BaseModel):
 
     engine: EngineName = Field("torchrun", description=f"Training engine the recipe targets: {', '.join(ENGINES)}")
     engine_options: dict[str, Any] | None = Field(None, description="Engine-specific settings, validated by the engine (torchrun: none yet; trl: beta, lmbda, sampling_temperature, max_new_tokens, max_length, max_steps, gradient_checkpointing, accelerate, num_processes)")
-    output_dir: str | None = Field(None, max_length=1000, description="Folder to write (new, empty, or an earlier export of this tool; default kd_exports/<engine>)")
-    from_report: str | None = Field(None, max_length=1000, description="A quick-distill report.json whose tuned settings and evidence are carried over; fields given here override it")
+    output_dir: str | None = Field(None, min_length=1, max_length=1000, description="Folder to write (new, empty, or an earlier export of this tool; default kd_exports/<engine>)")
+    from_report: str | None = Field(None, min_length=1, max_length=1000, description="A quick-distill report.json whose tuned settings and evidence are carried over; fields given here override it")
     # ---- models -----------------------------------------------------------------------------
     teacher: str | None = Field(None, min_length=1, max_length=300, description="The teacher, in the engine's terms; torchrun: 'mlp' or 'cnn' (the quick-distill runner's nets, sized by teacher_hidden) or an import path 'package.module:factory' returning a torch.nn.Module; default: the report's arch, else 'mlp'")
     teacher_hidden: list[int] | None = Field(None, min_length=1, max_length=6, description="Hidden sizes of a runner-net teacher (CNN: channels); default from the report, else [256, 256]")
@@ -40,7 +40,7 @@ class ExportRequest(BaseModel):
     student: str | None = Field(None, min_length=1, max_length=300, description="The student, in the engine's terms; torchrun: 'mlp' or 'cnn' (sized by student_hidden) or an import path 'package.module:factory' returning a torch.nn.Module; default: the report's arch, else 'mlp'")
     student_hidden: list[int] | None = Field(None, min_length=1, max_length=6, description="Hidden sizes of a runner-net student; default from the report, else [32]")
     # ---- data -------------------------------------------------------------------------------
-    data: str | None = Field(None, max_length=1000, description="'digits', a .npz (X_train, y_train, X_test, y_test) or .csv file, or an import path 'package.module:factory' called as factory(split) with split 'train' or 'test', returning a torch Dataset of (input, label); default: the report's dataset when it is 'digits'")
+    data: str | None = Field(None, min_length=1, max_length=1000, description="'digits', a .npz (X_train, y_train, X_test, y_test) or .csv file, or an import path 'package.module:factory' called as factory(split) with split 'train' or 'test', returning a torch Dataset of (input, label); default: the report's dataset when it is 'digits'")
     label_column: str | None = Field(None, max_length=200, description="Label column of a .csv (default: the last column)")
     # ---- the plan ---------------------------------------------------------------------------
     method: Literal["response", "relation", "feature", "cascade", "token_kd", "on_policy_kd", "sequence_kd"] | None = Field(

@@ -116,7 +116,7 @@ def resolve(request: ExportRequest) -> Plan:
     plan.add("student.model", "The student: a runner net or your factory()", default=student,
              default_evidence="set in the export request" if request.student else ("the quick distill's arch" if arch else "the runner's MLP"))
     plan.add("student.hidden", "Hidden sizes of a runner-net student", given=request.student_hidden, reported=rs.get("student_hidden"),
-             report_evidence=f"the quick distill's student ({(plan.report or {}).get('compression_ratio') or '?'}x smaller than its teacher)",
+             report_evidence=f"the quick distill's student ({_ratio((plan.report or {}).get('compression_ratio'))} smaller than its teacher)",
              default=[32], default_evidence="a small MLP for the demo; size it from your budget (kd_score_distillation)")
     _check_sizes(plan, features, classes)
 
@@ -153,7 +153,7 @@ def resolve(request: ExportRequest) -> Plan:
              given=request.teacher_cache or None, default=False, default_evidence="off: right for deterministic inputs only (no random augmentation)")
 
     plan.add("train.epochs", "Student epochs; distillation needs a longer schedule than cross-entropy (at least twice)", given=request.epochs,
-             reported=rs.get("epochs"), report_evidence=f"the quick distill's budget (it ran {rs.get('epochs_run_distilled', '?')} distilled epochs before early stopping)",
+             reported=rs.get("epochs"), report_evidence=_epochs_evidence(rs),
              default=quick["epochs"], default_evidence="the quick distill's default")
     batch = plan.add("train.global_batch_size", "Samples per optimizer step over all processes and accumulation steps: the same for 1 or N processes",
                      given=request.global_batch_size, default=quick["batch_size"], default_evidence="the quick distill's batch size")
@@ -175,6 +175,22 @@ def resolve(request: ExportRequest) -> Plan:
         plan.add("evidence.quick_distill", "What the quick distill measured with these settings", default=outcome,
                  default_evidence=f"from {request.from_report}")
     return plan
+
+
+def _ratio(value: Any) -> str:
+    """A compression ratio as a person reads it ('25.1x'), whatever the report holds."""
+    number = _float(value)
+    return f"{number:.1f}x" if number is not None else "?x"
+
+
+def _epochs_evidence(rs: dict[str, Any]) -> str:
+    """The report's epoch budget, and whether its early stopping cut the distilled run short (only then say so)."""
+    budget, ran = rs.get("epochs"), rs.get("epochs_run_distilled")
+    if ran is None:
+        return "the quick distill's budget"
+    if budget is not None and ran < budget:
+        return f"the quick distill's budget (its distilled student stopped early, after {ran} of {budget} epochs)"
+    return f"the quick distill's budget (its distilled student ran all {ran} epochs)"
 
 
 def _float(value: Any) -> float | None:

@@ -25,7 +25,7 @@ from skill.export.request import ExportRequest
 
 TEMPLATE = Path(__file__).with_name("templates") / "trl_train.py"
 LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd")
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", re.ASCII)  # hub ids are ASCII
 MAX_CHECKED_ROWS = 100_000  # rows of the JSONL validated at export; train.py reads them all
 MAX_LINE_BYTES = 16 * 2**20  # one example; a file without newlines must not be read into memory whole
 # request fields that belong to the torchrun engine: refused here rather than silently ignored
@@ -269,7 +269,8 @@ def commands(out_dir: Path) -> dict[str, str]:
     return {
         "CPU smoke test (2 steps)": f"accelerate launch --config_file {out_dir / 'accelerate_cpu.yaml'} {script} --max-steps 2 --cpu",
         "GPUs, one machine": f"accelerate launch --config_file {out_dir / 'accelerate.yaml'} {script}",
-        "several machines": (f"accelerate launch --config_file {out_dir / 'accelerate.yaml'} --num_machines NODES --machine_rank RANK "
+        # accelerate's num_processes counts every process of the job (it runs num_processes // num_machines per machine)
+        "several machines": (f"accelerate launch --config_file {out_dir / 'accelerate.yaml'} --num_machines NODES --num_processes TOTAL_GPUS --machine_rank RANK "
                              f"--main_process_ip HOST --main_process_port 29500 {script} --output-dir /shared/run  # on every machine"),
     }
 
@@ -305,7 +306,8 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
 | several machines (run on each) | `{cmds['several machines'].split('  #')[0]}` |
 
 - `accelerate.yaml` holds the launch (`{plan.value('launch.accelerate')}`, {plan.value('launch.num_processes')} processes); edit
-  `num_processes` to your GPU count. DeepSpeed needs `pip install deepspeed`.
+  `num_processes` to your GPU count. On several machines accelerate counts every process of the job, so the command
+  passes the total (`--num_processes TOTAL_GPUS`, machines x GPUs each). DeepSpeed needs `pip install deepspeed`.
 - `train.global_batch_size` is the batch of one optimizer step over all processes: each process takes
   global / (processes x accumulation steps).
 - Token-level methods stop at start when teacher and student tokenizers differ (a mismatch trains on the wrong targets).

@@ -53,16 +53,32 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             row = json.loads(line)
+            turns = None
             if "messages" in row:
+                # the roles (system, earlier turns) are kept for the chat template: flattening them into one user
+                # turn would train the student on a format it never sees when served
                 turns = row["messages"]
-                row = {"prompt": "\n".join(m["content"] for m in turns[:-1]), "completion": turns[-1]["content"]} if turns[-1].get("role") == "assistant" \
-                    else {"prompt": "\n".join(m["content"] for m in turns)}
+                answered = turns[-1].get("role") == "assistant"
+                turns, completion = (turns[:-1], turns[-1]["content"]) if answered else (turns, None)
+                row = {"prompt": "\n".join(m["content"] for m in turns), "completion": completion}
             if not isinstance(row.get("prompt"), str):
                 sys.exit(f"data line {number}: needs a string 'prompt' (or 'messages')")
-            rows.append({"prompt": row["prompt"], "completion": row.get("completion")})
+            rows.append({"prompt": row["prompt"], "completion": row.get("completion"), "prompt_messages": turns})
     if not rows:
         sys.exit(f"data: {path} has no rows")
     return rows
+
+
+def prompt_turns(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The prompt as chat turns: the row's own messages, or its text as one user turn."""
+    return row["prompt_messages"] or [{"role": "user", "content": row["prompt"]}]
+
+
+def as_jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row in the input's own format, so teacher_completions.jsonl reads back with its roles."""
+    if row["prompt_messages"]:
+        return {"messages": row["prompt_messages"] + [{"role": "assistant", "content": row["completion"]}]}
+    return {"prompt": row["prompt"], "completion": row["completion"]}
 
 
 def load_model(name: str, dtype: Any):
@@ -100,11 +116,14 @@ def complete_with_teacher(rows: list[dict[str, Any]], s: dict[str, Any], dtype: 
     teacher = load_model(s["models.teacher"], dtype).to("cuda" if torch.cuda.is_available() else "cpu").eval()
     for start in range(0, len(missing), 8):
         batch = missing[start:start + 8]
-        inputs = tokenizer([r["prompt"] for r in batch], return_tensors="pt", padding=True).to(teacher.device)
+        prompts = [tokenizer.apply_chat_template(r["prompt_messages"], tokenize=False, add_generation_prompt=True)
+                   if r["prompt_messages"] and tokenizer.chat_template else r["prompt"] for r in batch]
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(teacher.device)
         with torch.no_grad():
             out = teacher.generate(**inputs, max_new_tokens=int(s["distill.max_new_tokens"]), do_sample=False, pad_token_id=tokenizer.pad_token_id)
         for row, ids in zip(batch, out[:, inputs["input_ids"].shape[1]:]):
-            row["completion"] = " " + tokenizer.decode(ids, skip_special_tokens=True).strip()
+            text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            row["completion"] = text if row["prompt_messages"] else " " + text  # a chat turn carries no joining space
     del teacher
     return len(missing)
 
@@ -163,17 +182,22 @@ def main() -> int:
         written = complete_with_teacher(rows, s, dtype)
         if written:
             with (out / "teacher_completions.jsonl").open("w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(r) + "\n" for r in rows)
+                handle.writelines(json.dumps(as_jsonl_row(r)) + "\n" for r in rows)
+        if any(r["prompt_messages"] for r in rows):  # conversational prompt-completion: TRL applies the chat template
+            if tokenizer.chat_template is None:
+                tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+            examples = [{"prompt": prompt_turns(r), "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows]
+        else:
+            examples = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
         trainer = SFTTrainer(model=load_model(s["models.student"], dtype), args=SFTConfig(**common),
-                             train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]),
-                             processing_class=tokenizer)
+                             train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
     else:
         from trl.experimental.gkd import GKDConfig, GKDTrainer
 
         check_same_tokenizer(s["models.teacher"], tokenizer)
         if tokenizer.chat_template is None:
             tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
-        conversations = [{"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"] or ""}]} for r in rows]
+        conversations = [{"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]} for r in rows]
         config = GKDConfig(**common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]), seq_kd=bool(s["distill.seq_kd"]),
                            temperature=float(s["distill.sampling_temperature"]), max_new_tokens=int(s["distill.max_new_tokens"]))
         trainer = GKDTrainer(model=load_model(s["models.student"], dtype), teacher_model=load_model(s["models.teacher"], dtype), args=config,
