@@ -650,4 +650,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Leave without interpreter finalisation: gloo's worker threads can still hold tensors then, and tearing them
+    # down aborts the process (SIGABRT, "terminate called without an active exception"; pytorch PR #179291) after a
+    # run that finished and wrote everything. Every file was written atomically and the process group destroyed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
