@@ -99,6 +99,7 @@ class Text:
             weight *= float(self.reading["contrast_weight"])
         later = bool(compile_terms(tuple(self.reading["deferral_cues"])).search(piece))
         done = bool(compile_terms(tuple(self.reading["done_cues"])).search(piece))  # "after distillation", "we're done distilling"
+        done = done or bool(compile_terms(tuple(self.reading["other_party_cues"])).search(piece))  # "an attacker distils a copy"
         if step.match(piece) or later or done:
             weight *= float(self.reading["later_step_weight"])
         return Span(span.start, span.end, weight, later or done)
