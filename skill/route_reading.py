@@ -20,7 +20,7 @@ TOKEN = re.compile(r"\w+(?:'\w+)?")
 @lru_cache(maxsize=4096)
 def compile_terms(patterns: tuple[str, ...]) -> re.Pattern[str]:
     """One case-insensitive regex for a list of terms, each matched on word boundaries."""
-    return re.compile("|".join(f"(?<!\\w)(?:{p})(?!\\w)" for p in patterns), flags=re.IGNORECASE)
+    return re.compile("(?<!\\w)(?:" + "|".join(f"(?:{p})" for p in patterns) + ")(?!\\w)", flags=re.IGNORECASE)
 
 
 def normalise(text: str) -> str:
