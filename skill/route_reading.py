@@ -73,7 +73,7 @@ class Text:
         breaks = f"{reading['sentence_breaks']}|{reading['phrase_breaks']}"
         starts += self._deferred_steps(self._split(breaks, starts))
         spans = self._split(breaks, starts)
-        self.phrases = [self._weigh(s, contrast, step) for s in spans]
+        self.phrases = self._settle([self._weigh(s, contrast, step) for s in spans])
 
     def _split(self, breaks: str, extra_starts: Iterable[int]) -> list[Span]:
         cuts = {0, len(self.raw)} | {m.end() for m in re.finditer(breaks, self.raw)} | set(extra_starts)
@@ -91,6 +91,13 @@ class Text:
                 if joins:
                     starts.append(joins[-1])
         return starts
+
+    def _settle(self, phrases: list[Span]) -> list[Span]:
+        """Every phrase of a sentence that calls its own work settled ("..., that part is solved") weighs like a done step."""
+        settled = compile_terms(tuple(self.reading["settled_cues"]))
+        done = [s for s in self.sentences if settled.search(self.raw, s.start, s.end)]
+        later = float(self.reading["later_step_weight"])
+        return [Span(p.start, p.end, p.weight * later, True) if any(s.start <= p.start < s.end for s in done) and not p.deferred else p for p in phrases]
 
     def _weigh(self, span: Span, contrast: re.Pattern[str], step: re.Pattern[str]) -> Span:
         piece = self.raw[span.start:span.end].lstrip()
