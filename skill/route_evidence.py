@@ -65,7 +65,7 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
         _score(reader, ev, boundary["id"], boundary.get("groups", []), "boundary")
     for sibling in rules["siblings"]:
         _score(reader, ev, sibling["skill"], sibling["groups"], "sibling")
-        if sibling.get("shares_budget") and ev.scores[sibling["skill"]] > 0:
+        if sibling.get("shares_budget") and any(not h.deferred for h in ev.counted(sibling["skill"])):
             ev.scores[sibling["skill"]] += ev.scores["budget"]  # a target device supports deployment work as much as ours
     # an explicit "distil" is the ask unless it is put off or done, or a sibling's work stands in a weightier phrase
     # ("we'd distil it, but first we need SHAP")

@@ -20,7 +20,7 @@ TOKEN = re.compile(r"\w+(?:'\w+)?")
 @lru_cache(maxsize=4096)
 def compile_terms(patterns: tuple[str, ...]) -> re.Pattern[str]:
     """One case-insensitive regex for a list of terms, each matched on word boundaries."""
-    return re.compile("|".join(f"(?<!\\w)(?:{p})(?!\\w)" for p in patterns), flags=re.IGNORECASE)
+    return re.compile("(?<!\\w)(?:" + "|".join(f"(?:{p})" for p in patterns) + ")(?!\\w)", flags=re.IGNORECASE)
 
 
 def normalise(text: str) -> str:
@@ -70,13 +70,34 @@ class Text:
         contrast = compile_terms(tuple(reading["contrast_cues"]))
         step = compile_terms(tuple(reading["step_cues"]))
         starts = [m.start() for m in contrast.finditer(self.raw)] + [m.start() for m in step.finditer(self.raw)]
-        spans = self._split(f"{reading['sentence_breaks']}|{reading['phrase_breaks']}", starts)
-        self.phrases = [self._weigh(s, contrast, step) for s in spans]
+        breaks = f"{reading['sentence_breaks']}|{reading['phrase_breaks']}"
+        starts += self._deferred_steps(self._split(breaks, starts))
+        spans = self._split(breaks, starts)
+        self.phrases = self._settle([self._weigh(s, contrast, step) for s in spans])
 
     def _split(self, breaks: str, extra_starts: Iterable[int]) -> list[Span]:
         cuts = {0, len(self.raw)} | {m.end() for m in re.finditer(breaks, self.raw)} | set(extra_starts)
         ordered = sorted(cuts)
         return [Span(a, b) for a, b in zip(ordered, ordered[1:]) if self.raw[a:b].strip()]
+
+    def _deferred_steps(self, spans: Sequence[Span]) -> list[int]:
+        """Where a put-off step joined by "and" starts: "..., train X from Y and export it afterwards" defers the export only."""
+        deferral = compile_terms(tuple(self.reading["deferral_cues"]))
+        joiner = compile_terms(tuple(self.reading["step_joiners"]))
+        starts = []
+        for span in spans:
+            for cue in deferral.finditer(self.raw, span.start, span.end):
+                joins = [m.start() for m in joiner.finditer(self.raw, span.start, cue.start())]
+                if joins:
+                    starts.append(joins[-1])
+        return starts
+
+    def _settle(self, phrases: list[Span]) -> list[Span]:
+        """Every phrase of a sentence that calls its own work settled ("..., that part is solved") weighs like a done step."""
+        settled = compile_terms(tuple(self.reading["settled_cues"]))
+        done = [s for s in self.sentences if settled.search(self.raw, s.start, s.end)]
+        later = float(self.reading["later_step_weight"])
+        return [Span(p.start, p.end, p.weight * later, True) if any(s.start <= p.start < s.end for s in done) and not p.deferred else p for p in phrases]
 
     def _weigh(self, span: Span, contrast: re.Pattern[str], step: re.Pattern[str]) -> Span:
         piece = self.raw[span.start:span.end].lstrip()
@@ -85,6 +106,7 @@ class Text:
             weight *= float(self.reading["contrast_weight"])
         later = bool(compile_terms(tuple(self.reading["deferral_cues"])).search(piece))
         done = bool(compile_terms(tuple(self.reading["done_cues"])).search(piece))  # "after distillation", "we're done distilling"
+        done = done or bool(compile_terms(tuple(self.reading["other_party_cues"])).search(piece))  # "an attacker distils a copy"
         if step.match(piece) or later or done:
             weight *= float(self.reading["later_step_weight"])
         return Span(span.start, span.end, weight, later or done)
@@ -129,6 +151,7 @@ class Reader:
             return [w for w in found if not any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in non_ml)]
 
         names, terms, nouns = outside(self._spans(self.reading["model_names"])), outside(self._spans(ml_terms(rules))), outside(nouns)
+        names += self._together()
         # the siblings' terms, our unambiguous ones (TensorRT, SHAP, logits) and model names also say "machine learning"
         self.ml_words = sorted(outside(self._spans(self.reading["ml_context"])) + terms + names)
         # "distillation recipe", "image segmenter": everyday words vote only while nothing names a model
@@ -138,6 +161,11 @@ class Reader:
         self.weak_objects = weak
         self.object_gap = re.compile(rf"\s+(?:{'|'.join(self.reading['object_determiners'])})\s+(?:[\w-]+\s+)?", re.IGNORECASE)
         self.non_ml_words = sorted(non_ml if self.names_model else non_ml + weak)
+
+    def _together(self) -> list[tuple[int, int, str]]:
+        """The words of every ml_together set whose terms all occur: together they name models."""
+        found = [[self._spans([term]) for term in group] for group in self.reading["ml_together"]]
+        return [w for spans in found if all(spans) for hits in spans for w in hits]
 
     def _qualifies(self, end: int, ml_starts: set[int]) -> bool:
         gap = len(self.text.raw[end:]) - len(self.text.raw[end:].lstrip(" -"))
