@@ -227,3 +227,42 @@ def test_the_report_fields_read_exist_in_the_runners_report_model():
     assert {"method", "method_reason", "topology", "arch", "teacher_hidden", "student_hidden", "temperature", "kd_loss_weight",
             "temperature_tuned", "epochs", "epochs_run_distilled", "seed", "stop_reason"} <= set(Settings.model_fields)
     assert {"temperature", "kd_loss_weight", "val_accuracy"} <= set(Trial.model_fields)
+
+
+def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tmp_path):
+    """Outside review: export checks run in the server, so a label bomb must be refused from its header, a deep
+    report must not escape as 'Error executing tool', and no message may show where the server's Python lives."""
+    import tracemalloc
+
+    from tests import hostile_inputs as hostile
+
+    data = tmp_path / "data"
+    data.mkdir()
+    hostile.label_bomb_npz(data / "bomb.npz", (272 << 20) // 8)  # 272 MiB of labels in a ~300 KiB file
+    hostile.many_members_npz(data / "many.npz", 200)
+    (data / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (data / "bom.csv").write_bytes(b"\xef\xbb\xbf" + b"f0,f1,label\n" + b"".join(b"%d,%d,%d\n" % (i, i % 3, i % 2) for i in range(40)))
+    server = build_server(Limits(data_root=data, output_root=tmp_path / "out"))
+    attacks = [
+        ({"data": "bomb.npz"}, "data: bomb.npz: y_train declares"),
+        ({"data": "many.npz"}, "data: many.npz has more than 64 entries"),
+        ({"data": "digits", "from_report": "deep.json"}, "from_report: deep.json nests too deeply"),
+        ({"data": "digits", "teacher": "os:no_such_factory"}, "teacher: module 'os' (os.py) defines no top-level 'no_such_factory'"),
+    ]
+
+    async def go():
+        async with Client(server) as client:
+            bad = [await client.call_tool("kd_export_recipe", {**args, "output_dir": f"e{i}"}) for i, (args, _) in enumerate(attacks)]
+            bom = await client.call_tool("kd_export_recipe", {"data": "bom.csv", "label_column": "f0", "output_dir": "bom"})
+            return bad, bom
+
+    tracemalloc.start()
+    bad, bom = anyio.run(go)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    for (args, words), result in zip(attacks, bad):
+        text = text_of(result)
+        assert result.is_error and words in text and len(text.splitlines()) == 1, (args, text)
+        assert "/" not in text.split(words, 1)[1], text  # no path of the server's machine
+    assert not bom.is_error, text_of(bom)  # the BOM is not part of the first column's name
+    assert peak < 64 * 2**20, f"the export checks held {peak / 2**20:.0f} MiB"

@@ -4,15 +4,18 @@ from file headers, the runner nets' sizes computed by arithmetic (no torch, no a
 from __future__ import annotations
 
 import ast
+import struct
 import sys
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from skill.errors import InputError
 
 MAX_LABEL_BYTES = 256 * 1024 * 1024
+_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def _module_file(module: str, search: list[str]) -> Path | None:
@@ -36,7 +39,8 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
     try:
         tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
     except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(field, f"{source.name} does not parse as Python: {exc}") from exc
+        where = f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else type(exc).__name__  # str(SyntaxError) names the server's path
+        raise InputError(field, f"module {module!r} ({source.name}) does not parse as Python: {where}") from exc
     names: set[str] = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -48,46 +52,67 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
     dynamic = "*" in names or "__getattr__" in names  # a star import or a module __getattr__: the name cannot be known without running it
     if attr not in names and not dynamic:
-        raise InputError(field, f"{source} defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
+        raise InputError(field, f"module {module!r} ({source.name}) defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
     return source
 
 
-def _npy_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    with archive.open(f"{key}.npy") as handle:
-        version = np.lib.format.read_magic(handle)
-        # the header only: the data stays on disk
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        shape, _, dtype = read(handle) if read else np.lib.format._read_array_header(handle, version)
+def _npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(handle)
+    # the header only: the data stays on disk
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    shape, _, dtype = read(handle) if read else np.lib.format._read_array_header(handle, version)
     return shape, dtype
 
 
+def _largest_label(archive: zipfile.ZipFile, key: str, name: str) -> int:
+    """The largest class id of a label array, streamed in chunks: a small archive declaring gigabytes of labels
+    is refused from its header, and memory stays bounded whatever it holds (this runs in the server)."""
+    with archive.open(f"{key}.npy") as handle:
+        shape, dtype = _npy_header(handle)
+        count = int(np.prod(shape, dtype=np.int64))
+        if dtype.hasobject or dtype.kind not in "iuf":
+            raise InputError("data", f"{name}: {key} has dtype {dtype}; y_train and y_test must hold integer class ids 0..K-1")
+        if count == 0:
+            raise InputError("data", f"{name}: y_train and y_test must not be empty")
+        if count * dtype.itemsize > MAX_LABEL_BYTES:
+            raise InputError("data", f"{name}: {key} declares {count:,} labels ({count * dtype.itemsize / 2**20:.0f} MiB); at most "
+                             f"{MAX_LABEL_BYTES // 2**20} MiB of labels are checked at export: give a Dataset factory import path instead")
+        largest, left, step = -1, count, max(1, _CHUNK_BYTES // dtype.itemsize)
+        while left:
+            n = min(step, left)
+            raw = handle.read(n * dtype.itemsize)
+            if len(raw) < n * dtype.itemsize:
+                raise InputError("data", f"{name}: {key} is truncated")
+            y = np.frombuffer(raw, dtype=dtype)
+            if not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0) or y.min() < 0:
+                raise InputError("data", f"{name}: y_train and y_test must hold integer class ids 0..K-1")
+            largest, left = max(largest, int(y.max())), left - n
+    return largest
+
+
 def npz_shape(path: Path) -> tuple[int, int]:
-    """(input features, classes) of an .npz dataset; the inputs are never loaded, only the label arrays."""
+    """(input features, classes) of an .npz dataset; the inputs are never loaded, the labels only streamed."""
+    from skill.distill.bounded import MAX_ZIP_ENTRIES, zip_entry_count
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            keys = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
-            missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in keys]
-            if missing:
-                raise InputError("data", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(sorted(keys)) or 'nothing'}")
-            shape, dtype = _npy_header(archive, "X_train")
-            for key in ("X_train", "X_test", "y_train", "y_test"):
-                if _npy_header(archive, key)[1].hasobject:
-                    raise InputError("data", f"{path.name}: {key} is an object array (pickle); save plain numeric arrays")
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        with path.open("rb") as handle:
+            if zip_entry_count(handle) > MAX_ZIP_ENTRIES:
+                raise InputError("data", f"{path.name} has more than {MAX_ZIP_ENTRIES} entries; an .npz dataset holds a few arrays")
+            with zipfile.ZipFile(handle) as archive:
+                keys = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
+                missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in keys]
+                if missing:
+                    raise InputError("data", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(sorted(keys)[:10]) or 'nothing'}")
+                with archive.open("X_train.npy") as member:
+                    shape, dtype = _npy_header(member)
+                if dtype.hasobject:
+                    raise InputError("data", f"{path.name}: X_train is an object array (pickle); save plain numeric arrays")
+                if len(shape) < 2 or shape[0] == 0:
+                    raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
+                largest = max(_largest_label(archive, key, path.name) for key in ("y_train", "y_test"))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError) as exc:
         raise InputError("data", f"{path.name} is not a readable .npz archive: {exc}") from exc
-    if len(shape) < 2 or shape[0] == 0:
-        raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
-    features = int(np.prod(shape[1:]))
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            labels = [np.asarray(arrays[k]).reshape(-1) for k in ("y_train", "y_test")]
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError("data", f"{path.name}: cannot read the labels: {exc}") from exc
-    if any(len(y) == 0 for y in labels):
-        raise InputError("data", f"{path.name}: y_train and y_test must not be empty")
-    if any(not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0) or y.min() < 0 for y in labels):
-        raise InputError("data", f"{path.name}: y_train and y_test must hold integer class ids 0..K-1")
-    return features, int(max(int(y.max()) for y in labels)) + 1
+    return int(np.prod(shape[1:])), largest + 1
 
 
 def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
@@ -96,7 +121,7 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
 
     labels: set[str] = set()
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the first column's name
             reader = csv.reader(handle)
             header = next(reader, [])
             column = label_column if label_column is not None else (header[-1] if header else "")

@@ -29,6 +29,8 @@ def read_report(path: str) -> dict[str, Any]:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("from_report", f"{file.name} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InputError("from_report", f"{file.name} nests too deeply; not a quick-distill report") from None
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
         raise InputError("from_report", f"{file.name} has no 'settings' object; is it a quick-distill report.json?")
     return data
