@@ -340,3 +340,35 @@ def test_odd_npz_members_are_refused_with_the_member(roots, y_train, words):
     with pytest.raises(InputError, match="y_train") as caught:
         load_dataset(str(path), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
     assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("name, content, field, words", [
+    ("bom.csv", b"\xef\xbb\xbff0,f1,label\n" + b"".join(b"%d,%d,%d\n" % (i, i % 3, i % 2) for i in range(40)), None, None),
+    ("only_labels.csv", b"label\n" + b"".join(b"%d\n" % (i % 2) for i in range(40)), "X_train", "no feature columns"),
+    ("one_row_per_class.csv", b"a,label\n" + b"".join(b"%d,c%d\n" % (i, i) for i in range(40)), "test_fraction", "rounds to no test rows"),
+], ids=["bom", "labels_only", "one_row_per_class"])
+def test_csv_edge_cases_load_or_name_the_field(tmp_path, name, content, field, words):
+    """Outside review: a BOM stuck to the first column's name; a CSV of labels only trained on nothing; one row per
+    class ended in 'X_test: is empty', a field the CSV's owner never gave."""
+    from skill.distill.data import load_dataset
+
+    (tmp_path / name).write_bytes(content)
+    load = lambda: load_dataset(str(tmp_path / name), label_column="label", test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    if field is None:
+        assert load().X_train.shape[1] == 2
+        return
+    with pytest.raises(InputError) as caught:
+        load()
+    assert caught.value.field == field and words in str(caught.value), str(caught.value)
+
+
+def test_deeply_nested_safetensors_header_is_a_teacher_error(tmp_path):
+    import struct
+
+    from skill.distill.teacher import load_safetensors
+
+    header = b"[" * 100_000 + b"]" * 100_000
+    (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(InputError) as caught:
+        load_safetensors(tmp_path / "deep.safetensors", "mlp", [16], 8, 2, None)
+    assert caught.value.field == "teacher"
