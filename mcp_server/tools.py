@@ -110,12 +110,12 @@ def advisory_tool(entry: dict[str, Any]) -> Tool:
 
 def _confined_export(request: Any, limits: Any) -> Any:
     """kd_export_recipe's paths: data, weights and report under the data root (the report may also lie under the
-    output root, where quick distills write), the folder it writes under the output root."""
+    output root, where quick distills write); the folder it writes is opened under the output root by export_recipe."""
     from skill.errors import InputError
     from skill.export.request import is_import_path
     from skill.paths import confine
 
-    update: dict[str, Any] = {"output_dir": str(confine(request.output_dir or "kd_exports", limits.output_root, "output_dir", must_exist=False))}
+    update: dict[str, Any] = {}  # output_dir is opened under the output root by export_recipe itself, race-free
     if request.data and request.data != "digits" and not (is_import_path(request.data) and not request.data.endswith((".npz", ".csv"))):
         update["data"] = str(confine(request.data, limits.data_root, "data", must_exist=True))
     if request.teacher_weights:
@@ -142,11 +142,11 @@ def export_tool(entry: dict[str, Any], limits: Any) -> Tool:
             from skill.export import export_recipe
 
             try:
-                return export_recipe(_confined_export(request, limits))
+                return export_recipe(_confined_export(request, limits), output_root=limits.output_root)
             except InputError as exc:
                 return exc
             except OSError as exc:
-                return InputError("output_dir", f"cannot write the recipe: {exc}")
+                return InputError("output_dir", f"cannot write the recipe: {exc.strerror or type(exc).__name__}")  # no server path
 
         outcome = await anyio.to_thread.run_sync(work)
         if isinstance(outcome, Exception):

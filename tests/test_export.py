@@ -266,3 +266,36 @@ def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tm
         assert "/" not in text.split(words, 1)[1], text  # no path of the server's machine
     assert not bom.is_error, text_of(bom)  # the BOM is not part of the first column's name
     assert peak < 64 * 2**20, f"the export checks held {peak / 2**20:.0f} MiB"
+
+
+def test_a_folder_swapped_for_a_symlink_during_export_cannot_redirect_it(tmp_path):
+    """Outside review: the tool checked output_dir by name and then wrote by path; swapping a folder for a link
+    to outside the root put a whole recipe there within a few calls. Now it writes through descriptors."""
+    import subprocess
+
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    (out / "race").mkdir(parents=True)
+    outside.mkdir()
+    swap = ("import os, sys, time\nrace, kept, outside = sys.argv[1:]\nwhile True:\n try:\n"
+            "  if os.path.islink(race): os.unlink(race); os.rename(kept, race)\n"
+            "  else: os.rename(race, kept); os.symlink(outside, race)\n except OSError: pass\n time.sleep(0.0005)\n")
+    server = build_server(Limits(data_root=tmp_path, output_root=out))
+
+    async def go():
+        async with Client(server) as client:
+            results = []
+            for i in range(40):
+                results.append(await client.call_tool("kd_export_recipe", {"data": "digits", "output_dir": f"race/e{i}"}))
+                if any(outside.iterdir()):
+                    break
+            return results
+
+    swapper = subprocess.Popen([sys.executable, "-c", swap, str(out / "race"), str(out / "kept"), str(outside)])  # its own core
+    try:
+        results = anyio.run(go)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert list(outside.iterdir()) == [], f"the recipe landed outside the output root after {len(results)} calls"
+    for result in results:
+        assert not result.is_error or "output_dir" in text_of(result), text_of(result)
