@@ -268,17 +268,22 @@ def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tm
     assert peak < 64 * 2**20, f"the export checks held {peak / 2**20:.0f} MiB"
 
 
+def _swapper(name: Path, kept: Path, target: Path):
+    """A process (its own core) that keeps swapping `name` between what it is and a symlink to `target`."""
+    import subprocess
+
+    swap = ("import os, sys, time\nrace, kept, target = sys.argv[1:]\nwhile True:\n try:\n"
+            "  if os.path.islink(race): os.unlink(race); os.rename(kept, race)\n"
+            "  else: os.rename(race, kept); os.symlink(target, race)\n except OSError: pass\n time.sleep(0.0005)\n")
+    return subprocess.Popen([sys.executable, "-c", swap, str(name), str(kept), str(target)])
+
+
 def test_a_folder_swapped_for_a_symlink_during_export_cannot_redirect_it(tmp_path):
     """Outside review: the tool checked output_dir by name and then wrote by path; swapping a folder for a link
     to outside the root put a whole recipe there within a few calls. Now it writes through descriptors."""
-    import subprocess
-
     out, outside = tmp_path / "out", tmp_path / "outside"
     (out / "race").mkdir(parents=True)
     outside.mkdir()
-    swap = ("import os, sys, time\nrace, kept, outside = sys.argv[1:]\nwhile True:\n try:\n"
-            "  if os.path.islink(race): os.unlink(race); os.rename(kept, race)\n"
-            "  else: os.rename(race, kept); os.symlink(outside, race)\n except OSError: pass\n time.sleep(0.0005)\n")
     server = build_server(Limits(data_root=tmp_path, output_root=out))
 
     async def go():
@@ -290,7 +295,7 @@ def test_a_folder_swapped_for_a_symlink_during_export_cannot_redirect_it(tmp_pat
                     break
             return results
 
-    swapper = subprocess.Popen([sys.executable, "-c", swap, str(out / "race"), str(out / "kept"), str(outside)])  # its own core
+    swapper = _swapper(out / "race", out / "kept", outside)
     try:
         results = anyio.run(go)
     finally:
@@ -299,3 +304,27 @@ def test_a_folder_swapped_for_a_symlink_during_export_cannot_redirect_it(tmp_pat
     assert list(outside.iterdir()) == [], f"the recipe landed outside the output root after {len(results)} calls"
     for result in results:
         assert not result.is_error or "output_dir" in text_of(result), text_of(result)
+
+
+def test_a_data_file_swapped_for_a_symlink_cannot_be_read_outside_the_root(tmp_path):
+    """Outside review: data was checked by name and read by path, so a swapped link made the export read a file
+    outside the data root and print its first line (the 'columns' of a bad label_column)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "d.csv").write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    (tmp_path / "secret.csv").write_text("SECRET_TOKEN,x\n1,2\n3,4\n")
+    server = build_server(Limits(data_root=data, output_root=tmp_path / "out"))
+
+    async def go():
+        async with Client(server) as client:
+            return [text_of(await client.call_tool("kd_export_recipe", {"data": "d.csv", "label_column": "nope", "output_dir": f"e{i}"}))
+                    for i in range(60)]
+
+    swapper = _swapper(data / "d.csv", data / "kept.csv", tmp_path / "secret.csv")
+    try:
+        texts = anyio.run(go)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert not [t for t in texts if "SECRET" in t], "the export read a file outside the data root"
+    assert any("label_column" in t for t in texts)

@@ -4,6 +4,7 @@ from file headers, the runner nets' sizes computed by arithmetic (no torch, no a
 from __future__ import annotations
 
 import ast
+import io
 import struct
 import sys
 import zipfile
@@ -13,6 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from skill.errors import InputError
+from skill.export.opened import open_binary
 
 MAX_LABEL_BYTES = 256 * 1024 * 1024
 _CHUNK_BYTES = 16 * 1024 * 1024
@@ -95,7 +97,7 @@ def npz_shape(path: Path) -> tuple[int, int]:
     from skill.distill.bounded import MAX_ZIP_ENTRIES, zip_entry_count
 
     try:
-        with path.open("rb") as handle:
+        with open_binary(path) as handle:
             if zip_entry_count(handle) > MAX_ZIP_ENTRIES:
                 raise InputError("data", f"{path.name} has more than {MAX_ZIP_ENTRIES} entries; an .npz dataset holds a few arrays")
             with zipfile.ZipFile(handle) as archive:
@@ -121,7 +123,7 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
 
     labels: set[str] = set()
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the first column's name
+        with io.TextIOWrapper(open_binary(path), newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the first column's name
             reader = csv.reader(handle)
             header = next(reader, [])
             column = label_column if label_column is not None else (header[-1] if header else "")
