@@ -242,8 +242,16 @@ def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tm
     hostile.many_members_npz(data / "many.npz", 200)
     (data / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (data / "bom.csv").write_bytes(b"\xef\xbb\xbf" + b"f0,f1,label\n" + b"".join(b"%d,%d,%d\n" % (i, i % 3, i % 2) for i in range(40)))
+    forged = json.dumps({"w": {"dtype": "F32", "shape": [2**31, 2**31], "data_offsets": [0, 16]}}).encode()
+    (data / "forged.safetensors").write_bytes(len(forged).to_bytes(8, "little") + forged + bytes(16))
+    (data / "huge_header.safetensors").write_bytes((2**40).to_bytes(8, "little") + b"{}")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros((2, 3), np.float32)}, str(data / "good.safetensors"))
     server = build_server(Limits(data_root=data, output_root=tmp_path / "out"))
     attacks = [
+        ({"data": "digits", "teacher_weights": "forged.safetensors"}, "teacher_weights: forged.safetensors: tensor 'w' does not match its bytes"),
+        ({"data": "digits", "teacher_weights": "huge_header.safetensors"}, "teacher_weights: huge_header.safetensors is not a safetensors file"),
         ({"data": "bomb.npz"}, "data: bomb.npz: y_train declares"),
         ({"data": "many.npz"}, "data: many.npz has more than 64 entries"),
         ({"data": "digits", "from_report": "deep.json"}, "from_report: deep.json nests too deeply"),
@@ -252,19 +260,21 @@ def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tm
 
     async def go():
         async with Client(server) as client:
-            bad = [await client.call_tool("kd_export_recipe", {**args, "output_dir": f"e{i}"}) for i, (args, _) in enumerate(attacks)]
             bom = await client.call_tool("kd_export_recipe", {"data": "bom.csv", "label_column": "f0", "output_dir": "bom"})
-            return bad, bom
+            good = await client.call_tool("kd_export_recipe", {"data": "digits", "teacher_weights": "good.safetensors", "output_dir": "good"})
+            tracemalloc.start()  # after the imports the good calls needed
+            bad = [await client.call_tool("kd_export_recipe", {**args, "output_dir": f"e{i}"}) for i, (args, _) in enumerate(attacks)]
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            return bad, bom, good, peak
 
-    tracemalloc.start()
-    bad, bom = anyio.run(go)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    bad, bom, good, peak = anyio.run(go)
     for (args, words), result in zip(attacks, bad):
         text = text_of(result)
         assert result.is_error and words in text and len(text.splitlines()) == 1, (args, text)
         assert "/" not in text.split(words, 1)[1], text  # no path of the server's machine
     assert not bom.is_error, text_of(bom)  # the BOM is not part of the first column's name
+    assert not good.is_error, text_of(good)
     assert peak < 64 * 2**20, f"the export checks held {peak / 2**20:.0f} MiB"
 
 

@@ -142,6 +142,40 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
     return len(header) - 1, len(labels)
 
 
+_SAFETENSORS_ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+                         "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+MAX_SAFETENSORS_HEADER = 100 * 2**20
+
+
+def check_safetensors(path: Path, field: str) -> None:
+    """The file's header parses and every tensor's shape and dtype match the bytes it points at (header only)."""
+    import json
+
+    with open_binary(path) as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if not 2 <= length <= MAX_SAFETENSORS_HEADER:
+            raise InputError(field, f"{path.name} is not a safetensors file (header length {length}; at most {MAX_SAFETENSORS_HEADER // 2**20} MiB)")
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            header = None
+        handle.seek(0, io.SEEK_END)
+        data_bytes = handle.tell() - 8 - length
+    if not isinstance(header, dict):
+        raise InputError(field, f"{path.name} is not a safetensors file (its header is not a JSON object)")
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = info["data_offsets"]
+            size = int(np.prod(info["shape"], dtype=object)) * _SAFETENSORS_ITEMSIZE[info["dtype"]]
+            fits = 0 <= start <= end <= data_bytes and end - start == size
+        except (KeyError, TypeError, ValueError):
+            fits = False
+        if not fits:
+            raise InputError(field, f"{path.name}: tensor {str(name)[:80]!r} does not match its bytes (shape, dtype or offsets); the file is damaged or forged")
+
+
 def runner_net_params(kind: str, features: int, hidden: list[int], classes: int) -> int:
     """Parameters of skill.distill.nets' MLP or CNN, by arithmetic (a test checks it against the real nets)."""
     if kind == "cnn":

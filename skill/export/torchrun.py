@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from skill.errors import InputError
-from skill.export.checks import check_import_path, csv_shape, npz_shape, runner_net_params
+from skill.export.checks import check_import_path, check_safetensors, csv_shape, npz_shape, runner_net_params
 from skill.export.opened import is_file, local_path
 from skill.export.plan import Plan, read_report
 from skill.export.request import RUNNER_NETS, ExportRequest, is_import_path
@@ -109,6 +109,7 @@ def resolve(request: ExportRequest) -> Plan:
         path = local_path(request.teacher_weights)
         if path.suffix != ".safetensors" or not is_file(path):
             raise InputError("teacher_weights", f"{request.teacher_weights!r} is not an existing .safetensors file (pickled checkpoints are refused)")
+        check_safetensors(path, "teacher_weights")
         weights = str(path)
     plan.add("teacher.weights", "A trained teacher's state dict (safetensors: tensors only, no code); null: a runner-net teacher is trained first",
              given=weights)
