@@ -112,6 +112,8 @@ def npz_shape(path: Path) -> tuple[int, int]:
                 if len(shape) < 2 or shape[0] == 0:
                     raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
                 largest = max(_largest_label(archive, key, path.name) for key in ("y_train", "y_test"))
+    except InputError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError) as exc:
         raise InputError("data", f"{path.name} is not a readable .npz archive: {exc}") from exc
     return int(np.prod(shape[1:])), largest + 1
