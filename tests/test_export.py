@@ -241,6 +241,7 @@ def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tm
     hostile.label_bomb_npz(data / "bomb.npz", (272 << 20) // 8)  # 272 MiB of labels in a ~300 KiB file
     hostile.many_members_npz(data / "many.npz", 200)
     (data / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (data / "ids.csv").write_text("a,label\n" + "".join(f"1,id{i}\n" for i in range(100_002)))
     (data / "bom.csv").write_bytes(b"\xef\xbb\xbf" + b"f0,f1,label\n" + b"".join(b"%d,%d,%d\n" % (i, i % 3, i % 2) for i in range(40)))
     forged = json.dumps({"w": {"dtype": "F32", "shape": [2**31, 2**31], "data_offsets": [0, 16]}}).encode()
     (data / "forged.safetensors").write_bytes(len(forged).to_bytes(8, "little") + forged + bytes(16))
@@ -253,6 +254,7 @@ def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tm
         ({"data": "digits", "teacher_weights": "forged.safetensors"}, "teacher_weights: forged.safetensors: tensor 'w' does not match its bytes"),
         ({"data": "digits", "teacher_weights": "huge_header.safetensors"}, "teacher_weights: huge_header.safetensors is not a safetensors file"),
         ({"data": "bomb.npz"}, "data: bomb.npz: y_train declares"),
+        ({"data": "ids.csv"}, "label_column: 'label' of ids.csv has more than 100,000 distinct values"),
         ({"data": "many.npz"}, "data: many.npz has more than 64 entries"),
         ({"data": "digits", "from_report": "deep.json"}, "from_report: deep.json nests too deeply"),
         ({"data": "digits", "teacher": "os:no_such_factory"}, "teacher: module 'os' (os.py) defines no top-level 'no_such_factory'"),

@@ -17,6 +17,7 @@ from skill.errors import InputError
 from skill.export.opened import open_binary
 
 MAX_LABEL_BYTES = 256 * 1024 * 1024
+MAX_EXPORT_CLASSES = 100_000
 _CHUNK_BYTES = 16 * 1024 * 1024
 
 
@@ -137,6 +138,9 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
                 rows += 1
                 if len(row) > j:
                     labels.add(row[j])
+                    if len(labels) > MAX_EXPORT_CLASSES:  # this runs in the server: the set must not grow with the file
+                        raise InputError("label_column", f"{column!r} of {path.name} has more than {MAX_EXPORT_CLASSES:,} distinct values "
+                                         f"by row {rows}; is it the label column?")
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
     if rows < 2:
