@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -25,6 +26,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="Run TorchScript teachers (programs: they can read and write files) inside the killable worker; off by default")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Kill the running workers and remove their staging folders, then exit at once (unwinding waits on stdin)."""
+    from mcp_server.distill_tool import stop_all_runs
+
+    stop_all_runs()
+    os._exit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output_root:
         limits.output_root = Path(args.output_root)
     server = build_server(limits)
+    # the default action left a `.partial` staging folder in the output root
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.transport == "stdio":
         server.run("stdio")
         return 0

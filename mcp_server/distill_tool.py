@@ -86,6 +86,7 @@ class _Prepared:
     base_fd: int | None = None
     staging: str | None = None
     final: str | None = None
+    process: Any = None
 
     def close(self) -> None:
         for fd in self.fds + ([self.base_fd] if self.base_fd is not None else []):
@@ -131,6 +132,20 @@ def _prepare(config: "DistillConfig", limits: Limits) -> _Prepared:
     prepared.job = {"config": config.model_copy(update=update).model_dump(mode="json", exclude_unset=True), "files": files, "output": output,
                     "memory_mb": limits.memory_mb, "allow_torchscript": limits.allow_torchscript}
     return prepared
+
+
+_ACTIVE: dict[int, _Prepared] = {}
+
+
+def stop_all_runs() -> None:
+    """For a server being terminated: kill every worker and remove every staging folder (no half run is left)."""
+    for prepared in list(_ACTIVE.values()):
+        if prepared.process is not None:
+            _kill(prepared.process)
+        try:
+            _discard(prepared)
+        except OSError:
+            pass
 
 
 def _discard(prepared: _Prepared) -> None:
@@ -195,6 +210,7 @@ async def _run_worker(ctx: Context, prepared: _Prepared, budget_s: float, limits
     process = await anyio.open_process([limits.python, "-m", "skill.distill.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, pass_fds=prepared.fds, start_new_session=True, cwd="/",
                                        env=_worker_env(threads))
+    prepared.process = process
     outcome: dict[str, Any] | None = None
 
     async def drain_stderr() -> None:
@@ -266,6 +282,7 @@ def distill_tool(entry: dict[str, Any], limits: Limits) -> Tool:
         try:
             try:
                 prepared = _prepare(config, limits)  # type: ignore[arg-type]
+                _ACTIVE[id(prepared)] = prepared
             except InputError as exc:
                 raise tool_error(exc) from exc
             await ctx.report_progress(0, None, "starting: loading PyTorch in a worker process")
@@ -276,6 +293,7 @@ def distill_tool(entry: dict[str, Any], limits: Limits) -> Tool:
             raise
         finally:
             if prepared is not None:
+                _ACTIVE.pop(id(prepared), None)
                 _discard(prepared)
             slots.release()
         images = [ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")] if png else []

@@ -108,24 +108,39 @@ def advisory_tool(entry: dict[str, Any]) -> Tool:
     return make_tool(entry, call)
 
 
-def _confined_export(request: Any, limits: Any) -> Any:
-    """kd_export_recipe's paths: data, weights and report under the data root (the report may also lie under the
-    output root, where quick distills write), the folder it writes under the output root."""
+def _opened_export(request: Any, limits: Any) -> tuple[Any, dict[str, int]]:
+    """kd_export_recipe's inputs opened once, race-free: data and weights under the data root, the report under the
+    output root (where quick distills write) or the data root. The request then names them by their shown paths, and
+    the export reads the descriptors (skill.export.opened); the folder it writes is opened by export_recipe."""
+    import os
+
     from skill.errors import InputError
     from skill.export.request import is_import_path
-    from skill.paths import confine
+    from skill.paths import MAX_TEACHER_BYTES, open_input
 
-    update: dict[str, Any] = {"output_dir": str(confine(request.output_dir or f"kd_exports/{request.engine}", limits.output_root, "output_dir", must_exist=False))}
-    if request.data and request.data != "digits" and not (is_import_path(request.data) and not request.data.endswith((".npz", ".csv"))):
-        update["data"] = str(confine(request.data, limits.data_root, "data", must_exist=True))
-    if request.teacher_weights:
-        update["teacher_weights"] = str(confine(request.teacher_weights, limits.data_root, "teacher_weights", must_exist=True))
-    if request.from_report:
-        try:
-            update["from_report"] = str(confine(request.from_report, limits.output_root, "from_report", must_exist=True))
-        except InputError:
-            update["from_report"] = str(confine(request.from_report, limits.data_root, "from_report", must_exist=True))
-    return request.model_copy(update=update)
+    update: dict[str, Any] = {}
+    files: dict[str, int] = {}
+
+    def take(field: str, root: Any, max_bytes: int | None = None) -> None:
+        opened = open_input(getattr(request, field), root, field, max_bytes=max_bytes)
+        update[field] = opened.shown
+        files[opened.shown] = opened.fd
+
+    try:
+        if request.data and request.data != "digits" and not (is_import_path(request.data) and not request.data.endswith((".npz", ".csv"))):
+            take("data", limits.data_root)
+        if request.teacher_weights:
+            take("teacher_weights", limits.data_root, MAX_TEACHER_BYTES)
+        if request.from_report:
+            try:
+                take("from_report", limits.output_root)
+            except InputError:
+                take("from_report", limits.data_root)
+    except BaseException:
+        for fd in files.values():
+            os.close(fd)
+        raise
+    return request.model_copy(update=update), files
 
 
 def export_tool(entry: dict[str, Any], limits: Any) -> Tool:
@@ -139,14 +154,23 @@ def export_tool(entry: dict[str, Any], limits: Any) -> Tool:
         request = parse_request("kd_export_recipe", arguments)
 
         def work() -> Any:
-            from skill.export import export_recipe
+            import os
 
+            from skill.export import export_recipe
+            from skill.export.opened import opened_files
+
+            files: dict[str, int] = {}
             try:
-                return export_recipe(_confined_export(request, limits))
+                confined, files = _opened_export(request, limits)
+                with opened_files(files):
+                    return export_recipe(confined, output_root=limits.output_root)
             except InputError as exc:
                 return exc
             except OSError as exc:
-                return InputError("output_dir", f"cannot write the recipe: {exc}")
+                return InputError("output_dir", f"cannot write the recipe: {exc.strerror or type(exc).__name__}")  # no server path
+            finally:
+                for fd in files.values():
+                    os.close(fd)
 
         outcome = await anyio.to_thread.run_sync(work)
         if isinstance(outcome, Exception):

@@ -104,6 +104,31 @@ def zip_bomb_npz(path: Path, unused_mib: int, declared_rows: int = 0, width: int
     return path
 
 
+def label_bomb_npz(path: Path, declared_labels: int) -> Path:
+    """A small dataset whose y_train declares `declared_labels` int64 zeros: a few hundred KiB that inflate to gigabytes."""
+    small_npz(path)
+    with zipfile.ZipFile(path) as source:
+        kept = {n: source.read(n) for n in source.namelist() if n != "y_train.npy"}
+    chunk = b"\0" * (1 << 22)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+        with archive.open("y_train.npy", "w", force_zip64=True) as member:
+            member.write(_npy_header((declared_labels,), "<i8"))
+            for start in range(0, declared_labels * 8, len(chunk)):
+                member.write(chunk[: min(len(chunk), declared_labels * 8 - start)])
+    return path
+
+
+def many_members_npz(path: Path, members: int) -> Path:
+    """A valid dataset plus `members` empty entries: zipfile would parse every one of them."""
+    small_npz(path)
+    with zipfile.ZipFile(path, "a") as archive:
+        for i in range(members):
+            archive.writestr(f"junk{i}.npy", b"")
+    return path
+
+
 def label_flood_csv(path: Path, rows: int) -> Path:
     """Every row a new label: 100k distinct labels made the old loader quadratic (list.index)."""
     with path.open("w") as handle:

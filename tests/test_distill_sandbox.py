@@ -340,3 +340,81 @@ def test_odd_npz_members_are_refused_with_the_member(roots, y_train, words):
     with pytest.raises(InputError, match="y_train") as caught:
         load_dataset(str(path), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
     assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("name, content, field, words", [
+    ("bom.csv", b"\xef\xbb\xbff0,f1,label\n" + b"".join(b"%d,%d,%d\n" % (i, i % 3, i % 2) for i in range(40)), None, None),
+    ("only_labels.csv", b"label\n" + b"".join(b"%d\n" % (i % 2) for i in range(40)), "X_train", "no feature columns"),
+    ("one_row_per_class.csv", b"a,label\n" + b"".join(b"%d,c%d\n" % (i, i) for i in range(40)), "test_fraction", "rounds to no test rows"),
+], ids=["bom", "labels_only", "one_row_per_class"])
+def test_csv_edge_cases_load_or_name_the_field(tmp_path, name, content, field, words):
+    """Outside review: a BOM stuck to the first column's name; a CSV of labels only trained on nothing; one row per
+    class ended in 'X_test: is empty', a field the CSV's owner never gave."""
+    from skill.distill.data import load_dataset
+
+    (tmp_path / name).write_bytes(content)
+    load = lambda: load_dataset(str(tmp_path / name), label_column="label", test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
+    if field is None:
+        assert load().X_train.shape[1] == 2
+        return
+    with pytest.raises(InputError) as caught:
+        load()
+    assert caught.value.field == field and words in str(caught.value), str(caught.value)
+
+
+def test_deeply_nested_safetensors_header_is_a_teacher_error(tmp_path):
+    import struct
+
+    from skill.distill.teacher import load_safetensors
+
+    header = b"[" * 100_000 + b"]" * 100_000
+    (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(InputError) as caught:
+        load_safetensors(tmp_path / "deep.safetensors", "mlp", [16], 8, 2, None)
+    assert caught.value.field == "teacher"
+
+
+def test_sigterm_to_the_server_kills_the_worker_and_leaves_no_staging_folder(roots):
+    """Outside review: SIGTERM's default action killed the server mid-run and left `.<run>.partial` in the output root."""
+    import signal
+
+    from tests.mcp_helpers import stdio_params
+
+    seen: list[str] = []
+
+    async def on_progress(done, total, message):
+        seen.append(message or "")
+
+    def server_pids() -> list[int]:
+        return [int(p) for p in filter(str.isdigit, os.listdir("/proc"))
+                if b"mcp_server" in _cmdline(p) and str(roots / "data").encode() in _cmdline(p)]
+
+    async def go():
+        params = stdio_params("--data-root", str(roots / "data"), "--output-root", str(roots / "out"), cwd=roots)
+        async with Client(params) as client:
+            with anyio.move_on_after(60):
+                async with anyio.create_task_group() as tg:
+                    async def call() -> None:
+                        with pytest.raises(Exception):  # the server is gone: the call cannot complete
+                            await client.call_tool("kd_run_quick_distill", {**NEXT, "epochs": 2000, "patience": 1000, "time_budget_s": 300,
+                                                                            "save_artifacts": True}, None, on_progress)
+                    tg.start_soon(call)
+                    while not any("epoch" in m for m in seen):
+                        await anyio.sleep(0.1)
+                    assert len(_workers_touching(roots)) == 1 and any((roots / "out").rglob(".*.partial"))
+                    os.kill(server_pids()[0], signal.SIGTERM)
+                    deadline = time.monotonic() + 10
+                    while (server_pids() or _workers_touching(roots)) and time.monotonic() < deadline:
+                        await anyio.sleep(0.2)
+                    tg.cancel_scope.cancel()
+
+    anyio.run(go)
+    assert server_pids() == [] and _workers_touching(roots) == []
+    assert not list((roots / "out").rglob(".*.partial")), "a staging folder outlived the server"
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -259,3 +259,116 @@ def test_report_evidence_reads_as_a_person_would_and_a_loss_is_flagged(tmp_path,
     assert "(25.1x smaller than its teacher)" in settings["student.hidden"].evidence
     assert "ran all 90 epochs" in settings["train.epochs"].evidence and "early" not in settings["train.epochs"].evidence
     assert any("5.78 points BELOW the from-scratch student" in w for w in response.warnings)
+
+
+def test_hostile_export_inputs_get_one_line_errors_and_the_server_stays_small(tmp_path):
+    """Outside review: export checks run in the server, so a label bomb must be refused from its header, a deep
+    report must not escape as 'Error executing tool', and no message may show where the server's Python lives."""
+    import tracemalloc
+
+    from tests import hostile_inputs as hostile
+
+    data = tmp_path / "data"
+    data.mkdir()
+    hostile.label_bomb_npz(data / "bomb.npz", (272 << 20) // 8)  # 272 MiB of labels in a ~300 KiB file
+    hostile.many_members_npz(data / "many.npz", 200)
+    (data / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (data / "ids.csv").write_text("a,label\n" + "".join(f"1,id{i}\n" for i in range(100_002)))
+    (data / "bom.csv").write_bytes(b"\xef\xbb\xbf" + b"f0,f1,label\n" + b"".join(b"%d,%d,%d\n" % (i, i % 3, i % 2) for i in range(40)))
+    forged = json.dumps({"w": {"dtype": "F32", "shape": [2**31, 2**31], "data_offsets": [0, 16]}}).encode()
+    (data / "forged.safetensors").write_bytes(len(forged).to_bytes(8, "little") + forged + bytes(16))
+    (data / "huge_header.safetensors").write_bytes((2**40).to_bytes(8, "little") + b"{}")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros((2, 3), np.float32)}, str(data / "good.safetensors"))
+    server = build_server(Limits(data_root=data, output_root=tmp_path / "out"))
+    attacks = [
+        ({"data": "digits", "teacher_weights": "forged.safetensors"}, "teacher_weights: forged.safetensors: tensor 'w' does not match its bytes"),
+        ({"data": "digits", "teacher_weights": "huge_header.safetensors"}, "teacher_weights: huge_header.safetensors is not a safetensors file"),
+        ({"data": "bomb.npz"}, "data: bomb.npz: y_train declares"),
+        ({"data": "ids.csv"}, "label_column: 'label' of ids.csv has more than 100,000 distinct values"),
+        ({"data": "many.npz"}, "data: many.npz has more than 64 entries"),
+        ({"data": "digits", "from_report": "deep.json"}, "from_report: deep.json nests too deeply"),
+        ({"data": "digits", "teacher": "json.decoder:no_such_factory"}, "teacher: module 'json.decoder' (decoder.py) defines no top-level 'no_such_factory'"),  # os itself star-imports posix: its names are unknowable
+    ]
+
+    async def go():
+        async with Client(server) as client:
+            bom = await client.call_tool("kd_export_recipe", {"data": "bom.csv", "label_column": "f0", "output_dir": "bom"})
+            good = await client.call_tool("kd_export_recipe", {"data": "digits", "teacher_weights": "good.safetensors", "output_dir": "good"})
+            tracemalloc.start()  # after the imports the good calls needed
+            bad = [await client.call_tool("kd_export_recipe", {**args, "output_dir": f"e{i}"}) for i, (args, _) in enumerate(attacks)]
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            return bad, bom, good, peak
+
+    bad, bom, good, peak = anyio.run(go)
+    for (args, words), result in zip(attacks, bad):
+        text = text_of(result)
+        assert result.is_error and f"Invalid arguments: {words}" in text and len(text.splitlines()) == 1, (args, text)
+        assert "/" not in text.split(words, 1)[1], text  # no path of the server's machine
+    assert not bom.is_error, text_of(bom)  # the BOM is not part of the first column's name
+    assert not good.is_error, text_of(good)
+    assert peak < 64 * 2**20, f"the export checks held {peak / 2**20:.0f} MiB"
+
+
+def _swapper(name: Path, kept: Path, target: Path):
+    """A process (its own core) that keeps swapping `name` between what it is and a symlink to `target`."""
+    import subprocess
+
+    swap = ("import os, sys, time\nrace, kept, target = sys.argv[1:]\nwhile True:\n try:\n"
+            "  if os.path.islink(race): os.unlink(race); os.rename(kept, race)\n"
+            "  else: os.rename(race, kept); os.symlink(target, race)\n except OSError: pass\n time.sleep(0.0005)\n")
+    return subprocess.Popen([sys.executable, "-c", swap, str(name), str(kept), str(target)])
+
+
+def test_a_folder_swapped_for_a_symlink_during_export_cannot_redirect_it(tmp_path):
+    """Outside review: the tool checked output_dir by name and then wrote by path; swapping a folder for a link
+    to outside the root put a whole recipe there within a few calls. Now it writes through descriptors."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    (out / "race").mkdir(parents=True)
+    outside.mkdir()
+    server = build_server(Limits(data_root=tmp_path, output_root=out))
+
+    async def go():
+        async with Client(server) as client:
+            results = []
+            for i in range(40):
+                results.append(await client.call_tool("kd_export_recipe", {"data": "digits", "output_dir": f"race/e{i}"}))
+                if any(outside.iterdir()):
+                    break
+            return results
+
+    swapper = _swapper(out / "race", out / "kept", outside)
+    try:
+        results = anyio.run(go)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert list(outside.iterdir()) == [], f"the recipe landed outside the output root after {len(results)} calls"
+    for result in results:
+        assert not result.is_error or "output_dir" in text_of(result), text_of(result)
+
+
+def test_a_data_file_swapped_for_a_symlink_cannot_be_read_outside_the_root(tmp_path):
+    """Outside review: data was checked by name and read by path, so a swapped link made the export read a file
+    outside the data root and print its first line (the 'columns' of a bad label_column)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "d.csv").write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    (tmp_path / "secret.csv").write_text("SECRET_TOKEN,x\n1,2\n3,4\n")
+    server = build_server(Limits(data_root=data, output_root=tmp_path / "out"))
+
+    async def go():
+        async with Client(server) as client:
+            return [text_of(await client.call_tool("kd_export_recipe", {"data": "d.csv", "label_column": "nope", "output_dir": f"e{i}"}))
+                    for i in range(60)]
+
+    swapper = _swapper(data / "d.csv", data / "kept.csv", tmp_path / "secret.csv")
+    try:
+        texts = anyio.run(go)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert not [t for t in texts if "SECRET" in t], "the export read a file outside the data root"
+    assert any("label_column" in t for t in texts)

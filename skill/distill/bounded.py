@@ -55,7 +55,7 @@ LOGIT_MEMBERS = {
 }
 
 
-def _zip_entry_count(handle: BinaryIO) -> int:
+def zip_entry_count(handle: BinaryIO) -> int:
     """Entries declared by the end-of-central-directory record (zip64 aware), read before zipfile parses the directory."""
     handle.seek(0, io.SEEK_END)
     size = handle.tell()
@@ -112,7 +112,7 @@ def _read_member(archive: zipfile.ZipFile, key: str, spec: Member, source: str, 
 def read_npz_members(handle: BinaryIO, source: str, field: str, members: dict[str, Member]) -> dict[str, np.ndarray]:
     """The listed arrays of an .npz (missing optional ones skipped), every other member left compressed and unread."""
     try:
-        if _zip_entry_count(handle) > MAX_ZIP_ENTRIES:
+        if zip_entry_count(handle) > MAX_ZIP_ENTRIES:
             raise InputError(field, f"{source} has more than {MAX_ZIP_ENTRIES} entries; an .npz here holds a few arrays")
         archive = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, OSError, struct.error) as exc:
@@ -140,7 +140,7 @@ def _label_order(label: str) -> tuple[bool, int, str]:
 
 def read_csv_bounded(handle: BinaryIO, source: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Features (float32) and label ids of a CSV with a header row; one pass, bounded memory and time."""
-    text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")  # -sig: a BOM is not part of the first column's name
     previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
         reader = csv.reader(text)

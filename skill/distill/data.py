@@ -44,6 +44,8 @@ def _check_features(name: str, X: np.ndarray, width: int | None) -> np.ndarray:
         raise InputError(name, f"must be a 2-D array (samples x features); got shape {X.shape}")
     if len(X) == 0:
         raise InputError(name, "is empty")
+    if X.shape[1] == 0:
+        raise InputError(name, "has no feature columns; the net would learn from nothing")
     if len(X) > MAX_ROWS or X.shape[1] > MAX_FEATURES:
         raise InputError(name, f"shape {X.shape} exceeds the limits of {MAX_ROWS} rows and {MAX_FEATURES} features")
     if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
@@ -125,6 +127,9 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
         elif path.suffix == ".csv":
             X, y = _read_csv(spec, label_column)
             train_idx, test_idx = _split(split_rng, len(y), test_fraction, y)
+            if len(test_idx) == 0:
+                raise InputError("test_fraction", f"{test_fraction:g} of each class of {path.name} rounds to no test rows (its classes have "
+                                 f"{np.bincount(y).min()}..{np.bincount(y).max()} rows); give more rows per class, or an .npz with X_test")
             X_train, y_train, X_test, y_test = X[train_idx], y[train_idx], X[test_idx], y[test_idx]
         name = path.name
     X_train = _check_features("X_train", np.asarray(X_train), None)

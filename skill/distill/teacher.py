@@ -88,7 +88,7 @@ def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int,
         header_len = int.from_bytes(blob[:8], "little")
         meta = json.loads(blob[8 : 8 + header_len]).get("__metadata__") or {} if 0 < header_len < min(len(blob), 100 * 2**20) else {}
         state = load(blob)
-    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError, RecursionError) as exc:  # RecursionError: a deeply nested header
         raise InputError("teacher", f"{path.name} is not a readable safetensors file ({str(exc)[:120]})") from exc
     if "kd_arch" in meta:
         arch = meta["kd_arch"]

@@ -37,8 +37,9 @@ def engine_module(name: str) -> ModuleType:
     return importlib.import_module(ENGINES[name])
 
 
-def export_recipe(request):  # type: ignore[no-untyped-def]
-    """Validate the request against its engine, write the folder, and describe what was written."""
+def export_recipe(request, output_root=None):  # type: ignore[no-untyped-def]
+    """Validate the request against its engine, write the folder, and describe what was written; with `output_root`
+    the folder must lie under it and is written through descriptors (the MCP server)."""
     from skill.export.service import export_recipe as _export
 
-    return _export(request)
+    return _export(request, output_root)

@@ -4,15 +4,21 @@ from file headers, the runner nets' sizes computed by arithmetic (no torch, no a
 from __future__ import annotations
 
 import ast
+import io
+import struct
 import sys
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from skill.errors import InputError
+from skill.export.opened import open_binary
 
 MAX_LABEL_BYTES = 256 * 1024 * 1024
+MAX_EXPORT_CLASSES = 100_000
+_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def _module_file(module: str, search: list[str]) -> Path | None:
@@ -36,13 +42,14 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
     try:
         tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
     except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(field, f"{source.name} does not parse as Python: {exc}") from exc
+        where = f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else type(exc).__name__  # str(SyntaxError) names the server's path
+        raise InputError(field, f"module {module!r} ({source.name}) does not parse as Python: {where}") from exc
     names = _module_level_names(tree.body)
     # a star import, a module __getattr__, or a module that replaces itself in sys.modules (transformers' lazy
     # modules): the name cannot be known without running it
     dynamic = "*" in names or "__getattr__" in names or _replaces_itself(tree)
     if attr not in names and not dynamic:
-        raise InputError(field, f"{source} defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
+        raise InputError(field, f"module {module!r} ({source.name}) defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
     return source
 
 
@@ -71,47 +78,71 @@ def _replaces_itself(tree: ast.Module) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
-                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute) and target.value.attr == "modules":
+                if (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute) and target.value.attr == "modules"
+                        and isinstance(target.slice, ast.Name) and target.slice.id == "__name__"):  # itself, not another module (os sets os.path)
                     return True
     return False
 
 
-def _npy_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    with archive.open(f"{key}.npy") as handle:
-        version = np.lib.format.read_magic(handle)
-        # the header only: the data stays on disk
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        shape, _, dtype = read(handle) if read else np.lib.format._read_array_header(handle, version)
+def _npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(handle)
+    # the header only: the data stays on disk
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    shape, _, dtype = read(handle) if read else np.lib.format._read_array_header(handle, version)
     return shape, dtype
 
 
+def _largest_label(archive: zipfile.ZipFile, key: str, name: str) -> int:
+    """The largest class id of a label array, streamed in chunks: a small archive declaring gigabytes of labels
+    is refused from its header, and memory stays bounded whatever it holds (this runs in the server)."""
+    with archive.open(f"{key}.npy") as handle:
+        shape, dtype = _npy_header(handle)
+        count = int(np.prod(shape, dtype=np.int64))
+        if dtype.hasobject or dtype.kind not in "iuf":
+            raise InputError("data", f"{name}: {key} has dtype {dtype}; y_train and y_test must hold integer class ids 0..K-1")
+        if count == 0:
+            raise InputError("data", f"{name}: y_train and y_test must not be empty")
+        if count * dtype.itemsize > MAX_LABEL_BYTES:
+            raise InputError("data", f"{name}: {key} declares {count:,} labels ({count * dtype.itemsize / 2**20:.0f} MiB); at most "
+                             f"{MAX_LABEL_BYTES // 2**20} MiB of labels are checked at export: give a Dataset factory import path instead")
+        largest, left, step = -1, count, max(1, _CHUNK_BYTES // dtype.itemsize)
+        while left:
+            n = min(step, left)
+            raw = handle.read(n * dtype.itemsize)
+            if len(raw) < n * dtype.itemsize:
+                raise InputError("data", f"{name}: {key} is truncated")
+            y = np.frombuffer(raw, dtype=dtype)
+            if not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0) or y.min() < 0:
+                raise InputError("data", f"{name}: y_train and y_test must hold integer class ids 0..K-1")
+            largest, left = max(largest, int(y.max())), left - n
+    return largest
+
+
 def npz_shape(path: Path) -> tuple[int, int]:
-    """(input features, classes) of an .npz dataset; the inputs are never loaded, only the label arrays."""
+    """(input features, classes) of an .npz dataset; the inputs are never loaded, the labels only streamed."""
+    from skill.distill.bounded import MAX_ZIP_ENTRIES, zip_entry_count
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            keys = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
-            missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in keys]
-            if missing:
-                raise InputError("data", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(sorted(keys)) or 'nothing'}")
-            shape, dtype = _npy_header(archive, "X_train")
-            for key in ("X_train", "X_test", "y_train", "y_test"):
-                if _npy_header(archive, key)[1].hasobject:
-                    raise InputError("data", f"{path.name}: {key} is an object array (pickle); save plain numeric arrays")
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        with open_binary(path) as handle:
+            if zip_entry_count(handle) > MAX_ZIP_ENTRIES:
+                raise InputError("data", f"{path.name} has more than {MAX_ZIP_ENTRIES} entries; an .npz dataset holds a few arrays")
+            with zipfile.ZipFile(handle) as archive:
+                keys = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
+                missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in keys]
+                if missing:
+                    raise InputError("data", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(sorted(keys)[:10]) or 'nothing'}")
+                with archive.open("X_train.npy") as member:
+                    shape, dtype = _npy_header(member)
+                if dtype.hasobject:
+                    raise InputError("data", f"{path.name}: X_train is an object array (pickle); save plain numeric arrays")
+                if len(shape) < 2 or shape[0] == 0:
+                    raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
+                largest = max(_largest_label(archive, key, path.name) for key in ("y_train", "y_test"))
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError) as exc:
         raise InputError("data", f"{path.name} is not a readable .npz archive: {exc}") from exc
-    if len(shape) < 2 or shape[0] == 0:
-        raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
-    features = int(np.prod(shape[1:]))
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            labels = [np.asarray(arrays[k]).reshape(-1) for k in ("y_train", "y_test")]
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError("data", f"{path.name}: cannot read the labels: {exc}") from exc
-    if any(len(y) == 0 for y in labels):
-        raise InputError("data", f"{path.name}: y_train and y_test must not be empty")
-    if any(not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or not np.all(np.mod(y, 1) == 0) or y.min() < 0 for y in labels):
-        raise InputError("data", f"{path.name}: y_train and y_test must hold integer class ids 0..K-1")
-    return features, int(max(int(y.max()) for y in labels)) + 1
+    return int(np.prod(shape[1:])), largest + 1
 
 
 def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
@@ -120,7 +151,7 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
 
     labels: set[str] = set()
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with io.TextIOWrapper(open_binary(path), newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the first column's name
             reader = csv.reader(handle)
             header = next(reader, [])
             column = label_column if label_column is not None else (header[-1] if header else "")
@@ -132,11 +163,48 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
                 rows += 1
                 if len(row) > j:
                     labels.add(row[j])
+                    if len(labels) > MAX_EXPORT_CLASSES:  # this runs in the server: the set must not grow with the file
+                        raise InputError("label_column", f"{column!r} of {path.name} has more than {MAX_EXPORT_CLASSES:,} distinct values "
+                                         f"by row {rows}; is it the label column?")
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
     if rows < 2:
         raise InputError("data", f"{path.name} needs a header and at least two rows")
     return len(header) - 1, len(labels)
+
+
+_SAFETENSORS_ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+                         "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+MAX_SAFETENSORS_HEADER = 100 * 2**20
+
+
+def check_safetensors(path: Path, field: str) -> None:
+    """The file's header parses and every tensor's shape and dtype match the bytes it points at (header only)."""
+    import json
+
+    with open_binary(path) as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if not 2 <= length <= MAX_SAFETENSORS_HEADER:
+            raise InputError(field, f"{path.name} is not a safetensors file (header length {length}; at most {MAX_SAFETENSORS_HEADER // 2**20} MiB)")
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            header = None
+        handle.seek(0, io.SEEK_END)
+        data_bytes = handle.tell() - 8 - length
+    if not isinstance(header, dict):
+        raise InputError(field, f"{path.name} is not a safetensors file (its header is not a JSON object)")
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = info["data_offsets"]
+            size = int(np.prod(info["shape"], dtype=object)) * _SAFETENSORS_ITEMSIZE[info["dtype"]]
+            fits = 0 <= start <= end <= data_bytes and end - start == size
+        except (KeyError, TypeError, ValueError):
+            fits = False
+        if not fits:
+            raise InputError(field, f"{path.name}: tensor {str(name)[:80]!r} does not match its bytes (shape, dtype or offsets); the file is damaged or forged")
 
 
 def runner_net_params(kind: str, features: int, hidden: list[int], classes: int) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from skill.errors import InputError
+from skill.export.opened import is_file, local_path, open_binary, size_of
 from skill.export.request import ExportRequest, ExportSetting
 
 MAX_REPORT_BYTES = 20 * 1024 * 1024
@@ -20,15 +21,18 @@ MAX_REPORT_BYTES = 20 * 1024 * 1024
 
 def read_report(path: str) -> dict[str, Any]:
     """A quick-distill report.json as a plain dict; it must at least carry a `settings` object."""
-    file = Path(path)
-    if not file.is_file():
+    file = local_path(path)
+    if not is_file(file):
         raise InputError("from_report", f"{path!r} is not a file; give the report.json a quick distill wrote")
-    if file.stat().st_size > MAX_REPORT_BYTES:
+    if size_of(file) > MAX_REPORT_BYTES:
         raise InputError("from_report", f"{file.name} is larger than {MAX_REPORT_BYTES // 2**20} MiB; not a quick-distill report")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        with open_binary(file) as handle:
+            data = json.loads(handle.read(MAX_REPORT_BYTES + 1).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("from_report", f"{file.name} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InputError("from_report", f"{file.name} nests too deeply; not a quick-distill report") from None
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
         raise InputError("from_report", f"{file.name} has no 'settings' object; is it a quick-distill report.json?")
     return data

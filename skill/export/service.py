@@ -6,6 +6,7 @@ holds {section: {name: {value, why, evidence}}} plus an optional `notes` list; t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,49 @@ def _read_back(out_dir: Path) -> tuple[list[ExportSetting], list[str]]:
     return settings, [str(n) for n in data.get("notes") or []]
 
 
-def export_recipe(request: ExportRequest) -> ExportResponse:
+def _write(module: Any, request: ExportRequest, out_dir: Path) -> tuple[list[str], list[ExportSetting], list[str]]:
+    """Let the engine write into out_dir; the files (relative), settings and notes it wrote."""
+    (out_dir / MARKER).write_text(f"engine: {request.engine}\n", encoding="utf-8")
+    files = sorted(str(Path(f).relative_to(out_dir)) for f in module.write(request, out_dir))
+    return (files, *_read_back(out_dir))
+
+
+def _write_under(module: Any, request: ExportRequest, output_root: Path) -> tuple[Path, list[str], list[ExportSetting], list[str]]:
+    """Open output_dir under the root once (no symlink followed), stage the recipe privately, copy it in by descriptor."""
+    import tempfile
+
+    from skill.export.folder import check_folder, copy_into
+    from skill.paths import open_output_dir
+
+    output_root.mkdir(parents=True, exist_ok=True)  # the operator's folder, named at start: made if missing, as before
+    opened = open_output_dir(request.output_dir or f"kd_exports/{request.engine}", output_root, "output_dir")
+    try:
+        check_folder(opened.fd, opened.shown, MARKER)
+        with tempfile.TemporaryDirectory(prefix="kd-export-") as staging:
+            written = _write(module, request, Path(staging))
+            copy_into(Path(staging), opened.fd)
+    finally:
+        os.close(opened.fd)
+    return (Path(opened.shown), *written)
+
+
+def export_recipe(request: ExportRequest, output_root: Path | None = None) -> ExportResponse:
+    """With `output_root` (the MCP server), output_dir is opened under it race-free and written through descriptors."""
     module = engine_module(request.engine)
     _validate_options(module, request)
     if hasattr(module, "check"):
         module.check(request)  # refuse bad input before touching the disk
     try:
-        out_dir = prepare_output_dir(request.output_dir, request.engine)
-        (out_dir / MARKER).write_text(f"engine: {request.engine}\n", encoding="utf-8")
-        files = module.write(request, out_dir)
+        if output_root is None:
+            out_dir = prepare_output_dir(request.output_dir, request.engine)
+            files, settings, notes = _write(module, request, out_dir)
+        else:
+            out_dir, files, settings, notes = _write_under(module, request, output_root)
     except OSError as exc:  # a read-only disk, a full disk, a name the file system refuses
-        raise InputError("output_dir", f"cannot write the recipe: {exc}") from exc
-    settings, notes = _read_back(out_dir)
+        raise InputError("output_dir", f"cannot write the recipe: {exc.strerror or type(exc).__name__}") from exc
     commands = module.commands(out_dir) if hasattr(module, "commands") else {}
     return ExportResponse(
-        engine=request.engine, output_dir=str(out_dir), files=sorted(str(Path(f).relative_to(out_dir)) for f in files),
+        engine=request.engine, output_dir=str(out_dir), files=files,
         settings=settings, commands=commands, warnings=notes,
         next_steps=getattr(module, "NEXT_STEPS", None) or [
             "Run the 2-process CPU command first: it proves the recipe on this machine in seconds to minutes.",

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from skill.errors import InputError
-from skill.export.checks import check_import_path, csv_shape, npz_shape, runner_net_params
+from skill.export.checks import check_import_path, check_safetensors, csv_shape, npz_shape, runner_net_params
+from skill.export.opened import is_file, local_path
 from skill.export.plan import Plan, read_report
 from skill.export.request import RUNNER_NETS, ExportRequest, is_import_path
 
@@ -60,10 +61,10 @@ def _data(plan: Plan) -> tuple[str, int | None, int | None]:
         if request.check_imports:
             check_import_path(source, "data")
         return source, None, None
-    path = Path(source).expanduser().resolve()
+    path = local_path(source)
     if path.suffix not in (".npz", ".csv"):
         raise InputError("data", f"{source!r}: accepted are 'digits', a .npz or .csv file, or an import path 'package.module:factory'")
-    if not path.is_file():
+    if not is_file(path):
         raise InputError("data", f"{source!r} does not exist (resolved to {path})")
     features, classes = npz_shape(path) if path.suffix == ".npz" else csv_shape(path, request.label_column)
     return str(path), features, classes
@@ -105,9 +106,10 @@ def resolve(request: ExportRequest) -> Plan:
              report_evidence="the quick distill's teacher", default=quick["teacher_hidden"], default_evidence="the quick distill's default")
     weights = None
     if request.teacher_weights:
-        path = Path(request.teacher_weights).expanduser().resolve()
-        if path.suffix != ".safetensors" or not path.is_file():
+        path = local_path(request.teacher_weights)
+        if path.suffix != ".safetensors" or not is_file(path):
             raise InputError("teacher_weights", f"{request.teacher_weights!r} is not an existing .safetensors file (pickled checkpoints are refused)")
+        check_safetensors(path, "teacher_weights")
         weights = str(path)
     plan.add("teacher.weights", "A trained teacher's state dict (safetensors: tensors only, no code); null: a runner-net teacher is trained first",
              given=weights)

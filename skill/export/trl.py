@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from skill.errors import InputError
+from skill.export.opened import is_file, local_path, open_binary
 from skill.export.plan import Plan
 from skill.export.request import ExportRequest
 
@@ -73,11 +74,11 @@ def _check_rows(source: str | None) -> tuple[str, int, int]:
     """The JSONL's path, rows checked, and how many carry a completion; each bad line is named."""
     if source is None:
         raise InputError("data", "is required: a .jsonl file of {\"prompt\": ..., \"completion\": ...} or {\"messages\": [...]} rows")
-    path = Path(source).expanduser().resolve()
-    if path.suffix != ".jsonl" or not path.is_file():
+    path = local_path(source)
+    if path.suffix != ".jsonl" or not is_file(path):
         raise InputError("data", f"{source!r} is not an existing .jsonl file (one JSON object per line: prompt and completion, or messages)")
     rows = completed = number = 0
-    with path.open("rb") as handle:
+    with open_binary(path) as handle:
         while rows < MAX_CHECKED_ROWS:
             line = handle.readline(MAX_LINE_BYTES + 1)
             number += 1
