@@ -122,3 +122,22 @@ def confine(raw: str, root: Path, field: str, *, must_exist: bool) -> Path:
     if must_exist and not resolved.is_file():
         raise InputError(field, f"{raw!r} is not a file under {root}")
     return resolved
+
+
+def write_file_at(folder_fd: int, name: str, data: bytes) -> None:
+    """Write `name` inside an open folder atomically: a fresh temporary file (never following a link), then a rename,
+    both relative to the descriptor, so a folder swapped for a symlink meanwhile cannot redirect the write."""
+    import uuid
+
+    temporary = f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder_fd)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        try:
+            os.unlink(temporary, dir_fd=folder_fd)
+        except FileNotFoundError:
+            pass
+        raise

@@ -18,6 +18,7 @@ import torch
 from skill.distill import sources
 from skill.distill.report import Artifacts
 from skill.distill.teacher import net_spec_metadata
+from skill.paths import write_file_at
 
 if TYPE_CHECKING:
     from skill.distill.report import DistillReport
@@ -30,22 +31,6 @@ def fresh_output_dir(requested: str | None) -> Path:
         folder = folder / f"run-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _atomic(folder_fd: int, name: str, data: bytes) -> None:
-    """Create a temporary file (never following a link), write it, then rename it over `name`, all relative to the folder."""
-    tmp = f".{name}.{uuid.uuid4().hex[:6]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder_fd)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=folder_fd)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _plot(report: "DistillReport") -> bytes:
@@ -89,16 +74,16 @@ def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested
         state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
         # the metadata lets this student be loaded back as a safetensors teacher of a later run
         meta = net_spec_metadata(report.settings.arch, report.settings.student_hidden)
-        _atomic(folder_fd, "student.safetensors", save(state, metadata=meta))
-        _atomic(folder_fd, "plot.png", _plot(report))
+        write_file_at(folder_fd, "student.safetensors", save(state, metadata=meta))
+        write_file_at(folder_fd, "plot.png", _plot(report))
         scaler_name = "scaler.safetensors" if scaler is not None else None
         if scaler is not None:  # the input scaling the student was trained with: without it the weights are unusable
-            _atomic(folder_fd, scaler_name, save({k: v.contiguous() for k, v in scaler.items()}))
+            write_file_at(folder_fd, scaler_name, save({k: v.contiguous() for k, v in scaler.items()}))
         artifacts = Artifacts(output_dir=str(folder), student_weights=str(folder / "student.safetensors"), report=str(folder / "report.json"),
                               plot=str(folder / "plot.png"), scaler=str(folder / scaler_name) if scaler_name else None,
                               saved_student=saved_student)
         report.artifacts = artifacts
-        _atomic(folder_fd, "report.json", report.model_dump_json(indent=2).encode())
+        write_file_at(folder_fd, "report.json", report.model_dump_json(indent=2).encode())
     finally:
         if given_fd is None:
             os.close(folder_fd)

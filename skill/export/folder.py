@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
-import uuid
 from pathlib import Path
 
 from skill.errors import InputError
+from skill.paths import write_file_at
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -40,18 +40,6 @@ def _open_subdir(parent: int, name: str) -> int:
     return os.open(name, _DIR_FLAGS, dir_fd=parent)
 
 
-def _write_file(parent: int, name: str, data: bytes) -> None:
-    temporary = f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.rename(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
-    except BaseException:
-        os.unlink(temporary, dir_fd=parent)
-        raise
-
-
 def copy_into(staging: Path, fd: int) -> None:
     """Copy every file under `staging` (the engine's private output) into the folder `fd`, race-free."""
     for source in sorted(p for p in staging.rglob("*") if p.is_file()):
@@ -62,6 +50,6 @@ def copy_into(staging: Path, fd: int) -> None:
                 child = _open_subdir(parent, folder)
                 os.close(parent)
                 parent = child
-            _write_file(parent, name, source.read_bytes())
+            write_file_at(parent, name, source.read_bytes())
         finally:
             os.close(parent)
