@@ -46,14 +46,22 @@ def _headline(data: dict[str, Any]) -> list[str]:
             if m:
                 lines.append(f"  {name:<9} acc {m['accuracy']:.4f}  ECE {m['ece']:.3f}  params {m['params']:>8}  "
                              f"latency {m['latency_ms_batch1']:.3f} ms  throughput {m['throughput_per_s_batch256']:.0f}/s")
-        for t in data.get("trials", []):
-            lines.append(f"  trial T={t['temperature']:g} w={t['kd_loss_weight']:g}: val acc {t['val_accuracy']:.4f} ({t['epochs']} epochs)")
+        for t in data.get("trials", []):  # scratch trials vary the learning rate, distilled ones T and the loss weight
+            setting = (f"T={t['temperature']:g} w={t['kd_loss_weight']:g}" if t.get("temperature") is not None and t.get("kd_loss_weight") is not None
+                       else f"lr={t['learning_rate']:g}")
+            generation = f" generation {t['generation']}" if t.get("generation") is not None else ""
+            chosen = "  <- selected" if t.get("selected") else ""
+            lines.append(f"  trial {t['role']} seed {t['seed']} {setting}{generation}: val acc {t['val_accuracy']:.4f} ({t['epochs']} epochs){chosen}")
+        if data.get("comparison"):
+            lines.append(f"  comparison: {data['comparison']['statement']}")
+        if data.get("verdict"):
+            lines.append(f"  verdict: {data['verdict']}")
         if data.get("diagnosis"):
             lines.append(f"  diagnosis: detected {data['diagnosis']['detected'] or 'nothing'}")
         lines.append(f"  settings: {data['settings']}")
         lines.append(f"  wall time (s): {data['wall_time_s']}")
         lines.append(f"  artifacts: {data['artifacts']}")
-    if "verdict" in data:
+    if "verdict" in data and "reason" in data:  # a route answer (a quick distill's verdict is words, shown above)
         target = data.get("skill") or data.get("boundary") or ""
         lines.append(f"Verdict:  {data['verdict']} {target}".rstrip() + f" - {data['reason']}")
         if data.get("skill"):

@@ -286,3 +286,14 @@ def test_one_descheduled_call_does_not_set_the_throughput():
 
     _, per_s = latency(Stalls(64, 10), torch.zeros(300, 64), repeats=5)
     assert per_s > 8_000, per_s  # a mean over the batches would give at most 256 / (0.5 / 7) = 3,584 per second
+
+
+def test_text_report_reads_every_trial_and_the_verdict(tmp_path):
+    """The text form a person reads (kd-skill distill --format text, the demo): scratch trials carry a learning rate
+    and no T, and the verdict is words; the formatter crashed on both after the report gained them."""
+    from skill.formatting import to_text
+
+    report = _run(tmp_path, seeds=2, temperature=None, temperature_grid=[2.0, 4.0], epochs=2, teacher_epochs=2)
+    text = to_text(report)
+    assert "trial scratch seed" in text and "lr=" in text and "T=2 w=0.9" in text and "<- selected" in text
+    assert f"verdict: {report.verdict}" in text and report.comparison is not None and report.comparison.statement in text
