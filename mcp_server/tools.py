@@ -44,7 +44,7 @@ def parse_request(name: str, arguments: dict[str, Any]) -> BaseModel:
 
     from mcp_server.specs import BY_NAME, request_model
 
-    from mcp_server.strict_json import MAX_DEPTH, bool_as_number, depth
+    from skill.strict_json import MAX_DEPTH, bool_as_number, depth
 
     model = request_model(BY_NAME[name])
     decoded = dict(arguments)

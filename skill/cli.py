@@ -60,6 +60,11 @@ def request_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseM
         raw = getattr(args, name)
         if raw is not None:
             data[name] = _parse_value(raw, field.annotation)
+    from skill.strict_json import bool_as_number
+
+    flagged = bool_as_number(model, data)  # as over MCP: pydantic's lax mode would take true as 1
+    if flagged:
+        raise InputError(flagged, "true/false is not a number; give a number")
     return model.model_validate(data)
 
 

@@ -68,6 +68,14 @@ def test_unknown_field_in_json_is_refused(run_cli):
     assert code == 2 and "deployment" in err and "Extra inputs are not permitted" in err
 
 
+def test_true_is_not_a_number_on_the_cli_either(run_cli):
+    # the MCP server refused it while the CLI took `true` as alpha 1.0 (pydantic's lax mode)
+    request = '{"alpha": true, "teacher_size": 800, "teacher_accuracy": 0.95, "student_size": 50, "student_accuracy": 0.9}'
+    code, out, err = run_cli("score", "--json", request)
+    assert code == 2 and not out and err.strip().endswith("alpha: true/false is not a number; give a number")
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_bad_json_is_refused(run_cli):
     code, _, err = run_cli("alpha", "--json", "{not json")
     assert code == 2 and "--json" in err
