@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,3 +298,31 @@ def test_text_report_reads_every_trial_and_the_verdict(tmp_path):
     text = to_text(report)
     assert "trial scratch seed" in text and "lr=" in text and "T=2 w=0.9" in text and "<- selected" in text
     assert f"verdict: {report.verdict}" in text and report.comparison is not None and report.comparison.statement in text
+
+
+@pytest.mark.parametrize("kw", [{"standardize": "per_feature"}, {"standardize": "global"},
+                                {"input_layout": "sequence", "teacher_hidden": [8], "epochs": 2, "teacher_epochs": 2}],
+                         ids=["per_feature", "global", "cnn1d"])
+def test_a_saved_student_is_the_same_model_when_it_comes_back_as_a_teacher(tmp_path, kw):
+    """A student saved by one run, given to the next as a safetensors teacher, must see its inputs as it was trained:
+    standardised with its own scaler (it was fed raw inputs before, and taught from garbage logits); a 1-D CNN student
+    was refused as 'not one of the runner's nets'."""
+    first = _run(tmp_path / "a", **kw, seeds=1, save_artifacts=True, student_hidden=[4] if "input_layout" in kw else [24])
+    weights = Path(first.artifacts.student_weights)
+    second = _run(tmp_path / "b", **kw, seeds=1, teacher=str(weights), student_hidden=[2] if "input_layout" in kw else [8])
+    # same data, same split, same training rows: the reloaded teacher is exactly the first run's distilled student
+    assert second.teacher.accuracy == pytest.approx(first.distilled.accuracy, abs=1e-9)
+    assert second.teacher.params == first.distilled.params
+
+
+def test_a_teacher_scaled_for_other_data_is_refused_with_the_field(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    first = _run(tmp_path / "a", seeds=1, save_artifacts=True, student_hidden=[24])
+    state = load_file(first.artifacts.student_weights)
+    meta = {"kd_arch": "mlp", "kd_hidden": "[24]", "kd_input_mean": json.dumps([0.0] * 3), "kd_input_std": json.dumps([1.0] * 3)}
+    save_file(state, str(tmp_path / "other.safetensors"), metadata=meta)
+    with pytest.raises(InputError, match="teacher: other.safetensors: its input scaling has"):
+        _run(tmp_path / "b", seeds=1, teacher=str(tmp_path / "other.safetensors"), student_hidden=[8])

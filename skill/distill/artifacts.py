@@ -73,7 +73,7 @@ def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested
     try:
         state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
         # the metadata lets this student be loaded back as a safetensors teacher of a later run
-        meta = net_spec_metadata(report.settings.arch, report.settings.student_hidden)
+        meta = net_spec_metadata(report.settings.arch, report.settings.student_hidden, scaler)
         write_file_at(folder_fd, "student.safetensors", save(state, metadata=meta))
         write_file_at(folder_fd, "plot.png", _plot(report))
         scaler_name = "scaler.safetensors" if scaler is not None else None

@@ -70,9 +70,39 @@ def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -
     return {k: v.astype(np.float32) for k, v in arrays.items()}
 
 
-def net_spec_metadata(arch: str, hidden: list[int]) -> dict[str, str]:
-    """What a safetensors file needs to say to be loaded back as a teacher (written with every student)."""
-    return {"kd_arch": arch, "kd_hidden": json.dumps([int(h) for h in hidden])}
+def net_spec_metadata(arch: str, hidden: list[int], scaler: dict[str, torch.Tensor] | None = None) -> dict[str, str]:
+    """What a safetensors file needs to say to be loaded back as a teacher (written with every student): the net, and
+    the input scaling it was trained with, so a later run can feed it raw inputs (the scaler file beside it says the same)."""
+    meta = {"kd_arch": arch, "kd_hidden": json.dumps([int(h) for h in hidden])}
+    if scaler is not None:
+        meta |= {"kd_input_mean": json.dumps(scaler["mean"].tolist()), "kd_input_std": json.dumps(scaler["std"].tolist())}
+    return meta
+
+
+class Standardised(torch.nn.Module):
+    """A saved student with the input scaling it was trained with in front: it takes raw inputs, as teachers do."""
+
+    def __init__(self, net: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        return self.net((x - self.mean) / self.std)
+
+
+def _input_scaling(meta: dict[str, str], name: str, in_features: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if "kd_input_mean" not in meta and "kd_input_std" not in meta:
+        return None
+    try:
+        mean, std = (torch.tensor(json.loads(meta[k]), dtype=torch.float32) for k in ("kd_input_mean", "kd_input_std"))
+    except (KeyError, ValueError, TypeError, RecursionError):
+        raise InputError("teacher", f"{name}: metadata kd_input_mean/kd_input_std are not two lists of numbers") from None
+    if mean.shape != (in_features,) or std.shape != (in_features,) or not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+        raise InputError("teacher", f"{name}: its input scaling has {tuple(mean.shape)} / {tuple(std.shape)} values for {in_features} features "
+                         "(or non-finite or non-positive ones); it was trained on other data")
+    return mean, std
 
 
 def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None) -> torch.nn.Module:
@@ -96,8 +126,8 @@ def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int,
             hidden = [int(h) for h in json.loads(meta.get("kd_hidden", "[]"))]
         except (ValueError, TypeError):
             raise InputError("teacher", f"{path.name}: metadata kd_hidden {meta.get('kd_hidden')!r} is not a list of sizes") from None
-    if arch not in ("mlp", "cnn") or not hidden or any(not 1 <= h <= 4096 for h in hidden) or len(hidden) > 6:
-        raise InputError("teacher", f"{path.name}: architecture {arch!r} {hidden} is not one of the runner's nets (mlp or cnn, 1-6 sizes in 1..4096); "
+    if arch not in ("mlp", "cnn", "cnn1d") or not hidden or any(not 1 <= h <= 4096 for h in hidden) or len(hidden) > 6:
+        raise InputError("teacher", f"{path.name}: architecture {arch!r} {hidden} is not one of the runner's nets (mlp, cnn or cnn1d, 1-6 sizes in 1..4096); "
                          "set arch and teacher_hidden to the net the weights belong to")
     try:
         module = nets.build(arch, in_features, hidden, num_classes, side)
@@ -105,6 +135,9 @@ def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int,
     except (RuntimeError, ValueError) as exc:
         raise InputError("teacher", f"{path.name} does not fit a {arch} with hidden {hidden}, {in_features} inputs and {num_classes} classes: "
                          f"{str(exc).splitlines()[0][:160]}") from exc
+    scaling = _input_scaling(meta, path.name, in_features)
+    if scaling is not None:
+        module = Standardised(module, *scaling)
     module.eval()
     return module
 
