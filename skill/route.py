@@ -121,7 +121,9 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
         return Decision(verdict, best_boundary, f"boundary {best_boundary['id']} (score {b_score:g}) is named and no sibling outscores it", trace=trace)
     # a word that only describes the object ("the student", "my distilled model") does not pull a sibling's work here
     described = max((h.weight for h in ev.counted("in_scope") if h.role == "descriptor"), default=0.0)
-    if s_score > 0 and not ev.action and s_score >= in_score - described:
+    # a sibling's word with nothing saying machine learning and no model in sight ("shrink the Kubernetes cluster") is a guess
+    guess = ev.unsure_only(best_sibling["skill"]) and not any(h.role == "descriptor" for h in ev.hits.get("in_scope", []))
+    if s_score > 0 and not ev.action and s_score >= in_score - described and not guess:
         _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score - described)
         decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)", trace=trace)
         if s_score - in_score < close:
