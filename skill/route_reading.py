@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
+from skill.route_typos import mend_typos
+
 TOKEN = re.compile(r"\w+(?:'\w+)?")
 
 
@@ -63,7 +65,7 @@ class Text:
     """The request with its word positions, sentences and weighted phrases."""
 
     def __init__(self, text: str, reading: Mapping[str, Any]):
-        self.raw = normalise(text)
+        self.raw = mend_typos(normalise(text), reading["typo_vocabulary"], int(reading["typo_min_length"]))
         self.reading = reading
         self.tokens = [m.start() for m in TOKEN.finditer(self.raw)]
         self.sentences = self._split(reading["sentence_breaks"], [])

@@ -345,3 +345,27 @@ def test_route_stays_fast():
         route_request(RouteRequest(request=text))
     per_100 = (time.perf_counter() - start) / len(texts) * 100
     assert per_100 < 1.0, f"{per_100:.3f} s per 100 requests"
+
+
+@pytest.mark.parametrize(
+    "text, verdict",
+    [
+        ("whats a good temprature for our bert classifier", "in_scope"),  # was not_ml: the word that decides was misspelt
+        ("is knowlege destillation worth it for our resnet", "in_scope"),
+        ("studnet is overconfidnet after kd, ece 0.2", "in_scope"),
+    ],
+)
+def test_one_letter_slips_in_deciding_words_are_read(text, verdict):
+    assert route_request(RouteRequest(request=text)).verdict == verdict
+
+
+@pytest.mark.parametrize(
+    "word, unchanged",
+    [("distil", True), ("distiller", True), ("teaches", True), ("architectures", True), ("quantizes", True), ("temprature", False), ("distll", False)],
+)
+def test_mending_leaves_real_words_alone(word, unchanged):
+    from skill.route_typos import mend_typos
+
+    reading = get_rules().boundaries["reading"]
+    mended = mend_typos(word, reading["typo_vocabulary"], reading["typo_min_length"])
+    assert (mended == word) is unchanged, mended
