@@ -123,13 +123,16 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     described = max((h.weight for h in ev.counted("in_scope") if h.role == "descriptor"), default=0.0)
     # a sibling's word with nothing saying machine learning and no model in sight ("shrink the Kubernetes cluster") is a guess
     guess = ev.unsure_only(best_sibling["skill"]) and not any(h.role == "descriptor" for h in ev.hits.get("in_scope", []))
-    if s_score > 0 and not ev.action and s_score >= in_score - described and not guess:
+    # "idle cards serve our one model; no memory or latency constraints: should I bother?": with no budget, a not-for
+    # boundary stated more firmly than a sibling's work answers the question
+    absence = _absence_boundary(request, rules, ev)
+    firmer = absence is not None and not ev.action and scores[absence["id"]] > s_score
+    if s_score > 0 and not ev.action and s_score >= in_score - described and not guess and not firmer:
         _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score - described)
         decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)", trace=trace)
         if s_score - in_score < close:
             decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
         return decision
-    absence = _absence_boundary(request, rules, ev)
     if absence and (in_score > 0 or not ev.budget):
         return Decision("out_of_scope", absence, f"{absence['id']} is stated and no size or latency budget is", trace=trace)
     if in_score > 0:

@@ -51,11 +51,13 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
             hit = reader.hit("budget", group, "budget", quantity.start, quantity.start + len(quantity.words))
             ev.hits["budget"].append(hit)
             ev.scores["budget"] = max(ev.scores["budget"], group_score([hit]))
-    for gid, found, weight in (("size_reduction", find_reduction(reader.text, rules), "reduction_weight"),
-                               ("size_sweep", find_size_sweep(reader.text, rules, ev.numbers), "size_sweep_weight")):
+    # a stated reduction is a goal; two model sizes ("a 3B student of the 70B") mostly describe the models, so they
+    # do not outweigh a sibling's work the way a goal does
+    for gid, found, weight, role in (("size_reduction", find_reduction(reader.text, rules), "reduction_weight", "goal"),
+                                     ("size_sweep", find_size_sweep(reader.text, rules, ev.numbers), "size_sweep_weight", "descriptor")):
         if found:
             group = {"id": gid, "weight": rules["numbers"][weight], "context": "ml"}
-            hit = reader.hit("in_scope", group, "goal", found[0], found[0] + len(found[1]))
+            hit = reader.hit("in_scope", group, role, found[0], found[0] + len(found[1]))
             ev.hits["in_scope"].append(hit)
             ev.scores["in_scope"] += group_score([hit])
     _drop_lone_descriptors(ev)

@@ -142,6 +142,10 @@ class Reader:
         self.text = Text(text, self.reading)
         bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
         self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
+        objects_only = compile_terms(tuple(self.reading["object_negation_cues"]))
+        self.object_negations = {start for start, end, words in self.negations if objects_only.fullmatch(words)}
+        self.subjects = [start for start, _, _ in self._spans(self.reading["clause_subjects"])]
+        self.uncertain = self._spans(self.reading["uncertainty_cues"])
         self.dismissals = self._spans(self.reading["dismissal_cues"])
         # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
         nouns = self._spans(self.reading["ml_nouns"])
@@ -183,6 +187,8 @@ class Reader:
         window = int(self.reading["negation_window"])
         for cue_start, cue_end, words in reversed(self.negations):
             if phrase.start <= cue_start and cue_end <= start and self.text.words_between(cue_end, start) <= window:
+                if cue_start in self.object_negations and any(cue_end <= s < start for s in self.subjects):
+                    continue  # "rather than pruning I'd prefer distillation": the cue took its object, not the next clause
                 return words
         if end is not None:
             for cue_start, _, words in self.dismissals:
@@ -225,11 +231,14 @@ class Reader:
         negation = self.negated_by(start, end)
         if negation:
             return Hit(owner, group["id"], role, words, start, 0.0, "negated", f"after '{negation}'")
+        phrase = self.text.phrase(start)
+        doubt = next((w for s, _, w in self.uncertain if phrase.start <= s < phrase.end), None) if role == "budget" else None
+        if doubt:
+            return Hit(owner, group["id"], role, words, start, 0.0, "negated", f"the target is open: '{doubt}'")
         status, why = "counted", ""
         if group.get("context") == "ml":
             sense, why = self.sense(start, end)
             status = {"ml": "counted", "not_ml": "not_ml", "unsure": "unsure"}[sense]
-        phrase = self.text.phrase(start)
         weight = base * phrase.weight if status != "not_ml" else 0.0
         return Hit(owner, group["id"], role, words, start, weight, status, why, phrase.deferred)
 

@@ -24,6 +24,8 @@ def _one_edit_inside(word: str, target: str) -> bool:
         swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and word[diff[0]] == target[diff[1]] and word[diff[1]] == target[diff[0]]
         return len(diff) == 1 or swapped
     short, long = (word, target) if len(word) < len(target) else (target, word)
+    if long[:-1] == short or long[:-2] + long[-1] == short:
+        return False  # a letter added or dropped at the end ("distil"/"distill"): a spelling, not a slip
     return any(long[:i] + long[i + 1:] == short for i in range(len(long) - 1))
 
 

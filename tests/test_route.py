@@ -369,3 +369,29 @@ def test_mending_leaves_real_words_alone(word, unchanged):
     reading = get_rules().boundaries["reading"]
     mended = mend_typos(word, reading["typo_vocabulary"], reading["typo_min_length"])
     assert (mended == word) is unchanged, mended
+
+
+@pytest.mark.parametrize(
+    "text, verdict, target",
+    [
+        # "rather than" takes its object; the clause after a new subject is the ask
+        ("Rather than pruning I'd prefer distillation for the speech model, pruning kept wrecking the rare classes. Student target ~5M params.", "in_scope", None),
+        ("Rather than distillation, we want to prune the detector for the Jetson.", "delegate", "model-deployment-optimization"),
+        # a target that is not known yet is no budget
+        ("Early exploration: we don't know yet whether this runs on a phone or a server, no accuracy target. Worth teacher-student training now?", "out_of_scope", "prototype_without_requirements"),
+        ("Early exploration, but it will run on a phone with 40 MB free. Worth distilling now?", "in_scope", None),
+        # with no budget, a firmly stated boundary answers a should-I-bother question over a sibling word in the background
+        ("Idle L40S cards serve our single-task vision model; no memory or latency constraints. Teacher-student is best practice, should I bother?", "out_of_scope", "single_task_ample_compute"),
+        # a sibling's work handed to someone else is not the ask
+        ("adversarial robustness is handled by another team. my job: take the robust 300M classifier and produce a 30M one for the edge", "in_scope", None),
+        # two model sizes describe the models; the work asked for is sharding
+        ("FSDP config for a 3B student on 64 GPUs: the distillation code works on one node, but sharding the 70B teacher's forward across nodes OOMs.", "delegate", "distributed-learning-coordination"),
+        # limits stated with a negation
+        ("Need a custom CUDA kernel so inference never exceeds 2 ms for the trading model.", "delegate", "hardware-acceleration"),
+        ("Somebody is hammering our API - we think they're distilling a copy of our model. How do we stop model extraction?", "delegate", "adversarial-defense-strategies"),
+        ("tiny 2-layer perceptron, 640 weights total, on an 8-bit MCU. worth distilling?", "out_of_scope", "tiny_rule_based"),
+    ],
+)
+def test_clause_scope_open_targets_and_background(text, verdict, target):
+    answer = route_request(RouteRequest(request=text))
+    assert (answer.verdict, answer.skill or answer.boundary) == (verdict, target), answer.decided_by
