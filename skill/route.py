@@ -126,7 +126,7 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     # "idle cards serve our one model; no memory or latency constraints: should I bother?": with no budget, a not-for
     # boundary stated more firmly than a sibling's work answers the question
     absence = _absence_boundary(request, rules, ev)
-    firmer = absence is not None and not ev.action and scores[absence["id"]] > s_score
+    firmer = absence is not None and not ev.action and in_score > 0 and scores[absence["id"]] > s_score
     if s_score > 0 and not ev.action and s_score >= in_score - described and not guess and not firmer:
         _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score - described)
         decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)", trace=trace)
