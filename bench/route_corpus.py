@@ -1,7 +1,7 @@
 """Benchmark (not a test): route every request of a labelled corpus and print accuracy and the confusion table.
 
 A request is right when verdict and skill match its label, and, for out_of_scope, the boundary too.
-Usage: python bench/route_corpus.py [corpus.yaml] [--misses]
+Usage: python bench/route_corpus.py [corpus.yaml] [--misses] [--rules-only]
 """
 
 from __future__ import annotations
@@ -47,11 +47,12 @@ def load_corpus(path: Path = CORPUS) -> list[Mapping[str, Any]]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def score_corpus(items: Iterable[Mapping[str, Any]]) -> CorpusResult:
-    """Route each item's text with no structured inputs (the text alone) and compare with its label."""
+def score_corpus(items: Iterable[Mapping[str, Any]], learned: bool = True) -> CorpusResult:
+    """Route each item's text with no structured inputs (the text alone) and compare with its label;
+    learned=False scores the rules without the learned reader."""
     result = CorpusResult()
     for item in items:
-        answer = route_request(RouteRequest(request=item["text"]))
+        answer = route_request(RouteRequest(request=item["text"]), learned=learned)
         expected = label(item["verdict"], item.get("skill"), item.get("boundary"))
         got = label(answer.verdict, answer.skill, answer.boundary)
         result.total += 1
@@ -76,7 +77,7 @@ def confusion_table(result: CorpusResult) -> str:
 
 def main(argv: list[str]) -> None:
     paths = [a for a in argv if not a.startswith("--")]
-    result = score_corpus(load_corpus(Path(paths[0]) if paths else CORPUS))
+    result = score_corpus(load_corpus(Path(paths[0]) if paths else CORPUS), learned="--rules-only" not in argv)
     print(f"accuracy {result.accuracy:.3f} ({result.right}/{result.total})\n")
     print(confusion_table(result))
     if "--misses" in argv:

@@ -437,5 +437,6 @@ class RouteResponse(Advice):
     confidence: Literal["high", "medium", "low"] = Field(description="low: the text leaves it open; ask `question` before acting")
     question: str | None = Field(None, description="What to ask the user when confidence is not high")
     decided_by: str = Field(description="The step that decided: structured input, a numeric boundary, or which scores compared")
+    learned_reading: str | None = Field(None, description="What the learned reader (trained on labelled requests) reads, with its probability; none when structured inputs decided")
     intents: list[IntentScore] = Field(default_factory=list, description="Scores read from the text, highest first")
     matched: list[str] = Field(default_factory=list, description="Terms and numbers that decided it")

@@ -4,6 +4,8 @@ The decision follows what the request asks to be done (skill/route_evidence.py r
 structured inputs the agent filled; not-for boundaries named by words or numbers; a sibling's work when no
 explicit distillation is asked for and it outscores ours; the prototype and ample-compute boundaries when no
 budget is stated; otherwise in scope when anything asks for distillation, else not about an ML model.
+A text-only decision then meets the learned reader (skill/route_learned.py): when it reads the request otherwise
+with high probability, its reading stands, and the answer says so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from skill.conditions import evaluate
 from skill.models import Delegation, IntentScore, RouteRequest, RouteResponse, TraceEntry
 from skill.next_steps import steps
 from skill.route_evidence import Evidence, read_evidence
+from skill.route_learned import Reading, get_reader
 from skill.rules import get_rules
 
 
@@ -39,6 +42,14 @@ class Decision:
     confidence: str = "high"
     question: str | None = None
     trace: list[TraceEntry] = field(default_factory=list)
+    reading: Reading | None = None
+
+    @property
+    def label(self) -> str:
+        """The outcome as the learned reader names it: in_scope, delegate:<skill>, out_of_scope:<boundary>."""
+        if self.verdict == "in_scope" or self.entry is None:
+            return "in_scope"
+        return f"delegate:{self.entry['skill']}" if self.verdict == "delegate" else f"out_of_scope:{self.entry['id']}"
 
 
 def _text_inputs(request: RouteRequest, ev: Evidence) -> dict[str, Any]:
@@ -155,6 +166,38 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     return decision
 
 
+STRUCTURED = ("model_params", "latency_budget_ms", "primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype")
+
+
+def _entry_for(label: str, rules: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
+    """The verdict and the sibling or boundary rule a learned label names."""
+    kind, _, name = label.partition(":")
+    if kind == "in_scope":
+        return "in_scope", None
+    for entry in (*rules["siblings"], *rules["boundaries"]):
+        if name in (entry.get("id"), entry.get("skill")) and (kind == "out_of_scope") == ("id" in entry and not entry.get("skill")):
+            return kind, entry
+    raise ValueError(f"the learned reader names {label!r}, which boundaries.yaml does not define")
+
+
+def _second_opinion(request: RouteRequest, rules: Mapping[str, Any], decision: Decision) -> Decision:
+    """The learned reader replaces a text-only decision it disagrees with firmly; the agent's structured inputs stand."""
+    if any(getattr(request, name) is not None for name in STRUCTURED):
+        return decision
+    settings = rules["learned_reader"]
+    reading = get_reader(settings["file"]).read(request.request)
+    decision.reading = reading
+    threshold = float(settings["override_probability"])
+    if reading.label == decision.label or reading.probability < threshold:
+        return decision
+    verdict, entry = _entry_for(reading.label, rules)
+    trace = decision.trace + [TraceEntry(rule="route.learned_reader", field=f"probability.{reading.label}", op="ge", value=round(reading.probability, 3), threshold=threshold, result="true")]
+    how = f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' {decision.label} ({decision.decided_by})"
+    confident = reading.probability >= float(settings["confident_probability"])
+    question = None if confident else rules["questions"]["readings_differ"].format(learned=reading.label, rules=decision.label)
+    return Decision(verdict, entry, how, "high" if confident else "medium", question, trace, reading)
+
+
 def _intents(ev: Evidence) -> list[IntentScore]:
     listed = [IntentScore(intent=o, score=round(ev.scores.get(o, 0.0), 2), evidence=[h.describe() for h in hits]) for o, hits in ev.hits.items() if hits]
     return sorted(listed, key=lambda i: -i.score)
@@ -185,6 +228,7 @@ def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: 
         confidence=decision.confidence,  # type: ignore[arg-type]
         question=decision.question,
         decided_by=decision.decided_by,
+        learned_reading=f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} {decision.reading.runner_up_probability:.2f})" if decision.reading else None,
         intents=_intents(ev),
         matched=matched,
         rule_trace=decision.trace,
@@ -194,10 +238,14 @@ def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: 
     )
 
 
-def route_request(request: RouteRequest) -> RouteResponse:
-    """In scope, a sibling skill, or a not-for boundary, decided by what the request asks to be done."""
+def route_request(request: RouteRequest, learned: bool = True) -> RouteResponse:
+    """In scope, a sibling skill, or a not-for boundary, decided by what the request asks to be done.
+    learned=False answers from the rules alone (to measure what the learned reader adds)."""
     rules = get_rules().boundaries
     ev = read_evidence(request.request, rules, ml_known=request.is_ml_model is True)
     inputs = _text_inputs(request, ev)
-    decision = _by_goal(request, rules, ev, inputs) or _by_text(request, rules, ev, inputs)
+    decision = _by_goal(request, rules, ev, inputs)
+    if decision is None:
+        decision = _by_text(request, rules, ev, inputs)
+        decision = _second_opinion(request, rules, decision) if learned else decision
     return _answer(decision, ev, rules, inputs, request.model_dump())

@@ -1,0 +1,122 @@
+"""The learned reader: a second opinion on a request, from a model trained on every labelled request in tests/data.
+
+Rules read what they were written for (numbers, negations, the agent's structured inputs) and explain themselves;
+a lexicon still misses phrasings nobody wrote down. This reader (TF-IDF over words and character n-grams, then
+multinomial logistic regression; trained by scripts/train_route_reader.py with scikit-learn) generalises across
+phrasings. Inference here is numpy only and reproduces scikit-learn's vectorisers, so the server stays light.
+The file is data: checked against skill/rules/schemas/route_reader.schema.json when loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+import numpy as np
+
+from skill.rules import RuleFileError, rules_dir
+
+WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
+WHITE_SPACES = re.compile(r"\s\s+")
+
+
+@dataclass(frozen=True)
+class Reading:
+    label: str  # "in_scope", "delegate:<skill>" or "out_of_scope:<boundary>"
+    probability: float
+    runner_up: str
+    runner_up_probability: float
+
+
+def _word_ngrams(text: str, low: int, high: int) -> list[str]:
+    tokens = WORD_TOKEN.findall(text)
+    grams = list(tokens) if low == 1 else []
+    for n in range(max(low, 2), min(high, len(tokens)) + 1):
+        grams += [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return grams
+
+
+def _char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
+    grams: list[str] = []
+    for word in WHITE_SPACES.sub(" ", text).split():
+        padded = f" {word} "
+        for n in range(low, high + 1):
+            offset = 0
+            grams.append(padded[offset:offset + n])
+            while offset + n < len(padded):
+                offset += 1
+                grams.append(padded[offset:offset + n])
+            if offset == 0:  # a word shorter than n is counted once, as scikit-learn does
+                break
+    return grams
+
+
+ANALYZERS = {"word": _word_ngrams, "char_wb": _char_wb_ngrams}
+
+
+class LearnedReader:
+    """Vectorises a request like the trained TfidfVectorizers and applies the stored weights."""
+
+    def __init__(self, model: dict[str, Any]):
+        self.classes: list[str] = model["classes"]
+        self.blocks = []
+        offset = 0
+        for feature in model["features"]:
+            terms = feature["terms"]
+            idf = np.frombuffer(base64.b64decode(feature["idf"]), "<f8")
+            if len(idf) != len(terms):
+                raise RuleFileError(f"route_reader.json: {feature['analyzer']} has {len(terms)} terms but {len(idf)} idf values")
+            index = {t: i for i, t in enumerate(terms)}
+            self.blocks.append((ANALYZERS[feature["analyzer"]], tuple(feature["ngram_range"]), index, idf, offset))
+            offset += len(terms)
+        coef = np.frombuffer(base64.b64decode(model["coef"]), "<f2").astype(np.float64)
+        if coef.size != len(self.classes) * offset:
+            raise RuleFileError(f"route_reader.json: coef holds {coef.size} weights, expected {len(self.classes)} x {offset}")
+        self.coef = coef.reshape(len(self.classes), offset)
+        self.intercept = np.asarray(model["intercept"], dtype=np.float64)
+
+    def probabilities(self, text: str) -> np.ndarray:
+        lowered = text.lower()
+        logits = self.intercept.copy()
+        for analyze, (low, high), index, idf, offset in self.blocks:
+            counts: dict[int, int] = {}
+            for gram in analyze(lowered, low, high):
+                j = index.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if not counts:
+                continue
+            cols = np.fromiter(counts, dtype=np.int64)
+            values = np.array([(1.0 + math.log(counts[j])) * idf[j] for j in counts])  # sublinear tf x idf
+            values /= np.linalg.norm(values)  # l2, per vectoriser, as the FeatureUnion of two vectorisers does
+            logits += self.coef[:, offset + cols] @ values
+        logits -= logits.max()
+        probs = np.exp(logits)
+        return probs / probs.sum()
+
+    def read(self, text: str) -> Reading:
+        probs = self.probabilities(text)
+        first, second = np.argsort(-probs)[:2]
+        return Reading(self.classes[first], float(probs[first]), self.classes[second], float(probs[second]))
+
+
+def load_model_file(name: str) -> dict[str, Any]:
+    path = rules_dir() / name
+    schema = json.loads((rules_dir() / "schemas" / "route_reader.schema.json").read_text(encoding="utf-8"))
+    try:
+        model = json.loads(path.read_text(encoding="utf-8"))
+        jsonschema.validate(model, schema)
+    except (OSError, ValueError, jsonschema.ValidationError) as exc:
+        raise RuleFileError(f"{name}: not a valid learned reader: {str(exc).splitlines()[0]}") from exc
+    return model
+
+
+@lru_cache(maxsize=2)
+def get_reader(name: str) -> LearnedReader:
+    return LearnedReader(load_model_file(name))
