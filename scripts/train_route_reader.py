@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline, make_union
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,7 +44,16 @@ def corpora(extra: list[Path]) -> dict[str, list[dict]]:
     return {f.name: yaml.safe_load(f.read_text(encoding="utf-8")) for f in files}
 
 
+def corpus_digest(items: list[dict]) -> str:
+    """A corpus's fingerprint: the model records it, and a test sees a model trained on other data."""
+    return hashlib.sha256(yaml.safe_dump(items, sort_keys=True).encode()).hexdigest()
+
+
 def fit(texts: list[str], labels: list[str]):
+    from sklearn.feature_extraction.text import TfidfVectorizer  # the [distill] extra: only training needs it
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
     union = make_union(
         TfidfVectorizer(analyzer="word", ngram_range=WORD_NGRAMS, min_df=WORD_MIN_DF, sublinear_tf=True),
         TfidfVectorizer(analyzer="char_wb", ngram_range=CHAR_NGRAMS, min_df=CHAR_MIN_DF, sublinear_tf=True),
@@ -75,7 +81,7 @@ def export(model, sets: dict[str, list[dict]], texts: list[str]) -> dict:
     return {
         "kind": "tfidf word 1-2 grams + char_wb 3-5 grams, multinomial logistic regression",
         "sklearn_settings": {"word_min_df": WORD_MIN_DF, "char_min_df": CHAR_MIN_DF, "C": C, "sublinear_tf": True},
-        "trained_on": {n: {"items": len(items), "sha256": hashlib.sha256(yaml.safe_dump(items, sort_keys=True).encode()).hexdigest()} for n, items in sets.items()},
+        "trained_on": {n: {"items": len(items), "sha256": corpus_digest(items)} for n, items in sets.items()},
         "classes": [str(c) for c in lr.classes_],
         "features": features,
         "coef": b64(coef, "<f2"),

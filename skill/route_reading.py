@@ -167,6 +167,7 @@ class Reader:
         self.weak_objects = weak
         self.object_gap = re.compile(rf"\s+(?:{'|'.join(self.reading['object_determiners'])})\s+(?:[\w-]+\s+)?", re.IGNORECASE)
         self.non_ml_words = sorted(non_ml if self.names_model else non_ml + weak)
+        self.weak_words = {w[0] for w in weak}
 
     def _together(self) -> list[tuple[int, int, str]]:
         """The words of every ml_together set whose terms all occur: together they name models."""
@@ -203,7 +204,7 @@ class Reader:
             return "ml", "the caller says it is a machine-learning model"
         sentence = self.text.sentence(start)
         window = int(self.reading["context_window"])
-        near: list[tuple[int, str, str]] = []
+        near: list[tuple[int, str, str, int]] = []
         objects = [w for w in self.weak_objects if w[0] >= end and self.object_gap.fullmatch(self.text.raw[end:w[0]])] if self.names_model else []
         for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words + objects)):
             for w_start, w_end, words in found:
@@ -211,12 +212,15 @@ class Reader:
                     continue  # the term itself, or another sentence
                 distance = self.text.words_between(w_end, start) if w_end <= start else self.text.words_between(end, w_start)
                 if distance <= window:
-                    near.append((distance, kind, words))
+                    near.append((distance, kind, words, w_start))
+        if near and self.ml_words and all(kind == "not_ml" and start_ in self.weak_words for _, kind, _, start_ in near):
+            # only everyday words nearby ("the student reports 99%"), while the request speaks of ECE elsewhere
+            return "ml", f"the request mentions '{self.ml_words[0][2]}'; only everyday words are near"
         if near:
             votes = {kind: sum(1 for n in near if n[1] == kind) for kind in ("ml", "not_ml")}
             nearest = min(near)
             kind = nearest[1] if votes["ml"] == votes["not_ml"] else max(votes, key=lambda k: votes[k])
-            said = ", ".join(f"'{w}'" for _, k, w in sorted(near) if k == kind)
+            said = ", ".join(f"'{w}'" for _, k, w, _ in sorted(near) if k == kind)
             return kind, f"near {said}"
         if self.ml_words:
             return "ml", f"the request mentions '{self.ml_words[0][2]}'"

@@ -325,7 +325,8 @@ def test_plan_prompt_asks_before_dropping_a_delegated_task():
     ],
 )
 def test_general_reading_rules(text, verdict, target):
-    answer = route_request(RouteRequest(request=text))
+    """The rules' own reading (numbers, corrections, negation scope, senses), without the learned reader."""
+    answer = route_request(RouteRequest(request=text), learned=False)
     assert answer.verdict == verdict, (answer.decided_by, [i.evidence for i in answer.intents])
     assert (answer.skill if verdict == "delegate" else answer.boundary) == target
 
@@ -395,3 +396,66 @@ def test_mending_leaves_real_words_alone(word, unchanged):
 def test_clause_scope_open_targets_and_background(text, verdict, target):
     answer = route_request(RouteRequest(request=text))
     assert (answer.verdict, answer.skill or answer.boundary) == (verdict, target), answer.decided_by
+
+
+RULES_MISS = "Nurses don't trust the sepsis-warning AI because it never says why it raised an alarm. Can it show the reasons behind each alert?"
+
+
+def test_the_learned_reader_overrides_a_text_only_answer_and_says_so():
+    rules_only = route_request(RouteRequest(request=RULES_MISS), learned=False)
+    assert (rules_only.verdict, rules_only.boundary) == ("out_of_scope", "not_ml")  # the lexicon has no words for this
+    answer = route_request(RouteRequest(request=RULES_MISS))
+    assert (answer.verdict, answer.skill) == ("delegate", "explainable-ai-design")
+    assert "learned reader" in answer.decided_by and "out_of_scope:not_ml" in answer.decided_by
+    assert answer.learned_reading.startswith("delegate:explainable-ai-design")
+    last = answer.rule_trace[-1]
+    assert last.rule == "route.learned_reader" and last.result == "true" and last.value >= last.threshold
+    assert answer.fallback and answer.delegations[0].skill == "explainable-ai-design"
+    if answer.confidence != "high":
+        assert "learned" not in answer.question and "explainable-ai-design" in answer.question
+
+
+@pytest.mark.parametrize("given", [{"is_ml_model": True}, {"primary_goal": "distill"}, {"model_params": 5_000_000}])
+def test_structured_inputs_are_never_overridden_by_the_reader(given):
+    answer = route_request(RouteRequest(request=RULES_MISS, **given))
+    assert answer.learned_reading is None and "learned reader" not in answer.decided_by
+    assert all(t.rule != "route.learned_reader" for t in answer.rule_trace)
+
+
+def test_an_agreeing_reader_leaves_the_rules_answer_and_is_shown():
+    answer = route_request(RouteRequest(request="Shrink my 800 MB BERT to fit a phone"))
+    assert answer.verdict == "in_scope" and "learned reader" not in answer.decided_by
+    assert answer.learned_reading.startswith("in_scope")
+
+
+def test_a_broken_model_file_is_a_clear_error(tmp_path: Path):
+    import json
+
+    from skill.route_learned import LearnedReader, load_model_file
+    from skill.rules import RuleFileError, rules_dir
+
+    good = load_model_file(rules_dir() / get_rules().boundaries["learned_reader"]["file"])
+    bad = tmp_path / "route_reader.json"
+    bad.write_text(json.dumps({**good, "classes": ["in_scope", "maybe"]}))
+    with pytest.raises(RuleFileError, match="route_reader.json: not a valid learned reader"):
+        load_model_file(bad)
+    with pytest.raises(RuleFileError, match="coef holds"):
+        LearnedReader({**good, "intercept": good["intercept"] + [0.0], "classes": good["classes"] + ["out_of_scope:extra"]})
+
+
+@pytest.mark.parametrize(
+    "text, verdict, target",
+    [
+        # the rules saw the only distillation word and it is negated: the reader (which counts words) may not override
+        ("Rather than distillation, we want to prune the detector for the Jetson.", "delegate", "model-deployment-optimization"),
+        ("how hot should the still be when distilling gin", "out_of_scope", "not_ml"),
+        # no distillation word at all: the reader needs a sure reading to call it in scope
+        ("we raised $5M and $2M, where do we stand?", "out_of_scope", "not_ml"),
+        # a number past a threshold is the rules' to read
+        ("a single network that scores in 20 ms... wait, 2 ms", "delegate", "hardware-acceleration"),
+        ("tiny 2-layer perceptron, 640 weights total, on an 8-bit MCU. worth distilling?", "out_of_scope", "tiny_rule_based"),
+    ],
+)
+def test_what_the_reader_cannot_see_stays_with_the_rules(text, verdict, target):
+    answer = route_request(RouteRequest(request=text))
+    assert (answer.verdict, answer.skill if verdict == "delegate" else answer.boundary) == (verdict, target), answer.decided_by
