@@ -1,12 +1,13 @@
 """The router against labelled requests written the way people write: it must get at least 97% right.
 
 tests/data/route_corpus.yaml is the dev corpus (written separately from the router, from how users talk);
-route_corpus_extra.yaml holds the issue's own examples and further phrasings; route_corpus_holdout1..10.yaml were
-each written by someone who had never seen the router. Each was scored before anything was changed for it
-(rules alone: 93.1%, 94.8%, 95.6%, 95.3%, 90.6%, 88.1%, 88.2%, 89.4%; holdout9 and holdout10, with the learned
-reader trained without them: 99.4% and 98.8%, the rules alone 95.3% and 94.7%), then used to tune the rules and
-train the learned reader (skill/route_learned.py). So on these files the router is scored on data it has seen:
-the tests below guard against regressions; the honest estimate is the held-out test at the end, which trains the
+route_corpus_extra.yaml holds the issue's own examples and further phrasings; route_corpus_holdout1..12.yaml were
+each written by someone who had never seen the router, and each was scored before anything was changed for it.
+Rules alone, in the order they came: 93.1%, 94.8%, 95.6%, 95.3%, 90.6%, 88.1%, 88.2%, 89.4%. Then rules plus the
+learned reader (skill/route_learned.py, trained without the corpus being scored): holdout9 99.4% (rules alone 95.3%),
+holdout10 98.8% (94.7%), holdout11 96.5% (93.0%), holdout12 99.0% (94.0%): 728 of 740. Afterwards each corpus was
+used to tune the rules and train the reader, so on these files the router is scored on data it has seen: the
+per-file tests guard against regressions; the honest estimate is the held-out test at the end, which trains the
 reader without the last two corpora and routes them with it. An item is right when verdict and skill match, and
 for out_of_scope the boundary too (bench/route_corpus.py prints the table).
 """
@@ -20,14 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.append(str(ROOT / "bench"))  # appended: bench/mcp_server.py must not shadow the package
+sys.path.append(str(ROOT / "scripts"))
 
 from route_corpus import CORPUS, confusion_table, label, load_corpus, score_corpus  # noqa: E402
 
 MIN_ACCURACY = 0.97
 CORPORA = sorted(CORPUS.parent.glob("route_corpus*.yaml"))
-HELD_OUT = [CORPUS.with_name("route_corpus_holdout9.yaml"), CORPUS.with_name("route_corpus_holdout10.yaml")]
+HELD_OUT = [CORPUS.with_name("route_corpus_holdout11.yaml"), CORPUS.with_name("route_corpus_holdout12.yaml")]
 VERDICTS = {"in_scope", "delegate", "out_of_scope"}
 
 
@@ -93,8 +94,8 @@ def test_the_learned_reader_reproduces_the_trained_model():
 
 
 def test_held_out_corpora_with_a_reader_that_never_saw_them():
-    """The honest estimate: train the reader without holdout9 and holdout10, then route them with rules + that reader.
-    (The rules were tuned on three of their misses afterwards, so this is a floor on regression, not a fresh sample.)"""
+    """The honest estimate: train the reader without holdout11 and holdout12, then route them with rules + that reader
+    (the rules were not tuned on them: 391/400 when they were written)."""
     pytest.importorskip("sklearn")
     from train_route_reader import export, fit
 
