@@ -69,6 +69,8 @@ def _headline(data: dict[str, Any]) -> list[str]:
         elif data.get("fallback"):
             lines.append(f"          instead: {data['fallback']}")
         lines.append(f"          confidence: {data['confidence']}; decided by: {data['decided_by']}")
+        if data.get("learned_reading"):
+            lines.append(f"          learned reader: {data['learned_reading']}")
         if data.get("question"):
             lines.append(f"          ask the user: {data['question']}")
     return lines
