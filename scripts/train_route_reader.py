@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,11 @@ def corpus_digest(items: list[dict]) -> str:
     return hashlib.sha256(yaml.safe_dump(items, sort_keys=True).encode()).hexdigest()
 
 
+def fold(text: str) -> str:
+    """Compatibility forms folded, as skill/route_learned.py does before reading."""
+    return unicodedata.normalize("NFKC", text)
+
+
 def fit(texts: list[str], labels: list[str]):
     from sklearn.feature_extraction.text import TfidfVectorizer  # the [distill] extra: only training needs it
     from sklearn.linear_model import LogisticRegression
@@ -58,7 +64,7 @@ def fit(texts: list[str], labels: list[str]):
         TfidfVectorizer(analyzer="word", ngram_range=WORD_NGRAMS, min_df=WORD_MIN_DF, sublinear_tf=True),
         TfidfVectorizer(analyzer="char_wb", ngram_range=CHAR_NGRAMS, min_df=CHAR_MIN_DF, sublinear_tf=True),
     )
-    return make_pipeline(union, LogisticRegression(C=C, max_iter=5000)).fit(texts, labels)
+    return make_pipeline(union, LogisticRegression(C=C, max_iter=5000)).fit([fold(t) for t in texts], labels)
 
 
 def b64(array: np.ndarray, dtype: str) -> str:
@@ -74,7 +80,7 @@ def export(model, sets: dict[str, list[dict]], texts: list[str]) -> dict:
     coef = lr.coef_.astype("<f2")
     intercept = lr.intercept_.astype("<f4")
     # reference probabilities from the weights as stored (float16 / float32), which the runtime must reproduce
-    x = union.transform(texts[:CHECK_TEXTS])
+    x = union.transform([fold(t) for t in texts[:CHECK_TEXTS]])
     logits = x @ coef.astype(np.float64).T + intercept.astype(np.float64)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
@@ -96,7 +102,7 @@ def held_out(sets: dict[str, list[dict]], names: list[str]) -> None:
         train = [i for n, items in sets.items() if n != name for i in items]
         model = fit([i["text"] for i in train], [label(i["verdict"], i.get("skill"), i.get("boundary")) for i in train])
         test = sets[name]
-        got = model.predict([i["text"] for i in test])
+        got = model.predict([fold(i["text"]) for i in test])
         right = sum(g == label(i["verdict"], i.get("skill"), i.get("boundary")) for g, i in zip(got, test))
         print(f"{name}: reader alone {right}/{len(test)} ({right / len(test):.3f}) when trained without it")
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from skill.conditions import evaluate
-from skill.models import Delegation, IntentScore, RouteRequest, RouteResponse, TraceEntry
+from skill.models import AdviceWarning, Delegation, IntentScore, RouteRequest, RouteResponse, TraceEntry
 from skill.next_steps import steps
 from skill.route_evidence import Evidence, read_evidence
 from skill.route_learned import LearnedReader, Reading, get_reader
-from skill.rules import get_rules
+from skill.rules import RuleFileError, get_rules
 
 
 def find_installed_skill(name: str, cwd: Path | None = None, home: Path | None = None) -> Path | None:
@@ -44,6 +44,7 @@ class Decision:
     trace: list[TraceEntry] = field(default_factory=list)
     reading: Reading | None = None
     firm: str | None = None  # why the learned reader may not override (it does not read numbers)
+    warnings: list[AdviceWarning] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -184,6 +185,21 @@ def _entry_for(label: str, rules: Mapping[str, Any]) -> tuple[str, Mapping[str, 
     raise ValueError(f"the learned reader names {label!r}, which boundaries.yaml does not define")
 
 
+def _check_classes(reader: LearnedReader, rules: Mapping[str, Any]) -> None:
+    """Every label the reader can give names a sibling or boundary of the rules, checked before it is believed."""
+    unknown = [c for c in reader.classes if not _known(c, rules)]
+    if unknown:
+        raise RuleFileError(f"route_reader.json: labels {unknown} are not siblings or boundaries in boundaries.yaml")
+
+
+def _known(label: str, rules: Mapping[str, Any]) -> bool:
+    try:
+        _entry_for(label, rules)
+        return True
+    except ValueError:
+        return False
+
+
 def _dismissed(reading: Reading, ev: Evidence) -> bool:
     """The reader says in scope, but the rules saw every distillation word and set each aside (negated, or not meant
     in the ML sense): "rather than distillation, we want to prune", "how hot should the still be when distilling gin".
@@ -199,19 +215,25 @@ def _second_opinion(request: RouteRequest, rules: Mapping[str, Any], decision: D
     if any(getattr(request, name) is not None for name in STRUCTURED):
         return decision
     settings = rules["learned_reader"]
-    reading = (reader or get_reader(settings["file"])).read(request.request)
+    try:
+        reader = reader or get_reader(settings["file"])
+        _check_classes(reader, rules)
+    except RuleFileError as exc:  # the rules still answer; the agent is told the second opinion is missing
+        decision.warnings.append(AdviceWarning(id="learned_reader_unavailable", message=f"{exc}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py."))
+        return decision
+    reading = reader.read(request.request)
     decision.reading = reading
     threshold = float(settings["override_probability"])
     if reading.label == "in_scope" and not ev.hits.get("in_scope"):
         threshold = float(settings["confident_probability"])  # no distillation word at all: in scope only on a sure reading
-    if reading.label == decision.label or reading.probability < threshold or decision.firm or _dismissed(reading, ev):
+    if reading.label == decision.label or not reading.probability >= threshold or decision.firm or _dismissed(reading, ev):
         return decision
     verdict, entry = _entry_for(reading.label, rules)
     trace = decision.trace + [TraceEntry(rule="route.learned_reader", field=f"probability.{reading.label}", op="ge", value=round(reading.probability, 3), threshold=threshold, result="true")]
     how = f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' {decision.label} ({decision.decided_by})"
     confident = reading.probability >= float(settings["confident_probability"])
     question = None if confident else rules["questions"]["readings_differ"].format(learned=reading.label, rules=decision.label)
-    return Decision(verdict, entry, how, "high" if confident else "medium", question, trace, reading)
+    return Decision(verdict, entry, how, "high" if confident else "medium", question, trace, reading, warnings=decision.warnings)
 
 
 def _intents(ev: Evidence) -> list[IntentScore]:
@@ -244,6 +266,7 @@ def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: 
         confidence=decision.confidence,  # type: ignore[arg-type]
         question=decision.question,
         decided_by=decision.decided_by,
+        warnings=decision.warnings,
         learned_reading=f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} {decision.reading.runner_up_probability:.2f})" if decision.reading else None,
         intents=_intents(ev),
         matched=matched,

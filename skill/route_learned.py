@@ -10,9 +10,11 @@ The file is data: checked against skill/rules/schemas/route_reader.schema.json w
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,29 +63,47 @@ def _char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
 ANALYZERS = {"word": _word_ngrams, "char_wb": _char_wb_ngrams}
 
 
+def _finite(values: np.ndarray, name: str) -> np.ndarray:
+    """A NaN would compare false against every threshold and let the reader override anything."""
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} holds values that are not finite numbers")
+    return values
+
+
 class LearnedReader:
     """Vectorises a request like the trained TfidfVectorizers and applies the stored weights."""
 
     def __init__(self, model: dict[str, Any]):
+        try:
+            self._build(model)
+        except (ValueError, TypeError, KeyError, binascii.Error) as exc:  # a schema-valid file can still hold bad arrays
+            raise RuleFileError(f"route_reader.json: not a valid learned reader: {exc}") from exc
+
+    def _build(self, model: dict[str, Any]) -> None:
         self.classes: list[str] = model["classes"]
         self.blocks = []
         offset = 0
         for feature in model["features"]:
             terms = feature["terms"]
-            idf = np.frombuffer(base64.b64decode(feature["idf"]), "<f8")
+            low, high = feature["ngram_range"]
+            if low > high:
+                raise ValueError(f"{feature['analyzer']} ngram_range {low} > {high}")
+            idf = _finite(np.frombuffer(base64.b64decode(feature["idf"], validate=True), "<f8"), "idf")
             if len(idf) != len(terms):
-                raise RuleFileError(f"route_reader.json: {feature['analyzer']} has {len(terms)} terms but {len(idf)} idf values")
+                raise ValueError(f"{feature['analyzer']} has {len(terms)} terms but {len(idf)} idf values")
             index = {t: i for i, t in enumerate(terms)}
-            self.blocks.append((ANALYZERS[feature["analyzer"]], tuple(feature["ngram_range"]), index, idf, offset))
+            self.blocks.append((ANALYZERS[feature["analyzer"]], (low, high), index, idf, offset))
             offset += len(terms)
-        coef = np.frombuffer(base64.b64decode(model["coef"]), "<f2").astype(np.float64)
+        coef = _finite(np.frombuffer(base64.b64decode(model["coef"], validate=True), "<f2").astype(np.float64), "coef")
         if coef.size != len(self.classes) * offset:
-            raise RuleFileError(f"route_reader.json: coef holds {coef.size} weights, expected {len(self.classes)} x {offset}")
+            raise ValueError(f"coef holds {coef.size} weights, expected {len(self.classes)} x {offset}")
         self.coef = coef.reshape(len(self.classes), offset)
-        self.intercept = np.asarray(model["intercept"], dtype=np.float64)
+        self.intercept = _finite(np.asarray(model["intercept"], dtype=np.float64), "intercept")
+        if self.intercept.shape != (len(self.classes),):
+            raise ValueError(f"intercept holds {self.intercept.size} values for {len(self.classes)} classes")
 
     def probabilities(self, text: str) -> np.ndarray:
-        lowered = text.lower()
+        lowered = unicodedata.normalize("NFKC", text).lower()  # as trained: full-width and ligature forms folded
         logits = self.intercept.copy()
         for analyze, (low, high), index, idf, offset in self.blocks:
             counts: dict[int, int] = {}
@@ -119,6 +139,16 @@ def load_model_file(path: Path) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=2)
+def _load(name: str) -> LearnedReader | RuleFileError:
+    try:
+        return LearnedReader(load_model_file(rules_dir() / name))
+    except RuleFileError as exc:
+        return exc  # remembered: a broken file is reported on every call, not re-read on every call
+
+
 def get_reader(name: str) -> LearnedReader:
     """The reader from skill/rules/<name>, loaded once (about 0.2 s) on the first routed request."""
-    return LearnedReader(load_model_file(rules_dir() / name))
+    loaded = _load(name)
+    if isinstance(loaded, RuleFileError):
+        raise loaded
+    return loaded

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
@@ -26,7 +27,9 @@ def compile_terms(patterns: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def normalise(text: str) -> str:
-    """Straight apostrophes and plain dashes, so "isn’t" and "isn't" read the same."""
+    """Compatibility forms folded (full-width "ｄｉｓｔｉｌ" is "distil"), straight apostrophes and plain dashes, so
+    "isn’t" and "isn't" read the same."""
+    text = unicodedata.normalize("NFKC", text)
     return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-").replace("\u2014", " - ")
 
 

@@ -459,3 +459,68 @@ def test_a_broken_model_file_is_a_clear_error(tmp_path: Path):
 def test_what_the_reader_cannot_see_stays_with_the_rules(text, verdict, target):
     answer = route_request(RouteRequest(request=text))
     assert (answer.verdict, answer.skill if verdict == "delegate" else answer.boundary) == (verdict, target), answer.decided_by
+
+
+def _model_copy():
+    from skill.route_learned import load_model_file
+    from skill.rules import rules_dir
+
+    return load_model_file(rules_dir() / get_rules().boundaries["learned_reader"]["file"])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: {**m, "intercept": [float("nan")] + m["intercept"][1:]}, "not finite"),
+        (lambda m: {**m, "coef": "not base64!"}, "not a valid learned reader"),
+        (lambda m: {**m, "intercept": m["intercept"][:3]}, "intercept holds 3 values"),
+        (lambda m: {**m, "features": [{**m["features"][0], "ngram_range": [2, 1]}] + m["features"][1:]}, "ngram_range 2 > 1"),
+    ],
+)
+def test_a_bad_model_is_refused_when_loaded_not_when_a_request_comes(change, message):
+    from skill.route_learned import LearnedReader
+    from skill.rules import RuleFileError
+
+    with pytest.raises(RuleFileError, match=message):
+        LearnedReader(change(_model_copy()))
+
+
+def test_without_a_usable_model_the_rules_answer_and_say_so(tmp_path: Path, monkeypatch):
+    import shutil
+
+    import skill.route_learned as learned
+    from skill.rules import rules_dir
+
+    shutil.copytree(rules_dir() / "schemas", tmp_path / "schemas")  # the schemas, but no model file
+    monkeypatch.setattr(learned, "rules_dir", lambda: tmp_path)
+    learned._load.cache_clear()
+    try:
+        answer = route_request(RouteRequest(request="distil our 1.3GB BERT into a 50MB student"))
+        again = route_request(RouteRequest(request=RULES_MISS))
+    finally:
+        learned._load.cache_clear()
+    assert answer.verdict == "in_scope" and answer.learned_reading is None
+    assert [w.id for w in answer.warnings] == ["learned_reader_unavailable"] and "route_reader.json" in answer.warnings[0].message
+    assert (again.verdict, again.boundary) == ("out_of_scope", "not_ml")  # the rules' own answer
+
+
+def test_a_reader_with_labels_the_rules_do_not_know_is_not_believed():
+    from skill.route_learned import LearnedReader
+
+    model = _model_copy()
+    reader = LearnedReader({**model, "classes": [c.replace("not_ml", "car_models") for c in model["classes"]]})
+    answer = route_request(RouteRequest(request=RULES_MISS), learned=reader)
+    assert answer.warnings and "car_models" in answer.warnings[0].message
+    assert answer.boundary == "not_ml"
+
+
+@pytest.mark.parametrize(
+    "text, verdict",
+    [
+        ("ｄｉｓｔｉｌ ｍｙ ＢＥＲＴ ｔｏ ２０ＭＢ", "in_scope"),  # full-width forms read as the plain letters
+        ("Which iPhone model is the smallest and lightest?", "out_of_scope"),  # a product model, not an ML one
+        ("must answer in 800 µs every time, hard limit", "delegate"),
+    ],
+)
+def test_unicode_forms_and_product_models(text, verdict):
+    assert route_request(RouteRequest(request=text)).verdict == verdict
