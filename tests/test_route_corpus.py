@@ -1,11 +1,12 @@
 """The router against labelled requests written the way people write: it must get at least 97% right.
 
 tests/data/route_corpus.yaml is the dev corpus (written separately from the router, from how users talk);
-route_corpus_extra.yaml holds the issue's own examples and further phrasings; route_corpus_holdout1..12.yaml were
+route_corpus_extra.yaml holds the issue's own examples and further phrasings; route_corpus_holdout1..14.yaml were
 each written by someone who had never seen the router, and each was scored before anything was changed for it.
 Rules alone, in the order they came: 93.1%, 94.8%, 95.6%, 95.3%, 90.6%, 88.1%, 88.2%, 89.4%. Then rules plus the
 learned reader (skill/route_learned.py, trained without the corpus being scored): holdout9 99.4% (rules alone 95.3%),
-holdout10 98.8% (94.7%), holdout11 96.5% (93.0%), holdout12 99.0% (94.0%): 728 of 740. Afterwards each corpus was
+holdout10 98.8% (94.7%), holdout11 96.5% (93.0%), holdout12 99.0% (94.0%), and holdout13 and holdout14 (written from
+the issue and the design alone, with no brief of ours) 99.3% each (94.0%, 96.0%): 1,026 of 1,040. Afterwards each corpus was
 used to tune the rules and train the reader, so on these files the router is scored on data it has seen: the
 per-file tests guard against regressions; the honest estimate is the held-out test at the end, which trains the
 reader without the last two corpora and routes them with it. An item is right when verdict and skill match, and
@@ -28,7 +29,7 @@ from route_corpus import CORPUS, confusion_table, label, load_corpus, score_corp
 
 MIN_ACCURACY = 0.97
 CORPORA = sorted(CORPUS.parent.glob("route_corpus*.yaml"))
-HELD_OUT = [CORPUS.with_name("route_corpus_holdout11.yaml"), CORPUS.with_name("route_corpus_holdout12.yaml")]
+HELD_OUT = [CORPUS.with_name("route_corpus_holdout13.yaml"), CORPUS.with_name("route_corpus_holdout14.yaml")]
 VERDICTS = {"in_scope", "delegate", "out_of_scope"}
 
 
@@ -94,8 +95,8 @@ def test_the_learned_reader_reproduces_the_trained_model():
 
 
 def test_held_out_corpora_with_a_reader_that_never_saw_them():
-    """The honest estimate: train the reader without holdout11 and holdout12, then route them with rules + that reader
-    (the rules were not tuned on them: 391/400 when they were written)."""
+    """The honest estimate: train the reader without holdout13 and holdout14, then route them with rules + that reader
+    (298/300 when they were written; the rules were then given one category, KD library and config names)."""
     pytest.importorskip("sklearn")
     from train_route_reader import export, fit
 
