@@ -18,17 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skill.models import RouteRequest  # noqa: E402
 from skill.route import route_request  # noqa: E402
+from skill.route_learned import outcome_label  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "route_corpus.yaml"
 
 
 def label(verdict: str, skill: str | None, boundary: str | None) -> str:
-    """One class name per outcome: 'in_scope', 'delegate:<skill>', 'out_of_scope:<boundary>'."""
-    if verdict == "delegate":
-        return f"delegate:{skill}"
-    if verdict == "out_of_scope":
-        return f"out_of_scope:{boundary}"
-    return verdict
+    """One class name per outcome (the package's own vocabulary, which the learned reader uses too)."""
+    return outcome_label(verdict, skill, boundary)
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Why: a lexicon grows one phrasing at a time, and on corpora written by people who never saw it the rules alone got
 88-95% right; a word and character n-gram model trained on every labelled request generalises across phrasings
 (leave-one-corpus-out: see --held-out). The rules still read numbers, negations and the agent's structured inputs;
-the reader only overrides a text-only decision it disagrees with at high probability (boundaries.yaml:
-learned_reader.override_probability).
+the reader only overrides a text-only decision it disagrees with at high probability. Its thresholds and these
+training settings are data: boundaries.yaml, learned_reader.
 
 Writes skill/rules/route_reader.json: TF-IDF vocabularies and idf (float64), logistic-regression weights (float16, base64),
 the corpora it was trained on (with hashes, so a test sees a stale model), and reference probabilities computed
@@ -27,17 +27,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.append(str(ROOT / "bench"))  # appended: bench/mcp_server.py must not shadow the mcp_server package
 
-from route_corpus import label  # noqa: E402
+from skill.route_learned import outcome_label  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 OUT = ROOT / "skill" / "rules" / "route_reader.json"
-# model settings chosen by leave-one-corpus-out accuracy over five held-out corpora (see references/boundaries.md)
-WORD_NGRAMS, WORD_MIN_DF = (1, 2), 2
-CHAR_NGRAMS, CHAR_MIN_DF = (3, 5), 3
-C = 100.0
-CHECK_TEXTS = 40
+CHECK_TEXTS = 40  # reference probabilities stored with the model for the runtime to reproduce
+
+
+def settings() -> dict:
+    """The training settings: boundaries.yaml, learned_reader.training (rules are data)."""
+    from skill.rules import get_rules
+
+    return dict(get_rules().boundaries["learned_reader"]["training"])
 
 
 def corpora(extra: list[Path]) -> dict[str, list[dict]]:
@@ -60,11 +62,12 @@ def fit(texts: list[str], labels: list[str]):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
 
+    config = settings()
     union = make_union(
-        TfidfVectorizer(analyzer="word", ngram_range=WORD_NGRAMS, min_df=WORD_MIN_DF, sublinear_tf=True),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=CHAR_NGRAMS, min_df=CHAR_MIN_DF, sublinear_tf=True),
+        TfidfVectorizer(analyzer="word", ngram_range=tuple(config["word_ngrams"]), min_df=config["word_min_df"], sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(config["char_ngrams"]), min_df=config["char_min_df"], sublinear_tf=True),
     )
-    return make_pipeline(union, LogisticRegression(C=C, max_iter=5000)).fit([fold(t) for t in texts], labels)
+    return make_pipeline(union, LogisticRegression(C=float(config["C"]), max_iter=5000)).fit([fold(t) for t in texts], labels)
 
 
 def b64(array: np.ndarray, dtype: str) -> str:
@@ -86,7 +89,7 @@ def export(model, sets: dict[str, list[dict]], texts: list[str]) -> dict:
     probs /= probs.sum(axis=1, keepdims=True)
     return {
         "kind": "tfidf word 1-2 grams + char_wb 3-5 grams, multinomial logistic regression",
-        "sklearn_settings": {"word_min_df": WORD_MIN_DF, "char_min_df": CHAR_MIN_DF, "C": C, "sublinear_tf": True},
+        "sklearn_settings": settings(),
         "trained_on": {n: {"items": len(items), "sha256": corpus_digest(items)} for n, items in sets.items()},
         "classes": [str(c) for c in lr.classes_],
         "features": features,
@@ -100,10 +103,10 @@ def held_out(sets: dict[str, list[dict]], names: list[str]) -> None:
     """Leave one corpus out: train on the others, score the reader alone on it."""
     for name in names:
         train = [i for n, items in sets.items() if n != name for i in items]
-        model = fit([i["text"] for i in train], [label(i["verdict"], i.get("skill"), i.get("boundary")) for i in train])
+        model = fit([i["text"] for i in train], [outcome_label(i["verdict"], i.get("skill"), i.get("boundary")) for i in train])
         test = sets[name]
         got = model.predict([fold(i["text"]) for i in test])
-        right = sum(g == label(i["verdict"], i.get("skill"), i.get("boundary")) for g, i in zip(got, test))
+        right = sum(g == outcome_label(i["verdict"], i.get("skill"), i.get("boundary")) for g, i in zip(got, test))
         print(f"{name}: reader alone {right}/{len(test)} ({right / len(test):.3f}) when trained without it")
 
 
@@ -118,7 +121,7 @@ def main() -> None:
         return
     items = [i for n in sorted(sets) for i in sets[n]]
     texts = [i["text"] for i in items]
-    model = fit(texts, [label(i["verdict"], i.get("skill"), i.get("boundary")) for i in items])
+    model = fit(texts, [outcome_label(i["verdict"], i.get("skill"), i.get("boundary")) for i in items])
     OUT.write_text(json.dumps(export(model, sets, texts), ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"wrote {OUT.relative_to(ROOT)}: {len(items)} requests, {sum(len(f['terms']) for f in json.loads(OUT.read_text())['features'])} features, {OUT.stat().st_size / 1e6:.2f} MB")
 

@@ -18,7 +18,7 @@ from skill.conditions import evaluate
 from skill.models import AdviceWarning, Delegation, IntentScore, RouteRequest, RouteResponse, TraceEntry
 from skill.next_steps import steps
 from skill.route_evidence import Evidence, read_evidence
-from skill.route_learned import LearnedReader, Reading, get_reader
+from skill.route_learned import LearnedReader, Reading, get_reader, outcome_label
 from skill.rules import RuleFileError, get_rules
 
 
@@ -48,10 +48,9 @@ class Decision:
 
     @property
     def label(self) -> str:
-        """The outcome as the learned reader names it: in_scope, delegate:<skill>, out_of_scope:<boundary>."""
-        if self.verdict == "in_scope" or self.entry is None:
-            return "in_scope"
-        return f"delegate:{self.entry['skill']}" if self.verdict == "delegate" else f"out_of_scope:{self.entry['id']}"
+        """The outcome as the learned reader names it."""
+        entry = self.entry or {}
+        return outcome_label(self.verdict, entry.get("skill"), entry.get("id"))
 
 
 def _text_inputs(request: RouteRequest, ev: Evidence) -> dict[str, Any]:
@@ -174,30 +173,13 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
 STRUCTURED = ("model_params", "latency_budget_ms", "primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype")
 
 
-def _entry_for(label: str, rules: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
-    """The verdict and the sibling or boundary rule a learned label names."""
-    kind, _, name = label.partition(":")
-    if kind == "in_scope":
-        return "in_scope", None
+def _outcomes(rules: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any] | None]]:
+    """Every label the rules can answer, with its verdict and sibling or boundary rule."""
+    outcomes: dict[str, tuple[str, Mapping[str, Any] | None]] = {"in_scope": ("in_scope", None)}
     for entry in (*rules["siblings"], *rules["boundaries"]):
-        if name in (entry.get("id"), entry.get("skill")) and (kind == "out_of_scope") == ("id" in entry and not entry.get("skill")):
-            return kind, entry
-    raise ValueError(f"the learned reader names {label!r}, which boundaries.yaml does not define")
-
-
-def _check_classes(reader: LearnedReader, rules: Mapping[str, Any]) -> None:
-    """Every label the reader can give names a sibling or boundary of the rules, checked before it is believed."""
-    unknown = [c for c in reader.classes if not _known(c, rules)]
-    if unknown:
-        raise RuleFileError(f"route_reader.json: labels {unknown} are not siblings or boundaries in boundaries.yaml")
-
-
-def _known(label: str, rules: Mapping[str, Any]) -> bool:
-    try:
-        _entry_for(label, rules)
-        return True
-    except ValueError:
-        return False
+        verdict = "delegate" if entry.get("skill") else "out_of_scope"
+        outcomes[outcome_label(verdict, entry.get("skill"), entry.get("id"))] = (verdict, entry)
+    return outcomes
 
 
 def _dismissed(reading: Reading, ev: Evidence) -> bool:
@@ -215,9 +197,12 @@ def _second_opinion(request: RouteRequest, rules: Mapping[str, Any], decision: D
     if any(getattr(request, name) is not None for name in STRUCTURED):
         return decision
     settings = rules["learned_reader"]
+    outcomes = _outcomes(rules)
     try:
         reader = reader or get_reader(settings["file"])
-        _check_classes(reader, rules)
+        unknown = sorted(set(reader.classes) - set(outcomes))
+        if unknown:  # checked before any reading is believed
+            raise RuleFileError(f"route_reader.json: labels {unknown} are not siblings or boundaries in boundaries.yaml")
     except RuleFileError as exc:  # the rules still answer; the agent is told the second opinion is missing
         decision.warnings.append(AdviceWarning(id="learned_reader_unavailable", message=f"{exc}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py."))
         return decision
@@ -228,7 +213,7 @@ def _second_opinion(request: RouteRequest, rules: Mapping[str, Any], decision: D
         threshold = float(settings["confident_probability"])  # no distillation word at all: in scope only on a sure reading
     if reading.label == decision.label or not reading.probability >= threshold or decision.firm or _dismissed(reading, ev):
         return decision
-    verdict, entry = _entry_for(reading.label, rules)
+    verdict, entry = outcomes[reading.label]
     trace = decision.trace + [TraceEntry(rule="route.learned_reader", field=f"probability.{reading.label}", op="ge", value=round(reading.probability, 3), threshold=threshold, result="true")]
     how = f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' {decision.label} ({decision.decided_by})"
     confident = reading.probability >= float(settings["confident_probability"])

@@ -29,6 +29,16 @@ WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_patter
 WHITE_SPACES = re.compile(r"\s\s+")
 
 
+def outcome_label(verdict: str, skill: str | None, boundary: str | None) -> str:
+    """One class name per routing outcome, as the corpora and the reader name them: 'in_scope', 'delegate:<skill>',
+    'out_of_scope:<boundary>'."""
+    if verdict == "delegate":
+        return f"delegate:{skill}"
+    if verdict == "out_of_scope":
+        return f"out_of_scope:{boundary}"
+    return verdict
+
+
 @dataclass(frozen=True)
 class Reading:
     label: str  # "in_scope", "delegate:<skill>" or "out_of_scope:<boundary>"

@@ -257,6 +257,10 @@ def test_boundaries_doc_states_the_reading_numbers():
     assert f"weighs {reading['contrast_weight']:g} times" in doc
     assert "weighs half" in doc and reading["later_step_weight"] == 0.5
     assert f"less than {rules['close_margin']:g} points ahead" in doc
+    learned = rules["learned_reader"]
+    assert f"with probability at least {learned['override_probability']:g};" in doc
+    assert f"the answer is `high` from {learned['confident_probability']:g} up" in doc
+    assert f"unless its reading is at least {learned['confident_probability']:g} sure" in doc
 
 
 def test_skill_md_tells_the_agent_to_fill_the_inputs_and_ask_before_dropping():
@@ -357,7 +361,7 @@ def test_route_stays_fast():
     ],
 )
 def test_one_letter_slips_in_deciding_words_are_read(text, verdict):
-    assert route_request(RouteRequest(request=text)).verdict == verdict
+    assert route_request(RouteRequest(request=text), learned=False).verdict == verdict
 
 
 @pytest.mark.parametrize(
@@ -391,10 +395,18 @@ def test_mending_leaves_real_words_alone(word, unchanged):
         ("Need a custom CUDA kernel so inference never exceeds 2 ms for the trading model.", "delegate", "hardware-acceleration"),
         ("Somebody is hammering our API - we think they're distilling a copy of our model. How do we stop model extraction?", "delegate", "adversarial-defense-strategies"),
         ("tiny 2-layer perceptron, 640 weights total, on an 8-bit MCU. worth distilling?", "out_of_scope", "tiny_rule_based"),
+        # only "rather than", "instead of", "other than", "without" stop at a new subject; "not" reaches the next clause
+        ("I do not think we should distil it, just quantize it to int8 for the phone", "delegate", "model-deployment-optimization"),
+        # a sibling's word with no model in sight is a guess
+        ("shrink the Kubernetes cluster at night to save money", "out_of_scope", "not_ml"),
+        # a hyphenated "-grade" is a level, not a school grade; alphas are loss weights
+        ("For a medical imaging student, what alpha range applies, and should we add a cascade back to the radiologist-grade teacher?", "in_scope", None),
+        ("For the shelf detector, rather than one student maybe several checkpoints at different sizes - how do I choose the alphas?", "in_scope", None),
     ],
 )
 def test_clause_scope_open_targets_and_background(text, verdict, target):
-    answer = route_request(RouteRequest(request=text))
+    """The rules' own reading, without the learned reader (which could otherwise hide a broken rule)."""
+    answer = route_request(RouteRequest(request=text), learned=False)
     assert (answer.verdict, answer.skill or answer.boundary) == (verdict, target), answer.decided_by
 
 
@@ -523,4 +535,5 @@ def test_a_reader_with_labels_the_rules_do_not_know_is_not_believed():
     ],
 )
 def test_unicode_forms_and_product_models(text, verdict):
+    assert route_request(RouteRequest(request=text), learned=False).verdict == verdict
     assert route_request(RouteRequest(request=text)).verdict == verdict

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "bench"))  # appended: bench/mcp_server.py must not shadow the package
 sys.path.append(str(ROOT / "scripts"))
 
-from route_corpus import CORPUS, confusion_table, label, load_corpus, score_corpus  # noqa: E402
+from route_corpus import CORPUS, confusion_table, load_corpus, score_corpus  # noqa: E402
+
+from skill.route_learned import outcome_label  # noqa: E402
 
 MIN_ACCURACY = 0.97
 CORPORA = sorted(CORPUS.parent.glob("route_corpus*.yaml"))
@@ -68,16 +70,21 @@ def test_mixed_requests_list_the_sibling():
         assert set(item["also"]) <= {d.skill for d in answer.delegations}, item["text"]
 
 
-def test_the_learned_reader_was_trained_on_the_corpora_as_they_are():
-    """Change a corpus and the model must be retrained (python scripts/train_route_reader.py)."""
+def test_the_learned_reader_was_trained_on_the_corpora_and_settings_as_they_are():
+    """Change a corpus or a training setting and the model must be retrained (python scripts/train_route_reader.py)."""
     from train_route_reader import corpus_digest
 
     from skill.route_learned import load_model_file
     from skill.rules import get_rules, rules_dir
 
-    trained = load_model_file(rules_dir() / get_rules().boundaries["learned_reader"]["file"])["trained_on"]
+    settings = get_rules().boundaries["learned_reader"]
+    model = load_model_file(rules_dir() / settings["file"])
     now = {p.name: {"items": len(load_corpus(p)), "sha256": corpus_digest(load_corpus(p))} for p in CORPORA}
-    assert trained == now, "skill/rules/route_reader.json is stale: run python scripts/train_route_reader.py"
+    assert model["trained_on"] == now, "skill/rules/route_reader.json is stale: run python scripts/train_route_reader.py"
+    training = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in settings["training"].items()}  # the rules are frozen
+    assert model["sklearn_settings"] == training, "trained with other settings than boundaries.yaml states"
+    ranges = {f["analyzer"]: f["ngram_range"] for f in model["features"]}
+    assert ranges == {"word": training["word_ngrams"], "char_wb": training["char_ngrams"]}
 
 
 def test_the_learned_reader_reproduces_the_trained_model():
@@ -107,18 +114,18 @@ def test_held_out_corpora_with_a_reader_that_never_saw_them():
     held = {p.name for p in HELD_OUT}
     train = [i for p in CORPORA if p.name not in held for i in load_corpus(p)]
     texts = [i["text"] for i in train]
-    model = fit(texts, [label(i["verdict"], i.get("skill"), i.get("boundary")) for i in train])
+    model = fit(texts, [outcome_label(i["verdict"], i.get("skill"), i.get("boundary")) for i in train])
     reader = LearnedReader(json.loads(json.dumps(export(model, {"held-out run": train}, texts))))
     test = [i for p in HELD_OUT for i in load_corpus(p)]
     right = rules_right = 0
     misses = []
     for item in test:
-        expected = label(item["verdict"], item.get("skill"), item.get("boundary"))
+        expected = outcome_label(item["verdict"], item.get("skill"), item.get("boundary"))
         answer = route_request(RouteRequest(request=item["text"]), learned=reader)
-        got = label(answer.verdict, answer.skill, answer.boundary)
+        got = outcome_label(answer.verdict, answer.skill, answer.boundary)
         right += got == expected
         rules = route_request(RouteRequest(request=item["text"]), learned=False)
-        rules_right += label(rules.verdict, rules.skill, rules.boundary) == expected
+        rules_right += outcome_label(rules.verdict, rules.skill, rules.boundary) == expected
         if got != expected:
             misses.append(f"  expected {expected}, got {got}: {item['text']}")
     assert right / len(test) >= MIN_ACCURACY, f"{right}/{len(test)}\n" + "\n".join(misses)
