@@ -257,8 +257,10 @@ async def _run_worker(ctx: Context, prepared: _Prepared, budget_s: float, limits
         with anyio.CancelScope(shield=True):
             _kill(process)
             await process.aclose()
-            if stderr_tail:
-                log.debug("worker stderr tail: %s", b"".join(stderr_tail)[-2000:].decode(errors="replace"))
+            if stderr_tail:  # a failed run's cause, unredacted, belongs in the operator's log (the client got one line)
+                failed = outcome is None or outcome.get("type") == "error"
+                log.log(logging.WARNING if failed else logging.DEBUG, "worker stderr tail: %s",
+                        b"".join(stderr_tail)[-2000:].decode(errors="replace"))
 
 
 def distill_tool(entry: dict[str, Any], limits: Limits) -> Tool:

@@ -53,7 +53,7 @@ class _Guarded(torch.nn.Module):
         except Exception as exc:  # torch.jit.Error, or RuntimeError("...failed in the TorchScript interpreter...")
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             last = redact_paths(lines[-1] if lines else "no message")[:200]  # a teacher must not probe the disk through its errors
-            raise InputError("teacher", f"the TorchScript teacher failed while running: {last}") from None
+            raise InputError("teacher", f"the TorchScript teacher failed while running: {last}") from exc  # cause: operator log
 
 
 def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:

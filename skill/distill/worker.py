@@ -87,6 +87,18 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return "failure", f"the run failed: {type(exc).__name__}: {first}"
 
 
+def _cause_chain(exc: BaseException) -> str:
+    """Each exception in the chain, one line each, innermost first: the unredacted cause for the operator's log."""
+    chain: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:
+        lines = [line.strip() for line in str(seen).splitlines() if line.strip()] or [""]
+        text = lines[0][:300] + (f" ... {lines[-1][:300]}" if len(lines) > 1 else "")  # TorchScript puts the cause last
+        chain.append(f"{type(seen).__name__}: {text}")
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(reversed(chain))
+
+
 def run(job: dict[str, Any], channel: TextIO) -> None:
     config_data = job["config"]
     _limit_cpu_and_threads(float(config_data.get("time_budget_s", 60)), config_data.get("threads"))
@@ -111,6 +123,10 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
             sources.register_output_dir(output["shown"], output["fd"])
         config = DistillConfig.model_validate(config_data)
         tempfile.gettempdir()  # found (by a test write) and cached now: torch's lazy imports ask for it after the lock
+        # The first optimiser imports torch._dynamo, whose import creates $TMPDIR/torchinductor_<user>: on a machine where
+        # that folder did not exist yet the lock refused it (a CI flake). Import it now, while writes are still allowed.
+        import torch._dynamo  # noqa: F401
+        import joblib  # noqa: F401  (scikit-learn's; its import probes /dev/shm with a semaphore)
         _limit_memory(int(job.get("memory_mb", 0)))
         # from here on, no file can be written outside the staging folder (Landlock, where the kernel has it)
         _send(channel, {"type": "started", "write_lock": lock_writes(output["fd"] if output else None)})
@@ -118,6 +134,8 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
         report = run_quick_distill(config, progress=lambda d, t, m: _send(channel, {"type": "progress", "done": d, "total": t, "message": m}))
         _send(channel, {"type": "result", "report": report.model_dump(mode="json")})
     except Exception as exc:  # every failure becomes one line for the client
+        # the operator's log (the server relays the worker's stderr) keeps the unredacted cause; the client gets one line
+        print("worker failure:", _cause_chain(exc), file=sys.stderr, flush=True)
         kind, text = _describe(exc)
         _send(channel, {"type": "error", "kind": kind, "message": text})
 
