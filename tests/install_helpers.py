@@ -91,6 +91,28 @@ def start_time(params: StdioServerParameters) -> float:
     return anyio.run(_start, params)
 
 
+def imported_modules(params: StdioServerParameters, log: Path) -> list[str]:
+    """The modules a server imports from spawn to an answered tools/list (Python's own -X importtime record).
+
+    A count, not a clock: it does not move with the machine's load, and a heavy import (torch, numpy's whole stack,
+    a second web framework) shows as hundreds of extra modules."""
+    from mcp import ClientSession
+    from mcp.client.stdio import stdio_client
+
+    traced = StdioServerParameters(command=params.command, args=params.args, cwd=params.cwd,
+                                   env={**(params.env or {}), "PYTHONPROFILEIMPORTTIME": "1"})
+
+    async def listed() -> None:
+        with log.open("w") as errlog:
+            async with stdio_client(traced, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                await session.list_tools()
+
+    anyio.run(listed)
+    rows = [line.split("|")[-1] for line in log.read_text().splitlines() if line.startswith("import time:")]
+    return [row.strip() for row in rows[1:]]  # the first row is the column header
+
+
 def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
 

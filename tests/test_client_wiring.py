@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import statistics
 from pathlib import Path
 
 import anyio
@@ -17,7 +16,7 @@ import pytest
 from mcp import Client
 
 from tests.install_helpers import (MARKETPLACE, PLUGIN, PLUGIN_SERVER, ROOT, SERVER, SYSTEM_PATH, Installed, clean_clone, declared_server,
-                                   install_plugin, mcp_list, run, server_line, start_time, substitute, torch_install_env, trust, uv_folder)
+                                   imported_modules, install_plugin, mcp_list, run, server_line, start_time, substitute, torch_install_env, trust, uv_folder)
 from tests.mcp_helpers import text_of
 from tests.npm_tools import CLAUDE_CODE, SKILLS_INSTALLER, install
 
@@ -90,23 +89,22 @@ def test_a_first_start_the_client_gives_up_on_still_completes(claude, tmp_path):
     assert "Connected" in line, line
 
 
-def test_warm_start_is_close_to_mcp_server_time(installed):
-    """Later starts reuse the environment: spawn -> tools/list against the reference server, interleaved so load
-    drift hits both alike. The goal is 1.2x; the fastest of each series is compared (the least disturbed start on a
-    shared machine), the medians are printed beside it."""
+def test_warm_start_imports_no_more_than_mcp_server_time(installed, tmp_path):
+    """Later starts reuse the environment. What makes a start slow is what it imports, so the check counts modules
+    imported before tools/list is answered against the reference server (a count does not move with the machine's
+    load; the issue-19 rule keeps clocks out of test asserts). Times are printed beside it; bench/mcp_server.py
+    measures them properly."""
     from bench.mcp_server import reference_server
 
     reference = reference_server()
     assert reference is not None, "mcp-server-time is installed by the [bench] extra"
-    ours, theirs = [], []
-    for _ in range(6):
-        ours.append(start_time(installed.server))
-        theirs.append(start_time(reference))
-    ratio = min(ours) / min(theirs)
-    print(f"\nwarm start: plugin {min(ours) * 1000:.0f} ms (median {statistics.median(ours) * 1000:.0f}), mcp-server-time "
-          f"{min(theirs) * 1000:.0f} ms (median {statistics.median(theirs) * 1000:.0f}), ratio {ratio:.2f}x "
-          f"(medians {statistics.median(ours) / statistics.median(theirs):.2f}x)")
-    assert ratio <= 1.2, (ours, theirs)
+    ours = imported_modules(installed.server, tmp_path / "ours.log")
+    theirs = imported_modules(reference, tmp_path / "theirs.log")
+    assert not [m for m in ours if m.split(".")[0] in ("torch", "transformers", "trl", "sklearn", "scipy")], "heavy import at start"
+    seconds = [(start_time(installed.server), start_time(reference)) for _ in range(3)]
+    print(f"\nwarm start: plugin imports {len(ours)} modules, mcp-server-time {len(theirs)}; fastest start "
+          f"{min(s for s, _ in seconds) * 1000:.0f} ms vs {min(t for _, t in seconds) * 1000:.0f} ms")
+    assert len(ours) <= 1.1 * len(theirs), sorted(set(ours) - set(theirs))[:40]
 
 
 def test_the_declared_server_advises_and_distills_after_the_one_install_command(installed, tmp_path):

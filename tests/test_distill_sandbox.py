@@ -146,11 +146,10 @@ def test_zip_bomb_member_is_never_decompressed(roots):
     bomb = hostile.zip_bomb_npz(roots / "data" / "bomb.npz", unused_mib=256)
     assert bomb.stat().st_size < 2 * 2**20
     tracemalloc.start()
-    t0 = time.monotonic()
     data = load_dataset(str(bomb), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
-    seconds, (_, peak) = time.monotonic() - t0, tracemalloc.get_traced_memory()
+    peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert data.X_train.shape[1] == 64 and seconds < 3 and peak < 16 * 2**20, (seconds, peak)
+    assert data.X_train.shape[1] == 64 and peak < 16 * 2**20, peak  # the 256 MiB member was never inflated
 
 
 def test_declared_huge_array_is_refused_from_its_header(roots):
@@ -168,14 +167,18 @@ def test_declared_huge_array_is_refused_from_its_header(roots):
     assert attacked.is_error and "X_train" in text_of(attacked) and "3000000" in text_of(attacked), text_of(attacked)
 
 
-def test_label_flood_is_refused_fast(roots):
+def test_label_flood_is_refused_as_soon_as_the_limit_is_passed(roots):
+    """Counted work, not a clock: rows past the 1,001st distinct label are unreadable, so a loader that read on (or
+    went quadratic over the whole file) would fail on them with a different error."""
     from skill.distill.data import load_dataset
 
     flood = hostile.label_flood_csv(roots / "data" / "flood.csv", 100_000)
-    t0 = time.monotonic()
+    with flood.open("r+") as handle:
+        lines = handle.readlines()
+        handle.seek(0)
+        handle.writelines(lines[:1100] + [line.replace(",", ",not-a-number,", 1) for line in lines[1100:]])
     with pytest.raises(InputError, match="more than 1000 distinct"):
         load_dataset(str(flood), label_column=None, test_fraction=0.25, val_fraction=0.15, labeled_fraction=1.0, seed=0)
-    assert time.monotonic() - t0 < 2
 
 
 def test_csv_streams_in_bounded_memory(roots):
@@ -200,10 +203,11 @@ def test_nets_that_cannot_fit_are_refused_with_numbers(kw, words):
     from skill.distill import run_quick_distill
     from skill.distill.config import DistillConfig
 
-    t0 = time.monotonic()
+    seen: list[str] = []
     with pytest.raises(InputError, match="teacher_hidden") as caught:
-        run_quick_distill(DistillConfig(**kw, epochs=1, teacher_epochs=1, save_artifacts=False))
-    assert words in str(caught.value) and time.monotonic() - t0 < 10
+        run_quick_distill(DistillConfig(**kw, epochs=1, teacher_epochs=1, save_artifacts=False), progress=lambda d, t, m: seen.append(m))
+    assert words in str(caught.value)
+    assert not any("epoch" in message for message in seen), seen  # refused from arithmetic, before any training step
 
 
 def test_symlink_swapped_in_after_the_call_cannot_redirect_reads_or_writes(roots):
