@@ -438,7 +438,10 @@ def test_padded_vocab_pair_runs_two_steps_on_the_stable_trainer(tiny, tmp_path):
     metrics = _run(folder, sys.executable)
     assert metrics["trainer"] == "DistillationTrainer" and "cut to the shared" in metrics["vocab_alignment"]
     assert "cut to the shared 300 rows" in (folder / "run.log").read_text()
-    _check_evidence(folder, heldout=metrics["heldout_rows"])
+    evidence = _check_evidence(folder, heldout=metrics["heldout_rows"])
+    # a draft's figure of merit, beside (not inside) the evidence file: 1 - TVD lies in [0, 1], and a KL of 0 would mean 1
+    assert 0 <= metrics["heldout_expected_acceptance_rate"] <= 1
+    assert evidence["heldout"]["token_kl_teacher_to_student"] > 0 and metrics["heldout_expected_acceptance_rate"] < 1
 
 
 @pytest.mark.slow

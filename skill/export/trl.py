@@ -477,7 +477,9 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
   edit it for your task (run the tests for code). Traces cut at `max_new_tokens` are counted in the log.
 - At the end, `generation_evidence.json` (beside `metrics.json`) scores the held-out rows (`data.heldout_rows`, never
   trained on) with both models: NLL per token, token KL from teacher to student, greedy next-token agreement, and a
-  few completions side by side.
+  few completions side by side. `metrics.json` adds `heldout_expected_acceptance_rate`: the mean over held-out
+  positions of sum(min(p_student, p_teacher)), the per-token acceptance probability of speculative sampling at T = 1
+  (how a draft model is judged; for other students, one more measure of closeness).
 - Models load from safetensors only and never run remote code. Outputs in `--output-dir` (default `run/`):
   `student/` (weights and tokenizer), `metrics.json` (loss per step, versions, wall time), and for sequence_kd
   `teacher_completions.jsonl` when the teacher wrote missing completions.

@@ -11,6 +11,10 @@ agreement), writes a few completions side by side, and the models' sizes, into g
      "samples": [{"prompt", "teacher", "student"}],          # at most MAX_SAMPLES, strings capped at MAX_CHARS
      "models": {"student_params", "teacher_params", "student_bytes", "teacher_bytes"}}
 
+The returned dict also carries, outside the file's fixed shape, the expected speculative-decoding acceptance
+rate at T = 1 (mean over held-out positions of sum_v min(p_student, p_teacher) = 1 - total variation distance,
+Leviathan et al. 2023): the number a draft model is judged by; train.py puts it in metrics.json.
+
 Bounded: at most the held-out rows the config allows, each cut to data.max_length tokens. Teacher values are
 null when there is no local teacher (an API teacher); KL and agreement are null when the tokenizers differ
 (there is no shared vocabulary to compare over).
@@ -93,7 +97,7 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
     modes = [m.training for m in models]
     for m in models:
         m.eval()
-    s_nll = t_nll = kl = 0.0
+    s_nll = t_nll = kl = accept = 0.0
     agree = n_tokens = t_tokens = n_seq = 0
     samples = []
     with torch.no_grad():
@@ -114,6 +118,7 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
                 s_log = torch.log_softmax(s_logits[0, start - 1:-1, :shared].float(), dim=-1)
                 t_log = torch.log_softmax(t_logits[0, start - 1:-1, :shared].float(), dim=-1)
                 kl += float((t_log.exp() * (t_log - s_log)).sum())
+                accept += float(torch.minimum(t_log.exp(), s_log.exp()).sum())
                 agree += int((s_log.argmax(-1) == t_log.argmax(-1)).sum())
             elif teacher is not None:  # another tokenizer: the teacher's NLL per its own tokens
                 tid, tstart = _ids(teacher_tokenizer, row, completion, max_length)
@@ -148,4 +153,4 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
         "models": {"student_params": s_params, "teacher_params": t_params, "student_bytes": s_bytes, "teacher_bytes": t_bytes},
     }
     path.write_text(json.dumps(evidence, indent=2), encoding="utf-8")
-    return evidence
+    return {**evidence, "expected_acceptance_rate": ratio(accept, n_tokens, same_vocab)}

@@ -338,21 +338,24 @@ def main() -> int:
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         print(json.dumps({k: metrics[k] for k in ("method", "trainer", "steps", "loss", "wall_time_s")}), flush=True)
-        evidence_note = write_evidence(out, s, trainer, teacher_model, tokenizer, heldout, state, dtype, write_generation_evidence)
+        evidence_note, acceptance = write_evidence(out, s, trainer, teacher_model, tokenizer, heldout, state, dtype, write_generation_evidence)
         print(evidence_note, flush=True)
+        if acceptance is not None:  # a draft model's figure of merit; a general proximity measure otherwise
+            metrics["heldout_expected_acceptance_rate"] = acceptance
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return 0
 
 
 def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tokenizer: Any, heldout: list[dict[str, Any]], state: Any,
-                   dtype: Any, writer: Any) -> str:
+                   dtype: Any, writer: Any) -> tuple[str, float | None]:
     """generation_evidence.json beside metrics.json: held-out scores of both models (one process, unsharded weights)."""
     import torch
     from transformers import AutoTokenizer
 
     if not heldout:
-        return "generation evidence: skipped, no held-out rows (data.heldout_rows is 0 or the data has one row)"
+        return "generation evidence: skipped, no held-out rows (data.heldout_rows is 0 or the data has one row)", None
     if state.num_processes > 1 and state.distributed_type.name in ("FSDP", "DEEPSPEED"):
-        return "generation evidence: skipped under sharded weights; score run/student with one process"
+        return "generation evidence: skipped under sharded weights; score run/student with one process", None
     student = trainer.accelerator.unwrap_model(trainer.model)
     teacher_tokenizer = None
     if teacher is None and s["models.teacher"]:
@@ -371,7 +374,8 @@ def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tok
         evidence = writer(out / "generation_evidence.json", student, tokenizer, heldout, teacher=teacher, teacher_tokenizer=teacher_tokenizer,
                           max_length=int(s["data.max_length"]), max_new_tokens=min(int(s["distill.max_new_tokens"]), 64))
     tokenizer.padding_side = side
-    return "generation evidence: " + json.dumps(evidence["heldout"])
+    acceptance = evidence.get("expected_acceptance_rate")
+    return f"generation evidence: {json.dumps(evidence['heldout'])}, expected acceptance rate {acceptance}", acceptance
 
 
 if __name__ == "__main__":
