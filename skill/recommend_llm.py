@@ -190,7 +190,9 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     method_rules = llm["methods"][method_id]
     topology_rules = rules.topology["topologies"][topology_branch["id"]]
     storable = inputs["logits_usable"] and method_id not in llm["logit_storage"]["not_for_methods"]
-    warnings = fire_warnings(llm["warnings"], inputs | {"method": method_id, "logits_storable": storable}, "llm_method", trace)
+    low, high = method_rules["hyperparameters"]["temperature_range"]
+    derived = {"method": method_id, "logits_storable": storable, "temperature_low": low, "temperature_high": high}
+    warnings = fire_warnings(llm["warnings"], inputs | derived, "llm_method", trace)
 
     hyperparameters = _plain(method_rules["hyperparameters"])
     missing = missing + topo_missing
@@ -207,7 +209,7 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     if method_id in ("on_policy_kd", "draft_model_kd") and request.student_finetuned is None:
         missing.append(MissingInput(field="student_finetuned", effect=llm["missing_effects"]["student_finetuned"]))
 
-    fill = _template_values(inputs, storage, memory)
+    fill = _template_values(inputs | derived, storage, memory)
     for warning in warnings:
         warning.message = warning.message.format_map(fill)
     missing = _merge_missing([MissingInput(field=m.field, effect=m.effect.format_map(fill)) for m in missing])

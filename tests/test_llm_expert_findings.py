@@ -67,6 +67,10 @@ def test_loss_temperature_defaults_to_one_but_is_not_fixed_where_the_trainer_can
     assert hp["default_temperature"] == 1 and hp["temperature_range"][0] < 1 < hp["temperature_range"][1]
     assert "classification_temperature_on_generation" not in ids(ask(**SHARED, planned_temperature=1.3))
     assert "classification_temperature_on_generation" in ids(ask(**SHARED, planned_temperature=4))
+    # a modest T the chosen trainer cannot apply is named, with the trainer that can
+    off = ask(**SHARED, on_policy_affordable=False, planned_temperature=1.5)
+    assert off.method.id == "token_kd" and "loss_temperature_outside_method" in ids(off) and "DistillationTrainer" in text(off)
+    assert "loss_temperature_outside_method" not in ids(ask(**SHARED, open_ended_generation=True, planned_temperature=1.3))
 
 
 def test_top_k_cache_arithmetic_packs_indices_and_keeps_normalised_log_probs():
