@@ -464,3 +464,30 @@ def test_reasoning_recipe_samples_checks_and_fine_tunes(tiny, tmp_path):
     assert counts["unchecked"] == 4  # two rows without an answer, two samples each
     assert counts["written"] + counts["rejected"] <= counts["sampled"] and counts["written"] >= 1
     assert counts["hit_max_new_tokens"] >= 0
+
+
+def test_served_teacher_uses_the_server_trainer_with_settings_trl_accepts(tiny, tmp_path, monkeypatch):
+    """teacher_server_url: TRL's ServerDistillationTrainer; the kwargs train.py builds are accepted by the installed config
+    (the trainer itself needs a running `trl vllm-serve`, which CI does not have)."""
+    url = "http://127.0.0.1:8000"
+    config = _export(tiny, tmp_path / "srv", method="on_policy_kd", engine_options={"teacher_server_url": url, "beta": 0.0})
+    d = config["distill"]
+    assert d["trainer"]["value"] == "ServerDistillationTrainer" and d["teacher_top_k"]["value"] == get_rules().llm_method["logit_storage"]["top_k"]
+    assert "present" in config["versions"]["trl_fields_checked"]["value"]
+    assert "trl vllm-serve" in (tmp_path / "srv" / "README.md").read_text()
+    rev = _export(tiny, tmp_path / "rev", method="on_policy_kd", engine_options={"teacher_server_url": url})["distill"]
+    assert rev["teacher_top_k"]["value"] == 1  # beta 1 (reverse KL): TRL supports top-1 only
+    for options, field in (({"teacher_server_url": url, "teacher_top_k": 8}, "engine_options"), ({"teacher_server_url": "ftp://x"}, "engine_options")):
+        with pytest.raises(InputError) as err:
+            _export(tiny, tmp_path / "bad", method="on_policy_kd", engine_options=options)
+        assert err.value.field == field
+    with pytest.raises(InputError):
+        _export(tiny, tmp_path / "tok", method="token_kd", engine_options={"teacher_server_url": url})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from trl.experimental.server_distillation import ServerDistillationConfig
+
+    module = _template_module("trl_train")
+    settings = module.load_settings(tmp_path / "srv" / "config.yaml")
+    common = dict(output_dir=str(tmp_path / "o"), use_cpu=True, bf16=False, report_to="none", max_length=64)
+    made = ServerDistillationConfig(**module.server_config_kwargs(settings, common))
+    assert (made.teacher_model_server_url, made.loss_top_k, made.beta) == (url, 64, 0.0)

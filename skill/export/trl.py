@@ -39,9 +39,12 @@ MAX_CONFIG_BYTES = 4 * 2**20  # a model's config.json; tokenizer.json is read up
 MAX_TOKENIZER_BYTES = 64 * 2**20
 # the TRL config classes the recipe constructs, and where their source lives inside the installed package
 TRL_CONFIGS = {"DistillationTrainer": ("trainer/distillation_config.py", "DistillationConfig"),
-               "GKDTrainer": ("experimental/gkd/gkd_config.py", "GKDConfig")}
+               "GKDTrainer": ("experimental/gkd/gkd_config.py", "GKDConfig"),
+               "ServerDistillationTrainer": ("experimental/server_distillation/server_distillation_config.py", "ServerDistillationConfig")}
 TRL_FIELDS = {"DistillationTrainer": ("beta", "temperature", "max_completion_length", "use_vllm", "vllm_mode"),
-              "GKDTrainer": ("lmbda", "beta", "seq_kd", "temperature", "max_new_tokens")}
+              "GKDTrainer": ("lmbda", "beta", "seq_kd", "temperature", "max_new_tokens"),
+              "ServerDistillationTrainer": ("teacher_model_server_url", "loss_top_k", "loss_add_tail")}
+SERVER_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?", re.ASCII)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", re.ASCII)  # hub ids are ASCII
 MAX_CHECKED_ROWS = 100_000  # rows of the JSONL validated at export; train.py reads them all
 MAX_LINE_BYTES = 16 * 2**20  # one example; a file without newlines must not be read into memory whole
@@ -72,6 +75,9 @@ class Options(BaseModel):
     teacher_top_p: float | None = Field(None, gt=0, le=1, description="sequence-level methods with sampling: nucleus sampling threshold")
     verify: bool | None = Field(None, description="sequence-level methods with sampling: keep only traces trl_verify.py accepts (rejection sampling)")
     heldout_rows: int | None = Field(None, ge=0, le=100_000, description="Rows kept out of training and scored at the end (generation_evidence.json)")
+    teacher_server_url: str | None = Field(None, max_length=300, description="On-policy: the teacher behind `trl vllm-serve` at this URL "
+                                           "(TRL's experimental ServerDistillationTrainer, top-k log-probabilities); the trainer then holds only the student")
+    teacher_top_k: int | None = Field(None, ge=1, le=4096, description="With teacher_server_url and beta 0: teacher log-probabilities per token (beta above 0 takes 1)")
 
 
 def _llm_rules() -> Any:
@@ -218,12 +224,27 @@ def _check_trl_signature(plan: Plan, trainer: str) -> str:
         return f"unchecked: {relative} not readable in the installed trl"
     fields = {node.target.id for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) and cls.name == name
               for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    if trainer == "ServerDistillationTrainer":  # it inherits beta, temperature, ... from DistillationConfig
+        base = _fields_of(Path(next(iter(spec.submodule_search_locations))) / TRL_CONFIGS["DistillationTrainer"][0], "DistillationConfig")
+        fields |= base
+        missing_base = [f for f in TRL_FIELDS["DistillationTrainer"] if f not in base]
+        fields -= set(missing_base)
     missing = [f for f in TRL_FIELDS[trainer] if f not in fields]
     if missing:
         plan.warnings.append(f"the installed TRL's {name} has no {', '.join(missing)}: train.py will stop at start; install the TRL version "
                              "the recipe names or export again with a TRL that has them")
         return f"missing in the installed TRL: {', '.join(missing)}"
     return f"{name}: {', '.join(TRL_FIELDS[trainer])} present"
+
+
+def _fields_of(path: Path, name: str) -> set[str]:
+    """Annotated class attributes (dataclass fields) of class `name` in a source file; empty when unreadable."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    return {node.target.id for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) and cls.name == name
+            for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
 
 
 def _read_json(path: Path, limit: int) -> Any:
@@ -300,12 +321,19 @@ def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: i
             "sequence-level methods train with plain cross-entropy" if trainer == "SFTTrainer" else f"{method} takes {low} to {high}")
         raise InputError("temperature", f"{temperature} given, but {where}; the sampling temperature of student generations is "
                          "engine_options.sampling_temperature")
+    if options.teacher_server_url is not None:
+        if trainer != "DistillationTrainer":
+            raise InputError("engine_options", f"teacher_server_url serves the teacher to on-policy KD (on_policy_kd, draft_model_kd at lmbda 1); {method} runs {trainer}")
+        if not SERVER_URL.fullmatch(options.teacher_server_url):
+            raise InputError("engine_options", f"teacher_server_url {options.teacher_server_url!r} is not an http(s)://host:port URL")
+        trainer, why_trainer = "ServerDistillationTrainer", ("ServerDistillationTrainer (trl.experimental, may change in any release): the teacher runs "
+                                                              "behind `trl vllm-serve` and returns top-k log-probabilities for the student's samples")
     plan.add("distill.trainer", "The TRL trainer that runs it", default=trainer, default_evidence=why_trainer)
     plan.add("distill.loss_temperature", "Temperature of the distillation loss (DistillationTrainer also samples at it)", given=temperature,
              default=hp["default_temperature"], default_evidence=f"{evidence}: T = 1 is the default for language models (range {low} to {high})")
     plan.add("distill.max_new_tokens", "Tokens per generated completion (student samples, or teacher completions for sequence-level methods)",
              given=options.max_new_tokens, default=hp["max_new_tokens"], default_evidence=evidence)
-    if options.use_vllm and trainer != "DistillationTrainer":
+    if options.use_vllm and trainer not in ("DistillationTrainer", "ServerDistillationTrainer"):
         raise InputError("engine_options", f"use_vllm drives DistillationTrainer's student generation; {method} runs {trainer}")
     if method in SEQUENCE:
         _sequence_settings(plan, method, hp, options, rows, completed, teacher)
@@ -320,8 +348,19 @@ def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: i
     plan.add("distill.seq_kd", "GKD's teacher-generated sequences (off here: the data's completions or the student's samples)",
              default=bool(hp.get("trl_seq_kd", False)), default_evidence=evidence)
     plan.add("distill.sampling_temperature", "Temperature of the student's samples (DistillationTrainer: the loss temperature too)",
-             given=options.sampling_temperature, default=loss_t if trainer == "DistillationTrainer" else hp.get("sampling_temperature", 1.0),
+             given=options.sampling_temperature, default=loss_t if trainer in ("DistillationTrainer", "ServerDistillationTrainer") else hp.get("sampling_temperature", 1.0),
              default_evidence=evidence)
+    if trainer == "ServerDistillationTrainer":
+        plan.add("distill.teacher_server_url", "The teacher's vLLM server (start it with `trl vllm-serve --model TEACHER`, which lifts vLLM's 20 log-prob cap)",
+                 given=options.teacher_server_url)
+        top_k = _llm_rules()["logit_storage"]["top_k"] if beta == 0 else 1
+        given_k = options.teacher_top_k
+        if given_k is not None and beta > 0 and given_k != 1:
+            raise InputError("engine_options", f"teacher_top_k {given_k} with beta {beta}: TRL's server distillation supports only top-1 when beta is above 0")
+        plan.add("distill.teacher_top_k", "Teacher log-probabilities per token the loss uses, plus one tail bucket for the rest of the mass",
+                 given=given_k, default=top_k, default_evidence="beta 0: the top-k of llm_method.yaml logit_storage; beta above 0: TRL supports top-1 only")
+        plan.warnings.append("the teacher is served: start `trl vllm-serve --model <teacher>` at distill.teacher_server_url before train.py; "
+                             "the loss sees the teacher's top-k log-probabilities only (ServerDistillationTrainer is experimental)")
     margin = _llm_rules()["thresholds"]["beta_endpoint_margin"]
     if 0 < beta < margin or 1 - margin < beta < 1:
         plan.warnings.append(f"beta {beta} is within {margin} of an endpoint: TRL treats exactly 0 and 1 as forward and reverse KL, but near "
@@ -436,6 +475,10 @@ def _readme(plan: Plan) -> str:
     if trainer == "DistillationTrainer":
         loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples, every batch (on-policy; "
                 "TRL's stable DistillationTrainer)")
+    elif trainer == "ServerDistillationTrainer":
+        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples against the top "
+                f"{plan.value('distill.teacher_top_k')} log-probabilities of a teacher served at {plan.value('distill.teacher_server_url')} "
+                "(TRL's experimental ServerDistillationTrainer)")
     elif trainer == "GKDTrainer" and plan.value("distill.lmbda") == 0:
         loss = ("forward KL on every next-token distribution of the data's completions (GKDTrainer at lmbda 0, beta "
                 f"{plan.value('distill.beta')}: DistillationTrainer cannot train off-policy)")
@@ -557,6 +600,8 @@ def _memory_section(plan: Plan) -> str:
                 "parameter on one GPU, that divided by N under FSDP/ZeRO-3 over N GPUs, or none in the trainer with the teacher behind "
                 "a vLLM server (top-k log-probabilities only); the student's training state is about 16 bytes per parameter.\n")
     memo = memory_plan(t_params, s_params)
+    if plan.value("distill.trainer") == "ServerDistillationTrainer":
+        memo["choices"]["vllm_server"] = "chosen here: " + memo["choices"]["vllm_server"]
     lines = "\n".join(f"| {k} | {v} |" for k, v in memo["choices"].items())
     return (f"## Memory plan\n\nTeacher {t_params:,} parameters" + (f", student {s_params:,}" if s_params else "")
             + f" (read from the safetensors headers). Weights only; on-policy generation adds KV cache and activations.\n\n"

@@ -13,6 +13,9 @@ Trainers (distill.trainer, chosen at export from distill.method):
 - GKDTrainer (trl.experimental): only where DistillationTrainer cannot express the plan: token_kd and
                 prune_then_distil (off-policy, on the data's completions: lmbda 0, beta 0 forward KL), or a
                 mix of data and student samples (0 < lmbda < 1). Its loss runs at T = 1.
+- ServerDistillationTrainer (trl.experimental): on-policy KD with the teacher behind `trl vllm-serve`
+                (distill.teacher_server_url): the loss sees the teacher's top-k log-probabilities (top-1 for beta
+                above 0) plus a tail bucket, and this process holds only the student.
 - SFTTrainer:   sequence_kd and reasoning_trace_kd, on the teacher's completions; rows without one are first
                 completed by a local teacher with ITS OWN tokenizer (greedy, or sampled and answer-checked with
                 trl_verify.py for reasoning traces), so it works across tokenizers and for API teachers.
@@ -229,6 +232,13 @@ def distill_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str
     return kwargs
 
 
+def server_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    """ServerDistillationConfig: DistillationConfig's settings plus the teacher's server and the top-k it returns."""
+    kwargs = distill_config_kwargs(s, common)
+    kwargs.update(teacher_model_server_url=s["distill.teacher_server_url"], loss_top_k=int(s["distill.teacher_top_k"]), loss_add_tail=True)
+    return kwargs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(HERE / "config.yaml"))
@@ -297,6 +307,17 @@ def main() -> int:
             examples = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
         trainer = SFTTrainer(model=load_model(s["models.student"], dtype), args=SFTConfig(**common),
                              train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
+    elif trainer_name == "ServerDistillationTrainer":
+        from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
+
+        check_same_tokenizer(s["models.teacher"], tokenizer)  # the served teacher's tokenizer files, read locally
+        if tokenizer.chat_template is None:
+            tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+        kwargs = server_config_kwargs(s, common)
+        require_fields(ServerDistillationConfig, [k for k in kwargs if k not in common])
+        tokenizer.padding_side = "left"
+        trainer = ServerDistillationTrainer(model=load_model(s["models.student"], dtype), args=ServerDistillationConfig(**kwargs),
+                                            train_dataset=Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows]), processing_class=tokenizer)
     else:
         check_same_tokenizer(s["models.teacher"], tokenizer)
         if tokenizer.chat_template is None:
@@ -358,7 +379,9 @@ def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tok
         return "generation evidence: skipped under sharded weights; score run/student with one process", None
     student = trainer.accelerator.unwrap_model(trainer.model)
     teacher_tokenizer = None
-    if teacher is None and s["models.teacher"]:
+    if s["distill.trainer"] == "ServerDistillationTrainer":
+        teacher = None  # never load a served teacher here: that is what the server is for; its scores stay null
+    elif teacher is None and s["models.teacher"]:
         teacher = load_model(s["models.teacher"], dtype).to(student.device)
         teacher_tokenizer = AutoTokenizer.from_pretrained(s["models.teacher"], trust_remote_code=False)
         if teacher_tokenizer.pad_token is None:
