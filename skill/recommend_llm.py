@@ -28,7 +28,7 @@ from skill.rules import get_rules
 _EXPORT_STEP = NextStep(
     tool="kd_export_recipe",
     cli="kd-skill export --engine trl ...",
-    why="Write a TRL training recipe (script, accelerate config, settings, memory plan) carrying this method's settings.",
+    why="Write a TRL training recipe (script, accelerate config, settings, memory plan) with this method's settings.",
 )
 
 
@@ -89,7 +89,8 @@ def logit_storage(dataset_tokens: int, vocab_size: int) -> dict[str, Any]:
         "index_bits": bits,
         "topk_packed_bytes_per_token": per_token_packed,
         "topk_packed_bytes": dataset_tokens * per_token_packed,
-        "values": "fp16 log-softmax over the whole vocabulary (normalised), so the mass outside the top k is 1 - sum(exp(values))",
+        "values": "fp16 log-softmax over the whole vocabulary (normalised): the mass outside the top k is "
+                  "1 - sum(exp(values))",
     }
 
 
@@ -117,7 +118,8 @@ def memory_plan(teacher_params: int, student_params: int | None = None) -> dict[
             "fsdp_or_zero3": f"teacher sharded over N GPUs: {human_bytes(bf16)} / N each"
                              + (f", student state {human_bytes(student)} / N each" if student else "")
                              + f"; N >= {gpus} for the teacher's weights alone",
-            "vllm_server": f"teacher on its own GPUs behind vLLM ({human_bytes(bf16)} of bf16 weights + KV cache there, "
+            "vllm_server": f"teacher on its own GPUs behind vLLM ({human_bytes(bf16)} of bf16 weights "
+                           "+ KV cache there, "
                            f"{human_bytes(weights.get('int8', bf16))} in int8); the trainer holds only the student"
                            + (f" ({human_bytes(student)})" if student else "") + "; top-k log-probabilities only",
         },
@@ -135,10 +137,11 @@ def _template_values(inputs: Mapping[str, Any], storage: dict[str, Any] | None, 
             values[key] = f"{inputs[key]:,}"
     if storage is not None:
         values.update({k: f"{v:,}" for k, v in storage.items() if isinstance(v, int) and not k.endswith("_bytes")})
-        values.update(full_fp16_total=human_bytes(storage["full_fp16_bytes"]), full_fp32_total=human_bytes(storage["full_fp32_bytes"]),
-                      topk_total=human_bytes(storage["topk_bytes"]), topk_packed_total=human_bytes(storage["topk_packed_bytes"]))
+        for name in ("full_fp16", "full_fp32", "topk", "topk_packed"):
+            values[f"{name}_total"] = human_bytes(storage[f"{name}_bytes"])
     if memory is not None:
-        values.update(teacher_weights_total=human_bytes(memory["teacher_weights_bytes"]["bf16"]), teacher_gpus_min=memory["teacher_gpus_for_bf16_weights"])
+        values["teacher_weights_total"] = human_bytes(memory["teacher_weights_bytes"]["bf16"])
+        values["teacher_gpus_min"] = memory["teacher_gpus_for_bf16_weights"]
     return values
 
 
@@ -152,7 +155,7 @@ def _merge_missing(missing: list[MissingInput]) -> list[MissingInput]:
 
 
 def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
-    """Whether the two configs' vocab_size differ (from both sizes or the flag), and the pair as text for the warning."""
+    """Whether the two configs' vocab_size differ (both sizes, or the flag), and the pair as text for the warning."""
     sizes = (request.student_vocab_size, request.teacher_vocab_size)
     if None not in sizes:
         differ: bool | None = sizes[0] != sizes[1]
@@ -164,14 +167,15 @@ def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
 
 
 def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
-    """Walk the language-model tree (purpose, tokenizer and teacher access first), pick the topology, fire the warnings."""
+    """Walk the language-model tree (purpose, tokenizer, teacher access), pick the topology, fire the warnings."""
     rules = get_rules()
     llm = rules.llm_method
     compression = request.effective_compression()
     vocab = request.vocab_size or request.teacher_vocab_size
     storage = logit_storage(request.dataset_tokens, vocab) if request.dataset_tokens and vocab else None
     memory = memory_plan(request.teacher_params, request.student_params) if request.teacher_params else None
-    inputs: dict[str, Any] = request.model_dump() | {"compression_ratio": compression} | dict(llm["thresholds"]) | _vocab_inputs(request)
+    inputs: dict[str, Any] = request.model_dump() | {"compression_ratio": compression} | dict(llm["thresholds"])
+    inputs |= _vocab_inputs(request)
     inputs["teacher_access_given"] = request.teacher_access
     if request.teacher_serving == "api":  # a hosted API gives text (and a few top log-probs at most): outputs only
         inputs["teacher_access"] = "outputs_only"
@@ -213,9 +217,12 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     for warning in warnings:
         warning.message = warning.message.format_map(fill)
     missing = _merge_missing([MissingInput(field=m.field, effect=m.effect.format_map(fill)) for m in missing])
-    references = list(dict.fromkeys([*method_rules["references"], *llm["topology"]["references"], *topology_rules["references"]]))
-    method = MethodChoice(id=method_id, name=method_rules["name"], reason=branch["reason"].format_map(fill), hyperparameters=hyperparameters)
-    topology = TopologyChoice(id=topology_branch["id"], reason=topology_branch["reason"], name=topology_rules["name"], runner_topology=topology_rules["runner_topology"])
+    references = list(dict.fromkeys([*method_rules["references"], *llm["topology"]["references"],
+                                     *topology_rules["references"]]))
+    method = MethodChoice(id=method_id, name=method_rules["name"], reason=branch["reason"].format_map(fill),
+                          hyperparameters=hyperparameters)
+    topology = TopologyChoice(id=topology_branch["id"], reason=topology_branch["reason"], name=topology_rules["name"],
+                              runner_topology=topology_rules["runner_topology"])
     return RecommendMethodResponse(
         method=method,
         topology=topology,

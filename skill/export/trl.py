@@ -596,9 +596,11 @@ def _memory_section(plan: Plan) -> str:
         head = "The teacher only writes completions before training (or not at all, for an API teacher): training holds the student alone."
         return f"## Memory plan\n\n{head}\n" + (f"Student: {s_params:,} parameters.\n" if s_params else "")
     if t_params is None:
-        return ("## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights are 2 bytes per "
-                "parameter on one GPU, that divided by N under FSDP/ZeRO-3 over N GPUs, or none in the trainer with the teacher behind "
-                "a vLLM server (top-k log-probabilities only); the student's training state is about 16 bytes per parameter.\n")
+        spec = _llm_rules()["memory"]
+        return ("## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights are "
+                f"{spec['teacher_bytes_per_param']['bf16']:g} bytes per parameter on one GPU, that divided by N under FSDP/ZeRO-3 "
+                "over N GPUs, or none in the trainer with the teacher behind a vLLM server (top-k log-probabilities only); the "
+                f"student's training state is about {spec['student_training_bytes_per_param']:g} bytes per parameter.\n")
     memo = memory_plan(t_params, s_params)
     if plan.value("distill.trainer") == "ServerDistillationTrainer":
         memo["choices"]["vllm_server"] = "chosen here: " + memo["choices"]["vllm_server"]

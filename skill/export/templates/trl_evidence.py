@@ -33,7 +33,10 @@ MAX_SAMPLES = 8
 MAX_CHARS = 2000
 
 
-def split_heldout(rows: list[dict[str, Any]], n_heldout: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+Rows = list[dict[str, Any]]
+
+
+def split_heldout(rows: Rows, n_heldout: int, seed: int) -> tuple[Rows, Rows]:
     """(train, heldout): a seeded random n_heldout rows are kept out of training; at least one row always trains."""
     n_heldout = max(0, min(n_heldout, len(rows) - 1))
     order = list(range(len(rows)))
@@ -60,7 +63,7 @@ def _prompt_text(tokenizer: Any, row: dict[str, Any]) -> str:
 
 
 def _ids(tokenizer: Any, row: dict[str, Any], completion: str, max_length: int) -> tuple[list[int], int]:
-    """Token ids of prompt + completion (cut to max_length from the left of the prompt) and where the completion starts."""
+    """Token ids of prompt + completion (prompt cut from the left) and where the completion starts."""
     prompt = tokenizer(_prompt_text(tokenizer, row), add_special_tokens=False)["input_ids"]
     answer = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_length - 1]
     prompt = prompt[-(max_length - len(answer)):] if max_length - len(answer) > 0 else []
@@ -73,7 +76,8 @@ def _generate(model: Any, tokenizer: Any, row: dict[str, Any], max_new_tokens: i
 
     inputs = tokenizer(_prompt_text(tokenizer, row), return_tensors="pt", add_special_tokens=False).to(model.device)
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[:MAX_CHARS]
 
 
@@ -86,12 +90,14 @@ def _nll_sum(logits: Any, ids: Any, start: int) -> tuple[float, int]:
     return float(-logp.gather(-1, target[:, None]).sum()), int(target.numel())
 
 
-def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout: list[dict[str, Any]], *, teacher: Any = None,
-                              teacher_tokenizer: Any = None, max_length: int = 1024, max_new_tokens: int = 64) -> dict[str, Any]:
+def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout: Rows, *, teacher: Any = None,
+                              teacher_tokenizer: Any = None, max_length: int = 1024,
+                              max_new_tokens: int = 64) -> dict[str, Any]:
     """Score the held-out rows with both models and write the evidence file; returns what it wrote."""
     import torch
 
-    same_vocab = teacher is not None and (teacher_tokenizer is None or teacher_tokenizer.get_vocab() == tokenizer.get_vocab())
+    same_vocab = teacher is not None and (teacher_tokenizer is None
+                                          or teacher_tokenizer.get_vocab() == tokenizer.get_vocab())
     teacher_tokenizer = teacher_tokenizer or tokenizer
     models = [m for m in (student, teacher) if m is not None]
     modes = [m.training for m in models]
@@ -102,7 +108,10 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
     samples = []
     with torch.no_grad():
         for row in heldout:
-            completion = row.get("completion") or (_generate(teacher, teacher_tokenizer, row, max_new_tokens) if teacher is not None else "")
+            completion = row.get("completion")
+            if not completion and teacher is not None:  # no reference text: the teacher's greedy answer is scored
+                completion = _generate(teacher, teacher_tokenizer, row, max_new_tokens)
+            completion = completion or ""
             ids, start = _ids(tokenizer, row, completion, max_length)
             if start < 1 or start >= len(ids):  # nothing to score: an empty completion or a prompt cut away
                 continue
@@ -127,8 +136,8 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
                     nll, count_t = _nll_sum(teacher(input_ids=tid_t).logits, tid_t, tstart)
                     t_nll, t_tokens = t_nll + nll, t_tokens + count_t
             if len(samples) < MAX_SAMPLES:
-                samples.append({"prompt": row["prompt"][:MAX_CHARS],
-                                "teacher": _generate(teacher, teacher_tokenizer, row, max_new_tokens) if teacher is not None else "",
+                said = _generate(teacher, teacher_tokenizer, row, max_new_tokens) if teacher is not None else ""
+                samples.append({"prompt": row["prompt"][:MAX_CHARS], "teacher": said,
                                 "student": _generate(student, tokenizer, row, max_new_tokens)})
     for m, mode in zip(models, modes):
         m.train(mode)
@@ -150,7 +159,8 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
             "greedy_next_token_agreement": ratio(agree, n_tokens, same_vocab),
         },
         "samples": samples,
-        "models": {"student_params": s_params, "teacher_params": t_params, "student_bytes": s_bytes, "teacher_bytes": t_bytes},
+        "models": {"student_params": s_params, "teacher_params": t_params,
+                   "student_bytes": s_bytes, "teacher_bytes": t_bytes},
     }
     path.write_text(json.dumps(evidence, indent=2), encoding="utf-8")
     return {**evidence, "expected_acceptance_rate": ratio(accept, n_tokens, same_vocab)}

@@ -74,7 +74,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 row = {"prompt": "\n".join(m["content"] for m in turns), "completion": completion}
             if not isinstance(row.get("prompt"), str):
                 sys.exit(f"data line {number}: needs a string 'prompt' (or 'messages')")
-            rows.append({"prompt": row["prompt"], "completion": row.get("completion"), "prompt_messages": turns, "answer": answer})
+            rows.append({"prompt": row["prompt"], "completion": row.get("completion"), "prompt_messages": turns,
+                         "answer": answer})
     if not rows:
         sys.exit(f"data: {path} has no rows")
     return rows
@@ -111,7 +112,7 @@ def check_same_tokenizer(teacher: str, student_tokenizer: Any) -> None:
 
 
 def align_vocab(student: Any, teacher: Any, tokenizer: Any) -> str | None:
-    """One tokenizer, two `vocab_size` values: cut the larger embedding/head to the smaller when that covers the tokenizer.
+    """One tokenizer, two `vocab_size` values: cut the larger embedding/head to the smaller if it covers the tokenizer.
 
     Rows at or past len(tokenizer) are padding added for matmul efficiency: no text maps to them, so no target can
     be one and dropping them loses nothing (TRL PR 6252). Where the smaller model has fewer rows than the tokenizer
@@ -122,13 +123,13 @@ def align_vocab(student: Any, teacher: Any, tokenizer: Any) -> str | None:
         return None
     n_tokens, shared = len(tokenizer), min(s_rows, t_rows)
     if shared < n_tokens:
-        sys.exit(f"vocab_size mismatch: student {s_rows}, teacher {t_rows} rows, but the tokenizer has {n_tokens} tokens, so "
-                 f"the smaller head lacks {n_tokens - shared} real tokens and cannot be sliced; use a teacher and student whose "
-                 "vocab_size both cover the tokenizer, or sequence_kd")
+        sys.exit(f"vocab_size mismatch: student {s_rows}, teacher {t_rows} rows, but the tokenizer has {n_tokens} "
+                 f"tokens, so the smaller head lacks {n_tokens - shared} real tokens and cannot be sliced; use a "
+                 "teacher and student whose vocab_size both cover the tokenizer, or sequence_kd")
     larger, name = (teacher, "teacher") if t_rows > s_rows else (student, "student")
     larger.resize_token_embeddings(shared)  # keeps rows [0, shared): every real token, and drops padding rows only
-    note = (f"vocab_size: student {s_rows}, teacher {t_rows}, tokenizer {n_tokens} tokens; the {name}'s embedding and head "
-            f"were cut to the shared {shared} rows (the rest are padding past the tokenizer)")
+    note = (f"vocab_size: student {s_rows}, teacher {t_rows}, tokenizer {n_tokens} tokens; the {name}'s embedding "
+            f"and head were cut to the shared {shared} rows (the rest are padding past the tokenizer)")
     if name == "student":
         note += "; the saved student keeps the shorter vocabulary"
     print(note, flush=True)
@@ -144,8 +145,8 @@ def require_fields(config_class: Any, names: list[str]) -> None:
     if missing:
         import trl
 
-        sys.exit(f"TRL {trl.__version__}: {config_class.__name__} has no {', '.join(missing)}; install the TRL version in "
-                 "config.yaml (versions.trl) or export the recipe again with this one")
+        sys.exit(f"TRL {trl.__version__}: {config_class.__name__} has no {', '.join(missing)}; install the TRL "
+                 "version in config.yaml (versions.trl) or export the recipe again with this one")
 
 
 def load_verifier() -> Any:
@@ -156,7 +157,10 @@ def load_verifier() -> Any:
     return verify
 
 
-def complete_with_teacher(rows: list[dict[str, Any]], s: dict[str, Any], dtype: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+Rows = list[dict[str, Any]]
+
+
+def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Rows, dict[str, int]]:
     """Sequence-level KD: the teacher writes the missing completions with its own tokenizer.
 
     greedy: its most likely answer (Kim and Rush's setting for translation). sample: several traces per prompt at the
@@ -181,8 +185,10 @@ def complete_with_teacher(rows: list[dict[str, Any]], s: dict[str, Any], dtype: 
         tokenizer.pad_token = tokenizer.eos_token
     teacher = load_model(s["models.teacher"], dtype).to("cuda" if torch.cuda.is_available() else "cpu").eval()
     limit = int(s["distill.max_new_tokens"])
-    decoding = {"do_sample": True, "temperature": float(s["distill.teacher_sampling_temperature"]), "top_p": float(s["distill.teacher_top_p"]),
-                "num_return_sequences": n} if sample else {"do_sample": False}
+    decoding: dict[str, Any] = {"do_sample": False}
+    if sample:
+        decoding = {"do_sample": True, "temperature": float(s["distill.teacher_sampling_temperature"]),
+                    "top_p": float(s["distill.teacher_top_p"]), "num_return_sequences": n}
     written: dict[int, list[str]] = {}
     for start in range(0, len(missing), 8):
         batch = missing[start:start + 8]
@@ -203,7 +209,8 @@ def complete_with_teacher(rows: list[dict[str, Any]], s: dict[str, Any], dtype: 
             if verdict is False:
                 counts["rejected"] += 1
                 continue
-            written.setdefault(id(row), []).append(text if row["prompt_messages"] else " " + text)  # a chat turn carries no joining space
+            # a chat turn carries no joining space
+            written.setdefault(id(row), []).append(text if row["prompt_messages"] else " " + text)
     del teacher
     kept: list[dict[str, Any]] = []
     for row in rows:
@@ -215,8 +222,8 @@ def complete_with_teacher(rows: list[dict[str, Any]], s: dict[str, Any], dtype: 
         kept += [{**row, "completion": t} for t in texts]
         counts["written"] += len(texts)
     if counts["hit_max_new_tokens"]:
-        print(f"{counts['hit_max_new_tokens']} of {counts['sampled']} teacher completions stopped at max_new_tokens {limit}: "
-              "traces are being cut; raise distill.max_new_tokens", flush=True)
+        print(f"{counts['hit_max_new_tokens']} of {counts['sampled']} teacher completions stopped at max_new_tokens "
+              f"{limit}: traces are being cut; raise distill.max_new_tokens", flush=True)
     if not kept:
         sys.exit("no training rows left: the verifier rejected every sampled trace (see trl_verify.py)")
     return kept, counts
@@ -235,7 +242,8 @@ def distill_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str
 def server_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
     """ServerDistillationConfig: DistillationConfig's settings plus the teacher's server and the top-k it returns."""
     kwargs = distill_config_kwargs(s, common)
-    kwargs.update(teacher_model_server_url=s["distill.teacher_server_url"], loss_top_k=int(s["distill.teacher_top_k"]), loss_add_tail=True)
+    kwargs.update(teacher_model_server_url=s["distill.teacher_server_url"], loss_top_k=int(s["distill.teacher_top_k"]),
+                  loss_add_tail=True)
     return kwargs
 
 
@@ -278,7 +286,8 @@ def main() -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     source = Path(s["data.source"])
-    rows, heldout = split_heldout(read_rows(source if source.is_absolute() else HERE / source), int(s.get("data.heldout_rows", 0)), int(s["train.seed"]))
+    all_rows = read_rows(source if source.is_absolute() else HERE / source)
+    rows, heldout = split_heldout(all_rows, int(s.get("data.heldout_rows", 0)), int(s["train.seed"]))
     common = dict(
         output_dir=str(out), per_device_train_batch_size=per_device, gradient_accumulation_steps=int(s["train.accumulation_steps"]),
         learning_rate=float(s["train.learning_rate"]), num_train_epochs=float(s["train.epochs"]), max_steps=args.max_steps or s["train.max_steps"] or -1,
@@ -316,8 +325,10 @@ def main() -> int:
         kwargs = server_config_kwargs(s, common)
         require_fields(ServerDistillationConfig, [k for k in kwargs if k not in common])
         tokenizer.padding_side = "left"
-        trainer = ServerDistillationTrainer(model=load_model(s["models.student"], dtype), args=ServerDistillationConfig(**kwargs),
-                                            train_dataset=Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows]), processing_class=tokenizer)
+        prompts = Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows])
+        trainer = ServerDistillationTrainer(model=load_model(s["models.student"], dtype),
+                                            args=ServerDistillationConfig(**kwargs), train_dataset=prompts,
+                                            processing_class=tokenizer)
     else:
         check_same_tokenizer(s["models.teacher"], tokenizer)
         if tokenizer.chat_template is None:
@@ -331,19 +342,23 @@ def main() -> int:
             require_fields(DistillationConfig, [k for k in kwargs if k not in common])
             tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
             prompts = [{"prompt": prompt_turns(r)} for r in rows]
-            trainer = DistillationTrainer(model=student_model, teacher_model=teacher_model, args=DistillationConfig(**kwargs),
-                                          train_dataset=Dataset.from_list(prompts), processing_class=tokenizer)
+            trainer = DistillationTrainer(model=student_model, teacher_model=teacher_model,
+                                          args=DistillationConfig(**kwargs), train_dataset=Dataset.from_list(prompts),
+                                          processing_class=tokenizer)
         elif trainer_name == "GKDTrainer":
             from trl.experimental.gkd import GKDConfig, GKDTrainer
 
-            kwargs = dict(common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]), seq_kd=bool(s["distill.seq_kd"]),
-                          temperature=float(s["distill.sampling_temperature"]), max_new_tokens=int(s["distill.max_new_tokens"]))
+            kwargs = dict(common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]),
+                          seq_kd=bool(s["distill.seq_kd"]), temperature=float(s["distill.sampling_temperature"]),
+                          max_new_tokens=int(s["distill.max_new_tokens"]))
             require_fields(GKDConfig, [k for k in kwargs if k not in common])
-            conversations = [{"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]} for r in rows]
+            conversations = [{"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]}
+                             for r in rows]
             trainer = GKDTrainer(model=student_model, teacher_model=teacher_model, args=GKDConfig(**kwargs),
                                  train_dataset=Dataset.from_list(conversations), processing_class=tokenizer)
         else:
-            sys.exit(f"distill.trainer {trainer_name!r} is not one this script runs (DistillationTrainer, GKDTrainer, SFTTrainer)")
+            sys.exit(f"distill.trainer {trainer_name!r} is not one this script runs "
+                     "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)")
 
     trainer.train()
     trainer.save_model(str(out / "student"))
@@ -352,14 +367,16 @@ def main() -> int:
         steps = [e for e in trainer.state.log_history if "loss" in e]
         metrics = {
             "method": method, "trainer": type(trainer).__name__, "steps": trainer.state.global_step, "processes": state.num_processes,
-            "per_device_batch_size": per_device, "teacher_completions_written": counts.get("written", 0), "trace_counts": counts,
+            "per_device_batch_size": per_device, "teacher_completions_written": counts.get("written", 0),
+            "trace_counts": counts,
             "vocab_alignment": vocab_note, "heldout_rows": len(heldout),
             "loss": [{"step": e["step"], "loss": e["loss"]} for e in steps], "wall_time_s": round(time.time() - started, 2),
             "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__, "datasets": datasets.__version__},
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         print(json.dumps({k: metrics[k] for k in ("method", "trainer", "steps", "loss", "wall_time_s")}), flush=True)
-        evidence_note, acceptance = write_evidence(out, s, trainer, teacher_model, tokenizer, heldout, state, dtype, write_generation_evidence)
+        evidence_note, acceptance = write_evidence(out, s, trainer, teacher_model, tokenizer, heldout, state, dtype,
+                                                   write_generation_evidence)
         print(evidence_note, flush=True)
         if acceptance is not None:  # a draft model's figure of merit; a general proximity measure otherwise
             metrics["heldout_expected_acceptance_rate"] = acceptance
@@ -367,7 +384,7 @@ def main() -> int:
     return 0
 
 
-def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tokenizer: Any, heldout: list[dict[str, Any]], state: Any,
+def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tokenizer: Any, heldout: Rows, state: Any,
                    dtype: Any, writer: Any) -> tuple[str, float | None]:
     """generation_evidence.json beside metrics.json: held-out scores of both models (one process, unsharded weights)."""
     import torch
@@ -394,8 +411,9 @@ def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tok
     if tokenizer.chat_template is None:
         tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
     with torch.no_grad():
-        evidence = writer(out / "generation_evidence.json", student, tokenizer, heldout, teacher=teacher, teacher_tokenizer=teacher_tokenizer,
-                          max_length=int(s["data.max_length"]), max_new_tokens=min(int(s["distill.max_new_tokens"]), 64))
+        evidence = writer(out / "generation_evidence.json", student, tokenizer, heldout, teacher=teacher,
+                          teacher_tokenizer=teacher_tokenizer, max_length=int(s["data.max_length"]),
+                          max_new_tokens=min(int(s["distill.max_new_tokens"]), 64))
     tokenizer.padding_side = side
     acceptance = evidence.get("expected_acceptance_rate")
     return f"generation evidence: {json.dumps(evidence['heldout'])}, expected acceptance rate {acceptance}", acceptance
