@@ -517,7 +517,9 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
   one tokenizer with two `vocab_size` values is aligned at start (the larger head is cut to the smaller when that
   covers the tokenizer, else the run stops in one line).
 - Reasoning traces: `trl_verify.py` is the answer check for sampled teacher traces (rows with an `answer` field);
-  edit it for your task (run the tests for code). Traces cut at `max_new_tokens` are counted in the log.
+  edit it for your task (run the tests for code). Traces cut at `max_new_tokens` are counted in the log. Rows that
+  already carry a (short) chain are trained on as given, so one file mixes short and long chains (students of 3B or
+  less learn better from the mix, Li et al. 2025).
 - At the end, `generation_evidence.json` (beside `metrics.json`) scores the held-out rows (`data.heldout_rows`, never
   trained on) with both models: NLL per token, token KL from teacher to student, greedy next-token agreement, and a
   few completions side by side. `metrics.json` adds `heldout_expected_acceptance_rate`: the mean over held-out
