@@ -284,7 +284,8 @@ def test_llm_requests_route(text, verdict, skill):
 def test_llm_design_numbers_live_in_the_rules():
     """The numbers DESIGN.md section 8 and the issue ask for; changing one in the rules must fail here."""
     assert [b["id"] for b in LLM["tree"]] == ["classification_head", "reasoning_traces", "draft_model", "outputs_only", "tokenizer_mismatch",
-                                              "prune_then_distil", "off_policy_only", "on_policy", "token_level", "safe_default"]
+                                              "prune_then_distil", "pretraining_from_scratch", "off_policy_only", "on_policy", "token_level",
+                                              "safe_default"]
     assert LLM["task_types"] == ("generation",)
     assert dict(T) == {"on_policy_compression_above": 10, "logit_storage_warn_above_gb": 100, "beta_endpoint_margin": 0.05,
                        "loss_temperature_warn_above": 2}

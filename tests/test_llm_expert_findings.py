@@ -196,3 +196,11 @@ def test_prune_then_distil_is_a_method():
     assert answer.method.id == "prune_then_distil"
     assert "Minitron" in answer.method.reason and "40x" in answer.method.reason
     assert hp["export_trainer"] == "GKDTrainer" and hp["trl_beta"] == 0 and "width" in hp["pruning"]
+
+
+def test_a_student_from_scratch_is_distilled_during_pre_training():
+    """Gemma 2 and Llama 3.2 small models: token-level targets in pre-training, not on-policy on an untrained sampler."""
+    answer = ask(**SHARED, student_source="scratch", teacher_params=70_000_000_000, student_params=1_000_000_000)
+    assert answer.method.id == "token_kd" and "Gemma 2" in answer.method.reason and "pre-train" in answer.method.reason
+    forced = ask(**SHARED, student_source="scratch", purpose="draft_model")
+    assert forced.method.id == "draft_model_kd" and "sft_warm_start" in ids(forced)  # an untrained draft samples garbage
