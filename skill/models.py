@@ -134,6 +134,18 @@ class RecommendMethodRequest(Strict):
     open_ended_generation: bool | None = Field(None, description="Generation: whether open-ended generation quality (chat, long answers) matters")
     dataset_tokens: int | None = Field(None, ge=1, le=10**15, description="Generation: training tokens to distil on (sizes the teacher-logit storage)")
     vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: vocabulary size of the teacher's tokenizer")
+    student_vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: the student's vocab_size (config.json: embedding rows, which may exceed the tokenizer's length)")
+    teacher_vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: the teacher's vocab_size (config.json); one tokenizer can come with two sizes (Qwen2.5 0.5B-3B 151,936, 7B+ 152,064)")
+    same_vocab_size: bool | None = Field(None, description="Generation: whether teacher and student configs have the same vocab_size (instead of giving both sizes)")
+    purpose: Literal["general", "chat", "code", "reasoning", "draft_model", "summarisation", "translation"] | None = Field(
+        None, description="Generation: what the student is for; reasoning selects answer-checked chain-of-thought distillation, draft_model a speculative-decoding draft (DistillSpec)")
+    teacher_serving: Literal["local", "vllm_server", "api"] | None = Field(
+        None, description="Generation: where the teacher runs: local (beside the student), vllm_server (scores over the network, top-k log-probs), api (a hosted model: text only)")
+    student_finetuned: bool | None = Field(None, description="Generation: whether the student was already fine-tuned on the task (on-policy KD wants a warm-started student)")
+    teacher_active_params: int | None = Field(None, ge=1, le=10**13, description="Generation: active parameters per token of a mixture-of-experts teacher (teacher_params stays the total)")
+    student_source: Literal["pretrained", "prune_teacher", "scratch"] | None = Field(
+        None, description="Generation: where the student comes from; prune_teacher cuts it from the teacher (Minitron prune-then-distil)")
+    language_model: bool | None = Field(None, description="Whether teacher and student are language models; with task_type classification or regression it means a head on a language model (distilled on its class logits)")
 
     @model_validator(mode="before")
     @classmethod
@@ -150,23 +162,38 @@ class RecommendMethodRequest(Strict):
                     f"student_params ({self.student_params}) is larger than teacher_params ({self.teacher_params}); "
                     "the student must be the smaller model"
                 )
-            ratio = self.teacher_params / self.student_params
+            ratio = (self.teacher_active_params or self.teacher_params) / self.student_params
             if self.compression_ratio is not None and abs(ratio - self.compression_ratio) > 0.01 * ratio:
                 raise ValueError(
                     f"compression_ratio ({self.compression_ratio}) disagrees with teacher_params / student_params ({ratio:.3g}); pass one of them"
                 )
         return self
 
+    @model_validator(mode="after")
+    def _llm_inputs_consistent(self) -> RecommendMethodRequest:
+        if self.teacher_active_params is not None:
+            if self.teacher_params is None:
+                raise ValueError("teacher_active_params needs teacher_params (the total) and student_params; pass all three")
+            if self.teacher_active_params > self.teacher_params:
+                raise ValueError(f"teacher_active_params ({self.teacher_active_params}) exceeds teacher_params ({self.teacher_params}); "
+                                 "teacher_params is the total over all experts")
+        sizes = (self.student_vocab_size, self.teacher_vocab_size)
+        if self.same_vocab_size is not None and None not in sizes and (sizes[0] == sizes[1]) != self.same_vocab_size:
+            raise ValueError(f"same_vocab_size {self.same_vocab_size} disagrees with student_vocab_size {sizes[0]} and teacher_vocab_size {sizes[1]}; pass one of them")
+        return self
+
     def effective_compression(self) -> float | None:
         if self.compression_ratio is not None:
             return self.compression_ratio
         if self.teacher_params and self.student_params:
-            return self.teacher_params / self.student_params
+            # a mixture-of-experts teacher is sized by the parameters it runs per token
+            return (self.teacher_active_params or self.teacher_params) / self.student_params
         return None
 
 
 class MethodChoice(BaseModel):
-    id: Literal["response", "feature", "cascade", "relation", "token_kd", "on_policy_kd", "sequence_kd"]
+    id: Literal["response", "feature", "cascade", "relation", "token_kd", "on_policy_kd", "sequence_kd", "reasoning_trace_kd", "draft_model_kd",
+                "prune_then_distil"]
     name: str
     reason: str
     hyperparameters: dict[str, Value]

@@ -53,7 +53,9 @@ def _topology(rules: Any, inputs: Mapping[str, Any], compression: float | None, 
 def recommend_method(request: RecommendMethodRequest) -> RecommendMethodResponse:
     """Walk the method tree and the topology tree in the guidance's order, then fire the risk warnings."""
     rules = get_rules()
-    if request.task_type in rules.llm_method["task_types"]:  # language models follow their own rules
+    llm = rules.llm_method
+    # language models follow their own rules, a classification/regression head on one included
+    if request.task_type in llm["task_types"] or (request.language_model and request.task_type in llm["head_task_types"]):
         from skill.recommend_llm import recommend_llm
 
         return recommend_llm(request)

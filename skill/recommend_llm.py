@@ -1,13 +1,16 @@
-"""Method and topology for generative models (language models), from `rules/llm_method.yaml`.
+"""Method and topology for language models (generation, or a classification head on one), from `rules/llm_method.yaml`.
 
 The classification trees answer "soft labels at T 3 to 6" and, with topology inputs missing, born-again
 self-distillation; for language models the field distils next-token distributions at T = 1, on the student's
-own samples when it is much smaller, and only through generated text when the tokenizers or the teacher's
-access forbid token-level targets. This module walks those rules and sizes the teacher-logit storage.
+own samples when it is much smaller, through generated (and for reasoning, answer-checked) text when the
+tokenizers or the teacher's access forbid token-level targets, and with purpose-built recipes for speculative
+decoding drafts and pruned students. This module walks those rules, sizes the teacher-logit storage and plans
+the teacher's memory.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from skill.conditions import fire_warnings, walk_tree
@@ -20,13 +23,12 @@ from skill.models import (
     TopologyChoice,
     TraceEntry,
 )
-from skill.next_steps import steps
 from skill.rules import get_rules
 
 _EXPORT_STEP = NextStep(
     tool="kd_export_recipe",
     cli="kd-skill export --engine trl ...",
-    why="Write a TRL training recipe (script, accelerate config, settings) carrying this method's settings.",
+    why="Write a TRL training recipe (script, accelerate config, settings, memory plan) with this method's settings.",
 )
 
 
@@ -46,8 +48,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _human_bytes(n: float) -> str:
-    """Decimal units (1 GB = 1e9 bytes), matching the GB threshold in the rules."""
+def human_bytes(n: float) -> str:
+    """Decimal units (1 GB = 1e9 bytes), matching the GB thresholds in the rules."""
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
         if n < 1000 or unit == "PB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -55,10 +57,24 @@ def _human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+_human_bytes = human_bytes  # the older private name
+
+
+def index_bits(vocab_size: int) -> int:
+    """Bits that hold any token id of this vocabulary: ceil(log2 V), 17 for 128,256."""
+    return max(1, math.ceil(math.log2(vocab_size)))
+
+
 def logit_storage(dataset_tokens: int, vocab_size: int) -> dict[str, Any]:
-    """Bytes to keep the teacher's next-token distributions for every training token: full (fp16, fp32) vs top-k."""
+    """Bytes to keep the teacher's next-token distributions for every training token: full (fp16, fp32) vs top-k.
+
+    Top-k is given twice: int32 indices (the plain layout) and indices packed in ceil(log2 V) bits, as offline
+    logit caches such as DistillKit store them; the values are fp16 normalised log-probabilities either way.
+    """
     spec = get_rules().llm_method["logit_storage"]
     per_token_topk = spec["top_k"] * (spec["index_bytes"] + spec["value_bytes"])
+    bits = index_bits(vocab_size)
+    per_token_packed = math.ceil(spec["top_k"] * (bits + spec["value_bits"]) / 8)
     fp16, fp32 = vocab_size * spec["full_bytes"]["fp16"], vocab_size * spec["full_bytes"]["fp32"]
     return {
         "dataset_tokens": dataset_tokens,
@@ -70,18 +86,62 @@ def logit_storage(dataset_tokens: int, vocab_size: int) -> dict[str, Any]:
         "top_k": spec["top_k"],
         "topk_bytes_per_token": per_token_topk,
         "topk_bytes": dataset_tokens * per_token_topk,
+        "index_bits": bits,
+        "topk_packed_bytes_per_token": per_token_packed,
+        "topk_packed_bytes": dataset_tokens * per_token_packed,
+        "values": "fp16 log-softmax over the whole vocabulary (normalised): the mass outside the top k is "
+                  "1 - sum(exp(values))",
     }
 
 
-def _template_values(inputs: Mapping[str, Any], storage: dict[str, Any] | None) -> _Fill:
-    """Readable numbers for the rule texts: ratios to 3 figures, byte totals in decimal units."""
+def memory_plan(teacher_params: int, student_params: int | None = None) -> dict[str, Any]:
+    """The teacher's weights per choice (one GPU, sharded, a server) and the student's training state, in bytes.
+
+    Weights only for the teacher (it is frozen: no gradients or optimizer state); on-policy generation adds KV
+    cache and activations on top. The student's 16 bytes per parameter are mixed-precision AdamW (ZeRO's count).
+    """
+    spec = get_rules().llm_method["memory"]
+    gpu = spec["gpu_memory_gb"] * 1e9
+    weights = {k: int(teacher_params * v) for k, v in spec["teacher_bytes_per_param"].items()}
+    bf16 = weights["bf16"]
+    gpus = max(1, math.ceil(bf16 / gpu))
+    student = int(student_params * spec["student_training_bytes_per_param"]) if student_params else None
+    plan: dict[str, Any] = {
+        "teacher_weights_bytes": weights,
+        "gpu_memory_gb": spec["gpu_memory_gb"],
+        "teacher_gpus_for_bf16_weights": gpus,
+        "student_training_bytes": student,
+        "choices": {
+            "local": f"teacher in bf16 beside the student: {human_bytes(bf16)} of weights"
+                     + (f" + the student's training state {human_bytes(student)}" if student else "")
+                     + (" on one GPU" if gpus == 1 else f": does not fit one {spec['gpu_memory_gb']} GB GPU"),
+            "fsdp_or_zero3": f"teacher sharded over N GPUs: {human_bytes(bf16)} / N each"
+                             + (f", student state {human_bytes(student)} / N each" if student else "")
+                             + f"; N >= {gpus} for the teacher's weights alone",
+            "vllm_server": f"teacher on its own GPUs behind vLLM ({human_bytes(bf16)} of bf16 weights "
+                           "+ KV cache there, "
+                           f"{human_bytes(weights.get('int8', bf16))} in int8); the trainer holds only the student"
+                           + (f" ({human_bytes(student)})" if student else "") + "; top-k log-probabilities only",
+        },
+    }
+    return plan
+
+
+def _template_values(inputs: Mapping[str, Any], storage: dict[str, Any] | None, memory: dict[str, Any] | None) -> _Fill:
+    """Readable numbers for the rule texts: ratios to 3 figures, byte totals in decimal units, counts with commas."""
     values = _Fill({k: v for k, v in inputs.items() if v is not None})
     if inputs.get("compression_ratio") is not None:
         values["compression_ratio"] = f"{inputs['compression_ratio']:.3g}"
+    for key in ("teacher_params", "student_params", "teacher_active_params"):
+        if inputs.get(key) is not None:
+            values[key] = f"{inputs[key]:,}"
     if storage is not None:
-        values.update({k: f"{v:,}" for k, v in storage.items() if not k.endswith("_bytes")})
-        values.update(full_fp16_total=_human_bytes(storage["full_fp16_bytes"]), full_fp32_total=_human_bytes(storage["full_fp32_bytes"]),
-                      topk_total=_human_bytes(storage["topk_bytes"]))
+        values.update({k: f"{v:,}" for k, v in storage.items() if isinstance(v, int) and not k.endswith("_bytes")})
+        for name in ("full_fp16", "full_fp32", "topk", "topk_packed"):
+            values[f"{name}_total"] = human_bytes(storage[f"{name}_bytes"])
+    if memory is not None:
+        values["teacher_weights_total"] = human_bytes(memory["teacher_weights_bytes"]["bf16"])
+        values["teacher_gpus_min"] = memory["teacher_gpus_for_bf16_weights"]
     return values
 
 
@@ -94,17 +154,38 @@ def _merge_missing(missing: list[MissingInput]) -> list[MissingInput]:
     return [MissingInput(field=f, effect=" ".join(e)) for f, e in effects.items()]
 
 
+def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
+    """Whether the two configs' vocab_size differ (both sizes, or the flag), and the pair as text for the warning."""
+    sizes = (request.student_vocab_size, request.teacher_vocab_size)
+    if None not in sizes:
+        differ: bool | None = sizes[0] != sizes[1]
+        pair = f" (student {sizes[0]:,}, teacher {sizes[1]:,} rows)"
+    else:
+        differ = None if request.same_vocab_size is None else not request.same_vocab_size
+        pair = ""
+    return {"vocab_sizes_differ": differ, "vocab_pair": pair}
+
+
 def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
-    """Walk the generation tree (tokenizer and teacher access first), pick the topology, fire the warnings."""
+    """Walk the language-model tree (purpose, tokenizer, teacher access), pick the topology, fire the warnings."""
     rules = get_rules()
     llm = rules.llm_method
     compression = request.effective_compression()
-    storage = logit_storage(request.dataset_tokens, request.vocab_size) if request.dataset_tokens and request.vocab_size else None
+    vocab = request.vocab_size or request.teacher_vocab_size
+    storage = logit_storage(request.dataset_tokens, vocab) if request.dataset_tokens and vocab else None
+    memory = memory_plan(request.teacher_params, request.student_params) if request.teacher_params else None
     inputs: dict[str, Any] = request.model_dump() | {"compression_ratio": compression} | dict(llm["thresholds"])
-    # the teacher's logits can be used (and stored) unless it is reachable only through text or the tokenizers differ
-    inputs["logits_usable"] = request.teacher_access != "outputs_only" and request.same_tokenizer is not False
+    inputs |= _vocab_inputs(request)
+    inputs["teacher_access_given"] = request.teacher_access
+    if request.teacher_serving == "api":  # a hosted API gives text (and a few top log-probs at most): outputs only
+        inputs["teacher_access"] = "outputs_only"
+    # the teacher's logits can be used unless it is reachable only through text or the tokenizers differ
+    inputs["logits_usable"] = inputs["teacher_access"] != "outputs_only" and request.same_tokenizer is not False
     if storage is not None:
         inputs["full_logit_storage_gb"] = storage["full_fp16_bytes"] / 1e9
+    if memory is not None:
+        inputs["teacher_weights_gb"] = memory["teacher_weights_bytes"]["bf16"] / 1e9
+        inputs["gpu_memory_gb"] = memory["gpu_memory_gb"]
     trace: list[TraceEntry] = []
 
     branch, missing = walk_tree(llm["tree"], inputs, "llm_method", trace)
@@ -112,23 +193,36 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     method_id = branch["method"]
     method_rules = llm["methods"][method_id]
     topology_rules = rules.topology["topologies"][topology_branch["id"]]
-    warnings = fire_warnings(llm["warnings"], inputs | {"method": method_id}, "llm_method", trace)
+    storable = inputs["logits_usable"] and method_id not in llm["logit_storage"]["not_for_methods"]
+    low, high = method_rules["hyperparameters"]["temperature_range"]
+    derived = {"method": method_id, "logits_storable": storable, "temperature_low": low, "temperature_high": high}
+    warnings = fire_warnings(llm["warnings"], inputs | derived, "llm_method", trace)
 
     hyperparameters = _plain(method_rules["hyperparameters"])
     missing = missing + topo_missing
-    if storage is not None and inputs["logits_usable"]:
+    if storage is not None and storable:
         hyperparameters["teacher_logit_storage"] = storage
-    elif storage is None and method_id == "token_kd":
+    elif storage is None and method_id in ("token_kd", "prune_then_distil"):
         absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
         missing += [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
+    exported = method_rules["hyperparameters"]["export_trainer"] != "none"
+    if memory is not None and inputs["logits_usable"] and exported:
+        hyperparameters["memory_plan"] = memory
+    elif memory is None and exported and method_id not in ("sequence_kd", "reasoning_trace_kd"):
+        missing.append(MissingInput(field="teacher_params", effect=llm["memory"]["missing_effect"]))
+    if method_id in ("on_policy_kd", "draft_model_kd") and request.student_finetuned is None:
+        missing.append(MissingInput(field="student_finetuned", effect=llm["missing_effects"]["student_finetuned"]))
 
-    fill = _template_values(inputs, storage)
+    fill = _template_values(inputs | derived, storage, memory)
     for warning in warnings:
         warning.message = warning.message.format_map(fill)
     missing = _merge_missing([MissingInput(field=m.field, effect=m.effect.format_map(fill)) for m in missing])
-    references = list(dict.fromkeys([*method_rules["references"], *llm["topology"]["references"], *topology_rules["references"]]))
-    method = MethodChoice(id=method_id, name=method_rules["name"], reason=branch["reason"].format_map(fill), hyperparameters=hyperparameters)
-    topology = TopologyChoice(id=topology_branch["id"], reason=topology_branch["reason"], name=topology_rules["name"], runner_topology=topology_rules["runner_topology"])
+    references = list(dict.fromkeys([*method_rules["references"], *llm["topology"]["references"],
+                                     *topology_rules["references"]]))
+    method = MethodChoice(id=method_id, name=method_rules["name"], reason=branch["reason"].format_map(fill),
+                          hyperparameters=hyperparameters)
+    topology = TopologyChoice(id=topology_branch["id"], reason=topology_branch["reason"], name=topology_rules["name"],
+                              runner_topology=topology_rules["runner_topology"])
     return RecommendMethodResponse(
         method=method,
         topology=topology,
@@ -136,6 +230,7 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
         rule_trace=trace,
         warnings=warnings,
         missing_inputs=missing,
-        next_steps=[_EXPORT_STEP, *steps("alpha", "gates")],
+        # no deployment alpha or classification gates here: their size/accuracy terms are not how an LLM is judged
+        next_steps=[_EXPORT_STEP] if exported else [],
         references=references,
     )

@@ -27,7 +27,7 @@ pytest.importorskip("trl", reason="the [llm] extra (trl, transformers) is not in
 
 SENTENCES = ["the teacher explains the answer", "the student learns from the teacher", "distillation makes a small model",
              "what is the capital of france", "paris is the capital of france", "two plus two is four"]
-RECIPE_FILES = ["README.md", "accelerate.yaml", "accelerate_cpu.yaml", "config.yaml", "train.py"]
+RECIPE_FILES = ["README.md", "accelerate.yaml", "accelerate_cpu.yaml", "config.yaml", "train.py", "trl_evidence.py", "trl_verify.py"]
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -64,11 +64,27 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     other = _tokenizer([s[::-1] for s in SENTENCES], len(shared))
     other.save_pretrained(root / "other_tokenizer")
     paths["other_tokenizer"] = root / "other_tokenizer"
+    # Qwen2-style pair over the SAME tokenizer with different vocab_size (as Qwen2.5 1.5B 151,936 vs 7B 152,064 rows):
+    # the padded teacher's extra rows lie past the tokenizer; the short one lacks real tokens and must be refused
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    for name, hidden, rows in (("padded_teacher", 64, len(shared) + 64), ("short_teacher", 64, len(shared) - 4), ("qwen_student", 32, len(shared))):
+        config = Qwen2Config(vocab_size=rows, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
+                             num_key_value_heads=2, max_position_embeddings=256, bos_token_id=shared.bos_token_id, eos_token_id=shared.eos_token_id,
+                             pad_token_id=shared.pad_token_id, tie_word_embeddings=name == "qwen_student")
+        Qwen2ForCausalLM(config).save_pretrained(root / name)
+        shared.save_pretrained(root / name)
+        paths[name] = root / name
     rows = [{"prompt": "what is the capital of france", "completion": " paris is the capital of france"},
             {"prompt": "two plus two", "completion": " two plus two is four"},
             {"messages": [{"role": "user", "content": "who explains"}, {"role": "assistant", "content": "the teacher explains the answer"}]},
             {"prompt": "the student", "completion": " learns from the teacher"}]
+    rows += [{"prompt": "what does distillation make", "completion": " distillation makes a small model"},
+             {"prompt": "who learns", "completion": " the student learns from the teacher"}]
     (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    questions = [{"prompt": "two plus two", "answer": "4"}, {"prompt": "the teacher explains"}, {"prompt": "what is the capital"}]
+    (root / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in questions))
+    paths["questions"] = root / "questions.jsonl"
     (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("what is the capital", "two plus")) + json.dumps(rows[1]) + "\n")
     paths.update(data=root / "data.jsonl", prompts=root / "prompts.jsonl")
     return paths
@@ -112,7 +128,7 @@ def test_token_kd_settings_come_from_the_llm_rules(tiny, tmp_path):
     d = config["distill"]
     assert (d["trainer"]["value"], d["beta"]["value"], d["lmbda"]["value"], d["seq_kd"]["value"]) == ("GKDTrainer", hp["trl_beta"], hp["trl_lmbda"], False)
     assert d["loss_temperature"]["value"] == 1 and "llm_method.yaml" in d["beta"]["evidence"]
-    assert config["data"]["rows_checked"]["value"] == 4 and config["data"]["rows_with_completion"]["value"] == 4
+    assert config["data"]["rows_checked"]["value"] == 6 and config["data"]["rows_with_completion"]["value"] == 6
     accelerate = yaml.safe_load((tmp_path / "r" / "accelerate_cpu.yaml").read_text())
     assert accelerate["use_cpu"] is True and accelerate["num_processes"] == 1
 
@@ -251,7 +267,7 @@ def test_on_policy_recipe_runs_two_steps_with_accelerate(tiny, tmp_path):
     _export(tiny, folder, method="on_policy_kd", engine_options={"lmbda": 1.0})
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(folder / "accelerate_cpu.yaml")]
     metrics = _run(folder, *accelerate)
-    assert metrics["trainer"] == "GKDTrainer" and metrics["versions"]["trl"]
+    assert metrics["trainer"] == "DistillationTrainer" and metrics["versions"]["trl"]  # TRL's stable trainer, not experimental GKD
     assert _changed(tiny["student"], folder / "run" / "student")
 
 
@@ -266,7 +282,7 @@ def test_token_kd_recipe_runs_two_steps(tiny, tmp_path):
 @pytest.mark.slow
 def test_sequence_kd_recipe_completes_prompts_with_the_teacher_then_fine_tunes(tiny, tmp_path):
     folder = tmp_path / "sequence"
-    config = _export(tiny, folder, method="sequence_kd", data=str(tiny["prompts"]))
+    config = _export(tiny, folder, method="sequence_kd", data=str(tiny["prompts"]), engine_options={"heldout_rows": 0})
     assert config["data"]["rows_with_completion"]["value"] == 1
     metrics = _run(folder, sys.executable)
     assert metrics["trainer"] == "SFTTrainer" and metrics["teacher_completions_written"] == 2
@@ -297,3 +313,181 @@ def test_chat_rows_keep_their_roles(tmp_path):
     assert module.prompt_turns(answered) == chat and answered["completion"] == "paris"
     assert module.prompt_turns(plain) == [{"role": "user", "content": "two plus two"}]
     assert module.as_jsonl_row(answered) == {"messages": [*chat, {"role": "assistant", "content": "paris"}]}  # written back as it came
+
+
+# ---- issue 20: the stable trainer, vocab sizes, reasoning traces, evidence -------------------------
+
+
+def _template_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"kd_{name}", Path(__file__).resolve().parents[1] / "skill" / "export" / "templates" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_on_policy_exports_the_stable_trainer_and_gkd_only_when_it_cannot(tiny, tmp_path):
+    on = _export(tiny, tmp_path / "on", method="on_policy_kd")["distill"]
+    assert (on["trainer"]["value"], on["lmbda"]["value"]) == ("DistillationTrainer", 1.0)
+    mixed = _export(tiny, tmp_path / "mixed", method="on_policy_kd", engine_options={"lmbda": 0.5})["distill"]
+    assert mixed["trainer"]["value"] == "GKDTrainer" and "cannot express" in mixed["trainer"]["evidence"]
+    token = _export(tiny, tmp_path / "token", method="token_kd")["distill"]
+    assert token["trainer"]["value"] == "GKDTrainer" and "DistillationTrainer cannot train off-policy" in token["trainer"]["evidence"]
+    draft = _export(tiny, tmp_path / "draft", method="draft_model_kd")["distill"]
+    assert draft["trainer"]["value"] == "DistillationTrainer" and draft["beta"]["value"] == 0.5
+
+
+def test_export_reads_the_installed_trl_signature(tiny, tmp_path):
+    versions = _export(tiny, tmp_path / "on", method="on_policy_kd")["versions"]
+    assert "DistillationConfig" in versions["trl_fields_checked"]["value"] and "present" in versions["trl_fields_checked"]["value"]
+    versions = _export(tiny, tmp_path / "tok", method="token_kd")["versions"]
+    assert "GKDConfig" in versions["trl_fields_checked"]["value"] and "lmbda" in versions["trl_fields_checked"]["value"]
+
+
+def test_loss_temperature_can_move_on_the_stable_trainer_only(tiny, tmp_path):
+    on = _export(tiny, tmp_path / "on", method="on_policy_kd", temperature=1.2)["distill"]
+    assert on["loss_temperature"]["value"] == 1.2 and on["sampling_temperature"]["value"] == 1.2  # one temperature in DistillationTrainer
+    with pytest.raises(InputError) as err:
+        _export(tiny, tmp_path / "tok", method="token_kd", temperature=1.2)
+    assert err.value.field == "temperature" and "T = 1" in str(err.value)
+
+
+def test_vocab_size_pair_is_checked_at_export(tiny, tmp_path):
+    config = _export(tiny, tmp_path / "padded", method="on_policy_kd", teacher=str(tiny["padded_teacher"]), student=str(tiny["qwen_student"]))
+    check = config["distill"]["vocab_check"]
+    assert "cuts the teacher's head" in check["value"] and "6252" in check["evidence"]
+    with pytest.raises(InputError) as err:
+        _export(tiny, tmp_path / "short", method="token_kd", teacher=str(tiny["short_teacher"]), student=str(tiny["qwen_student"]))
+    assert err.value.field == "teacher" and "cannot be sliced" in str(err.value)
+    assert not (tmp_path / "short").exists()
+
+
+def test_run_start_aligns_or_refuses_the_vocab_in_one_line(tiny, monkeypatch):
+    """The check TRL does not make usefully: it stops on any vocab_size difference, even padding rows."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    module = _template_module("trl_train")
+    tokenizer = AutoTokenizer.from_pretrained(tiny["qwen_student"])
+    student = AutoModelForCausalLM.from_pretrained(tiny["qwen_student"])
+    padded = AutoModelForCausalLM.from_pretrained(tiny["padded_teacher"])
+    before = padded.get_output_embeddings().weight[: len(tokenizer)].detach().clone()
+    note = module.align_vocab(student, padded, tokenizer)
+    assert "cut to the shared" in note and padded.config.vocab_size == student.config.vocab_size == len(tokenizer)
+    assert (padded.get_output_embeddings().weight.detach() == before).all()  # every real token's row is kept as it was
+    short = AutoModelForCausalLM.from_pretrained(tiny["short_teacher"])
+    with pytest.raises(SystemExit) as err:
+        module.align_vocab(student, short, tokenizer)
+    assert "cannot be sliced" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_reasoning_recipe_defaults_sample_and_check(tiny, tmp_path):
+    config = _export(tiny, tmp_path / "r", method="reasoning_trace_kd", data=str(tiny["questions"]), engine_options={"max_new_tokens": None})
+    d, hp = config["distill"], get_rules().llm_method["methods"]["reasoning_trace_kd"]["hyperparameters"]
+    assert (d["teacher_decoding"]["value"], d["verify"]["value"], d["trainer"]["value"]) == ("sample", True, "SFTTrainer")
+    assert d["max_new_tokens"]["value"] == hp["max_new_tokens"] >= 8192 and config["data"]["max_length"]["value"] >= 8192
+    with pytest.raises(InputError) as err:
+        _export(tiny, tmp_path / "g", method="reasoning_trace_kd", data=str(tiny["questions"]), engine_options={"teacher_decoding": "greedy", "verify": True})
+    assert err.value.field == "engine_options"
+
+
+def test_verifier_reads_the_final_answer():
+    verify = _template_module("trl_verify")
+    assert verify.final_answer("so the sum is \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert verify.final_answer("2 and 2 make 4") == "4" and verify.final_answer("no digits here\nParis") == "Paris"
+    assert verify.verify("q", "... the answer is 1,024.", {"answer": "1024"}) is True
+    assert verify.verify("q", "the answer is 5", {"answer": "4"}) is False
+    assert verify.verify("q", "anything", {}) is None  # unchecked, kept and counted
+
+
+def test_readme_has_the_memory_plan(tiny, tmp_path):
+    _export(tiny, tmp_path / "r", method="on_policy_kd")
+    readme = (tmp_path / "r" / "README.md").read_text()
+    from skill.export.trl import param_count
+
+    teacher = param_count(str(tiny["teacher"]))
+    assert teacher and "## Memory plan" in readme and f"Teacher {teacher:,} parameters" in readme
+    assert "fsdp_or_zero3" in readme and "vllm_server" in readme
+
+
+def _check_evidence(folder: Path, heldout: int, same_vocab: bool = True) -> dict:
+    """generation_evidence.json beside metrics.json, in the exact shape issue 21's reader expects, with sane values."""
+    evidence = json.loads((folder / "run" / "generation_evidence.json").read_text())
+    assert set(evidence) == {"kind", "schema_version", "heldout", "samples", "models"}
+    assert (evidence["kind"], evidence["schema_version"]) == ("generation", 1)
+    h = evidence["heldout"]
+    assert set(h) == {"n_sequences", "n_tokens", "student_nll_per_token", "teacher_nll_per_token", "token_kl_teacher_to_student",
+                      "greedy_next_token_agreement"}
+    assert h["n_sequences"] == heldout and h["n_tokens"] >= heldout
+    # random tiny models over a ~300-token vocabulary: NLL near log(300) = 5.7, far from 0 and from absurd
+    assert 0 < h["student_nll_per_token"] < 20 and 0 < h["teacher_nll_per_token"] < 20
+    if same_vocab:
+        assert h["token_kl_teacher_to_student"] >= 0 and 0 <= h["greedy_next_token_agreement"] <= 1
+    assert 1 <= len(evidence["samples"]) <= 8
+    assert all(set(x) == {"prompt", "teacher", "student"} and all(isinstance(v, str) and len(v) <= 2000 for v in x.values()) for x in evidence["samples"])
+    m = evidence["models"]
+    assert m["teacher_params"] > m["student_params"] > 0 and m["student_bytes"] == 4 * m["student_params"]  # float32 on the CPU
+    return evidence
+
+
+@pytest.mark.slow
+def test_padded_vocab_pair_runs_two_steps_on_the_stable_trainer(tiny, tmp_path):
+    """Reproduces TRL's stop ('The student model has vocab_size 300 but the teacher model has vocab_size 364') on the
+    old recipe; now the padded teacher's head is cut to the shared rows and DistillationTrainer runs."""
+    folder = tmp_path / "padded"
+    _export(tiny, folder, method="on_policy_kd", teacher=str(tiny["padded_teacher"]), student=str(tiny["qwen_student"]))
+    metrics = _run(folder, sys.executable)
+    assert metrics["trainer"] == "DistillationTrainer" and "cut to the shared" in metrics["vocab_alignment"]
+    assert "cut to the shared 300 rows" in (folder / "run.log").read_text()
+    evidence = _check_evidence(folder, heldout=metrics["heldout_rows"])
+    # a draft's figure of merit, beside (not inside) the evidence file: 1 - TVD lies in [0, 1], and a KL of 0 would mean 1
+    assert 0 <= metrics["heldout_expected_acceptance_rate"] <= 1
+    assert evidence["heldout"]["token_kl_teacher_to_student"] > 0 and metrics["heldout_expected_acceptance_rate"] < 1
+
+
+@pytest.mark.slow
+def test_padded_vocab_pair_runs_token_kd_on_gkd(tiny, tmp_path):
+    folder = tmp_path / "padded_token"
+    _export(tiny, folder, method="token_kd", teacher=str(tiny["padded_teacher"]), student=str(tiny["qwen_student"]))
+    metrics = _run(folder, sys.executable)
+    assert metrics["trainer"] == "GKDTrainer" and metrics["vocab_alignment"]
+    _check_evidence(folder, heldout=1)
+
+
+@pytest.mark.slow
+def test_reasoning_recipe_samples_checks_and_fine_tunes(tiny, tmp_path):
+    folder = tmp_path / "reasoning"
+    _export(tiny, folder, method="reasoning_trace_kd", data=str(tiny["questions"]),
+            engine_options={"samples_per_prompt": 2, "heldout_rows": 0, "max_length": 256})
+    metrics = _run(folder, sys.executable)
+    counts = metrics["trace_counts"]
+    assert metrics["trainer"] == "SFTTrainer" and counts["sampled"] == 6
+    assert counts["unchecked"] == 4  # two rows without an answer, two samples each
+    assert counts["written"] + counts["rejected"] <= counts["sampled"] and counts["written"] >= 1
+    assert counts["hit_max_new_tokens"] >= 0
+
+
+def test_served_teacher_uses_the_server_trainer_with_settings_trl_accepts(tiny, tmp_path, monkeypatch):
+    """teacher_server_url: TRL's ServerDistillationTrainer; the kwargs train.py builds are accepted by the installed config
+    (the trainer itself needs a running `trl vllm-serve`, which CI does not have)."""
+    url = "http://127.0.0.1:8000"
+    config = _export(tiny, tmp_path / "srv", method="on_policy_kd", engine_options={"teacher_server_url": url, "beta": 0.0})
+    d = config["distill"]
+    assert d["trainer"]["value"] == "ServerDistillationTrainer" and d["teacher_top_k"]["value"] == get_rules().llm_method["logit_storage"]["top_k"]
+    assert "present" in config["versions"]["trl_fields_checked"]["value"]
+    assert "trl vllm-serve" in (tmp_path / "srv" / "README.md").read_text()
+    rev = _export(tiny, tmp_path / "rev", method="on_policy_kd", engine_options={"teacher_server_url": url})["distill"]
+    assert rev["teacher_top_k"]["value"] == 1  # beta 1 (reverse KL): TRL supports top-1 only
+    for options, field in (({"teacher_server_url": url, "teacher_top_k": 8}, "engine_options"), ({"teacher_server_url": "ftp://x"}, "engine_options")):
+        with pytest.raises(InputError) as err:
+            _export(tiny, tmp_path / "bad", method="on_policy_kd", engine_options=options)
+        assert err.value.field == field
+    with pytest.raises(InputError):
+        _export(tiny, tmp_path / "tok", method="token_kd", engine_options={"teacher_server_url": url})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from trl.experimental.server_distillation import ServerDistillationConfig
+
+    module = _template_module("trl_train")
+    settings = module.load_settings(tmp_path / "srv" / "config.yaml")
+    common = dict(output_dir=str(tmp_path / "o"), use_cpu=True, bf16=False, report_to="none", max_length=64)
+    made = ServerDistillationConfig(**module.server_config_kwargs(settings, common))
+    assert (made.teacher_model_server_url, made.loss_top_k, made.beta) == (url, 64, 0.0)

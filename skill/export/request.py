@@ -30,7 +30,7 @@ class ExportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     engine: EngineName = Field("torchrun", description=f"Training engine the recipe targets: {', '.join(ENGINES)}")
-    engine_options: dict[str, Any] | None = Field(None, description="Engine-specific settings, validated by the engine (torchrun: none yet; trl: beta, lmbda, sampling_temperature, max_new_tokens, max_length, max_steps, gradient_checkpointing, accelerate, num_processes)")
+    engine_options: dict[str, Any] | None = Field(None, description="Engine-specific settings, validated by the engine (torchrun: none yet; trl: beta, lmbda, sampling_temperature, max_new_tokens, max_length, max_steps, gradient_checkpointing, accelerate, num_processes, use_vllm, vllm_mode, teacher_decoding, samples_per_prompt, teacher_sampling_temperature, teacher_top_p, verify, heldout_rows, teacher_server_url, teacher_top_k)")
     output_dir: str | None = Field(None, min_length=1, max_length=1000, description="Folder to write (new, empty, or an earlier export of this tool; default kd_exports/<engine>)")
     from_report: str | None = Field(None, min_length=1, max_length=1000, description="A quick-distill report.json whose tuned settings and evidence are carried over; fields given here override it")
     # ---- models -----------------------------------------------------------------------------
@@ -43,8 +43,10 @@ class ExportRequest(BaseModel):
     data: str | None = Field(None, min_length=1, max_length=1000, description="'digits', a .npz (X_train, y_train, X_test, y_test) or .csv file, or an import path 'package.module:factory' called as factory(split) with split 'train' or 'test', returning a torch Dataset of (input, label); default: the report's dataset when it is 'digits'")
     label_column: str | None = Field(None, max_length=200, description="Label column of a .csv (default: the last column)")
     # ---- the plan ---------------------------------------------------------------------------
-    method: Literal["response", "relation", "feature", "cascade", "token_kd", "on_policy_kd", "sequence_kd"] | None = Field(
-        None, description="Distillation method (cascade trains a response-based student and records the routing threshold); engine trl: token_kd, on_policy_kd or sequence_kd")
+    method: Literal["response", "relation", "feature", "cascade", "token_kd", "on_policy_kd", "sequence_kd", "reasoning_trace_kd", "draft_model_kd",
+                    "prune_then_distil"] | None = Field(
+        None, description="Distillation method (cascade trains a response-based student and records the routing threshold); engine trl: token_kd, on_policy_kd, "
+        "sequence_kd, reasoning_trace_kd, draft_model_kd or prune_then_distil")
     response_loss: Literal["kd", "dkd"] | None = Field(None, description="Soft loss for response/cascade: Hinton KD or decoupled KD")
     relation_loss: Literal["sp", "rkd"] | None = Field(None, description="Relation method's loss: similarity-preserving or RKD distance+angle")
     topology: Literal["teacher_student"] | None = Field(None, description="Only teacher_student exports today (ensemble, online and self stay in the quick distill)")

@@ -16,7 +16,7 @@ from skill.export.plan import Plan, read_report
 from skill.export.request import RUNNER_NETS, ExportRequest, is_import_path
 
 TEMPLATE = Path(__file__).with_name("templates") / "train.py"
-LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd")
+LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd", "reasoning_trace_kd", "draft_model_kd", "prune_then_distil")
 VENDORED = ("losses.py", "nets.py")
 
 

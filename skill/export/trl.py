@@ -1,15 +1,21 @@
 """The trl engine: a recipe folder that distils a language model with Hugging Face TRL on Accelerate.
 
-It writes train.py (templates/trl_train.py, copied as is), config.yaml (every setting with why and evidence),
-accelerate.yaml (the chosen multi-GPU / FSDP / DeepSpeed launch), accelerate_cpu.yaml (a one-process CPU smoke
-run) and README.md. The plan's settings come from `rules/llm_method.yaml`, so an export and
-kd_recommend_method(task_type generation) agree: token_kd is GKDTrainer at lmbda 0 and beta 0 (TRL's forward
-KL), on_policy_kd GKDTrainer with student samples, sequence_kd SFTTrainer on teacher completions.
-Nothing here imports trl or torch or reads the models: train.py checks the tokenizers when it starts.
+It writes train.py (templates/trl_train.py, copied as is) with its helpers trl_evidence.py (held-out generation
+evidence) and trl_verify.py (the answer check for reasoning traces), config.yaml (every setting with why and
+evidence), accelerate.yaml (the chosen multi-GPU / FSDP / DeepSpeed launch), accelerate_cpu.yaml (a one-process
+CPU smoke run) and README.md (with the teacher's memory plan). The plan's settings come from
+`rules/llm_method.yaml`, so an export and kd_recommend_method(task_type generation) agree: on_policy_kd and
+draft_model_kd run TRL's stable DistillationTrainer (every batch sampled by the student); token_kd and
+prune_then_distil need GKDTrainer at lmbda 0, beta 0 (DistillationTrainer cannot train off-policy), and config.yaml
+says so; sequence_kd and reasoning_trace_kd run SFTTrainer on teacher completions.
+Nothing here imports trl or torch: the installed TRL's config fields are read from its source (ast), and the
+models' config.json / tokenizer.json are read as JSON for the vocab-size check; train.py checks again at start.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import re
 import shutil
@@ -25,7 +31,20 @@ from skill.export.plan import Plan
 from skill.export.request import ExportRequest
 
 TEMPLATE = Path(__file__).with_name("templates") / "trl_train.py"
-LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd")
+HELPERS = ("trl_evidence.py", "trl_verify.py")  # copied beside train.py, which imports them
+LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd", "reasoning_trace_kd", "draft_model_kd", "prune_then_distil")
+ON_POLICY = ("on_policy_kd", "draft_model_kd")
+SEQUENCE = ("sequence_kd", "reasoning_trace_kd")
+MAX_CONFIG_BYTES = 4 * 2**20  # a model's config.json; tokenizer.json is read up to MAX_TOKENIZER_BYTES
+MAX_TOKENIZER_BYTES = 64 * 2**20
+# the TRL config classes the recipe constructs, and where their source lives inside the installed package
+TRL_CONFIGS = {"DistillationTrainer": ("trainer/distillation_config.py", "DistillationConfig"),
+               "GKDTrainer": ("experimental/gkd/gkd_config.py", "GKDConfig"),
+               "ServerDistillationTrainer": ("experimental/server_distillation/server_distillation_config.py", "ServerDistillationConfig")}
+TRL_FIELDS = {"DistillationTrainer": ("beta", "temperature", "max_completion_length", "use_vllm", "vllm_mode"),
+              "GKDTrainer": ("lmbda", "beta", "seq_kd", "temperature", "max_new_tokens"),
+              "ServerDistillationTrainer": ("teacher_model_server_url", "loss_top_k", "loss_add_tail")}
+SERVER_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?", re.ASCII)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", re.ASCII)  # hub ids are ASCII
 MAX_CHECKED_ROWS = 100_000  # rows of the JSONL validated at export; train.py reads them all
 MAX_LINE_BYTES = 16 * 2**20  # one example; a file without newlines must not be read into memory whole
@@ -43,11 +62,22 @@ class Options(BaseModel):
     lmbda: float | None = Field(None, ge=0, le=1, description="GKD: fraction of batches sampled from the student (on-policy)")
     sampling_temperature: float | None = Field(None, gt=0, le=10, description="Temperature of the student's samples (TRL's GKDConfig.temperature); the loss stays at T = 1")
     max_new_tokens: int | None = Field(None, ge=1, le=32768, description="Tokens generated per on-policy sample or teacher completion")
-    max_length: int = Field(1024, ge=16, le=1_048_576, description="Tokens kept per training sequence (prompt + completion)")
+    max_length: int | None = Field(None, ge=16, le=1_048_576, description="Tokens kept per training sequence (prompt + completion); default from the method's rules")
     max_steps: int | None = Field(None, ge=1, le=10**9, description="Stop after this many optimizer steps (default: train.epochs over the data)")
     gradient_checkpointing: bool = Field(True, description="Recompute activations in the backward pass: less memory, about a third more compute (TRL's default)")
     accelerate: Literal["multi_gpu", "fsdp", "deepspeed_zero3"] = Field("multi_gpu", description="Launch of accelerate.yaml: data parallel, FSDP2, or DeepSpeed ZeRO-3")
     num_processes: int = Field(1, ge=1, le=65536, description="Processes (GPUs) per machine in accelerate.yaml")
+    use_vllm: bool = Field(False, description="DistillationTrainer: generate the student's samples with vLLM (pip install vllm; GPUs only)")
+    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM beside the trainer on the same GPUs, or a separate `trl vllm-serve` process")
+    teacher_decoding: Literal["greedy", "sample"] | None = Field(None, description="sequence-level methods: the teacher's most likely answer, or sampled answers")
+    samples_per_prompt: int | None = Field(None, ge=1, le=64, description="sequence-level methods with sampling: teacher samples per prompt")
+    teacher_sampling_temperature: float | None = Field(None, gt=0, le=10, description="sequence-level methods with sampling: the teacher's sampling temperature")
+    teacher_top_p: float | None = Field(None, gt=0, le=1, description="sequence-level methods with sampling: nucleus sampling threshold")
+    verify: bool | None = Field(None, description="sequence-level methods with sampling: keep only traces trl_verify.py accepts (rejection sampling)")
+    heldout_rows: int | None = Field(None, ge=0, le=100_000, description="Rows kept out of training and scored at the end (generation_evidence.json)")
+    teacher_server_url: str | None = Field(None, max_length=300, description="On-policy: the teacher behind `trl vllm-serve` at this URL "
+                                           "(TRL's experimental ServerDistillationTrainer, top-k log-probabilities); the trainer then holds only the student")
+    teacher_top_k: int | None = Field(None, ge=1, le=4096, description="With teacher_server_url and beta 0: teacher log-probabilities per token (beta above 0 takes 1)")
 
 
 def _llm_rules() -> Any:
@@ -133,27 +163,29 @@ def resolve(request: ExportRequest) -> Plan:
     if method not in LLM_METHODS:
         raise InputError("method", f"{method!r} is a classification method; engine trl takes {', '.join(LLM_METHODS)} (kd_recommend_method with task_type generation)")
     hp = llm["methods"][method]["hyperparameters"]
-    loss_t = hp["default_temperature"]
-    if request.temperature is not None and request.temperature != loss_t:
-        raise InputError("temperature", f"{request.temperature} given, but TRL's distillation loss runs at T = {loss_t}; the sampling "
-                         "temperature of student generations is engine_options.sampling_temperature")
 
     teacher, student = _model_spec(request.teacher, "teacher"), _model_spec(request.student, "student")
     if student is None:
         raise InputError("student", "is required: the student's Hugging Face model folder or hub id")
     source, rows, completed = _check_rows(request.data)
-    if method != "sequence_kd" and teacher is None:
+    if method not in SEQUENCE and teacher is None:
         raise InputError("teacher", f"{method} needs the teacher's logits: give its model folder or hub id (an API-only teacher: use sequence_kd)")
 
     plan.add("models.teacher", "The teacher (frozen); token-level methods need it to share the student's tokenizer, which train.py checks",
              given=teacher, default=None, default_evidence="none: the completions in the data are the teacher's (an API teacher)")
     plan.add("models.student", "The student trained here; weights load from safetensors only, never remote code", given=student)
-    plan.add("data.source", "JSONL rows: prompt + completion, or messages", given=source)
+    plan.add("data.source", "JSONL rows: prompt + completion, or messages (an optional 'answer' is what trl_verify.py checks)", given=source)
     plan.add("data.rows_checked", "Rows validated at export", default=rows, default_evidence=f"read at export (the first {MAX_CHECKED_ROWS:,} at most)")
-    plan.add("data.rows_with_completion", "Rows carrying a completion (sequence_kd: the teacher's; token_kd: the text the teacher scores)",
+    plan.add("data.rows_with_completion", "Rows carrying a completion (sequence-level: the teacher's; token_kd: the text the teacher scores)",
              default=completed, default_evidence="read at export")
-    plan.add("data.max_length", "Tokens kept per sequence", **_option(options, "max_length"))
-    _method_settings(plan, method, hp, options, rows, completed, teacher)
+    plan.add("data.max_length", "Tokens kept per sequence (prompt + completion)", given=options.max_length, default=hp["max_length"],
+             default_evidence=f"llm_method.yaml {method}")
+    heldout = min(max(rows // 20, 1), 256) if rows >= 2 else 0
+    plan.add("data.heldout_rows", "Rows kept out of training and scored at the end with both models (generation_evidence.json)",
+             given=options.heldout_rows, default=heldout, default_evidence="5% of the rows, at least 1 and at most 256 (the evidence stays bounded)")
+    if method not in SEQUENCE:
+        _vocab_check(plan, teacher, student)
+    _method_settings(plan, method, hp, options, rows, completed, teacher, request.temperature)
 
     plan.add("train.epochs", "Passes over the data", given=request.epochs, default=1, default_evidence="one pass: distillation data for LLMs is usually large")
     plan.add("train.max_steps", "Optimizer steps to stop at (null: the epochs decide)", given=options.max_steps)
@@ -169,47 +201,206 @@ def resolve(request: ExportRequest) -> Plan:
     plan.add("train.gradient_checkpointing", "Less activation memory for more compute", **_option(options, "gradient_checkpointing"))
     plan.add("launch.accelerate", "accelerate.yaml: how the run spreads over GPUs", **_option(options, "accelerate"))
     plan.add("launch.num_processes", "Processes (GPUs) per machine; edit accelerate.yaml to your GPU count", **_option(options, "num_processes"))
-    plan.add("versions.trl", "TRL version the recipe was written for (GKDTrainer lives in trl.experimental and can change)",
+    trainer = plan.value("distill.trainer")
+    plan.add("versions.trl", "TRL version the recipe was written for (DistillationTrainer is stable; GKDTrainer lives in trl.experimental and can change)",
              default=_installed("trl"), default_evidence="installed where the recipe was exported")
+    plan.add("versions.trl_fields_checked", f"Arguments of the installed TRL's {TRL_CONFIGS[trainer][1] if trainer in TRL_CONFIGS else 'SFTConfig'} this recipe passes",
+             default=_check_trl_signature(plan, trainer), default_evidence="read from the installed TRL's source at export (train.py checks again at start)")
     return plan
 
 
-def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None) -> None:
-    """The loss and its knobs, from llm_method.yaml unless engine_options overrides them."""
-    trainer = "SFTTrainer" if method == "sequence_kd" else "GKDTrainer"
+def _check_trl_signature(plan: Plan, trainer: str) -> str:
+    """The installed TRL's config class must take the arguments train.py passes; read its dataclass fields from source."""
+    if trainer not in TRL_CONFIGS:
+        return "not needed: SFTConfig takes only the common training arguments"
+    spec = importlib.util.find_spec("trl")  # finds the package without importing it (and torch with it)
+    if spec is None or not spec.submodule_search_locations:
+        return "unchecked: trl is not installed where the recipe was exported"
+    relative, name = TRL_CONFIGS[trainer]
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return f"unchecked: {relative} not readable in the installed trl"
+    fields = {node.target.id for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) and cls.name == name
+              for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    if trainer == "ServerDistillationTrainer":  # it inherits beta, temperature, ... from DistillationConfig
+        base = _fields_of(Path(next(iter(spec.submodule_search_locations))) / TRL_CONFIGS["DistillationTrainer"][0], "DistillationConfig")
+        fields |= base
+        missing_base = [f for f in TRL_FIELDS["DistillationTrainer"] if f not in base]
+        fields -= set(missing_base)
+    missing = [f for f in TRL_FIELDS[trainer] if f not in fields]
+    if missing:
+        plan.warnings.append(f"the installed TRL's {name} has no {', '.join(missing)}: train.py will stop at start; install the TRL version "
+                             "the recipe names or export again with a TRL that has them")
+        return f"missing in the installed TRL: {', '.join(missing)}"
+    return f"{name}: {', '.join(TRL_FIELDS[trainer])} present"
+
+
+def _fields_of(path: Path, name: str) -> set[str]:
+    """Annotated class attributes (dataclass fields) of class `name` in a source file; empty when unreadable."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    return {node.target.id for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) and cls.name == name
+            for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+
+
+def _read_json(path: Path, limit: int) -> Any:
+    """A small JSON file of a model folder, or None when absent, too large or not JSON (train.py checks again then)."""
+    try:
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _vocab_rows(folder: Path) -> int | None:
+    """config.json's vocab_size (the embedding rows), or its text_config's for multimodal configs."""
+    config = _read_json(folder / "config.json", MAX_CONFIG_BYTES)
+    if not isinstance(config, dict):
+        return None
+    value = config.get("vocab_size", (config.get("text_config") or {}).get("vocab_size") if isinstance(config.get("text_config"), dict) else None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _tokenizer_length(folder: Path) -> int | None:
+    """len(tokenizer) from tokenizer.json: the model's vocabulary plus added tokens outside it (ids are 0..n-1)."""
+    data = _read_json(folder / "tokenizer.json", MAX_TOKENIZER_BYTES)
+    if not isinstance(data, dict) or not isinstance((data.get("model") or {}).get("vocab"), dict):
+        return None
+    ids = set(data["model"]["vocab"].values()) | {t.get("id") for t in data.get("added_tokens") or [] if isinstance(t, dict)}
+    ids = {i for i in ids if isinstance(i, int)}
+    return max(ids) + 1 if ids else None
+
+
+def _vocab_check(plan: Plan, teacher: str | None, student: str) -> None:
+    """Same tokenizer, different vocab_size (Qwen2.5 0.5B-3B vs 7B+): sliceable when the smaller covers the tokenizer."""
+    folders = [Path(m) for m in (teacher, student) if m and Path(m).is_absolute()]
+    if len(folders) < 2:
+        plan.add("distill.vocab_check", "Teacher and student vocab_size", default="at run start: a hub id is not read at export",
+                 default_evidence="train.py aligns or refuses before training")
+        return
+    t_rows, s_rows = _vocab_rows(folders[0]), _vocab_rows(folders[1])
+    if t_rows is None or s_rows is None or t_rows == s_rows:
+        state = f"same: {t_rows}" if t_rows is not None and t_rows == s_rows else "at run start: a config.json was not readable"
+        plan.add("distill.vocab_check", "Teacher and student vocab_size", default=state, default_evidence="config.json of both models, read at export")
+        return
+    tokens = _tokenizer_length(folders[1])
+    shared = min(t_rows, s_rows)
+    if tokens is not None and shared < tokens:
+        field = "teacher" if t_rows < s_rows else "student"
+        raise InputError(field, f"vocab_size {shared} is smaller than the tokenizer's {tokens} tokens (teacher {t_rows}, student {s_rows}): "
+                         "the larger head cannot be sliced to it without losing real tokens; use models whose vocab_size covers the tokenizer, or sequence_kd")
+    cut = "teacher" if t_rows > s_rows else "student"
+    covered = f"tokenizer {tokens} tokens" if tokens is not None else "tokenizer length checked at start"
+    plan.add("distill.vocab_check", "Teacher and student vocab_size", default=f"teacher {t_rows}, student {s_rows}: train.py cuts the {cut}'s head to {shared} rows",
+             default_evidence=f"config.json of both models; {covered}; rows past the tokenizer are padding (TRL PR 6252)")
+    plan.warnings.append(f"vocab_size differs (teacher {t_rows}, student {s_rows}) over one tokenizer: train.py cuts the {cut}'s embedding and head to "
+                         f"the shared {shared} rows at start, since rows past the tokenizer are padding; TRL would otherwise stop at start")
+
+
+def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None,
+                     temperature: float | None) -> None:
+    """The trainer, the loss and its knobs, from llm_method.yaml unless engine_options overrides them."""
     evidence = f"llm_method.yaml {method}"
     plan.add("distill.method", "What the student learns from the teacher", given=method)
-    plan.add("distill.trainer", "The TRL trainer that runs it", default=trainer, default_evidence=hp["trl_trainer"])
-    plan.add("distill.loss_temperature", "Temperature of the distillation loss (fixed by TRL)", default=hp["default_temperature"],
-             default_evidence=f"{evidence}: token-level KD for language models runs at T = 1")
-    plan.add("distill.max_new_tokens", "Tokens per generated completion (student samples, or teacher completions for sequence_kd)",
-             given=options.max_new_tokens, default=hp.get("max_new_tokens", 128), default_evidence=f"{evidence} (TRL's GKDConfig default 128)")
-    if method == "sequence_kd":
-        if options.beta is not None or options.lmbda is not None:
-            raise InputError("engine_options", "beta and lmbda are GKD settings; sequence_kd fine-tunes on teacher text (use token_kd or on_policy_kd)")
-        if completed < rows and teacher is None:
-            raise InputError("data", f"{rows - completed} of {rows} rows have no completion and no teacher is given to write them; add the "
-                             "teacher's completions (for an API teacher) or give teacher")
-        if completed < rows:
-            plan.warnings.append(f"{rows - completed} rows have no completion: train.py first generates them with the teacher (greedy, its own tokenizer)")
+    trainer = hp["export_trainer"]
+    why_trainer = hp["trl_trainer"]
+    if method in ON_POLICY and ((options.lmbda is not None and options.lmbda < 1) or
+                                (options.sampling_temperature is not None and options.sampling_temperature != (temperature or hp["default_temperature"]))):
+        trainer = "GKDTrainer"
+        why_trainer = ("GKDTrainer (trl.experimental): DistillationTrainer cannot express this plan, since it samples every batch from the student "
+                       "(no lmbda below 1) and uses one temperature for sampling and loss")
+    low, high = hp["temperature_range"]
+    loss_t = temperature if temperature is not None else hp["default_temperature"]
+    if not low <= loss_t <= high:
+        where = "GKDTrainer's loss runs at T = 1" if trainer == "GKDTrainer" else (
+            "sequence-level methods train with plain cross-entropy" if trainer == "SFTTrainer" else f"{method} takes {low} to {high}")
+        raise InputError("temperature", f"{temperature} given, but {where}; the sampling temperature of student generations is "
+                         "engine_options.sampling_temperature")
+    if options.teacher_server_url is not None:
+        if trainer != "DistillationTrainer":
+            raise InputError("engine_options", f"teacher_server_url serves the teacher to on-policy KD (on_policy_kd, draft_model_kd at lmbda 1); {method} runs {trainer}")
+        if not SERVER_URL.fullmatch(options.teacher_server_url):
+            raise InputError("engine_options", f"teacher_server_url {options.teacher_server_url!r} is not an http(s)://host:port URL")
+        trainer, why_trainer = "ServerDistillationTrainer", ("ServerDistillationTrainer (trl.experimental, may change in any release): the teacher runs "
+                                                              "behind `trl vllm-serve` and returns top-k log-probabilities for the student's samples")
+    plan.add("distill.trainer", "The TRL trainer that runs it", default=trainer, default_evidence=why_trainer)
+    plan.add("distill.loss_temperature", "Temperature of the distillation loss (DistillationTrainer also samples at it)", given=temperature,
+             default=hp["default_temperature"], default_evidence=f"{evidence}: T = 1 is the default for language models (range {low} to {high})")
+    plan.add("distill.max_new_tokens", "Tokens per generated completion (student samples, or teacher completions for sequence-level methods)",
+             given=options.max_new_tokens, default=hp["max_new_tokens"], default_evidence=evidence)
+    if options.use_vllm and trainer not in ("DistillationTrainer", "ServerDistillationTrainer"):
+        raise InputError("engine_options", f"use_vllm drives DistillationTrainer's student generation; {method} runs {trainer}")
+    if method in SEQUENCE:
+        _sequence_settings(plan, method, hp, options, rows, completed, teacher)
         return
+    gen_why = "Generate the student's samples with vLLM (DistillationTrainer's use_vllm): the slow part of on-policy KD"
+    plan.add("generation.use_vllm", gen_why, **_option(options, "use_vllm"))
+    plan.add("generation.vllm_mode", "colocate: vLLM shares the training GPUs; server: a separate `trl vllm-serve` process", **_option(options, "vllm_mode"))
     beta = plan.add("distill.beta", "Generalised JSD: 0 forward KL(teacher || student), 0.5 JSD, 1 reverse KL", given=options.beta,
                     default=hp.get("trl_beta", hp.get("beta")), default_evidence=evidence)
-    lmbda = plan.add("distill.lmbda", "Fraction of batches whose completions the student samples itself", given=options.lmbda,
+    lmbda = plan.add("distill.lmbda", "Fraction of batches the student samples itself (DistillationTrainer: always 1)", given=options.lmbda,
                      default=hp.get("trl_lmbda", hp.get("lmbda")), default_evidence=evidence)
     plan.add("distill.seq_kd", "GKD's teacher-generated sequences (off here: the data's completions or the student's samples)",
              default=bool(hp.get("trl_seq_kd", False)), default_evidence=evidence)
-    plan.add("distill.sampling_temperature", "Temperature of the student's samples (TRL's GKDConfig.temperature), not the loss",
-             given=options.sampling_temperature, default=hp.get("sampling_temperature", 1.0), default_evidence=evidence)
+    plan.add("distill.sampling_temperature", "Temperature of the student's samples (DistillationTrainer: the loss temperature too)",
+             given=options.sampling_temperature, default=loss_t if trainer in ("DistillationTrainer", "ServerDistillationTrainer") else hp.get("sampling_temperature", 1.0),
+             default_evidence=evidence)
+    if trainer == "ServerDistillationTrainer":
+        plan.add("distill.teacher_server_url", "The teacher's vLLM server (start it with `trl vllm-serve --model TEACHER`, which lifts vLLM's 20 log-prob cap)",
+                 given=options.teacher_server_url)
+        top_k = _llm_rules()["logit_storage"]["top_k"] if beta == 0 else 1
+        given_k = options.teacher_top_k
+        if given_k is not None and beta > 0 and given_k != 1:
+            raise InputError("engine_options", f"teacher_top_k {given_k} with beta {beta}: TRL's server distillation supports only top-1 when beta is above 0")
+        plan.add("distill.teacher_top_k", "Teacher log-probabilities per token the loss uses, plus one tail bucket for the rest of the mass",
+                 given=given_k, default=top_k, default_evidence="beta 0: the top-k of llm_method.yaml logit_storage; beta above 0: TRL supports top-1 only")
+        plan.warnings.append("the teacher is served: start `trl vllm-serve --model <teacher>` at distill.teacher_server_url before train.py; "
+                             "the loss sees the teacher's top-k log-probabilities only (ServerDistillationTrainer is experimental)")
     margin = _llm_rules()["thresholds"]["beta_endpoint_margin"]
     if 0 < beta < margin or 1 - margin < beta < 1:
         plan.warnings.append(f"beta {beta} is within {margin} of an endpoint: TRL treats exactly 0 and 1 as forward and reverse KL, but near "
                              "them the generalised JSD shrinks towards zero (TRL PR 3043); use 0, 0.5 or 1")
-    if method == "token_kd" and lmbda > 0:
-        plan.warnings.append(f"lmbda {lmbda} samples from the student: that is on-policy KD, not token_kd")
+    if method in ("token_kd", "prune_then_distil") and lmbda > 0:
+        plan.warnings.append(f"lmbda {lmbda} samples from the student: that is on-policy KD, not {method}")
+    if method == "prune_then_distil":
+        plan.warnings.append("prune_then_distil: the student folder must already be the pruned teacher (NVIDIA ModelOpt or NeMo prune it); "
+                             "this recipe runs the distillation half (forward KL on the teacher's logits)")
     if lmbda < 1 and completed < rows:
         raise InputError("data", f"{rows - completed} of {rows} rows have no completion; {method} at lmbda {lmbda} trains on the data's "
                          "completions for the off-policy batches (give completions, or lmbda 1)")
+
+
+def _sequence_settings(plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None) -> None:
+    """Who writes the completions and how: greedy (translation practice) or sampled and answer-checked (reasoning traces)."""
+    evidence = f"llm_method.yaml {method}"
+    if options.beta is not None or options.lmbda is not None:
+        raise InputError("engine_options", f"beta and lmbda are token-level settings; {method} fine-tunes on teacher text (use token_kd or on_policy_kd)")
+    if completed < rows and teacher is None:
+        raise InputError("data", f"{rows - completed} of {rows} rows have no completion and no teacher is given to write them; add the "
+                         "teacher's completions (for an API teacher) or give teacher")
+    decoding = plan.add("distill.teacher_decoding", "How the teacher writes missing completions: greedy (its most likely answer) or sampled",
+                        given=options.teacher_decoding, default=hp["teacher_decoding"], default_evidence=evidence)
+    plan.add("distill.samples_per_prompt", "Teacher samples per prompt (sampled decoding)", given=options.samples_per_prompt,
+             default=hp["samples_per_prompt"], default_evidence=evidence)
+    plan.add("distill.teacher_sampling_temperature", "The teacher's sampling temperature", given=options.teacher_sampling_temperature,
+             default=hp["teacher_sampling_temperature"], default_evidence=evidence)
+    plan.add("distill.teacher_top_p", "The teacher's nucleus-sampling threshold", given=options.teacher_top_p, default=hp["teacher_top_p"],
+             default_evidence=evidence)
+    verify = plan.add("distill.verify", "Keep only sampled completions trl_verify.py accepts (rejection sampling on the final answer)",
+                      given=options.verify, default=hp["verify"], default_evidence=evidence)
+    if verify and decoding != "sample":
+        raise InputError("engine_options", "verify checks sampled traces; set teacher_decoding sample (one greedy answer per prompt leaves nothing to choose from)")
+    if completed < rows:
+        how = (f"sampled, {plan.value('distill.samples_per_prompt')} per prompt, answer-checked by trl_verify.py" if verify
+               else "sampled" if decoding == "sample" else "greedy")
+        plan.warnings.append(f"{rows - completed} rows have no completion: train.py first generates them with the teacher ({how}, its own tokenizer)")
+    if method == "reasoning_trace_kd" and not verify:
+        plan.warnings.append("reasoning traces without an answer check: a trace that reaches a wrong answer teaches confident wrong reasoning")
 
 
 def _option(options: Options, name: str) -> dict[str, Any]:
@@ -260,8 +451,9 @@ def _accelerate_cpu_yaml() -> str:
 
 NEXT_STEPS = [
     "Run the CPU smoke test first (2 steps): it proves the recipe, the tokenizers and the data on this machine.",
-    "Then launch on GPUs with accelerate.yaml; watch the loss in metrics.json and compare the student with the teacher on held-out prompts.",
-    "Check the student against its release budgets with kd_check_quality_gates before shipping.",
+    "Then launch on GPUs with accelerate.yaml; watch the loss in metrics.json and read generation_evidence.json: the student's held-out NLL, "
+    "its KL from the teacher and next-token agreement, and completions side by side.",
+    "For a draft model, measure the acceptance rate with the target at serving settings; for reasoning, the answer accuracy on held-out problems.",
 ]
 
 
@@ -279,12 +471,20 @@ def commands(out_dir: Path) -> dict[str, str]:
 def _readme(plan: Plan) -> str:
     cmds = commands(Path("."))
     rows = "\n".join(f"| `{k}` | {s.value!r} | {s.why} |" for k, s in plan.settings.items())
-    method = plan.value("distill.method")
-    if method == "token_kd":
-        loss = "forward KL on every next-token distribution of the data's completions (GKDTrainer, lmbda 0, beta 0)"
-    elif method == "on_policy_kd":
-        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples for a fraction "
-                f"lmbda {plan.value('distill.lmbda')} of batches (GKDTrainer)")
+    method, trainer = plan.value("distill.method"), plan.value("distill.trainer")
+    if trainer == "DistillationTrainer":
+        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples, every batch (on-policy; "
+                "TRL's stable DistillationTrainer)")
+    elif trainer == "ServerDistillationTrainer":
+        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples against the top "
+                f"{plan.value('distill.teacher_top_k')} log-probabilities of a teacher served at {plan.value('distill.teacher_server_url')} "
+                "(TRL's experimental ServerDistillationTrainer)")
+    elif trainer == "GKDTrainer" and plan.value("distill.lmbda") == 0:
+        loss = ("forward KL on every next-token distribution of the data's completions (GKDTrainer at lmbda 0, beta "
+                f"{plan.value('distill.beta')}: DistillationTrainer cannot train off-policy)")
+    elif trainer == "GKDTrainer":
+        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's samples for a fraction lmbda "
+                f"{plan.value('distill.lmbda')} of batches (GKDTrainer: DistillationTrainer has no lmbda below 1)")
     else:
         loss = "cross-entropy on the teacher's completions (SFTTrainer)"
     notes = "".join(f"- {w}\n" for w in plan.warnings)
@@ -293,8 +493,10 @@ def _readme(plan: Plan) -> str:
 Written by `kd-skill export --engine trl`. `train.py` distils `{plan.value('models.teacher')}` into
 `{plan.value('models.student')}` with `{method}`: {loss}, loss at T = {plan.value('distill.loss_temperature')}.
 Every setting, why it has its value and where the value came from are in `config.yaml`.
-Written for TRL {plan.value('versions.trl')}; GKDTrainer lives in `trl.experimental` and may move between releases.
+Written for TRL {plan.value('versions.trl')} ({plan.value('versions.trl_fields_checked')}); DistillationTrainer is stable,
+GKDTrainer lives in `trl.experimental` and may move between releases.
 {f"{chr(10)}Notes:{chr(10)}{notes}" if notes else ""}
+{_memory_section(plan)}
 Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `pyyaml`
 (`pip install "knowledge-distillation-deep[llm]"` brings the versions this was tested with).
 
@@ -311,7 +513,18 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
   passes the total (`--num_processes TOTAL_GPUS`, machines x GPUs each). DeepSpeed needs `pip install deepspeed`.
 - `train.global_batch_size` is the batch of one optimizer step over all processes: each process takes
   global / (processes x accumulation steps).
-- Token-level methods stop at start when teacher and student tokenizers differ (a mismatch trains on the wrong targets).
+- Token-level methods stop at start when teacher and student tokenizers differ (a mismatch trains on the wrong targets);
+  one tokenizer with two `vocab_size` values is aligned at start (the larger head is cut to the smaller when that
+  covers the tokenizer, else the run stops in one line).
+- Reasoning traces: `trl_verify.py` is the answer check for sampled teacher traces (rows with an `answer` field);
+  edit it for your task (run the tests for code). Traces cut at `max_new_tokens` are counted in the log. Rows that
+  already carry a (short) chain are trained on as given, so one file mixes short and long chains (students of 3B or
+  less learn better from the mix, Li et al. 2025).
+- At the end, `generation_evidence.json` (beside `metrics.json`) scores the held-out rows (`data.heldout_rows`, never
+  trained on) with both models: NLL per token, token KL from teacher to student, greedy next-token agreement, and a
+  few completions side by side. `metrics.json` adds `heldout_expected_acceptance_rate`: the mean over held-out
+  positions of sum(min(p_student, p_teacher)), the per-token acceptance probability of speculative sampling at T = 1
+  (how a draft model is judged; for other students, one more measure of closeness).
 - Models load from safetensors only and never run remote code. Outputs in `--output-dir` (default `run/`):
   `student/` (weights and tokenizer), `metrics.json` (loss per step, versions, wall time), and for sequence_kd
   `teacher_completions.jsonl` when the teacher wrote missing completions.
@@ -340,6 +553,61 @@ def write(request: ExportRequest, out_dir: Path) -> list[Path]:
         "README.md": _readme(plan),
     }
     shutil.copyfile(TEMPLATE, out_dir / "train.py")
+    for helper in HELPERS:
+        shutil.copyfile(TEMPLATE.with_name(helper), out_dir / helper)
     for name, text in files.items():
         (out_dir / name).write_text(text, encoding="utf-8")
-    return [out_dir / "train.py", *(out_dir / name for name in files)]
+    return [out_dir / "train.py", *(out_dir / h for h in HELPERS), *(out_dir / name for name in files)]
+
+
+MAX_HEADER_BYTES = 100 * 2**20  # a safetensors header (JSON) larger than this is not read
+
+
+def param_count(model: str | None) -> int | None:
+    """Parameters of a local model folder from its safetensors headers (no weights read); None for a hub id."""
+    if not model or not Path(model).is_dir():
+        return None
+    total = 0
+    files = sorted(Path(model).glob("*.safetensors"))
+    for file in files:
+        try:
+            with file.open("rb") as handle:
+                size = int.from_bytes(handle.read(8), "little")
+                if size > MAX_HEADER_BYTES:
+                    return None
+                header = json.loads(handle.read(size))
+        except (OSError, ValueError):
+            return None
+        for name, entry in header.items():
+            if name != "__metadata__" and isinstance(entry, dict):
+                count = 1
+                for dim in entry.get("shape", []):
+                    count *= int(dim)
+                total += count
+    return total or None
+
+
+def _memory_section(plan: Plan) -> str:
+    """The teacher's memory per choice, from the models' sizes (safetensors headers) and the rules' bytes per parameter."""
+    from skill.recommend_llm import memory_plan
+
+    method = plan.value("distill.method")
+    teacher, student = plan.value("models.teacher"), plan.value("models.student")
+    t_params, s_params = param_count(teacher), param_count(student)
+    if method in SEQUENCE:
+        head = "The teacher only writes completions before training (or not at all, for an API teacher): training holds the student alone."
+        return f"## Memory plan\n\n{head}\n" + (f"Student: {s_params:,} parameters.\n" if s_params else "")
+    if t_params is None:
+        spec = _llm_rules()["memory"]
+        return ("## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights are "
+                f"{spec['teacher_bytes_per_param']['bf16']:g} bytes per parameter on one GPU, that divided by N under FSDP/ZeRO-3 "
+                "over N GPUs, or none in the trainer with the teacher behind a vLLM server (top-k log-probabilities only); the "
+                f"student's training state is about {spec['student_training_bytes_per_param']:g} bytes per parameter.\n")
+    memo = memory_plan(t_params, s_params)
+    if plan.value("distill.trainer") == "ServerDistillationTrainer":
+        memo["choices"]["vllm_server"] = "chosen here: " + memo["choices"]["vllm_server"]
+    lines = "\n".join(f"| {k} | {v} |" for k, v in memo["choices"].items())
+    return (f"## Memory plan\n\nTeacher {t_params:,} parameters" + (f", student {s_params:,}" if s_params else "")
+            + f" (read from the safetensors headers). Weights only; on-policy generation adds KV cache and activations.\n\n"
+            f"| choice | memory |\n|---|---|\n{lines}\n\nUse `accelerate.yaml` with fsdp or deepspeed_zero3 (engine_options.accelerate) "
+            "to shard; DistillationTrainer prepares the frozen teacher for DeepSpeed itself.\n")

@@ -5,16 +5,26 @@ that value. Launch with Accelerate (README.md has the commands):
 
     accelerate launch --config_file accelerate.yaml train.py
 
-Methods (distill.method):
-- token_kd:     TRL GKDTrainer with lmbda 0 and beta 0: forward KL(teacher || student) on every next-token
-                distribution of the dataset's completions, loss at T = 1.
-- on_policy_kd: GKDTrainer with lmbda > 0: a fraction of batches is sampled from the student itself and scored
-                against the teacher with the generalised JSD (beta 0 forward KL, 0.5 JSD, 1 reverse KL).
-- sequence_kd:  SFTTrainer on the teacher's completions; rows without one are first completed by a local
-                teacher with ITS OWN tokenizer, so it works across tokenizers and for API teachers.
+Trainers (distill.trainer, chosen at export from distill.method):
+- DistillationTrainer (TRL's stable trainer, `from trl import ...`): on-policy KD, every batch sampled by the
+                student (GKD's lmbda 1) and scored against the teacher with the generalised JSD (beta 0 forward
+                KL, 0.5 JSD, 1 reverse KL); its `temperature` is both the sampling and the loss temperature.
+                on_policy_kd and draft_model_kd run here.
+- GKDTrainer (trl.experimental): only where DistillationTrainer cannot express the plan: token_kd and
+                prune_then_distil (off-policy, on the data's completions: lmbda 0, beta 0 forward KL), or a
+                mix of data and student samples (0 < lmbda < 1). Its loss runs at T = 1.
+- ServerDistillationTrainer (trl.experimental): on-policy KD with the teacher behind `trl vllm-serve`
+                (distill.teacher_server_url): the loss sees the teacher's top-k log-probabilities (top-1 for beta
+                above 0) plus a tail bucket, and this process holds only the student.
+- SFTTrainer:   sequence_kd and reasoning_trace_kd, on the teacher's completions; rows without one are first
+                completed by a local teacher with ITS OWN tokenizer (greedy, or sampled and answer-checked with
+                trl_verify.py for reasoning traces), so it works across tokenizers and for API teachers.
 
-Token-level methods refuse to start unless teacher and student tokenizers are identical: TRL only checks the
-vocabulary size, and two tokenizers of one size still map ids to different text.
+Token-level trainers refuse to start unless teacher and student tokenizers are identical (TRL only checks the
+vocabulary size, and two tokenizers of one size still map ids to different text), and one tokenizer with two
+`vocab_size` values (Qwen2.5 0.5B-3B 151,936 vs 7B+ 152,064 rows) is aligned at start: rows past the
+tokenizer's length are padding, so the larger head is cut to the smaller one when that still covers every token.
+At the end, generation_evidence.json (trl_evidence.py) scores a held-out split the training never saw.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             row = json.loads(line)
+            answer = row.get("answer") if isinstance(row, dict) else None  # a reference answer for trl_verify.py
             turns = None
             if "messages" in row:
                 # the roles (system, earlier turns) are kept for the chat template: flattening them into one user
@@ -63,7 +74,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 row = {"prompt": "\n".join(m["content"] for m in turns), "completion": completion}
             if not isinstance(row.get("prompt"), str):
                 sys.exit(f"data line {number}: needs a string 'prompt' (or 'messages')")
-            rows.append({"prompt": row["prompt"], "completion": row.get("completion"), "prompt_messages": turns})
+            rows.append({"prompt": row["prompt"], "completion": row.get("completion"), "prompt_messages": turns,
+                         "answer": answer})
     if not rows:
         sys.exit(f"data: {path} has no rows")
     return rows
@@ -99,33 +111,140 @@ def check_same_tokenizer(teacher: str, student_tokenizer: Any) -> None:
                  "method (TRL's GOLD trainer with use_uld_loss).")
 
 
-def complete_with_teacher(rows: list[dict[str, Any]], s: dict[str, Any], dtype: Any) -> int:
-    """Sequence-level KD: the teacher writes the missing completions with its own tokenizer (greedy: its most likely answer)."""
+def align_vocab(student: Any, teacher: Any, tokenizer: Any) -> str | None:
+    """One tokenizer, two `vocab_size` values: cut the larger embedding/head to the smaller if it covers the tokenizer.
+
+    Rows at or past len(tokenizer) are padding added for matmul efficiency: no text maps to them, so no target can
+    be one and dropping them loses nothing (TRL PR 6252). Where the smaller model has fewer rows than the tokenizer
+    has tokens, some real token would have no teacher (or student) probability, so the run stops with one line.
+    """
+    s_rows, t_rows = student.config.get_text_config().vocab_size, teacher.config.get_text_config().vocab_size
+    if s_rows == t_rows:
+        return None
+    n_tokens, shared = len(tokenizer), min(s_rows, t_rows)
+    if shared < n_tokens:
+        sys.exit(f"vocab_size mismatch: student {s_rows}, teacher {t_rows} rows, but the tokenizer has {n_tokens} "
+                 f"tokens, so the smaller head lacks {n_tokens - shared} real tokens and cannot be sliced; use a "
+                 "teacher and student whose vocab_size both cover the tokenizer, or sequence_kd")
+    larger, name = (teacher, "teacher") if t_rows > s_rows else (student, "student")
+    larger.resize_token_embeddings(shared)  # keeps rows [0, shared): every real token, and drops padding rows only
+    note = (f"vocab_size: student {s_rows}, teacher {t_rows}, tokenizer {n_tokens} tokens; the {name}'s embedding "
+            f"and head were cut to the shared {shared} rows (the rest are padding past the tokenizer)")
+    if name == "student":
+        note += "; the saved student keeps the shorter vocabulary"
+    print(note, flush=True)
+    return note
+
+
+def require_fields(config_class: Any, names: list[str]) -> None:
+    """The installed TRL must take every setting this recipe passes; a renamed argument stops here, in one line."""
+    import dataclasses
+
+    have = {f.name for f in dataclasses.fields(config_class)}
+    missing = [n for n in names if n not in have]
+    if missing:
+        import trl
+
+        sys.exit(f"TRL {trl.__version__}: {config_class.__name__} has no {', '.join(missing)}; install the TRL "
+                 "version in config.yaml (versions.trl) or export the recipe again with this one")
+
+
+def load_verifier() -> Any:
+    """trl_verify.verify beside this script: the answer check for sampled reasoning traces (edit it for your task)."""
+    sys.path.insert(0, str(HERE))
+    from trl_verify import verify
+
+    return verify
+
+
+Rows = list[dict[str, Any]]
+
+
+def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Rows, dict[str, int]]:
+    """Sequence-level KD: the teacher writes the missing completions with its own tokenizer.
+
+    greedy: its most likely answer (Kim and Rush's setting for translation). sample: several traces per prompt at the
+    teacher's sampling temperature, each checked by trl_verify.verify (rejection sampling, the practice for
+    chain-of-thought traces); a prompt with no accepted trace is dropped. Returns the rows to train on and counts.
+    """
     import torch
     from transformers import AutoTokenizer
 
     missing = [r for r in rows if not r.get("completion")]
+    counts = {"written": 0, "sampled": 0, "rejected": 0, "unchecked": 0, "hit_max_new_tokens": 0, "prompts_dropped": 0}
     if not missing:
-        return 0
+        return rows, counts
     if not s["models.teacher"]:
         sys.exit(f"data: {len(missing)} rows have no completion and no teacher is set to write them")
+    sample = s.get("distill.teacher_decoding", "greedy") == "sample"
+    n = int(s.get("distill.samples_per_prompt", 1)) if sample else 1
+    verify = load_verifier() if sample and s.get("distill.verify", False) else None
     tokenizer = AutoTokenizer.from_pretrained(s["models.teacher"], trust_remote_code=False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     teacher = load_model(s["models.teacher"], dtype).to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    limit = int(s["distill.max_new_tokens"])
+    decoding: dict[str, Any] = {"do_sample": False}
+    if sample:
+        decoding = {"do_sample": True, "temperature": float(s["distill.teacher_sampling_temperature"]),
+                    "top_p": float(s["distill.teacher_top_p"]), "num_return_sequences": n}
+    written: dict[int, list[str]] = {}
     for start in range(0, len(missing), 8):
         batch = missing[start:start + 8]
         prompts = [tokenizer.apply_chat_template(r["prompt_messages"], tokenize=False, add_generation_prompt=True)
                    if r["prompt_messages"] and tokenizer.chat_template else r["prompt"] for r in batch]
         inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(teacher.device)
         with torch.no_grad():
-            out = teacher.generate(**inputs, max_new_tokens=int(s["distill.max_new_tokens"]), do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        for row, ids in zip(batch, out[:, inputs["input_ids"].shape[1]:]):
+            out = teacher.generate(**inputs, max_new_tokens=limit, pad_token_id=tokenizer.pad_token_id, **decoding)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        for k, ids in enumerate(new):
+            row = batch[k // n]
+            counts["sampled"] += 1
+            ended = (ids == tokenizer.eos_token_id).any() or (ids == tokenizer.pad_token_id).any()
+            counts["hit_max_new_tokens"] += int(not ended and len(ids) >= limit)
             text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-            row["completion"] = text if row["prompt_messages"] else " " + text  # a chat turn carries no joining space
+            verdict = verify(row["prompt"], text, row) if verify else None
+            counts["unchecked"] += int(verify is not None and verdict is None)
+            if verdict is False:
+                counts["rejected"] += 1
+                continue
+            # a chat turn carries no joining space
+            written.setdefault(id(row), []).append(text if row["prompt_messages"] else " " + text)
     del teacher
-    return len(missing)
+    kept: list[dict[str, Any]] = []
+    for row in rows:
+        if row.get("completion"):
+            kept.append(row)
+            continue
+        texts = list(dict.fromkeys(written.get(id(row), [])))  # identical samples teach nothing twice
+        counts["prompts_dropped"] += int(not texts)
+        kept += [{**row, "completion": t} for t in texts]
+        counts["written"] += len(texts)
+    if counts["hit_max_new_tokens"]:
+        print(f"{counts['hit_max_new_tokens']} of {counts['sampled']} teacher completions stopped at max_new_tokens "
+              f"{limit}: traces are being cut; raise distill.max_new_tokens", flush=True)
+    if not kept:
+        sys.exit("no training rows left: the verifier rejected every sampled trace (see trl_verify.py)")
+    return kept, counts
+
+
+def distill_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    """DistillationConfig: on-policy only (the student samples every batch); temperature is sampling and loss."""
+    kwargs = {k: v for k, v in common.items() if k != "max_length"}
+    kwargs.update(beta=float(s["distill.beta"]), temperature=float(s["distill.loss_temperature"]),
+                  max_completion_length=int(s["distill.max_new_tokens"]))
+    if s.get("generation.use_vllm"):
+        kwargs.update(use_vllm=True, vllm_mode=s.get("generation.vllm_mode", "colocate"))
+    return kwargs
+
+
+def server_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    """ServerDistillationConfig: DistillationConfig's settings plus the teacher's server and the top-k it returns."""
+    kwargs = distill_config_kwargs(s, common)
+    kwargs.update(teacher_model_server_url=s["distill.teacher_server_url"], loss_top_k=int(s["distill.teacher_top_k"]),
+                  loss_add_tail=True)
+    return kwargs
 
 
 def main() -> int:
@@ -148,10 +267,13 @@ def main() -> int:
     from datasets import Dataset
     from transformers import AutoTokenizer, set_seed
 
+    sys.path.insert(0, str(HERE))
+    from trl_evidence import split_heldout, write_generation_evidence
+
     started = time.time()
     set_seed(int(s["train.seed"]))
     state = PartialState()
-    method = s["distill.method"]
+    method, trainer_name = s["distill.method"], s["distill.trainer"]
     on_gpu = torch.cuda.is_available() and not args.cpu
     bf16 = on_gpu and torch.cuda.is_bf16_supported() if s["train.bf16"] == "auto" else bool(s["train.bf16"])
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -164,23 +286,26 @@ def main() -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     source = Path(s["data.source"])
-    rows = read_rows(source if source.is_absolute() else HERE / source)
+    all_rows = read_rows(source if source.is_absolute() else HERE / source)
+    rows, heldout = split_heldout(all_rows, int(s.get("data.heldout_rows", 0)), int(s["train.seed"]))
     common = dict(
         output_dir=str(out), per_device_train_batch_size=per_device, gradient_accumulation_steps=int(s["train.accumulation_steps"]),
         learning_rate=float(s["train.learning_rate"]), num_train_epochs=float(s["train.epochs"]), max_steps=args.max_steps or s["train.max_steps"] or -1,
         seed=int(s["train.seed"]), bf16=bf16, fp16=False, use_cpu=not on_gpu, gradient_checkpointing=bool(s["train.gradient_checkpointing"]),
         max_length=int(s["data.max_length"]), logging_steps=1, save_strategy="no", report_to="none",
     )
-    written = 0
-    if method == "sequence_kd":
+    counts: dict[str, int] = {}
+    vocab_note = None
+    teacher_model = None
+    if trainer_name == "SFTTrainer":
         from trl import SFTConfig, SFTTrainer
 
         missing = sum(not r["completion"] for r in rows)
         if missing and state.num_processes > 1:
             sys.exit(f"{missing} rows need the teacher's completion: run once with one process (python train.py), then point "
                      "data.source at run/teacher_completions.jsonl and launch on N processes")
-        written = complete_with_teacher(rows, s, dtype)
-        if written:
+        rows, counts = complete_with_teacher(rows, s, dtype)
+        if counts.get("written"):
             with (out / "teacher_completions.jsonl").open("w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(as_jsonl_row(r)) + "\n" for r in rows)
         if any(r["prompt_messages"] for r in rows):  # conversational prompt-completion: TRL applies the chat template
@@ -191,17 +316,49 @@ def main() -> int:
             examples = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
         trainer = SFTTrainer(model=load_model(s["models.student"], dtype), args=SFTConfig(**common),
                              train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
-    else:
-        from trl.experimental.gkd import GKDConfig, GKDTrainer
+    elif trainer_name == "ServerDistillationTrainer":
+        from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
 
+        check_same_tokenizer(s["models.teacher"], tokenizer)  # the served teacher's tokenizer files, read locally
+        if tokenizer.chat_template is None:
+            tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+        kwargs = server_config_kwargs(s, common)
+        require_fields(ServerDistillationConfig, [k for k in kwargs if k not in common])
+        tokenizer.padding_side = "left"
+        prompts = Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows])
+        trainer = ServerDistillationTrainer(model=load_model(s["models.student"], dtype),
+                                            args=ServerDistillationConfig(**kwargs), train_dataset=prompts,
+                                            processing_class=tokenizer)
+    else:
         check_same_tokenizer(s["models.teacher"], tokenizer)
         if tokenizer.chat_template is None:
             tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
-        conversations = [{"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]} for r in rows]
-        config = GKDConfig(**common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]), seq_kd=bool(s["distill.seq_kd"]),
-                           temperature=float(s["distill.sampling_temperature"]), max_new_tokens=int(s["distill.max_new_tokens"]))
-        trainer = GKDTrainer(model=load_model(s["models.student"], dtype), teacher_model=load_model(s["models.teacher"], dtype), args=config,
-                             train_dataset=Dataset.from_list(conversations), processing_class=tokenizer)
+        student_model, teacher_model = load_model(s["models.student"], dtype), load_model(s["models.teacher"], dtype)
+        vocab_note = align_vocab(student_model, teacher_model, tokenizer)
+        if trainer_name == "DistillationTrainer":
+            from trl import DistillationConfig, DistillationTrainer
+
+            kwargs = distill_config_kwargs(s, common)
+            require_fields(DistillationConfig, [k for k in kwargs if k not in common])
+            tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
+            prompts = [{"prompt": prompt_turns(r)} for r in rows]
+            trainer = DistillationTrainer(model=student_model, teacher_model=teacher_model,
+                                          args=DistillationConfig(**kwargs), train_dataset=Dataset.from_list(prompts),
+                                          processing_class=tokenizer)
+        elif trainer_name == "GKDTrainer":
+            from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+            kwargs = dict(common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]),
+                          seq_kd=bool(s["distill.seq_kd"]), temperature=float(s["distill.sampling_temperature"]),
+                          max_new_tokens=int(s["distill.max_new_tokens"]))
+            require_fields(GKDConfig, [k for k in kwargs if k not in common])
+            conversations = [{"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]}
+                             for r in rows]
+            trainer = GKDTrainer(model=student_model, teacher_model=teacher_model, args=GKDConfig(**kwargs),
+                                 train_dataset=Dataset.from_list(conversations), processing_class=tokenizer)
+        else:
+            sys.exit(f"distill.trainer {trainer_name!r} is not one this script runs "
+                     "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)")
 
     trainer.train()
     trainer.save_model(str(out / "student"))
@@ -210,13 +367,56 @@ def main() -> int:
         steps = [e for e in trainer.state.log_history if "loss" in e]
         metrics = {
             "method": method, "trainer": type(trainer).__name__, "steps": trainer.state.global_step, "processes": state.num_processes,
-            "per_device_batch_size": per_device, "teacher_completions_written": written,
+            "per_device_batch_size": per_device, "teacher_completions_written": counts.get("written", 0),
+            "trace_counts": counts,
+            "vocab_alignment": vocab_note, "heldout_rows": len(heldout),
             "loss": [{"step": e["step"], "loss": e["loss"]} for e in steps], "wall_time_s": round(time.time() - started, 2),
             "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__, "datasets": datasets.__version__},
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        print(json.dumps({k: metrics[k] for k in ("method", "trainer", "steps", "loss", "wall_time_s")}))
+        print(json.dumps({k: metrics[k] for k in ("method", "trainer", "steps", "loss", "wall_time_s")}), flush=True)
+        evidence_note, acceptance = write_evidence(out, s, trainer, teacher_model, tokenizer, heldout, state, dtype,
+                                                   write_generation_evidence)
+        print(evidence_note, flush=True)
+        if acceptance is not None:  # a draft model's figure of merit; a general proximity measure otherwise
+            metrics["heldout_expected_acceptance_rate"] = acceptance
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return 0
+
+
+def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tokenizer: Any, heldout: Rows, state: Any,
+                   dtype: Any, writer: Any) -> tuple[str, float | None]:
+    """generation_evidence.json beside metrics.json: held-out scores of both models (one process, unsharded weights)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    if not heldout:
+        return "generation evidence: skipped, no held-out rows (data.heldout_rows is 0 or the data has one row)", None
+    if state.num_processes > 1 and state.distributed_type.name in ("FSDP", "DEEPSPEED"):
+        return "generation evidence: skipped under sharded weights; score run/student with one process", None
+    student = trainer.accelerator.unwrap_model(trainer.model)
+    teacher_tokenizer = None
+    if s["distill.trainer"] == "ServerDistillationTrainer":
+        teacher = None  # never load a served teacher here: that is what the server is for; its scores stay null
+    elif teacher is None and s["models.teacher"]:
+        teacher = load_model(s["models.teacher"], dtype).to(student.device)
+        teacher_tokenizer = AutoTokenizer.from_pretrained(s["models.teacher"], trust_remote_code=False)
+        if teacher_tokenizer.pad_token is None:
+            teacher_tokenizer.pad_token = teacher_tokenizer.eos_token
+        if teacher_tokenizer.chat_template is None:
+            teacher_tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    elif teacher is not None:
+        teacher = trainer.accelerator.unwrap_model(getattr(trainer, "teacher_model", teacher))
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    with torch.no_grad():
+        evidence = writer(out / "generation_evidence.json", student, tokenizer, heldout, teacher=teacher,
+                          teacher_tokenizer=teacher_tokenizer, max_length=int(s["data.max_length"]),
+                          max_new_tokens=min(int(s["distill.max_new_tokens"]), 64))
+    tokenizer.padding_side = side
+    acceptance = evidence.get("expected_acceptance_rate")
+    return f"generation evidence: {json.dumps(evidence['heldout'])}, expected acceptance rate {acceptance}", acceptance
 
 
 if __name__ == "__main__":
