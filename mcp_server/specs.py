@@ -16,6 +16,7 @@ from skill import models
 from skill.distill.config import DistillConfig
 from skill.distill.report import DistillReport
 from skill.export.request import ExportRequest, ExportResponse
+from skill.release import ReleaseCheckResponse
 from skill.rules import get_rules
 
 _RAW = get_rules().failure_modes["raw_limits"]
@@ -89,6 +90,14 @@ SPECS = [
         "Return pass / fail / unknown for each of the ten quality gates (score with alpha, stratified validation, temperature and "
         "calibration, capacity cliff, bias monitoring, robustness suite, cascade above 5x, multi-agent coordination, budgets, "
         "rollback), with what is missing. Use before shipping a student or to review a plan. Not for diagnosing accuracy: use kd_diagnose_failure.",
+    ),
+    ToolSpec(
+        "kd_release_check", "release-check", ReleaseCheckResponse, "Decide whether a trained student ships",
+        "From a finished run folder of an exported recipe (torchrun: evidence.json + predictions.npz; TRL: generation_evidence.json), "
+        "under the data root: the diagnosis of the five failure modes on the run's own predictions, the ten gates with the source of "
+        "each input, the distillation score at the plan's alpha, the distilled student against the from-scratch one, and one decision "
+        "(ship / ship_with_conditions / do_not_ship) with a paragraph of the run's numbers. Pass the deployment facts a run cannot show "
+        "(budgets, monitoring, rollback) to settle the conditions. Use after the full-scale run. Not for a plan: use kd_check_quality_gates.",
     ),
     ToolSpec("kd_run_quick_distill", "distill", DistillReport, "Run a quick distillation", DESCRIPTION, RUNNER),
     ToolSpec(
