@@ -168,8 +168,9 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
         if gate.id in not_applicable:
             continue
         if gate.status == "fail":
-            blockers.append(f"gate {gate.id} fails ({gate.reason.rstrip('.')}); fix: {gate.fix}")
-        elif gate.status == "unknown":
+            text = f"gate {gate.id} fails ({gate.reason.rstrip('.')}); fix: {gate.fix}"
+            (conditions if gate.id in rules["decision"]["failed_gate_is_condition"] else blockers).append(text)
+        elif gate.status == "unknown" and rules["decision"]["unknown_gate_is_condition"]:
             conditions.append(f"gate {gate.id} unknown ({gate.reason.rstrip('.')}): {gate.fix}")
     if diagnosis is not None:
         for finding in diagnosis.findings:
