@@ -139,6 +139,26 @@ def test_over_mcp_a_run_folder_must_lie_under_the_data_root(tmp_path):
         assert result.is_error and ("outside the allowed root" in text_of(result) or "'..'" in text_of(result)), text_of(result)
 
 
+def test_a_csv_group_column_is_evidence_not_a_feature(tmp_path):
+    """The recipe's CSV reader (the exported kd_recipe/data.py, imported from the template folder) takes the named
+    group column out of the features and returns it for the test rows."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "skill" / "export" / "templates"))
+    try:
+        data = importlib.import_module("kd_recipe.data")
+    finally:
+        sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
+    rows = ["a,b,site,label"] + [f"{i},{i * 2},{'north' if i % 2 else 'south'},{i % 3}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    train, test, groups = data.load_data("t.csv", tmp_path, None, "site", 0.25, 0)
+    assert train.tensors[0].shape == (30, 2) and test.tensors[0].shape == (10, 2) and len(groups) == 10
+    a_values = test.tensors[0][:, 0].int().tolist()
+    assert groups.tolist() == ["north" if a % 2 else "south" for a in a_values]  # each test row keeps its own group
+    with pytest.raises(ValueError, match="data.groups: 'region' is not a column"):
+        data.load_data("t.csv", tmp_path, None, "region", 0.25, 0)
+
+
 # ---- real runs of the exported torchrun recipe (slow) ------------------------------------------------
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -227,7 +247,9 @@ def test_from_run_fills_the_tools_and_the_callers_numbers_win(digits_run):
 @pytest.mark.slow
 def test_a_collapsed_class_is_caught_as_an_accuracy_mirage(tmp_path):
     """The training split lacks every 3 (the test split keeps them): the student never predicts 3, whatever its
-    average; the release check finds it from the run's own files."""
+    average; the release check finds it from the run's own files. The same run names a group array (the bias check
+    then runs on the saved groups) and keeps only 200 test rows of probabilities (a sample: the per-class numbers
+    then come from evidence.json, counted over the whole test set)."""
     from sklearn.datasets import load_digits
 
     from skill.export import export_recipe
@@ -238,13 +260,28 @@ def test_a_collapsed_class_is_caught_as_an_accuracy_mirage(tmp_path):
     train, test = order[:1344], order[1344:]
     train = train[y[train] != 3]
     data = tmp_path / "no_threes.npz"
-    np.savez(data, X_train=(X[train] / 16).astype(np.float32), y_train=y[train], X_test=(X[test] / 16).astype(np.float32), y_test=y[test])
-    export_recipe(ExportRequest(data=str(data), output_dir=str(tmp_path / "recipe"), teacher_epochs=10, epochs=20, student_hidden=[24]))
-    run = _train(tmp_path / "recipe")
+    groups = np.where(X[test][:, 36] > 8, "dark_centre", "light_centre")  # a property of each test image
+    np.savez(data, X_train=(X[train] / 16).astype(np.float32), y_train=y[train], X_test=(X[test] / 16).astype(np.float32), y_test=y[test],
+             groups_test=groups)
+    recipe = tmp_path / "recipe"
+    export_recipe(ExportRequest(data=str(data), output_dir=str(recipe), teacher_epochs=10, epochs=20, student_hidden=[24],
+                                engine_options={"groups": "groups_test"}))
+    config = (recipe / "config.yaml").read_text()
+    (recipe / "config.yaml").write_text(config.replace("max_prediction_rows:\n    value: 20000", "max_prediction_rows:\n    value: 200"))
+    run = _train(recipe)
+    evidence = json.loads((run / "evidence.json").read_text())
+    with np.load(run / "predictions.npz", allow_pickle=False) as arrays:
+        assert len(arrays["labels"]) == 200 and evidence["predictions"]["sampled"] and evidence["test_rows"] == len(test)
+        assert set(arrays["groups"].tolist()) == {"dark_centre", "light_centre"}
+    assert evidence["models"]["student"]["per_class_accuracy"]["3"] == 0 and evidence["models"]["student"]["class_support"]["3"] > 0
     code, report, _, err = _cli("release-check", str(run))
     assert code == 0, err
     mirage = next(f for f in report["diagnosis"]["findings"] if f["id"] == "accuracy_mirage")
     assert mirage["status"] == "detected" and "class 3 reaches 0.000" in mirage["diagnosis"]
+    filled = {v["field"]: v["source"] for v in report["run_evidence"]["filled"]}
+    assert "whole test set" in filled["per_class_accuracy"] and filled["groups"] == "predictions.npz groups"
+    assert next(f for f in report["diagnosis"]["findings"] if f["id"] == "bias_amplification")["status"] != "not_evaluated"
+    assert not any(w["id"] == "raw_and_summary_mixed" for w in report["warnings"])  # one run's numbers, not a mix
     assert report["decision"] == "do_not_ship" and any(b.startswith("accuracy_mirage:") for b in report["blockers"])
     stratified = next(g for g in report["gates"]["gates"] if g["id"] == "stratified_validation")
     assert stratified["status"] == "fail"
