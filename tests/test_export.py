@@ -22,7 +22,7 @@ from skill.export.request import ExportRequest
 from tests.mcp_helpers import text_of
 
 RECIPE_FILES = {"train.py", "config.yaml", "README.md", "kd_vendor/__init__.py", "kd_vendor/losses.py", "kd_vendor/nets.py",
-                *(f"kd_recipe/{name}.py" for name in ("__init__", "data", "distributed", "evidence", "teacher"))}
+                *(f"kd_recipe/{p.name}" for p in (Path(__file__).resolve().parents[1] / "skill" / "export" / "templates" / "kd_recipe").glob("*.py"))}
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import Dataset, DistributedSampler
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # this folder first: its kd_vendor/ and kd_recipe/ win over anything installed
 from kd_recipe import RecipeError, evidence  # noqa: E402
+from kd_recipe.config import load_config  # noqa: E402
 from kd_recipe.data import Batches, data_shape, import_object, load_data  # noqa: E402
 from kd_recipe.distributed import Dist, atomic_write, log, shard_record  # noqa: E402
 from kd_recipe.teacher import TeacherSignal, cache_teacher_logits, split_outputs  # noqa: E402
+from kd_recipe.weights import load_weights, probe_outputs, save_weights  # noqa: E402
 from kd_vendor import losses, nets  # noqa: E402
 
 LOSSES_FROM = "kd_vendor/losses.py"
@@ -91,51 +92,6 @@ class Config:
     eval_throughput_batch: int = 256
 
 
-SECTIONS_NOT_READ = ("evidence", "release", "notes")  # for people and for the release check, not for training
-
-
-def _typed(name: str, value: Any, kind: Any) -> Any:
-    """Cast one config value to its field's type; one line naming the setting when it does not fit."""
-    optional = type(None) in typing.get_args(kind)  # `int | None`
-    if value is None:
-        if optional:
-            return None
-        raise RecipeError(name, "is null but needs a value")
-    base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
-    try:
-        if typing.get_origin(base) is list:
-            return [int(v) for v in value]
-        if base is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{value!r} is not true or false")
-            return value
-        return base(value)
-    except (TypeError, ValueError) as exc:
-        raise RecipeError(name, f"{value!r} does not fit ({exc})") from exc
-
-
-def load_config(path: Path, overrides: dict[str, Any]) -> Config:
-    """Read config.yaml once into a Config; flags in `overrides` (field name -> value) win over the file."""
-    import yaml
-
-    if not path.is_file():
-        raise RecipeError("--config", f"{path} does not exist")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    hints = typing.get_type_hints(Config)
-    values: dict[str, Any] = {}
-    for section, entries in raw.items():
-        if section in SECTIONS_NOT_READ or not isinstance(entries, dict):
-            continue
-        for name, leaf in entries.items():
-            field = f"{section}_{name}"
-            if field not in hints:  # a typo in config.yaml would otherwise be ignored silently
-                raise RecipeError(f"{section}.{name}", f"is not a setting train.py knows; known: {', '.join(sorted(hints))}")
-            value = leaf["value"] if isinstance(leaf, dict) and "value" in leaf else leaf
-            values[field] = _typed(f"{section}.{name}", value, hints[field])
-    values.update({k: _typed(k, v, hints[k]) for k, v in overrides.items() if v is not None})
-    return Config(**values)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--config", type=Path, default=HERE / "config.yaml")
@@ -172,38 +128,6 @@ def build_model(role: str, cfg: Config, features: int, classes: int, hidden: lis
 def scaled_hidden(hidden: list[int], width: int) -> list[int]:
     """A student of another width: the first hidden size becomes `width`, later ones keep their ratio to it."""
     return [max(1, round(h * width / hidden[0])) for h in hidden]
-
-
-def probe_outputs(role: str, model: nn.Module, train: Dataset, classes: int) -> None:
-    """One forward pass on one training row, so a model that does not fit the data fails here in one line."""
-    x = torch.as_tensor(train[0][0]).unsqueeze(0)
-    try:
-        with torch.no_grad():
-            logits, _ = split_outputs(model.eval()(x))
-    except Exception as exc:  # any failure of the user's forward on the data's shape
-        raise RecipeError(f"{role}.model", f"fails on one training input of shape {tuple(x.shape)}: {str(exc).splitlines()[0][:200]}") from exc
-    model.train()
-    if logits.dim() != 2 or logits.shape[1] < classes:
-        raise RecipeError(f"{role}.model", f"returns outputs of shape {tuple(logits.shape)}; expected (batch, {classes}) logits for {classes} classes")
-
-
-def load_weights(model: nn.Module, path_value: str, field: str) -> None:
-    from safetensors.torch import load_file  # tensors only: a pickled checkpoint could run code
-
-    path = Path(path_value) if Path(path_value).is_absolute() else HERE / path_value
-    if not path.is_file():
-        raise RecipeError(field, f"{path} does not exist")
-    try:
-        model.load_state_dict(load_file(str(path)))
-    except Exception as exc:  # wrong keys or shapes
-        raise RecipeError(field, f"{path.name} does not fit the model: {str(exc).splitlines()[0][:200]}") from exc
-
-
-def save_weights(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
 
 
 class Distiller(nn.Module):
@@ -344,7 +268,7 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, np.ndar
             sizes = [int(w) for w in str(args.student_sizes).split(",") if w.strip()]
         except ValueError:
             raise RecipeError("--student-sizes", f"{args.student_sizes!r} is not a comma-separated list of widths") from None
-    cfg = load_config(args.config, {"train_epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "train_baseline": args.baseline,
+    cfg = load_config(Config, args.config, {"train_epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "train_baseline": args.baseline,
                                     "train_accumulation_steps": args.accumulation_steps, "train_student_sizes": sizes})
     world, accum, batch = int(os.environ.get("WORLD_SIZE", 1)), cfg.train_accumulation_steps, cfg.train_global_batch_size
     if cfg.train_epochs < 1 or accum < 1:
@@ -373,7 +297,7 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, np.ndar
             if width < 1 or params > t_params:
                 raise RecipeError("--student-sizes", f"width {width} gives {params:,} parameters; a student needs 1 to {t_params:,} (the teacher's)")
     if cfg.teacher_weights:
-        load_weights(teacher, cfg.teacher_weights, "teacher.weights")
+        load_weights(teacher, HERE / cfg.teacher_weights, "teacher.weights")  # relative to this folder; absolute stays
     return cfg, train, test, groups, teacher, student, features, classes
 
 
@@ -383,7 +307,7 @@ def teacher_phase(run: Run, teacher: nn.Module) -> dict[str, Any] | None:
     if run.cfg.teacher_weights or run.cfg.teacher_model not in ("mlp", "cnn"):
         return None
     if file.is_file() and run.resume and not (run.out / "checkpoint-teacher.pt").is_file():
-        load_weights(teacher, str(file), "teacher.weights")  # trained elsewhere and copied here
+        load_weights(teacher, file, "teacher.weights")  # trained elsewhere and copied here
         return {"loaded_from": file.name}
     torch.manual_seed(run.cfg.train_seed)  # trains, continues an interrupted teacher, or just reloads its last checkpoint
     record = fit(run, "teacher", Distiller(teacher), run.cfg.teacher_epochs, None)
@@ -407,6 +331,62 @@ def regressor_for(run: Run, student: nn.Module, teacher: nn.Module) -> nn.Module
 # ---- the run -----------------------------------------------------------------------------------
 
 
+def train_all(run: Run, teacher: nn.Module, student: nn.Module) -> tuple[dict[str, nn.Module], dict[str, Any]]:
+    """Teacher (when trained here), the distilled student, the extra widths, the from-scratch baseline: each a phase."""
+    cfg, env = run.cfg, run.env
+    phases: dict[str, Any] = {}
+    if (record := teacher_phase(run, teacher)) is not None:
+        phases["teacher"] = record
+    teacher.to(env.device).eval()
+    cached = cache_teacher_logits(env, teacher, run.train, run.out, cfg.train_global_batch_size) if cfg.distill_teacher_cache else None
+    signal = TeacherSignal(teacher, cached)
+    phases["student"] = fit(run, "student", Distiller(student, regressor_for(run, student, teacher)), cfg.train_epochs, signal)
+    models = {"teacher": teacher, "student": student}
+    # the capacity curve: more widths, each distilled from the same teacher with the same settings and seed
+    for width in cfg.train_student_sizes or []:
+        torch.manual_seed(cfg.train_seed)
+        other = build_model("student", cfg, run.features, run.classes, scaled_hidden(cfg.student_hidden, width))
+        phases[f"student-w{width}"] = fit(run, f"student-w{width}", Distiller(other, regressor_for(run, other, teacher)), cfg.train_epochs, signal)
+        models[f"student-w{width}"] = other
+    if cfg.train_baseline:
+        torch.manual_seed(cfg.train_seed)  # the same initial weights and batch order as the distilled student
+        models["baseline"] = build_model("student", cfg, run.features, run.classes)
+        phases["baseline"] = fit(run, "baseline", Distiller(models["baseline"]), cfg.train_epochs, None)
+    return models, phases
+
+
+def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> dict[str, Any]:
+    """Every model scored on the whole test set; rank 0 writes the student, metrics.json and the release evidence."""
+    cfg, env = run.cfg, run.env
+    # keep at most this many test rows of probabilities: what one release check may read (a seeded sample beyond)
+    limit = max(1, min(cfg.eval_max_prediction_rows, cfg.eval_max_prediction_values // (2 * run.classes)))
+    keep = evidence.kept_rows(len(run.test), limit, cfg.train_seed)  # type: ignore[arg-type]
+    scored: dict[str, dict[str, Any]] = {}
+    probs: dict[str, np.ndarray] = {}
+    for name, model in models.items():
+        scored[name], kept = evidence.evaluate(env, model, run.test, cfg.train_global_batch_size, cfg.eval_ece_bins, run.classes, keep)
+        if kept is not None and name in ("teacher", "student", "baseline"):
+            probs[name] = kept
+    sizes = {name: evidence.size_of(models[name])["params"] for name in ("teacher", "student")}
+    brief = {name: {"accuracy": m["accuracy"], "ece": m["ece"], "test_rows": m["test_rows"]} for name, m in scored.items()}
+    metrics = {
+        "world_size": env.world, "backend": env.backend, "device": env.device.type, "losses_from": LOSSES_FROM,
+        "global_batch_size": cfg.train_global_batch_size, "accumulation_steps": cfg.train_accumulation_steps,
+        "teacher": {"params": sizes["teacher"], **brief["teacher"]}, "student": {"params": sizes["student"], **brief["student"]},
+        "baseline": brief.get("baseline"), "compression_ratio": sizes["teacher"] / sizes["student"], "phases": phases,
+    }
+    if "baseline" in scored:
+        metrics["gain_points"] = (scored["student"]["accuracy"] - scored["baseline"]["accuracy"]) * 100
+    if env.main:
+        save_weights(models["student"], run.out / "student.safetensors")
+        atomic_write(run.out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8"))
+        evidence.write_run(run.out, run.test, keep, run.groups, scored, probs, models, env.device, cfg.eval_throughput_batch,
+                           {"groups": cfg.data_groups, "method": cfg.distill_method, "temperature": cfg.distill_temperature,
+                            "kd_loss_weight": cfg.distill_kd_loss_weight, "epochs": cfg.train_epochs,
+                            "student_sizes": cfg.train_student_sizes, "world_size": env.world})
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -421,98 +401,22 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     env.barrier()
     run = Run(cfg, env, train, test, groups, features, classes, out, resume=not args.no_resume)
-    sizes = {"teacher": evidence.size_of(teacher), "student": evidence.size_of(student)}
-    log(env, f"world {env.world} ({env.backend}, {env.device.type}); teacher {sizes['teacher']['params']:,} params, "
-        f"student {sizes['student']['params']:,}; losses from {LOSSES_FROM}",
-        {"event": "start", "world": env.world, "backend": env.backend, "teacher_params": sizes["teacher"]["params"],
-         "student_params": sizes["student"]["params"]}, out)
-    phases: dict[str, Any] = {}
-    if (record := teacher_phase(run, teacher)) is not None:
-        phases["teacher"] = record
-    teacher.to(env.device).eval()
-    batch = cfg.train_global_batch_size
-    cached = cache_teacher_logits(env, teacher, train, out, batch) if cfg.distill_teacher_cache else None
-    signal = TeacherSignal(teacher, cached)
+    t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
+    log(env, f"world {env.world} ({env.backend}, {env.device.type}); teacher {t_params:,} params, student {s_params:,}; losses from {LOSSES_FROM}",
+        {"event": "start", "world": env.world, "backend": env.backend, "teacher_params": t_params, "student_params": s_params}, out)
     try:
-        regressor = regressor_for(run, student, teacher)
-    except RecipeError as exc:
+        models, phases = train_all(run, teacher, student)
+    except RecipeError as exc:  # the feature method on models that return no features
         if env.main:
             print(f"train.py: error: {exc}", file=sys.stderr)
         env.close()
         return 2
-    phases["student"] = fit(run, "student", Distiller(student, regressor), cfg.train_epochs, signal)
-
-    # the capacity curve: more widths, each distilled from the same teacher with the same settings and seed
-    curve_models: dict[str, nn.Module] = {}
-    for width in cfg.train_student_sizes or []:
-        torch.manual_seed(cfg.train_seed)
-        other = build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width))
-        phases[f"student-w{width}"] = fit(run, f"student-w{width}", Distiller(other, regressor_for(run, other, teacher)), cfg.train_epochs, signal)
-        curve_models[f"student-w{width}"] = other
-
-    scratch = None
-    if cfg.train_baseline:
-        torch.manual_seed(cfg.train_seed)  # the same initial weights and batch order as the distilled student
-        scratch = build_model("student", cfg, features, classes)
-        phases["baseline"] = fit(run, "baseline", Distiller(scratch), cfg.train_epochs, None)
-
-    # evaluation over the whole test set, and the evidence the release check reads
-    limit = max(1, min(cfg.eval_max_prediction_rows, cfg.eval_max_prediction_values // (2 * classes)))
-    keep = evidence.kept_rows(len(test), limit, cfg.train_seed)  # type: ignore[arg-type]
-    scored: dict[str, dict[str, Any]] = {}
-    probs: dict[str, np.ndarray] = {}
-    for name, model in (("teacher", teacher), ("student", student), ("baseline", scratch), *curve_models.items()):
-        if model is None:
-            continue
-        scored[name], kept = evidence.evaluate(env, model, test, batch, cfg.eval_ece_bins, classes, keep)
-        if kept is not None and name in ("teacher", "student", "baseline"):
-            probs[name] = kept
-    baseline = scored.get("baseline")
-    summary = {name: {"accuracy": m["accuracy"], "ece": m["ece"], "test_rows": m["test_rows"]} for name, m in scored.items()}
-    metrics = {
-        "world_size": env.world, "backend": env.backend, "device": env.device.type, "losses_from": LOSSES_FROM,
-        "global_batch_size": batch, "accumulation_steps": cfg.train_accumulation_steps,
-        "teacher": {"params": sizes["teacher"]["params"], **summary["teacher"]},
-        "student": {"params": sizes["student"]["params"], **summary["student"]},
-        "baseline": summary.get("baseline"),
-        "compression_ratio": sizes["teacher"]["params"] / sizes["student"]["params"],
-        "phases": phases,
-    }
-    if baseline is not None:
-        metrics["gain_points"] = (scored["student"]["accuracy"] - baseline["accuracy"]) * 100
-    if env.main:
-        save_weights(student, out / "student.safetensors")
-        atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8"))
-        write_evidence(run, scored, probs, keep, {"teacher": teacher, "student": student, "baseline": scratch, **curve_models})
-    log(env, f"done: student accuracy {scored['student']['accuracy']:.4f} ECE {scored['student']['ece']:.4f}; "
-        f"teacher {scored['teacher']['accuracy']:.4f}" + (f"; scratch {baseline['accuracy']:.4f}" if baseline else "") + f"; wrote {out}")
+    m = report(run, models, phases)
+    log(env, f"done: student accuracy {m['student']['accuracy']:.4f} ECE {m['student']['ece']:.4f}; teacher {m['teacher']['accuracy']:.4f}"
+        + (f"; scratch {m['baseline']['accuracy']:.4f}" if m["baseline"] else "") + f"; wrote {out}")
     env.barrier()
     env.close()
     return 0
-
-
-def write_evidence(run: Run, scored: dict[str, dict[str, Any]], probs: dict[str, np.ndarray], keep: np.ndarray,
-                   models: dict[str, nn.Module | None]) -> None:
-    """Rank 0: predictions.npz and evidence.json (per-class accuracy, sizes, speed, the size curve) for the release check."""
-    test, cfg = run.test, run.cfg
-    labels = test.tensors[1][keep].numpy() if isinstance(test, TensorDataset) else np.array([int(test[int(i)][1]) for i in keep])
-    described: dict[str, Any] = {}
-    for name, model in models.items():
-        if model is None:
-            continue
-        described[name] = {**scored[name], **evidence.size_of(model)}
-        if name in ("teacher", "student", "baseline"):  # timed on this device; the curve's extra sizes are not
-            described[name].update(evidence.speed(model, test, cfg.eval_throughput_batch, run.env.device))
-    curve = [{"name": name, "params": described[name]["params"], "accuracy": described[name]["accuracy"]}
-             for name in described if name == "student" or name.startswith("student-w")]
-    evidence.write(run.out, labels, probs, run.groups[keep] if run.groups is not None else None, {
-        "test_rows": int(len(test)), "classes": run.classes,  # type: ignore[arg-type]
-        "predictions": {"file": "predictions.npz", "rows": int(len(keep)), "sampled": bool(len(keep) < len(test)),  # type: ignore[arg-type]
-                        "seed": cfg.train_seed, "groups": cfg.data_groups},
-        "models": described, "size_accuracy_curve": curve, "world_size": run.env.world,
-        "settings": {"method": cfg.distill_method, "temperature": cfg.distill_temperature, "kd_loss_weight": cfg.distill_kd_loss_weight,
-                     "epochs": cfg.train_epochs, "student_sizes": cfg.train_student_sizes},
-    })
 
 
 if __name__ == "__main__":

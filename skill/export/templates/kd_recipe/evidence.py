@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from kd_recipe.distributed import Dist, atomic_write
 from kd_recipe.teacher import split_outputs
@@ -133,3 +133,25 @@ def write(out: Path, labels: np.ndarray, probs: dict[str, np.ndarray], groups: n
     atomic_write(out / "predictions.npz", save)
     document = {"kind": "classification", "schema_version": SCHEMA_VERSION, **summary}
     atomic_write(out / "evidence.json", lambda tmp: tmp.write_text(json.dumps(document, indent=1), encoding="utf-8"))
+
+
+def write_run(out: Path, test: Dataset, keep: np.ndarray, groups: np.ndarray | None, scored: dict[str, dict[str, Any]],
+              probs: dict[str, np.ndarray], models: dict[str, nn.Module | None], device: torch.device, batch: int,
+              settings: dict[str, Any]) -> None:
+    """Rank 0: predictions.npz and evidence.json (per-class accuracy, sizes, speed, the size curve) for the release check."""
+    labels = test.tensors[1][keep].numpy() if isinstance(test, TensorDataset) else np.array([int(test[int(i)][1]) for i in keep])
+    described: dict[str, Any] = {}
+    for name, model in models.items():
+        if model is None:
+            continue
+        described[name] = {**scored[name], **size_of(model)}
+        if name in ("teacher", "student", "baseline"):  # timed on this device; the curve's extra sizes are not
+            described[name].update(speed(model, test, batch, device))
+    curve = [{"name": name, "params": described[name]["params"], "accuracy": described[name]["accuracy"]}
+             for name in described if name == "student" or name.startswith("student-w")]
+    write(out, labels, probs, groups[keep] if groups is not None else None, {
+        "test_rows": len(test), "classes": len(next(iter(probs.values()))[0]) if probs else None,  # type: ignore[arg-type]
+        "predictions": {"file": "predictions.npz", "rows": int(len(keep)), "sampled": bool(len(keep) < len(test)),  # type: ignore[arg-type]
+                        "groups": settings.get("groups")},
+        "models": described, "size_accuracy_curve": curve, "settings": settings,
+    })
