@@ -43,6 +43,9 @@ class ReleaseCheckRequest(Strict):
     accuracy_target: Accuracy | None = Field(None, description="Accuracy budget for the budgets gate")
     latency_budget_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per sample at batch 1")
     memory_budget_mb: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False, description="Memory budget of the student's weights")
+    latency_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency measured on the target device "
+                                     "(default: the run's batch-1 latency on its own device; a generation run measures none)")
+    accuracy: Accuracy | None = Field(None, description="Task accuracy measured elsewhere (default: the run's test accuracy)")
     temperature_tuned: bool | None = Field(None, description="Whether T was tuned (read from config.yaml when the export recorded it)")
     bias_monitoring: bool | None = None
     edge_case_monitoring: bool | None = None
@@ -92,7 +95,7 @@ class ReleaseCheckResponse(Advice):
     samples: list[dict[str, str]] = Field(default_factory=list, description="A few prompt / teacher / student completions to read")
 
 
-_GATE_FACTS = ("alpha", "alpha_reason", "accuracy_target", "latency_budget_ms", "memory_budget_mb", "temperature_tuned", "bias_monitoring",
+_GATE_FACTS = ("alpha", "alpha_reason", "accuracy_target", "latency_budget_ms", "memory_budget_mb", "latency_ms", "accuracy", "temperature_tuned", "bias_monitoring",
                "edge_case_monitoring", "robustness_suite", "cascade_evaluated", "rollback_plan", "degradation_alerts")
 
 

@@ -93,6 +93,20 @@ def test_a_generation_student_far_from_its_teacher_is_not_shipped(tmp_path):
     assert any(b.startswith("greedy_agreement:") for b in data["blockers"]) and "Do not ship." in data["summary"]
 
 
+def test_every_gate_settled_and_every_check_passed_ships_and_a_blown_budget_does_not(tmp_path):
+    run = _generation_run(tmp_path / "llm")
+    facts = ["--bias-monitoring", "true", "--edge-case-monitoring", "true", "--robustness-suite", "true", "--cascade-evaluated", "true",
+             "--rollback-plan", "true", "--degradation-alerts", "true", "--latency-ms", "35", "--latency-budget-ms", "50",
+             "--accuracy", "0.8", "--accuracy-target", "0.75"]
+    code, data, _, err = _cli("release-check", str(run), *facts, "--memory-budget-mb", "512")
+    assert code == 0, err
+    assert data["decision"] == "ship" and data["blockers"] == data["conditions"] == [] and data["summary"].startswith("Ship.")
+    assert "latency_ms" not in {m["field"] for m in data["run_evidence"]["missing"]}  # the caller measured it; a TRL run has none
+    code, data, _, err = _cli("release-check", str(run), *facts, "--memory-budget-mb", "100")  # the student's 248 MB weights
+    assert code == 0, err
+    assert data["decision"] == "do_not_ship" and [b.split(" (")[0] for b in data["blockers"]] == ["gate budgets_met fails"]
+
+
 @pytest.mark.parametrize("change, words", [
     ({"heldout.n_tokens": None}, "heldout.n_tokens"),
     ({"heldout.student_nll_per_token": "2.3"}, "heldout.student_nll_per_token"),
