@@ -221,7 +221,7 @@ def _setting(run: Run, key: str) -> Any:
     return run.settings.get(key, (None, ""))[0]
 
 
-def diagnose_values(run: Run) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+def diagnose_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """(values, source per field, reason per field the run cannot supply) for kd_diagnose_failure."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
@@ -262,7 +262,7 @@ def diagnose_values(run: Run) -> tuple[dict[str, Any], dict[str, str], dict[str,
     return values, source, missing
 
 
-def score_values(run: Run) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+def score_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """alpha from the plan, sizes in parameters and accuracies from evidence.json, for kd_score_distillation."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
@@ -301,8 +301,9 @@ def _temperature_tuned(run: Run) -> tuple[bool | None, str]:
     return None, ""
 
 
-def gates_values(run: Run) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-    """Every gate input a run can show; per-class thresholds and calibration come from the diagnosis of the same run."""
+def gates_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Every gate input a run can show; per-class thresholds and calibration come from the diagnosis of the same run,
+    the distillation score at the caller's alpha when one is given."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     missing = {name: NOT_FROM_A_RUN for name in ("bias_monitoring", "edge_case_monitoring", "robustness_suite", "rollback_plan",
@@ -316,12 +317,14 @@ def gates_values(run: Run) -> tuple[dict[str, Any], dict[str, str], dict[str, st
         values["alpha_reason"], source["alpha_reason"] = reason, "config.yaml release.alpha_reason"
     else:
         missing["alpha_reason"] = "config.yaml records no release.alpha_reason; pass alpha_reason (why this alpha)"
-    if {"alpha", "teacher_size", "student_size", "teacher_accuracy", "student_accuracy"} <= set(score):
+    alpha = (given or {}).get("alpha", score.get("alpha"))
+    if alpha is not None and {"teacher_size", "student_size", "teacher_accuracy", "student_accuracy"} <= set(score):
         from skill.metrics import distillation_score
 
-        values["distillation_score"] = round(distillation_score(score["alpha"], score["student_size"], score["teacher_size"],
+        values["distillation_score"] = round(distillation_score(alpha, score["student_size"], score["teacher_size"],
                                                                 score["student_accuracy"], score["teacher_accuracy"])[0], 6)
-        source["distillation_score"] = "computed at release.alpha from evidence.json parameters and accuracies"
+        at = "your alpha" if "alpha" in (given or {}) else "release.alpha"
+        source["distillation_score"] = f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies"
     else:
         missing["distillation_score"] = "; ".join(sorted(set(score_missing.values()))) or "not computable from this run"
     models = run.evidence.get("models") or {}
@@ -396,8 +399,8 @@ def apply_run(request: Request) -> tuple[Request, RunEvidence | None]:
     from skill.errors import describe_validation_error
 
     run = read_run(raw)
-    values, source, missing = FILLERS[type(request).__name__](run)
     given = request.model_dump(exclude_unset=True, exclude={"from_run"})
+    values, source, missing = FILLERS[type(request).__name__](run, given)
     if "candidates" in given:  # ranking the caller's own candidates: the run's single student steps aside
         for key in ("student_size", "student_accuracy"):
             values.pop(key, None)

@@ -250,6 +250,11 @@ def test_from_run_fills_the_tools_and_the_callers_numbers_win(digits_run):
     assert code == 0, err
     expected = 0.7 * s["params"] / t["params"] + 0.3 * (1 - s["accuracy"] / t["accuracy"])
     assert data["score"] == pytest.approx(expected) and data["run_evidence"]["overridden"] == ["alpha"]
+    code, gates, _, err = _cli("gates", "--from-run", str(digits_run), "--alpha", "0.7", "--alpha-reason", "phone app")
+    assert code == 0, err
+    assert next(g for g in gates["gates"] if g["id"] == "distillation_score")["status"] == "pass"
+    ds = next(t for t in gates["rule_trace"] if t["field"] == "distillation_score")
+    assert ds["value"] == pytest.approx(expected, abs=1e-6)  # the score at the caller's alpha, not the plan's
     assert {v["field"] for v in data["run_evidence"]["filled"]} == {"teacher_size", "teacher_accuracy", "student_size", "student_accuracy"}
     code, data, _, err = _cli("diagnose", "--from-run", str(digits_run), "--training-temperature", "1")
     assert code == 0, err
