@@ -37,19 +37,40 @@ class ReleaseCheckRequest(Strict):
     """A finished run folder, plus the deployment facts and budgets only a person can give."""
 
     run_dir: str = Field(min_length=1, max_length=1000, description=RUN_DIR_DESCRIPTION)
-    alpha: Fraction | None = Field(None, description="Size-versus-accuracy priority (kd_choose_alpha); default: the plan's (config.yaml release.alpha)")
+    alpha: Fraction | None = Field(
+        None,
+        description="Size-versus-accuracy priority (kd_choose_alpha); default: the plan's (config.yaml release.alpha)",
+    )
     alpha_reason: str | None = Field(None, max_length=2000, description="Why this alpha")
-    min_student_accuracy: Accuracy | None = Field(None, description="Accuracy floor the student must reach; below it: do not ship")
+    min_student_accuracy: Accuracy | None = Field(
+        None, description="Accuracy floor the student must reach; below it: do not ship"
+    )
     accuracy_target: Accuracy | None = Field(None, description="Accuracy budget for the budgets gate")
-    latency_budget_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per sample at batch 1")
-    memory_budget_mb: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False, description="Memory budget of the student's weights")
-    latency_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency measured on the target device "
-                                     "(default: the run's batch-1 latency on its own device; a generation run measures none)")
-    accuracy: Accuracy | None = Field(None, description="Task accuracy measured elsewhere (default: the run's test accuracy)")
-    temperature_tuned: bool | None = Field(None, description="Whether T was tuned (read from config.yaml when the export recorded it)")
+    latency_budget_ms: float | None = Field(
+        None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per sample at batch 1"
+    )
+    memory_budget_mb: float | None = Field(
+        None, ge=0, le=1e9, allow_inf_nan=False, description="Memory budget of the student's weights"
+    )
+    latency_ms: float | None = Field(
+        None,
+        ge=0,
+        le=1e7,
+        allow_inf_nan=False,
+        description="Latency measured on the target device "
+        "(default: the run's batch-1 latency on its own device; a generation run measures none)",
+    )
+    accuracy: Accuracy | None = Field(
+        None, description="Task accuracy measured elsewhere (default: the run's test accuracy)"
+    )
+    temperature_tuned: bool | None = Field(
+        None, description="Whether T was tuned (read from config.yaml when the export recorded it)"
+    )
     bias_monitoring: bool | None = None
     edge_case_monitoring: bool | None = None
-    robustness_suite: bool | None = Field(None, description="Adversarial / out-of-distribution / minority-class tests exist")
+    robustness_suite: bool | None = Field(
+        None, description="Adversarial / out-of-distribution / minority-class tests exist"
+    )
     cascade_evaluated: bool | None = None
     rollback_plan: bool | None = None
     degradation_alerts: bool | None = None
@@ -92,11 +113,27 @@ class ReleaseCheckResponse(Advice):
     score_missing: str | None = Field(None, description="Why no score was computed")
     baseline_comparison: BaselineComparison | None = None
     generation_checks: list[GenerationCheck] = Field(default_factory=list)
-    samples: list[dict[str, str]] = Field(default_factory=list, description="A few prompt / teacher / student completions to read")
+    samples: list[dict[str, str]] = Field(
+        default_factory=list, description="A few prompt / teacher / student completions to read"
+    )
 
 
-_GATE_FACTS = ("alpha", "alpha_reason", "accuracy_target", "latency_budget_ms", "memory_budget_mb", "latency_ms", "accuracy", "temperature_tuned", "bias_monitoring",
-               "edge_case_monitoring", "robustness_suite", "cascade_evaluated", "rollback_plan", "degradation_alerts")
+_GATE_FACTS = (
+    "alpha",
+    "alpha_reason",
+    "accuracy_target",
+    "latency_budget_ms",
+    "memory_budget_mb",
+    "latency_ms",
+    "accuracy",
+    "temperature_tuned",
+    "bias_monitoring",
+    "edge_case_monitoring",
+    "robustness_suite",
+    "cascade_evaluated",
+    "rollback_plan",
+    "degradation_alerts",
+)
 
 
 def _baseline(labels: Any, student: Any, scratch: Any) -> BaselineComparison:
@@ -111,26 +148,53 @@ def _baseline(labels: Any, student: Any, scratch: Any) -> BaselineComparison:
     means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(int(rule["resamples"]))])
     tail = (1 - float(rule["confidence"])) / 2
     low, high = (float(v) for v in np.quantile(means, [tail, 1 - tail]))
-    verdict: Literal["gain", "no_gain_shown", "scratch_better"] = "gain" if low > 0 else "scratch_better" if high < 0 else "no_gain_shown"
-    words = {"gain": "distillation beats the from-scratch student beyond test-set noise",
-             "no_gain_shown": "the difference from the from-scratch student is within test-set noise",
-             "scratch_better": "the from-scratch student is better beyond test-set noise"}[verdict]
-    statement = (f"distilled {hit_s.mean():.4f} vs scratch {hit_b.mean():.4f} on {len(diff)} test rows: difference {diff.mean():+.4f}, "
-                 f"{rule['confidence']:.0%} paired-bootstrap interval [{low:+.4f}, {high:+.4f}]: {words} (one seed each)")
-    return BaselineComparison(distilled_accuracy=float(hit_s.mean()), scratch_accuracy=float(hit_b.mean()), difference=float(diff.mean()),
-                              interval=[low, high], confidence=float(rule["confidence"]), rows=len(diff), verdict=verdict, statement=statement)
+    verdict: Literal["gain", "no_gain_shown", "scratch_better"] = (
+        "gain" if low > 0 else "scratch_better" if high < 0 else "no_gain_shown"
+    )
+    words = {
+        "gain": "distillation beats the from-scratch student beyond test-set noise",
+        "no_gain_shown": "the difference from the from-scratch student is within test-set noise",
+        "scratch_better": "the from-scratch student is better beyond test-set noise",
+    }[verdict]
+    statement = (
+        f"distilled {hit_s.mean():.4f} vs scratch {hit_b.mean():.4f} on {len(diff)} test rows: "
+        f"difference {diff.mean():+.4f}, "
+        f"{rule['confidence']:.0%} paired-bootstrap interval [{low:+.4f}, {high:+.4f}]: {words} (one seed each)"
+    )
+    return BaselineComparison(
+        distilled_accuracy=float(hit_s.mean()),
+        scratch_accuracy=float(hit_b.mean()),
+        difference=float(diff.mean()),
+        interval=[low, high],
+        confidence=float(rule["confidence"]),
+        rows=len(diff),
+        verdict=verdict,
+        statement=statement,
+    )
 
 
 def _generation_checks(document: dict[str, Any]) -> list[GenerationCheck]:
     held = document["heldout"]
-    metrics = {**held, "perplexity_ratio": math.exp(min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"]))}
+    metrics = {
+        **held,
+        "perplexity_ratio": math.exp(min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"])),
+    }
     checks = []
     for rule in get_rules().release["generation"]["checks"]:
         value = float(metrics[rule["metric"]])
         ok = value >= rule["value"] if rule["op"] == "ge" else value <= rule["value"]
-        checks.append(GenerationCheck(id=rule["id"], metric=rule["metric"], value=round(value, 6), threshold=rule["value"],
-                                      comparison=f"pass if value {'>=' if rule['op'] == 'ge' else '<='} threshold", status="pass" if ok else "fail",
-                                      severity=rule["severity"], why=rule["why"]))
+        checks.append(
+            GenerationCheck(
+                id=rule["id"],
+                metric=rule["metric"],
+                value=round(value, 6),
+                threshold=rule["value"],
+                comparison=f"pass if value {'>=' if rule['op'] == 'ge' else '<='} threshold",
+                status="pass" if ok else "fail",
+                severity=rule["severity"],
+                why=rule["why"],
+            )
+        )
     return checks
 
 
@@ -154,16 +218,28 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
     rules = get_rules().release
     facts = {k: getattr(request, k) for k in _GATE_FACTS if getattr(request, k) is not None}
     gates = check_quality_gates(QualityGatesRequest(from_run=request.run_dir, **facts))
-    diagnosis = diagnose_failure(DiagnoseFailureRequest(from_run=request.run_dir)) if run.kind == "classification" else None
+    diagnosis = (
+        diagnose_failure(DiagnoseFailureRequest(from_run=request.run_dir)) if run.kind == "classification" else None
+    )
     score, score_missing = None, None
     try:
-        score = score_distillation(ScoreDistillationRequest(from_run=request.run_dir, **({"alpha": request.alpha} if request.alpha is not None else {}),
-                                                            **({"min_student_accuracy": request.min_student_accuracy}
-                                                               if request.min_student_accuracy is not None else {})))
+        score = score_distillation(
+            ScoreDistillationRequest(
+                from_run=request.run_dir,
+                **({"alpha": request.alpha} if request.alpha is not None else {}),
+                **(
+                    {"min_student_accuracy": request.min_student_accuracy}
+                    if request.min_student_accuracy is not None
+                    else {}
+                ),
+            )
+        )
     except InputError as exc:
         score_missing = str(exc)
     assert gates.run_evidence is not None
-    evidence = _merged([part.run_evidence for part in (gates, diagnosis, score) if part is not None and part.run_evidence is not None])
+    evidence = _merged(
+        [part.run_evidence for part in (gates, diagnosis, score) if part is not None and part.run_evidence is not None]
+    )
     blockers: list[str] = []
     conditions: list[str] = []
     not_applicable = set(rules["generation"]["not_applicable_gates"]) if run.kind == "generation" else set()
@@ -187,11 +263,15 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
         if comparison.verdict == "scratch_better":
             blockers.append(f"baseline: {comparison.statement}; ship the from-scratch student instead")
         elif comparison.verdict == "no_gain_shown":
-            conditions.append(f"baseline: {comparison.statement}; distillation's gain is not shown, so either student may ship")
+            conditions.append(
+                f"baseline: {comparison.statement}; distillation's gain is not shown, so either student may ship"
+            )
     if score is not None and request.min_student_accuracy is not None and score.ranking is None:
         student_accuracy = run.model("student").get("accuracy")
         if isinstance(student_accuracy, (int, float)) and student_accuracy < request.min_student_accuracy:
-            blockers.append(f"student accuracy {student_accuracy:.4f} is below the floor {request.min_student_accuracy:g}")
+            blockers.append(
+                f"student accuracy {student_accuracy:.4f} is below the floor {request.min_student_accuracy:g}"
+            )
     checks: list[GenerationCheck] = []
     samples: list[dict[str, str]] = []
     if run.kind == "generation":
@@ -201,13 +281,26 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
                 text = f"{check.id}: {check.metric} {check.value:g} against {check.threshold:g} ({check.why})"
                 (blockers if check.severity == "block" else conditions).append(text)
         samples = [dict(s) for s in run.evidence["samples"][: int(rules["limits"]["max_samples_shown"])]]
-    decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
+    decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = (
+        "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
+    )
     return ReleaseCheckResponse(
-        decision=decision, summary=_summary(decision, run, blockers, conditions, score, comparison, checks), blockers=blockers,
-        conditions=conditions, kind=run.kind, run_evidence=evidence, diagnosis=diagnosis, gates=gates, score=score,
-        score_missing=score_missing, baseline_comparison=comparison, generation_checks=checks, samples=samples,
+        decision=decision,
+        summary=_summary(decision, run, blockers, conditions, score, comparison, checks),
+        blockers=blockers,
+        conditions=conditions,
+        kind=run.kind,
+        run_evidence=evidence,
+        diagnosis=diagnosis,
+        gates=gates,
+        score=score,
+        score_missing=score_missing,
+        baseline_comparison=comparison,
+        generation_checks=checks,
+        samples=samples,
         warnings=[*(diagnosis.warnings if diagnosis else []), *gates.warnings, *(score.warnings if score else [])],
-        missing_inputs=gates.missing_inputs, next_steps=[] if decision == "ship" else steps("distill"),
+        missing_inputs=gates.missing_inputs,
+        next_steps=[] if decision == "ship" else steps("distill"),
         references=[_REF, "references/quality-gates.md", "references/failure-modes.md"],
     )
 
@@ -217,28 +310,47 @@ def _merged(parts: list[RunEvidence]) -> RunEvidence:
     filled = {v.field: v for part in parts for v in part.filled}
     missing = {m.field: m for part in parts for m in part.missing if m.field not in filled}
     overridden = sorted({name for part in parts for name in part.overridden})
-    return RunEvidence(run_dir=parts[0].run_dir, kind=parts[0].kind, filled=list(filled.values()), overridden=overridden,
-                       missing=list(missing.values()))
+    return RunEvidence(
+        run_dir=parts[0].run_dir,
+        kind=parts[0].kind,
+        filled=list(filled.values()),
+        overridden=overridden,
+        missing=list(missing.values()),
+    )
 
 
-def _summary(decision: str, run: Any, blockers: list[str], conditions: list[str], score: ScoreDistillationResponse | None,
-             comparison: BaselineComparison | None, checks: list[GenerationCheck]) -> str:
+def _summary(
+    decision: str,
+    run: Any,
+    blockers: list[str],
+    conditions: list[str],
+    score: ScoreDistillationResponse | None,
+    comparison: BaselineComparison | None,
+    checks: list[GenerationCheck],
+) -> str:
     """One paragraph a person can act on: the verdict, the run's headline numbers, then the reasons."""
     head = {"ship": "Ship.", "ship_with_conditions": "Ship with conditions.", "do_not_ship": "Do not ship."}[decision]
     if run.kind == "classification":
         s, t = run.model("student"), run.model("teacher")
-        numbers = (f"The student ({s.get('params', '?'):,} parameters, {t.get('params', 0) / max(1, s.get('params', 1)):.1f}x smaller than the "
-                   f"teacher) reaches accuracy {s.get('accuracy', float('nan')):.4f} (teacher {t.get('accuracy', float('nan')):.4f}), "
-                   f"ECE {s.get('ece', float('nan')):.3f} (teacher {t.get('ece', float('nan')):.3f}), "
-                   f"{s.get('latency_ms_batch1', float('nan')):.3f} ms per sample at batch 1 on {s.get('device', '?')}")
+        nan = float("nan")
+        ratio = t.get("params", 0) / max(1, s.get("params", 1))
+        numbers = (
+            f"The student ({s.get('params', 0):,} parameters, {ratio:.1f}x smaller than the teacher) reaches accuracy "
+            f"{s.get('accuracy', nan):.4f} (teacher {t.get('accuracy', nan):.4f}), "
+            f"ECE {s.get('ece', nan):.3f} (teacher {t.get('ece', nan):.3f}), "
+            f"{s.get('latency_ms_batch1', nan):.3f} ms per sample at batch 1 on {s.get('device', '?')}"
+        )
         if comparison is not None:
             numbers += f"; {comparison.statement}"
     else:
         held, models = run.evidence["heldout"], run.evidence["models"]
-        numbers = (f"The student ({models['student_params']:,} parameters, {models['teacher_params'] / max(1, models['student_params']):.1f}x smaller) "
-                   f"has held-out NLL {held['student_nll_per_token']:.3f} per token against the teacher's {held['teacher_nll_per_token']:.3f}, "
-                   f"token KL {held['token_kl_teacher_to_student']:.3f}, greedy agreement {held['greedy_next_token_agreement']:.3f} "
-                   f"over {held['n_tokens']:,} tokens")
+        ratio = models["teacher_params"] / max(1, models["student_params"])
+        numbers = (
+            f"The student ({models['student_params']:,} parameters, {ratio:.1f}x smaller) has held-out NLL "
+            f"{held['student_nll_per_token']:.3f} per token against the teacher's {held['teacher_nll_per_token']:.3f}, "
+            f"token KL {held['token_kl_teacher_to_student']:.3f}, "
+            f"greedy agreement {held['greedy_next_token_agreement']:.3f} over {held['n_tokens']:,} tokens"
+        )
     if score is not None:
         numbers += f"; DS {score.score:.4f} at the plan's alpha"
     reasons = ""

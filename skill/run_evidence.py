@@ -91,7 +91,9 @@ def _json(root: Path, folder: str, name: str) -> dict[str, Any]:
     try:
         value = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(FIELD, f"{folder}/{name} is damaged: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+        raise InputError(
+            FIELD, f"{folder}/{name} is damaged: not valid JSON ({str(exc).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(value, dict):
         raise InputError(FIELD, f"{folder}/{name} is damaged: a JSON object was expected")
     return value
@@ -104,9 +106,13 @@ def _config(root: Path, folder: str) -> dict[str, tuple[Any, str]]:
     for candidate in (folder, str(Path(folder).parent)):
         if _exists(root, candidate, "config.yaml"):
             try:
-                raw = yaml.safe_load(_read(root, candidate, "config.yaml", int(_limits()["max_config_bytes"])).decode("utf-8"))
+                raw = yaml.safe_load(
+                    _read(root, candidate, "config.yaml", int(_limits()["max_config_bytes"])).decode("utf-8")
+                )
             except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                raise InputError(FIELD, f"{candidate}/config.yaml is damaged: {str(exc).splitlines()[0][:120]}") from None
+                raise InputError(
+                    FIELD, f"{candidate}/config.yaml is damaged: {str(exc).splitlines()[0][:120]}"
+                ) from None
             except InputError:
                 if candidate == folder:
                     raise
@@ -131,8 +137,11 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             expanded = sum(member.file_size for member in archive.infolist())
         if expanded > int(limits["max_predictions_uncompressed_bytes"]):
-            raise InputError(FIELD, f"{shown} expands to {expanded / 2**20:.0f} MiB; at most "
-                             f"{int(limits['max_predictions_uncompressed_bytes']) // 2**20} MiB")
+            raise InputError(
+                FIELD,
+                f"{shown} expands to {expanded / 2**20:.0f} MiB; at most "
+                f"{int(limits['max_predictions_uncompressed_bytes']) // 2**20} MiB",
+            )
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except InputError:
@@ -142,18 +151,29 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
         raise InputError(FIELD, f"{shown} is damaged ({reason}); rerun the recipe's evaluation to rewrite it") from None
     for key in ("labels", "student_probs"):
         if key not in arrays:
-            raise InputError(FIELD, f"{shown} is damaged: it lacks {key!r} (has {', '.join(sorted(arrays)) or 'nothing'})")
+            raise InputError(
+                FIELD, f"{shown} is damaged: it lacks {key!r} (has {', '.join(sorted(arrays)) or 'nothing'})"
+            )
     labels = arrays["labels"]
     n = len(labels) if labels.ndim == 1 else -1
     if n < 1 or labels.dtype.kind not in "iu":
-        raise InputError(FIELD, f"{shown} is damaged: labels must be a non-empty 1-D integer array, got {labels.dtype} {labels.shape}")
+        raise InputError(
+            FIELD,
+            f"{shown} is damaged: labels must be a non-empty 1-D integer array, got {labels.dtype} {labels.shape}",
+        )
     if n > int(raw_limits["max_samples"]):
-        raise InputError(FIELD, f"{shown} holds {n} rows; at most {raw_limits['max_samples']} (failure_modes.yaml raw_limits)")
+        raise InputError(
+            FIELD, f"{shown} holds {n} rows; at most {raw_limits['max_samples']} (failure_modes.yaml raw_limits)"
+        )
     width = None
     for key in [k for k in arrays if k.endswith("_probs")]:
         probs = arrays[key]
         if probs.ndim != 2 or len(probs) != n or probs.dtype.kind != "f" or probs.shape[1] < 2:
-            raise InputError(FIELD, f"{shown} is damaged: {key} must be float rows x classes for {n} labels, got {probs.dtype} {probs.shape}")
+            raise InputError(
+                FIELD,
+                f"{shown} is damaged: {key} must be float rows x classes for {n} labels, "
+                f"got {probs.dtype} {probs.shape}",
+            )
         if width is not None and probs.shape[1] != width:
             raise InputError(FIELD, f"{shown} is damaged: {key} has {probs.shape[1]} classes, student_probs {width}")
         width = probs.shape[1]
@@ -162,7 +182,11 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
     if "groups" in arrays and (arrays["groups"].ndim != 1 or len(arrays["groups"]) != n):
         raise InputError(FIELD, f"{shown} is damaged: groups must hold one entry per label ({n})")
     if width is not None and n * width * 2 > int(raw_limits["max_values"]):
-        raise InputError(FIELD, f"{shown} holds {n} x {width} probabilities per model; at most {raw_limits['max_values']} values for two models")
+        raise InputError(
+            FIELD,
+            f"{shown} holds {n} x {width} probabilities per model; "
+            f"at most {raw_limits['max_values']} values for two models",
+        )
     return arrays
 
 
@@ -171,27 +195,55 @@ def read_run(raw: str) -> Run:
     root, folder = _root_and_dir(raw)
     if _exists(root, folder, "generation_evidence.json"):
         document = _json(root, folder, "generation_evidence.json")
-        return Run(folder, "generation", _config(root, folder), check_generation(document, f"{folder}/generation_evidence.json"))
+        return Run(
+            folder,
+            "generation",
+            _config(root, folder),
+            check_generation(document, f"{folder}/generation_evidence.json"),
+        )
     if not _exists(root, folder, "evidence.json"):
-        raise InputError(FIELD, f"{raw!r} holds neither evidence.json (a torchrun run) nor generation_evidence.json (a TRL run); "
-                         "give the run's --output-dir, after the run finished")
+        raise InputError(
+            FIELD,
+            f"{raw!r} holds neither evidence.json (a torchrun run) nor generation_evidence.json (a TRL run); "
+            "give the run's --output-dir, after the run finished",
+        )
     document = _json(root, folder, "evidence.json")
     if document.get("kind") != "classification" or document.get("schema_version") != 1:
-        raise InputError(FIELD, f"{folder}/evidence.json is not a schema_version 1 classification evidence file "
-                         f"(kind {document.get('kind')!r}, schema_version {document.get('schema_version')!r})")
-    return Run(folder, "classification", _config(root, folder), document, _predictions(root, folder, document.get("classes")))
+        raise InputError(
+            FIELD,
+            f"{folder}/evidence.json is not a schema_version 1 classification evidence file "
+            f"(kind {document.get('kind')!r}, schema_version {document.get('schema_version')!r})",
+        )
+    return Run(
+        folder, "classification", _config(root, folder), document, _predictions(root, folder, document.get("classes"))
+    )
 
 
 def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
     """generation_evidence.json in exactly its documented shape (schema_version 1); names the first wrong key."""
+
     def bad(where: str, what: str) -> InputError:
         return InputError(FIELD, f"{shown} is damaged: {where} {what}")
 
-    if document.get("kind") != "generation" or document.get("schema_version") != get_rules().release["generation"]["schema_version"]:
-        raise bad("kind/schema_version", f"must be 'generation'/1, got {document.get('kind')!r}/{document.get('schema_version')!r}")
-    shapes = {"heldout": {"n_sequences": int, "n_tokens": int, "student_nll_per_token": float, "teacher_nll_per_token": float,
-                          "token_kl_teacher_to_student": float, "greedy_next_token_agreement": float},
-              "models": {"student_params": int, "teacher_params": int, "student_bytes": int, "teacher_bytes": int}}
+    if (
+        document.get("kind") != "generation"
+        or document.get("schema_version") != get_rules().release["generation"]["schema_version"]
+    ):
+        raise bad(
+            "kind/schema_version",
+            f"must be 'generation'/1, got {document.get('kind')!r}/{document.get('schema_version')!r}",
+        )
+    shapes = {
+        "heldout": {
+            "n_sequences": int,
+            "n_tokens": int,
+            "student_nll_per_token": float,
+            "teacher_nll_per_token": float,
+            "token_kl_teacher_to_student": float,
+            "greedy_next_token_agreement": float,
+        },
+        "models": {"student_params": int, "teacher_params": int, "student_bytes": int, "teacher_bytes": int},
+    }
     for section, keys in shapes.items():
         block = document.get(section)
         if not isinstance(block, dict):
@@ -200,12 +252,17 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
             value = block.get(key)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or (kind is int and not isinstance(value, int)) or not math.isfinite(value) or value < 0:
-                raise bad(f"{section}.{key}", f"must be a finite non-negative {'integer' if kind is int else 'number'}, got {value!r}")
+                raise bad(
+                    f"{section}.{key}",
+                    f"must be a finite non-negative {'integer' if kind is int else 'number'}, got {value!r}",
+                )
     if not 0 <= document["heldout"]["greedy_next_token_agreement"] <= 1:
         raise bad("heldout.greedy_next_token_agreement", "must lie in [0, 1]")
     samples = document.get("samples")
-    if not isinstance(samples, list) or not all(isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("prompt", "teacher", "student"))
-                                                for s in samples):
+    if not isinstance(samples, list) or not all(
+        isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("prompt", "teacher", "student"))
+        for s in samples
+    ):
         raise bad("samples", "must be a list of {prompt, teacher, student} strings")
     return document
 
@@ -214,21 +271,31 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
 
 
 def _setting(run: Run, key: str) -> Any:
     return run.settings.get(key, (None, ""))[0]
 
 
-def diagnose_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+def diagnose_values(
+    run: Run, given: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """(values, source per field, reason per field the run cannot supply) for kd_diagnose_failure."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     missing = {"student_finds_edge_cases": NOT_FROM_A_RUN, "feedback_to_teacher": NOT_FROM_A_RUN}
     if run.kind == "generation":
         reason = "a generation run has no classes; generation_evidence.json is checked by release-check instead"
-        return {}, {}, {f: reason for f in ("labels", "student_probs", "teacher_probs", "size_accuracy_curve", "groups")}
+        return (
+            {},
+            {},
+            {f: reason for f in ("labels", "student_probs", "teacher_probs", "size_accuracy_curve", "groups")},
+        )
     arrays = run.arrays
     values["labels"] = arrays["labels"].astype(int).tolist()
     values["student_probs"] = arrays["student_probs"].astype(float).tolist()
@@ -242,31 +309,43 @@ def diagnose_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict
         values["groups"] = [str(g) for g in arrays["groups"].tolist()]
         source["groups"] = "predictions.npz groups"
     else:
-        missing["groups"] = "the run saved no groups; export with engine_options.groups naming a .npz array or .csv column"
-    if (run.evidence.get("predictions") or {}).get("sampled"):  # the arrays are a sample: per-class numbers from the whole test set
+        missing["groups"] = (
+            "the run saved no groups; export with engine_options.groups naming a .npz array or .csv column"
+        )
+    if (run.evidence.get("predictions") or {}).get(
+        "sampled"
+    ):  # the arrays are a sample: per-class numbers from the whole test set
         student = run.model("student")
         for name in ("per_class_accuracy", "class_support"):
             if isinstance(student.get(name), dict):
                 values[name] = student[name]
                 source[name] = f"evidence.json models.student.{name} (whole test set; predictions.npz holds a sample)"
-    temperature = _number(_setting(run, "distill.temperature")) or _number((run.evidence.get("settings") or {}).get("temperature"))
+    temperature = _number(_setting(run, "distill.temperature")) or _number(
+        (run.evidence.get("settings") or {}).get("temperature")
+    )
     if temperature is not None:
         values["training_temperature"] = temperature
         source["training_temperature"] = "config.yaml distill.temperature"
     curve = [p for p in run.evidence.get("size_accuracy_curve") or [] if isinstance(p, dict)]
     if len({p.get("params") for p in curve}) >= 2:
         values["size_accuracy_curve"] = [{"params": p["params"], "accuracy": p["accuracy"]} for p in curve]
-        source["size_accuracy_curve"] = "evidence.json size_accuracy_curve (" + ", ".join(f"{p.get('name')} {p.get('params')}" for p in curve) + ")"
+        source["size_accuracy_curve"] = (
+            "evidence.json size_accuracy_curve (" + ", ".join(f"{p.get('name')} {p.get('params')}" for p in curve) + ")"
+        )
     else:
         missing["size_accuracy_curve"] = "the run trained one student size; rerun train.py with --student-sizes W1,W2"
     return values, source, missing
 
 
-def score_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+def score_values(
+    run: Run, given: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """alpha from the plan, sizes in parameters and accuracies from evidence.json, for kd_score_distillation."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
-    missing: dict[str, str] = {"min_student_accuracy": "the accuracy floor is a requirement, not a measurement; pass it"}
+    missing: dict[str, str] = {
+        "min_student_accuracy": "the accuracy floor is a requirement, not a measurement; pass it"
+    }
     alpha = _number(_setting(run, "release.alpha"))
     if alpha is not None:
         values["alpha"] = alpha
@@ -276,7 +355,10 @@ def score_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[st
     if run.kind == "generation":
         models = run.evidence["models"]
         values.update(teacher_size=models["teacher_params"], student_size=models["student_params"])
-        source.update(teacher_size="generation_evidence.json models.teacher_params", student_size="generation_evidence.json models.student_params")
+        source.update(
+            teacher_size="generation_evidence.json models.teacher_params",
+            student_size="generation_evidence.json models.student_params",
+        )
         reason = "a generation run measures NLL and agreement, not accuracy; pass your task's accuracy to score it"
         missing.update(teacher_accuracy=reason, student_accuracy=reason)
         return values, source, missing
@@ -301,14 +383,27 @@ def _temperature_tuned(run: Run) -> tuple[bool | None, str]:
     return None, ""
 
 
-def gates_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+def gates_values(
+    run: Run, given: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """Every gate input a run can show; per-class thresholds and calibration come from the diagnosis of the same run,
     the distillation score at the caller's alpha when one is given."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
-    missing = {name: NOT_FROM_A_RUN for name in ("bias_monitoring", "edge_case_monitoring", "robustness_suite", "rollback_plan",
-                                                  "degradation_alerts", "cascade_evaluated", "latency_budget_ms", "memory_budget_mb",
-                                                  "accuracy_target")}
+    missing = {
+        name: NOT_FROM_A_RUN
+        for name in (
+            "bias_monitoring",
+            "edge_case_monitoring",
+            "robustness_suite",
+            "rollback_plan",
+            "degradation_alerts",
+            "cascade_evaluated",
+            "latency_budget_ms",
+            "memory_budget_mb",
+            "accuracy_target",
+        )
+    }
     score, score_source, score_missing = score_values(run)
     if "alpha" in score:
         values["alpha"], source["alpha"] = score["alpha"], score_source["alpha"]
@@ -321,8 +416,16 @@ def gates_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[st
     if alpha is not None and {"teacher_size", "student_size", "teacher_accuracy", "student_accuracy"} <= set(score):
         from skill.metrics import distillation_score
 
-        values["distillation_score"] = round(distillation_score(alpha, score["student_size"], score["teacher_size"],
-                                                                score["student_accuracy"], score["teacher_accuracy"])[0], 6)
+        values["distillation_score"] = round(
+            distillation_score(
+                alpha,
+                score["student_size"],
+                score["teacher_size"],
+                score["student_accuracy"],
+                score["teacher_accuracy"],
+            )[0],
+            6,
+        )
         at = "your alpha" if "alpha" in (given or {}) else "release.alpha"
         source["distillation_score"] = f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies"
     else:
@@ -332,7 +435,11 @@ def gates_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[st
         t_params, s_params, s_bytes = models["teacher_params"], models["student_params"], models["student_bytes"]
         file = "generation_evidence.json"
     else:
-        t_params, s_params, s_bytes = run.model("teacher").get("params"), run.model("student").get("params"), run.model("student").get("bytes")
+        t_params, s_params, s_bytes = (
+            run.model("teacher").get("params"),
+            run.model("student").get("params"),
+            run.model("student").get("bytes"),
+        )
         file = "evidence.json"
     if _number(t_params) and _number(s_params):
         values["compression_ratio"] = max(1.0, t_params / s_params)
@@ -344,14 +451,28 @@ def gates_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[st
     values["multi_agent"] = False
     source["multi_agent"] = f"one teacher, one student (config.yaml distill.topology {topology or 'teacher_student'})"
     if run.kind == "generation":
-        missing.update({name: "does not apply to a generation run (release.yaml generation.not_applicable_gates)"
-                        for name in ("stratified_validation", "per_class_thresholds_met", "temperature", "temperature_tuned",
-                                     "calibration_validated", "capacity_analysis_done", "latency_ms", "accuracy")})
+        missing.update(
+            {
+                name: "does not apply to a generation run (release.yaml generation.not_applicable_gates)"
+                for name in (
+                    "stratified_validation",
+                    "per_class_thresholds_met",
+                    "temperature",
+                    "temperature_tuned",
+                    "calibration_validated",
+                    "capacity_analysis_done",
+                    "latency_ms",
+                    "accuracy",
+                )
+            }
+        )
         return values, source, missing
     student = run.model("student")
     if _number(student.get("latency_ms_batch1")) is not None:
         values["latency_ms"] = student["latency_ms_batch1"]
-        source["latency_ms"] = f"evidence.json models.student.latency_ms_batch1 (batch 1, on {student.get('device', 'the run device')})"
+        source["latency_ms"] = (
+            f"evidence.json models.student.latency_ms_batch1 (batch 1, on {student.get('device', 'the run device')})"
+        )
     if _number(student.get("accuracy")) is not None:
         values["accuracy"], source["accuracy"] = student["accuracy"], "evidence.json models.student.accuracy"
     temperature = _number(_setting(run, "distill.temperature"))
@@ -377,16 +498,24 @@ def gates_values(run: Run, given: dict[str, Any] | None = None) -> tuple[dict[st
     calibration = findings["temperature_blindness"]
     if calibration.status != "not_evaluated":
         values["calibration_validated"] = calibration.status == "clear"
-        source["calibration_validated"] = f"temperature_blindness {calibration.status}: student against teacher ECE and error confidence"
+        source["calibration_validated"] = (
+            f"temperature_blindness {calibration.status}: student against teacher ECE and error confidence"
+        )
     if findings["capacity_cliff"].status != "not_evaluated":
         values["capacity_analysis_done"] = True
         source["capacity_analysis_done"] = "size_accuracy_curve of --student-sizes, checked for a cliff"
     else:
-        missing["capacity_analysis_done"] = "the run trained one student size; rerun train.py with --student-sizes W1,W2"
+        missing["capacity_analysis_done"] = (
+            "the run trained one student size; rerun train.py with --student-sizes W1,W2"
+        )
     return values, source, missing
 
 
-FILLERS = {"DiagnoseFailureRequest": diagnose_values, "ScoreDistillationRequest": score_values, "QualityGatesRequest": gates_values}
+FILLERS = {
+    "DiagnoseFailureRequest": diagnose_values,
+    "ScoreDistillationRequest": score_values,
+    "QualityGatesRequest": gates_values,
+}
 
 
 def apply_run(request: Request) -> tuple[Request, RunEvidence | None]:
@@ -411,9 +540,12 @@ def apply_run(request: Request) -> tuple[Request, RunEvidence | None]:
     except ValidationError as exc:
         raise InputError(FIELD, f"{run.shown}: {describe_validation_error(exc)}") from None
     report = RunEvidence(
-        run_dir=run.shown, kind=run.kind,
+        run_dir=run.shown,
+        kind=run.kind,
         filled=[RunValue(field=k, source=source.get(k, run.shown)) for k in values if k not in given],
         overridden=overridden,
-        missing=[MissingInput(field=k, effect=reason) for k, reason in missing.items() if k not in given and k not in values],
+        missing=[
+            MissingInput(field=k, effect=reason) for k, reason in missing.items() if k not in given and k not in values
+        ],
     )
     return filled, report

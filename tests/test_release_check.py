@@ -28,16 +28,32 @@ from tests.mcp_helpers import text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_GENERATION = {
-    "kind": "generation", "schema_version": 1,
-    "heldout": {"n_sequences": 64, "n_tokens": 5120, "student_nll_per_token": 2.31, "teacher_nll_per_token": 2.05,
-                "token_kl_teacher_to_student": 0.21, "greedy_next_token_agreement": 0.71},
-    "samples": [{"prompt": f"Q{i}: what is {i} + {i}?", "teacher": f"{2 * i}", "student": f"{2 * i}"} for i in range(5)],
-    "models": {"student_params": 124_000_000, "teacher_params": 1_500_000_000, "student_bytes": 248_000_000, "teacher_bytes": 3_000_000_000},
+    "kind": "generation",
+    "schema_version": 1,
+    "heldout": {
+        "n_sequences": 64,
+        "n_tokens": 5120,
+        "student_nll_per_token": 2.31,
+        "teacher_nll_per_token": 2.05,
+        "token_kl_teacher_to_student": 0.21,
+        "greedy_next_token_agreement": 0.71,
+    },
+    "samples": [
+        {"prompt": f"Q{i}: what is {i} + {i}?", "teacher": f"{2 * i}", "student": f"{2 * i}"} for i in range(5)
+    ],
+    "models": {
+        "student_params": 124_000_000,
+        "teacher_params": 1_500_000_000,
+        "student_bytes": 248_000_000,
+        "teacher_bytes": 3_000_000_000,
+    },
 }
 
 
 def _cli(*args: str, cwd: Path = ROOT, timeout: float = 120) -> tuple[int, dict | None, str, str]:
-    proc = subprocess.run([sys.executable, "-m", "skill", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "skill", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
     try:
         data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
     except ValueError:
@@ -46,7 +62,7 @@ def _cli(*args: str, cwd: Path = ROOT, timeout: float = 120) -> tuple[int, dict 
 
 
 def _generation_run(folder: Path, **changes: object) -> Path:
-    """A TRL run folder holding generation_evidence.json in the documented shape, with `changes` applied ('a.b' keys)."""
+    """A TRL run folder with generation_evidence.json in the documented shape, `changes` applied ('a.b' keys)."""
     document = json.loads(json.dumps(GOOD_GENERATION))
     for key, value in changes.items():
         *path, last = key.split(".")
@@ -72,20 +88,39 @@ def test_a_generation_run_is_checked_with_the_gates_that_fit_generation(tmp_path
     assert data["kind"] == "generation" and data["diagnosis"] is None
     checks = {c["id"]: c for c in data["generation_checks"]}
     ratio = float(np.exp(2.31 - 2.05))
-    assert checks["perplexity_ratio"]["value"] == pytest.approx(ratio, abs=1e-5) and checks["perplexity_ratio"]["status"] == "pass"
-    assert checks["token_kl"]["status"] == checks["greedy_agreement"]["status"] == checks["heldout_tokens"]["status"] == "pass"
+    assert (
+        checks["perplexity_ratio"]["value"] == pytest.approx(ratio, abs=1e-5)
+        and checks["perplexity_ratio"]["status"] == "pass"
+    )
+    assert (
+        checks["token_kl"]["status"]
+        == checks["greedy_agreement"]["status"]
+        == checks["heldout_tokens"]["status"]
+        == "pass"
+    )
     # the classification-only gates are not conditions of a generation release; the deployment facts still are
     not_applicable = get_rules().release["generation"]["not_applicable_gates"]
     assert not any(g in c for c in data["conditions"] for g in not_applicable)
-    assert any("robustness_suite" in c for c in data["conditions"]) and not any("rollback_plan" in c for c in data["conditions"])
-    assert data["decision"] == "ship_with_conditions" and "0.710" in data["summary"] and "12.1x smaller" in data["summary"]
-    assert "accuracy" in data["score_missing"] and len(data["samples"]) == get_rules().release["limits"]["max_samples_shown"]
+    assert any("robustness_suite" in c for c in data["conditions"]) and not any(
+        "rollback_plan" in c for c in data["conditions"]
+    )
+    assert (
+        data["decision"] == "ship_with_conditions" and "0.710" in data["summary"] and "12.1x smaller" in data["summary"]
+    )
+    assert (
+        "accuracy" in data["score_missing"]
+        and len(data["samples"]) == get_rules().release["limits"]["max_samples_shown"]
+    )
     filled = {v["field"]: v["source"] for v in data["run_evidence"]["filled"]}
-    assert filled["compression_ratio"].startswith("generation_evidence.json") and filled["memory_mb"].startswith("generation_evidence.json")
+    assert filled["compression_ratio"].startswith("generation_evidence.json") and filled["memory_mb"].startswith(
+        "generation_evidence.json"
+    )
 
 
 def test_a_generation_student_far_from_its_teacher_is_not_shipped(tmp_path):
-    run = _generation_run(tmp_path / "llm", **{"heldout.token_kl_teacher_to_student": 1.7, "heldout.greedy_next_token_agreement": 0.31})
+    run = _generation_run(
+        tmp_path / "llm", **{"heldout.token_kl_teacher_to_student": 1.7, "heldout.greedy_next_token_agreement": 0.31}
+    )
     code, data, _, err = _cli("release-check", "--run-dir", str(run))
     assert code == 0, err
     assert data["decision"] == "do_not_ship"
@@ -95,26 +130,58 @@ def test_a_generation_student_far_from_its_teacher_is_not_shipped(tmp_path):
 
 def test_every_gate_settled_and_every_check_passed_ships_and_a_blown_budget_does_not(tmp_path):
     run = _generation_run(tmp_path / "llm")
-    facts = ["--bias-monitoring", "true", "--edge-case-monitoring", "true", "--robustness-suite", "true", "--cascade-evaluated", "true",
-             "--rollback-plan", "true", "--degradation-alerts", "true", "--latency-ms", "35", "--latency-budget-ms", "50",
-             "--accuracy", "0.8", "--accuracy-target", "0.75"]
+    facts = [
+        "--bias-monitoring",
+        "true",
+        "--edge-case-monitoring",
+        "true",
+        "--robustness-suite",
+        "true",
+        "--cascade-evaluated",
+        "true",
+        "--rollback-plan",
+        "true",
+        "--degradation-alerts",
+        "true",
+        "--latency-ms",
+        "35",
+        "--latency-budget-ms",
+        "50",
+        "--accuracy",
+        "0.8",
+        "--accuracy-target",
+        "0.75",
+    ]
     code, data, _, err = _cli("release-check", str(run), *facts, "--memory-budget-mb", "512")
     assert code == 0, err
-    assert data["decision"] == "ship" and data["blockers"] == data["conditions"] == [] and data["summary"].startswith("Ship.")
-    assert "latency_ms" not in {m["field"] for m in data["run_evidence"]["missing"]}  # the caller measured it; a TRL run has none
-    code, data, _, err = _cli("release-check", str(run), *facts, "--memory-budget-mb", "100")  # the student's 248 MB weights
+    assert (
+        data["decision"] == "ship"
+        and data["blockers"] == data["conditions"] == []
+        and data["summary"].startswith("Ship.")
+    )
+    assert "latency_ms" not in {
+        m["field"] for m in data["run_evidence"]["missing"]
+    }  # the caller measured it; a TRL run has none
+    code, data, _, err = _cli(
+        "release-check", str(run), *facts, "--memory-budget-mb", "100"
+    )  # the student's 248 MB weights
     assert code == 0, err
-    assert data["decision"] == "do_not_ship" and [b.split(" (")[0] for b in data["blockers"]] == ["gate budgets_met fails"]
+    assert data["decision"] == "do_not_ship" and [b.split(" (")[0] for b in data["blockers"]] == [
+        "gate budgets_met fails"
+    ]
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"heldout.n_tokens": None}, "heldout.n_tokens"),
-    ({"heldout.student_nll_per_token": "2.3"}, "heldout.student_nll_per_token"),
-    ({"heldout.greedy_next_token_agreement": 1.5}, "greedy_next_token_agreement"),
-    ({"models.student_params": 1.5}, "models.student_params"),
-    ({"schema_version": 2}, "schema_version"),
-    ({"samples": [{"prompt": "p", "teacher": "t"}]}, "samples"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"heldout.n_tokens": None}, "heldout.n_tokens"),
+        ({"heldout.student_nll_per_token": "2.3"}, "heldout.student_nll_per_token"),
+        ({"heldout.greedy_next_token_agreement": 1.5}, "greedy_next_token_agreement"),
+        ({"models.student_params": 1.5}, "models.student_params"),
+        ({"schema_version": 2}, "schema_version"),
+        ({"samples": [{"prompt": "p", "teacher": "t"}]}, "samples"),
+    ],
+)
 def test_generation_evidence_in_another_shape_is_refused_in_one_line(tmp_path, change, words):
     run = _generation_run(tmp_path / "llm", **change)
     code, data, _, err = _cli("release-check", str(run))
@@ -140,17 +207,24 @@ def test_over_mcp_a_run_folder_must_lie_under_the_data_root(tmp_path):
             names = {t.name for t in (await client.list_tools()).tools}
             good = await client.call_tool("kd_release_check", {"run_dir": "runs/llm"})
             gates = await client.call_tool("kd_check_quality_gates", {"from_run": "runs/llm", "rollback_plan": True})
-            bad = [await client.call_tool(tool, {key: path}) for tool, key in (("kd_release_check", "run_dir"), ("kd_score_distillation", "from_run"))
-                   for path in ("../elsewhere", str(tmp_path / "elsewhere"))]
+            bad = [
+                await client.call_tool(tool, {key: path})
+                for tool, key in (("kd_release_check", "run_dir"), ("kd_score_distillation", "from_run"))
+                for path in ("../elsewhere", str(tmp_path / "elsewhere"))
+            ]
             return names, good, gates, bad
 
     names, good, gates, bad = anyio.run(go)
     assert "kd_release_check" in names
     assert not good.is_error and good.structured_content["decision"] == "ship_with_conditions"
     assert not gates.is_error and gates.structured_content["run_evidence"]["overridden"] == []
-    assert "rollback_plan" not in {m["field"] for m in gates.structured_content["run_evidence"]["missing"]}  # given by the caller
+    assert "rollback_plan" not in {
+        m["field"] for m in gates.structured_content["run_evidence"]["missing"]
+    }  # given by the caller
     for result in bad:
-        assert result.is_error and ("outside the allowed root" in text_of(result) or "'..'" in text_of(result)), text_of(result)
+        assert result.is_error and ("outside the allowed root" in text_of(result) or "'..'" in text_of(result)), (
+            text_of(result)
+        )
 
 
 def test_a_csv_group_column_is_evidence_not_a_feature(tmp_path):
@@ -182,7 +256,14 @@ STUDENT_HIDDEN = 24  # 1,810 parameters on digits; widths 22 and 20 are within 1
 def _train(recipe: Path, *args: str, processes: int = 1) -> Path:
     launcher = [*TORCHRUN, "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*launcher, str(recipe / "train.py"), "--cpu", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [*launcher, str(recipe / "train.py"), "--cpu", *args],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return recipe / "run"
 
@@ -193,7 +274,15 @@ def digits_run(tmp_path_factory) -> Path:
     from skill.export.request import ExportRequest
 
     root = tmp_path_factory.mktemp("release")
-    export_recipe(ExportRequest(data="digits", output_dir=str(root / "recipe"), teacher_epochs=15, epochs=30, student_hidden=[STUDENT_HIDDEN]))
+    export_recipe(
+        ExportRequest(
+            data="digits",
+            output_dir=str(root / "recipe"),
+            teacher_epochs=15,
+            epochs=30,
+            student_hidden=[STUDENT_HIDDEN],
+        )
+    )
     return _train(root / "recipe", "--baseline", "--student-sizes", "20,22", processes=2)
 
 
@@ -202,34 +291,80 @@ def test_the_run_writes_its_evidence(digits_run):
     evidence = json.loads((digits_run / "evidence.json").read_text())
     metrics = json.loads((digits_run / "metrics.json").read_text())
     with np.load(digits_run / "predictions.npz", allow_pickle=False) as arrays:
-        labels, student, teacher, scratch = (arrays[k] for k in ("labels", "student_probs", "teacher_probs", "baseline_probs"))
-    assert len(labels) == evidence["test_rows"] == metrics["student"]["test_rows"] and not evidence["predictions"]["sampled"]
-    assert student.shape == teacher.shape == scratch.shape == (len(labels), 10) and np.allclose(student.sum(1), 1, atol=1e-5)
+        labels, student, teacher, scratch = (
+            arrays[k] for k in ("labels", "student_probs", "teacher_probs", "baseline_probs")
+        )
+    assert (
+        len(labels) == evidence["test_rows"] == metrics["student"]["test_rows"]
+        and not evidence["predictions"]["sampled"]
+    )
+    assert student.shape == teacher.shape == scratch.shape == (len(labels), 10) and np.allclose(
+        student.sum(1), 1, atol=1e-5
+    )
     # per-class accuracy in evidence.json (all-reduced over both ranks) is what the saved predictions give
     s = evidence["models"]["student"]
     for c, accuracy in s["per_class_accuracy"].items():
         rows = labels == int(c)
-        assert s["class_support"][c] == rows.sum() and accuracy == pytest.approx((student[rows].argmax(1) == int(c)).mean())
-    assert s["accuracy"] == pytest.approx(metrics["student"]["accuracy"]) == pytest.approx((student.argmax(1) == labels).mean())
+        assert s["class_support"][c] == rows.sum() and accuracy == pytest.approx(
+            (student[rows].argmax(1) == int(c)).mean()
+        )
+    assert (
+        s["accuracy"]
+        == pytest.approx(metrics["student"]["accuracy"])
+        == pytest.approx((student.argmax(1) == labels).mean())
+    )
     assert s["params"] == 64 * 24 + 24 + 24 * 10 + 10 and s["bytes"] == 4 * s["params"]
-    assert evidence["models"]["teacher"]["params"] == metrics["teacher"]["params"] and s["latency_ms_batch1"] > 0 and s["throughput_per_s"] > 0
-    assert [p["params"] for p in evidence["size_accuracy_curve"]] == [1810, 1510, 1660]  # the student, then widths 20 and 22
+    assert (
+        evidence["models"]["teacher"]["params"] == metrics["teacher"]["params"]
+        and s["latency_ms_batch1"] > 0
+        and s["throughput_per_s"] > 0
+    )
+    assert [p["params"] for p in evidence["size_accuracy_curve"]] == [
+        1810,
+        1510,
+        1660,
+    ]  # the student, then widths 20 and 22
 
 
 @pytest.mark.slow
 def test_release_check_on_the_digits_run(digits_run):
-    code, data, _, err = _cli("release-check", str(digits_run), "--latency-budget-ms", "50", "--memory-budget-mb", "1",
-                              "--accuracy-target", "0.5")
+    code, data, _, err = _cli(
+        "release-check",
+        str(digits_run),
+        "--latency-budget-ms",
+        "50",
+        "--memory-budget-mb",
+        "1",
+        "--accuracy-target",
+        "0.5",
+    )
     assert code == 0, err
     findings = {f["id"]: f for f in data["diagnosis"]["findings"]}
     assert findings["accuracy_mirage"]["status"] in ("detected", "clear")
-    assert any(e["metric"].startswith("minority_class_accuracy[") for e in findings["accuracy_mirage"]["evidence"])  # per-class evidence
+    assert any(
+        e["metric"].startswith("minority_class_accuracy[") for e in findings["accuracy_mirage"]["evidence"]
+    )  # per-class evidence
     cliff = findings["capacity_cliff"]
-    assert cliff["status"] in ("detected", "clear")  # evaluated on the three sizes (pairs without a drop leave no evidence row)
+    assert cliff["status"] in (
+        "detected",
+        "clear",
+    )  # evaluated on the three sizes (pairs without a drop leave no evidence row)
     assert {e["metric"] for e in cliff["evidence"]} <= {"1810->1660 params", "1810->1510 params", "1660->1510 params"}
     filled = {v["field"]: v["source"] for v in data["run_evidence"]["filled"]}
-    for field in ("latency_ms", "memory_mb", "accuracy", "compression_ratio", "per_class_thresholds_met", "calibration_validated",
-                  "capacity_analysis_done", "size_accuracy_curve", "labels", "student_probs", "teacher_probs", "alpha"):
+    for field in (
+        "latency_ms",
+        "memory_mb",
+        "accuracy",
+        "compression_ratio",
+        "per_class_thresholds_met",
+        "calibration_validated",
+        "capacity_analysis_done",
+        "size_accuracy_curve",
+        "labels",
+        "student_probs",
+        "teacher_probs",
+        "alpha",
+    ):
         assert field in filled, field
     budgets = next(g for g in data["gates"]["gates"] if g["id"] == "budgets_met")
     assert budgets["status"] == "pass"  # a 1,810-parameter MLP: well under 50 ms and 1 MB, and above 0.5
@@ -255,10 +390,17 @@ def test_from_run_fills_the_tools_and_the_callers_numbers_win(digits_run):
     assert next(g for g in gates["gates"] if g["id"] == "distillation_score")["status"] == "pass"
     ds = next(t for t in gates["rule_trace"] if t["field"] == "distillation_score")
     assert ds["value"] == pytest.approx(expected, abs=1e-6)  # the score at the caller's alpha, not the plan's
-    assert {v["field"] for v in data["run_evidence"]["filled"]} == {"teacher_size", "teacher_accuracy", "student_size", "student_accuracy"}
+    assert {v["field"] for v in data["run_evidence"]["filled"]} == {
+        "teacher_size",
+        "teacher_accuracy",
+        "student_size",
+        "student_accuracy",
+    }
     code, data, _, err = _cli("diagnose", "--from-run", str(digits_run), "--training-temperature", "1")
     assert code == 0, err
-    assert data["run_evidence"]["overridden"] == ["training_temperature"] and "trained_at_t1" in {w["id"] for w in data["warnings"]}
+    assert data["run_evidence"]["overridden"] == ["training_temperature"] and "trained_at_t1" in {
+        w["id"] for w in data["warnings"]
+    }
     assert data["metrics"]["n_samples"] == evidence["test_rows"]
     assert {m["field"] for m in data["run_evidence"]["missing"]} >= {"groups", "student_finds_edge_cases"}
 
@@ -280,26 +422,49 @@ def test_a_collapsed_class_is_caught_as_an_accuracy_mirage(tmp_path):
     train = train[y[train] != 3]
     data = tmp_path / "no_threes.npz"
     groups = np.where(X[test][:, 36] > 8, "dark_centre", "light_centre")  # a property of each test image
-    np.savez(data, X_train=(X[train] / 16).astype(np.float32), y_train=y[train], X_test=(X[test] / 16).astype(np.float32), y_test=y[test],
-             groups_test=groups)
+    np.savez(
+        data,
+        X_train=(X[train] / 16).astype(np.float32),
+        y_train=y[train],
+        X_test=(X[test] / 16).astype(np.float32),
+        y_test=y[test],
+        groups_test=groups,
+    )
     recipe = tmp_path / "recipe"
-    export_recipe(ExportRequest(data=str(data), output_dir=str(recipe), teacher_epochs=10, epochs=20, student_hidden=[24],
-                                engine_options={"groups": "groups_test"}))
+    export_recipe(
+        ExportRequest(
+            data=str(data),
+            output_dir=str(recipe),
+            teacher_epochs=10,
+            epochs=20,
+            student_hidden=[24],
+            engine_options={"groups": "groups_test"},
+        )
+    )
     config = (recipe / "config.yaml").read_text()
-    (recipe / "config.yaml").write_text(config.replace("max_prediction_rows:\n    value: 20000", "max_prediction_rows:\n    value: 200"))
+    (recipe / "config.yaml").write_text(
+        config.replace("max_prediction_rows:\n    value: 20000", "max_prediction_rows:\n    value: 200")
+    )
     run = _train(recipe)
     evidence = json.loads((run / "evidence.json").read_text())
     with np.load(run / "predictions.npz", allow_pickle=False) as arrays:
-        assert len(arrays["labels"]) == 200 and evidence["predictions"]["sampled"] and evidence["test_rows"] == len(test)
+        assert (
+            len(arrays["labels"]) == 200 and evidence["predictions"]["sampled"] and evidence["test_rows"] == len(test)
+        )
         assert set(arrays["groups"].tolist()) == {"dark_centre", "light_centre"}
-    assert evidence["models"]["student"]["per_class_accuracy"]["3"] == 0 and evidence["models"]["student"]["class_support"]["3"] > 0
+    assert (
+        evidence["models"]["student"]["per_class_accuracy"]["3"] == 0
+        and evidence["models"]["student"]["class_support"]["3"] > 0
+    )
     code, report, _, err = _cli("release-check", str(run))
     assert code == 0, err
     mirage = next(f for f in report["diagnosis"]["findings"] if f["id"] == "accuracy_mirage")
     assert mirage["status"] == "detected" and "class 3 reaches 0.000" in mirage["diagnosis"]
     filled = {v["field"]: v["source"] for v in report["run_evidence"]["filled"]}
     assert "whole test set" in filled["per_class_accuracy"] and filled["groups"] == "predictions.npz groups"
-    assert next(f for f in report["diagnosis"]["findings"] if f["id"] == "bias_amplification")["status"] != "not_evaluated"
+    assert (
+        next(f for f in report["diagnosis"]["findings"] if f["id"] == "bias_amplification")["status"] != "not_evaluated"
+    )
     assert not any(w["id"] == "raw_and_summary_mixed" for w in report["warnings"])  # one run's numbers, not a mix
     assert report["decision"] == "do_not_ship" and any(b.startswith("accuracy_mirage:") for b in report["blockers"])
     stratified = next(g for g in report["gates"]["gates"] if g["id"] == "stratified_validation")
@@ -327,8 +492,13 @@ def test_a_damaged_or_oversized_predictions_file_gets_one_line(digits_run, tmp_p
     with (huge / "predictions.npz").open("wb") as handle:  # sparse: past the limit without writing it
         handle.truncate(get_rules().release["limits"]["max_predictions_bytes"] + 1)
     missing = folder("missing")
-    cases = [(truncated, "is damaged"), (pickled, "is damaged"), (wrong, "student_probs must be float rows x classes for 3 labels"),
-             (huge, "MiB; at most"), (missing, "predictions.npz")]
+    cases = [
+        (truncated, "is damaged"),
+        (pickled, "is damaged"),
+        (wrong, "student_probs must be float rows x classes for 3 labels"),
+        (huge, "MiB; at most"),
+        (missing, "predictions.npz"),
+    ]
     for run, words in cases:
         for args in (["release-check", str(run)], ["diagnose", "--from-run", str(run)]):
             code, _, _, err = _cli(*args)

@@ -75,7 +75,7 @@ class Config:
     distill_rkd_distance_weight: float = 1.0
     distill_rkd_angle_weight: float = 2.0
     distill_hint_loss_weight: float = 1.0
-    distill_cascade_threshold: float | None = None  # serving only: train.py records it, the student trains as response KD
+    distill_cascade_threshold: float | None = None  # serving only: the student trains as response KD
     distill_teacher_cache: bool = False
     train_epochs: int = 120
     train_global_batch_size: int = 64  # over all processes and accumulation steps: the same path for 1 or N
@@ -96,11 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--config", type=Path, default=HERE / "config.yaml")
     p.add_argument("--output-dir", type=Path, default=None,
-                   help="Where checkpoints, student.safetensors, metrics.json and the evidence go (default: run/ beside train.py)")
+                   help="Where checkpoints, the student, metrics.json and the evidence go (default: run/ here)")
     p.add_argument("--epochs", type=int, default=None, help="Student epochs (overrides train.epochs)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="Epochs when the teacher is trained here first")
-    p.add_argument("--accumulation-steps", type=int, default=None, help="Micro-batches per optimizer step (overrides train.accumulation_steps)")
-    p.add_argument("--baseline", action="store_true", default=None, help="Also train a from-scratch student (same budget)")
+    p.add_argument("--accumulation-steps", type=int, default=None, help="Micro-batches per optimizer step")
+    p.add_argument("--baseline", action="store_true", default=None, help="Also train a from-scratch student")
     p.add_argument("--student-sizes", default=None, metavar="W1,W2",
                    help="Also distil students of these first-layer widths (same settings) for the capacity curve")
     p.add_argument("--no-resume", action="store_true", help="Ignore existing checkpoints and start over")
@@ -117,8 +117,9 @@ def build_model(role: str, cfg: Config, features: int, classes: int, hidden: lis
     if kind in ("mlp", "cnn"):
         side = int(round(features**0.5))
         if kind == "cnn" and side * side != features:
-            raise RecipeError(f"{role}.model", f"cnn needs square single-channel images; the data has {features} features")
-        return nets.build(kind, features, hidden or getattr(cfg, f"{role}_hidden"), classes, side if kind == "cnn" else None)
+            raise RecipeError(f"{role}.model", f"cnn needs square one-channel images; the data has {features} features")
+        hidden = hidden or getattr(cfg, f"{role}_hidden")
+        return nets.build(kind, features, hidden, classes, side if kind == "cnn" else None)
     model = import_object(kind, f"{role}.model")()
     if not isinstance(model, nn.Module):
         raise RecipeError(f"{role}.model", f"{kind} returned {type(model).__name__}, not a torch.nn.Module")
@@ -156,7 +157,8 @@ def distill_loss(cfg: Config, logits: torch.Tensor, feat: torch.Tensor | None, p
     if cfg.distill_method == "relation":  # on features when the nets return them, else on logits
         s, t = (feat if feat is not None else logits), (t_feat if t_feat is not None else t_logits)
         if cfg.distill_relation_loss == "rkd":
-            loss = loss + cfg.distill_rkd_distance_weight * losses.rkd_distance(s, t) + cfg.distill_rkd_angle_weight * losses.rkd_angle(s, t)
+            loss = loss + cfg.distill_rkd_distance_weight * losses.rkd_distance(s, t)
+            loss = loss + cfg.distill_rkd_angle_weight * losses.rkd_angle(s, t)
         else:
             loss = loss + cfg.distill_sp_weight * losses.similarity_preserving(s, t)
     elif cfg.distill_method == "feature" and projected is not None and t_feat is not None:
@@ -197,15 +199,16 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
     ckpt = run.out / f"checkpoint-{phase}.pt"
     state: dict[str, Any] = {"epoch": 0, "loss_history": [], "epoch_seconds": [], "shards": []}
     if run.resume and ckpt.is_file():
-        saved = torch.load(ckpt, map_location=env.device, weights_only=True)  # tensors and plain values only, never code
+        saved = torch.load(ckpt, map_location=env.device, weights_only=True)  # tensors and plain values, never code
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         state = saved["state"]
-        log(env, f"[{phase}] resumed from {ckpt.name} at epoch {state['epoch']}", {"phase": phase, "event": "resumed", "epoch": state["epoch"]}, run.out)
+        log(env, f"[{phase}] resumed from {ckpt.name} at epoch {state['epoch']}",
+            {"phase": phase, "event": "resumed", "epoch": state["epoch"]}, run.out)
     resumed_from = int(state["epoch"])
     # drop_last: every rank gets the same number of rows, so no rank waits at an all-reduce the others skip
-    sampler = DistributedSampler(run.train, num_replicas=env.world, rank=env.rank, shuffle=True, seed=cfg.train_seed, drop_last=True)
+    sampler = DistributedSampler(run.train, env.world, env.rank, shuffle=True, seed=cfg.train_seed, drop_last=True)
     loader = Batches(run.train, sampler, micro, cfg.train_workers, env.cuda)
     for epoch in range(resumed_from, epochs):
         t0 = time.perf_counter()
@@ -214,18 +217,21 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
         if epoch == resumed_from:  # once per run and phase: enough to show the split, cheap for any size
             shards = shard_record(env, sampler, epoch, len(run.train))  # type: ignore[arg-type]
             state["shards"].append(shards)
-            log(env, f"[{phase}] epoch {epoch} shards: rows {shards['rank_rows']} sha256 {shards['rank_sha256']} overlap {shards['overlap']}",
+            log(env, f"[{phase}] epoch {epoch} shards: rows {shards['rank_rows']} sha256 {shards['rank_sha256']} "
+                f"overlap {shards['overlap']}",
                 {"phase": phase, "event": "shards", **shards}, run.out)
         ddp.train()
         if teacher is not None:
             teacher.model.eval()  # frozen: batch-norm statistics and dropout stay as trained
-        loss_sum, seen = torch.zeros((), dtype=torch.float64, device=env.device), 0  # summed on the device: no sync per step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)  # summed on the device: no sync per step
+        seen = 0
         steps = -(-len(loader) // accum)
         for i, (x, y, index) in enumerate(loader):
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
-            group_size = accum if i // accum < steps - 1 else len(loader) - (steps - 1) * accum  # the last step may be short
+            group_size = accum if i // accum < steps - 1 else len(loader) - (steps - 1) * accum  # the last may be short
             last_in_group = (i + 1) % accum == 0 or i + 1 == len(loader)
-            sync = contextlib.nullcontext() if last_in_group or env.world == 1 else ddp.no_sync()  # all-reduce once per step
+            # all-reduce once per optimizer step, not once per micro-batch
+            sync = contextlib.nullcontext() if last_in_group or env.world == 1 else ddp.no_sync()
             with sync:
                 with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                     logits, feat, projected = ddp(x)
@@ -246,11 +252,14 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
         state["epoch"] = epoch + 1
         state["loss_history"].append(total_loss / max(total_seen, 1))
         state["epoch_seconds"].append(seconds)
-        log(env, f"[{phase}] epoch {epoch + 1}/{epochs} loss {state['loss_history'][-1]:.4f} ({seconds:.2f} s, {int(total_seen)} samples)",
-            {"phase": phase, "event": "epoch", "epoch": epoch + 1, "loss": state["loss_history"][-1], "seconds": seconds,
-             "samples": int(total_seen)}, run.out)
+        loss_now = state["loss_history"][-1]
+        rows = int(total_seen)
+        log(env, f"[{phase}] epoch {epoch + 1}/{epochs} loss {loss_now:.4f} ({seconds:.2f} s, {rows} samples)",
+            {"phase": phase, "event": "epoch", "epoch": epoch + 1, "loss": loss_now, "seconds": seconds,
+             "samples": rows}, run.out)
         if env.main:
-            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "state": state}
+            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                       "state": state}
             atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
         env.barrier()  # nobody runs ahead of a checkpoint that is still being written
     model.eval()
@@ -260,26 +269,29 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
 # ---- setup -------------------------------------------------------------------------------------
 
 
-def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, np.ndarray | None, nn.Module, nn.Module, int, int]:
+def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn.Module, nn.Module, int, int]:
     """Everything that can fail on a bad setting, before any process group exists (so no rank hangs)."""
     sizes = None
     if args.student_sizes is not None:
         try:
             sizes = [int(w) for w in str(args.student_sizes).split(",") if w.strip()]
         except ValueError:
-            raise RecipeError("--student-sizes", f"{args.student_sizes!r} is not a comma-separated list of widths") from None
-    cfg = load_config(Config, args.config, {"train_epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "train_baseline": args.baseline,
-                                    "train_accumulation_steps": args.accumulation_steps, "train_student_sizes": sizes})
-    world, accum, batch = int(os.environ.get("WORLD_SIZE", 1)), cfg.train_accumulation_steps, cfg.train_global_batch_size
+            raise RecipeError("--student-sizes", f"{args.student_sizes!r} is not a list of widths like 8,16") from None
+    flags = {"train_epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "train_baseline": args.baseline,
+             "train_accumulation_steps": args.accumulation_steps, "train_student_sizes": sizes}
+    cfg = load_config(Config, args.config, flags)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    accum, batch = cfg.train_accumulation_steps, cfg.train_global_batch_size
     if cfg.train_epochs < 1 or accum < 1:
         raise RecipeError("train.epochs" if cfg.train_epochs < 1 else "train.accumulation_steps", "must be at least 1")
     if batch % (world * accum):
-        raise RecipeError("train.global_batch_size", f"{batch} is not divisible by {world} processes x {accum} accumulation steps")
-    train, test, groups = load_data(cfg.data_source, HERE, cfg.data_label_column, cfg.data_groups, cfg.data_test_fraction, cfg.train_seed)
+        raise RecipeError("train.global_batch_size", f"{batch} is not divisible by {world} processes x {accum} steps")
+    train, test, groups = load_data(cfg.data_source, HERE, cfg.data_label_column, cfg.data_groups,
+                                    cfg.data_test_fraction, cfg.train_seed)
     features, classes = data_shape(train, cfg.data_num_classes)
     if len(train) < world or len(test) == 0:  # type: ignore[arg-type]
-        raise RecipeError("data.source", f"{len(train)} training rows for {world} processes and {len(test)} test rows; "  # type: ignore[arg-type]
-                          "need at least one row per process and a test set")
+        rows = f"{len(train)} training rows for {world} processes and {len(test)} test rows"  # type: ignore[arg-type]
+        raise RecipeError("data.source", f"{rows}; need at least one row per process and a test set")
     torch.manual_seed(cfg.train_seed)
     teacher = build_model("teacher", cfg, features, classes)
     torch.manual_seed(cfg.train_seed)
@@ -288,14 +300,17 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, np.ndar
         probe_outputs(role, model, train, classes)
     t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
     if s_params > t_params:
-        raise RecipeError("student.model", f"the student has {s_params:,} parameters, more than the teacher's {t_params:,}; distil into a smaller model")
+        raise RecipeError("student.model", f"the student has {s_params:,} parameters, more than the teacher's "
+                          f"{t_params:,}; distil into a smaller model")
     if cfg.train_student_sizes:
         if cfg.student_model not in ("mlp", "cnn"):
-            raise RecipeError("--student-sizes", f"sizes runner-net students ('mlp', 'cnn'); student.model is {cfg.student_model!r}")
+            raise RecipeError("--student-sizes", f"sizes runner-net students ('mlp', 'cnn'), not {cfg.student_model!r}")
         for width in cfg.train_student_sizes:
-            params = evidence.size_of(build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width)))["params"]
+            other = build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width))
+            params = evidence.size_of(other)["params"]
             if width < 1 or params > t_params:
-                raise RecipeError("--student-sizes", f"width {width} gives {params:,} parameters; a student needs 1 to {t_params:,} (the teacher's)")
+                raise RecipeError("--student-sizes", f"width {width} gives {params:,} parameters; "
+                                  f"a student needs 1 to {t_params:,} (the teacher's)")
     if cfg.teacher_weights:
         load_weights(teacher, HERE / cfg.teacher_weights, "teacher.weights")  # relative to this folder; absolute stays
     return cfg, train, test, groups, teacher, student, features, classes
@@ -309,7 +324,7 @@ def teacher_phase(run: Run, teacher: nn.Module) -> dict[str, Any] | None:
     if file.is_file() and run.resume and not (run.out / "checkpoint-teacher.pt").is_file():
         load_weights(teacher, file, "teacher.weights")  # trained elsewhere and copied here
         return {"loaded_from": file.name}
-    torch.manual_seed(run.cfg.train_seed)  # trains, continues an interrupted teacher, or just reloads its last checkpoint
+    torch.manual_seed(run.cfg.train_seed)  # trains, continues an interrupted teacher, or reloads its last checkpoint
     record = fit(run, "teacher", Distiller(teacher), run.cfg.teacher_epochs, None)
     if run.env.main:
         save_weights(teacher, file)
@@ -338,15 +353,20 @@ def train_all(run: Run, teacher: nn.Module, student: nn.Module) -> tuple[dict[st
     if (record := teacher_phase(run, teacher)) is not None:
         phases["teacher"] = record
     teacher.to(env.device).eval()
-    cached = cache_teacher_logits(env, teacher, run.train, run.out, cfg.train_global_batch_size) if cfg.distill_teacher_cache else None
+    # deterministic inputs: one teacher pass cached to disk replaces a teacher forward every step
+    cached = None
+    if cfg.distill_teacher_cache:
+        cached = cache_teacher_logits(env, teacher, run.train, run.out, cfg.train_global_batch_size)
     signal = TeacherSignal(teacher, cached)
-    phases["student"] = fit(run, "student", Distiller(student, regressor_for(run, student, teacher)), cfg.train_epochs, signal)
+    distiller = Distiller(student, regressor_for(run, student, teacher))
+    phases["student"] = fit(run, "student", distiller, cfg.train_epochs, signal)
     models = {"teacher": teacher, "student": student}
     # the capacity curve: more widths, each distilled from the same teacher with the same settings and seed
     for width in cfg.train_student_sizes or []:
         torch.manual_seed(cfg.train_seed)
         other = build_model("student", cfg, run.features, run.classes, scaled_hidden(cfg.student_hidden, width))
-        phases[f"student-w{width}"] = fit(run, f"student-w{width}", Distiller(other, regressor_for(run, other, teacher)), cfg.train_epochs, signal)
+        phase = f"student-w{width}"
+        phases[phase] = fit(run, phase, Distiller(other, regressor_for(run, other, teacher)), cfg.train_epochs, signal)
         models[f"student-w{width}"] = other
     if cfg.train_baseline:
         torch.manual_seed(cfg.train_seed)  # the same initial weights and batch order as the distilled student
@@ -364,26 +384,30 @@ def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> di
     scored: dict[str, dict[str, Any]] = {}
     probs: dict[str, np.ndarray] = {}
     for name, model in models.items():
-        scored[name], kept = evidence.evaluate(env, model, run.test, cfg.train_global_batch_size, cfg.eval_ece_bins, run.classes, keep)
+        scored[name], kept = evidence.evaluate(env, model, run.test, cfg.train_global_batch_size, cfg.eval_ece_bins,
+                                               run.classes, keep)
         if kept is not None and name in ("teacher", "student", "baseline"):
             probs[name] = kept
     sizes = {name: evidence.size_of(models[name])["params"] for name in ("teacher", "student")}
-    brief = {name: {"accuracy": m["accuracy"], "ece": m["ece"], "test_rows": m["test_rows"]} for name, m in scored.items()}
+    brief = {name: {k: m[k] for k in ("accuracy", "ece", "test_rows")} for name, m in scored.items()}
     metrics = {
         "world_size": env.world, "backend": env.backend, "device": env.device.type, "losses_from": LOSSES_FROM,
         "global_batch_size": cfg.train_global_batch_size, "accumulation_steps": cfg.train_accumulation_steps,
-        "teacher": {"params": sizes["teacher"], **brief["teacher"]}, "student": {"params": sizes["student"], **brief["student"]},
+        "teacher": {"params": sizes["teacher"], **brief["teacher"]},
+        "student": {"params": sizes["student"], **brief["student"]},
         "baseline": brief.get("baseline"), "compression_ratio": sizes["teacher"] / sizes["student"], "phases": phases,
     }
     if "baseline" in scored:
         metrics["gain_points"] = (scored["student"]["accuracy"] - scored["baseline"]["accuracy"]) * 100
     if env.main:
         save_weights(models["student"], run.out / "student.safetensors")
-        atomic_write(run.out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=1), encoding="utf-8"))
-        evidence.write_run(run.out, run.test, keep, run.groups, scored, probs, models, env.device, cfg.eval_throughput_batch,
-                           {"groups": cfg.data_groups, "method": cfg.distill_method, "temperature": cfg.distill_temperature,
-                            "kd_loss_weight": cfg.distill_kd_loss_weight, "epochs": cfg.train_epochs,
-                            "student_sizes": cfg.train_student_sizes, "world_size": env.world})
+        text = json.dumps(metrics, indent=1)
+        atomic_write(run.out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        settings = {"groups": cfg.data_groups, "method": cfg.distill_method, "temperature": cfg.distill_temperature,
+                    "kd_loss_weight": cfg.distill_kd_loss_weight, "epochs": cfg.train_epochs,
+                    "student_sizes": cfg.train_student_sizes, "world_size": env.world}
+        evidence.write_run(run.out, run.test, keep, run.groups, scored, probs, models, env.device,
+                           cfg.eval_throughput_batch, settings)
     return metrics
 
 
@@ -402,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     env.barrier()
     run = Run(cfg, env, train, test, groups, features, classes, out, resume=not args.no_resume)
     t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
-    log(env, f"world {env.world} ({env.backend}, {env.device.type}); teacher {t_params:,} params, student {s_params:,}; losses from {LOSSES_FROM}",
-        {"event": "start", "world": env.world, "backend": env.backend, "teacher_params": t_params, "student_params": s_params}, out)
+    log(env, f"world {env.world} ({env.backend}, {env.device.type}); teacher {t_params:,} params, "
+        f"student {s_params:,}; losses from {LOSSES_FROM}",
+        {"event": "start", "world": env.world, "backend": env.backend, "teacher_params": t_params,
+         "student_params": s_params}, out)
     try:
         models, phases = train_all(run, teacher, student)
     except RecipeError as exc:  # the feature method on models that return no features
@@ -412,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
         return 2
     m = report(run, models, phases)
-    log(env, f"done: student accuracy {m['student']['accuracy']:.4f} ECE {m['student']['ece']:.4f}; teacher {m['teacher']['accuracy']:.4f}"
-        + (f"; scratch {m['baseline']['accuracy']:.4f}" if m["baseline"] else "") + f"; wrote {out}")
+    scratch = f"; scratch {m['baseline']['accuracy']:.4f}" if m["baseline"] else ""
+    log(env, f"done: student accuracy {m['student']['accuracy']:.4f} ECE {m['student']['ece']:.4f}; "
+        f"teacher {m['teacher']['accuracy']:.4f}{scratch}; wrote {out}")
     env.barrier()
     env.close()
     return 0

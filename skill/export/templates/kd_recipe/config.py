@@ -48,7 +48,9 @@ def load_config(config_class: type[C], path: Path, overrides: dict[str, Any]) ->
         for name, leaf in entries.items():
             field = f"{section}_{name}"
             if field not in hints:  # a typo in config.yaml would otherwise be ignored silently
-                raise RecipeError(f"{section}.{name}", f"is not a setting train.py knows; known: {', '.join(sorted(hints))}")
+                raise RecipeError(
+                    f"{section}.{name}", f"is not a setting train.py knows; known: {', '.join(sorted(hints))}"
+                )
             value = leaf["value"] if isinstance(leaf, dict) and "value" in leaf else leaf
             values[field] = _typed(f"{section}.{name}", value, hints[field])
     values.update({k: _typed(k, v, hints[k]) for k, v in overrides.items() if v is not None})

@@ -1,4 +1,4 @@
-"""The train and test splits as torch Datasets, from a .npz, a .csv or the user's factory, and the batches of one rank."""
+"""The train and test splits as torch Datasets (from a .npz, a .csv or the user's factory) and one rank's batches."""
 
 from __future__ import annotations
 
@@ -38,13 +38,14 @@ def _tensor_split(X: np.ndarray, y: np.ndarray, name: str) -> TensorDataset:
 
 
 def _class_order(value: str) -> tuple[bool, int, str]:
-    """Numeric labels in numeric order (2 before 10), as the quick distill maps them; text labels after, alphabetically."""
+    """Numeric labels in numeric order (2 before 10), as the quick distill maps them; text labels after, sorted."""
     numeric = value.lstrip("-").isdigit()
     return (not numeric, int(value) if numeric else 0, value)
 
 
-def _read_csv(path: Path, label_column: str | None, group_column: str | None, test_fraction: float,
-              seed: int) -> tuple[TensorDataset, TensorDataset, np.ndarray | None]:
+def _read_csv(
+    path: Path, label_column: str | None, group_column: str | None, test_fraction: float, seed: int
+) -> tuple[TensorDataset, TensorDataset, np.ndarray | None]:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     header, body = rows[0], rows[1:]
@@ -67,8 +68,9 @@ def _read_csv(path: Path, label_column: str | None, group_column: str | None, te
     return _tensor_split(X[train], y[train], "train"), _tensor_split(X[test], y[test], "test"), groups
 
 
-def load_data(source: str, here: Path, label_column: str | None, groups: str | None, test_fraction: float,
-              seed: int) -> tuple[Dataset, Dataset, np.ndarray | None]:
+def load_data(
+    source: str, here: Path, label_column: str | None, groups: str | None, test_fraction: float, seed: int
+) -> tuple[Dataset, Dataset, np.ndarray | None]:
     """(train, test, test groups or None): Datasets of (input, label), plus one group label per test row when named."""
     if ":" in source and not source.endswith((".npz", ".csv")):
         if groups is not None:
@@ -81,9 +83,15 @@ def load_data(source: str, here: Path, label_column: str | None, groups: str | N
     if path.suffix == ".csv":
         return _read_csv(path, label_column, groups, test_fraction, seed)
     with np.load(path, allow_pickle=False) as archive:  # plain arrays only: a pickle is code
-        missing = [k for k in ("X_train", "y_train", "X_test", "y_test", *([groups] if groups else [])) if k not in archive.files]
+        missing = [
+            k
+            for k in ("X_train", "y_train", "X_test", "y_test", *([groups] if groups else []))
+            if k not in archive.files
+        ]
         if missing:
-            raise RecipeError("data.groups" if missing == [groups] else "data.source", f"{path.name} lacks {', '.join(missing)}")
+            raise RecipeError(
+                "data.groups" if missing == [groups] else "data.source", f"{path.name} lacks {', '.join(missing)}"
+            )
         train = _tensor_split(archive["X_train"], archive["y_train"], "train")
         test = _tensor_split(archive["X_test"], archive["y_test"], "test")
         group_labels = np.asarray(archive[groups]).reshape(-1).astype(str) if groups else None
@@ -112,8 +120,11 @@ class Batches:
 
     def __init__(self, data: Dataset, sampler: DistributedSampler, batch: int, workers: int, pin: bool) -> None:
         self.data, self.sampler, self.batch = data, sampler, batch
-        self.loader = None if isinstance(data, TensorDataset) else DataLoader(
-            Indexed(data), batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin)
+        self.loader = (
+            None
+            if isinstance(data, TensorDataset)
+            else DataLoader(Indexed(data), batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin)
+        )
 
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch)

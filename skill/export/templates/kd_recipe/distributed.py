@@ -89,5 +89,10 @@ def shard_record(env: Dist, sampler: DistributedSampler, epoch: int, n: int) -> 
     if all(r is not None for r in everyone):
         seen = np.concatenate([np.asarray(r, np.int64) for r in everyone])
         overlap = int(len(seen) - len(np.unique(seen)))
-    return {"epoch": epoch, "rank_rows": env.gather(len(rows)), "rank_sha256": env.gather(digest), "overlap": overlap,
-            "dataset_rows": n}
+    return {
+        "epoch": epoch,
+        "rank_rows": env.gather(len(rows)),
+        "rank_sha256": env.gather(digest),
+        "overlap": overlap,
+        "dataset_rows": n,
+    }

@@ -28,8 +28,9 @@ def kept_rows(n: int, max_rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
 
 
-def evaluate(env: Dist, model: nn.Module, test: Dataset, batch: int, bins: int, classes: int,
-             keep: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
+def evaluate(
+    env: Dist, model: nn.Module, test: Dataset, batch: int, bins: int, classes: int, keep: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """Accuracy, ECE, per-class accuracy and support over the whole test set (each rank scores rows rank::world,
     the counts are all-reduced), plus the probabilities of the kept rows, gathered on rank 0 (None elsewhere)."""
     rows = np.arange(env.rank, len(test), env.world)  # type: ignore[arg-type]
@@ -47,7 +48,9 @@ def evaluate(env: Dist, model: nn.Module, test: Dataset, batch: int, bins: int, 
             probs = F.softmax(logits.float()[:, :classes], dim=1).cpu()
             conf, pred = probs.max(1)
             hit = (pred == y).double()
-            b = torch.clamp(torch.ceil(conf.double() * bins).long() - 1, 0, bins - 1)  # bin i holds (i/bins, (i+1)/bins]
+            b = torch.clamp(
+                torch.ceil(conf.double() * bins).long() - 1, 0, bins - 1
+            )  # bin i holds (i/bins, (i+1)/bins]
             table[0].index_add_(0, b, torch.ones_like(hit))
             table[1].index_add_(0, b, conf.double())
             table[2].index_add_(0, b, hit)
@@ -69,7 +72,9 @@ def evaluate(env: Dist, model: nn.Module, test: Dataset, batch: int, bins: int, 
         "accuracy": float(per_class[0].sum()) / count,
         "ece": float((table[0][filled] / count * gap).sum()),
         "test_rows": int(count),
-        "per_class_accuracy": {str(c): float(per_class[0, c] / per_class[1, c]) for c in range(classes) if per_class[1, c] > 0},
+        "per_class_accuracy": {
+            str(c): float(per_class[0, c] / per_class[1, c]) for c in range(classes) if per_class[1, c] > 0
+        },
         "class_support": {str(c): int(per_class[1, c]) for c in range(classes)},
         "error_confidence": wrong_conf / wrong_count if wrong_count else None,
     }
@@ -87,7 +92,10 @@ def evaluate(env: Dist, model: nn.Module, test: Dataset, batch: int, bins: int, 
 def size_of(model: nn.Module) -> dict[str, int]:
     """Parameters, and the bytes of parameters plus buffers (what a saved state dict holds)."""
     tensors = [*model.parameters(), *model.buffers()]
-    return {"params": sum(p.numel() for p in model.parameters()), "bytes": sum(t.numel() * t.element_size() for t in tensors)}
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "bytes": sum(t.numel() * t.element_size() for t in tensors),
+    }
 
 
 def speed(model: nn.Module, test: Dataset, batch: int, device: torch.device, repeats: int = 30) -> dict[str, Any]:
@@ -115,11 +123,17 @@ def speed(model: nn.Module, test: Dataset, batch: int, device: torch.device, rep
         latency = timed(one, repeats)
         timed(big, 2)
         per_batch = timed(big, max(3, repeats // 6))
-    return {"latency_ms_batch1": latency * 1000, "throughput_per_s": batch / per_batch, "throughput_batch": batch,
-            "device": str(device.type)}
+    return {
+        "latency_ms_batch1": latency * 1000,
+        "throughput_per_s": batch / per_batch,
+        "throughput_batch": batch,
+        "device": str(device.type),
+    }
 
 
-def write(out: Path, labels: np.ndarray, probs: dict[str, np.ndarray], groups: np.ndarray | None, summary: dict[str, Any]) -> None:
+def write(
+    out: Path, labels: np.ndarray, probs: dict[str, np.ndarray], groups: np.ndarray | None, summary: dict[str, Any]
+) -> None:
     """predictions.npz (labels, <model>_probs, groups) and evidence.json, each atomically; rank 0 only."""
     arrays: dict[str, np.ndarray] = {"labels": labels.astype(np.int64)}
     arrays.update({f"{name}_probs": p.astype(np.float32) for name, p in probs.items()})
@@ -135,11 +149,25 @@ def write(out: Path, labels: np.ndarray, probs: dict[str, np.ndarray], groups: n
     atomic_write(out / "evidence.json", lambda tmp: tmp.write_text(json.dumps(document, indent=1), encoding="utf-8"))
 
 
-def write_run(out: Path, test: Dataset, keep: np.ndarray, groups: np.ndarray | None, scored: dict[str, dict[str, Any]],
-              probs: dict[str, np.ndarray], models: dict[str, nn.Module | None], device: torch.device, batch: int,
-              settings: dict[str, Any]) -> None:
-    """Rank 0: predictions.npz and evidence.json (per-class accuracy, sizes, speed, the size curve) for the release check."""
-    labels = test.tensors[1][keep].numpy() if isinstance(test, TensorDataset) else np.array([int(test[int(i)][1]) for i in keep])
+def write_run(
+    out: Path,
+    test: Dataset,
+    keep: np.ndarray,
+    groups: np.ndarray | None,
+    scored: dict[str, dict[str, Any]],
+    probs: dict[str, np.ndarray],
+    models: dict[str, nn.Module | None],
+    device: torch.device,
+    batch: int,
+    settings: dict[str, Any],
+) -> None:
+    """Rank 0: predictions.npz and evidence.json (per-class accuracy, sizes, speed, the size curve) for the release
+    check."""
+    labels = (
+        test.tensors[1][keep].numpy()
+        if isinstance(test, TensorDataset)
+        else np.array([int(test[int(i)][1]) for i in keep])
+    )
     described: dict[str, Any] = {}
     for name, model in models.items():
         if model is None:
@@ -147,11 +175,27 @@ def write_run(out: Path, test: Dataset, keep: np.ndarray, groups: np.ndarray | N
         described[name] = {**scored[name], **size_of(model)}
         if name in ("teacher", "student", "baseline"):  # timed on this device; the curve's extra sizes are not
             described[name].update(speed(model, test, batch, device))
-    curve = [{"name": name, "params": described[name]["params"], "accuracy": described[name]["accuracy"]}
-             for name in described if name == "student" or name.startswith("student-w")]
-    write(out, labels, probs, groups[keep] if groups is not None else None, {
-        "test_rows": len(test), "classes": len(next(iter(probs.values()))[0]) if probs else None,  # type: ignore[arg-type]
-        "predictions": {"file": "predictions.npz", "rows": int(len(keep)), "sampled": bool(len(keep) < len(test)),  # type: ignore[arg-type]
-                        "groups": settings.get("groups")},
-        "models": described, "size_accuracy_curve": curve, "settings": settings,
-    })
+    curve = [
+        {"name": name, "params": described[name]["params"], "accuracy": described[name]["accuracy"]}
+        for name in described
+        if name == "student" or name.startswith("student-w")
+    ]
+    write(
+        out,
+        labels,
+        probs,
+        groups[keep] if groups is not None else None,
+        {
+            "test_rows": len(test),
+            "classes": len(next(iter(probs.values()))[0]) if probs else None,  # type: ignore[arg-type]
+            "predictions": {
+                "file": "predictions.npz",
+                "rows": int(len(keep)),
+                "sampled": bool(len(keep) < len(test)),  # type: ignore[arg-type]
+                "groups": settings.get("groups"),
+            },
+            "models": described,
+            "size_accuracy_curve": curve,
+            "settings": settings,
+        },
+    )

@@ -39,7 +39,12 @@ def probe_outputs(role: str, model: nn.Module, train: Dataset, classes: int) -> 
         with torch.no_grad():
             logits, _ = split_outputs(model.eval()(x))
     except Exception as exc:  # any failure of the user's forward on the data's shape
-        raise RecipeError(f"{role}.model", f"fails on one training input of shape {tuple(x.shape)}: {str(exc).splitlines()[0][:200]}") from exc
+        raise RecipeError(
+            f"{role}.model", f"fails on one training input of shape {tuple(x.shape)}: {str(exc).splitlines()[0][:200]}"
+        ) from exc
     model.train()
     if logits.dim() != 2 or logits.shape[1] < classes:
-        raise RecipeError(f"{role}.model", f"returns outputs of shape {tuple(logits.shape)}; expected (batch, {classes}) logits for {classes} classes")
+        raise RecipeError(
+            f"{role}.model",
+            f"returns outputs of shape {tuple(logits.shape)}; expected (batch, {classes}) logits for {classes} classes",
+        )
