@@ -171,6 +171,9 @@ def test_a_user_model_and_dataset_factory_train(recipe, two_processes, tmp_path)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr[-2000:]
         assert bad.stderr.startswith("train.py: error: student.model:") and words in bad.stderr
         folder.joinpath("config.yaml").write_text(config.replace(f"value: {student}", "value: user_kd_models:student"))
+    sized = _run([sys.executable, str(folder / "train.py"), "--student-sizes", "8", "--output-dir", str(tmp_path / "bad")], folder, env)
+    assert sized.returncode == 2 and sized.stderr.startswith("train.py: error: --student-sizes: sizes runner-net students")
+    assert len(sized.stderr.strip().splitlines()) == 1
     missing = _run([sys.executable, str(folder / "train.py")], folder, {"PYTHONPATH": ""})
     assert missing.returncode == 2 and "data.source: cannot import 'user_kd_models'" in missing.stderr
 

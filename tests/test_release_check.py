@@ -247,6 +247,33 @@ def test_a_csv_group_column_is_evidence_not_a_feature(tmp_path):
         data.load_data("t.csv", tmp_path, None, "region", 0.25, 0)
 
 
+def test_the_torchrun_export_records_what_the_release_check_reads(tmp_path):
+    """engine_options: alpha and its reason land in config.yaml's release section, groups and student sizes in the
+    settings train.py reads; options that cannot work are refused at export, naming engine_options."""
+    from skill.errors import InputError
+    from skill.export import export_recipe
+    from skill.export.request import ExportRequest
+
+    options = {"alpha": 0.7, "alpha_reason": "phone app", "student_sizes": [20, 22]}
+    answer = export_recipe(ExportRequest(data="digits", output_dir=str(tmp_path / "r"), engine_options=options))
+    settings = {s.name: s for s in answer.settings}
+    assert settings["release.alpha"].value == 0.7 and settings["release.alpha"].evidence == "set in the export request"
+    assert settings["release.alpha_reason"].value == "phone app" and settings["train.student_sizes"].value == [20, 22]
+    limits = get_rules().failure_modes["raw_limits"]
+    assert settings["eval.max_prediction_rows"].value == limits["max_samples"]
+    assert settings["eval.max_prediction_values"].value == limits["max_values"]
+    default = export_recipe(ExportRequest(data="digits", output_dir=str(tmp_path / "d")))
+    alpha = next(s for s in default.settings if s.name == "release.alpha")
+    balanced = next(b for b in get_rules().alpha["tree"] if "when" not in b)
+    assert alpha.value == balanced["alpha"] and alpha.evidence.startswith("alpha.yaml")
+    for bad, words in (({"groups": "g"}, "groups 'g' is read from a .npz array or a .csv column"),
+                       ({"colour": "red"}, "no engine options but groups, student_sizes, alpha, alpha_reason"),
+                       ({"student_sizes": [8, 16, 24, 32]}, "student_sizes")):
+        with pytest.raises(InputError, match="engine_options") as caught:
+            export_recipe(ExportRequest(data="digits", output_dir=str(tmp_path / "bad"), engine_options=bad))
+        assert words in str(caught.value)
+
+
 # ---- real runs of the exported torchrun recipe (slow) ------------------------------------------------
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
