@@ -233,7 +233,7 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
             "kind/schema_version",
             f"must be 'generation'/1, got {document.get('kind')!r}/{document.get('schema_version')!r}",
         )
-    shapes = {
+    shapes: dict[str, dict[str, type]] = {
         "heldout": {
             "n_sequences": int,
             "n_tokens": int,
@@ -250,8 +250,15 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
             raise bad(section, "must be an object")
         for key, kind in keys.items():
             value = block.get(key)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not number or (kind is int and not isinstance(value, int)) or not math.isfinite(value) or value < 0:
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or (kind is int and not isinstance(value, int))
+            ):
+                value_ok = False
+            else:
+                value_ok = math.isfinite(value) and value >= 0
+            if not value_ok:
                 raise bad(
                     f"{section}.{key}",
                     f"must be a finite non-negative {'integer' if kind is int else 'number'}, got {value!r}",

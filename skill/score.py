@@ -33,6 +33,7 @@ def _interpret(score: float, size_term: float, accuracy_term: float, alpha: floa
 
 def _floor_warnings(request: ScoreDistillationRequest, ranking: list[ScoredCandidate]) -> tuple[list[AdviceWarning], list[MissingInput]]:
     """The accuracy floor: who is below it, or, without one, whether DS picked a student that lost too much accuracy."""
+    assert request.teacher_accuracy is not None  # checked by score_distillation (from_run may have supplied it)
     floor = request.min_student_accuracy
     if floor is None:
         share = get_rules().score["low_accuracy_share"]
