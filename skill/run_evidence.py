@@ -78,11 +78,16 @@ def _read(root: Path, folder: str, name: str, max_bytes: int) -> bytes:
     from skill.paths import open_input
 
     shown = f"{folder.rstrip('/')}/{name}"
-    opened = open_input(shown, root, FIELD, max_bytes=max_bytes)
+    opened = open_input(shown, root, FIELD)
     with os.fdopen(opened.fd, "rb") as handle:
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:  # grew after the size check
-        raise InputError(FIELD, f"{shown} is larger than {max_bytes // 2**20} MiB; not a run's {name}")
+        size = os.fstat(handle.fileno()).st_size
+        data = handle.read(max_bytes + 1) if size <= max_bytes else b""
+    if size > max_bytes or len(data) > max_bytes:  # too large on disk, or grew while being read
+        raise InputError(
+            FIELD,
+            f"{shown} is too large: {max(size, len(data)):,} bytes, at most {max_bytes:,} "
+            "(release.yaml limits); not a file the recipe writes",
+        )
     return data
 
 

@@ -266,9 +266,11 @@ def test_the_torchrun_export_records_what_the_release_check_reads(tmp_path):
     alpha = next(s for s in default.settings if s.name == "release.alpha")
     balanced = next(b for b in get_rules().alpha["tree"] if "when" not in b)
     assert alpha.value == balanced["alpha"] and alpha.evidence.startswith("alpha.yaml")
-    for bad, words in (({"groups": "g"}, "groups 'g' is read from a .npz array or a .csv column"),
-                       ({"colour": "red"}, "no engine options but groups, student_sizes, alpha, alpha_reason"),
-                       ({"student_sizes": [8, 16, 24, 32]}, "student_sizes")):
+    for bad, words in (
+        ({"groups": "g"}, "groups 'g' is read from a .npz array or a .csv column"),
+        ({"colour": "red"}, "no engine options but groups, student_sizes, alpha, alpha_reason"),
+        ({"student_sizes": [8, 16, 24, 32]}, "student_sizes"),
+    ):
         with pytest.raises(InputError, match="engine_options") as caught:
             export_recipe(ExportRequest(data="digits", output_dir=str(tmp_path / "bad"), engine_options=bad))
         assert words in str(caught.value)
@@ -516,14 +518,15 @@ def test_a_damaged_or_oversized_predictions_file_gets_one_line(digits_run, tmp_p
     wrong = folder("wrong")
     np.savez(wrong / "predictions.npz", labels=np.arange(3), student_probs=np.ones((4, 10), np.float32) / 10)
     huge = folder("huge")
+    limit = get_rules().release["limits"]["max_predictions_bytes"]
     with (huge / "predictions.npz").open("wb") as handle:  # sparse: past the limit without writing it
-        handle.truncate(get_rules().release["limits"]["max_predictions_bytes"] + 1)
+        handle.truncate(limit + 1)
     missing = folder("missing")
     cases = [
         (truncated, "is damaged"),
         (pickled, "is damaged"),
         (wrong, "student_probs must be float rows x classes for 3 labels"),
-        (huge, "MiB; at most"),
+        (huge, f"is too large: {limit + 1:,} bytes, at most {limit:,}"),
         (missing, "predictions.npz"),
     ]
     for run, words in cases:
