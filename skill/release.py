@@ -359,5 +359,6 @@ def _summary(
         reasons += f" and {len(blockers) - 4} more." if len(blockers) > 4 else ""
     if conditions:
         names = [c.split(" (")[0].split(":")[0] for c in conditions]
+        names = ["no gain over the from-scratch student shown" if n == "baseline" else n for n in names]
         reasons += f" To settle before release ({len(conditions)}): " + "; ".join(names) + "."
     return f"{head} {numbers}.{reasons}"
