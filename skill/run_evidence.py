@@ -64,6 +64,9 @@ def _root_and_dir(raw: str) -> tuple[Path, str]:
         root = Path(os.environ.get("KD_DATA_ROOT") or os.getcwd())
     if root == ANYWHERE:
         return root, os.path.abspath(os.path.expanduser(raw))  # the CLI: relative to the working directory
+    from skill.paths import confine
+
+    confine(raw, root, FIELD, must_exist=False)  # outside the root: refused before anything there is even looked at
     return root, raw
 
 
