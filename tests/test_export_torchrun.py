@@ -198,7 +198,10 @@ def test_the_folder_trains_the_same_whatever_package_is_installed(recipe, tmp_pa
     assert str(tmp_path / "upgraded") in check.stdout  # the upgraded package is the one `import skill` finds
     installed = _run([sys.executable, str(recipe / "train.py"), *short, "--output-dir", str(tmp_path / "installed")], recipe, env)
     assert installed.returncode == 0, installed.stderr[-3000:]
-    a, b = _metrics(tmp_path / "hidden"), _metrics(tmp_path / "installed")
-    assert a["losses_from"] == b["losses_from"] == "kd_vendor/losses.py"
-    assert a["phases"]["student"]["loss_history"] == b["phases"]["student"]["loss_history"]
-    assert a["student"]["accuracy"] == b["student"]["accuracy"] and a["student"]["ece"] == b["student"]["ece"]
+    current = _run([sys.executable, str(recipe / "train.py"), *short, "--output-dir", str(tmp_path / "current")], recipe)
+    assert current.returncode == 0, current.stderr[-3000:]  # this package importable, as it is
+    a, b, c = _metrics(tmp_path / "hidden"), _metrics(tmp_path / "installed"), _metrics(tmp_path / "current")
+    assert a["losses_from"] == b["losses_from"] == c["losses_from"] == "kd_vendor/losses.py"
+    assert a["phases"]["student"]["loss_history"] == b["phases"]["student"]["loss_history"] == c["phases"]["student"]["loss_history"]
+    assert a["student"]["accuracy"] == b["student"]["accuracy"] == c["student"]["accuracy"]
+    assert a["student"]["ece"] == b["student"]["ece"] == c["student"]["ece"]
