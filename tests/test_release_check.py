@@ -237,6 +237,8 @@ def test_a_csv_group_column_is_evidence_not_a_feature(tmp_path):
         data = importlib.import_module("kd_recipe.data")
     finally:
         sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
+        for name in [m for m in sys.modules if m == "kd_recipe" or m.startswith("kd_recipe.")]:
+            del sys.modules[name]  # the module object stays usable; nothing else in this process sees the template
     rows = ["a,b,site,label"] + [f"{i},{i * 2},{'north' if i % 2 else 'south'},{i % 3}" for i in range(40)]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     train, test, groups = data.load_data("t.csv", tmp_path, None, "site", 0.25, 0)
