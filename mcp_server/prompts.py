@@ -15,4 +15,5 @@ Follow these steps, calling the tools of the knowledge-distillation server and s
 4. kd_run_quick_distill with the recommended method and topology (method "auto" asks step 2 itself) on the bundled data or the user's own, to see the gain over a from-scratch student and the calibration before spending real compute.
 5. kd_diagnose_failure on the result (the quick distill reports its own diagnosis; for the real model pass its per-class accuracy, error confidences, size/accuracy curve and parity ratios).
 6. kd_score_distillation with the chosen alpha, then kd_check_quality_gates; list every gate that is fail or unknown with its fix.
+7. After the full-scale run of kd_export_recipe's folder (with --baseline and --student-sizes), kd_release_check on the run folder: relay its decision and summary, ask the user for the deployment facts listed as conditions, and call it again with them.
 """

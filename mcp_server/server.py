@@ -24,7 +24,7 @@ def build_server(limits: Limits | None = None) -> MCPServer:
     """A fresh server instance (tests build their own; the CLI entry point builds one)."""
     limits = limits or limits_from_env()
     special = {"kd_run_quick_distill": lambda e: distill_tool(e, limits), "kd_export_recipe": lambda e: export_tool(e, limits)}
-    tools = [special.get(e["name"], advisory_tool)(e) for e in manifest.load()]
+    tools = [special.get(e["name"], lambda e: advisory_tool(e, limits))(e) for e in manifest.load()]
     server = MCPServer("knowledge-distillation", version=__version__, instructions=INSTRUCTIONS, tools=tools, log_level="WARNING")
 
     @server.resource("kd://skill", name="SKILL.md", description="The skill: when to use it, decisions, workflow, tools.", mime_type="text/markdown")

@@ -16,6 +16,7 @@ from skill import models
 from skill.distill.config import DistillConfig
 from skill.distill.report import DistillReport
 from skill.export.request import ExportRequest, ExportResponse
+from skill.release import ReleaseCheckResponse
 from skill.rules import get_rules
 
 _RAW = get_rules().failure_modes["raw_limits"]
@@ -73,22 +74,30 @@ SPECS = [
         "Return the distillation score DS = alpha*(student size/teacher size) + (1-alpha)*(1 - student acc/teacher acc) with both "
         "terms, or a ranking of up to 100 candidates, best (lowest) first. Accuracies are fractions in [0, 1]. Pass the accuracy floor "
         "as min_student_accuracy: students below it are marked and ranked after every one that meets it (DS alone rewards size "
-        "without limit). DS values compare only at the same alpha. Use to compare students at a chosen alpha. Not for a quality "
-        "check: use kd_diagnose_failure.",
+        "without limit). DS values compare only at the same alpha. from_run (a finished run folder) supplies alpha, sizes and accuracies. "
+        "Use to compare students at a chosen alpha. Not for a quality check: use kd_diagnose_failure.",
     ),
     ToolSpec(
         "kd_diagnose_failure", "diagnose", models.DiagnoseFailureResponse, "Diagnose a distilled model",
         "Check the five failure modes (accuracy_mirage, temperature_blindness, capacity_cliff, hierarchical_rigidity, "
         "bias_amplification); each is detected, clear or not_evaluated with evidence against its threshold and the fix. Give "
         f"summary numbers or raw labels + probabilities (at most {_RAW['max_samples']} samples and {_RAW['max_values']} values; it computes "
-        "accuracy, per-class accuracy and ECE). Use after "
+        "accuracy, per-class accuracy and ECE), or from_run: a finished run folder of an exported recipe. Use after "
         "training a student or when it underperforms. Not for choosing a method: use kd_recommend_method.",
     ),
     ToolSpec(
         "kd_check_quality_gates", "gates", models.QualityGatesResponse, "Check the release quality gates",
         "Return pass / fail / unknown for each of the ten quality gates (score with alpha, stratified validation, temperature and "
         "calibration, capacity cliff, bias monitoring, robustness suite, cascade above 5x, multi-agent coordination, budgets, "
-        "rollback), with what is missing. Use before shipping a student or to review a plan. Not for diagnosing accuracy: use kd_diagnose_failure.",
+        "rollback), with what is missing; from_run fills what a finished run folder shows. Use before shipping a student or to review a plan. Not for diagnosing accuracy: use kd_diagnose_failure.",
+    ),
+    ToolSpec(
+        "kd_release_check", "release-check", ReleaseCheckResponse, "Decide whether a trained student ships",
+        "From a finished run folder of an exported recipe (torchrun: evidence.json + predictions.npz; TRL: generation_evidence.json), "
+        "under the data root: the diagnosis of the five failure modes on the run's own predictions, the ten gates with the source of "
+        "each input, the distillation score at the plan's alpha, the distilled student against the from-scratch one, and one decision "
+        "(ship / ship_with_conditions / do_not_ship) with a paragraph of the run's numbers. Pass the deployment facts a run cannot show "
+        "(budgets, monitoring, rollback) to settle the conditions. Use after the full-scale run. Not for a plan: use kd_check_quality_gates.",
     ),
     ToolSpec("kd_run_quick_distill", "distill", DistillReport, "Run a quick distillation", DESCRIPTION, RUNNER),
     ToolSpec(

@@ -90,19 +90,23 @@ def make_tool(entry: dict[str, Any], fn: Callable[..., Awaitable[CallToolResult]
     )
 
 
-def advisory_tool(entry: dict[str, Any]) -> Tool:
+def advisory_tool(entry: dict[str, Any], limits: Any = None) -> Tool:
     name = entry["name"]
 
     async def call(**arguments: Any) -> CallToolResult:
         from mcp_server.specs import BY_NAME
         from skill.commands import COMMANDS
         from skill.errors import InputError
+        from skill.run_evidence import RUN_ROOT
 
         request = parse_request(name, arguments)
+        token = RUN_ROOT.set(limits.data_root if limits is not None else None)  # from_run / run_dir: under the data root only
         try:
             return structured(COMMANDS[BY_NAME[name].command].run(request))
         except InputError as exc:
             raise tool_error(exc) from exc
+        finally:
+            RUN_ROOT.reset(token)
 
     call.__name__ = name
     return make_tool(entry, call)

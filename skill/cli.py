@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command.name, help=command.summary, description=command.summary)
         _add_model_options(p, command.request)
         p.add_argument("--format", choices=["json", "text"], default="json", help="json (default) or a readable summary")
+        if command.name == "release-check":  # `kd-skill release-check RUN_DIR`
+            p.add_argument("run_dir_arg", nargs="?", metavar="RUN_DIR", help="The run folder (the same as --run-dir)")
     _add_distill_parser(sub)
     _add_export_parser(sub)
     return parser
@@ -133,6 +135,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 print(response.text())
                 return 0
         else:
+            from skill.run_evidence import ANYWHERE, RUN_ROOT
+
+            RUN_ROOT.set(ANYWHERE)  # from_run / release-check: the shell's user reads their own disk, relative to the cwd
+            if getattr(args, "run_dir_arg", None) is not None:
+                if args.run_dir is not None and args.run_dir != args.run_dir_arg:
+                    raise InputError("run_dir", f"given twice ({args.run_dir_arg!r} and --run-dir {args.run_dir!r}); give it once")
+                args.run_dir = args.run_dir_arg
             command = COMMANDS[args.command]
             response = command.run(request_from_args(command.request, args))
     except ValidationError as exc:

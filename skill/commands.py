@@ -12,6 +12,7 @@ from skill.alpha import choose_alpha
 from skill.diagnose import diagnose_failure
 from skill.gates import check_quality_gates
 from skill.recommend import recommend_method
+from skill.release import ReleaseCheckRequest, release_check
 from skill.route import route_request
 from skill.score import score_distillation
 
@@ -33,5 +34,7 @@ COMMANDS: dict[str, Command] = {
         Command("diagnose", models.DiagnoseFailureRequest, diagnose_failure, "Diagnose the five failure modes from numbers or raw predictions."),
         Command("gates", models.QualityGatesRequest, check_quality_gates, "Check the ten quality gates for a plan or a run."),
         Command("route", models.RouteRequest, route_request, "In scope, delegate to a sibling skill, or out of scope."),
+        Command("release-check", ReleaseCheckRequest, release_check,
+                "From a finished run folder: the diagnosis, the gates, the score and ship / ship with conditions / do not ship."),
     )
 }

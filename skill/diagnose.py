@@ -320,12 +320,13 @@ def _shown(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _mixed_warning(request: DiagnoseFailureRequest, computed: ComputedMetrics | None) -> AdviceWarning | None:
-    """Summary numbers given beside raw arrays override what the arrays say; show both so a mismatch is seen."""
+def _mixed_warning(request: DiagnoseFailureRequest, computed: ComputedMetrics | None, from_the_run: set[str] | None = None) -> AdviceWarning | None:
+    """Summary numbers given beside raw arrays override what the arrays say; show both so a mismatch is seen.
+    A run's whole-test-set numbers beside its sampled predictions are one model, not a mix."""
     if computed is None:
         return None
     clashes = [(name, getattr(request, name), getattr(computed, name)) for name in _COMPUTABLE
-               if getattr(request, name) is not None and getattr(computed, name) is not None]
+               if getattr(request, name) is not None and getattr(computed, name) is not None and name not in (from_the_run or set())]
     if not clashes:
         return None
     parts = [f"{name} {_shown(given)} given, {_shown(derived)} from the arrays" for name, given, derived in clashes]
@@ -362,7 +363,11 @@ def _check_overall(request: DiagnoseFailureRequest) -> None:
 
 
 def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse:
-    """Evaluate each failure mode on what is given; a mode without its inputs is not_evaluated, never guessed."""
+    """Evaluate each failure mode on what is given; a mode without its inputs is not_evaluated, never guessed.
+    With from_run, the run folder fills every input it holds first (the caller's numbers win)."""
+    from skill.run_evidence import apply_run
+
+    request, run = apply_run(request)
     _check_overall(request)
     computed = _raw_metrics(request)
     per_class = _pick(request.per_class_accuracy, computed.per_class_accuracy if computed else None)
@@ -386,7 +391,8 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         ),
     ]
     missing = _missing(findings, request, raw=computed is not None)
-    warnings = [w for w in [_mixed_warning(request, computed)] if w is not None]
+    from_the_run = {v.field for v in run.filled} if run else set()
+    warnings = [w for w in [_mixed_warning(request, computed, from_the_run)] if w is not None]
     t_risk = get_rules().failure_modes["modes"]["temperature_blindness"]["thresholds"]["max_training_temperature_at_risk"]
     if request.training_temperature is not None and request.training_temperature <= t_risk:
         warnings.append(AdviceWarning(id="trained_at_t1", message=f"Trained at T = {request.training_temperature:g}: soft labels carry little beyond the hard label.",
@@ -400,4 +406,5 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         missing_inputs=missing,
         next_steps=steps("gates", "distill") if detected else steps("gates"),
         references=sorted({r for f in findings if f.status == "detected" for r in f.references}) or ["references/failure-modes.md"],
+        run_evidence=run,
     )

@@ -7,9 +7,21 @@ from typing import Any
 from pydantic import BaseModel
 
 
-def _headline(data: dict[str, Any]) -> list[str]:
+def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
     """The decision, whatever the tool: each known decision field gets one line."""
-    lines = []
+    lines: list[str] = []
+    if "decision" in data and "summary" in data:  # a release check: the verdict, then each part it rests on
+        lines += [f"Decision: {data['decision']}", f"  {data['summary']}"]
+        for part in ("diagnosis", "gates", "score"):
+            if data.get(part):
+                lines += [f"-- {part}"] + _headline(data[part], with_run=False)
+        if data.get("score_missing"):
+            lines.append(f"-- score not computed: {data['score_missing']}")
+        for check in data.get("generation_checks", []):
+            lines.append(f"  [{check['status']:>7}] {check['id']}: {check['metric']} = {check['value']} ({check['comparison']} {check['threshold']})")
+        for sample in data.get("samples", []):
+            lines.append(f"  prompt {sample['prompt'][:80]!r}: teacher {sample['teacher'][:80]!r} / student {sample['student'][:80]!r}")
+        return lines + _run_lines(data)
     if "method" in data and isinstance(data["method"], dict):
         m, t = data["method"], data["topology"]
         lines.append(f"Method:   {m['name']} ({m['id']}) - {m['reason']}")
@@ -73,6 +85,18 @@ def _headline(data: dict[str, Any]) -> list[str]:
             lines.append(f"          learned reader: {data['learned_reading']}")
         if data.get("question"):
             lines.append(f"          ask the user: {data['question']}")
+    return lines + (_run_lines(data) if with_run else [])
+
+
+def _run_lines(data: dict[str, Any]) -> list[str]:
+    """With from_run: which numbers came from the run folder, which the caller replaced, which it lacks and why."""
+    lines: list[str] = []
+    run = data.get("run_evidence")
+    if run:
+        lines.append(f"-- from the run {run['run_dir']} ({run['kind']}):")
+        lines += [f"  {v['field']} <- {v['source']}" for v in run["filled"]]
+        lines += [f"  {name}: your value replaced the run's" for name in run["overridden"]]
+        lines += [f"  not in the run: {m['field']} ({m['effect']})" for m in run["missing"]]
     return lines
 
 

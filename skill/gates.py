@@ -9,7 +9,11 @@ from skill.rules import get_rules
 
 
 def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
-    """Each gate: pass when all its conditions hold, fail when one is false, unknown while an input is missing."""
+    """Each gate: pass when all its conditions hold, fail when one is false, unknown while an input is missing.
+    With from_run, the run folder fills every input it can show first (the caller's values win)."""
+    from skill.run_evidence import apply_run
+
+    request, run = apply_run(request)
     inputs = request.model_dump()
     trace: list[TraceEntry] = []
     results: list[GateResult] = []
@@ -51,4 +55,5 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
         missing_inputs=missing_inputs,
         next_steps=steps("diagnose", "distill") if counts["fail"] or counts["unknown"] else [],
         references=["references/quality-gates.md"],
+        run_evidence=run,
     )

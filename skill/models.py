@@ -85,6 +85,28 @@ class Advice(BaseModel):
     references: list[str] = Field(default_factory=list)
 
 
+class RunValue(BaseModel):
+    """One input filled from a run folder, and where in the folder it came from."""
+
+    field: str
+    source: str = Field(description="The file (and key) the value was read or computed from")
+
+
+class RunEvidence(BaseModel):
+    """Which numbers came from the run folder (from_run), which the caller's own numbers replaced, and what the run
+    cannot supply, with the reason."""
+
+    run_dir: str
+    kind: Literal["classification", "generation"]
+    filled: list[RunValue] = Field(default_factory=list)
+    overridden: list[str] = Field(default_factory=list, description="Fields the run supplies that the numbers you passed replaced")
+    missing: list[MissingInput] = Field(default_factory=list, description="Inputs the run cannot supply, with the reason")
+
+
+RUN_DIR_DESCRIPTION = ("A run folder written by an exported recipe (evidence.json + predictions.npz, or generation_evidence.json): "
+                       "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root)")
+
+
 # ---- recommend_method ----------------------------------------------------------------------
 
 # The guidance's own names for some inputs. Same meaning and values: accepted as our name. Different meaning
@@ -249,9 +271,9 @@ class Candidate(Strict):
 
 
 class ScoreDistillationRequest(Strict):
-    alpha: Fraction = Field(description="Size-versus-accuracy priority (kd_choose_alpha), not a loss weight")
-    teacher_size: PositiveFloat = Field(description="Teacher size (MB, parameters: any unit, the same for students)")
-    teacher_accuracy: Accuracy = Field(description="Teacher accuracy as a fraction")
+    alpha: Fraction | None = Field(None, description="Size-versus-accuracy priority (kd_choose_alpha), not a loss weight (required unless from_run supplies it)")
+    teacher_size: PositiveFloat | None = Field(None, description="Teacher size (MB, parameters: any unit, the same for students) (required unless from_run supplies it)")
+    teacher_accuracy: Accuracy | None = Field(None, description="Teacher accuracy as a fraction (required unless from_run supplies it)")
     student_size: PositiveFloat | None = None
     student_accuracy: Accuracy | None = None
     candidates: list[Candidate] | None = Field(None, min_length=1, max_length=_MAX_CANDIDATES, description="Several students to rank")
@@ -259,9 +281,16 @@ class ScoreDistillationRequest(Strict):
         None, description="Accuracy floor a student must reach (the guidance's 'maintain > 90%' is 0.9); students below it are marked "
         "and ranked after every student that meets it"
     )
+    from_run: str | None = Field(None, min_length=1, max_length=1000, description=RUN_DIR_DESCRIPTION + "; scores the student at the plan's alpha")
 
     @model_validator(mode="after")
     def _one_form(self) -> ScoreDistillationRequest:
+        if self.from_run is not None:
+            return self  # checked again once the run's numbers are filled in
+        absent = [name for name in ("alpha", "teacher_size", "teacher_accuracy") if getattr(self, name) is None]
+        if absent:
+            raise ValueError(f"{', '.join(absent)} required (or from_run, a run folder that supplies them)")
+        assert self.teacher_size is not None and self.teacher_accuracy is not None
         single = self.student_size is not None or self.student_accuracy is not None
         if single and self.candidates is not None:
             raise ValueError("pass either student_size + student_accuracy or candidates, not both")
@@ -298,6 +327,7 @@ class ScoreDistillationResponse(Advice):
     formula: str
     ranking: list[ScoredCandidate] | None = None
     interpretation: str
+    run_evidence: RunEvidence | None = Field(None, description="With from_run: which numbers came from the run")
 
 
 # ---- diagnose_failure ----------------------------------------------------------------------
@@ -327,6 +357,7 @@ class DiagnoseFailureRequest(Strict):
     student_group_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Group name to student accuracy (same groups as the teacher's)")
     student_finds_edge_cases: bool | None = None
     feedback_to_teacher: bool | None = None
+    from_run: str | None = Field(None, min_length=1, max_length=1000, description=RUN_DIR_DESCRIPTION)
 
 
 class Evidence(BaseModel):
@@ -367,6 +398,7 @@ class DiagnoseFailureResponse(Advice):
     findings: list[Finding]
     detected: list[str]
     metrics: ComputedMetrics | None = None
+    run_evidence: RunEvidence | None = Field(None, description="With from_run: which numbers came from the run")
 
 
 # ---- check_quality_gates -------------------------------------------------------------------
@@ -398,6 +430,7 @@ class QualityGatesRequest(Strict):
     accuracy_target: Accuracy | None = None
     rollback_plan: bool | None = None
     degradation_alerts: bool | None = None
+    from_run: str | None = Field(None, min_length=1, max_length=1000, description=RUN_DIR_DESCRIPTION)
 
 
 class GateResult(BaseModel):
@@ -416,6 +449,7 @@ class QualityGatesResponse(Advice):
     failed: int
     unknown: int
     ready_to_ship: bool
+    run_evidence: RunEvidence | None = Field(None, description="With from_run: which numbers came from the run")
 
 
 # ---- route_request -------------------------------------------------------------------------

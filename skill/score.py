@@ -33,6 +33,7 @@ def _interpret(score: float, size_term: float, accuracy_term: float, alpha: floa
 
 def _floor_warnings(request: ScoreDistillationRequest, ranking: list[ScoredCandidate]) -> tuple[list[AdviceWarning], list[MissingInput]]:
     """The accuracy floor: who is below it, or, without one, whether DS picked a student that lost too much accuracy."""
+    assert request.teacher_accuracy is not None  # checked by score_distillation (from_run may have supplied it)
     floor = request.min_student_accuracy
     if floor is None:
         share = get_rules().score["low_accuracy_share"]
@@ -64,7 +65,14 @@ def _floor_warnings(request: ScoreDistillationRequest, ranking: list[ScoredCandi
 
 
 def score_distillation(request: ScoreDistillationRequest) -> ScoreDistillationResponse:
-    """DS for one student, or every candidate ranked best first: those meeting the accuracy floor first, then by DS (ties keep input order)."""
+    """DS for one student, or every candidate ranked best first: those meeting the accuracy floor first, then by DS (ties keep input order).
+    With from_run, the run folder supplies alpha (the plan's), sizes in parameters and accuracies (the caller's values win)."""
+    from skill.run_evidence import apply_run
+
+    request, run = apply_run(request)
+    if request.alpha is None or request.teacher_size is None or request.teacher_accuracy is None:
+        absent = [n for n in ("alpha", "teacher_size", "teacher_accuracy") if getattr(request, n) is None]
+        raise InputError(absent[0], "is required: the run does not supply it" + (f" ({run.missing[0].effect})" if run and run.missing else ""))
     candidates = request.candidates or [
         Candidate(name="student", size=request.student_size or 0, accuracy=request.student_accuracy or 0)
     ]
@@ -101,4 +109,5 @@ def score_distillation(request: ScoreDistillationRequest) -> ScoreDistillationRe
         missing_inputs=missing,
         next_steps=steps("diagnose", "gates"),
         references=["references/alpha-and-score.md#distillation-score"],
+        run_evidence=run,
     )

@@ -16,6 +16,7 @@ VALID = {
     "diagnose": ["--per-class-accuracy", '{"a": 0.97, "rare": 0.5}', "--class-support", '{"a": 900, "rare": 12}'],
     "gates": ["--alpha", "0.7", "--alpha-reason", "phone app"],
     "route": ["--request", "shrink my model for a phone"],
+    "release-check": ["tests/data/generation_run"],  # a run folder in the TRL recipe's generation_evidence.json shape
 }
 BAD = {
     "recommend": (["--task-type", "poetry"], "task_type"),
@@ -24,6 +25,7 @@ BAD = {
     "diagnose": (["--labels", "[0, 1]", "--student-probs", "[[0.5, 0.5]]"], "student_probs"),
     "gates": (["--temperature", "-3"], "temperature"),
     "route": (["--request", ""], "request"),
+    "release-check": (["tests/data/no_such_run"], "run_dir"),
 }
 
 

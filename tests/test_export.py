@@ -21,7 +21,8 @@ from skill.export.checks import check_import_path, runner_net_params
 from skill.export.request import ExportRequest
 from tests.mcp_helpers import text_of
 
-RECIPE_FILES = {"train.py", "config.yaml", "README.md", "kd_vendor/__init__.py", "kd_vendor/losses.py", "kd_vendor/nets.py"}
+RECIPE_FILES = {"train.py", "config.yaml", "README.md", "kd_vendor/__init__.py", "kd_vendor/losses.py", "kd_vendor/nets.py",
+                *(f"kd_recipe/{p.name}" for p in (Path(__file__).resolve().parents[1] / "skill" / "export" / "templates" / "kd_recipe").glob("*.py"))}
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def test_one_process_resumed_with_accumulation_matches_two_processes(recipe, two
     assert [e["epoch"] for e in _events(one, "epoch", "teacher")] == [1, 2]  # the teacher was not retrained
     a, b = _metrics(one), _metrics(two_processes)
     assert a["world_size"] == 1 and a["phases"]["student"]["resumed_from_epoch"] == 1
-    assert a["losses_from"] == "kd_vendor/losses.py" and b["losses_from"] == "skill.distill.losses"
+    assert a["losses_from"] == b["losses_from"] == "kd_vendor/losses.py"  # always the folder's own copy
     assert a["accumulation_steps"] == 2 and a["phases"]["student"]["micro_batch_size"] == 32
     for phase in ("teacher", "student"):
         assert a["phases"][phase]["loss_history"] == pytest.approx(b["phases"][phase]["loss_history"], rel=1e-4)
@@ -171,5 +171,37 @@ def test_a_user_model_and_dataset_factory_train(recipe, two_processes, tmp_path)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr[-2000:]
         assert bad.stderr.startswith("train.py: error: student.model:") and words in bad.stderr
         folder.joinpath("config.yaml").write_text(config.replace(f"value: {student}", "value: user_kd_models:student"))
+    sized = _run([sys.executable, str(folder / "train.py"), "--student-sizes", "8", "--output-dir", str(tmp_path / "bad")], folder, env)
+    assert sized.returncode == 2 and sized.stderr.startswith("train.py: error: --student-sizes: sizes runner-net students")
+    assert len(sized.stderr.strip().splitlines()) == 1
     missing = _run([sys.executable, str(folder / "train.py")], folder, {"PYTHONPATH": ""})
     assert missing.returncode == 2 and "data.source: cannot import 'user_kd_models'" in missing.stderr
+
+
+def test_the_folder_trains_the_same_whatever_package_is_installed(recipe, tmp_path):
+    """The exported folder always takes its losses and nets from its own kd_vendor/: run once with the package
+    hidden and once with an 'upgraded' package first on the path whose kd_loss differs, the losses agree exactly."""
+    from skill.distill import losses, nets
+
+    upgraded = tmp_path / "upgraded" / "skill" / "distill"
+    upgraded.mkdir(parents=True)
+    (upgraded.parent / "__init__.py").write_text("")
+    (upgraded / "__init__.py").write_text("")
+    (upgraded / "nets.py").write_text(Path(nets.__file__).read_text())
+    (upgraded / "losses.py").write_text(Path(losses.__file__).read_text() + "\n\ndef kd_loss(s, t, T):\n    return 0.0 * s.sum()\n")
+    hide = "import runpy, sys; sys.modules['skill'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    short = ["--epochs", "1", "--teacher-epochs", "1", "--no-resume"]
+    hidden = _run([sys.executable, "-c", hide, str(recipe / "train.py"), *short, "--output-dir", str(tmp_path / "hidden")], recipe)
+    assert hidden.returncode == 0, hidden.stderr[-3000:]
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "upgraded"), os.environ.get("PYTHONPATH", "")])}
+    check = _run([sys.executable, "-c", "import skill.distill.losses as l; print(l.__file__)"], recipe, env)
+    assert str(tmp_path / "upgraded") in check.stdout  # the upgraded package is the one `import skill` finds
+    installed = _run([sys.executable, str(recipe / "train.py"), *short, "--output-dir", str(tmp_path / "installed")], recipe, env)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    current = _run([sys.executable, str(recipe / "train.py"), *short, "--output-dir", str(tmp_path / "current")], recipe)
+    assert current.returncode == 0, current.stderr[-3000:]  # this package importable, as it is
+    a, b, c = _metrics(tmp_path / "hidden"), _metrics(tmp_path / "installed"), _metrics(tmp_path / "current")
+    assert a["losses_from"] == b["losses_from"] == c["losses_from"] == "kd_vendor/losses.py"
+    assert a["phases"]["student"]["loss_history"] == b["phases"]["student"]["loss_history"] == c["phases"]["student"]["loss_history"]
+    assert a["student"]["accuracy"] == b["student"]["accuracy"] == c["student"]["accuracy"]
+    assert a["student"]["ece"] == b["student"]["ece"] == c["student"]["ece"]

@@ -28,6 +28,8 @@ ADVISORY = {
         {"detected": ["accuracy_mirage"]},
     ),
     "kd_check_quality_gates": ({"alpha": 0.7, "alpha_reason": "phone", "distillation_score": 0.056}, {"passed": 1, "failed": 0, "unknown": 9}),
+    # a run folder under the data root (the working directory), in the TRL recipe's generation_evidence.json shape
+    "kd_release_check": ({"run_dir": "tests/data/generation_run"}, {"decision": "ship_with_conditions", "kind": "generation"}),
 }
 BAD = {
     "kd_route_request": ({"request": ""}, "request"),
@@ -36,6 +38,7 @@ BAD = {
     "kd_score_distillation": ({"alpha": 0.7, "teacher_size": 800, "teacher_accuracy": 95, "student_size": 5, "student_accuracy": 0.9}, "teacher_accuracy"),
     "kd_diagnose_failure": ({"labels": [0, 1], "student_probs": [[0.5, 0.5]]}, "student_probs"),
     "kd_check_quality_gates": ({"temperature": "hot"}, "temperature"),
+    "kd_release_check": ({"run_dir": "/etc"}, "run_dir"),
 }
 ENVELOPE = {"rule_trace", "warnings", "missing_inputs", "next_steps", "delegations", "references"}
 

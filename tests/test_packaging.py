@@ -49,6 +49,7 @@ def test_wheel_contents(built):
     assert {f"skill/rules/{p.name}" for p in (ROOT / "skill" / "rules").glob("*.yaml")} <= names
     assert {f"skill/rules/schemas/{p.name}" for p in (ROOT / "skill" / "rules" / "schemas").glob("*.json")} <= names
     assert {"skill/distill/runner.py", "mcp_server/__main__.py", "mcp_server/torch_env.py", "skill/cli.py", "mcp_server/tools.json"} <= names
+    assert {f"skill/export/templates/kd_recipe/{p.name}" for p in (ROOT / "skill" / "export" / "templates" / "kd_recipe").glob("*.py")} <= names
     info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
     assert "License-Expression: MIT" in metadata and f"{info}/licenses/LICENSE" in names

@@ -173,6 +173,13 @@ CLAIMS = [
     (rf"loses more than {NUM} accuracy more than the least-hurt", [_modes["bias_amplification"]["max_group_loss_spread"]], ["failure-modes.md"]),
     (rf"per-class accuracies by more than {NUM} \(rounding\)", [_modes["accuracy_mirage"]["overall_outside_classes_tolerance"]], ["failure-modes.md"]),
     (rf"more than {NUM} times the teacher's size", [R.score["max_size_ratio"]], ["alpha-and-score.md"]),
+    # the release check (issue 21)
+    *[(pattern, [next(c["value"] for c in R.release["generation"]["checks"] if c["id"] == check)], ["release-check.md"])
+      for pattern, check in ((rf"at least {NUM} held-out tokens", "heldout_tokens"), (rf"teacher's is at most {NUM}", "perplexity_ratio"),
+                             (rf"token KL at most {NUM}", "token_kl"), (rf"agreement of at least {NUM}", "greedy_agreement"))],
+    (rf"{NUM} paired-bootstrap resamples, a {NUM}% interval", [R.release["baseline_comparison"]["resamples"],
+     R.release["baseline_comparison"]["confidence"] * 100], ["release-check.md"]),
+    (rf"sizes less than {NUM}% apart", [_modes["capacity_cliff"]["max_param_reduction"] * 100], ["release-check.md"]),
 ]
 
 

@@ -1,6 +1,7 @@
 """The torchrun engine: a self-contained folder with a DDP train.py, config.yaml (every setting with its why and
 evidence) and a README with the launch commands. The training script is a real file beside this module
-(templates/train.py), copied as is; the losses and nets are vendored from this package for machines without it."""
+(templates/train.py) with its helpers (templates/kd_recipe/), copied as is; the losses and nets are always vendored
+from this package into kd_vendor/, so the folder trains the same whatever is installed later."""
 
 from __future__ import annotations
 
@@ -9,22 +10,48 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from skill.errors import InputError
 from skill.export.checks import check_import_path, check_safetensors, csv_shape, npz_shape, runner_net_params
 from skill.export.opened import is_file, local_path
 from skill.export.plan import Plan, read_report
 from skill.export.request import RUNNER_NETS, ExportRequest, is_import_path
+from skill.rules import get_rules
 
 TEMPLATE = Path(__file__).with_name("templates") / "train.py"
 LLM_METHODS = ("token_kd", "on_policy_kd", "sequence_kd", "reasoning_trace_kd", "draft_model_kd", "prune_then_distil")
 VENDORED = ("losses.py", "nets.py")
+HELPERS = TEMPLATE.parent / "kd_recipe"
+
+
+class TorchrunOptions(BaseModel):
+    """torchrun's engine options: what the run writes for the release check (kd-skill release-check)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: str | None = Field(None, min_length=1, max_length=200, description="A .npz array (one entry per test row) or a .csv column "
+                               "naming each test row's group, saved with the predictions for the bias check")
+    student_sizes: list[int] | None = Field(None, min_length=1, max_length=3, description="Extra first-layer widths of runner-net "
+                                            "students, distilled with the same settings, for the capacity-cliff curve")
+    alpha: float | None = Field(None, ge=0, le=1, description="The plan's size-versus-accuracy priority (kd_choose_alpha) the release check scores at")
+    alpha_reason: str | None = Field(None, min_length=1, max_length=500, description="Why this alpha")
+
+
+def _options(request: ExportRequest) -> TorchrunOptions:
+    from skill.errors import describe_validation_error
+
+    try:
+        return TorchrunOptions.model_validate(request.engine_options or {})
+    except ValidationError as exc:
+        allowed = ", ".join(TorchrunOptions.model_fields)
+        raise InputError("engine_options", f"torchrun takes no engine options but {allowed}: {describe_validation_error(exc)}") from exc
 
 
 def _rules() -> dict[str, Any]:
-    from skill.rules import get_rules
-
     rules = get_rules()
-    return {"methods": rules.method["methods"], "ece_bins": rules.failure_modes["modes"]["temperature_blindness"]["thresholds"]["ece_bins"]}
+    return {"methods": rules.method["methods"], "ece_bins": rules.failure_modes["modes"]["temperature_blindness"]["thresholds"]["ece_bins"],
+            "raw_limits": rules.failure_modes["raw_limits"]}
 
 
 def _quick_defaults() -> dict[str, Any]:
@@ -72,8 +99,7 @@ def _data(plan: Plan) -> tuple[str, int | None, int | None]:
 
 def resolve(request: ExportRequest) -> Plan:
     """Every setting of the recipe, checked; raises InputError naming the field on anything train.py would refuse."""
-    if request.engine_options:
-        raise InputError("engine_options", f"torchrun takes no engine options; got {', '.join(sorted(request.engine_options))}")
+    options = _options(request)
     if request.method in LLM_METHODS:
         raise InputError("method", f"{request.method!r} distils a language model; export it with engine 'trl' (torchrun takes response, relation, feature, cascade)")
     report = read_report(request.from_report) if request.from_report else None
@@ -97,6 +123,10 @@ def resolve(request: ExportRequest) -> Plan:
              default_evidence="read from the data's labels at export" if classes else None)
     plan.add("data.test_fraction", "Held-out share when a CSV has no split (the quick distill's)", default=quick["test_fraction"],
              default_evidence="the quick distill's default")
+    if options.groups is not None and not (str(source).endswith((".npz", ".csv"))):
+        raise InputError("engine_options", f"groups {options.groups!r} is read from a .npz array or a .csv column; this data is {source!r}")
+    plan.add("data.groups", "Group of each test row (a .npz array or .csv column), saved with the predictions for the bias check",
+             given=options.groups)
 
     teacher = _model_spec(request.teacher or arch or "mlp", "teacher", request)
     student = _model_spec(request.student or arch or "mlp", "student", request)
@@ -171,8 +201,25 @@ def resolve(request: ExportRequest) -> Plan:
     plan.add("train.baseline", "Also train a from-scratch student with the same budget and seed: the gain needs it", given=request.baseline or None,
              default=False, default_evidence="off; turn on (or pass --baseline) to measure the gain at full scale")
     plan.add("train.workers", "DataLoader worker processes per rank (0 for in-memory arrays)", default=0 if features else 2)
+    if options.student_sizes and plan.value("student.model") not in RUNNER_NETS:
+        raise InputError("engine_options", "student_sizes sizes runner-net students ('mlp', 'cnn'); this student is a factory")
+    plan.add("train.student_sizes", "Extra student widths distilled with the same settings: the size-accuracy curve of the capacity-cliff check",
+             given=options.student_sizes, default=None, default_evidence="none: pass --student-sizes W1,W2 to train.py for the curve")
     plan.add("eval.ece_bins", "Equal-width confidence bins for the expected calibration error", default=int(rules["ece_bins"]),
              default_evidence="failure_modes.yaml temperature_blindness.ece_bins")
+    raw = rules["raw_limits"]
+    plan.add("eval.max_prediction_rows", "Test rows whose probabilities predictions.npz keeps (a seeded sample beyond): what one release check reads",
+             default=int(raw["max_samples"]), default_evidence="failure_modes.yaml raw_limits.max_samples")
+    plan.add("eval.max_prediction_values", "Rows x classes x 2 (student and teacher) kept at most", default=int(raw["max_values"]),
+             default_evidence="failure_modes.yaml raw_limits.max_values")
+    plan.add("eval.throughput_batch", "Batch at which throughput is measured (latency is measured at batch 1)", default=256,
+             default_evidence="the quick distill's throughput batch")
+    report_alpha = _float((plan.report or {}).get("alpha"))
+    alpha_rule = next(b for b in get_rules().alpha["tree"] if "when" not in b)
+    plan.add("release.alpha", "Size-versus-accuracy priority the release check scores the student at (kd_choose_alpha)", given=options.alpha,
+             reported=report_alpha, report_evidence="the quick distill's alpha", default=float(alpha_rule["alpha"]),
+             default_evidence=f"alpha.yaml {alpha_rule['id']}: no deployment context given; choose it with kd_choose_alpha")
+    plan.add("release.alpha_reason", "Why this alpha (the distillation-score gate asks for it)", given=options.alpha_reason)
     if outcome:
         plan.add("evidence.quick_distill", "What the quick distill measured with these settings", default=outcome,
                  default_evidence=f"from {request.from_report}")
@@ -258,7 +305,8 @@ method `{plan.value('distill.method')}` at T = {plan.value('distill.temperature'
 every setting, its reason and its evidence are in `config.yaml`.
 {f"{chr(10)}Evidence: {evidence.value}{chr(10)}" if evidence else ""}{notes}
 Needs: Python 3.10+, `torch`, `numpy`, `pyyaml` and `safetensors`.
-The losses come from the `knowledge-distillation-deep` package when it is installed, else from `kd_vendor/` here.
+The losses and nets are the copies in `kd_vendor/` here, always (installing or upgrading the package changes nothing);
+`kd_recipe/` holds the helpers (process group, data, cached teacher logits, the release evidence).
 User models and data factories (`package.module:factory`) are imported: put their folder on `PYTHONPATH`.
 
 ## Run it
@@ -277,11 +325,17 @@ User models and data factories (`package.module:factory`) are imported: put thei
 - Every epoch rank 0 writes `checkpoint-<phase>.pt` atomically; start the same command again to resume
   (`--no-resume` starts over). With several nodes, `--output-dir` must be on storage every node sees.
 - Outputs in `--output-dir` (default `run/`): `student.safetensors`, `metrics.json` (accuracy, ECE, per-epoch loss and
-  time, the shards each rank trained on; the from-scratch baseline with `--baseline`), `log.jsonl`.
+  time, the shards each rank trained on; the from-scratch baseline with `--baseline`), `log.jsonl`, and the release
+  evidence: `predictions.npz` (test labels, student / teacher / baseline probabilities, groups when `data.groups` names
+  them; at most `eval.max_prediction_rows` rows) and `evidence.json` (per-class accuracy and support, parameters and
+  bytes, latency at batch 1 and throughput, the size-accuracy curve). Check it with `kd-skill release-check run/`.
+- `--student-sizes 8,16` also distils students of those first-layer widths with the same settings: the curve the
+  capacity-cliff check needs.
 - A runner-net teacher without `teacher.weights` is trained first (its weights land in `teacher.safetensors`).
 - The saved student is the last epoch's (no early stopping at full scale): validate it on held-out data of your own.
 - `train.py` imports and calls the factories named in `config.yaml` (`package.module:factory`): read them before running it.
-- Flags: `--epochs`, `--teacher-epochs`, `--accumulation-steps`, `--baseline`, `--output-dir`, `--no-resume`, `--cpu`, `--config`.
+- Flags: `--epochs`, `--teacher-epochs`, `--accumulation-steps`, `--baseline`, `--student-sizes`, `--output-dir`, `--no-resume`,
+  `--cpu`, `--config`.
 
 ## Settings
 
@@ -306,9 +360,15 @@ def write(request: ExportRequest, out_dir: Path) -> list[Path]:
         written.append(_save_digits(out_dir / "data" / "digits.npz"))
     shutil.copyfile(TEMPLATE, out_dir / "train.py")
     written.append(out_dir / "train.py")
+    helpers = out_dir / "kd_recipe"
+    helpers.mkdir(exist_ok=True)
+    for helper in sorted(HELPERS.glob("*.py")):
+        shutil.copyfile(helper, helpers / helper.name)
+        written.append(helpers / helper.name)
     vendor = out_dir / "kd_vendor"
     vendor.mkdir(exist_ok=True)
-    (vendor / "__init__.py").write_text('"""Copies of knowledge-distillation-deep\'s losses and nets, for machines without the package."""\n', encoding="utf-8")
+    (vendor / "__init__.py").write_text('"""Copies of knowledge-distillation-deep\'s losses and nets: train.py always uses these, so the folder '
+                                        'trains the same whatever is installed."""\n', encoding="utf-8")
     written.append(vendor / "__init__.py")
     source = Path(sys.modules["skill"].__file__ or "").parent / "distill"
     for name in VENDORED:

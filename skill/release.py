@@ -1,0 +1,364 @@
+"""The release check: from a finished run folder to one decision (ship, ship with conditions, do not ship) and why.
+
+It runs the diagnosis, the ten gates and the score on the run's own files (skill.run_evidence), compares the
+distilled student with the from-scratch one when the run trained it, and for a generation run applies the
+generation checks of release.yaml. Every threshold is in the rule files; this module only combines the answers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from skill.errors import InputError
+from skill.models import (
+    RUN_DIR_DESCRIPTION,
+    Accuracy,
+    Advice,
+    DiagnoseFailureRequest,
+    DiagnoseFailureResponse,
+    Fraction,
+    QualityGatesRequest,
+    QualityGatesResponse,
+    RunEvidence,
+    ScoreDistillationRequest,
+    ScoreDistillationResponse,
+    Strict,
+)
+from skill.next_steps import steps
+from skill.rules import get_rules
+
+_REF = "references/release-check.md"
+
+
+class ReleaseCheckRequest(Strict):
+    """A finished run folder, plus the deployment facts and budgets only a person can give."""
+
+    run_dir: str = Field(min_length=1, max_length=1000, description=RUN_DIR_DESCRIPTION)
+    alpha: Fraction | None = Field(
+        None,
+        description="Size-versus-accuracy priority (kd_choose_alpha); default: the plan's (config.yaml release.alpha)",
+    )
+    alpha_reason: str | None = Field(None, max_length=2000, description="Why this alpha")
+    min_student_accuracy: Accuracy | None = Field(
+        None, description="Accuracy floor the student must reach; below it: do not ship"
+    )
+    accuracy_target: Accuracy | None = Field(None, description="Accuracy budget for the budgets gate")
+    latency_budget_ms: float | None = Field(
+        None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per sample at batch 1"
+    )
+    memory_budget_mb: float | None = Field(
+        None, ge=0, le=1e9, allow_inf_nan=False, description="Memory budget of the student's weights"
+    )
+    latency_ms: float | None = Field(
+        None,
+        ge=0,
+        le=1e7,
+        allow_inf_nan=False,
+        description="Latency measured on the target device "
+        "(default: the run's batch-1 latency on its own device; a generation run measures none)",
+    )
+    accuracy: Accuracy | None = Field(
+        None, description="Task accuracy measured elsewhere (default: the run's test accuracy)"
+    )
+    temperature_tuned: bool | None = Field(
+        None, description="Whether T was tuned (read from config.yaml when the export recorded it)"
+    )
+    bias_monitoring: bool | None = None
+    edge_case_monitoring: bool | None = None
+    robustness_suite: bool | None = Field(
+        None, description="Adversarial / out-of-distribution / minority-class tests exist"
+    )
+    cascade_evaluated: bool | None = None
+    rollback_plan: bool | None = None
+    degradation_alerts: bool | None = None
+
+
+class BaselineComparison(BaseModel):
+    """Distilled against from-scratch on the same test rows: a paired bootstrap of the accuracy difference."""
+
+    distilled_accuracy: float
+    scratch_accuracy: float
+    difference: float
+    interval: list[float] = Field(min_length=2, max_length=2)
+    confidence: float
+    rows: int
+    verdict: Literal["gain", "no_gain_shown", "scratch_better"]
+    statement: str
+
+
+class GenerationCheck(BaseModel):
+    id: str
+    metric: str
+    value: float
+    threshold: float
+    comparison: str
+    status: Literal["pass", "fail"]
+    severity: Literal["block", "condition"]
+    why: str
+
+
+class ReleaseCheckResponse(Advice):
+    decision: Literal["ship", "ship_with_conditions", "do_not_ship"]
+    summary: str = Field(description="One paragraph: the decision and why, with the run's own numbers")
+    blockers: list[str] = Field(default_factory=list, description="Why not to ship, each with its number")
+    conditions: list[str] = Field(default_factory=list, description="What to settle before shipping")
+    kind: Literal["classification", "generation"]
+    run_evidence: RunEvidence
+    diagnosis: DiagnoseFailureResponse | None = None
+    gates: QualityGatesResponse
+    score: ScoreDistillationResponse | None = None
+    score_missing: str | None = Field(None, description="Why no score was computed")
+    baseline_comparison: BaselineComparison | None = None
+    generation_checks: list[GenerationCheck] = Field(default_factory=list)
+    samples: list[dict[str, str]] = Field(
+        default_factory=list, description="A few prompt / teacher / student completions to read"
+    )
+
+
+_GATE_FACTS = (
+    "alpha",
+    "alpha_reason",
+    "accuracy_target",
+    "latency_budget_ms",
+    "memory_budget_mb",
+    "latency_ms",
+    "accuracy",
+    "temperature_tuned",
+    "bias_monitoring",
+    "edge_case_monitoring",
+    "robustness_suite",
+    "cascade_evaluated",
+    "rollback_plan",
+    "degradation_alerts",
+)
+
+
+def _baseline(labels: Any, student: Any, scratch: Any) -> BaselineComparison:
+    """Paired bootstrap over test rows (release.yaml baseline_comparison): test-set noise of one run, not seed noise."""
+    import numpy as np
+
+    rule = get_rules().release["baseline_comparison"]
+    hit_s = (student.argmax(1) == labels).astype(np.float64)
+    hit_b = (scratch.argmax(1) == labels).astype(np.float64)
+    diff = hit_s - hit_b
+    rng = np.random.default_rng(int(rule["seed"]))
+    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(int(rule["resamples"]))])
+    tail = (1 - float(rule["confidence"])) / 2
+    low, high = (float(v) for v in np.quantile(means, [tail, 1 - tail]))
+    verdict: Literal["gain", "no_gain_shown", "scratch_better"] = (
+        "gain" if low > 0 else "scratch_better" if high < 0 else "no_gain_shown"
+    )
+    words = {
+        "gain": "distillation beats the from-scratch student beyond test-set noise",
+        "no_gain_shown": "the difference from the from-scratch student is within test-set noise",
+        "scratch_better": "the from-scratch student is better beyond test-set noise",
+    }[verdict]
+    statement = (
+        f"distilled {hit_s.mean():.4f} vs scratch {hit_b.mean():.4f} on {len(diff)} test rows: "
+        f"difference {diff.mean():+.4f}, "
+        f"{rule['confidence']:.0%} paired-bootstrap interval [{low:+.4f}, {high:+.4f}]: {words} (one seed each)"
+    )
+    return BaselineComparison(
+        distilled_accuracy=float(hit_s.mean()),
+        scratch_accuracy=float(hit_b.mean()),
+        difference=float(diff.mean()),
+        interval=[low, high],
+        confidence=float(rule["confidence"]),
+        rows=len(diff),
+        verdict=verdict,
+        statement=statement,
+    )
+
+
+def _generation_checks(document: dict[str, Any]) -> list[GenerationCheck]:
+    held = document["heldout"]
+    metrics = {
+        **held,
+        "perplexity_ratio": math.exp(min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"])),
+    }
+    checks = []
+    for rule in get_rules().release["generation"]["checks"]:
+        value = float(metrics[rule["metric"]])
+        ok = value >= rule["value"] if rule["op"] == "ge" else value <= rule["value"]
+        checks.append(
+            GenerationCheck(
+                id=rule["id"],
+                metric=rule["metric"],
+                value=round(value, 6),
+                threshold=rule["value"],
+                comparison=f"pass if value {'>=' if rule['op'] == 'ge' else '<='} threshold",
+                status="pass" if ok else "fail",
+                severity=rule["severity"],
+                why=rule["why"],
+            )
+        )
+    return checks
+
+
+def release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
+    """Diagnosis, gates and score on the run's files, then the decision with the numbers that made it."""
+    try:
+        return _release_check(request)
+    except InputError as exc:
+        if exc.field != "from_run":
+            raise
+        raise InputError("run_dir", str(exc).removeprefix("from_run: ")) from None
+
+
+def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
+    from skill.diagnose import diagnose_failure
+    from skill.gates import check_quality_gates
+    from skill.run_evidence import read_run
+    from skill.score import score_distillation
+
+    run = read_run(request.run_dir)
+    rules = get_rules().release
+    facts = {k: getattr(request, k) for k in _GATE_FACTS if getattr(request, k) is not None}
+    gates = check_quality_gates(QualityGatesRequest(from_run=request.run_dir, **facts))
+    diagnosis = (
+        diagnose_failure(DiagnoseFailureRequest(from_run=request.run_dir)) if run.kind == "classification" else None
+    )
+    score, score_missing = None, None
+    try:
+        score = score_distillation(
+            ScoreDistillationRequest(
+                from_run=request.run_dir,
+                **({"alpha": request.alpha} if request.alpha is not None else {}),
+                **(
+                    {"min_student_accuracy": request.min_student_accuracy}
+                    if request.min_student_accuracy is not None
+                    else {}
+                ),
+            )
+        )
+    except InputError as exc:
+        score_missing = str(exc)
+    assert gates.run_evidence is not None
+    evidence = _merged(
+        [part.run_evidence for part in (gates, diagnosis, score) if part is not None and part.run_evidence is not None]
+    )
+    blockers: list[str] = []
+    conditions: list[str] = []
+    not_applicable = set(rules["generation"]["not_applicable_gates"]) if run.kind == "generation" else set()
+    for gate in gates.gates:
+        if gate.id in not_applicable:
+            continue
+        if gate.status == "fail":
+            text = f"gate {gate.id} fails ({gate.reason.rstrip('.')}); fix: {gate.fix}"
+            (conditions if gate.id in rules["decision"]["failed_gate_is_condition"] else blockers).append(text)
+        elif gate.status == "unknown" and rules["decision"]["unknown_gate_is_condition"]:
+            conditions.append(f"gate {gate.id} unknown ({gate.reason.rstrip('.')}): {gate.fix}")
+    if diagnosis is not None:
+        for finding in diagnosis.findings:
+            if finding.status != "detected":
+                continue
+            text = f"{finding.id}: {finding.diagnosis}"
+            (blockers if finding.id in rules["decision"]["blocking_findings"] else conditions).append(text)
+    comparison = None
+    if run.kind == "classification" and "baseline_probs" in run.arrays:
+        comparison = _baseline(run.arrays["labels"], run.arrays["student_probs"], run.arrays["baseline_probs"])
+        if comparison.verdict == "scratch_better":
+            blockers.append(f"baseline: {comparison.statement}; ship the from-scratch student instead")
+        elif comparison.verdict == "no_gain_shown":
+            conditions.append(
+                f"baseline: {comparison.statement}; distillation's gain is not shown, so either student may ship"
+            )
+    if score is not None and request.min_student_accuracy is not None and score.ranking is None:
+        student_accuracy = run.model("student").get("accuracy")
+        if isinstance(student_accuracy, (int, float)) and student_accuracy < request.min_student_accuracy:
+            blockers.append(
+                f"student accuracy {student_accuracy:.4f} is below the floor {request.min_student_accuracy:g}"
+            )
+    checks: list[GenerationCheck] = []
+    samples: list[dict[str, str]] = []
+    if run.kind == "generation":
+        checks = _generation_checks(run.evidence)
+        for check in checks:
+            if check.status == "fail":
+                text = f"{check.id}: {check.metric} {check.value:g} against {check.threshold:g} ({check.why})"
+                (blockers if check.severity == "block" else conditions).append(text)
+        samples = [dict(s) for s in run.evidence["samples"][: int(rules["limits"]["max_samples_shown"])]]
+    decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = (
+        "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
+    )
+    return ReleaseCheckResponse(
+        decision=decision,
+        summary=_summary(decision, run, blockers, conditions, score, comparison, checks),
+        blockers=blockers,
+        conditions=conditions,
+        kind=run.kind,
+        run_evidence=evidence,
+        diagnosis=diagnosis,
+        gates=gates,
+        score=score,
+        score_missing=score_missing,
+        baseline_comparison=comparison,
+        generation_checks=checks,
+        samples=samples,
+        warnings=[*(diagnosis.warnings if diagnosis else []), *gates.warnings, *(score.warnings if score else [])],
+        missing_inputs=gates.missing_inputs,
+        next_steps=[] if decision == "ship" else steps("distill"),
+        references=[_REF, "references/quality-gates.md", "references/failure-modes.md"],
+    )
+
+
+def _merged(parts: list[RunEvidence]) -> RunEvidence:
+    """One account of the run's numbers over the three tools: each field once, with its source."""
+    filled = {v.field: v for part in parts for v in part.filled}
+    missing = {m.field: m for part in parts for m in part.missing if m.field not in filled}
+    overridden = sorted({name for part in parts for name in part.overridden})
+    return RunEvidence(
+        run_dir=parts[0].run_dir,
+        kind=parts[0].kind,
+        filled=list(filled.values()),
+        overridden=overridden,
+        missing=list(missing.values()),
+    )
+
+
+def _summary(
+    decision: str,
+    run: Any,
+    blockers: list[str],
+    conditions: list[str],
+    score: ScoreDistillationResponse | None,
+    comparison: BaselineComparison | None,
+    checks: list[GenerationCheck],
+) -> str:
+    """One paragraph a person can act on: the verdict, the run's headline numbers, then the reasons."""
+    head = {"ship": "Ship.", "ship_with_conditions": "Ship with conditions.", "do_not_ship": "Do not ship."}[decision]
+    if run.kind == "classification":
+        s, t = run.model("student"), run.model("teacher")
+        nan = float("nan")
+        ratio = t.get("params", 0) / max(1, s.get("params", 1))
+        numbers = (
+            f"The student ({s.get('params', 0):,} parameters, {ratio:.1f}x smaller than the teacher) reaches accuracy "
+            f"{s.get('accuracy', nan):.4f} (teacher {t.get('accuracy', nan):.4f}), "
+            f"ECE {s.get('ece', nan):.3f} (teacher {t.get('ece', nan):.3f}), "
+            f"{s.get('latency_ms_batch1', nan):.3f} ms per sample at batch 1 on {s.get('device', '?')}"
+        )
+        if comparison is not None:
+            numbers += f"; {comparison.statement}"
+    else:
+        held, models = run.evidence["heldout"], run.evidence["models"]
+        ratio = models["teacher_params"] / max(1, models["student_params"])
+        numbers = (
+            f"The student ({models['student_params']:,} parameters, {ratio:.1f}x smaller) has held-out NLL "
+            f"{held['student_nll_per_token']:.3f} per token against the teacher's {held['teacher_nll_per_token']:.3f}, "
+            f"token KL {held['token_kl_teacher_to_student']:.3f}, "
+            f"greedy agreement {held['greedy_next_token_agreement']:.3f} over {held['n_tokens']:,} tokens"
+        )
+    if score is not None:
+        numbers += f"; DS {score.score:.4f} at the plan's alpha"
+    reasons = ""
+    if blockers:
+        reasons += f" Blocking ({len(blockers)}): " + " ".join(f"({i + 1}) {b}" for i, b in enumerate(blockers[:4]))
+        reasons += f" and {len(blockers) - 4} more." if len(blockers) > 4 else ""
+    if conditions:
+        names = [c.split(" (")[0].split(":")[0] for c in conditions]
+        names = ["no gain over the from-scratch student shown" if n == "baseline" else n for n in names]
+        reasons += f" To settle before release ({len(conditions)}): " + "; ".join(names) + "."
+    return f"{head} {numbers}.{reasons}"

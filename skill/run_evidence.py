@@ -1,0 +1,566 @@
+"""Read a run folder written by an exported recipe, and fill a tool's inputs from it (`from_run`).
+
+A classification run (torchrun) leaves evidence.json and predictions.npz, a generation run (TRL) leaves
+generation_evidence.json; config.yaml beside or above the run folder adds the plan (temperature, alpha). Every file
+is read bounded (release.yaml limits), opened under the data root when one is set (the MCP server sets it), and a
+missing, damaged or oversized file is refused in one line naming it. Numbers the caller passes win over the run's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import zipfile
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from skill.errors import InputError
+from skill.models import MissingInput, RunEvidence, RunValue
+from skill.rules import get_rules
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FIELD = "from_run"
+# Where run folders may lie. None: the data root of this process (KD_DATA_ROOT, else the working directory), as the
+# MCP server's default; the server sets its --data-root here, the CLI sets ANYWHERE (its user reads their own disk).
+RUN_ROOT: ContextVar[Path | None] = ContextVar("kd_run_root", default=None)
+ANYWHERE = Path("/")
+NOT_FROM_A_RUN = "a deployment fact the run cannot show; pass it yourself"
+Request = TypeVar("Request", bound=BaseModel)
+
+
+@dataclass
+class Run:
+    """What a run folder holds, checked: the plan's settings, the evidence document and (classification) the arrays."""
+
+    shown: str
+    kind: Literal["classification", "generation"]
+    settings: dict[str, tuple[Any, str]]  # "section.name" -> (value, evidence) from config.yaml
+    evidence: dict[str, Any]
+    arrays: dict[str, "np.ndarray"] = field(default_factory=dict)
+
+    def model(self, name: str) -> dict[str, Any]:
+        value = (self.evidence.get("models") or {}).get(name)
+        return value if isinstance(value, dict) else {}
+
+
+# ---- bounded, confined reads ----------------------------------------------------------------------
+
+
+def _limits() -> Any:
+    return get_rules().release["limits"]
+
+
+def _root_and_dir(raw: str) -> tuple[Path, str]:
+    root = RUN_ROOT.get()
+    if root is None:
+        root = Path(os.environ.get("KD_DATA_ROOT") or os.getcwd())
+    if root == ANYWHERE:
+        return root, os.path.abspath(os.path.expanduser(raw))  # the CLI: relative to the working directory
+    from skill.paths import confine
+
+    confine(raw, root, FIELD, must_exist=False)  # outside the root: refused before anything there is even looked at
+    return root, raw
+
+
+def _exists(root: Path, folder: str, name: str) -> bool:
+    """A cheap look before the confined open, only to choose between files; the open itself is checked again."""
+    base = Path(folder) if Path(folder).is_absolute() else root / folder
+    return (base / name).is_file()
+
+
+def _read(root: Path, folder: str, name: str, max_bytes: int) -> bytes:
+    """The file's bytes, opened under the root without following links; refused when over max_bytes."""
+    from skill.paths import open_input
+
+    shown = f"{folder.rstrip('/')}/{name}"
+    opened = open_input(shown, root, FIELD)
+    with os.fdopen(opened.fd, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        data = handle.read(max_bytes + 1) if size <= max_bytes else b""
+    if size > max_bytes or len(data) > max_bytes:  # too large on disk, or grew while being read
+        raise InputError(
+            FIELD,
+            f"{shown} is too large: {max(size, len(data)):,} bytes, at most {max_bytes:,} "
+            "(release.yaml limits); not a file the recipe writes",
+        )
+    return data
+
+
+def _json(root: Path, folder: str, name: str) -> dict[str, Any]:
+    data = _read(root, folder, name, int(_limits()["max_json_bytes"]))
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(
+            FIELD, f"{folder}/{name} is damaged: not valid JSON ({str(exc).splitlines()[0][:120]})"
+        ) from None
+    if not isinstance(value, dict):
+        raise InputError(FIELD, f"{folder}/{name} is damaged: a JSON object was expected")
+    return value
+
+
+def _config(root: Path, folder: str) -> dict[str, tuple[Any, str]]:
+    """config.yaml of the recipe (in the run folder's parent, where the export wrote it, or in the folder itself)."""
+    import yaml
+
+    for candidate in (folder, str(Path(folder).parent)):
+        if _exists(root, candidate, "config.yaml"):
+            try:
+                raw = yaml.safe_load(
+                    _read(root, candidate, "config.yaml", int(_limits()["max_config_bytes"])).decode("utf-8")
+                )
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
+                raise InputError(
+                    FIELD, f"{candidate}/config.yaml is damaged: {str(exc).splitlines()[0][:120]}"
+                ) from None
+            except InputError:
+                if candidate == folder:
+                    raise
+                return {}  # the parent lies outside the root: the run folder alone
+            flat: dict[str, tuple[Any, str]] = {}
+            for section, entries in (raw or {}).items() if isinstance(raw, dict) else []:
+                for name, leaf in (entries or {}).items() if isinstance(entries, dict) else []:
+                    if isinstance(leaf, dict) and "value" in leaf:
+                        flat[f"{section}.{name}"] = (leaf["value"], str(leaf.get("evidence") or ""))
+            return flat
+    return {}
+
+
+def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str, "np.ndarray"]:
+    """predictions.npz: plain arrays only (allow_pickle=False), sizes checked before decompression, shapes after."""
+    import numpy as np
+
+    limits, raw_limits = _limits(), get_rules().failure_modes["raw_limits"]
+    shown = f"{folder}/predictions.npz"
+    data = _read(root, folder, "predictions.npz", int(limits["max_predictions_bytes"]))
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(member.file_size for member in archive.infolist())
+        if expanded > int(limits["max_predictions_uncompressed_bytes"]):
+            raise InputError(
+                FIELD,
+                f"{shown} expands to {expanded / 2**20:.0f} MiB; at most "
+                f"{int(limits['max_predictions_uncompressed_bytes']) // 2**20} MiB",
+            )
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(FIELD, f"{shown} is damaged ({reason}); rerun the recipe's evaluation to rewrite it") from None
+    for key in ("labels", "student_probs"):
+        if key not in arrays:
+            raise InputError(
+                FIELD, f"{shown} is damaged: it lacks {key!r} (has {', '.join(sorted(arrays)) or 'nothing'})"
+            )
+    labels = arrays["labels"]
+    n = len(labels) if labels.ndim == 1 else -1
+    if n < 1 or labels.dtype.kind not in "iu":
+        raise InputError(
+            FIELD,
+            f"{shown} is damaged: labels must be a non-empty 1-D integer array, got {labels.dtype} {labels.shape}",
+        )
+    if n > int(raw_limits["max_samples"]):
+        raise InputError(
+            FIELD, f"{shown} holds {n} rows; at most {raw_limits['max_samples']} (failure_modes.yaml raw_limits)"
+        )
+    width = None
+    for key in [k for k in arrays if k.endswith("_probs")]:
+        probs = arrays[key]
+        if probs.ndim != 2 or len(probs) != n or probs.dtype.kind != "f" or probs.shape[1] < 2:
+            raise InputError(
+                FIELD,
+                f"{shown} is damaged: {key} must be float rows x classes for {n} labels, "
+                f"got {probs.dtype} {probs.shape}",
+            )
+        if width is not None and probs.shape[1] != width:
+            raise InputError(FIELD, f"{shown} is damaged: {key} has {probs.shape[1]} classes, student_probs {width}")
+        width = probs.shape[1]
+        if not np.isfinite(probs).all():
+            raise InputError(FIELD, f"{shown} is damaged: {key} holds NaN or infinity")
+    if "groups" in arrays and (arrays["groups"].ndim != 1 or len(arrays["groups"]) != n):
+        raise InputError(FIELD, f"{shown} is damaged: groups must hold one entry per label ({n})")
+    if width is not None and n * width * 2 > int(raw_limits["max_values"]):
+        raise InputError(
+            FIELD,
+            f"{shown} holds {n} x {width} probabilities per model; "
+            f"at most {raw_limits['max_values']} values for two models",
+        )
+    return arrays
+
+
+def read_run(raw: str) -> Run:
+    """The run folder, read and checked; one line naming the file on anything missing, damaged or too large."""
+    root, folder = _root_and_dir(raw)
+    if _exists(root, folder, "generation_evidence.json"):
+        document = _json(root, folder, "generation_evidence.json")
+        return Run(
+            folder,
+            "generation",
+            _config(root, folder),
+            check_generation(document, f"{folder}/generation_evidence.json"),
+        )
+    if not _exists(root, folder, "evidence.json"):
+        raise InputError(
+            FIELD,
+            f"{raw!r} holds neither evidence.json (a torchrun run) nor generation_evidence.json (a TRL run); "
+            "give the run's --output-dir, after the run finished",
+        )
+    document = _json(root, folder, "evidence.json")
+    if document.get("kind") != "classification" or document.get("schema_version") != 1:
+        raise InputError(
+            FIELD,
+            f"{folder}/evidence.json is not a schema_version 1 classification evidence file "
+            f"(kind {document.get('kind')!r}, schema_version {document.get('schema_version')!r})",
+        )
+    return Run(
+        folder, "classification", _config(root, folder), document, _predictions(root, folder, document.get("classes"))
+    )
+
+
+def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
+    """generation_evidence.json in exactly its documented shape (schema_version 1); names the first wrong key."""
+
+    def bad(where: str, what: str) -> InputError:
+        return InputError(FIELD, f"{shown} is damaged: {where} {what}")
+
+    if (
+        document.get("kind") != "generation"
+        or document.get("schema_version") != get_rules().release["generation"]["schema_version"]
+    ):
+        raise bad(
+            "kind/schema_version",
+            f"must be 'generation'/1, got {document.get('kind')!r}/{document.get('schema_version')!r}",
+        )
+    shapes: dict[str, dict[str, type]] = {
+        "heldout": {
+            "n_sequences": int,
+            "n_tokens": int,
+            "student_nll_per_token": float,
+            "teacher_nll_per_token": float,
+            "token_kl_teacher_to_student": float,
+            "greedy_next_token_agreement": float,
+        },
+        "models": {"student_params": int, "teacher_params": int, "student_bytes": int, "teacher_bytes": int},
+    }
+    for section, keys in shapes.items():
+        block = document.get(section)
+        if not isinstance(block, dict):
+            raise bad(section, "must be an object")
+        for key, kind in keys.items():
+            value = block.get(key)
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or (kind is int and not isinstance(value, int))
+            ):
+                value_ok = False
+            else:
+                value_ok = math.isfinite(value) and value >= 0
+            if not value_ok:
+                raise bad(
+                    f"{section}.{key}",
+                    f"must be a finite non-negative {'integer' if kind is int else 'number'}, got {value!r}",
+                )
+    if not 0 <= document["heldout"]["greedy_next_token_agreement"] <= 1:
+        raise bad("heldout.greedy_next_token_agreement", "must lie in [0, 1]")
+    samples = document.get("samples")
+    if not isinstance(samples, list) or not all(
+        isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("prompt", "teacher", "student"))
+        for s in samples
+    ):
+        raise bad("samples", "must be a list of {prompt, teacher, student} strings")
+    return document
+
+
+# ---- what a run supplies to each tool ----------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
+
+
+def _setting(run: Run, key: str) -> Any:
+    return run.settings.get(key, (None, ""))[0]
+
+
+def diagnose_values(
+    run: Run, given: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """(values, source per field, reason per field the run cannot supply) for kd_diagnose_failure."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    missing = {"student_finds_edge_cases": NOT_FROM_A_RUN, "feedback_to_teacher": NOT_FROM_A_RUN}
+    if run.kind == "generation":
+        reason = "a generation run has no classes; generation_evidence.json is checked by release-check instead"
+        return (
+            {},
+            {},
+            {f: reason for f in ("labels", "student_probs", "teacher_probs", "size_accuracy_curve", "groups")},
+        )
+    arrays = run.arrays
+    values["labels"] = arrays["labels"].astype(int).tolist()
+    values["student_probs"] = arrays["student_probs"].astype(float).tolist()
+    source.update(labels="predictions.npz labels", student_probs="predictions.npz student_probs")
+    if "teacher_probs" in arrays:
+        values["teacher_probs"] = arrays["teacher_probs"].astype(float).tolist()
+        source["teacher_probs"] = "predictions.npz teacher_probs"
+    else:
+        missing["teacher_probs"] = "predictions.npz has no teacher_probs"
+    if "groups" in arrays:
+        values["groups"] = [str(g) for g in arrays["groups"].tolist()]
+        source["groups"] = "predictions.npz groups"
+    else:
+        missing["groups"] = (
+            "the run saved no groups; export with engine_options.groups naming a .npz array or .csv column"
+        )
+    if (run.evidence.get("predictions") or {}).get(
+        "sampled"
+    ):  # the arrays are a sample: per-class numbers from the whole test set
+        student = run.model("student")
+        for name in ("per_class_accuracy", "class_support"):
+            if isinstance(student.get(name), dict):
+                values[name] = student[name]
+                source[name] = f"evidence.json models.student.{name} (whole test set; predictions.npz holds a sample)"
+    temperature = _number(_setting(run, "distill.temperature")) or _number(
+        (run.evidence.get("settings") or {}).get("temperature")
+    )
+    if temperature is not None:
+        values["training_temperature"] = temperature
+        source["training_temperature"] = "config.yaml distill.temperature"
+    curve = [p for p in run.evidence.get("size_accuracy_curve") or [] if isinstance(p, dict)]
+    if len({p.get("params") for p in curve}) >= 2:
+        values["size_accuracy_curve"] = [{"params": p["params"], "accuracy": p["accuracy"]} for p in curve]
+        source["size_accuracy_curve"] = (
+            "evidence.json size_accuracy_curve (" + ", ".join(f"{p.get('name')} {p.get('params')}" for p in curve) + ")"
+        )
+    else:
+        missing["size_accuracy_curve"] = "the run trained one student size; rerun train.py with --student-sizes W1,W2"
+    return values, source, missing
+
+
+def score_values(
+    run: Run, given: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """alpha from the plan, sizes in parameters and accuracies from evidence.json, for kd_score_distillation."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    missing: dict[str, str] = {
+        "min_student_accuracy": "the accuracy floor is a requirement, not a measurement; pass it"
+    }
+    alpha = _number(_setting(run, "release.alpha"))
+    if alpha is not None:
+        values["alpha"] = alpha
+        source["alpha"] = f"config.yaml release.alpha ({run.settings['release.alpha'][1] or 'set at export'})"
+    else:
+        missing["alpha"] = "the recipe's config.yaml records no release.alpha; pass alpha (kd_choose_alpha)"
+    if run.kind == "generation":
+        models = run.evidence["models"]
+        values.update(teacher_size=models["teacher_params"], student_size=models["student_params"])
+        source.update(
+            teacher_size="generation_evidence.json models.teacher_params",
+            student_size="generation_evidence.json models.student_params",
+        )
+        reason = "a generation run measures NLL and agreement, not accuracy; pass your task's accuracy to score it"
+        missing.update(teacher_accuracy=reason, student_accuracy=reason)
+        return values, source, missing
+    for role in ("teacher", "student"):
+        block = run.model(role)
+        for key, target in (("params", f"{role}_size"), ("accuracy", f"{role}_accuracy")):
+            if _number(block.get(key)) is not None:
+                values[target] = block[key]
+                source[target] = f"evidence.json models.{role}.{key}"
+            else:
+                missing[target] = f"evidence.json has no models.{role}.{key}"
+    return values, source, missing
+
+
+def _temperature_tuned(run: Run) -> tuple[bool | None, str]:
+    """From where the exported temperature came: the quick distill's tuning, a rule default, or a person's choice."""
+    value, why = run.settings.get("distill.temperature", (None, ""))
+    if why.startswith("tuned on"):
+        return True, "config.yaml distill.temperature evidence: " + why[:120]
+    if why.startswith(("method.yaml", "the quick distill's fixed setting")):
+        return False, "config.yaml distill.temperature evidence: " + why[:120]
+    return None, ""
+
+
+def gates_values(
+    run: Run, given: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Every gate input a run can show; per-class thresholds and calibration come from the diagnosis of the same run,
+    the distillation score at the caller's alpha when one is given."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    missing = {
+        name: NOT_FROM_A_RUN
+        for name in (
+            "bias_monitoring",
+            "edge_case_monitoring",
+            "robustness_suite",
+            "rollback_plan",
+            "degradation_alerts",
+            "cascade_evaluated",
+            "latency_budget_ms",
+            "memory_budget_mb",
+            "accuracy_target",
+        )
+    }
+    score, score_source, score_missing = score_values(run)
+    if "alpha" in score:
+        values["alpha"], source["alpha"] = score["alpha"], score_source["alpha"]
+    reason = _setting(run, "release.alpha_reason")
+    if isinstance(reason, str) and reason.strip():
+        values["alpha_reason"], source["alpha_reason"] = reason, "config.yaml release.alpha_reason"
+    else:
+        missing["alpha_reason"] = "config.yaml records no release.alpha_reason; pass alpha_reason (why this alpha)"
+    alpha = (given or {}).get("alpha", score.get("alpha"))
+    if alpha is not None and {"teacher_size", "student_size", "teacher_accuracy", "student_accuracy"} <= set(score):
+        from skill.metrics import distillation_score
+
+        values["distillation_score"] = round(
+            distillation_score(
+                alpha,
+                score["student_size"],
+                score["teacher_size"],
+                score["student_accuracy"],
+                score["teacher_accuracy"],
+            )[0],
+            6,
+        )
+        at = "your alpha" if "alpha" in (given or {}) else "release.alpha"
+        source["distillation_score"] = f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies"
+    else:
+        missing["distillation_score"] = "; ".join(sorted(set(score_missing.values()))) or "not computable from this run"
+    models = run.evidence.get("models") or {}
+    if run.kind == "generation":
+        t_params, s_params, s_bytes = models["teacher_params"], models["student_params"], models["student_bytes"]
+        file = "generation_evidence.json"
+    else:
+        t_params, s_params, s_bytes = (
+            run.model("teacher").get("params"),
+            run.model("student").get("params"),
+            run.model("student").get("bytes"),
+        )
+        file = "evidence.json"
+    if _number(t_params) and _number(s_params):
+        values["compression_ratio"] = max(1.0, t_params / s_params)
+        source["compression_ratio"] = f"{file} teacher / student parameters"
+    if _number(s_bytes) is not None:
+        values["memory_mb"] = s_bytes / 2**20
+        source["memory_mb"] = f"{file} student bytes (weights and buffers)"
+    topology = _setting(run, "distill.topology")
+    values["multi_agent"] = False
+    source["multi_agent"] = f"one teacher, one student (config.yaml distill.topology {topology or 'teacher_student'})"
+    if run.kind == "generation":
+        missing.update(
+            {
+                name: "does not apply to a generation run (release.yaml generation.not_applicable_gates)"
+                for name in (
+                    "stratified_validation",
+                    "per_class_thresholds_met",
+                    "temperature",
+                    "temperature_tuned",
+                    "calibration_validated",
+                    "capacity_analysis_done",
+                    "latency_ms",
+                    "accuracy",
+                )
+            }
+        )
+        return values, source, missing
+    student = run.model("student")
+    if _number(student.get("latency_ms_batch1")) is not None:
+        values["latency_ms"] = student["latency_ms_batch1"]
+        source["latency_ms"] = (
+            f"evidence.json models.student.latency_ms_batch1 (batch 1, on {student.get('device', 'the run device')})"
+        )
+    if _number(student.get("accuracy")) is not None:
+        values["accuracy"], source["accuracy"] = student["accuracy"], "evidence.json models.student.accuracy"
+    temperature = _number(_setting(run, "distill.temperature"))
+    if temperature is not None:
+        values["temperature"], source["temperature"] = temperature, "config.yaml distill.temperature"
+    tuned, why = _temperature_tuned(run)
+    if tuned is not None:
+        values["temperature_tuned"], source["temperature_tuned"] = tuned, why
+    else:
+        missing["temperature_tuned"] = "the temperature was set by hand in the export; say whether it was tuned"
+    from skill.diagnose import diagnose_failure
+    from skill.models import DiagnoseFailureRequest
+
+    diag_values, _, _ = diagnose_values(run)
+    findings = {f.id: f for f in diagnose_failure(DiagnoseFailureRequest(**diag_values)).findings}
+    if isinstance(student.get("per_class_accuracy"), dict) and isinstance(student.get("class_support"), dict):
+        values["stratified_validation"] = True
+        source["stratified_validation"] = "evidence.json per-class accuracy and support over the whole test set"
+    mirage = findings["accuracy_mirage"]
+    if mirage.status != "not_evaluated":
+        values["per_class_thresholds_met"] = mirage.status == "clear"
+        source["per_class_thresholds_met"] = f"accuracy_mirage {mirage.status} on the run's predictions"
+    calibration = findings["temperature_blindness"]
+    if calibration.status != "not_evaluated":
+        values["calibration_validated"] = calibration.status == "clear"
+        source["calibration_validated"] = (
+            f"temperature_blindness {calibration.status}: student against teacher ECE and error confidence"
+        )
+    if findings["capacity_cliff"].status != "not_evaluated":
+        values["capacity_analysis_done"] = True
+        source["capacity_analysis_done"] = "size_accuracy_curve of --student-sizes, checked for a cliff"
+    else:
+        missing["capacity_analysis_done"] = (
+            "the run trained one student size; rerun train.py with --student-sizes W1,W2"
+        )
+    return values, source, missing
+
+
+FILLERS = {
+    "DiagnoseFailureRequest": diagnose_values,
+    "ScoreDistillationRequest": score_values,
+    "QualityGatesRequest": gates_values,
+}
+
+
+def apply_run(request: Request) -> tuple[Request, RunEvidence | None]:
+    """The request with every input the run supplies filled in (the caller's own numbers win), re-validated."""
+    raw = getattr(request, "from_run", None)
+    if raw is None:
+        return request, None
+    from pydantic import ValidationError
+
+    from skill.errors import describe_validation_error
+
+    run = read_run(raw)
+    given = request.model_dump(exclude_unset=True, exclude={"from_run"})
+    values, source, missing = FILLERS[type(request).__name__](run, given)
+    if "candidates" in given:  # ranking the caller's own candidates: the run's single student steps aside
+        for key in ("student_size", "student_accuracy"):
+            values.pop(key, None)
+    overridden = sorted(k for k in given if k in values)
+    data = {**values, **given}
+    try:
+        filled = type(request).model_validate(data)
+    except ValidationError as exc:
+        raise InputError(FIELD, f"{run.shown}: {describe_validation_error(exc)}") from None
+    report = RunEvidence(
+        run_dir=run.shown,
+        kind=run.kind,
+        filled=[RunValue(field=k, source=source.get(k, run.shown)) for k in values if k not in given],
+        overridden=overridden,
+        missing=[
+            MissingInput(field=k, effect=reason) for k, reason in missing.items() if k not in given and k not in values
+        ],
+    )
+    return filled, report

@@ -1,0 +1,538 @@
+"""From a finished run to a ship decision: the run folder's evidence, `from_run` on diagnose / gates / score, and
+`kd-skill release-check` (CLI and the kd_release_check MCP tool).
+
+Fast tests read generation_evidence.json files the tests write in the TRL recipe's documented shape. The slow ones
+train for real: the exported torchrun recipe on digits with 2 CPU processes, --baseline and --student-sizes; and a
+run whose training split lacks one class, which the release check must catch as an accuracy mirage from the run's
+own files. Damaged and oversized predictions.npz files are cut from the real run's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+from mcp import Client
+
+from mcp_server.distill_tool import Limits
+from mcp_server.server import build_server
+from skill.rules import get_rules
+from tests.mcp_helpers import text_of
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD_GENERATION = {
+    "kind": "generation",
+    "schema_version": 1,
+    "heldout": {
+        "n_sequences": 64,
+        "n_tokens": 5120,
+        "student_nll_per_token": 2.31,
+        "teacher_nll_per_token": 2.05,
+        "token_kl_teacher_to_student": 0.21,
+        "greedy_next_token_agreement": 0.71,
+    },
+    "samples": [
+        {"prompt": f"Q{i}: what is {i} + {i}?", "teacher": f"{2 * i}", "student": f"{2 * i}"} for i in range(5)
+    ],
+    "models": {
+        "student_params": 124_000_000,
+        "teacher_params": 1_500_000_000,
+        "student_bytes": 248_000_000,
+        "teacher_bytes": 3_000_000_000,
+    },
+}
+
+
+def _cli(*args: str, cwd: Path = ROOT, timeout: float = 120) -> tuple[int, dict | None, str, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "skill", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+    try:
+        data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
+    except ValueError:
+        data = None
+    return proc.returncode, data, proc.stdout, proc.stderr
+
+
+def _generation_run(folder: Path, **changes: object) -> Path:
+    """A TRL run folder with generation_evidence.json in the documented shape, `changes` applied ('a.b' keys)."""
+    document = json.loads(json.dumps(GOOD_GENERATION))
+    for key, value in changes.items():
+        *path, last = key.split(".")
+        target = document
+        for part in path:
+            target = target[part]
+        if value is None:
+            del target[last]
+        else:
+            target[last] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "generation_evidence.json").write_text(json.dumps(document))
+    return folder
+
+
+# ---- generation runs (fast) -------------------------------------------------------------------------
+
+
+def test_a_generation_run_is_checked_with_the_gates_that_fit_generation(tmp_path):
+    run = _generation_run(tmp_path / "llm")
+    code, data, _, err = _cli("release-check", str(run), "--rollback-plan", "true", "--degradation-alerts", "true")
+    assert code == 0, err
+    assert data["kind"] == "generation" and data["diagnosis"] is None
+    checks = {c["id"]: c for c in data["generation_checks"]}
+    ratio = float(np.exp(2.31 - 2.05))
+    assert (
+        checks["perplexity_ratio"]["value"] == pytest.approx(ratio, abs=1e-5)
+        and checks["perplexity_ratio"]["status"] == "pass"
+    )
+    assert (
+        checks["token_kl"]["status"]
+        == checks["greedy_agreement"]["status"]
+        == checks["heldout_tokens"]["status"]
+        == "pass"
+    )
+    # the classification-only gates are not conditions of a generation release; the deployment facts still are
+    not_applicable = get_rules().release["generation"]["not_applicable_gates"]
+    assert not any(g in c for c in data["conditions"] for g in not_applicable)
+    assert any("robustness_suite" in c for c in data["conditions"]) and not any(
+        "rollback_plan" in c for c in data["conditions"]
+    )
+    assert (
+        data["decision"] == "ship_with_conditions" and "0.710" in data["summary"] and "12.1x smaller" in data["summary"]
+    )
+    assert (
+        "accuracy" in data["score_missing"]
+        and len(data["samples"]) == get_rules().release["limits"]["max_samples_shown"]
+    )
+    filled = {v["field"]: v["source"] for v in data["run_evidence"]["filled"]}
+    assert filled["compression_ratio"].startswith("generation_evidence.json") and filled["memory_mb"].startswith(
+        "generation_evidence.json"
+    )
+
+
+def test_a_generation_student_far_from_its_teacher_is_not_shipped(tmp_path):
+    run = _generation_run(
+        tmp_path / "llm", **{"heldout.token_kl_teacher_to_student": 1.7, "heldout.greedy_next_token_agreement": 0.31}
+    )
+    code, data, _, err = _cli("release-check", "--run-dir", str(run))
+    assert code == 0, err
+    assert data["decision"] == "do_not_ship"
+    assert any(b.startswith("token_kl: token_kl_teacher_to_student 1.7 ") for b in data["blockers"])
+    assert any(b.startswith("greedy_agreement:") for b in data["blockers"]) and "Do not ship." in data["summary"]
+
+
+def test_every_gate_settled_and_every_check_passed_ships_and_a_blown_budget_does_not(tmp_path):
+    run = _generation_run(tmp_path / "llm")
+    facts = [
+        "--bias-monitoring",
+        "true",
+        "--edge-case-monitoring",
+        "true",
+        "--robustness-suite",
+        "true",
+        "--cascade-evaluated",
+        "true",
+        "--rollback-plan",
+        "true",
+        "--degradation-alerts",
+        "true",
+        "--latency-ms",
+        "35",
+        "--latency-budget-ms",
+        "50",
+        "--accuracy",
+        "0.8",
+        "--accuracy-target",
+        "0.75",
+    ]
+    code, data, _, err = _cli("release-check", str(run), *facts, "--memory-budget-mb", "512")
+    assert code == 0, err
+    assert (
+        data["decision"] == "ship"
+        and data["blockers"] == data["conditions"] == []
+        and data["summary"].startswith("Ship.")
+    )
+    assert "latency_ms" not in {
+        m["field"] for m in data["run_evidence"]["missing"]
+    }  # the caller measured it; a TRL run has none
+    code, data, _, err = _cli(
+        "release-check", str(run), *facts, "--memory-budget-mb", "100"
+    )  # the student's 248 MB weights
+    assert code == 0, err
+    assert data["decision"] == "do_not_ship" and [b.split(" (")[0] for b in data["blockers"]] == [
+        "gate budgets_met fails"
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"heldout.n_tokens": None}, "heldout.n_tokens"),
+        ({"heldout.student_nll_per_token": "2.3"}, "heldout.student_nll_per_token"),
+        ({"heldout.greedy_next_token_agreement": 1.5}, "greedy_next_token_agreement"),
+        ({"models.student_params": 1.5}, "models.student_params"),
+        ({"schema_version": 2}, "schema_version"),
+        ({"samples": [{"prompt": "p", "teacher": "t"}]}, "samples"),
+    ],
+)
+def test_generation_evidence_in_another_shape_is_refused_in_one_line(tmp_path, change, words):
+    run = _generation_run(tmp_path / "llm", **change)
+    code, data, _, err = _cli("release-check", str(run))
+    assert code == 2 and data is None and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("kd-skill: error: run_dir:") and "generation_evidence.json" in err and words in err
+
+
+def test_a_folder_without_evidence_is_refused_naming_what_is_missing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args in (["release-check", str(tmp_path / "empty")], ["diagnose", "--from-run", str(tmp_path / "empty")]):
+        code, _, _, err = _cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "evidence.json" in err and "Traceback" not in err
+
+
+def test_over_mcp_a_run_folder_must_lie_under_the_data_root(tmp_path):
+    data = tmp_path / "data"
+    _generation_run(data / "runs" / "llm")
+    _generation_run(tmp_path / "elsewhere")
+    server = build_server(Limits(data_root=data, output_root=tmp_path / "out"))
+
+    async def go() -> tuple:
+        async with Client(server) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            good = await client.call_tool("kd_release_check", {"run_dir": "runs/llm"})
+            gates = await client.call_tool("kd_check_quality_gates", {"from_run": "runs/llm", "rollback_plan": True})
+            bad = [
+                await client.call_tool(tool, {key: path})
+                for tool, key in (("kd_release_check", "run_dir"), ("kd_score_distillation", "from_run"))
+                for path in ("../elsewhere", str(tmp_path / "elsewhere"))
+            ]
+            return names, good, gates, bad
+
+    names, good, gates, bad = anyio.run(go)
+    assert "kd_release_check" in names
+    assert not good.is_error and good.structured_content["decision"] == "ship_with_conditions"
+    assert not gates.is_error and gates.structured_content["run_evidence"]["overridden"] == []
+    assert "rollback_plan" not in {
+        m["field"] for m in gates.structured_content["run_evidence"]["missing"]
+    }  # given by the caller
+    for result in bad:
+        assert result.is_error and ("outside the allowed root" in text_of(result) or "'..'" in text_of(result)), (
+            text_of(result)
+        )
+
+
+def test_a_csv_group_column_is_evidence_not_a_feature(tmp_path):
+    """The recipe's CSV reader (the exported kd_recipe/data.py, imported from the template folder) takes the named
+    group column out of the features and returns it for the test rows."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "skill" / "export" / "templates"))
+    try:
+        data = importlib.import_module("kd_recipe.data")
+    finally:
+        sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
+        for name in [m for m in sys.modules if m == "kd_recipe" or m.startswith("kd_recipe.")]:
+            del sys.modules[name]  # the module object stays usable; nothing else in this process sees the template
+    rows = ["a,b,site,label"] + [f"{i},{i * 2},{'north' if i % 2 else 'south'},{i % 3}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    train, test, groups = data.load_data("t.csv", tmp_path, None, "site", 0.25, 0)
+    assert train.tensors[0].shape == (30, 2) and test.tensors[0].shape == (10, 2) and len(groups) == 10
+    a_values = test.tensors[0][:, 0].int().tolist()
+    assert groups.tolist() == ["north" if a % 2 else "south" for a in a_values]  # each test row keeps its own group
+    with pytest.raises(ValueError, match="data.groups: 'region' is not a column"):
+        data.load_data("t.csv", tmp_path, None, "region", 0.25, 0)
+
+
+def test_the_torchrun_export_records_what_the_release_check_reads(tmp_path):
+    """engine_options: alpha and its reason land in config.yaml's release section, groups and student sizes in the
+    settings train.py reads; options that cannot work are refused at export, naming engine_options."""
+    from skill.errors import InputError
+    from skill.export import export_recipe
+    from skill.export.request import ExportRequest
+
+    options = {"alpha": 0.7, "alpha_reason": "phone app", "student_sizes": [20, 22]}
+    answer = export_recipe(ExportRequest(data="digits", output_dir=str(tmp_path / "r"), engine_options=options))
+    settings = {s.name: s for s in answer.settings}
+    assert settings["release.alpha"].value == 0.7 and settings["release.alpha"].evidence == "set in the export request"
+    assert settings["release.alpha_reason"].value == "phone app" and settings["train.student_sizes"].value == [20, 22]
+    limits = get_rules().failure_modes["raw_limits"]
+    assert settings["eval.max_prediction_rows"].value == limits["max_samples"]
+    assert settings["eval.max_prediction_values"].value == limits["max_values"]
+    default = export_recipe(ExportRequest(data="digits", output_dir=str(tmp_path / "d")))
+    alpha = next(s for s in default.settings if s.name == "release.alpha")
+    balanced = next(b for b in get_rules().alpha["tree"] if "when" not in b)
+    assert alpha.value == balanced["alpha"] and alpha.evidence.startswith("alpha.yaml")
+    for bad, words in (
+        ({"groups": "g"}, "groups 'g' is read from a .npz array or a .csv column"),
+        ({"colour": "red"}, "no engine options but groups, student_sizes, alpha, alpha_reason"),
+        ({"student_sizes": [8, 16, 24, 32]}, "student_sizes"),
+    ):
+        with pytest.raises(InputError, match="engine_options") as caught:
+            export_recipe(ExportRequest(data="digits", output_dir=str(tmp_path / "bad"), engine_options=bad))
+        assert words in str(caught.value)
+
+
+# ---- real runs of the exported torchrun recipe (slow) ------------------------------------------------
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+STUDENT_HIDDEN = 24  # 1,810 parameters on digits; widths 22 and 20 are within 10% steps of it and of each other
+
+
+def _train(recipe: Path, *args: str, processes: int = 1) -> Path:
+    launcher = [*TORCHRUN, "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*launcher, str(recipe / "train.py"), "--cpu", *args],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return recipe / "run"
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    from skill.export import export_recipe
+    from skill.export.request import ExportRequest
+
+    root = tmp_path_factory.mktemp("release")
+    export_recipe(
+        ExportRequest(
+            data="digits",
+            output_dir=str(root / "recipe"),
+            teacher_epochs=15,
+            epochs=30,
+            student_hidden=[STUDENT_HIDDEN],
+        )
+    )
+    return _train(root / "recipe", "--baseline", "--student-sizes", "20,22", processes=2)
+
+
+@pytest.mark.slow
+def test_the_run_writes_its_evidence(digits_run):
+    evidence = json.loads((digits_run / "evidence.json").read_text())
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    with np.load(digits_run / "predictions.npz", allow_pickle=False) as arrays:
+        labels, student, teacher, scratch = (
+            arrays[k] for k in ("labels", "student_probs", "teacher_probs", "baseline_probs")
+        )
+    assert (
+        len(labels) == evidence["test_rows"] == metrics["student"]["test_rows"]
+        and not evidence["predictions"]["sampled"]
+    )
+    assert student.shape == teacher.shape == scratch.shape == (len(labels), 10) and np.allclose(
+        student.sum(1), 1, atol=1e-5
+    )
+    # per-class accuracy in evidence.json (all-reduced over both ranks) is what the saved predictions give
+    s = evidence["models"]["student"]
+    for c, accuracy in s["per_class_accuracy"].items():
+        rows = labels == int(c)
+        assert s["class_support"][c] == rows.sum() and accuracy == pytest.approx(
+            (student[rows].argmax(1) == int(c)).mean()
+        )
+    assert (
+        s["accuracy"]
+        == pytest.approx(metrics["student"]["accuracy"])
+        == pytest.approx((student.argmax(1) == labels).mean())
+    )
+    assert s["params"] == 64 * 24 + 24 + 24 * 10 + 10 and s["bytes"] == 4 * s["params"]
+    assert (
+        evidence["models"]["teacher"]["params"] == metrics["teacher"]["params"]
+        and s["latency_ms_batch1"] > 0
+        and s["throughput_per_s"] > 0
+    )
+    assert [p["params"] for p in evidence["size_accuracy_curve"]] == [
+        1810,
+        1510,
+        1660,
+    ]  # the student, then widths 20 and 22
+
+
+@pytest.mark.slow
+def test_release_check_on_the_digits_run(digits_run):
+    code, data, _, err = _cli(
+        "release-check",
+        str(digits_run),
+        "--latency-budget-ms",
+        "50",
+        "--memory-budget-mb",
+        "1",
+        "--accuracy-target",
+        "0.5",
+    )
+    assert code == 0, err
+    findings = {f["id"]: f for f in data["diagnosis"]["findings"]}
+    assert findings["accuracy_mirage"]["status"] in ("detected", "clear")
+    assert any(
+        e["metric"].startswith("minority_class_accuracy[") for e in findings["accuracy_mirage"]["evidence"]
+    )  # per-class evidence
+    cliff = findings["capacity_cliff"]
+    assert cliff["status"] in (
+        "detected",
+        "clear",
+    )  # evaluated on the three sizes (pairs without a drop leave no evidence row)
+    assert {e["metric"] for e in cliff["evidence"]} <= {"1810->1660 params", "1810->1510 params", "1660->1510 params"}
+    filled = {v["field"]: v["source"] for v in data["run_evidence"]["filled"]}
+    for field in (
+        "latency_ms",
+        "memory_mb",
+        "accuracy",
+        "compression_ratio",
+        "per_class_thresholds_met",
+        "calibration_validated",
+        "capacity_analysis_done",
+        "size_accuracy_curve",
+        "labels",
+        "student_probs",
+        "teacher_probs",
+        "alpha",
+    ):
+        assert field in filled, field
+    budgets = next(g for g in data["gates"]["gates"] if g["id"] == "budgets_met")
+    assert budgets["status"] == "pass"  # a 1,810-parameter MLP: well under 50 ms and 1 MB, and above 0.5
+    evidence = json.loads((digits_run / "evidence.json").read_text())
+    assert data["baseline_comparison"]["distilled_accuracy"] == pytest.approx(evidence["models"]["student"]["accuracy"])
+    assert data["decision"] in ("ship_with_conditions", "do_not_ship")  # monitoring and rollback are never in a run
+    assert f"{evidence['models']['student']['accuracy']:.4f}" in data["summary"]
+    code, _, text, _ = _cli("release-check", str(digits_run), "--format", "text")
+    assert code == 0 and text.startswith(f"Decision: {data['decision']}") and "latency_ms <- evidence.json" in text
+    print(text)  # the closing note quotes it
+
+
+@pytest.mark.slow
+def test_from_run_fills_the_tools_and_the_callers_numbers_win(digits_run):
+    evidence = json.loads((digits_run / "evidence.json").read_text())
+    t, s = evidence["models"]["teacher"], evidence["models"]["student"]
+    code, data, _, err = _cli("score", "--from-run", str(digits_run), "--alpha", "0.7")
+    assert code == 0, err
+    expected = 0.7 * s["params"] / t["params"] + 0.3 * (1 - s["accuracy"] / t["accuracy"])
+    assert data["score"] == pytest.approx(expected) and data["run_evidence"]["overridden"] == ["alpha"]
+    code, gates, _, err = _cli("gates", "--from-run", str(digits_run), "--alpha", "0.7", "--alpha-reason", "phone app")
+    assert code == 0, err
+    assert next(g for g in gates["gates"] if g["id"] == "distillation_score")["status"] == "pass"
+    ds = next(t for t in gates["rule_trace"] if t["field"] == "distillation_score")
+    assert ds["value"] == pytest.approx(expected, abs=1e-6)  # the score at the caller's alpha, not the plan's
+    assert {v["field"] for v in data["run_evidence"]["filled"]} == {
+        "teacher_size",
+        "teacher_accuracy",
+        "student_size",
+        "student_accuracy",
+    }
+    code, data, _, err = _cli("diagnose", "--from-run", str(digits_run), "--training-temperature", "1")
+    assert code == 0, err
+    assert data["run_evidence"]["overridden"] == ["training_temperature"] and "trained_at_t1" in {
+        w["id"] for w in data["warnings"]
+    }
+    assert data["metrics"]["n_samples"] == evidence["test_rows"]
+    assert {m["field"] for m in data["run_evidence"]["missing"]} >= {"groups", "student_finds_edge_cases"}
+
+
+@pytest.mark.slow
+def test_a_collapsed_class_is_caught_as_an_accuracy_mirage(tmp_path):
+    """The training split lacks every 3 (the test split keeps them): the student never predicts 3, whatever its
+    average; the release check finds it from the run's own files. The same run names a group array (the bias check
+    then runs on the saved groups) and keeps only 200 test rows of probabilities (a sample: the per-class numbers
+    then come from evidence.json, counted over the whole test set)."""
+    from sklearn.datasets import load_digits
+
+    from skill.export import export_recipe
+    from skill.export.request import ExportRequest
+
+    X, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:1344], order[1344:]
+    train = train[y[train] != 3]
+    data = tmp_path / "no_threes.npz"
+    groups = np.where(X[test][:, 36] > 8, "dark_centre", "light_centre")  # a property of each test image
+    np.savez(
+        data,
+        X_train=(X[train] / 16).astype(np.float32),
+        y_train=y[train],
+        X_test=(X[test] / 16).astype(np.float32),
+        y_test=y[test],
+        groups_test=groups,
+    )
+    recipe = tmp_path / "recipe"
+    export_recipe(
+        ExportRequest(
+            data=str(data),
+            output_dir=str(recipe),
+            teacher_epochs=10,
+            epochs=20,
+            student_hidden=[24],
+            engine_options={"groups": "groups_test"},
+        )
+    )
+    config = (recipe / "config.yaml").read_text()
+    (recipe / "config.yaml").write_text(
+        config.replace("max_prediction_rows:\n    value: 20000", "max_prediction_rows:\n    value: 200")
+    )
+    run = _train(recipe)
+    evidence = json.loads((run / "evidence.json").read_text())
+    with np.load(run / "predictions.npz", allow_pickle=False) as arrays:
+        assert (
+            len(arrays["labels"]) == 200 and evidence["predictions"]["sampled"] and evidence["test_rows"] == len(test)
+        )
+        assert set(arrays["groups"].tolist()) == {"dark_centre", "light_centre"}
+    assert (
+        evidence["models"]["student"]["per_class_accuracy"]["3"] == 0
+        and evidence["models"]["student"]["class_support"]["3"] > 0
+    )
+    code, report, _, err = _cli("release-check", str(run))
+    assert code == 0, err
+    mirage = next(f for f in report["diagnosis"]["findings"] if f["id"] == "accuracy_mirage")
+    assert mirage["status"] == "detected" and "class 3 reaches 0.000" in mirage["diagnosis"]
+    filled = {v["field"]: v["source"] for v in report["run_evidence"]["filled"]}
+    assert "whole test set" in filled["per_class_accuracy"] and filled["groups"] == "predictions.npz groups"
+    assert (
+        next(f for f in report["diagnosis"]["findings"] if f["id"] == "bias_amplification")["status"] != "not_evaluated"
+    )
+    assert not any(w["id"] == "raw_and_summary_mixed" for w in report["warnings"])  # one run's numbers, not a mix
+    assert report["decision"] == "do_not_ship" and any(b.startswith("accuracy_mirage:") for b in report["blockers"])
+    stratified = next(g for g in report["gates"]["gates"] if g["id"] == "stratified_validation")
+    assert stratified["status"] == "fail"
+    _, _, text, _ = _cli("release-check", str(run), "--format", "text")
+    print(text)  # the closing note quotes it
+
+
+@pytest.mark.slow
+def test_a_damaged_or_oversized_predictions_file_gets_one_line(digits_run, tmp_path):
+    def folder(name: str) -> Path:
+        copy = tmp_path / name
+        copy.mkdir()
+        shutil.copy(digits_run / "evidence.json", copy)
+        return copy
+
+    truncated = folder("truncated")
+    data = (digits_run / "predictions.npz").read_bytes()
+    (truncated / "predictions.npz").write_bytes(data[: len(data) // 2])
+    pickled = folder("pickled")
+    np.savez(pickled / "predictions.npz", labels=np.arange(3), student_probs=np.array([{"a": 1}] * 3, dtype=object))
+    wrong = folder("wrong")
+    np.savez(wrong / "predictions.npz", labels=np.arange(3), student_probs=np.ones((4, 10), np.float32) / 10)
+    huge = folder("huge")
+    limit = get_rules().release["limits"]["max_predictions_bytes"]
+    with (huge / "predictions.npz").open("wb") as handle:  # sparse: past the limit without writing it
+        handle.truncate(limit + 1)
+    missing = folder("missing")
+    cases = [
+        (truncated, "is damaged"),
+        (pickled, "is damaged"),
+        (wrong, "student_probs must be float rows x classes for 3 labels"),
+        (huge, f"is too large: {limit + 1:,} bytes, at most {limit:,}"),
+        (missing, "predictions.npz"),
+    ]
+    for run, words in cases:
+        for args in (["release-check", str(run)], ["diagnose", "--from-run", str(run)]):
+            code, _, _, err = _cli(*args)
+            assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+            assert "predictions.npz" in err and words in err, err
