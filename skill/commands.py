@@ -12,7 +12,7 @@ from skill.alpha import choose_alpha
 from skill.diagnose import diagnose_failure
 from skill.gates import check_quality_gates
 from skill.recommend import recommend_method
-from skill.route import route_request
+from skill.routing import route_request
 from skill.score import score_distillation
 
 

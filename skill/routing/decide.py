@@ -1,10 +1,10 @@
 """Decide whether a request belongs here, to a sibling skill, or nowhere near distillation.
 
-The decision follows what the request asks to be done (skill/route_evidence.py reads it), in this order:
+The decision follows what the request asks to be done (skill/routing/evidence.py reads it), in this order:
 structured inputs the agent filled; not-for boundaries named by words or numbers; a sibling's work when no
 explicit distillation is asked for and it outscores ours; the prototype and ample-compute boundaries when no
 budget is stated; otherwise in scope when anything asks for distillation, else not about an ML model.
-A text-only decision then meets the learned reader (skill/route_learned.py): when it reads the request otherwise
+A text-only decision then meets the learned reader (skill/routing/learned.py): when it reads the request otherwise
 with high probability, its reading stands, and the answer says so.
 """
 
@@ -17,8 +17,8 @@ from typing import Any, Mapping
 from skill.conditions import evaluate
 from skill.models import AdviceWarning, Delegation, IntentScore, RouteRequest, RouteResponse, TraceEntry
 from skill.next_steps import steps
-from skill.route_evidence import Evidence, read_evidence
-from skill.route_learned import LearnedReader, Reading, get_reader, outcome_label
+from skill.routing.evidence import Evidence, read_evidence
+from skill.routing.learned import LearnedReader, Reading, get_reader, outcome_label
 from skill.rules import RuleFileError, get_rules
 
 

@@ -1,5 +1,5 @@
 """What a request states, read into evidence: each intent's term hits and score, the numbers, and whether an
-explicit request to distil is among them. The decision over this evidence is skill/route.py's.
+explicit request to distil is among them. The decision over this evidence is skill/routing/decide.py's.
 """
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from skill.route_numbers import Quantity, drop_corrected, find_reduction, find_size_sweep, read_numbers
-from skill.route_reading import Hit, Reader, group_score
+from skill.routing.numbers import Quantity, drop_corrected, find_reduction, find_size_sweep, read_numbers
+from skill.routing.terms import Hit, Reader, group_score
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
-from skill.route_typos import mend_typos
+from skill.routing.typos import mend_typos
 
 TOKEN = re.compile(r"\w+(?:'\w+)?")
 
