@@ -69,7 +69,8 @@ def main(argv: list[str]) -> None:
     for name in wanted:
         train = [i for n, items in sets.items() if n != name for i in items]
         texts = [i["text"] for i in train]
-        reader = LearnedReader(json.loads(json.dumps(export(fit(texts, [_label(i) for i in train]), {"held-out": train}, texts))))
+        model = fit(texts, [_label(i) for i in train])
+        reader = LearnedReader(json.loads(json.dumps(export(model, {"held-out": train}, texts))))
         diffs, rules_right, reader_right = [], 0, 0
         for item in sets[name]:
             expected = _label(item)
@@ -83,13 +84,15 @@ def main(argv: list[str]) -> None:
         pooled += diffs
         fixed, broken = diffs.count(1), diffs.count(-1)
         short = name.removeprefix("route_corpus_").removesuffix(".yaml")
-        print(f"| {short} | {n} | {rules_right} ({rules_right / n:.1%}) | {reader_right} ({reader_right / n:.1%}) | {fixed} | {broken} "
+        print(f"| {short} | {n} | {rules_right} ({rules_right / n:.1%}) | {reader_right} ({reader_right / n:.1%}) "
+              f"| {fixed} | {broken} "
               f"| {mcnemar_p(fixed, broken):.2g} |", flush=True)
     fixed, broken = pooled.count(1), pooled.count(-1)
     low, high = bootstrap_interval(pooled)
     print(f"\npooled over {total} requests: rules alone {rules_total}/{total} ({rules_total / total:.3f}), "
           f"rules + reader {reader_total}/{total} ({reader_total / total:.3f}); reader fixes {fixed}, breaks {broken}; "
-          f"difference {(reader_total - rules_total) / total:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}], McNemar p {mcnemar_p(fixed, broken):.2g}")
+          f"difference {(reader_total - rules_total) / total:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}], "
+          f"McNemar p {mcnemar_p(fixed, broken):.2g}")
 
     texts = [i["text"] for items in sets.values() for i in items][:400]
     model_file = ROOT / "skill" / "rules" / "route_reader.json"
@@ -103,7 +106,8 @@ def main(argv: list[str]) -> None:
             route_request(RouteRequest(request=text), learned=learned)
         timings[learned] = (time.perf_counter() - start) / len(texts) * 1000
     print(f"cost: model file {model_file.stat().st_size / 1e6:.2f} MB, parsed in {load:.2f} s; per request "
-          f"{timings[False]:.1f} ms rules alone, {timings[True]:.1f} ms with the reader (second of two passes, {len(texts)} requests)")
+          f"{timings[False]:.1f} ms rules alone, {timings[True]:.1f} ms with the reader "
+          f"(second of two passes, {len(texts)} requests)")
 
 
 if __name__ == "__main__":

@@ -131,3 +131,83 @@ def test_validation_is_remembered_only_for_the_exact_bytes(tmp_path: Path):
     env["KD_RULES_CACHE"] = "off"
     (folder / "alpha.yaml").write_text(text)
     assert run().stdout.strip() == "True"  # caching off: always validated
+
+
+# ---- the routing lexicon (issue 19): word lists in skill/rules/lexicon/, put into boundaries.yaml at load ----------
+
+LEXICON = rules_dir() / "lexicon"
+
+
+@pytest.mark.parametrize(
+    "file, old, new, where",
+    [
+        # each list is checked by the definition boundaries.schema.json gives it, naming the lexicon file
+        ("lexicon/typos.yaml", "    - distillation\n", "    - Distillation\n", "reading/typo_vocabulary/0"),
+        ("lexicon/numbers.yaml", '    "ms": 1\n', '    "ms": fast\n', "numbers/latency_units/ms"),
+        ("lexicon/negation.yaml", "  negation_cues:\n", "  negation_cue:\n", "negation_cue"),  # a list boundaries.yaml does not read
+        ("lexicon/siblings.yaml", "  neural-architecture-search:\n    search:\n", "  neural-architecture-search:\n    searching:\n",
+         "terms/neural-architecture-search/searching"),  # words for a group that does not exist
+        ("lexicon/distillation.yaml", "  budget:\n    budget:\n", "  budgets:\n    budget:\n", "terms/budgets/budget"),
+        ("lexicon/clauses.yaml", '  step_cues:\n    - "then"\n    - "and then"\n    - "after that"\n', "  step_cues: []\n", "reading/step_cues"),
+    ],
+)
+def test_a_broken_lexicon_file_is_rejected_with_file_and_path(tmp_path: Path, file: str, old: str, new: str, where: str):
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+    text = (folder / file).read_text(encoding="utf-8")
+    assert old in text
+    (folder / file).write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(RuleFileError) as err:
+        load_rules_from(folder)
+    assert file in str(err.value) and where in str(err.value), str(err.value)
+
+
+def test_a_word_list_set_twice_or_a_group_without_words_is_an_error(tmp_path: Path):
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+    shutil.copy(folder / "lexicon" / "typos.yaml", folder / "lexicon" / "typos_again.yaml")
+    with pytest.raises(RuleFileError, match="typos_again.yaml: at reading/typo_vocabulary: set twice"):
+        load_rules_from(folder)
+    (folder / "lexicon" / "typos_again.yaml").unlink()
+    siblings = folder / "lexicon" / "siblings.yaml"
+    text = siblings.read_text(encoding="utf-8")
+    start = text.index("    perturbation:\n")
+    siblings.write_text(text[:start], encoding="utf-8")  # the last group's words are gone
+    with pytest.raises(RuleFileError, match="term groups without words: adversarial-defense-strategies/perturbation"):
+        load_rules_from(folder)
+
+
+def test_every_term_group_gets_its_words_from_the_lexicon_and_boundaries_yaml_holds_none():
+    import yaml
+
+    decisions = yaml.safe_load((rules_dir() / "boundaries.yaml").read_text(encoding="utf-8"))
+    assert "patterns" not in (rules_dir() / "boundaries.yaml").read_text(encoding="utf-8")
+    rules = get_rules().boundaries
+    groups = [*rules["in_scope"]["groups"], rules["budget"]]
+    groups += [g for owner in (*rules["boundaries"], *rules["siblings"]) for g in owner.get("groups", ())]
+    assert len(groups) >= 20 and all(len(g["patterns"]) >= 1 for g in groups)
+    lexicon = [yaml.safe_load(f.read_text(encoding="utf-8")) for f in LEXICON.glob("*.yaml")]
+    lexicon_lists = {k for words in lexicon for section in ("reading", "numbers") for k in words.get(section, {})}
+    assert lexicon_lists and not lexicon_lists & (set(decisions["reading"]) | set(decisions["numbers"]))
+    assert lexicon_lists <= set(rules["reading"]) | set(rules["numbers"])
+
+
+def test_the_routing_rules_read_as_text_one_entry_per_line():
+    """No line over 200 characters; every word list in block form, one entry per line (a long pattern may continue
+    on the next line after a backslash, which YAML joins with nothing between)."""
+    import yaml
+
+    files = [rules_dir() / "boundaries.yaml", *sorted(LEXICON.glob("*.yaml"))]
+    assert len(files) >= 6
+    for file in files:
+        text = file.read_text(encoding="utf-8")
+        long = [n for n, line in enumerate(text.splitlines(), 1) if len(line) > 200]
+        assert not long, f"{file.name}: lines over 200 characters: {long}"
+    for file in files[1:]:
+        root = yaml.compose(file.read_text(encoding="utf-8"))
+        for _, section in root.value:
+            for key, value in section.value:
+                # a term file maps owner -> group id -> list; the others name a list (or a table of units) directly
+                terms = file.stem in ("distillation", "not_for", "siblings")
+                for node in [v for _, v in value.value] if terms else [value]:
+                    assert not node.flow_style, f"{file.name}: {key.value} is written inline; list one entry per line"

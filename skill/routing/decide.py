@@ -41,9 +41,10 @@ class Decision:
 
 def _inputs(request: RouteRequest, ev: Evidence) -> dict[str, Any]:
     """Structured inputs first; otherwise the model's size and the tightest latency budget the text states."""
+    params, latency = request.model_params, request.latency_budget_ms
     return {
-        "model_params": request.model_params if request.model_params is not None else ev.model_params,
-        "latency_budget_ms": request.latency_budget_ms if request.latency_budget_ms is not None else ev.latency_budget_ms,
+        "model_params": params if params is not None else ev.model_params,
+        "latency_budget_ms": latency if latency is not None else ev.latency_budget_ms,
     }
 
 

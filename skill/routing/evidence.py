@@ -18,7 +18,9 @@ from skill.routing.terms import Hit, Reader, group_score
 from skill.rules import RuleFileError
 
 # the agent's structured inputs: any one given and the learned reader is not asked, as it may never override them
-STRUCTURED = ("model_params", "latency_budget_ms", "primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype")
+STRUCTURED = (
+    "model_params", "latency_budget_ms", "primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype"
+)
 
 
 @dataclass
