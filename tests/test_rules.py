@@ -211,3 +211,13 @@ def test_the_routing_rules_read_as_text_one_entry_per_line():
                 terms = file.stem in ("distillation", "not_for", "siblings")
                 for node in [v for _, v in value.value] if terms else [value]:
                     assert not node.flow_style, f"{file.name}: {key.value} is written inline; list one entry per line"
+
+
+def test_the_lexicon_files_are_readable_as_rule_files_too():
+    """kd://rules/<name> serves rule_file_text: with the words out of boundaries.yaml, each lexicon file is served as
+    lexicon.<topic>, and an unknown name lists them."""
+    from skill.rules import rule_file_text
+
+    assert "terms:" in rule_file_text("lexicon.siblings") and "negation_cues:" in rule_file_text("lexicon.negation")
+    with pytest.raises(KeyError, match="lexicon.typos"):
+        rule_file_text("lexicon.nope")

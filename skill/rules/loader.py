@@ -197,7 +197,10 @@ def get_rules() -> RuleSet:
 
 
 def rule_file_text(name: str) -> str:
-    """Raw text of a rule file, for the MCP resources; unknown names list the valid ones."""
-    if name not in RULE_NAMES:
-        raise KeyError(f"unknown rule file {name!r}; known: {', '.join(RULE_NAMES)}")
-    return (rules_dir() / f"{name}.yaml").read_text(encoding="utf-8")
+    """Raw text of a rule file, for the MCP resources (a lexicon file as `lexicon.<topic>`, so kd://rules/ still shows
+    every word routing reads); unknown names list the valid ones."""
+    files = {n: rules_dir() / f"{n}.yaml" for n in RULE_NAMES}
+    files |= {f"{LEXICON}.{p.stem}": p for p in sorted((rules_dir() / LEXICON).glob("*.yaml"))}
+    if name not in files:
+        raise KeyError(f"unknown rule file {name!r}; known: {', '.join(files)}")
+    return files[name].read_text(encoding="utf-8")
