@@ -17,10 +17,9 @@ from skill.routing.numbers import Quantity, drop_corrected, find_reduction, find
 from skill.routing.terms import Hit, Reader, group_score
 from skill.rules import RuleFileError
 
-# the agent's structured inputs: any one given and the learned reader is not asked, as it may never override them
-STRUCTURED = (
-    "model_params", "latency_budget_ms", "primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype"
-)
+# the agent's structured inputs (every field of the request but its text): any one given and the learned reader is
+# not asked, as it may never override them
+STRUCTURED = tuple(name for name in RouteRequest.model_fields if name != "request")
 
 
 @dataclass
