@@ -17,8 +17,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skill.models import RouteRequest  # noqa: E402
-from skill.route import route_request  # noqa: E402
-from skill.route_learned import outcome_label  # noqa: E402
+from skill.routing import route_request  # noqa: E402
+from skill.routing.learned import outcome_label  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "route_corpus.yaml"
 

@@ -50,8 +50,10 @@ SPECS = [
         "kd_route_request", "route", models.RouteResponse, "Route a request",
         "Decide whether a request is knowledge distillation (in_scope), belongs to a sibling skill (delegate: which one, "
         "whether it is installed, and a fallback if not), or hits a not-for boundary (out_of_scope), from what the request asks "
-        "to be done. Fill the optional inputs from the conversation (primary_goal, is_ml_model, has_size_or_latency_budget, "
-        "is_prototype, model_params, latency_budget_ms): they take precedence over the text. On delegate or out_of_scope, tell "
+        "to be done. Fill the structured inputs first, from the conversation (primary_goal, is_ml_model, has_size_or_latency_budget, "
+        "is_prototype, model_params, latency_budget_ms): they decide before the text and are never overridden. Always pass the "
+        "user's words as request: the router reads them (rules, then a learned reader) as the fallback, where the structured "
+        "inputs leave the decision open. On delegate or out_of_scope, tell "
         "the user the reason and the fallback and ask before dropping the task; on confidence low or medium, ask `question`. "
         "Use it first on a new request. Not for choosing a method: use kd_recommend_method.",
     ),

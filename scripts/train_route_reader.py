@@ -8,7 +8,7 @@ training settings are data: boundaries.yaml, learned_reader.
 
 Writes skill/rules/route_reader.json: TF-IDF vocabularies and idf (float64), logistic-regression weights (float16, base64),
 the corpora it was trained on (with hashes, so a test sees a stale model), and reference probabilities computed
-from the stored weights, which skill/route_learned.py must reproduce. Needs scikit-learn (the [distill] extra).
+from the stored weights, which skill/routing/learned.py must reproduce. Needs scikit-learn (the [distill] extra).
 Usage: python scripts/train_route_reader.py [--held-out] [--extra corpus.yaml ...]
 """
 
@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skill.route_learned import outcome_label  # noqa: E402
+from skill.routing.learned import outcome_label  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 OUT = ROOT / "skill" / "rules" / "route_reader.json"
@@ -53,7 +53,7 @@ def corpus_digest(items: list[dict]) -> str:
 
 
 def fold(text: str) -> str:
-    """Compatibility forms folded, as skill/route_learned.py does before reading."""
+    """Compatibility forms folded, as skill/routing/learned.py does before reading."""
     return unicodedata.normalize("NFKC", text)
 
 

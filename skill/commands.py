@@ -13,7 +13,7 @@ from skill.diagnose import diagnose_failure
 from skill.gates import check_quality_gates
 from skill.recommend import recommend_method
 from skill.release import ReleaseCheckRequest, release_check
-from skill.route import route_request
+from skill.routing import route_request
 from skill.score import score_distillation
 
 

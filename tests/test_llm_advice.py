@@ -17,7 +17,7 @@ from mcp_server.server import build_server
 from skill.models import RecommendMethodRequest, RouteRequest
 from skill.recommend import recommend_method
 from skill.recommend_llm import logit_storage
-from skill.route import route_request
+from skill.routing import route_request
 from skill.rules import RuleFileError, get_rules, load_rules_from, rules_dir
 
 LLM = get_rules().llm_method

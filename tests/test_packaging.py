@@ -48,6 +48,9 @@ def test_wheel_contents(built):
     assert {share + f"references/{p.name}" for p in (ROOT / "references").glob("*.md")} <= names
     assert {f"skill/rules/{p.name}" for p in (ROOT / "skill" / "rules").glob("*.yaml")} <= names
     assert {f"skill/rules/schemas/{p.name}" for p in (ROOT / "skill" / "rules" / "schemas").glob("*.json")} <= names
+    lexicon = {f"skill/rules/lexicon/{p.name}" for p in (ROOT / "skill" / "rules" / "lexicon").glob("*.yaml")}
+    assert len(lexicon) >= 6 and lexicon <= names  # routing's words: without them the rules cannot load
+    assert {f"skill/routing/{p.name}" for p in (ROOT / "skill" / "routing").glob("*.py")} <= names
     assert {"skill/distill/runner.py", "mcp_server/__main__.py", "mcp_server/torch_env.py", "skill/cli.py", "mcp_server/tools.json"} <= names
     assert {f"skill/export/templates/kd_recipe/{p.name}" for p in (ROOT / "skill" / "export" / "templates" / "kd_recipe").glob("*.py")} <= names
     info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
@@ -65,6 +68,7 @@ def test_sdist_contents(built):
     names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
     assert {"pyproject.toml", "LICENSE", "SKILL.md", "mcp_server/tools.json"} <= names
     assert {f"skill/rules/schemas/{p.name}" for p in (ROOT / "skill" / "rules" / "schemas").glob("*.json")} <= names
+    assert {f"skill/rules/lexicon/{p.name}" for p in (ROOT / "skill" / "rules" / "lexicon").glob("*.yaml")} <= names
     assert {f"references/{p.name}" for p in (ROOT / "references").glob("*.md")} <= names
 
 

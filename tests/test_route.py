@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from skill.models import RouteRequest
-from skill.route import route_request
+from skill.routing import route_request
 from skill.rules import get_rules
 
 
@@ -369,7 +369,7 @@ def test_one_letter_slips_in_deciding_words_are_read(text, verdict):
     [("distil", True), ("distiller", True), ("teaches", True), ("architectures", True), ("quantizes", True), ("temprature", False), ("distll", False)],
 )
 def test_mending_leaves_real_words_alone(word, unchanged):
-    from skill.route_typos import mend_typos
+    from skill.routing.typos import mend_typos
 
     reading = get_rules().boundaries["reading"]
     mended = mend_typos(word, reading["typo_vocabulary"], reading["typo_min_length"])
@@ -443,7 +443,7 @@ def test_an_agreeing_reader_leaves_the_rules_answer_and_is_shown():
 def test_a_broken_model_file_is_a_clear_error(tmp_path: Path):
     import json
 
-    from skill.route_learned import LearnedReader, load_model_file
+    from skill.routing.learned import LearnedReader, load_model_file
     from skill.rules import RuleFileError, rules_dir
 
     good = load_model_file(rules_dir() / get_rules().boundaries["learned_reader"]["file"])
@@ -474,7 +474,7 @@ def test_what_the_reader_cannot_see_stays_with_the_rules(text, verdict, target):
 
 
 def _model_copy():
-    from skill.route_learned import load_model_file
+    from skill.routing.learned import load_model_file
     from skill.rules import rules_dir
 
     return load_model_file(rules_dir() / get_rules().boundaries["learned_reader"]["file"])
@@ -490,7 +490,7 @@ def _model_copy():
     ],
 )
 def test_a_bad_model_is_refused_when_loaded_not_when_a_request_comes(change, message):
-    from skill.route_learned import LearnedReader
+    from skill.routing.learned import LearnedReader
     from skill.rules import RuleFileError
 
     with pytest.raises(RuleFileError, match=message):
@@ -500,7 +500,7 @@ def test_a_bad_model_is_refused_when_loaded_not_when_a_request_comes(change, mes
 def test_without_a_usable_model_the_rules_answer_and_say_so(tmp_path: Path, monkeypatch):
     import shutil
 
-    import skill.route_learned as learned
+    import skill.routing.learned as learned
     from skill.rules import rules_dir
 
     shutil.copytree(rules_dir() / "schemas", tmp_path / "schemas")  # the schemas, but no model file
@@ -517,7 +517,7 @@ def test_without_a_usable_model_the_rules_answer_and_say_so(tmp_path: Path, monk
 
 
 def test_a_reader_with_labels_the_rules_do_not_know_is_not_believed():
-    from skill.route_learned import LearnedReader
+    from skill.routing.learned import LearnedReader
 
     model = _model_copy()
     reader = LearnedReader({**model, "classes": [c.replace("not_ml", "car_models") for c in model["classes"]]})

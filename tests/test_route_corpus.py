@@ -4,7 +4,7 @@ tests/data/route_corpus.yaml is the dev corpus (written separately from the rout
 route_corpus_extra.yaml holds the issue's own examples and further phrasings; route_corpus_holdout1..14.yaml were
 each written by someone who had never seen the router, and each was scored before anything was changed for it.
 Rules alone, in the order they came: 93.1%, 94.8%, 95.6%, 95.3%, 90.6%, 88.1%, 88.2%, 89.4%. Then rules plus the
-learned reader (skill/route_learned.py, trained without the corpus being scored): holdout9 99.4% (rules alone 95.3%),
+learned reader (skill/routing/learned.py, trained without the corpus being scored): holdout9 99.4% (rules alone 95.3%),
 holdout10 98.8% (94.7%), holdout11 96.5% (93.0%), holdout12 99.0% (94.0%), and holdout13 and holdout14 (written from
 the issue and the design alone, with no brief of ours) 99.3% each (94.0%, 96.0%): 1,026 of 1,040. Afterwards each corpus was
 used to tune the rules and train the reader, so on these files the router is scored on data it has seen: the
@@ -27,7 +27,7 @@ sys.path.append(str(ROOT / "scripts"))
 
 from route_corpus import CORPUS, confusion_table, load_corpus, score_corpus  # noqa: E402
 
-from skill.route_learned import outcome_label  # noqa: E402
+from skill.routing.learned import outcome_label  # noqa: E402
 
 MIN_ACCURACY = 0.97
 CORPORA = sorted(CORPUS.parent.glob("route_corpus*.yaml"))
@@ -61,7 +61,7 @@ def test_corpora_are_well_formed_and_large_enough():
 def test_mixed_requests_list_the_sibling():
     """Items labelled as a mix (in scope, with `also`) list that sibling among the delegations."""
     from skill.models import RouteRequest
-    from skill.route import route_request
+    from skill.routing import route_request
 
     mixes = [i for p in CORPORA for i in load_corpus(p) if i.get("also")]
     assert len(mixes) >= 5
@@ -74,7 +74,7 @@ def test_the_learned_reader_was_trained_on_the_corpora_and_settings_as_they_are(
     """Change a corpus or a training setting and the model must be retrained (python scripts/train_route_reader.py)."""
     from train_route_reader import corpus_digest
 
-    from skill.route_learned import load_model_file
+    from skill.routing.learned import load_model_file
     from skill.rules import get_rules, rules_dir
 
     settings = get_rules().boundaries["learned_reader"]
@@ -91,7 +91,7 @@ def test_the_learned_reader_reproduces_the_trained_model():
     """numpy inference here gives the probabilities scikit-learn's pipeline gave with the stored weights."""
     import numpy as np
 
-    from skill.route_learned import get_reader, load_model_file
+    from skill.routing.learned import get_reader, load_model_file
     from skill.rules import get_rules, rules_dir
 
     name = get_rules().boundaries["learned_reader"]["file"]
@@ -108,8 +108,8 @@ def test_held_out_corpora_with_a_reader_that_never_saw_them():
     from train_route_reader import export, fit
 
     from skill.models import RouteRequest
-    from skill.route import route_request
-    from skill.route_learned import LearnedReader
+    from skill.routing import route_request
+    from skill.routing.learned import LearnedReader
 
     held = {p.name for p in HELD_OUT}
     train = [i for p in CORPORA if p.name not in held for i in load_corpus(p)]

@@ -131,3 +131,123 @@ def test_validation_is_remembered_only_for_the_exact_bytes(tmp_path: Path):
     env["KD_RULES_CACHE"] = "off"
     (folder / "alpha.yaml").write_text(text)
     assert run().stdout.strip() == "True"  # caching off: always validated
+
+
+# ---- the routing lexicon (issue 19): word lists in skill/rules/lexicon/, put into boundaries.yaml at load ----------
+
+LEXICON = rules_dir() / "lexicon"
+
+
+@pytest.mark.parametrize(
+    "file, old, new, where",
+    [
+        # each list is checked by the definition boundaries.schema.json gives it, naming the lexicon file
+        ("lexicon/typos.yaml", "    - distillation\n", "    - Distillation\n", "reading/typo_vocabulary/0"),
+        ("lexicon/numbers.yaml", '    "ms": 1\n', '    "ms": fast\n', "numbers/latency_units/ms"),
+        ("lexicon/negation.yaml", "  negation_cues:\n", "  negation_cue:\n", "negation_cue"),  # a list boundaries.yaml does not read
+        ("lexicon/siblings.yaml", "  neural-architecture-search:\n    search:\n", "  neural-architecture-search:\n    searching:\n",
+         "terms/neural-architecture-search/searching"),  # words for a group that does not exist
+        ("lexicon/distillation.yaml", "  budget:\n    budget:\n", "  budgets:\n    budget:\n", "terms/budgets/budget"),
+        ("lexicon/clauses.yaml", '  step_cues:\n    - "then"\n    - "and then"\n    - "after that"\n', "  step_cues: []\n", "reading/step_cues"),
+    ],
+)
+def test_a_broken_lexicon_file_is_rejected_with_file_and_path(tmp_path: Path, file: str, old: str, new: str, where: str):
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+    text = (folder / file).read_text(encoding="utf-8")
+    assert old in text
+    (folder / file).write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(RuleFileError) as err:
+        load_rules_from(folder)
+    assert file in str(err.value) and where in str(err.value), str(err.value)
+
+
+def test_a_word_list_set_twice_or_a_group_without_words_is_an_error(tmp_path: Path):
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+    shutil.copy(folder / "lexicon" / "typos.yaml", folder / "lexicon" / "typos_again.yaml")
+    with pytest.raises(RuleFileError, match="typos_again.yaml: at reading/typo_vocabulary: set twice"):
+        load_rules_from(folder)
+    (folder / "lexicon" / "typos_again.yaml").unlink()
+    siblings = folder / "lexicon" / "siblings.yaml"
+    text = siblings.read_text(encoding="utf-8")
+    start = text.index("    perturbation:\n")
+    siblings.write_text(text[:start], encoding="utf-8")  # the last group's words are gone
+    with pytest.raises(RuleFileError, match="term groups without words: adversarial-defense-strategies/perturbation"):
+        load_rules_from(folder)
+
+
+def test_every_term_group_gets_its_words_from_the_lexicon_and_boundaries_yaml_holds_none():
+    import yaml
+
+    decisions = yaml.safe_load((rules_dir() / "boundaries.yaml").read_text(encoding="utf-8"))
+    assert "patterns" not in (rules_dir() / "boundaries.yaml").read_text(encoding="utf-8")
+    rules = get_rules().boundaries
+    groups = [*rules["in_scope"]["groups"], rules["budget"]]
+    groups += [g for owner in (*rules["boundaries"], *rules["siblings"]) for g in owner.get("groups", ())]
+    assert len(groups) >= 20 and all(len(g["patterns"]) >= 1 for g in groups)
+    lexicon = [yaml.safe_load(f.read_text(encoding="utf-8")) for f in LEXICON.glob("*.yaml")]
+    lexicon_lists = {k for words in lexicon for section in ("reading", "numbers") for k in words.get(section, {})}
+    assert lexicon_lists and not lexicon_lists & (set(decisions["reading"]) | set(decisions["numbers"]))
+    assert lexicon_lists <= set(rules["reading"]) | set(rules["numbers"])
+
+
+def test_the_routing_rules_read_as_text_one_entry_per_line():
+    """No line over 200 characters; every word list in block form, one entry per line (a long pattern may continue
+    on the next line after a backslash, which YAML joins with nothing between)."""
+    import yaml
+
+    files = [rules_dir() / "boundaries.yaml", *sorted(LEXICON.glob("*.yaml"))]
+    assert len(files) >= 6
+    for file in files:
+        text = file.read_text(encoding="utf-8")
+        long = [n for n, line in enumerate(text.splitlines(), 1) if len(line) > 200]
+        assert not long, f"{file.name}: lines over 200 characters: {long}"
+    for file in files[1:]:
+        root = yaml.compose(file.read_text(encoding="utf-8"))
+        for _, section in root.value:
+            for key, value in section.value:
+                # a term file maps owner -> group id -> list; the others name a list (or a table of units) directly
+                terms = file.stem in ("distillation", "not_for", "siblings")
+                for node in [v for _, v in value.value] if terms else [value]:
+                    assert not node.flow_style, f"{file.name}: {key.value} is written inline; list one entry per line"
+
+
+def test_the_lexicon_files_are_readable_as_rule_files_too():
+    """kd://rules/<name> serves rule_file_text: with the words out of boundaries.yaml, each lexicon file is served as
+    lexicon.<topic>, and an unknown name lists them."""
+    from skill.rules import rule_file_text
+
+    assert "terms:" in rule_file_text("lexicon.siblings") and "negation_cues:" in rule_file_text("lexicon.negation")
+    with pytest.raises(KeyError, match="lexicon.typos"):
+        rule_file_text("lexicon.nope")
+
+
+def test_edits_to_the_old_one_file_layout_port_into_the_lexicon(tmp_path: Path):
+    """scripts/port_lexicon.py (for branches still editing the one-file boundaries.yaml): every changed list, and only
+    those, is rewritten in its lexicon file, and the rules then load as the edited file reads."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_dir(), folder)
+
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return {k: plain(v) for k, v in value.items()} if hasattr(value, "items") else value
+
+    old = plain(get_rules().boundaries)
+    old["reading"]["step_joiners"].append("along with")
+    old["numbers"]["size_units"]["pb"] = 1e9
+    next(s for s in old["siblings"] if s["skill"] == "explainable-ai-design")["groups"][0]["patterns"].remove("heatmaps?")
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old, width=100000, allow_unicode=True), encoding="utf-8")
+    before = {p.name: p.read_text(encoding="utf-8") for p in (folder / "lexicon").glob("*.yaml")}
+    run = subprocess.run([sys.executable, "scripts/port_lexicon.py", str(tmp_path / "old.yaml"), "--rules-dir", str(folder)],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    after = {p.name: p.read_text(encoding="utf-8") for p in (folder / "lexicon").glob("*.yaml")}
+    assert sorted(n for n in after if after[n] != before[n]) == ["clauses.yaml", "numbers.yaml", "siblings.yaml"]
+    assert plain(load_rules_from(folder).boundaries) == old

@@ -261,3 +261,19 @@ def test_small_student_warning_is_described_as_it_fires():
     answer = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=0.9, compression_ratio=16))
     assert "small_student_high_temperature" in {w.id for w in answer.warnings}
     assert re.search(r"whether or not a\s+temperature is planned", _doc("SKILL.md"))
+
+
+def test_routing_presents_the_structured_inputs_first_and_the_text_as_the_fallback():
+    """SKILL.md's Route step and the route tool's description name every structured input before the user's words,
+    and call the text the fallback (issue 19): an agent fills what it knows before the router reads words."""
+    from mcp_server.specs import SPECS
+    from skill.models import RouteRequest
+
+    structured = [name for name in RouteRequest.model_fields if name != "request"]
+    assert len(structured) >= 6
+    route_step = next(line for line in _doc("SKILL.md").splitlines() if line.startswith("1. **Route**"))
+    description = next(spec.description for spec in SPECS if spec.name == "kd_route_request")
+    for text, words in ((route_step, "`request`"), (description, "user's words as request")):
+        assert words in text and "fallback" in text.lower(), text
+        late = [name for name in structured if not 0 <= text.find(name) < text.index(words)]
+        assert not late, f"named after the text, or not at all: {late}"

@@ -7,7 +7,7 @@ import pytest
 from skill.alpha import choose_alpha
 from skill.models import ChooseAlphaRequest, RecommendMethodRequest, RouteRequest, ScoreDistillationRequest
 from skill.recommend import recommend_method
-from skill.route import route_request
+from skill.routing import route_request
 from skill.score import score_distillation
 
 

@@ -2,8 +2,8 @@
 
 People type fast to their agent; a lexicon that only knows the right spelling misses the word that decides the
 route. A word is mended only when it is one edit (a letter added, dropped, changed, or two swapped) from a word
-of `typo_vocabulary` in boundaries.yaml, is long enough that such a near miss is rarely another real word, and
-the edit is not at its end (so "distil"/"distill", "architectures", "quantizes" stay as written).
+of `typo_vocabulary` (skill/rules/lexicon/typos.yaml), is long enough that such a near miss is rarely another real
+word, and the edit is not at its end (so "distil"/"distill", "architectures", "quantizes" stay as written).
 """
 
 from __future__ import annotations

@@ -1,37 +1,22 @@
-"""Decide whether a request belongs here, to a sibling skill, or nowhere near distillation.
+"""Decide, over the evidence, whether a request belongs here, to a sibling skill, or nowhere near distillation.
 
-The decision follows what the request asks to be done (skill/route_evidence.py reads it), in this order:
-structured inputs the agent filled; not-for boundaries named by words or numbers; a sibling's work when no
-explicit distillation is asked for and it outscores ours; the prototype and ample-compute boundaries when no
-budget is stated; otherwise in scope when anything asks for distillation, else not about an ML model.
-A text-only decision then meets the learned reader (skill/route_learned.py): when it reads the request otherwise
-with high probability, its reading stands, and the answer says so.
+The decision follows what the request asks to be done (evidence.py has read it), in this order: structured inputs
+the agent filled; not-for boundaries named by words or numbers; a sibling's work when no explicit distillation is
+asked for and it outscores ours; the prototype and ample-compute boundaries when no budget is stated; otherwise in
+scope when anything asks for distillation, else not about an ML model. A text-only decision then meets the learned
+reader's reading: when it reads the request otherwise with high probability, its reading stands, and the answer says
+so. Nothing here reads the text: every word and number arrives as evidence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from skill.conditions import evaluate
-from skill.models import AdviceWarning, Delegation, IntentScore, RouteRequest, RouteResponse, TraceEntry
-from skill.next_steps import steps
-from skill.route_evidence import Evidence, read_evidence
-from skill.route_learned import LearnedReader, Reading, get_reader, outcome_label
-from skill.rules import RuleFileError, get_rules
-
-
-def find_installed_skill(name: str, cwd: Path | None = None, home: Path | None = None) -> Path | None:
-    """Path of `<folder>/<name>/SKILL.md` in the usual skills folders, or None."""
-    cwd = cwd or Path.cwd()
-    home = home or Path.home()
-    for folder in get_rules().boundaries["skills_folders"]:
-        base = home / folder[2:] if folder.startswith("~/") else cwd / folder
-        candidate = base / name / "SKILL.md"
-        if candidate.is_file():
-            return candidate
-    return None
+from skill.models import AdviceWarning, RouteRequest, TraceEntry
+from skill.routing.evidence import Evidence
+from skill.routing.learned import Reading, outcome_label, outcomes
 
 
 @dataclass
@@ -45,6 +30,7 @@ class Decision:
     reading: Reading | None = None
     firm: str | None = None  # why the learned reader may not override (it does not read numbers)
     warnings: list[AdviceWarning] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)  # the numbers the numeric boundaries compared
 
     @property
     def label(self) -> str:
@@ -53,13 +39,12 @@ class Decision:
         return outcome_label(self.verdict, entry.get("skill"), entry.get("id"))
 
 
-def _text_inputs(request: RouteRequest, ev: Evidence) -> dict[str, Any]:
-    """Structured inputs first; otherwise the model's size (the largest count) and the tightest stated latency budget."""
-    params = [q.value for q in ev.numbers if q.kind == "params"]
-    budgets = [q.value for q in ev.numbers if q.kind == "latency_ms" and not q.current]
+def _inputs(request: RouteRequest, ev: Evidence) -> dict[str, Any]:
+    """Structured inputs first; otherwise the model's size and the tightest latency budget the text states."""
+    params, latency = request.model_params, request.latency_budget_ms
     return {
-        "model_params": request.model_params if request.model_params is not None else (max(params) if params else None),
-        "latency_budget_ms": request.latency_budget_ms if request.latency_budget_ms is not None else (min(budgets) if budgets else None),
+        "model_params": params if params is not None else ev.model_params,
+        "latency_budget_ms": latency if latency is not None else ev.latency_budget_ms,
     }
 
 
@@ -170,18 +155,6 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     return decision
 
 
-STRUCTURED = ("model_params", "latency_budget_ms", "primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype")
-
-
-def _outcomes(rules: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any] | None]]:
-    """Every label the rules can answer, with its verdict and sibling or boundary rule."""
-    outcomes: dict[str, tuple[str, Mapping[str, Any] | None]] = {"in_scope": ("in_scope", None)}
-    for entry in (*rules["siblings"], *rules["boundaries"]):
-        verdict = "delegate" if entry.get("skill") else "out_of_scope"
-        outcomes[outcome_label(verdict, entry.get("skill"), entry.get("id"))] = (verdict, entry)
-    return outcomes
-
-
 def _dismissed(reading: Reading, ev: Evidence) -> bool:
     """The reader says in scope, but the rules saw every distillation word and set each aside (negated, or not meant
     in the ML sense): "rather than distillation, we want to prune", "how hot should the still be when distilling gin".
@@ -191,29 +164,23 @@ def _dismissed(reading: Reading, ev: Evidence) -> bool:
     return bool(hits) and not any(h.counts for h in hits)
 
 
-def _second_opinion(request: RouteRequest, rules: Mapping[str, Any], decision: Decision, ev: Evidence, reader: LearnedReader | None = None) -> Decision:
+def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) -> Decision:
     """The learned reader replaces a text-only decision it disagrees with firmly, unless the rules read something it
-    cannot (a number past a threshold, a negation); the agent's structured inputs always stand."""
-    if any(getattr(request, name) is not None for name in STRUCTURED):
+    cannot (a number past a threshold, a negation); evidence.py asks it only when no structured input is given."""
+    if ev.reader_unavailable:  # the rules still answer; the agent is told the second opinion is missing
+        decision.warnings.append(AdviceWarning(id="learned_reader_unavailable", message=f"{ev.reader_unavailable}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py."))
+        return decision
+    reading = ev.reading
+    if reading is None:
         return decision
     settings = rules["learned_reader"]
-    outcomes = _outcomes(rules)
-    try:
-        reader = reader or get_reader(settings["file"])
-        unknown = sorted(set(reader.classes) - set(outcomes))
-        if unknown:  # checked before any reading is believed
-            raise RuleFileError(f"route_reader.json: labels {unknown} are not siblings or boundaries in boundaries.yaml")
-    except RuleFileError as exc:  # the rules still answer; the agent is told the second opinion is missing
-        decision.warnings.append(AdviceWarning(id="learned_reader_unavailable", message=f"{exc}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py."))
-        return decision
-    reading = reader.read(request.request)
     decision.reading = reading
     threshold = float(settings["override_probability"])
     if reading.label == "in_scope" and not ev.hits.get("in_scope"):
         threshold = float(settings["confident_probability"])  # no distillation word at all: in scope only on a sure reading
     if reading.label == decision.label or not reading.probability >= threshold or decision.firm or _dismissed(reading, ev):
         return decision
-    verdict, entry = outcomes[reading.label]
+    verdict, entry = outcomes(rules)[reading.label]
     trace = decision.trace + [TraceEntry(rule="route.learned_reader", field=f"probability.{reading.label}", op="ge", value=round(reading.probability, 3), threshold=threshold, result="true")]
     how = f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' {decision.label} ({decision.decided_by})"
     confident = reading.probability >= float(settings["confident_probability"])
@@ -221,57 +188,11 @@ def _second_opinion(request: RouteRequest, rules: Mapping[str, Any], decision: D
     return Decision(verdict, entry, how, "high" if confident else "medium", question, trace, reading, warnings=decision.warnings)
 
 
-def _intents(ev: Evidence) -> list[IntentScore]:
-    listed = [IntentScore(intent=o, score=round(ev.scores.get(o, 0.0), 2), evidence=[h.describe() for h in hits]) for o, hits in ev.hits.items() if hits]
-    return sorted(listed, key=lambda i: -i.score)
-
-
-def _answer(decision: Decision, ev: Evidence, rules: Mapping[str, Any], inputs: Mapping[str, Any], given: Mapping[str, Any]) -> RouteResponse:
-    entry = decision.entry
-    skill = entry.get("skill") if entry else None
-    path = find_installed_skill(skill) if skill else None
-    reason = (entry.get("covers") or entry["reason"]) if entry else rules["in_scope"]["reason"]
-    delegations = []
-    if skill:
-        delegations.append(Delegation(skill=skill, reason=reason, installed=path is not None, fallback=entry["fallback"]))
-    if decision.verdict == "in_scope":  # a true mix: the sibling's part of the work is handed over
-        for sibling in rules["siblings"]:
-            if ev.scores.get(sibling["skill"], 0) > 0:
-                delegations.append(Delegation(skill=sibling["skill"], reason=sibling["covers"], installed=find_installed_skill(sibling["skill"]) is not None, fallback=sibling["fallback"]))
-    matched = [h.words for hits in ev.hits.values() for h in hits if h.counts]
-    matched += [f"{name} {value:g} ({'given' if given.get(name) is not None else 'from the text'})" for name, value in inputs.items() if value is not None]
-    return RouteResponse(
-        verdict=decision.verdict,  # type: ignore[arg-type]
-        skill=skill,
-        boundary=entry.get("id") if entry else None,
-        reason=reason,
-        installed=(path is not None) if skill else None,
-        installed_path=str(path) if path else None,
-        fallback=entry["fallback"] if entry else None,
-        confidence=decision.confidence,  # type: ignore[arg-type]
-        question=decision.question,
-        decided_by=decision.decided_by,
-        warnings=decision.warnings,
-        learned_reading=f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} {decision.reading.runner_up_probability:.2f})" if decision.reading else None,
-        intents=_intents(ev),
-        matched=matched,
-        rule_trace=decision.trace,
-        delegations=delegations,
-        next_steps=steps("recommend", "alpha") if decision.verdict == "in_scope" else [],
-        references=["references/boundaries.md"],
-    )
-
-
-def route_request(request: RouteRequest, learned: bool | LearnedReader = True) -> RouteResponse:
-    """In scope, a sibling skill, or a not-for boundary, decided by what the request asks to be done.
-    learned=False answers from the rules alone, a LearnedReader with that reader (to measure what the reader adds,
-    or one trained without a corpus on that corpus)."""
-    rules = get_rules().boundaries
-    ev = read_evidence(request.request, rules, ml_known=request.is_ml_model is True)
-    inputs = _text_inputs(request, ev)
+def decide(request: RouteRequest, ev: Evidence, rules: Mapping[str, Any]) -> Decision:
+    """The agent's structured inputs, else the text's evidence; then the learned reader's second opinion, if it was asked."""
+    inputs = _inputs(request, ev)
     decision = _by_goal(request, rules, ev, inputs)
     if decision is None:
-        decision = _by_text(request, rules, ev, inputs)
-        if learned is not False:
-            decision = _second_opinion(request, rules, decision, ev, learned if isinstance(learned, LearnedReader) else None)
-    return _answer(decision, ev, rules, inputs, request.model_dump())
+        decision = _second_opinion(rules, _by_text(request, rules, ev, inputs), ev)
+    decision.inputs = inputs
+    return decision

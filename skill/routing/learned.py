@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jsonschema
 import numpy as np
@@ -37,6 +37,15 @@ def outcome_label(verdict: str, skill: str | None, boundary: str | None) -> str:
     if verdict == "out_of_scope":
         return f"out_of_scope:{boundary}"
     return verdict
+
+
+def outcomes(rules: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any] | None]]:
+    """Every label the rules can answer, with its verdict and sibling or boundary rule (None for in scope)."""
+    found: dict[str, tuple[str, Mapping[str, Any] | None]] = {"in_scope": ("in_scope", None)}
+    for entry in (*rules["siblings"], *rules["boundaries"]):
+        verdict = "delegate" if entry.get("skill") else "out_of_scope"
+        found[outcome_label(verdict, entry.get("skill"), entry.get("id"))] = (verdict, entry)
+    return found
 
 
 @dataclass(frozen=True)
@@ -162,3 +171,13 @@ def get_reader(name: str) -> LearnedReader:
     if isinstance(loaded, RuleFileError):
         raise loaded
     return loaded
+
+
+def consult(text: str, rules: Mapping[str, Any], reader: LearnedReader | None = None) -> Reading:
+    """The shipped reader's (or the given one's) reading of a request. Raises RuleFileError when the model is
+    missing or broken, or names labels the rules do not define: checked before any reading is believed."""
+    reader = reader or get_reader(rules["learned_reader"]["file"])
+    unknown = sorted(set(reader.classes) - set(outcomes(rules)))
+    if unknown:
+        raise RuleFileError(f"route_reader.json: labels {unknown} are not siblings or boundaries in boundaries.yaml")
+    return reader.read(text)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from skill.route_reading import Text, compile_terms
+from skill.routing.text import Text, compile_terms
 
 NUMBER = r"(?<![\w.])(\d+(?:\.\d+)?)"
 

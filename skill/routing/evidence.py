@@ -1,5 +1,9 @@
-"""What a request states, read into evidence: each intent's term hits and score, the numbers, and whether an
-explicit request to distil is among them. The decision over this evidence is skill/route.py's.
+"""Read a request into evidence, once: each intent's term hits and score, the numbers, whether an explicit request
+to distil is among them, and the learned reader's reading. Everything routing knows about the words is here; the
+decision over it (decide.py) never looks at the text again.
+
+The reading goes down, never back: text.py (normalise, mend typos, phrases) -> terms.py (term groups, negation,
+sense) -> numbers.py (latencies, sizes, counts) -> learned.py (the second opinion, for a text-only request).
 """
 
 from __future__ import annotations
@@ -7,8 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from skill.route_numbers import Quantity, drop_corrected, find_reduction, find_size_sweep, read_numbers
-from skill.route_reading import Hit, Reader, group_score
+from skill.models import RouteRequest
+from skill.routing.learned import LearnedReader, Reading, consult
+from skill.routing.numbers import Quantity, drop_corrected, find_reduction, find_size_sweep, read_numbers
+from skill.routing.terms import Hit, Reader, group_score
+from skill.rules import RuleFileError
+
+# the agent's structured inputs (every field of the request but its text): any one given and the learned reader is
+# not asked, as it may never override them
+STRUCTURED = tuple(name for name in RouteRequest.model_fields if name != "request")
 
 
 @dataclass
@@ -21,6 +32,20 @@ class Evidence:
     action: bool = False  # an explicit request to distil counted
     budget: bool = False  # a size or latency budget is stated
     ml_context: bool = False
+    reading: Reading | None = None  # the learned reader's, for a text-only request
+    reader_unavailable: str | None = None  # why the reader could not be asked (a missing or broken model)
+
+    @property
+    def model_params(self) -> float | None:
+        """The model's size as the text states it: the largest parameter count."""
+        params = [q.value for q in self.numbers if q.kind == "params"]
+        return max(params) if params else None
+
+    @property
+    def latency_budget_ms(self) -> float | None:
+        """The tightest latency the text states as a budget (not a measured, current one)."""
+        budgets = [q.value for q in self.numbers if q.kind == "latency_ms" and not q.current]
+        return min(budgets) if budgets else None
 
     def counted(self, owner: str) -> list[Hit]:
         return [h for h in self.hits.get(owner, []) if h.counts]
@@ -37,9 +62,11 @@ def _score(reader: Reader, ev: Evidence, owner: str, groups: Any, role: str) -> 
         ev.scores[owner] = ev.scores.get(owner, 0.0) + group_score(hits)
 
 
-def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -> Evidence:
-    """Score every intent's term groups; ml_known (the agent says it is a machine-learning model) settles every word's sense."""
-    reader = Reader(text, rules, ml_known)
+def read_evidence(request: RouteRequest, rules: Mapping[str, Any], learned: bool | LearnedReader = True) -> Evidence:
+    """Score every intent's term groups and read the numbers; is_ml_model true (the agent says it is a
+    machine-learning model) settles every word's sense. learned=False leaves the reader out, a LearnedReader is
+    asked instead of the shipped one; it is asked only when no structured input is given."""
+    reader = Reader(request.request, rules, ml_known=request.is_ml_model is True)
     ev = Evidence(ml_context=bool(reader.ml_words))
     _score(reader, ev, "in_scope", rules["in_scope"]["groups"], "goal")
     _score(reader, ev, "budget", [rules["budget"]], "budget")
@@ -73,6 +100,11 @@ def read_evidence(text: str, rules: Mapping[str, Any], ml_known: bool = False) -
     # ("we'd distil it, but first we need SHAP")
     stressed = max((reader.text.phrase(h.start).weight for s in rules["siblings"] for h in ev.counted(s["skill"])), default=0.0)
     ev.action = any(h.role == "action" and not h.deferred and (stressed <= 1 or reader.text.phrase(h.start).weight >= stressed) for h in ev.counted("in_scope"))
+    if learned is not False and not any(getattr(request, name) is not None for name in STRUCTURED):
+        try:
+            ev.reading = consult(request.request, rules, learned if isinstance(learned, LearnedReader) else None)
+        except RuleFileError as exc:  # the rules still answer; the agent is told the second opinion is missing
+            ev.reader_unavailable = str(exc)
     return ev
 
 
