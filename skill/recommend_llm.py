@@ -95,29 +95,36 @@ def logit_storage(dataset_tokens: int, vocab_size: int) -> dict[str, Any]:
 
 
 def memory_plan(teacher_params: int, student_params: int | None = None) -> dict[str, Any]:
-    """The teacher's weights per choice (one GPU, sharded, a server) and the student's training state, in bytes.
+    """The teacher's weights and the student's training state per choice (one GPU, sharded, a server), in bytes.
 
-    Weights only for the teacher (it is frozen: no gradients or optimizer state); on-policy generation adds KV
-    cache and activations on top. The student's 16 bytes per parameter are mixed-precision AdamW (ZeRO's count).
+    The teacher is frozen (weights only, no gradients or optimizer state); the student's 16 bytes per parameter are
+    mixed-precision AdamW (ZeRO's count). Whether it fits one GPU, and the N to shard over, come from the TOTAL of
+    both; activations (and on-policy KV cache) come on top of it.
     """
     spec = get_rules().llm_method["memory"]
     gpu = spec["gpu_memory_gb"] * 1e9
     weights = {k: int(teacher_params * v) for k, v in spec["teacher_bytes_per_param"].items()}
     bf16 = weights["bf16"]
-    gpus = max(1, math.ceil(bf16 / gpu))
     student = int(student_params * spec["student_training_bytes_per_param"]) if student_params else None
+    total = bf16 + (student or 0)
+    gpus = max(1, math.ceil(total / gpu))
+    fits = "on one GPU" if gpus == 1 else f"does not fit one {spec['gpu_memory_gb']} GB GPU"
     plan: dict[str, Any] = {
         "teacher_weights_bytes": weights,
         "gpu_memory_gb": spec["gpu_memory_gb"],
-        "teacher_gpus_for_bf16_weights": gpus,
+        "teacher_gpus_for_bf16_weights": max(1, math.ceil(bf16 / gpu)),
         "student_training_bytes": student,
+        "total_bytes": total,
+        "gpus_for_total": gpus,
+        "note": spec["note"],
         "choices": {
             "local": f"teacher in bf16 beside the student: {human_bytes(bf16)} of weights"
                      + (f" + the student's training state {human_bytes(student)}" if student else "")
-                     + (" on one GPU" if gpus == 1 else f": does not fit one {spec['gpu_memory_gb']} GB GPU"),
+                     + f" = {human_bytes(total)}: {fits}",
             "fsdp_or_zero3": f"teacher sharded over N GPUs: {human_bytes(bf16)} / N each"
                              + (f", student state {human_bytes(student)} / N each" if student else "")
-                             + f"; N >= {gpus} for the teacher's weights alone",
+                             + f"; N >= {gpus} for {'both' if student else 'the teacher weights'}"
+                             + " (activations on top)",
             "vllm_server": f"teacher on its own GPUs behind vLLM ({human_bytes(bf16)} of bf16 weights "
                            "+ KV cache there, "
                            f"{human_bytes(weights.get('int8', bf16))} in int8); the trainer holds only the student"
@@ -142,6 +149,9 @@ def _template_values(inputs: Mapping[str, Any], storage: dict[str, Any] | None, 
     if memory is not None:
         values["teacher_weights_total"] = human_bytes(memory["teacher_weights_bytes"]["bf16"])
         values["teacher_gpus_min"] = memory["teacher_gpus_for_bf16_weights"]
+        values["memory_total"] = human_bytes(memory["total_bytes"])
+        values["gpus_for_total"] = memory["gpus_for_total"]
+        values["student_state_total"] = human_bytes(memory["student_training_bytes"] or 0)
     return values
 
 
@@ -185,6 +195,7 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
         inputs["full_logit_storage_gb"] = storage["full_fp16_bytes"] / 1e9
     if memory is not None:
         inputs["teacher_weights_gb"] = memory["teacher_weights_bytes"]["bf16"] / 1e9
+        inputs["memory_total_gb"] = memory["total_bytes"] / 1e9
         inputs["gpu_memory_gb"] = memory["gpu_memory_gb"]
     trace: list[TraceEntry] = []
 

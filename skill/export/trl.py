@@ -608,6 +608,6 @@ def _memory_section(plan: Plan) -> str:
         memo["choices"]["vllm_server"] = "chosen here: " + memo["choices"]["vllm_server"]
     lines = "\n".join(f"| {k} | {v} |" for k, v in memo["choices"].items())
     return (f"## Memory plan\n\nTeacher {t_params:,} parameters" + (f", student {s_params:,}" if s_params else "")
-            + f" (read from the safetensors headers). Weights only; on-policy generation adds KV cache and activations.\n\n"
+            + f" (read from the safetensors headers). {memo['note']}\n\n"
             f"| choice | memory |\n|---|---|\n{lines}\n\nUse `accelerate.yaml` with fsdp or deepspeed_zero3 (engine_options.accelerate) "
             "to shard; DistillationTrainer prepares the frozen teacher for DeepSpeed itself.\n")
