@@ -93,7 +93,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 def _export(tiny, out: Path, **fields) -> dict:
     options = {"gradient_checkpointing": False, "max_new_tokens": 8, **fields.pop("engine_options", {})}
     fields = {"teacher": str(tiny["teacher"]), "student": str(tiny["student"]), "data": str(tiny["data"]), **fields}
-    request = ExportRequest(engine="trl", output_dir=str(out), global_batch_size=2, engine_options=options, **fields)
+    batch = fields.pop("global_batch_size", 2)
+    request = ExportRequest(engine="trl", output_dir=str(out), global_batch_size=batch, engine_options=options, **fields)
     response = export_recipe(request)
     assert sorted(response.files) == RECIPE_FILES
     return yaml.safe_load((out / "config.yaml").read_text())
@@ -152,7 +153,8 @@ def test_accelerate_config_for_the_chosen_launch(tiny, tmp_path, launch, kind):
 
 def test_beta_near_an_endpoint_is_noted(tiny, tmp_path):
     response = export_recipe(ExportRequest(engine="trl", method="on_policy_kd", teacher=str(tiny["teacher"]), student=str(tiny["student"]),
-                                           data=str(tiny["data"]), output_dir=str(tmp_path / "r"), engine_options={"beta": 0.02}))
+                                           data=str(tiny["data"]), output_dir=str(tmp_path / "r"), engine_options={"beta": 0.02},
+                                           global_batch_size=2))
     assert any("PR 3043" in w for w in response.warnings)
 
 
@@ -208,7 +210,7 @@ def test_hostile_jsonl_is_refused_with_the_line(tiny, tmp_path, content, message
 
 def test_cli_export_engine_trl(tiny, tmp_path):
     base = [sys.executable, "-m", "skill", "export", "--engine", "trl", "--teacher", str(tiny["teacher"]), "--student", str(tiny["student"]),
-            "--data", str(tiny["data"]), "--output-dir", str(tmp_path / "cli")]
+            "--data", str(tiny["data"]), "--global-batch-size", "2", "--output-dir", str(tmp_path / "cli")]
     proc = subprocess.run([*base, "--method", "token_kd"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
@@ -227,7 +229,7 @@ def test_torchrun_refuses_language_model_methods(tmp_path):
 def test_mcp_export_with_engine_trl_confines_the_data(tiny, tmp_path):
     data_root, out_root = tiny["data"].parent, tmp_path / "out"
     arguments = {"engine": "trl", "method": "token_kd", "teacher": str(tiny["teacher"]), "student": str(tiny["student"]), "data": "data.jsonl",
-                 "output_dir": "llm"}
+                 "output_dir": "llm", "global_batch_size": 2}
 
     async def go():
         async with Client(build_server(Limits(data_root=data_root, output_root=out_root))) as client:

@@ -195,6 +195,7 @@ def resolve(request: ExportRequest) -> Plan:
                             default_evidence="set in the export request" if request.accumulation_steps > 1 else "1: raise it when a micro-batch does not fit")
     if batch % (accumulation * options.num_processes):
         raise InputError("global_batch_size", f"{batch} is not a multiple of accumulation_steps x num_processes ({accumulation} x {options.num_processes})")
+    _require_one_batch(plan, method, rows, completed, batch)
     plan.add("train.learning_rate", "AdamW learning rate", given=request.learning_rate, default=2e-5, default_evidence="TRL's SFTConfig / GKDConfig default")
     plan.add("train.seed", "Initial weights, shuffling and sampling", given=request.seed, default=0)
     plan.add("train.bf16", "bfloat16 mixed precision: auto is on for GPUs that support it, off on CPUs", default="auto")
@@ -401,6 +402,17 @@ def _sequence_settings(plan: Plan, method: str, hp: Any, options: Options, rows:
         plan.warnings.append(f"{rows - completed} rows have no completion: train.py first generates them with the teacher ({how}, its own tokenizer)")
     if method == "reasoning_trace_kd" and not verify:
         plan.warnings.append("reasoning traces without an answer check: a trace that reaches a wrong answer teaches confident wrong reasoning")
+
+
+def _require_one_batch(plan: Plan, method: str, rows: int, completed: int, batch: int) -> None:
+    """Fewer training rows than one global batch: TRL's dataloader yields no step and the run "passes" having
+    trained nothing, so refuse here. Sequence-level rows without a completion count once per teacher sample."""
+    training = rows - plan.value("data.heldout_rows")
+    if method in SEQUENCE and plan.value("distill.teacher_decoding") == "sample":
+        training += (rows - completed) * (plan.value("distill.samples_per_prompt") - 1)
+    if training < batch:
+        raise InputError("global_batch_size", f"{batch} is more than the {training} training rows ({rows} rows, "
+                         f"{plan.value('data.heldout_rows')} held out): no optimizer step would run; lower it or add rows")
 
 
 def _option(options: Options, name: str) -> dict[str, Any]:

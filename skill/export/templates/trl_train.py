@@ -229,6 +229,13 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
     return kept, counts
 
 
+def require_steps(steps: int, rows: int, global_batch: int) -> None:
+    """A run that took no optimizer step trained nothing: stop non-zero instead of saving the untouched student."""
+    if steps < 1:
+        sys.exit(f"0 optimizer steps ran ({rows} training rows, train.global_batch_size {global_batch}): nothing was "
+                 "trained; lower train.global_batch_size or add rows")
+
+
 def distill_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
     """DistillationConfig: on-policy only (the student samples every batch); temperature is sampling and loss."""
     kwargs = {k: v for k, v in common.items() if k != "max_length"}
@@ -361,6 +368,7 @@ def main() -> int:
                      "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)")
 
     trainer.train()
+    require_steps(trainer.state.global_step, len(rows), int(s["train.global_batch_size"]))
     trainer.save_model(str(out / "student"))
     if state.is_main_process:
         tokenizer.save_pretrained(str(out / "student"))
