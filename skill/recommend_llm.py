@@ -217,14 +217,20 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
         absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
         missing += [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
     exported = method_rules["hyperparameters"]["export_trainer"] != "none"
-    if memory is not None and inputs["logits_usable"] and exported:
+    sequence = method_id in ("sequence_kd", "reasoning_trace_kd")
+    if sequence and request.teacher_serving != "api":  # the teacher generates first, then SFT holds the student alone
+        hyperparameters["generation_memory"] = llm["memory"]["generation_note"]
+    elif memory is not None and inputs["logits_usable"] and exported:
         hyperparameters["memory_plan"] = memory
-    elif memory is None and exported and method_id not in ("sequence_kd", "reasoning_trace_kd"):
+    elif memory is None and exported and not sequence:
         missing.append(MissingInput(field="teacher_params", effect=llm["memory"]["missing_effect"]))
     if method_id in ("on_policy_kd", "draft_model_kd") and request.student_finetuned is None:
         missing.append(MissingInput(field="student_finetuned", effect=llm["missing_effects"]["student_finetuned"]))
 
     fill = _template_values(inputs | derived, storage, memory)
+    if "generation_memory" in hyperparameters:
+        weights = fill.get("teacher_weights_total", "2 bytes per parameter")
+        hyperparameters["generation_memory"] = hyperparameters["generation_memory"].format_map(_Fill(teacher_weights=weights))
     for warning in warnings:
         warning.message = warning.message.format_map(fill)
     missing = _merge_missing([MissingInput(field=m.field, effect=m.effect.format_map(fill)) for m in missing])

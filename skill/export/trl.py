@@ -77,6 +77,8 @@ class Options(BaseModel):
     heldout_rows: int | None = Field(None, ge=0, le=100_000, description="Rows kept out of training and scored at the end (generation_evidence.json)")
     teacher_server_url: str | None = Field(None, max_length=300, description="On-policy: the teacher behind `trl vllm-serve` at this URL "
                                            "(TRL's experimental ServerDistillationTrainer, top-k log-probabilities); the trainer then holds only the student")
+    serving_temperature: float | None = Field(None, ge=0, le=10, description="draft_model_kd: the temperature the target serves at "
+                                              "(0: greedy); the draft is distilled at it (greedy: at the rules' greedy_serving_temperature)")
     teacher_top_k: int | None = Field(None, ge=1, le=4096, description="With teacher_server_url and beta 0: teacher log-probabilities per token (beta above 0 takes 1)")
 
 
@@ -310,11 +312,20 @@ def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: i
     plan.add("distill.method", "What the student learns from the teacher", given=method)
     trainer = hp["export_trainer"]
     why_trainer = hp["trl_trainer"]
+    temperature = _serving_temperature(plan, method, hp, options, temperature)
+    if method == "draft_model_kd" and options.sampling_temperature is not None and \
+            options.sampling_temperature != (temperature or hp["default_temperature"]):
+        raise InputError("engine_options", f"sampling_temperature {options.sampling_temperature} differs from the loss temperature "
+                         f"{temperature or hp['default_temperature']}: a draft is distilled at its serving temperature for both "
+                         "(DistillationTrainer); GKDTrainer could split them but computes its loss at T = 1. Set temperature "
+                         "or engine_options.serving_temperature instead")
     if method in ON_POLICY and ((options.lmbda is not None and options.lmbda < 1) or
                                 (options.sampling_temperature is not None and options.sampling_temperature != (temperature or hp["default_temperature"]))):
         trainer = "GKDTrainer"
         why_trainer = ("GKDTrainer (trl.experimental): DistillationTrainer cannot express this plan, since it samples every batch from the student "
                        "(no lmbda below 1) and uses one temperature for sampling and loss")
+        plan.warnings.append("trainer switched to GKDTrainer (trl.experimental): DistillationTrainer has no lmbda below 1 and one "
+                             "temperature for sampling and loss; GKDTrainer's loss runs at T = 1 whatever the sampling temperature")
     low, high = hp["temperature_range"]
     loss_t = temperature if temperature is not None else hp["default_temperature"]
     if not low <= loss_t <= high:
@@ -374,6 +385,28 @@ def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: i
     if lmbda < 1 and completed < rows:
         raise InputError("data", f"{rows - completed} of {rows} rows have no completion; {method} at lmbda {lmbda} trains on the data's "
                          "completions for the off-policy batches (give completions, or lmbda 1)")
+
+
+def _serving_temperature(plan: Plan, method: str, hp: Any, options: Options, temperature: float | None) -> float | None:
+    """draft_model_kd: the loss (and sampling) temperature is the target's serving temperature; greedy serving (0)
+    distils at the rules' low-T stand-in for the argmax target, since TRL divides by T."""
+    serving = options.serving_temperature
+    if serving is None:
+        return temperature
+    if method != "draft_model_kd":
+        raise InputError("engine_options", f"serving_temperature sets a draft model's distillation temperature; {method} "
+                         "takes temperature (the loss temperature) instead")
+    loss_t = serving if serving > 0 else hp["greedy_serving_temperature"]
+    if temperature is not None and temperature != loss_t:
+        raise InputError("temperature", f"{temperature} given with serving_temperature {serving}: a draft is distilled at "
+                         "its serving temperature; give one of them")
+    plan.add("distill.serving_temperature", "The temperature the target serves at (0: greedy); the draft is distilled at it",
+             given=serving)
+    if serving == 0:
+        plan.warnings.append(f"greedy serving: the draft's target is the teacher's argmax; TRL cannot divide by T = 0, so "
+                             f"the loss and the draft's samples run at T = {loss_t} (llm_method.yaml "
+                             "greedy_serving_temperature); judge the draft by greedy acceptance")
+    return loss_t
 
 
 def _sequence_settings(plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None) -> None:
@@ -599,6 +632,55 @@ def param_count(model: str | None) -> int | None:
     return total or None
 
 
+def kv_bytes_per_token(model: str | None, dtype_bytes: int = 2) -> int | None:
+    """KV cache bytes per token from config.json: 2 (K and V) x layers x kv_heads x head_dim x bytes (bf16: 2)."""
+    if not model or not Path(model).is_dir():
+        return None
+    config = _read_json(Path(model) / "config.json", MAX_CONFIG_BYTES)
+    if isinstance(config, dict) and isinstance(config.get("text_config"), dict):
+        config = {**config, **config["text_config"]}
+    if not isinstance(config, dict):
+        return None
+    try:
+        layers, heads = int(config["num_hidden_layers"]), int(config["num_attention_heads"])
+        kv_heads = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return 2 * layers * kv_heads * head_dim * dtype_bytes
+
+
+def _generation_memory(plan: Plan, teacher: str | None, t_params: int | None, s_params: int | None) -> str:
+    """Sequence-level methods: the teacher generates first (weights + KV cache), then SFT holds the student alone."""
+    from skill.recommend_llm import human_bytes
+
+    spec = _llm_rules()["memory"]
+    student = (f"Training: SFT then holds the student alone ({s_params:,} parameters, about "
+               f"{human_bytes(s_params * spec['student_training_bytes_per_param'])} of training state before activations).\n"
+               if s_params else "Training: SFT then holds the student alone.\n")
+    if teacher is None:
+        return f"## Memory plan\n\nThe data carries the teacher's completions (an API teacher): nothing to generate.\n{student}"
+    new_tokens = plan.value("distill.max_new_tokens")
+    samples = plan.value("distill.samples_per_prompt") if plan.value("distill.teacher_decoding") == "sample" else 1
+    in_flight = 8 * samples  # train.py generates 8 prompts at a time, each with `samples` sequences
+    weights = (f"{human_bytes(t_params * spec['teacher_bytes_per_param']['bf16'])} of bf16 weights ({t_params:,} parameters)"
+               if t_params else "its bf16 weights (2 bytes per parameter)")
+    kv = kv_bytes_per_token(teacher)
+    if kv is not None:
+        tokens = in_flight * plan.value("data.max_length")
+        cache = (f"KV cache {kv:,} bytes per token (2 x layers x kv_heads x head_dim x 2 bytes, from its config.json): "
+                 f"{in_flight} sequences ({samples} per prompt, 8 prompts a batch) x up to {plan.value('data.max_length'):,} "
+                 f"tokens = {human_bytes(kv * tokens)}")
+    else:
+        cache = ("KV cache 2 x layers x kv_heads x head_dim x 2 bytes per token (the teacher's config.json was not read "
+                 f"here), for {in_flight} sequences of up to {new_tokens:,} new tokens")
+    return (f"## Memory plan\n\nGeneration (before training, one process): the teacher holds {weights} + {cache}, "
+            "plus activations. train.py loads it with `device_map=\"auto\"` on GPUs, so weights that one GPU cannot hold "
+            "spread over every visible GPU. For long traces at scale, generate with vLLM instead (paged KV cache, "
+            "batched sampling) and put the completions in the data: train.py then skips generation and fine-tunes "
+            "directly. This recipe does not run vLLM for the teacher itself.\n" + student)
+
+
 def _memory_section(plan: Plan) -> str:
     """The teacher's memory per choice, from the models' sizes (safetensors headers) and the rules' bytes per parameter."""
     from skill.recommend_llm import memory_plan
@@ -607,8 +689,7 @@ def _memory_section(plan: Plan) -> str:
     teacher, student = plan.value("models.teacher"), plan.value("models.student")
     t_params, s_params = param_count(teacher), param_count(student)
     if method in SEQUENCE:
-        head = "The teacher only writes completions before training (or not at all, for an API teacher): training holds the student alone."
-        return f"## Memory plan\n\n{head}\n" + (f"Student: {s_params:,} parameters.\n" if s_params else "")
+        return _generation_memory(plan, teacher, t_params, s_params)
     if t_params is None:
         spec = _llm_rules()["memory"]
         return ("## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights are "

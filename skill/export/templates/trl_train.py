@@ -93,11 +93,26 @@ def as_jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": row["prompt"], "completion": row["completion"]}
 
 
-def load_model(name: str, dtype: Any):
-    """safetensors only (a pickled checkpoint is code), and never remote code."""
+def load_model(name: str, dtype: Any, device_map: str | None = None):
+    """safetensors only (a pickled checkpoint is code), and never remote code; device_map "auto" spreads a model
+    that one GPU cannot hold over every visible GPU (and CPU), for the teacher's one-process generation."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(name, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    extra = {"device_map": device_map} if device_map else {}
+    return AutoModelForCausalLM.from_pretrained(name, dtype=dtype, use_safetensors=True, trust_remote_code=False, **extra)
+
+
+def teacher_prompts(tokenizer: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """Every prompt through the chat template (the plain one when the tokenizer has none), prompt rows included:
+    the student's SFT formats the same rows with its template (sft_examples), so both sides see one format."""
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    return [tokenizer.apply_chat_template(prompt_turns(r), tokenize=False, add_generation_prompt=True) for r in rows]
+
+
+def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversational prompt-completion pairs for SFTTrainer (it applies the chat template), for every row."""
+    return [{"prompt": prompt_turns(r), "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows]
 
 
 def check_same_tokenizer(teacher: str, student_tokenizer: Any) -> None:
@@ -183,7 +198,10 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    teacher = load_model(s["models.teacher"], dtype).to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    if torch.cuda.is_available():  # spread over the visible GPUs when one cannot hold the weights + KV cache
+        teacher = load_model(s["models.teacher"], dtype, device_map="auto").eval()
+    else:
+        teacher = load_model(s["models.teacher"], dtype).eval()
     limit = int(s["distill.max_new_tokens"])
     decoding: dict[str, Any] = {"do_sample": False}
     if sample:
@@ -192,9 +210,8 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
     written: dict[int, list[str]] = {}
     for start in range(0, len(missing), 8):
         batch = missing[start:start + 8]
-        prompts = [tokenizer.apply_chat_template(r["prompt_messages"], tokenize=False, add_generation_prompt=True)
-                   if r["prompt_messages"] and tokenizer.chat_template else r["prompt"] for r in batch]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(teacher.device)
+        prompts = teacher_prompts(tokenizer, batch)
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(teacher.device)
         with torch.no_grad():
             out = teacher.generate(**inputs, max_new_tokens=limit, pad_token_id=tokenizer.pad_token_id, **decoding)
         new = out[:, inputs["input_ids"].shape[1]:]
@@ -209,8 +226,7 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
             if verdict is False:
                 counts["rejected"] += 1
                 continue
-            # a chat turn carries no joining space
-            written.setdefault(id(row), []).append(text if row["prompt_messages"] else " " + text)
+            written.setdefault(id(row), []).append(text)  # an assistant turn: no joining space
     del teacher
     kept: list[dict[str, Any]] = []
     for row in rows:
@@ -315,12 +331,10 @@ def main() -> int:
         if counts.get("written"):
             with (out / "teacher_completions.jsonl").open("w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(as_jsonl_row(r)) + "\n" for r in rows)
-        if any(r["prompt_messages"] for r in rows):  # conversational prompt-completion: TRL applies the chat template
-            if tokenizer.chat_template is None:
-                tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
-            examples = [{"prompt": prompt_turns(r), "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows]
-        else:
-            examples = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+        # conversational for every row (TRL applies the chat template), as the teacher's prompts were formatted
+        if tokenizer.chat_template is None:
+            tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+        examples = sft_examples(rows)
         trainer = SFTTrainer(model=load_model(s["models.student"], dtype), args=SFTConfig(**common),
                              train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
     elif trainer_name == "ServerDistillationTrainer":
