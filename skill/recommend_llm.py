@@ -167,13 +167,19 @@ def _merge_missing(missing: list[MissingInput]) -> list[MissingInput]:
 def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
     """Whether the two configs' vocab_size differ (both sizes, or the flag), and the pair as text for the warning."""
     sizes = (request.student_vocab_size, request.teacher_vocab_size)
+    padding = get_rules().llm_method["thresholds"]["vocab_padding_rows_at_most"]
+    beyond: bool | None = None
     if None not in sizes:
         differ: bool | None = sizes[0] != sizes[1]
         pair = f" (student {sizes[0]:,}, teacher {sizes[1]:,} rows)"
+        beyond = abs(sizes[0] - sizes[1]) > padding
     else:
         differ = None if request.same_vocab_size is None else not request.same_vocab_size
         pair = ""
-    return {"vocab_sizes_differ": differ, "vocab_pair": pair}
+    rows = [r for r in sizes if r is not None]
+    larger = request.vocab_size > min(rows) if request.vocab_size is not None and rows else None
+    return {"vocab_sizes_differ": differ, "vocab_pair": pair, "vocab_rows_beyond_padding": beyond,
+            "tokenizer_larger_than_rows": larger, "vocab_rows_min": f"{min(rows):,}" if rows else None}
 
 
 def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
@@ -187,6 +193,9 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     inputs: dict[str, Any] = request.model_dump() | {"compression_ratio": compression} | dict(llm["thresholds"])
     inputs |= _vocab_inputs(request)
     inputs["teacher_access_given"] = request.teacher_access
+    inputs["same_tokenizer_given"] = request.same_tokenizer
+    if request.same_tokenizer and (inputs["vocab_rows_beyond_padding"] or inputs["tokenizer_larger_than_rows"]):
+        inputs["same_tokenizer"] = False  # the sizes contradict the claim: no token-level method on it
     if request.teacher_serving == "api":  # a hosted API gives text (and a few top log-probs at most): outputs only
         inputs["teacher_access"] = "outputs_only"
     # the teacher's logits can be used unless it is reachable only through text or the tokenizers differ
@@ -205,11 +214,13 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     method_rules = llm["methods"][method_id]
     topology_rules = rules.topology["topologies"][topology_branch["id"]]
     storable = inputs["logits_usable"] and method_id not in llm["logit_storage"]["not_for_methods"]
-    low, high = method_rules["hyperparameters"]["temperature_range"]
+    hyperparameters = _plain(method_rules["hyperparameters"]) | _plain(branch.get("hyperparameters_replace", {}))
+    for key in branch.get("hyperparameters_drop", ()):  # e.g. a regression head has no temperature
+        hyperparameters.pop(key, None)
+    low, high = hyperparameters.get("temperature_range", (None, None))
     derived = {"method": method_id, "logits_storable": storable, "temperature_low": low, "temperature_high": high}
     warnings = fire_warnings(llm["warnings"], inputs | derived, "llm_method", trace)
 
-    hyperparameters = _plain(method_rules["hyperparameters"])
     missing = missing + topo_missing
     if storage is not None and storable:
         hyperparameters["teacher_logit_storage"] = storage

@@ -283,12 +283,12 @@ def test_llm_requests_route(text, verdict, skill):
 
 def test_llm_design_numbers_live_in_the_rules():
     """The numbers DESIGN.md section 8 and the issue ask for; changing one in the rules must fail here."""
-    assert [b["id"] for b in LLM["tree"]] == ["classification_head", "reasoning_traces", "draft_model", "outputs_only", "tokenizer_mismatch",
+    assert [b["id"] for b in LLM["tree"]] == ["regression_head", "classification_head", "reasoning_traces", "draft_model", "outputs_only", "tokenizer_mismatch",
                                               "prune_then_distil", "pretraining_from_scratch", "off_policy_only", "on_policy", "token_level",
                                               "safe_default"]
     assert LLM["task_types"] == ("generation",)
     assert dict(T) == {"on_policy_compression_above": 10, "logit_storage_warn_above_gb": 100, "beta_endpoint_margin": 0.05,
-                       "loss_temperature_warn_above": 2}
+                       "loss_temperature_warn_above": 2, "vocab_padding_rows_at_most": 1024}
     assert (S := LLM["logit_storage"])["top_k"] == 64 and (S["index_bytes"], S["value_bytes"]) == (4, 2)
     assert {m: LLM["methods"][m]["hyperparameters"]["default_temperature"] for m in LLM["methods"]} == dict.fromkeys(LLM["methods"], 1)
-    assert next(w for w in LLM["warnings"] if w["id"] == "classification_temperature_on_generation")["when"] == {"field": "planned_temperature", "op": "gt", "value_field": "loss_temperature_warn_above"}
+    assert next(w for w in LLM["warnings"] if w["id"] == "classification_temperature_on_generation")["when"]["all"][0] == {"field": "planned_temperature", "op": "gt", "value_field": "loss_temperature_warn_above"}
