@@ -176,8 +176,11 @@ class RecommendMethodRequest(Strict):
 
     @model_validator(mode="after")
     def _params_consistent(self) -> RecommendMethodRequest:
-        if (self.teacher_params is None) != (self.student_params is None):
-            raise ValueError("teacher_params and student_params go together; pass both or neither")
+        # a served or API teacher may be of unknown size: student_params alone still sizes the student
+        unknown_teacher = self.teacher_serving in ("api", "vllm_server") or self.teacher_access == "outputs_only"
+        if (self.teacher_params is None) != (self.student_params is None) and not (unknown_teacher and self.teacher_params is None):
+            raise ValueError("teacher_params and student_params go together; pass both or neither (student_params alone "
+                             "only for a teacher of unknown size: teacher_serving api or vllm_server, or teacher_access outputs_only)")
         if self.teacher_params is not None and self.student_params is not None:
             if self.student_params > self.teacher_params:
                 raise ValueError(

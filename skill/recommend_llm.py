@@ -235,6 +235,8 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
         hyperparameters["memory_plan"] = memory
     elif memory is None and exported and not sequence:
         missing.append(MissingInput(field="teacher_params", effect=llm["memory"]["missing_effect"]))
+    if method_id == "reasoning_trace_kd" and request.student_params is None:
+        missing.append(MissingInput(field="student_params", effect=llm["missing_effects"]["student_params"]))
     if method_id in ("on_policy_kd", "draft_model_kd") and request.student_finetuned is None:
         missing.append(MissingInput(field="student_finetuned", effect=llm["missing_effects"]["student_finetuned"]))
 
