@@ -198,7 +198,10 @@ def resolve(request: ExportRequest) -> Plan:
     if batch % (accumulation * options.num_processes):
         raise InputError("global_batch_size", f"{batch} is not a multiple of accumulation_steps x num_processes ({accumulation} x {options.num_processes})")
     _require_one_batch(plan, method, rows, completed, batch)
-    plan.add("train.learning_rate", "AdamW learning rate", given=request.learning_rate, default=2e-5, default_evidence="TRL's SFTConfig / GKDConfig default")
+    trainer_name = plan.value("distill.trainer")
+    config_class = TRL_CONFIGS[trainer_name][1] if trainer_name in TRL_CONFIGS else "SFTConfig"
+    plan.add("train.learning_rate", "AdamW learning rate", given=request.learning_rate, default=llm["trainer_learning_rates"][trainer_name],
+             default_evidence=f"TRL's {config_class} default for {trainer_name} (llm_method.yaml trainer_learning_rates)")
     plan.add("train.seed", "Initial weights, shuffling and sampling", given=request.seed, default=0)
     plan.add("train.bf16", "bfloat16 mixed precision: auto is on for GPUs that support it, off on CPUs", default="auto")
     plan.add("train.gradient_checkpointing", "Less activation memory for more compute", **_option(options, "gradient_checkpointing"))
