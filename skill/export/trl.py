@@ -180,7 +180,8 @@ def resolve(request: ExportRequest) -> Plan:
     plan.add("data.rows_checked", "Rows validated at export", default=rows, default_evidence=f"read at export (the first {MAX_CHECKED_ROWS:,} at most)")
     plan.add("data.rows_with_completion", "Rows carrying a completion (sequence-level: the teacher's; token_kd: the text the teacher scores)",
              default=completed, default_evidence="read at export")
-    plan.add("data.max_length", "Tokens kept per sequence (prompt + completion)", given=options.max_length, default=hp["max_length"],
+    plan.add("data.max_length", "Tokens per sequence (prompt + completion): SFTTrainer and GKDTrainer truncate to it; for the on-policy "
+             "trainers, which do not truncate, train.py drops prompts longer than max_length - max_new_tokens", given=options.max_length, default=hp["max_length"],
              default_evidence=f"llm_method.yaml {method}")
     heldout = min(max(rows // 20, 1), 256) if rows >= 2 else 0
     plan.add("data.heldout_rows", "Rows kept out of training and scored at the end with both models (generation_evidence.json)",

@@ -270,6 +270,54 @@ def server_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str,
     return kwargs
 
 
+def build_training_args(trainer_name: str, s: dict[str, Any], common: dict[str, Any]) -> Any:
+    """The trainer's config (a TrainingArguments). Built before any model loads: under DeepSpeed its __post_init__
+    registers the HfDeepSpeedConfig that transformers' from_pretrained reads to partition weights at load (ZeRO-3)."""
+    if trainer_name == "SFTTrainer":
+        from trl import SFTConfig
+
+        return SFTConfig(**common)
+    if trainer_name == "DistillationTrainer":
+        from trl import DistillationConfig as config_class
+
+        kwargs = distill_config_kwargs(s, common)
+    elif trainer_name == "ServerDistillationTrainer":
+        from trl.experimental.server_distillation import ServerDistillationConfig as config_class
+
+        kwargs = server_config_kwargs(s, common)
+    else:
+        from trl.experimental.gkd import GKDConfig as config_class
+
+        kwargs = dict(common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]),
+                      seq_kd=bool(s["distill.seq_kd"]), temperature=float(s["distill.sampling_temperature"]),
+                      max_new_tokens=int(s["distill.max_new_tokens"]))
+    require_fields(config_class, [k for k in kwargs if k not in common])
+    return config_class(**kwargs)
+
+
+def fit_prompts(rows: list[dict[str, Any]], tokenizer: Any, max_prompt_tokens: int) -> tuple[list[dict[str, Any]], int]:
+    """On-policy prompts whose chat-formatted length exceeds max_prompt_tokens are dropped: DistillationTrainer has no
+    prompt truncation, and cutting a chat prompt mid-turn would train on text the student never sees served."""
+    kept = []
+    for row in rows:
+        text = tokenizer.apply_chat_template(prompt_turns(row), tokenize=False, add_generation_prompt=True)
+        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_prompt_tokens:
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
+def on_policy_rows(rows: list[dict[str, Any]], tokenizer: Any, s: dict[str, Any]) -> list[dict[str, Any]]:
+    """data.max_length for on-policy trainers: prompt + max_new_tokens must fit, so longer prompts are dropped (counted)."""
+    limit = int(s["data.max_length"]) - int(s["distill.max_new_tokens"])
+    kept, dropped = fit_prompts(rows, tokenizer, max(limit, 1))
+    if dropped:
+        print(f"{dropped} of {len(rows)} prompts are longer than data.max_length - distill.max_new_tokens ({limit} tokens) "
+              "and were dropped", flush=True)
+    if not kept:
+        sys.exit(f"no prompt fits data.max_length {s['data.max_length']} with distill.max_new_tokens {s['distill.max_new_tokens']}")
+    return kept
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(HERE / "config.yaml"))
@@ -321,7 +369,7 @@ def main() -> int:
     vocab_note = None
     teacher_model = None
     if trainer_name == "SFTTrainer":
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTTrainer
 
         missing = sum(not r["completion"] for r in rows)
         if missing and state.num_processes > 1:
@@ -335,51 +383,50 @@ def main() -> int:
         if tokenizer.chat_template is None:
             tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
         examples = sft_examples(rows)
-        trainer = SFTTrainer(model=load_model(s["models.student"], dtype), args=SFTConfig(**common),
+        args = build_training_args(trainer_name, s, common)  # before the student loads (ZeRO-3 partitions at load)
+        trainer = SFTTrainer(model=load_model(s["models.student"], dtype), args=args,
                              train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
     elif trainer_name == "ServerDistillationTrainer":
-        from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
+        from trl.experimental.server_distillation import ServerDistillationTrainer
 
         check_same_tokenizer(s["models.teacher"], tokenizer)  # the served teacher's tokenizer files, read locally
         if tokenizer.chat_template is None:
             tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
-        kwargs = server_config_kwargs(s, common)
-        require_fields(ServerDistillationConfig, [k for k in kwargs if k not in common])
         tokenizer.padding_side = "left"
+        rows = on_policy_rows(rows, tokenizer, s)
+        args = build_training_args(trainer_name, s, common)  # before the student loads (ZeRO-3 partitions at load)
         prompts = Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows])
-        trainer = ServerDistillationTrainer(model=load_model(s["models.student"], dtype),
-                                            args=ServerDistillationConfig(**kwargs), train_dataset=prompts,
+        trainer = ServerDistillationTrainer(model=load_model(s["models.student"], dtype), args=args, train_dataset=prompts,
                                             processing_class=tokenizer)
-    else:
+    elif trainer_name in ("DistillationTrainer", "GKDTrainer"):
         check_same_tokenizer(s["models.teacher"], tokenizer)
         if tokenizer.chat_template is None:
             tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+        if trainer_name == "DistillationTrainer":
+            tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
+            rows = on_policy_rows(rows, tokenizer, s)
+        # the training arguments first: under `accelerate launch` with DeepSpeed ZeRO-3 they create the live
+        # HfDeepSpeedConfig that makes from_pretrained partition each model as it loads (zero.Init) instead of
+        # materialising full copies of teacher and student on every rank
+        args = build_training_args(trainer_name, s, common)
         student_model, teacher_model = load_model(s["models.student"], dtype), load_model(s["models.teacher"], dtype)
         vocab_note = align_vocab(student_model, teacher_model, tokenizer)
         if trainer_name == "DistillationTrainer":
-            from trl import DistillationConfig, DistillationTrainer
+            from trl import DistillationTrainer
 
-            kwargs = distill_config_kwargs(s, common)
-            require_fields(DistillationConfig, [k for k in kwargs if k not in common])
-            tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
             prompts = [{"prompt": prompt_turns(r)} for r in rows]
-            trainer = DistillationTrainer(model=student_model, teacher_model=teacher_model,
-                                          args=DistillationConfig(**kwargs), train_dataset=Dataset.from_list(prompts),
-                                          processing_class=tokenizer)
-        elif trainer_name == "GKDTrainer":
-            from trl.experimental.gkd import GKDConfig, GKDTrainer
+            trainer = DistillationTrainer(model=student_model, teacher_model=teacher_model, args=args,
+                                          train_dataset=Dataset.from_list(prompts), processing_class=tokenizer)
+        else:
+            from trl.experimental.gkd import GKDTrainer
 
-            kwargs = dict(common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]),
-                          seq_kd=bool(s["distill.seq_kd"]), temperature=float(s["distill.sampling_temperature"]),
-                          max_new_tokens=int(s["distill.max_new_tokens"]))
-            require_fields(GKDConfig, [k for k in kwargs if k not in common])
             conversations = [{"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]}
                              for r in rows]
-            trainer = GKDTrainer(model=student_model, teacher_model=teacher_model, args=GKDConfig(**kwargs),
+            trainer = GKDTrainer(model=student_model, teacher_model=teacher_model, args=args,
                                  train_dataset=Dataset.from_list(conversations), processing_class=tokenizer)
-        else:
-            sys.exit(f"distill.trainer {trainer_name!r} is not one this script runs "
-                     "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)")
+    else:
+        sys.exit(f"distill.trainer {trainer_name!r} is not one this script runs "
+                 "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)")
 
     trainer.train()
     require_steps(trainer.state.global_step, len(rows), int(s["train.global_batch_size"]))
