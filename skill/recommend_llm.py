@@ -227,7 +227,7 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     elif storage is None and method_id in ("token_kd", "prune_then_distil"):
         absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
         missing += [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
-    exported = method_rules["hyperparameters"]["export_trainer"] != "none"
+    exported = hyperparameters["export_trainer"] != "none"  # a branch can withhold the export (pre-training from scratch)
     sequence = method_id in ("sequence_kd", "reasoning_trace_kd")
     if sequence and request.teacher_serving != "api":  # the teacher generates first, then SFT holds the student alone
         hyperparameters["generation_memory"] = llm["memory"]["generation_note"]
