@@ -377,6 +377,11 @@ def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: i
                  given=given_k, default=top_k, default_evidence="beta 0: the top-k of llm_method.yaml logit_storage; beta above 0: TRL supports top-1 only")
         plan.warnings.append("the teacher is served: start `trl vllm-serve --model <teacher>` at distill.teacher_server_url before train.py; "
                              "the loss sees the teacher's top-k log-probabilities only (ServerDistillationTrainer is experimental)")
+        if beta > 0:
+            top = _llm_rules()["logit_storage"]["top_k"]
+            plan.warnings.append(f"beta {beta} with a served teacher: TRL's server distillation then uses the teacher's top-1 "
+                                 f"log-probability only (plus a tail bucket), a much weaker target than the full distribution; "
+                                 f"for a served target use beta 0 (forward KL) with the top-{top} (engine_options beta 0)")
     margin = _llm_rules()["thresholds"]["beta_endpoint_margin"]
     if 0 < beta < margin or 1 - margin < beta < 1:
         plan.warnings.append(f"beta {beta} is within {margin} of an endpoint: TRL treats exactly 0 and 1 as forward and reverse KL, but near "
