@@ -572,7 +572,8 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
   covers the tokenizer, else the run stops in one line).
 - Reasoning traces: `trl_verify.py` is the answer check for sampled teacher traces (rows with an `answer` field), a
   hook to edit for your task: by default numbers are compared by value (0.50 = 1/2 = \\frac{{1}}{{2}}), a `\\boxed{{}}`
-  answer is read first, and other answers must be or end the last line; for code, run the tests there. Traces cut at `max_new_tokens` are counted in the log. Rows that
+  answer is read first, and other answers must be or end the last line; for code, run the tests there.
+  Traces cut at `max_new_tokens` are counted in the log. Rows that
   already carry a (short) chain are trained on as given, so one file mixes short and long chains (students of 3B or
   less learn better from the mix, Li et al. 2025).
 - At the end, `generation_evidence.json` (beside `metrics.json`) scores the held-out rows (`data.heldout_rows`, never
