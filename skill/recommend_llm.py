@@ -50,8 +50,8 @@ def _plain(value: Any) -> Any:
 
 def human_bytes(n: float) -> str:
     """Decimal units (1 GB = 1e9 bytes), matching the GB thresholds in the rules."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
+        if n < 1000 or unit == "ZB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
@@ -72,9 +72,10 @@ def logit_storage(dataset_tokens: int, vocab_size: int) -> dict[str, Any]:
     logit caches such as DistillKit store them; the values are fp16 normalised log-probabilities either way.
     """
     spec = get_rules().llm_method["logit_storage"]
-    per_token_topk = spec["top_k"] * (spec["index_bytes"] + spec["value_bytes"])
+    top_k = min(spec["top_k"], vocab_size)  # a vocabulary smaller than k keeps every token
+    per_token_topk = top_k * (spec["index_bytes"] + spec["value_bytes"])
     bits = index_bits(vocab_size)
-    per_token_packed = math.ceil(spec["top_k"] * (bits + spec["value_bits"]) / 8)
+    per_token_packed = math.ceil(top_k * (bits + spec["value_bits"]) / 8)
     fp16, fp32 = vocab_size * spec["full_bytes"]["fp16"], vocab_size * spec["full_bytes"]["fp32"]
     return {
         "dataset_tokens": dataset_tokens,
@@ -83,7 +84,7 @@ def logit_storage(dataset_tokens: int, vocab_size: int) -> dict[str, Any]:
         "full_fp32_bytes_per_token": fp32,
         "full_fp16_bytes": dataset_tokens * fp16,
         "full_fp32_bytes": dataset_tokens * fp32,
-        "top_k": spec["top_k"],
+        "top_k": top_k,
         "topk_bytes_per_token": per_token_topk,
         "topk_bytes": dataset_tokens * per_token_topk,
         "index_bits": bits,
@@ -194,6 +195,8 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     inputs |= _vocab_inputs(request)
     inputs["teacher_access_given"] = request.teacher_access
     inputs["same_tokenizer_given"] = request.same_tokenizer
+    if request.teacher_active_params is not None and request.student_params is not None:
+        inputs["active_below_student"] = request.teacher_active_params < request.student_params
     if request.same_tokenizer and (inputs["vocab_rows_beyond_padding"] or inputs["tokenizer_larger_than_rows"]):
         inputs["same_tokenizer"] = False  # the sizes contradict the claim: no token-level method on it
     if request.teacher_serving == "api":  # a hosted API gives text (and a few top log-probs at most): outputs only
