@@ -14,6 +14,7 @@ import math
 from typing import Any, Mapping
 
 from skill.conditions import fire_warnings, walk_tree
+from skill.errors import InputError
 from skill.models import (
     MethodChoice,
     MissingInput,
@@ -187,6 +188,11 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     """Walk the language-model tree (purpose, tokenizer, teacher access), pick the topology, fire the warnings."""
     rules = get_rules()
     llm = rules.llm_method
+    top = llm["thresholds"]["planned_temperature_max"]
+    if request.planned_temperature is not None and request.planned_temperature > top:
+        raise InputError("planned_temperature", f"{request.planned_temperature:g} is above {top:g}, the largest temperature a "
+                         "language-model recipe can be exported with (llm_method.yaml planned_temperature_max); language "
+                         "models distil at T = 1, with modest changes at most")
     compression = request.effective_compression()
     vocab = request.vocab_size or request.teacher_vocab_size
     storage = logit_storage(request.dataset_tokens, vocab) if request.dataset_tokens and vocab else None

@@ -295,3 +295,15 @@ def test_small_limits():
     answer = ask(**SHARED, teacher_params=46_000_000_000, teacher_active_params=1_000_000_000, student_params=7_000_000_000)
     assert "active_smaller_than_student" in ids(answer)
     assert "GOLD" not in text(ask(teacher_access="outputs_only", teacher_serving="api", purpose="chat"))
+
+
+def test_one_temperature_bound_for_advice_and_export():
+    from skill.export.request import ExportRequest
+
+    top = LLM["thresholds"]["planned_temperature_max"]
+    bounds = [getattr(m, "le", None) for m in ExportRequest.model_fields["temperature"].metadata]
+    assert top in bounds  # the export request's own upper bound
+    with pytest.raises(InputError) as err:
+        ask(**SHARED, planned_temperature=top * 2)
+    assert err.value.field == "planned_temperature"
+    assert "classification_temperature_on_generation" in ids(ask(**SHARED, planned_temperature=top))
