@@ -29,7 +29,9 @@ CLAIMS = [
     (rf"top-{NUM} \(int32 index \+ fp16 value\) is {NUM} bytes per token", [S["top_k"], TOPK_BYTES], BOTH),
     (rf"{NUM} bytes per vocabulary entry in fp16 and {NUM} in fp32", [S["full_bytes"]["fp16"], S["full_bytes"]["fp32"]], ["llm-distillation.md"]),
     (rf"loss temperature is T = {NUM}|loss temperature for language models is {NUM}", [HP["token_kd"]["default_temperature"]], BOTH),
-    (rf"on-policy and\s+draft recipes accept {NUM} to {NUM}", list(HP["on_policy_kd"]["temperature_range"]), ["llm-distillation.md"]),
+    (rf"on-policy\s+recipe accepts {NUM} to {NUM}", list(HP["on_policy_kd"]["temperature_range"]), ["llm-distillation.md"]),
+    (rf"draft recipe {NUM} to {NUM}", list(HP["draft_model_kd"]["temperature_range"]), ["llm-distillation.md"]),
+    (rf"`greedy_serving_temperature` \({NUM}\)", [HP["draft_model_kd"]["greedy_serving_temperature"]], ["llm-distillation.md"]),
     (rf"`token_kd` as lmbda {NUM}, beta {NUM}|lmbda {NUM}, beta {NUM} \(forward KL\)", [HP["token_kd"]["trl_lmbda"], HP["token_kd"]["trl_beta"]], BOTH),
     (rf"`on_policy_kd` as lmbda {NUM}, beta {NUM}|lmbda {NUM}, beta {NUM} \(or", [HP["on_policy_kd"]["lmbda"], HP["on_policy_kd"]["beta"]], BOTH),
     (rf"beta {NUM} and lmbda {NUM}, sampling temperature {NUM}",
@@ -106,3 +108,16 @@ def test_skill_md_names_every_llm_method():
     text = _doc("SKILL.md")
     for method in LLM["methods"]:
         assert f"`{method}`" in text, method
+
+
+def _short(value: float) -> str:
+    """1e-06 -> 1e-6, 2e-05 -> 2e-5: how the reference writes learning rates."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def test_reference_states_padding_rows_and_trainer_learning_rates():
+    text = _doc("llm-distillation.md")
+    assert f"differ by under {LLM['thresholds']['vocab_padding_rows_at_most']:,} rows" in text
+    rates = LLM["trainer_learning_rates"]
+    assert re.search(rf"DistillationConfig sets\s+{_short(rates['DistillationTrainer'])}, SFTConfig {_short(rates['SFTTrainer'])}", text)
