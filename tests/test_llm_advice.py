@@ -288,7 +288,7 @@ def test_llm_design_numbers_live_in_the_rules():
                                               "safe_default"]
     assert LLM["task_types"] == ("generation",)
     assert dict(T) == {"on_policy_compression_above": 10, "logit_storage_warn_above_gb": 100, "beta_endpoint_margin": 0.05,
-                       "loss_temperature_warn_above": 2, "vocab_padding_rows_at_most": 1024}
+                       "loss_temperature_warn_above": 2, "vocab_padding_rows_at_most": 1024, "planned_temperature_max": 50}
     assert (S := LLM["logit_storage"])["top_k"] == 64 and (S["index_bytes"], S["value_bytes"]) == (4, 2)
     assert {m: LLM["methods"][m]["hyperparameters"]["default_temperature"] for m in LLM["methods"]} == dict.fromkeys(LLM["methods"], 1)
     assert next(w for w in LLM["warnings"] if w["id"] == "classification_temperature_on_generation")["when"]["all"][0] == {"field": "planned_temperature", "op": "gt", "value_field": "loss_temperature_warn_above"}
