@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # the C-accelerated safe loader when PyYAML has it: same safety as yaml.safe_load, faster start
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-RULE_NAMES = ("method", "topology", "alpha", "score", "failure_modes", "quality_gates", "boundaries", "llm_method")
+RULE_NAMES = ("method", "topology", "alpha", "score", "failure_modes", "quality_gates", "boundaries", "llm_method", "runner")
 SHARED_SCHEMAS = ("condition", "common")
 
 
@@ -94,6 +94,7 @@ class RuleSet:
     quality_gates: Mapping[str, Any]
     boundaries: Mapping[str, Any]
     llm_method: Mapping[str, Any]  # generative models: token / on-policy / sequence KD
+    runner: Mapping[str, Any]  # the quick distill's experiment design: budget plan, cuts, ties, verdict, student size
 
 
 def _cache_marker(folder: Path) -> Path | None:
