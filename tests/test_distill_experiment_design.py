@@ -68,9 +68,9 @@ def test_teacher_keeps_its_share_and_takes_more_when_students_leave_room():
     assert teacher_share(budget_left_s=100, teacher_need_s=10, students_full_s=20, share_min=0.4, budget_s=120) == pytest.approx(48)
 
 
-def test_plateau_is_where_validation_comes_within_tie_rows_of_its_best():
-    assert plateau_epoch([0.5, 0.8, 0.9, 0.905, 0.9], tie=0.01) == 3
-    assert plateau_epoch([], tie=0.01) is None
+def test_plateau_is_where_validation_stopped_improving():
+    assert plateau_epoch([0.5, 0.8, 0.9, 0.905, 0.9, 0.905]) == 4
+    assert plateau_epoch([]) is None
 
 
 # ---- the teacher first ----------------------------------------------------------------------------------------------------
@@ -94,7 +94,8 @@ def test_a_weak_teacher_gives_inconclusive_with_what_to_change():
     c = report.comparison
     assert c.verdict == "inconclusive" and c.teacher_better is False and c.teacher_interval[0] <= 0
     assert c.statement.startswith("Inconclusive: the teacher is no better than a scratch student")
-    for advice in get_rules().runner["verdict"]["inconclusive_advice"]:
+    converged = report.settings.teacher_stopped_by == "early_stopping"
+    for advice in get_rules().runner["verdict"]["inconclusive_advice"]["converged" if converged else "not_converged"]:
         assert advice in c.statement
     assert "gain" not in report.verdict.split(";")[0] and "loss" not in report.verdict and report.artifacts.saved_student == "scratch"
 

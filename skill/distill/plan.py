@@ -11,6 +11,8 @@ when even that does not fit, the plan says so before anything trains, with the s
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, NamedTuple
 
@@ -124,12 +126,12 @@ def smallest_budget(spent_s: float, reserve_s: float, students_min_s: float, sha
     return float(math.ceil((spent_s + reserve_s + students_min_s) / (1 - share_min) / 5.0) * 5)
 
 
-def plateau_epoch(curve: list[float], tie: float) -> int | None:
-    """First epoch (1-based) whose validation accuracy is within `tie` of the curve's best; None for no curve."""
+def plateau_epoch(curve: list[float]) -> int | None:
+    """The epoch (1-based) where validation accuracy stopped improving: its first best. (A tolerance of a few
+    validation rows put the plateau at epoch 1 on a 45-row split: noise, not a plateau.) None for no curve."""
     if not curve:
         return None
-    best = max(curve)
-    return next(i + 1 for i, v in enumerate(curve) if v >= best - tie)
+    return int(np.argmax(curve)) + 1
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,8 @@ def evaluate(ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: 
         sc = np.stack([(probs_on(p.scratch.result.model, X_test).argmax(1) == y) for p in pairs]).astype(float)
         dc = np.stack([(probs_on(p.learner.result.model, X_test).argmax(1) == y) for p in pairs]).astype(float)
         has_teacher = cfg.topology in ("teacher_student", "ensemble")
-        comparison = compare([p.seed for p in pairs], sc, dc, (teacher_probs.argmax(1) == y).astype(float) if has_teacher else None)
+        comparison = compare([p.seed for p in pairs], sc, dc, (teacher_probs.argmax(1) == y).astype(float) if has_teacher else None,
+                             teacher_converged=teacher.stopped_by == "early_stopping")
     tie = stages.tie_fraction(ctx, data)
     rows = stages.trial_rows(trials, seeds, tie)
     ties = _ties(rows, len(d.X_val))

@@ -403,7 +403,7 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         shape, cuts, plateau = fitted.shape, list(fitted.cuts), fitted.plateau_epoch
         if cuts:
             warnings.append(f"the full experiment needs about {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: cut "
-                            + "; ".join(cuts) + " (the teacher was not cut: it keeps its share)")
+                            + "; ".join(cuts) + (" (the teacher was not cut: it keeps its share)" if trains_teacher else ""))
     else:
         shape, cuts, plateau = full, [], None
         if students_full + teacher_need > left:
@@ -465,8 +465,7 @@ def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tupl
     result = train(spec)[0]
     if result.stopped == "cancelled":
         raise Stopped("cancelled")
-    tie = tie_fraction(ctx, data)
-    plateau = plateau_epoch(list(result.curve), tie)
+    plateau = plateau_epoch(list(result.curve))
     if plateau is None:
         return max(1, cfg.epochs // 4), None
     return max(1, math.ceil(plateau * rules.plateau_epoch_factor)), plateau

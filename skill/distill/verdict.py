@@ -22,12 +22,14 @@ def _paired(seeds: int, a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[f
     return mean, by_seed, by_test, stats.combined_interval(mean, by_seed, by_test), gains
 
 
-def inconclusive_advice() -> str:
-    """What to change when the teacher is no better than scratch (runner rules)."""
-    return "; ".join(get_rules().runner["verdict"]["inconclusive_advice"])
+def inconclusive_advice(teacher_converged: bool = False) -> str:
+    """What to change when the teacher is no better than scratch (runner rules): more time only helps a teacher that
+    had not converged."""
+    return "; ".join(get_rules().runner["verdict"]["inconclusive_advice"]["converged" if teacher_converged else "not_converged"])
 
 
-def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np.ndarray, teacher_correct: np.ndarray | None = None) -> Comparison:
+def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np.ndarray, teacher_correct: np.ndarray | None = None,
+            teacher_converged: bool = False) -> Comparison:
     """scratch_correct, distilled_correct: [seeds, test rows] of 0/1; row 0 is the saved seed's pair. teacher_correct:
     [test rows] of 0/1 for a teacher (None for online and self): a verdict about distillation needs a teacher that
     beats the scratch student beyond noise, else it is inconclusive."""
@@ -44,7 +46,8 @@ def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np
         verdict = "inconclusive"
         statement = (f"Inconclusive: the teacher is no better than a scratch student (teacher minus scratch {t_mean:+.2f} points, 95% interval "
                      f"{teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f}), so this run cannot tell whether distillation helps; "  # type: ignore[index]
-                     f"{observed}. To get an answer: {inconclusive_advice()}")
+                     f"{observed}. " + ("The teacher converged (early stopping on validation), so more time will not help it. " if teacher_converged
+                                        else "") + f"To get an answer: {inconclusive_advice(teacher_converged)}")
     elif n < 2:
         verdict = "no_verdict"
         statement = (f"One seed: {mean:+.2f} points, test-set 95% interval {_fmt(by_test)}; seed-to-seed noise is unmeasured, "
