@@ -197,3 +197,39 @@ def test_device_auto_resolves_to_the_cpu_here_and_an_absent_cuda_is_refused():
 def test_the_same_run_trains_on_cuda():
     report = run_quick_distill(DistillConfig(**{**FAST, "device": "cuda", "seeds": 2}))
     assert report.complete and report.settings.device.startswith("cuda") and report.distilled.accuracy > 0.5
+
+
+# ---- stacked convolutions ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch, side", [("cnn", 8), ("cnn1d", None)])
+def test_both_stacked_convolution_forms_equal_each_net_alone(arch, side):
+    from torch.func import stack_module_state
+
+    from skill.distill import nets
+
+    members = [nets.build(arch, 64, [3, 4], 5, side) for _ in range(3)]
+    params, _ = stack_module_state(members)
+    x = torch.randn(3, 7, 64)
+    alone = torch.stack([members[i](x[i])[0] for i in range(3)])
+    before = dict(nets.CONV_FORMS)
+    try:
+        for form in ("grouped", "loop"):
+            nets.CONV_FORMS[arch] = form
+            assert torch.allclose(nets.stacked_forward(members[0], params, x)[0], alone, atol=1e-5), form
+    finally:
+        nets.CONV_FORMS.update(before)
+    assert nets.CONV_FORMS[arch] == get_rules().runner["stacked_conv_form"][arch]
+
+
+def test_the_reference_states_the_runner_rules():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "references" / "quick-distill.md").read_text()
+    b, sel = get_rules().runner["budget"], get_rules().runner["selection"]
+    assert f"at least {b['teacher_share_min'] * 100:.0f}% of `time_budget_s`" in text
+    assert f"until {b['teacher_patience']} epochs pass without a validation gain" in text
+    assert f"never below {b['seed_floor_for_verdict']} when a verdict is wanted" in text
+    assert f"never below {b['plateau_epoch_factor']:g} times the epoch" in text and f"times {b['safety_factor']:g}" in text
+    assert f"by {sel['tie_rows']} validation rows or fewer" in text
+    assert "base times " + ", ".join(f"{f:g}" for f in sel["lr_factors"][:-1]) + f" and {sel['lr_factors'][-1]:g}" in text
+    assert f"at most {get_rules().runner['student_size']['params_per_row']:g} parameters per training row" in text
+    assert list(b["cut_order"]) == ["trials", "seeds", "student_epochs"] and "trials per side (the base" in text
