@@ -12,7 +12,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -78,8 +78,8 @@ class Context:
     rules: BudgetRules = field(default_factory=lambda: BudgetRules.from_rules(get_rules().runner))
 
     @property
-    def selection(self) -> Mapping[str, object]:
-        return get_rules().runner["selection"]  # type: ignore[no-any-return]
+    def selection(self) -> Mapping[str, Any]:
+        return get_rules().runner["selection"]
 
 
 # ---- 1. load --------------------------------------------------------------------------------------------------------
@@ -166,7 +166,6 @@ def architecture(ctx: Context, data: Data) -> Nets:
         raise InputError("feature_loss", "attention transfer needs convolutional nets: set arch to cnn (square images) or cnn1d (sequences)")
     teacher_hidden = list(cfg.teacher_hidden) if ("teacher_hidden" in cfg.model_fields_set or arch == "mlp") else list(CONV_TEACHER_DEFAULT)
     check_run_size(cfg, arch, d, teacher_hidden=teacher_hidden)  # every parameter and the work per step, against the budget
-    base = dict(arch=arch, in_features=d.X_train.shape[1], num_classes=d.num_classes, side=d.image_side, scaler=data.scaler)
     external, cached, source, teacher_params = None, {}, "trained here", 0
     if cfg.teacher != "train":
         external, cached, source = _load_user_teacher(cfg, data, arch, teacher_hidden, Path(cfg.teacher))
@@ -185,9 +184,9 @@ def architecture(ctx: Context, data: Data) -> Nets:
             reason = f"target_compression {cfg.target_compression:g}x of {'the teacher' if teacher_params else 'a teacher of teacher_hidden'} ({reference:,} parameters)"
         else:
             student_hidden, reason = _student_for_unknown_teacher(ctx, data, arch)
-    probe = Nets(**base, teacher_hidden=teacher_hidden, student_hidden=student_hidden, student_reason=reason,  # type: ignore[arg-type]
-                 teacher_params=teacher_params, student_params=0, teacher_source=source, external=external, cached_logits=cached)
-    return Nets(**{**probe.__dict__, "student_params": netlib.count_params(probe.build_student())})
+    student_params = netlib.count_params(netlib.build(arch, d.X_train.shape[1], student_hidden, d.num_classes, d.image_side))
+    return Nets(arch, d.X_train.shape[1], d.num_classes, d.image_side, data.scaler, teacher_hidden, student_hidden, reason, teacher_params,
+                student_params, source, external=external, cached_logits=cached)
 
 
 def _student_for_unknown_teacher(ctx: Context, data: Data, arch: str) -> tuple[list[int], str]:
@@ -579,7 +578,7 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
     cfg, t0 = ctx.cfg, time.monotonic()
     shape, replanned = _replan(ctx, plan)
     seeds = [cfg.seed + s for s in range(shape.seeds)]
-    rates = scratch_rates(cfg.learning_rate, shape.trials, tuple(ctx.selection["lr_factors"]))  # type: ignore[arg-type]
+    rates = scratch_rates(cfg.learning_rate, shape.trials, tuple(ctx.selection["lr_factors"]))
     settings = choice.settings[: shape.trials] if cfg.topology in ("teacher_student", "ensemble") else choice.settings
     empty = Trials((), shape, "finished", tuple(rates), tuple(settings), replanned)
     scratch = [Member("scratch", seed, lr) for seed in seeds for lr in rates]
