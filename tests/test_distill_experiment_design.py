@@ -57,6 +57,14 @@ def test_an_experiment_that_cannot_answer_is_refused_with_the_budget_that_would(
     assert budget % 5 == 0 and (budget - 2.0 - 4.0) * 0.6 >= answer.needed_s - 1e-9
 
 
+def test_a_probe_cut_short_makes_the_needed_budget_a_lower_bound():
+    """A 120 s image job: the probe's 12 s ended with validation still rising; quoting '305 s' as the answer was wrong."""
+    costs = _costs()
+    answer = fit_students(Shape(3, 3, 100), 1.0, costs, 3, lambda: (6, 3, True))
+    assert isinstance(answer, Infeasible) and answer.lower_bound and "lower bound" in answer.reason
+    assert not fit_students(Shape(3, 3, 100), 1.0, costs, 3, lambda: (6, 3, False)).lower_bound  # type: ignore[union-attr]
+
+
 def test_seed_floor_keeps_three_when_a_verdict_is_wanted():
     floor = int(get_rules().runner["budget"]["seed_floor_for_verdict"])
     assert floor == 3 and seed_floor(5, floor) == 3 and seed_floor(3, floor) == 3 and seed_floor(1, floor) == 1

@@ -61,6 +61,7 @@ class Infeasible:
     needed_s: float
     smallest: Shape
     reason: str
+    lower_bound: bool = False  # the probe ran out of time while validation still improved: at least this much
 
 
 def seed_floor(requested: int, rule_floor: int) -> int:
@@ -68,7 +69,7 @@ def seed_floor(requested: int, rule_floor: int) -> int:
     return requested if requested < 2 else min(requested, rule_floor)
 
 
-def fit_students(full: Shape, limit_s: float, costs: Costs, floor: int, min_epochs: Callable[[], tuple[int, int | None]],
+def fit_students(full: Shape, limit_s: float, costs: Costs, floor: int, min_epochs: Callable[[], tuple[int, int | None] | tuple[int, int | None, bool]],
                  trials_cuttable: bool = True, order: tuple[str, ...] = ("trials", "seeds", "student_epochs")) -> StudentPlan | Infeasible:
     """The largest student experiment within limit_s, cutting in `order` (the rules' cut_order): trials per side,
     seeds down to `floor`, student epochs down to min_epochs() (which may run a probe and returns (epochs, plateau
@@ -76,7 +77,7 @@ def fit_students(full: Shape, limit_s: float, costs: Costs, floor: int, min_epoc
     if costs.students_s(full) <= limit_s:
         return StudentPlan(full, costs.students_s(full))
     cuts: list[str] = []
-    shape, plateau = full, None
+    shape, plateau, lower = full, None, False
 
     def done() -> StudentPlan:
         return StudentPlan(shape, costs.students_s(shape), tuple(cuts), plateau)
@@ -99,18 +100,21 @@ def fit_students(full: Shape, limit_s: float, costs: Costs, floor: int, min_epoc
         elif step == "student_epochs":
             per_epoch = costs.students_s(shape._replace(epochs=1))
             fit = int(limit_s // per_epoch) if per_epoch > 0 else full.epochs
-            need, plateau = min_epochs()
-            need = min(need, full.epochs)
+            probe = min_epochs()
+            need, plateau = min(probe[0], full.epochs), probe[1]
+            lower = len(probe) > 2 and bool(probe[2])  # type: ignore[misc]
             epochs = max(need, min(fit, shape.epochs))
             if epochs != full.epochs:
-                where = f"the probe's validation plateaued at epoch {plateau}" if plateau else "the smallest useful schedule"
+                where = (f"the probe's validation was still improving at epoch {plateau} when its time ended" if lower else
+                         f"the probe's validation plateaued at epoch {plateau}" if plateau else "the smallest useful schedule")
                 cuts.append(f"student epochs {full.epochs} -> {epochs} (not below {need}: {where})")
             shape = shape._replace(epochs=epochs)
         if costs.students_s(shape) <= limit_s:
             return done()
     return Infeasible(costs.students_s(shape), shape,
                       f"the smallest experiment that can answer ({shape.trials} trial(s) per side, {shape.seeds} seed(s), {shape.epochs} student epochs"
-                      + (f": validation plateaued at epoch {plateau} in the probe" if plateau else "") + ")")
+                      + (f": validation was still improving at epoch {plateau} when the probe's time ended, so this is a lower bound" if lower
+                         else f": validation plateaued at epoch {plateau} in the probe" if plateau else "") + ")", lower_bound=lower)
 
 
 def teacher_share(budget_left_s: float, teacher_need_s: float, students_full_s: float, share_min: float, budget_s: float) -> float:

@@ -396,8 +396,10 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
                 float(math.ceil((spent + reserve + fitted.needed_s) / 5) * 5)
             more = ("" if needed <= 600 else " (more than the 600 s a quick distill allows: use a smaller student, fewer rows or a larger "
                     "batch_size, or run the full job with kd_export_recipe)")
+            at = "at least" if fitted.lower_bound else "about"
             raise InputError("time_budget_s", f"{cfg.time_budget_s:g} s cannot fit a teacher trained until it converges and {fitted.reason}: "
-                             f"measured steps put that at about {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to {needed:.0f}, "
+                             f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to {needed:.0f}"
+                             + (" or more" if fitted.lower_bound else "") + ", "
                              "or lower seeds, temperature_grid or epochs yourself")
         shape, cuts, plateau = fitted.shape, list(fitted.cuts), fitted.plateau_epoch
         if cuts:
@@ -451,7 +453,7 @@ def _probe_logits(nets: Nets, n: int, device: torch.device) -> torch.Tensor | No
     return _t(nets.cached_logits["kd"][:n]).to(device) if nets.cached_logits else None
 
 
-def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tuple[int, int | None]:
+def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tuple[int, int | None, bool]:
     """The fewest student epochs the plan may cut to: where one scratch student's validation accuracy plateaus
     (within tie_rows rows of its best), times the rules' factor: distillation needs the longer schedule."""
     cfg, rules, t = ctx.cfg, ctx.rules, data.tensors
@@ -466,8 +468,10 @@ def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tupl
         raise Stopped("cancelled")
     plateau = plateau_epoch(list(result.curve))
     if plateau is None:
-        return max(1, cfg.epochs // 4), None
-    return max(1, math.ceil(plateau * rules.plateau_epoch_factor)), plateau
+        return max(1, cfg.epochs // 4), None, True
+    # stopped by its clock with the best at the last epoch: the plateau is later than this (a lower bound)
+    still_improving = result.stopped == "time_budget" and plateau >= len(result.curve) - 1
+    return max(1, math.ceil(plateau * rules.plateau_epoch_factor)), plateau, still_improving
 
 
 def tie_fraction(ctx: Context, data: Data) -> float:
