@@ -457,12 +457,21 @@ def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tupl
     """The fewest student epochs the plan may cut to: where one scratch student's validation accuracy plateaus
     (within tie_rows rows of its best), times the rules' factor: distillation needs the longer schedule."""
     cfg, rules, t = ctx.cfg, ctx.rules, data.tensors
-    ctx.progress.say("plan: probing where validation accuracy plateaus (one scratch student)")
+    # with a given teacher its soft targets exist already: probe a distilled student, the side that needs the longer
+    # schedule (on a transfer set it keeps improving long after a scratch student on few labels has peaked)
+    given = (nets.external is not None or bool(nets.cached_logits)) and cfg.topology == "teacher_student"
+    member, targets, hint_dim = Member("scratch", cfg.seed, cfg.learning_rate), None, None
+    if given:
+        T, w = choice.settings[0]
+        member = Member("distilled", cfg.seed, cfg.learning_rate, temperature=T, ce_weight=1 - w, kd_weight=w, aux_weight=choice.aux_weight)
+        targets, hint_dim = _teacher_targets(ctx, data, nets, choice, nets.external, t["X"], precomputed=_probe_logits(nets, len(t["X"]), ctx.device))
+    ctx.progress.say(f"plan: probing where validation accuracy plateaus (one {member.role} student)")
     seconds = max(rules.probe_min_s, rules.probe_share_max * cfg.time_budget_s)
     sub = Clock(deadline=time.monotonic() + seconds, stop=ctx.clock.stop)  # planning: even past the budget
-    spec = TrainSpec(build=nets.build_student, members=[Member("scratch", cfg.seed, cfg.learning_rate)], X=t["X"], y=t["y"], has_label=t["has_label"],
+    spec = TrainSpec(build=nets.build_student, members=[member], X=t["X"], y=t["y"], has_label=t["has_label"],
                      X_val=t["X_val"], y_val=t["y_val"], epochs=min(rules.probe_max_epochs, cfg.epochs), batch_size=cfg.batch_size,
-                     patience=rules.teacher_patience, clock=sub, device=ctx.device)
+                     patience=rules.teacher_patience, clock=sub, device=ctx.device, recipe=recipe(cfg, choice), targets=targets, hint_dim=hint_dim,
+                     epoch_rows=len(t["X"]))
     result = train(spec)[0]
     if result.stopped == "cancelled":
         raise Stopped("cancelled")
