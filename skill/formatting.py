@@ -54,7 +54,8 @@ def _headline(data: dict[str, Any]) -> list[str]:
             lines.append(f"  trial {t['role']} seed {t['seed']} {setting}{generation}: val acc {t['val_accuracy']:.4f} ({t['epochs']} epochs){chosen}")
         if data.get("plan"):
             p = data["plan"]
-            lines.append(f"  plan: teacher first (share {p['teacher_share_s']} s), then {p['trials_per_side']} trial(s) per side x {p['seeds']} seed(s) "
+            teacher = f"share {p['teacher_share_s']:.0f} s" if p.get("teacher_share_s") is not None else "given or none"
+            lines.append(f"  plan: teacher first ({teacher}), then {p['trials_per_side']} trial(s) per side x {p['seeds']} seed(s) "
                          f"x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}")
         settings = data.get("settings") or {}
         if settings.get("scratch_search"):
