@@ -35,7 +35,11 @@ from skill.distill import run_quick_distill  # noqa: E402
 from skill.distill.config import DistillConfig  # noqa: E402
 from skill.errors import InputError  # noqa: E402
 
-MNIST_DIRS = [os.environ.get("KD_MNIST_DIR", ""), "/usr/share/datasets/fashion-mnist", "/tmp/fm/usr/share/datasets/fashion-mnist"]
+MNIST_DIRS = [
+    os.environ.get("KD_MNIST_DIR", ""),
+    "/usr/share/datasets/fashion-mnist",
+    "/tmp/fm/usr/share/datasets/fashion-mnist",
+]
 
 
 def load() -> str:
@@ -46,7 +50,7 @@ def _idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
     dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
@@ -73,31 +77,45 @@ def images(folder: Path, n_train: int = 4000, n_test: int = 2000) -> tuple[str, 
             big = np.kron(digits[pick].reshape(n, 8, 8) / 16.0, np.ones((3, 3)))  # 24x24
             out = np.zeros((n, 28, 28))
             for k, (dx, dy) in enumerate(rng.integers(0, 5, (n, 2))):
-                out[k, dy:dy + 24, dx:dx + 24] = big[k]
+                out[k, dy : dy + 24, dx : dx + 24] = big[k]
             return (out + 0.15 * rng.normal(size=out.shape)).reshape(n, -1), labels[pick]
 
         (X, y), (Xt, yt) = make(n_train), make(n_test)
         what = f"28x28 digits made from scikit-learn's 8x8 (no MNIST files here), {n_train:,} training and {n_test:,} test images"
     path = folder / "images.npz"
-    np.savez(path, X_train=X.astype(np.float32), y_train=y.astype(np.int64), X_test=Xt.astype(np.float32), y_test=yt.astype(np.int64))
+    np.savez(
+        path,
+        X_train=X.astype(np.float32),
+        y_train=y.astype(np.int64),
+        X_test=Xt.astype(np.float32),
+        y_test=yt.astype(np.int64),
+    )
     return str(path), what
 
 
-# ---- the table ------------------------------------------------------------------------------------------------------------
-HEADER = ("| case | teacher (source, epochs run) | scratch (mean) | distilled (mean) | gain | 95% interval | teacher - scratch interval | "
-          "verdict | plan: cuts | wall s | load |\n|---|---|---|---|---|---|---|---|---|---|---|")
+# ---- the table -------------------------------------------------------------------------------------------------------
+HEADER = (
+    "| case | teacher (source, epochs run) | scratch (mean) | distilled (mean) | gain | 95% interval | teacher - scratch interval | "
+    "verdict | plan: cuts | wall s | load |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def row(name: str, r) -> str:  # type: ignore[no-untyped-def]
     c, s = r.comparison, r.settings
     if c is None:
         return f"| {name} | {r.teacher.accuracy:.4f} | - | - | - | - | - | {r.verdict[:60]} | - | {r.wall_time_s.total:.0f} | {load()} |"
-    src = s.teacher_source if s.teacher_epochs_run is None else f"here, {s.teacher_epochs_run} ep ({s.teacher_stopped_by})"
+    src = (
+        s.teacher_source
+        if s.teacher_epochs_run is None
+        else f"here, {s.teacher_epochs_run} ep ({s.teacher_stopped_by})"
+    )
     ti = f"{c.teacher_interval[0]:+.1f} to {c.teacher_interval[1]:+.1f}" if c.teacher_interval else "-"
     cuts = "; ".join(r.plan.cuts + r.plan.replanned) if r.plan else ""
-    return (f"| {name} | {r.teacher.accuracy:.4f} ({src}) | {np.mean([p.scratch_accuracy for p in c.pairs]):.4f} | "
-            f"{np.mean([p.distilled_accuracy for p in c.pairs]):.4f} | {c.mean_gain_points:+.2f} | {c.interval[0]:+.2f} to {c.interval[1]:+.2f} | {ti} | "
-            f"**{c.verdict}** | {cuts or 'none'} | {r.wall_time_s.total:.0f} | {load()} |")
+    return (
+        f"| {name} | {r.teacher.accuracy:.4f} ({src}) | {np.mean([p.scratch_accuracy for p in c.pairs]):.4f} | "
+        f"{np.mean([p.distilled_accuracy for p in c.pairs]):.4f} | {c.mean_gain_points:+.2f} | {c.interval[0]:+.2f} to {c.interval[1]:+.2f} | {ti} | "
+        f"**{c.verdict}** | {cuts or 'none'} | {r.wall_time_s.total:.0f} | {load()} |"
+    )
 
 
 def attempt(name: str, **kw: object) -> object:
@@ -105,7 +123,10 @@ def attempt(name: str, **kw: object) -> object:
     try:
         r = run_quick_distill(DistillConfig(save_artifacts=False, **kw))  # type: ignore[arg-type]
     except InputError as exc:
-        print(f"| {name} | refused before training after {time.monotonic() - t0:.0f} s: {exc} | | | | | | | | | {load()} |", flush=True)
+        print(
+            f"| {name} | refused before training after {time.monotonic() - t0:.0f} s: {exc} | | | | | | | | | {load()} |",
+            flush=True,
+        )
         return exc
     print(row(name, r), flush=True)
     return r
@@ -132,10 +153,12 @@ def table() -> None:
         signal = str(write_data(folder))
         seq = dict(dataset=signal, input_layout="sequence", student_hidden=[8, 8], seeds=3)
         attempt("signal, weak teacher (trained here on 300 labels)", **seq, time_budget_s=90)
-        attempt("signal, strong teacher (given: trained on 20,000 labels)", **seq, teacher=str(TEACHER), time_budget_s=90)
+        attempt(
+            "signal, strong teacher (given: trained on 20,000 labels)", **seq, teacher=str(TEACHER), time_budget_s=90
+        )
 
 
-# ---- speed on images ------------------------------------------------------------------------------------------------------
+# ---- speed on images -------------------------------------------------------------------------------------------------
 def speed() -> None:
     import torch
     import torch.nn.functional as F
@@ -156,7 +179,9 @@ def speed() -> None:
     hidden = nets.student_hidden_for("cnn", 784, nets.count_params(teacher), 25.0, 10, 28, depth=2)
     with torch.no_grad():
         cached = teacher(X)[0]
-    print(f"\n### Seconds per student-epoch, {what}; CNN student {hidden}, batch 64, {threads} threads, load {load()}\n")
+    print(
+        f"\n### Seconds per student-epoch, {what}; CNN student {hidden}, batch 64, {threads} threads, load {load()}\n"
+    )
 
     def plain() -> float:
         torch.manual_seed(0)
@@ -177,10 +202,26 @@ def speed() -> None:
 
     def stacked(form: str, members: int = 9) -> float:
         nets.CONV_FORMS["cnn"] = form
-        ms = [Member("distilled", s, 3e-3, temperature=T, ce_weight=0.1, kd_weight=0.9) for s in range(members // 3) for T in (2.0, 4.0, 8.0)]
+        ms = [
+            Member("distilled", s, 3e-3, temperature=T, ce_weight=0.1, kd_weight=0.9)
+            for s in range(members // 3)
+            for T in (2.0, 4.0, 8.0)
+        ]
         targets = TeacherTargets([], [0], X, cache=True, precomputed=cached)
-        spec = TrainSpec(build=lambda: nets.CNN(28, hidden, 10), members=ms, X=X, y=y, has_label=torch.ones(len(y), dtype=torch.bool),
-                         X_val=X[:600], y_val=y[:600], epochs=epochs, batch_size=64, patience=epochs, clock=Clock(time.monotonic() + 3600), targets=targets)
+        spec = TrainSpec(
+            build=lambda: nets.CNN(28, hidden, 10),
+            members=ms,
+            X=X,
+            y=y,
+            has_label=torch.ones(len(y), dtype=torch.bool),
+            X_val=X[:600],
+            y_val=y[:600],
+            epochs=epochs,
+            batch_size=64,
+            patience=epochs,
+            clock=Clock(time.monotonic() + 3600),
+            targets=targets,
+        )
         t0 = time.perf_counter()
         train(spec)
         return (time.perf_counter() - t0) / epochs / members

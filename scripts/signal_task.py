@@ -36,8 +36,13 @@ def make(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.int64)
 
 
-def write_data(folder: Path, labelled: int = DEMO["labelled"], unlabelled: int = DEMO["unlabelled"], test: int = DEMO["test"],
-               seed: int = DEMO["seed"]) -> Path:
+def write_data(
+    folder: Path,
+    labelled: int = DEMO["labelled"],
+    unlabelled: int = DEMO["unlabelled"],
+    test: int = DEMO["test"],
+    seed: int = DEMO["seed"],
+) -> Path:
     """The demo's dataset as an .npz the runner reads (X_train, y_train, X_unlabeled, X_test, y_test)."""
     rng = np.random.default_rng(seed)
     X_train, y_train = make(labelled, rng)
@@ -78,7 +83,11 @@ def train_teacher(path: Path = TEACHER) -> float:
         accuracy = float((net(torch.from_numpy((X_test - mean) / std))[0].argmax(1).numpy() == y_test).mean())
     scaler = {"mean": torch.full((LENGTH,), mean), "std": torch.full((LENGTH,), std)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), metadata=net_spec_metadata("cnn1d", TEACHER_HIDDEN, scaler))
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()},
+        str(path),
+        metadata=net_spec_metadata("cnn1d", TEACHER_HIDDEN, scaler),
+    )
     return accuracy
 
 

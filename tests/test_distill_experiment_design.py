@@ -12,19 +12,40 @@ import torch
 
 from skill.distill import run_quick_distill
 from skill.distill.config import DistillConfig
-from skill.distill.plan import Costs, Infeasible, Shape, StudentPlan, fit_students, plateau_epoch, seed_floor, smallest_budget, teacher_share
+from skill.distill.plan import (
+    Costs,
+    Infeasible,
+    Shape,
+    StudentPlan,
+    fit_students,
+    plateau_epoch,
+    seed_floor,
+    smallest_budget,
+    teacher_share,
+)
 from skill.errors import InputError
 from skill.rules import get_rules
 
-FAST = dict(teacher_hidden=[64], epochs=6, teacher_epochs=6, temperature=4.0, kd_loss_weight=0.9, patience=50, time_budget_s=60, threads=1,
-            save_artifacts=False)
+FAST = dict(
+    teacher_hidden=[64],
+    epochs=6,
+    teacher_epochs=6,
+    temperature=4.0,
+    kd_loss_weight=0.9,
+    patience=50,
+    time_budget_s=60,
+    threads=1,
+    save_artifacts=False,
+)
 
 
 def _costs(per_member: float = 0.01, fixed: float = 0.0, steps: int = 10) -> Costs:
-    return Costs(steps_per_epoch=steps, fixed_s=fixed, per_member_s=per_member, stacks=lambda t, s: [t * s, t * s], safety=1.0)
+    return Costs(
+        steps_per_epoch=steps, fixed_s=fixed, per_member_s=per_member, stacks=lambda t, s: [t * s, t * s], safety=1.0
+    )
 
 
-# ---- the plan's arithmetic ------------------------------------------------------------------------------------------------
+# ---- the plan's arithmetic -------------------------------------------------------------------------------------------
 def test_full_experiment_that_fits_is_not_cut():
     plan = fit_students(Shape(3, 3, 100), 1e9, _costs(), 3, lambda: (10, 5))
     assert isinstance(plan, StudentPlan) and plan.shape == Shape(3, 3, 100) and plan.cuts == ()
@@ -39,7 +60,9 @@ def test_cuts_trials_first_then_seeds_to_the_floor_then_epochs_to_the_plateau():
         return 40, 20
 
     only_trials = fit_students(Shape(3, 3, 100), costs.students_s(Shape(2, 3, 100)), costs, 3, min_epochs)
-    assert only_trials.shape == Shape(2, 3, 100) and only_trials.cuts == ("trials per side 3 -> 2",) and not probed  # no probe needed
+    assert (
+        only_trials.shape == Shape(2, 3, 100) and only_trials.cuts == ("trials per side 3 -> 2",) and not probed
+    )  # no probe needed
     to_floor = fit_students(Shape(3, 5, 100), costs.students_s(Shape(1, 3, 100)), costs, 3, min_epochs)
     assert to_floor.shape == Shape(1, 3, 100) and to_floor.cuts[1].startswith("seeds 5 -> 3") and not probed
     epochs = fit_students(Shape(3, 5, 100), costs.students_s(Shape(1, 3, 50)), costs, 3, min_epochs)
@@ -71,9 +94,15 @@ def test_seed_floor_keeps_three_when_a_verdict_is_wanted():
 
 
 def test_teacher_keeps_its_share_and_takes_more_when_students_leave_room():
-    assert teacher_share(budget_left_s=100, teacher_need_s=500, students_full_s=90, share_min=0.4, budget_s=120) == pytest.approx(48)
-    assert teacher_share(budget_left_s=100, teacher_need_s=500, students_full_s=20, share_min=0.4, budget_s=120) == pytest.approx(80)
-    assert teacher_share(budget_left_s=100, teacher_need_s=10, students_full_s=20, share_min=0.4, budget_s=120) == pytest.approx(48)
+    assert teacher_share(
+        budget_left_s=100, teacher_need_s=500, students_full_s=90, share_min=0.4, budget_s=120
+    ) == pytest.approx(48)
+    assert teacher_share(
+        budget_left_s=100, teacher_need_s=500, students_full_s=20, share_min=0.4, budget_s=120
+    ) == pytest.approx(80)
+    assert teacher_share(
+        budget_left_s=100, teacher_need_s=10, students_full_s=20, share_min=0.4, budget_s=120
+    ) == pytest.approx(48)
 
 
 def test_plateau_is_where_validation_stopped_improving():
@@ -81,31 +110,51 @@ def test_plateau_is_where_validation_stopped_improving():
     assert plateau_epoch([]) is None
 
 
-# ---- the teacher first ----------------------------------------------------------------------------------------------------
+# ---- the teacher first -----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_starved_teacher_is_not_left_starved_and_never_yields_a_loss():
     """The issue: 'epochs scaled by the same factor' left the teacher 2 epochs and the verdict said 'a loss'."""
-    report = run_quick_distill(DistillConfig(**{**FAST, "teacher_hidden": [128], "teacher_epochs": 300, "epochs": 2000, "seeds": 3,
-                                                "time_budget_s": 40, "patience": 1000}))
+    report = run_quick_distill(
+        DistillConfig(
+            **{
+                **FAST,
+                "teacher_hidden": [128],
+                "teacher_epochs": 300,
+                "epochs": 2000,
+                "seeds": 3,
+                "time_budget_s": 40,
+                "patience": 1000,
+            }
+        )
+    )
     s = report.settings
     assert s.teacher_source == "trained here" and s.teacher_epochs == 300
     # the teacher trains until validation stops improving (or says that it did not), whatever the students' cuts
-    assert s.teacher_stopped_by == "early_stopping" or any("teacher used its whole budget share" in w for w in report.warnings)
+    assert s.teacher_stopped_by == "early_stopping" or any(
+        "teacher used its whole budget share" in w for w in report.warnings
+    )
     assert s.teacher_epochs_run > 10
     assert report.plan.cuts and any(c.startswith("student epochs 2000 ->") for c in report.plan.cuts), report.plan
     assert report.comparison.verdict not in ("gain", "loss") or report.comparison.teacher_better
 
 
 def test_a_weak_teacher_gives_inconclusive_with_what_to_change():
-    report = run_quick_distill(DistillConfig(**{**FAST, "teacher_hidden": [2], "teacher_epochs": 2, "student_hidden": [32], "epochs": 15,
-                                                "seeds": 3}))
+    report = run_quick_distill(
+        DistillConfig(
+            **{**FAST, "teacher_hidden": [2], "teacher_epochs": 2, "student_hidden": [32], "epochs": 15, "seeds": 3}
+        )
+    )
     c = report.comparison
     assert c.verdict == "inconclusive" and c.teacher_better is False and c.teacher_interval[0] <= 0
     assert c.statement.startswith("Inconclusive: the teacher is no better than a scratch student")
     converged = report.settings.teacher_stopped_by == "early_stopping"
     for advice in get_rules().runner["verdict"]["inconclusive_advice"]["converged" if converged else "not_converged"]:
         assert advice in c.statement
-    assert "gain" not in report.verdict.split(";")[0] and "loss" not in report.verdict and report.artifacts.saved_student == "scratch"
+    assert (
+        "gain" not in report.verdict.split(";")[0]
+        and "loss" not in report.verdict
+        and report.artifacts.saved_student == "scratch"
+    )
 
 
 def _blobs(tmp_path, labelled: int = 40, unlabelled: int = 2000, test: int = 600, seed: int = 0):
@@ -133,12 +182,27 @@ def _blobs(tmp_path, labelled: int = 40, unlabelled: int = 2000, test: int = 600
 
 def test_a_strong_given_teacher_with_few_labels_and_unlabelled_rows_is_found_as_a_gain(tmp_path):
     data, logits = _blobs(tmp_path)
-    report = run_quick_distill(DistillConfig(**{**FAST, "dataset": data, "teacher": logits, "student_hidden": [32], "epochs": 40, "seeds": 3,
-                                                "val_fraction": 0.25}))
+    report = run_quick_distill(
+        DistillConfig(
+            **{
+                **FAST,
+                "dataset": data,
+                "teacher": logits,
+                "student_hidden": [32],
+                "epochs": 40,
+                "seeds": 3,
+                "val_fraction": 0.25,
+            }
+        )
+    )
     c = report.comparison
     assert c.teacher_better and c.verdict == "gain" and c.interval[0] > 0, c.statement
     assert report.settings.teacher_source == "given: precomputed logits" and report.settings.teacher_epochs is None
-    assert report.settings.teacher_epochs_run is None and report.artifacts.saved_student is None or report.verdict.startswith("distillation helped")
+    assert (
+        report.settings.teacher_epochs_run is None
+        and report.artifacts.saved_student is None
+        or report.verdict.startswith("distillation helped")
+    )
 
 
 def test_logits_without_a_student_size_pick_one_and_say_why(tmp_path):
@@ -146,18 +210,27 @@ def test_logits_without_a_student_size_pick_one_and_say_why(tmp_path):
     report = run_quick_distill(DistillConfig(**{**FAST, "dataset": data, "teacher": logits, "epochs": 3}))
     s = report.settings
     candidates = [list(c) for c in get_rules().runner["student_size"]["candidates"]["mlp"]]
-    assert s.student_hidden in candidates and "given as logits" in s.student_size_reason and "per training row" in s.student_size_reason
+    assert (
+        s.student_hidden in candidates
+        and "given as logits" in s.student_size_reason
+        and "per training row" in s.student_size_reason
+    )
     rows = report.n_train + s.transfer_set_size
     assert report.distilled.params <= rows * float(get_rules().runner["student_size"]["params_per_row"])
 
 
-# ---- symmetric tuning --------------------------------------------------------------------------------------------------------
+# ---- symmetric tuning ------------------------------------------------------------------------------------------------
 def test_both_sides_search_the_same_learning_rates_and_the_report_shows_both_searches():
-    report = run_quick_distill(DistillConfig(**{**FAST, "temperature": None, "temperature_grid": [2.0, 4.0, 8.0], "seeds": 2, "epochs": 8}))
+    report = run_quick_distill(
+        DistillConfig(**{**FAST, "temperature": None, "temperature_grid": [2.0, 4.0, 8.0], "seeds": 2, "epochs": 8})
+    )
     s = report.settings
     factors = get_rules().runner["selection"]["lr_factors"]
     assert s.scratch_search == [pytest.approx(3e-3 * f) for f in factors[:3]]
-    assert sorted(t for t, _ in s.distilled_search) == [2.0, 4.0, 8.0] and "learning rate its scratch search selected" in s.distilled_lr_rule
+    assert (
+        sorted(t for t, _ in s.distilled_search) == [2.0, 4.0, 8.0]
+        and "learning rate its scratch search selected" in s.distilled_lr_rule
+    )
     for seed in (0, 1):
         scratch = [t for t in report.trials if t.role == "scratch" and t.seed == seed]
         distilled = [t for t in report.trials if t.role == "distilled" and t.seed == seed]
@@ -166,7 +239,7 @@ def test_both_sides_search_the_same_learning_rates_and_the_report_shows_both_sea
         assert {t.learning_rate for t in distilled} == {chosen.learning_rate}  # the rate scratch selected for this seed
 
 
-# ---- ties ----------------------------------------------------------------------------------------------------------------------
+# ---- ties ------------------------------------------------------------------------------------------------------------
 def test_selection_decided_by_one_or_two_validation_rows_is_called_a_tie():
     from skill.distill.nets import MLP
     from skill.distill.plan import Shape
@@ -175,18 +248,29 @@ def test_selection_decided_by_one_or_two_validation_rows_is_called_a_tie():
     from skill.distill.train import Member, Result
 
     n_val = 91
+
     def run(role: str, seed: int, lr: float, right: int) -> TrialRun:
         return TrialRun(Member(role, seed, lr), Result(MLP(2, [2], 2), right / n_val, 5, 50))
 
-    trials = Trials((run("scratch", 0, 1e-3, 80), run("scratch", 0, 2e-3, 81), run("scratch", 1, 1e-3, 70), run("scratch", 1, 2e-3, 80)),
-                    Shape(2, 2, 5), "finished", (1e-3, 2e-3), ())
+    trials = Trials(
+        (
+            run("scratch", 0, 1e-3, 80),
+            run("scratch", 0, 2e-3, 81),
+            run("scratch", 1, 1e-3, 70),
+            run("scratch", 1, 2e-3, 80),
+        ),
+        Shape(2, 2, 5),
+        "finished",
+        (1e-3, 2e-3),
+        (),
+    )
     rows = trial_rows(trials, [0, 1], tie=2 / n_val + 1e-9)
     assert [(r.selected, r.tied) for r in rows] == [(False, False), (True, True), (False, False), (True, False)]
     words = _ties(rows, n_val)
     assert len(words) == 1 and "seed(s) 0" in words[0] and "tied" in words[0] and "noise" in words[0]
 
 
-# ---- device ----------------------------------------------------------------------------------------------------------------------
+# ---- device ----------------------------------------------------------------------------------------------------------
 def test_device_auto_resolves_to_the_cpu_here_and_an_absent_cuda_is_refused():
     from skill.distill.device import resolve_device
 
@@ -207,7 +291,7 @@ def test_the_same_run_trains_on_cuda():
     assert report.complete and report.settings.device.startswith("cuda") and report.distilled.accuracy > 0.5
 
 
-# ---- stacked convolutions ----------------------------------------------------------------------------------------------------
+# ---- stacked convolutions --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch, side", [("cnn", 8), ("cnn1d", None)])
 def test_both_stacked_convolution_forms_equal_each_net_alone(arch, side):
     from torch.func import stack_module_state
@@ -236,8 +320,12 @@ def test_the_reference_states_the_runner_rules():
     assert f"at least {b['teacher_share_min'] * 100:.0f}% of `time_budget_s`" in text
     assert f"until {b['teacher_patience']} epochs pass without a validation gain" in text
     assert f"never below {b['seed_floor_for_verdict']} when a verdict is wanted" in text
-    assert f"never below {b['plateau_epoch_factor']:g} times the epoch" in text and f"times {b['safety_factor']:g}" in text
+    assert (
+        f"never below {b['plateau_epoch_factor']:g} times the epoch" in text and f"times {b['safety_factor']:g}" in text
+    )
     assert f"by {sel['tie_rows']} validation rows or fewer" in text
-    assert "base times " + ", ".join(f"{f:g}" for f in sel["lr_factors"][:-1]) + f" and {sel['lr_factors'][-1]:g}" in text
+    assert (
+        "base times " + ", ".join(f"{f:g}" for f in sel["lr_factors"][:-1]) + f" and {sel['lr_factors'][-1]:g}" in text
+    )
     assert f"at most {get_rules().runner['student_size']['params_per_row']:g} parameters per training row" in text
     assert list(b["cut_order"]) == ["trials", "seeds", "student_epochs"] and "trials per side (the base" in text

@@ -17,8 +17,9 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def resolve_device(requested: str, cuda: Callable[[], bool] = torch.cuda.is_available,
-                   mps: Callable[[], bool] = _mps_available) -> tuple[torch.device, str]:
+def resolve_device(
+    requested: str, cuda: Callable[[], bool] = torch.cuda.is_available, mps: Callable[[], bool] = _mps_available
+) -> tuple[torch.device, str]:
     """(device, why). `cuda` and `mps` are the availability probes (replaceable in tests)."""
     accepted = list(get_rules().runner["devices"])
     if requested not in accepted:
@@ -31,7 +32,9 @@ def resolve_device(requested: str, cuda: Callable[[], bool] = torch.cuda.is_avai
         return torch.device("cpu"), "auto: no accelerator is visible to torch, so the CPU"
     if requested == "cuda" and not cuda():
         build = "this torch build has no CUDA support" if torch.version.cuda is None else "torch sees no CUDA device"
-        raise InputError("device", f"cuda was asked for but {build} (torch {torch.__version__}); use device auto or cpu")
+        raise InputError(
+            "device", f"cuda was asked for but {build} (torch {torch.__version__}); use device auto or cpu"
+        )
     if requested == "mps" and not mps():
         raise InputError("device", "mps was asked for but torch sees no Apple MPS device here; use device auto or cpu")
     return torch.device(requested), "fixed by the caller"

@@ -69,8 +69,15 @@ def seed_floor(requested: int, rule_floor: int) -> int:
     return requested if requested < 2 else min(requested, rule_floor)
 
 
-def fit_students(full: Shape, limit_s: float, costs: Costs, floor: int, min_epochs: Callable[[], tuple[int, int | None] | tuple[int, int | None, bool]],
-                 trials_cuttable: bool = True, order: tuple[str, ...] = ("trials", "seeds", "student_epochs")) -> StudentPlan | Infeasible:
+def fit_students(
+    full: Shape,
+    limit_s: float,
+    costs: Costs,
+    floor: int,
+    min_epochs: Callable[[], tuple[int, int | None] | tuple[int, int | None, bool]],
+    trials_cuttable: bool = True,
+    order: tuple[str, ...] = ("trials", "seeds", "student_epochs"),
+) -> StudentPlan | Infeasible:
     """The largest student experiment within limit_s, cutting in `order` (the rules' cut_order): trials per side,
     seeds down to `floor`, student epochs down to min_epochs() (which may run a probe and returns (epochs, plateau
     epoch)); each cut goes only as far as needed. Infeasible when even the smallest experiment does not fit."""
@@ -96,7 +103,10 @@ def fit_students(full: Shape, limit_s: float, costs: Costs, floor: int, min_epoc
                 if costs.students_s(shape) <= limit_s:
                     break
             if shape.seeds != full.seeds:
-                cuts.append(f"seeds {full.seeds} -> {shape.seeds}" + (" (the floor for a verdict)" if shape.seeds == floor >= 2 else ""))
+                cuts.append(
+                    f"seeds {full.seeds} -> {shape.seeds}"
+                    + (" (the floor for a verdict)" if shape.seeds == floor >= 2 else "")
+                )
         elif step == "student_epochs":
             per_epoch = costs.students_s(shape._replace(epochs=1))
             fit = int(limit_s // per_epoch) if per_epoch > 0 else full.epochs
@@ -105,19 +115,36 @@ def fit_students(full: Shape, limit_s: float, costs: Costs, floor: int, min_epoc
             lower = len(probe) > 2 and bool(probe[2])  # type: ignore[misc]
             epochs = max(need, min(fit, shape.epochs))
             if epochs != full.epochs:
-                where = (f"the probe's validation was still improving at epoch {plateau} when its time ended" if lower else
-                         f"the probe's validation plateaued at epoch {plateau}" if plateau else "the smallest useful schedule")
+                where = (
+                    f"the probe's validation was still improving at epoch {plateau} when its time ended"
+                    if lower
+                    else f"the probe's validation plateaued at epoch {plateau}"
+                    if plateau
+                    else "the smallest useful schedule"
+                )
                 cuts.append(f"student epochs {full.epochs} -> {epochs} (not below {need}: {where})")
             shape = shape._replace(epochs=epochs)
         if costs.students_s(shape) <= limit_s:
             return done()
-    return Infeasible(costs.students_s(shape), shape,
-                      f"the smallest experiment that can answer ({shape.trials} trial(s) per side, {shape.seeds} seed(s), {shape.epochs} student epochs"
-                      + (f": validation was still improving at epoch {plateau} when the probe's time ended, so this is a lower bound" if lower
-                         else f": validation plateaued at epoch {plateau} in the probe" if plateau else "") + ")", lower_bound=lower)
+    return Infeasible(
+        costs.students_s(shape),
+        shape,
+        f"the smallest experiment that can answer ({shape.trials} trial(s) per side, {shape.seeds} seed(s), {shape.epochs} student epochs"
+        + (
+            f": validation was still improving at epoch {plateau} when the probe's time ended, so this is a lower bound"
+            if lower
+            else f": validation plateaued at epoch {plateau} in the probe"
+            if plateau
+            else ""
+        )
+        + ")",
+        lower_bound=lower,
+    )
 
 
-def teacher_share(budget_left_s: float, teacher_need_s: float, students_full_s: float, share_min: float, budget_s: float) -> float:
+def teacher_share(
+    budget_left_s: float, teacher_need_s: float, students_full_s: float, share_min: float, budget_s: float
+) -> float:
     """Seconds reserved for the teacher: never less than its guaranteed share of the budget (a step estimate can
     be off, and the time it does not use goes back to the students), more up to what it needs when the full student
     experiment leaves room."""
@@ -163,5 +190,17 @@ class BudgetRules:
         return min(self.evaluate_reserve_s, 0.2 * budget_s)
 
 
-__all__ = ["BudgetRules", "Costs", "Infeasible", "MAX_BUDGET_S", "Shape", "StudentPlan", "fit_students", "plateau_epoch", "replace",
-           "seed_floor", "smallest_budget", "teacher_share"]
+__all__ = [
+    "BudgetRules",
+    "Costs",
+    "Infeasible",
+    "MAX_BUDGET_S",
+    "Shape",
+    "StudentPlan",
+    "fit_students",
+    "plateau_epoch",
+    "replace",
+    "seed_floor",
+    "smallest_budget",
+    "teacher_share",
+]

@@ -338,10 +338,6 @@ class Plan:
     report: PlanReport
     warnings: tuple[str, ...]
 
-    @property
-    def seeds(self) -> list[int]:
-        return list(range(self.report.seeds))
-
 
 def _trains_teacher(cfg: DistillConfig) -> bool:
     return cfg.teacher == "train" and cfg.topology in ("teacher_student", "ensemble")
