@@ -329,3 +329,20 @@ def test_the_reference_states_the_runner_rules():
     )
     assert f"at most {get_rules().runner['student_size']['params_per_row']:g} parameters per training row" in text
     assert list(b["cut_order"]) == ["trials", "seeds", "student_epochs"] and "trials per side (the base" in text
+
+
+def test_time_the_teacher_did_not_use_goes_back_to_the_students_in_reverse_cut_order():
+    import time
+
+    from skill.distill.report import Plan as PlanReport
+    from skill.distill.stages import Context, Plan, Progress, _replan
+    from skill.distill.train import Clock
+
+    cfg = DistillConfig(**FAST)
+    ctx = Context(cfg, Clock(deadline=time.monotonic() + 100), Progress(None), torch.device("cpu"), "test")
+    costs = _costs()  # (3, 3, 100) needs 180 s; (1, 3, 100) 60 s; about 96 s are left
+    report = PlanReport(budget_s=60, teacher_share_s=24, teacher_estimate_s=1, students_estimate_s=6, full_estimate_s=181,
+                        seeds=3, trials_per_side=1, epochs=10, cuts=["trials per side 3 -> 1", "student epochs 100 -> 10"])
+    plan = Plan(1, "", Shape(1, 3, 10), Shape(3, 3, 100), 200, 24.0, costs, 7.0, report, ())
+    shape, changes = _replan(ctx, plan)
+    assert shape == Shape(1, 3, 100) and changes == ("epochs 10 -> 100: the teacher finished early and left the time",)

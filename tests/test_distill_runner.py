@@ -321,6 +321,9 @@ def test_a_saved_student_is_the_same_model_when_it_comes_back_as_a_teacher(tmp_p
     saved = first.distilled if first.artifacts.saved_student == "distilled" else first.scratch  # the verdict picks which one is saved
     assert second.teacher.accuracy == pytest.approx(saved.accuracy, abs=1e-9)
     assert second.teacher.params == saved.params
+    # provenance: a given teacher has no epochs of its own here
+    assert second.settings.teacher_source.startswith("given: safetensors weights") and second.settings.teacher_epochs is None
+    assert first.settings.teacher_source == "trained here" and first.settings.teacher_epochs_run >= 1
 
 
 def test_a_teacher_scaled_for_other_data_is_refused_with_the_field(tmp_path):
