@@ -64,6 +64,14 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
             generation = f" generation {t['generation']}" if t.get("generation") is not None else ""
             chosen = "  <- selected" if t.get("selected") else ""
             lines.append(f"  trial {t['role']} seed {t['seed']} {setting}{generation}: val acc {t['val_accuracy']:.4f} ({t['epochs']} epochs){chosen}")
+        if data.get("plan"):
+            p = data["plan"]
+            teacher = f"share {p['teacher_share_s']:.0f} s" if p.get("teacher_share_s") is not None else "given or none"
+            lines.append(f"  plan: teacher first ({teacher}), then {p['trials_per_side']} trial(s) per side x {p['seeds']} seed(s) "
+                         f"x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}")
+        settings = data.get("settings") or {}
+        if settings.get("scratch_search"):
+            lines.append(f"  search: scratch lr {settings['scratch_search']}; distilled [T, w] {settings.get('distilled_search')} at scratch's selected lr")
         if data.get("comparison"):
             lines.append(f"  comparison: {data['comparison']['statement']}")
         if data.get("verdict"):
@@ -104,8 +112,8 @@ def to_text(response: BaseModel | dict[str, Any]) -> str:
     """A model, or its JSON form (for example an MCP tool's structuredContent)."""
     data = response if isinstance(response, dict) else response.model_dump(mode="json")
     lines = _headline(data)
-    for w in data.get("warnings", []):
-        lines.append(f"WARNING {w['id']}: {w['message']}")
+    for w in data.get("warnings", []):  # advice warnings carry an id; a quick distill's are sentences
+        lines.append(f"WARNING {w['id']}: {w['message']}" if isinstance(w, dict) else f"WARNING: {w}")
     for m in data.get("missing_inputs", []):
         lines.append(f"missing {m['field']}: {m['effect']}")
     for d in data.get("delegations", []):

@@ -59,13 +59,34 @@ def test_a_message_before_the_total_is_known_has_no_fraction():
     assert out.getvalue() == "  starting: loading PyTorch\n"  # not '0/0 starting'
 
 
-def test_the_demo_gives_its_distill_room_to_finish_on_a_busy_machine():
+def test_the_demo_shows_one_case_where_distillation_helps_and_one_where_it_does_not():
     from skill.distill.config import DistillConfig
 
-    # at the 60 s default a loaded 2-core machine ended the demo's run before the distilled student trained
-    default = DistillConfig.model_fields["time_budget_s"].default
-    assert demo.DISTILL["time_budget_s"] >= 4 * default
-    DistillConfig.model_validate(demo.DISTILL)  # and the server accepts it
+    names = [name for name, _, _ in demo.CASES]
+    assert names == ["signal", "digits"]
+    for _, _, arguments in demo.CASES:
+        config = DistillConfig.model_validate(arguments)  # the server accepts it
+        assert config.seeds >= 3 and config.time_budget_s <= 60  # a verdict needs three seeds; the plan fits the budget
+    signal = dict(demo.CASES[0][2])
+    assert (ROOT / signal["teacher"]).stat().st_size < 100_000  # only a small teacher ships; the data is generated from its seed
+    report = {"teacher": {"accuracy": 0.97}, "scratch": {"accuracy": 0.971}, "verdict": "",
+              "comparison": {"verdict": "inconclusive", "mean_gain_points": -0.1, "interval": [-0.9, 0.5], "pairs": [{}, {}, {}]}}
+    assert "nothing to give" in demo.plain_words("digits", report) and "inconclusive" in demo.plain_words("digits", report)
+    report["comparison"] |= {"verdict": "gain", "mean_gain_points": 13.4, "interval": [6.4, 20.4]}
+    assert "HELPS" in demo.plain_words("signal", report) and "+6.4 to +20.4" in demo.plain_words("signal", report)
+
+
+def test_the_signal_task_is_generated_the_same_every_time(tmp_path):
+    import numpy as np
+
+    import importlib.util as iu
+
+    spec_ = iu.spec_from_file_location("signal_task", ROOT / "scripts" / "signal_task.py")
+    task = iu.module_from_spec(spec_)
+    spec_.loader.exec_module(task)  # type: ignore[union-attr]
+    a, b = task.write_data(tmp_path / "a"), task.write_data(tmp_path / "b")
+    with np.load(a) as x, np.load(b) as y:
+        assert all(np.array_equal(x[k], y[k]) for k in x.files) and x["X_unlabeled"].shape == (4000, 64) and len(x["y_train"]) == 300
 
 
 def test_the_demo_gates_check_the_student_it_diagnosed():

@@ -45,7 +45,7 @@ def test_each_method_and_topology_runs(tmp_path, kw):
     assert report.complete, report.summary
     assert report.scratch and report.distilled
     if kw.get("topology") in ("online", "self"):  # no teacher is trained: the reference is stated, and what it is
-        assert report.settings.reference.startswith(f"{kw['topology']} has no teacher") and report.settings.teacher_epochs == 6
+        assert report.settings.reference.startswith(f"{kw['topology']} has no teacher") and report.settings.teacher_epochs is None
         assert report.wall_time_s.teacher < 0.01
         assert report.compression_ratio == pytest.approx(kw.get("num_peers", 2) if kw["topology"] == "online" else 1.0)
     else:
@@ -92,18 +92,25 @@ def test_temperature_tuning_reports_every_trial_and_scratch_gets_as_many(tmp_pat
     assert report.settings.scratch_learning_rate == max(scratch, key=lambda t: t.val_accuracy).learning_rate
 
 
-def test_time_budget_scales_the_plan_or_stops_a_long_run(tmp_path):
+def test_time_budget_cuts_student_epochs_refuses_the_impossible_or_stops_a_long_run(tmp_path):
     import time
 
-    t0 = time.monotonic()
-    report = run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=4,
+    # 2,000 student epochs cannot fit 40 s: the plan cuts student epochs (trials and seeds are already 1) and says so
+    report = run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=40,
                                              temperature=4, kd_loss_weight=0.9, output_dir=str(tmp_path / "o"), threads=1))
-    assert time.monotonic() - t0 < 12
-    assert report.settings.epochs < 2000 and any("epochs scaled to" in w for w in report.warnings), report.warnings
+    assert report.settings.epochs < 2000 and any("student epochs 2000 ->" in w for w in report.warnings), report.warnings
+    assert report.plan.cuts and report.plan.cuts[-1].startswith("student epochs") and report.plan.plateau_epoch is not None
+    assert report.settings.teacher_epochs_run == 5 and report.settings.teacher_stopped_by == "epoch_cap"  # the teacher was not cut
+    # 2 s cannot fit even the smallest useful experiment (three seeds for a verdict, 144 steps an epoch): refused before
+    # training, with the budget that would fit
+    with pytest.raises(InputError) as err:
+        run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=2, temperature=4, seeds=3,
+                                        batch_size=8, kd_loss_weight=0.9, save_artifacts=False, threads=1))
+    assert err.value.field == "time_budget_s" and "nothing was trained" in str(err.value) and "Raise time_budget_s to" in str(err.value)
     t0 = time.monotonic()
-    report = run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=2, fit_to_budget=False,
+    report = run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=3, fit_to_budget=False,
                                              temperature=4, kd_loss_weight=0.9, output_dir=str(tmp_path / "p"), threads=1))
-    assert time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 < 60  # a hang guard only
     assert not report.complete and report.settings.stop_reason == "time_budget" and report.settings.epochs == 2000
     assert "INCOMPLETE" in report.summary and any("will stop part-way" in w for w in report.warnings)
 
@@ -311,8 +318,12 @@ def test_a_saved_student_is_the_same_model_when_it_comes_back_as_a_teacher(tmp_p
     weights = Path(first.artifacts.student_weights)
     second = _run(tmp_path / "b", **kw, seeds=1, teacher=str(weights), student_hidden=[2] if "input_layout" in kw else [8])
     # same data, same split, same training rows: the reloaded teacher is exactly the first run's distilled student
-    assert second.teacher.accuracy == pytest.approx(first.distilled.accuracy, abs=1e-9)
-    assert second.teacher.params == first.distilled.params
+    saved = first.distilled if first.artifacts.saved_student == "distilled" else first.scratch  # the verdict picks which one is saved
+    assert second.teacher.accuracy == pytest.approx(saved.accuracy, abs=1e-9)
+    assert second.teacher.params == saved.params
+    # provenance: a given teacher has no epochs of its own here
+    assert second.settings.teacher_source.startswith("given: safetensors weights") and second.settings.teacher_epochs is None
+    assert first.settings.teacher_source == "trained here" and first.settings.teacher_epochs_run >= 1
 
 
 def test_a_teacher_scaled_for_other_data_is_refused_with_the_field(tmp_path):

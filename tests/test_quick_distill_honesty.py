@@ -157,8 +157,8 @@ def test_test_rows_in_the_transfer_set_are_refused_and_duplicates_warned(tmp_pat
 def test_weak_teacher_is_flagged_and_the_scratch_student_kept(tmp_path):
     report = _run(tmp_path, seeds=2, teacher_hidden=[3], teacher_epochs=1, student_hidden=[32], epochs=8)
     assert report.teacher.accuracy < report.scratch.accuracy
-    assert "the teacher is no better than a student trained from scratch" in report.verdict and "improve the teacher first" in report.verdict
-    assert report.comparison.verdict != "gain"
+    assert report.comparison.verdict == "inconclusive" and report.comparison.teacher_better is False
+    assert "the teacher is no better than a scratch student" in report.verdict and "better teacher first" in report.verdict
     assert "keep the scratch student" in report.verdict and report.artifacts.saved_student == "scratch"
     assert "single seed" not in report.summary
 
@@ -177,8 +177,10 @@ def test_default_budget_finishes_three_seeds_and_restores_threads():
     assert report.settings.threads == 1 and "multiply-adds per step" in report.settings.threads_reason
     # the estimate assumes no early stopping; on a very busy machine it may scale the epochs, and then it says so
     assert report.settings.time_estimate_s is not None
-    assert report.settings.epochs == DistillConfig().epochs or any("epochs scaled" in w for w in report.warnings)
-    assert report.comparison.verdict in ("gain", "loss", "no_gain") and "95% interval" in report.comparison.statement
+    assert report.settings.epochs == DistillConfig().epochs or any("student epochs" in w for w in report.warnings)
+    # digits' teacher is about as good as the student: gain/loss may only come with a teacher that beats scratch
+    assert report.comparison.verdict in ("gain", "loss", "no_gain", "inconclusive") and "95% interval" in report.comparison.statement
+    assert (report.comparison.verdict == "inconclusive") == (report.comparison.teacher_better is False)
 
 
 # ---- topologies as published ----------------------------------------------------------------------------------------------

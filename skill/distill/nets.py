@@ -116,9 +116,24 @@ def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Ten
     return torch.baddbmm(p[f"{name}.bias"].unsqueeze(1), x, p[f"{name}.weight"].transpose(1, 2))
 
 
-def _grouped_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv, padding: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _conv_forms() -> dict[str, str]:
+    from skill.rules import get_rules
+
+    return dict(get_rules().runner["stacked_conv_form"])
+
+
+# how a stack of M conv nets runs its convolutions, per architecture (runner rules, measured by bench/experiment_design.py
+# speed): one grouped convolution (groups = M), or M ordinary convolutions in a loop; CPUs do not always run grouped
+# convolutions fast. Tests and the bench may set an entry.
+CONV_FORMS: dict[str, str] = _conv_forms()
+
+
+def _grouped_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv, padding: int, form: str = "grouped") -> torch.Tensor:  # type: ignore[no-untyped-def]
     """x [B, M*C_in, ...], weight [M, C_out, C_in, k...]: member m's channels see only member m's filters."""
     M = weight.shape[0]
+    if form == "loop":
+        c_in = x.shape[1] // M
+        return torch.cat([conv(x[:, m * c_in:(m + 1) * c_in], weight[m], bias[m], padding=padding) for m in range(M)], 1)
     return conv(x, weight.flatten(0, 1), bias.flatten(), padding=padding, groups=M)
 
 
@@ -146,7 +161,8 @@ def stacked_forward(template: nn.Module, p: dict[str, torch.Tensor], x: torch.Te
         grid = x.transpose(0, 1).reshape(B, M, template.length)
     else:
         raise TypeError(f"no stacked forward for {type(template).__name__}")
-    a1 = torch.relu(_grouped_conv(grid, p[f"{prefix}conv1.weight"], p[f"{prefix}conv1.bias"], conv, template.conv1.padding[0]))
-    a2 = torch.relu(_grouped_conv(a1, p[f"{prefix}conv2.weight"], p[f"{prefix}conv2.bias"], conv, template.conv2.padding[0]))
+    form = CONV_FORMS["cnn" if isinstance(template, CNN) else "cnn1d"]
+    a1 = torch.relu(_grouped_conv(grid, p[f"{prefix}conv1.weight"], p[f"{prefix}conv1.bias"], conv, template.conv1.padding[0], form))
+    a2 = torch.relu(_grouped_conv(a1, p[f"{prefix}conv2.weight"], p[f"{prefix}conv2.bias"], conv, template.conv2.padding[0], form))
     h = _to_members(pool(a2), M).flatten(2)
     return _linear(p, f"{prefix}head", h), h, [_to_members(a1, M), _to_members(a2, M)]

@@ -34,6 +34,8 @@ class Trial(BaseModel):
     epochs: int = Field(description="Epochs run before early stopping (or the stop)")
     steps: int = Field(description="Optimiser steps; scratch and distilled get the same number per epoch (step-matched)")
     selected: bool = Field(description="Best on validation among its seed's trials of the same side")
+    tied: bool = Field(False, description="Selected, but another trial of its seed and side was within the rules' tie_rows validation rows: "
+                                          "the choice between them is noise")
 
 
 class CascadePoint(BaseModel):
@@ -60,8 +62,13 @@ class Comparison(BaseModel):
     test_interval: list[float] = Field(description="95% paired bootstrap interval over test rows of the mean gain")
     interval: list[float] = Field(description="Combined 95% interval: half-widths added in quadrature; the verdict reads this one")
     mcnemar_p: float = Field(description="Exact McNemar test on the saved seed's paired test predictions (Dietterich 1998)")
-    verdict: Literal["gain", "loss", "no_gain", "no_verdict"] = Field(description="gain/loss only when the combined interval excludes 0; no_verdict with one seed")
+    verdict: Literal["gain", "loss", "no_gain", "no_verdict", "inconclusive"] = Field(
+        description="gain/loss only when the combined interval excludes 0 and the teacher beats scratch; no_verdict with one seed; "
+                    "inconclusive when the teacher is no better than a scratch student")
     statement: str
+    teacher_interval: list[float] | None = Field(None, description="95% interval of teacher minus scratch accuracy, in points (seeds and test rows); "
+                                                                   "a verdict about distillation needs its lower end above 0")
+    teacher_better: bool | None = Field(None, description="The teacher beats the scratch student beyond noise (None: no teacher to compare)")
 
 
 class Settings(BaseModel):
@@ -88,13 +95,39 @@ class Settings(BaseModel):
     epochs_run_scratch: int
     steps_distilled: int
     steps_scratch: int
-    teacher_epochs: int
+    teacher_epochs: int | None = Field(description="Most epochs for a teacher trained here (early stopping on validation ends it sooner); None for a given teacher")
     augment: str
     transfer_set_size: int
     stop_reason: str
     threads: int
     threads_reason: str
     time_estimate_s: float | None = Field(description="Estimated from measured training steps before the run")
+    teacher_source: str = Field("trained here", description="'trained here' (then teacher_epochs says how long), or 'given: ...' (logits or weights)")
+    teacher_epochs_run: int | None = Field(None, description="Epochs the teacher trained here (None for a given teacher)")
+    teacher_stopped_by: str | None = Field(None, description="Why the teacher here stopped: early_stopping (converged on validation), "
+                                                             "epoch_cap (teacher_epochs reached) or budget_share (its time share ended)")
+    student_size_reason: str = Field("", description="Why the student has this size")
+    scratch_search: list[float] = Field(default_factory=list, description="Learning rates the scratch side searched per seed")
+    distilled_search: list[list[float]] = Field(default_factory=list, description="[T, kd weight] settings the distilled side searched per seed, "
+                                                                                  "each at the learning rate scratch selected for that seed")
+    distilled_lr_rule: str = Field("", description="How the distilled side's learning rate is chosen, and why")
+    device: str = Field("cpu", description="Where the nets trained (device auto resolves to an accelerator when there is one)")
+
+
+class Plan(BaseModel):
+    """The budget plan: the teacher first, then as much of the student experiment as fits; what was cut, and why."""
+
+    budget_s: float
+    teacher_share_s: float | None = Field(description="Seconds the teacher may train (its guaranteed share, more when students need less)")
+    teacher_estimate_s: float | None = Field(description="Seconds for teacher_epochs epochs, from measured steps (early stopping ends sooner)")
+    students_estimate_s: float = Field(description="Seconds for the planned student stacks, from measured steps")
+    full_estimate_s: float = Field(description="Seconds the full requested experiment would need")
+    seeds: int
+    trials_per_side: int
+    epochs: int
+    plateau_epoch: int | None = Field(None, description="Where a probe scratch student's validation accuracy stopped improving (when measured)")
+    cuts: list[str] = Field(default_factory=list, description="What was cut to fit the budget, in the rules' cut order")
+    replanned: list[str] = Field(default_factory=list, description="Changes after the teacher finished (time it did not use goes back to the students)")
 
 
 class WallTime(BaseModel):
@@ -143,3 +176,4 @@ class DistillReport(BaseModel):
     artifacts: Artifacts
     complete: bool = Field(description="False when the time budget or a cancel stopped the run early")
     summary: str
+    plan: Plan | None = Field(None, description="The budget plan and what it cut")

@@ -105,15 +105,25 @@ class TrainSpec:
     on_epoch: Callable[[int, float, list[float]], None] | None = None
     max_steps: int | None = None  # a probe: stop after this many steps (used to estimate the run's time)
     step_seconds: list[float] = field(default_factory=list)  # filled by a probe: the wall time of each step
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # X, y, has_label, X_val, y_val live there already
+    epoch_rows: int | None = None  # rows per epoch for every member (default: the most any member walks); step-matches stacks trained apart
 
 
 @dataclass
 class Result:
-    model: nn.Module
+    model: nn.Module  # on the CPU, whatever device trained it
     val_accuracy: float  # -1 when no epoch finished
     epochs_run: int
     steps: int
     stopped: str | None = None  # "time_budget" or "cancelled" when cut short
+    curve: tuple[float, ...] = ()  # validation accuracy after each epoch it trained
+
+    @property
+    def stopped_by(self) -> str:
+        """Why it ended: the clock, early stopping before the epoch cap, or the cap."""
+        return self.stopped or ("epoch_cap" if self.epochs_run >= self.planned_epochs else "early_stopping")
+
+    planned_epochs: int = 0
 
 
 class _WithRegressor(nn.Module):
@@ -154,7 +164,7 @@ class _StackedAdam:
 
     def __init__(self, params: list[torch.Tensor], lrs: list[float]) -> None:
         same = len(set(lrs)) == 1
-        self.lrs = None if same else torch.tensor(lrs)
+        self.lrs = None if same else torch.tensor(lrs, device=params[0].device)
         lr = lrs[0] if same else 1.0
         try:
             self.opt = torch.optim.Adam(params, lr=lr, fused=True)
@@ -179,11 +189,11 @@ class _StackedAdam:
 def _augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
     """Function matching (Beyer et al. 2022): one augmented input per member, seen by its teacher and by it. x: [M, B, F]."""
     if kind == "mixup":
-        lam = torch.rand(x.shape[0], 1, 1, generator=generator)  # Beta(1, 1) per member
-        perm = torch.rand(x.shape[:2], generator=generator).argsort(1)
+        lam = torch.rand(x.shape[0], 1, 1, generator=generator).to(x.device)  # Beta(1, 1) per member
+        perm = torch.rand(x.shape[:2], generator=generator).argsort(1).to(x.device)
         return lam * x + (1 - lam) * torch.gather(x, 1, perm.unsqueeze(-1).expand_as(x))
     if kind == "noise":
-        return x + 0.1 * x.std(dim=(1, 2), keepdim=True) * torch.randn(x.shape, generator=generator)
+        return x + 0.1 * x.std(dim=(1, 2), keepdim=True) * torch.randn(x.shape, generator=generator).to(x.device)
     return x
 
 
@@ -206,7 +216,7 @@ def _orders(spec: TrainSpec, rows: list[torch.Tensor], length: int, generators: 
 def _soft_terms(spec: TrainSpec, out, batch_targets, labels, has_label, T) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
     """Per member: the soft (KD or DKD) term and the auxiliary (hint, attention or relation) term, each [M]."""
     logits, feat, hint, maps = out
-    r, zeros = spec.recipe, torch.zeros(len(spec.members))
+    r, zeros = spec.recipe, torch.zeros(len(spec.members), device=logits.device)
     if r.response_loss == "dkd":
         target = torch.where(has_label, labels, batch_targets.logits.argmax(-1))  # unlabelled rows: the teacher's class
         soft = dkd_loss(logits, batch_targets.logits, target, T, r.dkd_alpha, r.dkd_beta)
@@ -230,42 +240,45 @@ def train(spec: TrainSpec) -> list[Result]:
     modules = []
     for m in members:
         torch.manual_seed(m.seed)  # same seed, same initial weights: paired runs start from one point
-        modules.append(_WithRegressor(spec.build(), spec.hint_dim))
+        modules.append(_WithRegressor(spec.build(), spec.hint_dim).to(spec.device))
     stack = _Stack(modules)
     names = list(stack.params)
     optimizer = _StackedAdam([stack.params[k] for k in names], [m.lr for m in members])
     generators = [torch.Generator().manual_seed(m.order_seed if m.order_seed is not None else m.seed) for m in members]
     aug_gen = torch.Generator().manual_seed(members[0].seed + 17)
-    labelled = torch.nonzero(spec.has_label).flatten()
+    labelled = torch.nonzero(spec.has_label).flatten().cpu()  # batch orders are drawn on the CPU (seeded generators)
     everything = torch.arange(len(spec.X))
     rows = [everything if m.learns_from_targets else labelled for m in members]
-    length = max(len(r) for r in rows)
+    length = spec.epoch_rows or max(len(r) for r in rows)
     steps_per_epoch = math.ceil(length / spec.batch_size)
-    T = torch.tensor([m.temperature for m in members])
-    w_ce, w_kd, w_aux = (torch.tensor([getattr(m, k) for m in members]) for k in ("ce_weight", "kd_weight", "aux_weight"))
-    learners = torch.tensor([m.learns_from_targets for m in members])
-    augmented = learners if spec.recipe.augment != "none" else torch.zeros(M, dtype=torch.bool)
+    dev = spec.device
+    T = torch.tensor([m.temperature for m in members], device=dev)
+    w_ce, w_kd, w_aux = (torch.tensor([getattr(m, k) for m in members], device=dev) for k in ("ce_weight", "kd_weight", "aux_weight"))
+    learners = torch.tensor([m.learns_from_targets for m in members], device=dev)
+    augmented = learners if spec.recipe.augment != "none" else torch.zeros(M, dtype=torch.bool, device=dev)
+    any_augmented = bool(augmented.any())
     uses_targets = spec.targets is not None and bool(learners.any())
 
     best = {k: v.detach().clone() for k, v in stack.params.items()}
-    best_acc = torch.full((M,), -1.0)
-    stale = torch.zeros(M, dtype=torch.long)
-    done = torch.zeros(M, dtype=torch.bool)
-    epochs_run = torch.zeros(M, dtype=torch.long)
+    best_acc = torch.full((M,), -1.0, device=dev)
+    stale = torch.zeros(M, dtype=torch.long, device=dev)
+    done = torch.zeros(M, dtype=torch.bool, device=dev)
+    epochs_run = torch.zeros(M, dtype=torch.long, device=dev)
+    curves: list[list[float]] = [[] for _ in members]
     stopped, steps = None, 0
     try:
         for epoch in range(spec.epochs):
-            order = _orders(spec, rows, length, generators)
-            total = torch.zeros(())
+            order = _orders(spec, rows, length, generators).to(dev)
+            total = torch.zeros((), device=dev)
             for start in range(0, length, spec.batch_size):
                 spec.clock.check()
                 t_step = time.perf_counter()
                 index = order[:, start : start + spec.batch_size]  # [M, b]
                 xb, yb, lab = spec.X[index], spec.y[index], spec.has_label[index]
-                x_in = torch.where(augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug_gen), xb) if augmented.any() else xb
+                x_in = torch.where(augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug_gen), xb) if any_augmented else xb
                 out = stack(x_in)
                 # hard-label cross-entropy on the labelled rows of the clean batch
-                clean_logits = stack(xb)[0] if augmented.any() else out[0]
+                clean_logits = stack(xb)[0] if any_augmented else out[0]
                 loss = w_ce * ce_per_member(clean_logits, yb, lab)
                 if uses_targets:
                     batch_targets = spec.targets.get(index, x_in, out[0].detach())  # type: ignore[union-attr]
@@ -285,6 +298,9 @@ def train(spec: TrainSpec) -> list[Result]:
                 val_acc = (stack(spec.X_val, shared=True)[0].argmax(-1) == spec.y_val).float().mean(1)
             active = ~done
             epochs_run[active] = epoch + 1
+            for i, (acc, on) in enumerate(zip(val_acc.tolist(), active.tolist())):
+                if on:
+                    curves[i].append(acc)
             improved = active & (val_acc > best_acc)
             for k in names:
                 best[k] = torch.where(improved.view(-1, *[1] * (best[k].dim() - 1)), stack.params[k].detach(), best[k])
@@ -300,8 +316,8 @@ def train(spec: TrainSpec) -> list[Result]:
     results = []
     for i in range(M):
         net = spec.build()
-        net.load_state_dict({k[len("net."):]: v[i] for k, v in best.items() if k.startswith("net.")})
+        net.load_state_dict({k[len("net."):]: v[i].detach().cpu() for k, v in best.items() if k.startswith("net.")})
         net.eval()
         results.append(Result(model=net, val_accuracy=float(best_acc[i]), epochs_run=int(epochs_run[i]),
-                              steps=int(epochs_run[i]) * steps_per_epoch, stopped=stopped))
+                              steps=int(epochs_run[i]) * steps_per_epoch, stopped=stopped, curve=tuple(curves[i]), planned_epochs=spec.epochs))
     return results

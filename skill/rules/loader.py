@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # the C-accelerated safe loader when PyYAML has it: same safety as yaml.safe_load, faster start
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-RULE_NAMES = ("method", "topology", "alpha", "score", "failure_modes", "quality_gates", "boundaries", "llm_method", "release")
+RULE_NAMES = ("method", "topology", "alpha", "score", "failure_modes", "quality_gates", "boundaries", "llm_method", "release", "runner")
 SHARED_SCHEMAS = ("condition", "common")
 LEXICON = "lexicon"  # routing's word lists, one topic per file, put into boundaries.yaml at load (see _add_lexicon)
 
@@ -159,6 +159,7 @@ class RuleSet:
     boundaries: Mapping[str, Any]
     llm_method: Mapping[str, Any]  # generative models: token / on-policy / sequence KD
     release: Mapping[str, Any]  # the release check: bounded run reads and the ship decision
+    runner: Mapping[str, Any]  # the quick distill's experiment design: budget plan, cuts, ties, verdict, student size
 
 
 def _cache_marker(folder: Path) -> Path | None:

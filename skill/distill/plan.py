@@ -1,0 +1,206 @@
+"""The budget plan of a quick distill, as arithmetic on measured step times (no torch here, so it is tested alone).
+
+An experiment that cannot answer "does distillation help?" is worse than none: a teacher cut to two epochs loses
+to a scratch student and the run reports a "loss" that measures the run. So the plan is teacher-first: the teacher
+keeps a guaranteed share of the budget (more when the students need less) and trains until validation stops
+improving; the students get the rest. When the full student experiment does not fit, the rules' cut order applies
+(trials per side, then seeds down to the verdict floor, then student epochs down to where validation plateaued);
+when even that does not fit, the plan says so before anything trains, with the smallest budget that would.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, NamedTuple
+
+MAX_BUDGET_S = 600.0  # DistillConfig.time_budget_s's upper bound
+
+
+class Shape(NamedTuple):
+    """How much student experiment: validation-selected trials per side, paired seeds, epochs per student."""
+
+    trials: int
+    seeds: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Measured costs: a stack of M students costs fixed_s + per_member_s * M per step (Python overhead plus work)."""
+
+    steps_per_epoch: int
+    fixed_s: float
+    per_member_s: float
+    stacks: Callable[[int, int], list[int]]  # (trials, seeds) -> members of each stack trained one after another
+    teacher_epoch_s: float = 0.0  # 0 when no teacher trains here
+    safety: float = 1.25
+
+    def students_s(self, shape: Shape) -> float:
+        per_step = sum(self.fixed_s + self.per_member_s * m for m in self.stacks(shape.trials, shape.seeds))
+        return shape.epochs * self.steps_per_epoch * per_step * self.safety
+
+    def teacher_s(self, epochs: int) -> float:
+        return epochs * self.teacher_epoch_s * self.safety
+
+
+@dataclass(frozen=True)
+class StudentPlan:
+    shape: Shape
+    estimate_s: float
+    cuts: tuple[str, ...] = ()
+    plateau_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    """Even the smallest experiment that can answer does not fit: the budget that would, and why."""
+
+    needed_s: float
+    smallest: Shape
+    reason: str
+    lower_bound: bool = False  # the probe ran out of time while validation still improved: at least this much
+
+
+def seed_floor(requested: int, rule_floor: int) -> int:
+    """Seeds are never cut below the verdict floor when a verdict is wanted (two or more seeds asked for)."""
+    return requested if requested < 2 else min(requested, rule_floor)
+
+
+def fit_students(
+    full: Shape,
+    limit_s: float,
+    costs: Costs,
+    floor: int,
+    min_epochs: Callable[[], tuple[int, int | None] | tuple[int, int | None, bool]],
+    trials_cuttable: bool = True,
+    order: tuple[str, ...] = ("trials", "seeds", "student_epochs"),
+) -> StudentPlan | Infeasible:
+    """The largest student experiment within limit_s, cutting in `order` (the rules' cut_order): trials per side,
+    seeds down to `floor`, student epochs down to min_epochs() (which may run a probe and returns (epochs, plateau
+    epoch)); each cut goes only as far as needed. Infeasible when even the smallest experiment does not fit."""
+    if costs.students_s(full) <= limit_s:
+        return StudentPlan(full, costs.students_s(full))
+    cuts: list[str] = []
+    shape, plateau, lower = full, None, False
+
+    def done() -> StudentPlan:
+        return StudentPlan(shape, costs.students_s(shape), tuple(cuts), plateau)
+
+    for step in order:
+        if step == "trials" and trials_cuttable:
+            for trials in range(shape.trials - 1, 0, -1):
+                shape = shape._replace(trials=trials)
+                if costs.students_s(shape) <= limit_s:
+                    break
+            if shape.trials != full.trials:
+                cuts.append(f"trials per side {full.trials} -> {shape.trials}")
+        elif step == "seeds":
+            for seeds in range(shape.seeds - 1, floor - 1, -1):
+                shape = shape._replace(seeds=seeds)
+                if costs.students_s(shape) <= limit_s:
+                    break
+            if shape.seeds != full.seeds:
+                cuts.append(
+                    f"seeds {full.seeds} -> {shape.seeds}"
+                    + (" (the floor for a verdict)" if shape.seeds == floor >= 2 else "")
+                )
+        elif step == "student_epochs":
+            per_epoch = costs.students_s(shape._replace(epochs=1))
+            fit = int(limit_s // per_epoch) if per_epoch > 0 else full.epochs
+            probe = min_epochs()
+            need, plateau = min(probe[0], full.epochs), probe[1]
+            lower = len(probe) > 2 and bool(probe[2])  # type: ignore[misc]
+            epochs = max(need, min(fit, shape.epochs))
+            if epochs != full.epochs:
+                where = (
+                    f"the probe's validation was still improving at epoch {plateau} when its time ended"
+                    if lower
+                    else f"the probe's validation plateaued at epoch {plateau}"
+                    if plateau
+                    else "the smallest useful schedule"
+                )
+                cuts.append(f"student epochs {full.epochs} -> {epochs} (not below {need}: {where})")
+            shape = shape._replace(epochs=epochs)
+        if costs.students_s(shape) <= limit_s:
+            return done()
+    return Infeasible(
+        costs.students_s(shape),
+        shape,
+        f"the smallest experiment that can answer ({shape.trials} trial(s) per side, {shape.seeds} seed(s), {shape.epochs} student epochs"
+        + (
+            f": validation was still improving at epoch {plateau} when the probe's time ended, so this is a lower bound"
+            if lower
+            else f": validation plateaued at epoch {plateau} in the probe"
+            if plateau
+            else ""
+        )
+        + ")",
+        lower_bound=lower,
+    )
+
+
+def teacher_share(
+    budget_left_s: float, teacher_need_s: float, students_full_s: float, share_min: float, budget_s: float
+) -> float:
+    """Seconds reserved for the teacher: never less than its guaranteed share of the budget (a step estimate can
+    be off, and the time it does not use goes back to the students), more up to what it needs when the full student
+    experiment leaves room."""
+    return max(share_min * budget_s, min(teacher_need_s, budget_left_s - students_full_s))
+
+
+def smallest_budget(spent_s: float, reserve_s: float, students_min_s: float, share_min: float) -> float:
+    """The smallest time_budget_s B whose plan fits the smallest useful student experiment beside the teacher's
+    guaranteed share: B - share * B >= spent + reserve + students; rounded up to 5 s."""
+    return float(math.ceil((spent_s + reserve_s + students_min_s) / (1 - share_min) / 5.0) * 5)
+
+
+def plateau_epoch(curve: list[float]) -> int | None:
+    """The epoch (1-based) where validation accuracy stopped improving: its first best. (A tolerance of a few
+    validation rows put the plateau at epoch 1 on a 45-row split: noise, not a plateau.) None for no curve."""
+    if not curve:
+        return None
+    return int(np.argmax(curve)) + 1
+
+
+@dataclass(frozen=True)
+class BudgetRules:
+    """The runner rules' budget section, typed."""
+
+    teacher_share_min: float
+    teacher_patience: int
+    safety_factor: float
+    evaluate_reserve_s: float
+    seed_floor_for_verdict: int
+    plateau_epoch_factor: float
+    probe_max_epochs: int
+    probe_share_max: float
+    probe_min_s: float
+    cut_order: tuple[str, ...] = field(default=("trials", "seeds", "student_epochs"))
+
+    @classmethod
+    def from_rules(cls, rules: Mapping[str, object]) -> "BudgetRules":
+        b = rules["budget"]
+        return cls(**{k: (tuple(b[k]) if k == "cut_order" else b[k]) for k in cls.__dataclass_fields__})  # type: ignore[index]
+
+    def reserve_s(self, budget_s: float) -> float:
+        """Evaluation reserve: the rule's seconds, but never more than a fifth of a small budget."""
+        return min(self.evaluate_reserve_s, 0.2 * budget_s)
+
+
+__all__ = [
+    "BudgetRules",
+    "Costs",
+    "Infeasible",
+    "MAX_BUDGET_S",
+    "Shape",
+    "StudentPlan",
+    "fit_students",
+    "plateau_epoch",
+    "replace",
+    "seed_floor",
+    "smallest_budget",
+    "teacher_share",
+]

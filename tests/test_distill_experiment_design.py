@@ -1,0 +1,348 @@
+"""Issue 18: the quick distill designs an experiment that can answer "does distillation help?".
+
+Each finding of the issue is reproduced: a starved teacher, a weak teacher called a "loss", asymmetric tuning, a
+strong teacher that must still be found, logits without a student size, ties on a small validation split, and
+the device. The budget plan's arithmetic is tested alone with made-up step costs (no clock in any assert)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skill.distill import run_quick_distill
+from skill.distill.config import DistillConfig
+from skill.distill.plan import (
+    Costs,
+    Infeasible,
+    Shape,
+    StudentPlan,
+    fit_students,
+    plateau_epoch,
+    seed_floor,
+    smallest_budget,
+    teacher_share,
+)
+from skill.errors import InputError
+from skill.rules import get_rules
+
+FAST = dict(
+    teacher_hidden=[64],
+    epochs=6,
+    teacher_epochs=6,
+    temperature=4.0,
+    kd_loss_weight=0.9,
+    patience=50,
+    time_budget_s=60,
+    threads=1,
+    save_artifacts=False,
+)
+
+
+def _costs(per_member: float = 0.01, fixed: float = 0.0, steps: int = 10) -> Costs:
+    return Costs(
+        steps_per_epoch=steps, fixed_s=fixed, per_member_s=per_member, stacks=lambda t, s: [t * s, t * s], safety=1.0
+    )
+
+
+# ---- the plan's arithmetic -------------------------------------------------------------------------------------------
+def test_full_experiment_that_fits_is_not_cut():
+    plan = fit_students(Shape(3, 3, 100), 1e9, _costs(), 3, lambda: (10, 5))
+    assert isinstance(plan, StudentPlan) and plan.shape == Shape(3, 3, 100) and plan.cuts == ()
+
+
+def test_cuts_trials_first_then_seeds_to_the_floor_then_epochs_to_the_plateau():
+    costs = _costs()  # one epoch of 3 trials x 3 seeds: 2 stacks x 9 members x 0.01 s x 10 steps = 1.8 s
+    probed = []
+
+    def min_epochs() -> tuple[int, int]:
+        probed.append(1)
+        return 40, 20
+
+    only_trials = fit_students(Shape(3, 3, 100), costs.students_s(Shape(2, 3, 100)), costs, 3, min_epochs)
+    assert (
+        only_trials.shape == Shape(2, 3, 100) and only_trials.cuts == ("trials per side 3 -> 2",) and not probed
+    )  # no probe needed
+    to_floor = fit_students(Shape(3, 5, 100), costs.students_s(Shape(1, 3, 100)), costs, 3, min_epochs)
+    assert to_floor.shape == Shape(1, 3, 100) and to_floor.cuts[1].startswith("seeds 5 -> 3") and not probed
+    epochs = fit_students(Shape(3, 5, 100), costs.students_s(Shape(1, 3, 50)), costs, 3, min_epochs)
+    assert epochs.shape == Shape(1, 3, 50) and probed and epochs.plateau_epoch == 20
+    assert [c.split()[0] for c in epochs.cuts] == ["trials", "seeds", "student"] and "not below 40" in epochs.cuts[-1]
+
+
+def test_an_experiment_that_cannot_answer_is_refused_with_the_budget_that_would():
+    costs = _costs()
+    answer = fit_students(Shape(3, 5, 100), costs.students_s(Shape(1, 3, 39)), costs, 3, lambda: (40, 20))
+    assert isinstance(answer, Infeasible) and answer.smallest == Shape(1, 3, 40)
+    assert answer.needed_s == pytest.approx(costs.students_s(Shape(1, 3, 40)))
+    # the budget that fits: the teacher's guaranteed 40% share plus the students, the time already spent and the reserve
+    budget = smallest_budget(spent_s=2.0, reserve_s=4.0, students_min_s=answer.needed_s, share_min=0.4)
+    assert budget % 5 == 0 and (budget - 2.0 - 4.0) * 0.6 >= answer.needed_s - 1e-9
+
+
+def test_a_probe_cut_short_makes_the_needed_budget_a_lower_bound():
+    """A 120 s image job: the probe's 12 s ended with validation still rising; quoting '305 s' as the answer was wrong."""
+    costs = _costs()
+    answer = fit_students(Shape(3, 3, 100), 1.0, costs, 3, lambda: (6, 3, True))
+    assert isinstance(answer, Infeasible) and answer.lower_bound and "lower bound" in answer.reason
+    assert not fit_students(Shape(3, 3, 100), 1.0, costs, 3, lambda: (6, 3, False)).lower_bound  # type: ignore[union-attr]
+
+
+def test_seed_floor_keeps_three_when_a_verdict_is_wanted():
+    floor = int(get_rules().runner["budget"]["seed_floor_for_verdict"])
+    assert floor == 3 and seed_floor(5, floor) == 3 and seed_floor(3, floor) == 3 and seed_floor(1, floor) == 1
+
+
+def test_teacher_keeps_its_share_and_takes_more_when_students_leave_room():
+    assert teacher_share(
+        budget_left_s=100, teacher_need_s=500, students_full_s=90, share_min=0.4, budget_s=120
+    ) == pytest.approx(48)
+    assert teacher_share(
+        budget_left_s=100, teacher_need_s=500, students_full_s=20, share_min=0.4, budget_s=120
+    ) == pytest.approx(80)
+    assert teacher_share(
+        budget_left_s=100, teacher_need_s=10, students_full_s=20, share_min=0.4, budget_s=120
+    ) == pytest.approx(48)
+
+
+def test_plateau_is_where_validation_stopped_improving():
+    assert plateau_epoch([0.5, 0.8, 0.9, 0.905, 0.9, 0.905]) == 4
+    assert plateau_epoch([]) is None
+
+
+# ---- the teacher first -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_starved_teacher_is_not_left_starved_and_never_yields_a_loss():
+    """The issue: 'epochs scaled by the same factor' left the teacher 2 epochs and the verdict said 'a loss'."""
+    report = run_quick_distill(
+        DistillConfig(
+            **{
+                **FAST,
+                "teacher_hidden": [128],
+                "teacher_epochs": 300,
+                "epochs": 2000,
+                "seeds": 3,
+                "time_budget_s": 40,
+                "patience": 1000,
+            }
+        )
+    )
+    s = report.settings
+    assert s.teacher_source == "trained here" and s.teacher_epochs == 300
+    # the teacher trains until validation stops improving (or says that it did not), whatever the students' cuts
+    assert s.teacher_stopped_by == "early_stopping" or any(
+        "teacher used its whole budget share" in w for w in report.warnings
+    )
+    assert s.teacher_epochs_run > 10
+    assert report.plan.cuts and any(c.startswith("student epochs 2000 ->") for c in report.plan.cuts), report.plan
+    assert report.comparison.verdict not in ("gain", "loss") or report.comparison.teacher_better
+
+
+def test_a_weak_teacher_gives_inconclusive_with_what_to_change():
+    report = run_quick_distill(
+        DistillConfig(
+            **{**FAST, "teacher_hidden": [2], "teacher_epochs": 2, "student_hidden": [32], "epochs": 15, "seeds": 3}
+        )
+    )
+    c = report.comparison
+    assert c.verdict == "inconclusive" and c.teacher_better is False and c.teacher_interval[0] <= 0
+    assert c.statement.startswith("Inconclusive: the teacher is no better than a scratch student")
+    converged = report.settings.teacher_stopped_by == "early_stopping"
+    for advice in get_rules().runner["verdict"]["inconclusive_advice"]["converged" if converged else "not_converged"]:
+        assert advice in c.statement
+    assert (
+        "gain" not in report.verdict.split(";")[0]
+        and "loss" not in report.verdict
+        and report.artifacts.saved_student == "scratch"
+    )
+
+
+def _blobs(tmp_path, labelled: int = 40, unlabelled: int = 2000, test: int = 600, seed: int = 0):
+    """Four Gaussian classes in 16 dimensions, close enough to need data; the teacher is the Bayes rule itself
+    (a teacher 'trained elsewhere on far more data'), given as logits."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(4, 16)) * 0.9
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 4, n)
+        return (means[y] + rng.normal(size=(n, 16))).astype(np.float32), y.astype(np.int64)
+
+    def bayes(X: np.ndarray) -> np.ndarray:
+        return (-0.5 * ((X[:, None, :] - means[None]) ** 2).sum(-1)).astype(np.float32)
+
+    X_tr, y_tr = make(labelled)
+    X_un, _ = make(unlabelled)
+    X_te, y_te = make(test)
+    data = tmp_path / "blobs.npz"
+    np.savez(data, X_train=X_tr, y_train=y_tr, X_unlabeled=X_un, X_test=X_te, y_test=y_te)
+    logits = tmp_path / "teacher.npz"
+    np.savez(logits, logits_train=bayes(X_tr), logits_unlabeled=bayes(X_un), logits_test=bayes(X_te))
+    return str(data), str(logits)
+
+
+def test_a_strong_given_teacher_with_few_labels_and_unlabelled_rows_is_found_as_a_gain(tmp_path):
+    data, logits = _blobs(tmp_path)
+    report = run_quick_distill(
+        DistillConfig(
+            **{
+                **FAST,
+                "dataset": data,
+                "teacher": logits,
+                "student_hidden": [32],
+                "epochs": 40,
+                "seeds": 3,
+                "val_fraction": 0.25,
+            }
+        )
+    )
+    c = report.comparison
+    assert c.teacher_better and c.verdict == "gain" and c.interval[0] > 0, c.statement
+    assert report.settings.teacher_source == "given: precomputed logits" and report.settings.teacher_epochs is None
+    assert (
+        report.settings.teacher_epochs_run is None
+        and report.artifacts.saved_student is None
+        or report.verdict.startswith("distillation helped")
+    )
+
+
+def test_logits_without_a_student_size_pick_one_and_say_why(tmp_path):
+    data, logits = _blobs(tmp_path, unlabelled=300)
+    report = run_quick_distill(DistillConfig(**{**FAST, "dataset": data, "teacher": logits, "epochs": 3}))
+    s = report.settings
+    candidates = [list(c) for c in get_rules().runner["student_size"]["candidates"]["mlp"]]
+    assert (
+        s.student_hidden in candidates
+        and "given as logits" in s.student_size_reason
+        and "per training row" in s.student_size_reason
+    )
+    rows = report.n_train + s.transfer_set_size
+    assert report.distilled.params <= rows * float(get_rules().runner["student_size"]["params_per_row"])
+
+
+# ---- symmetric tuning ------------------------------------------------------------------------------------------------
+def test_both_sides_search_the_same_learning_rates_and_the_report_shows_both_searches():
+    report = run_quick_distill(
+        DistillConfig(**{**FAST, "temperature": None, "temperature_grid": [2.0, 4.0, 8.0], "seeds": 2, "epochs": 8})
+    )
+    s = report.settings
+    factors = get_rules().runner["selection"]["lr_factors"]
+    assert s.scratch_search == [pytest.approx(3e-3 * f) for f in factors[:3]]
+    assert (
+        sorted(t for t, _ in s.distilled_search) == [2.0, 4.0, 8.0]
+        and "learning rate its scratch search selected" in s.distilled_lr_rule
+    )
+    for seed in (0, 1):
+        scratch = [t for t in report.trials if t.role == "scratch" and t.seed == seed]
+        distilled = [t for t in report.trials if t.role == "distilled" and t.seed == seed]
+        chosen = next(t for t in scratch if t.selected)
+        assert len(scratch) == len(distilled) == s.trials_per_side == 3
+        assert {t.learning_rate for t in distilled} == {chosen.learning_rate}  # the rate scratch selected for this seed
+
+
+# ---- ties ------------------------------------------------------------------------------------------------------------
+def test_selection_decided_by_one_or_two_validation_rows_is_called_a_tie():
+    from skill.distill.nets import MLP
+    from skill.distill.plan import Shape
+    from skill.distill.runner import _ties
+    from skill.distill.stages import TrialRun, Trials, trial_rows
+    from skill.distill.train import Member, Result
+
+    n_val = 91
+
+    def run(role: str, seed: int, lr: float, right: int) -> TrialRun:
+        return TrialRun(Member(role, seed, lr), Result(MLP(2, [2], 2), right / n_val, 5, 50))
+
+    trials = Trials(
+        (
+            run("scratch", 0, 1e-3, 80),
+            run("scratch", 0, 2e-3, 81),
+            run("scratch", 1, 1e-3, 70),
+            run("scratch", 1, 2e-3, 80),
+        ),
+        Shape(2, 2, 5),
+        "finished",
+        (1e-3, 2e-3),
+        (),
+    )
+    rows = trial_rows(trials, [0, 1], tie=2 / n_val + 1e-9)
+    assert [(r.selected, r.tied) for r in rows] == [(False, False), (True, True), (False, False), (True, False)]
+    words = _ties(rows, n_val)
+    assert len(words) == 1 and "seed(s) 0" in words[0] and "tied" in words[0] and "noise" in words[0]
+
+
+# ---- device ----------------------------------------------------------------------------------------------------------
+def test_device_auto_resolves_to_the_cpu_here_and_an_absent_cuda_is_refused():
+    from skill.distill.device import resolve_device
+
+    assert resolve_device("auto", cuda=lambda: False, mps=lambda: False)[0] == torch.device("cpu")
+    assert resolve_device("auto", cuda=lambda: False, mps=lambda: True)[0] == torch.device("mps")
+    assert resolve_device("cpu")[0] == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError) as err:
+            run_quick_distill(DistillConfig(**{**FAST, "device": "cuda"}))
+        assert err.value.field == "device" and "use device auto or cpu" in str(err.value)
+        report = run_quick_distill(DistillConfig(**{**FAST, "epochs": 1, "teacher_epochs": 1}))
+        assert report.settings.device.startswith("cpu (auto")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_same_run_trains_on_cuda():
+    report = run_quick_distill(DistillConfig(**{**FAST, "device": "cuda", "seeds": 2}))
+    assert report.complete and report.settings.device.startswith("cuda") and report.distilled.accuracy > 0.5
+
+
+# ---- stacked convolutions --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch, side", [("cnn", 8), ("cnn1d", None)])
+def test_both_stacked_convolution_forms_equal_each_net_alone(arch, side):
+    from torch.func import stack_module_state
+
+    from skill.distill import nets
+
+    members = [nets.build(arch, 64, [3, 4], 5, side) for _ in range(3)]
+    params, _ = stack_module_state(members)
+    x = torch.randn(3, 7, 64)
+    alone = torch.stack([members[i](x[i])[0] for i in range(3)])
+    before = dict(nets.CONV_FORMS)
+    try:
+        for form in ("grouped", "loop"):
+            nets.CONV_FORMS[arch] = form
+            assert torch.allclose(nets.stacked_forward(members[0], params, x)[0], alone, atol=1e-5), form
+    finally:
+        nets.CONV_FORMS.update(before)
+    assert nets.CONV_FORMS[arch] == get_rules().runner["stacked_conv_form"][arch]
+
+
+def test_the_reference_states_the_runner_rules():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "references" / "quick-distill.md").read_text()
+    b, sel = get_rules().runner["budget"], get_rules().runner["selection"]
+    assert f"at least {b['teacher_share_min'] * 100:.0f}% of `time_budget_s`" in text
+    assert f"until {b['teacher_patience']} epochs pass without a validation gain" in text
+    assert f"never below {b['seed_floor_for_verdict']} when a verdict is wanted" in text
+    assert (
+        f"never below {b['plateau_epoch_factor']:g} times the epoch" in text and f"times {b['safety_factor']:g}" in text
+    )
+    assert f"by {sel['tie_rows']} validation rows or fewer" in text
+    assert (
+        "base times " + ", ".join(f"{f:g}" for f in sel["lr_factors"][:-1]) + f" and {sel['lr_factors'][-1]:g}" in text
+    )
+    assert f"at most {get_rules().runner['student_size']['params_per_row']:g} parameters per training row" in text
+    assert list(b["cut_order"]) == ["trials", "seeds", "student_epochs"] and "trials per side (the base" in text
+
+
+def test_time_the_teacher_did_not_use_goes_back_to_the_students_in_reverse_cut_order():
+    import time
+
+    from skill.distill.report import Plan as PlanReport
+    from skill.distill.stages import Context, Plan, Progress, _replan
+    from skill.distill.train import Clock
+
+    cfg = DistillConfig(**FAST)
+    ctx = Context(cfg, Clock(deadline=time.monotonic() + 100), Progress(None), torch.device("cpu"), "test")
+    costs = _costs()  # (3, 3, 100) needs 180 s; (1, 3, 100) 60 s; about 96 s are left
+    report = PlanReport(budget_s=60, teacher_share_s=24, teacher_estimate_s=1, students_estimate_s=6, full_estimate_s=181,
+                        seeds=3, trials_per_side=1, epochs=10, cuts=["trials per side 3 -> 1", "student epochs 100 -> 10"])
+    plan = Plan(1, "", Shape(1, 3, 10), Shape(3, 3, 100), 200, 24.0, costs, 7.0, report, ())
+    shape, changes = _replan(ctx, plan)
+    assert shape == Shape(1, 3, 100) and changes == ("epochs 10 -> 100: the teacher finished early and left the time",)
