@@ -191,11 +191,12 @@ def export_tool(entry: dict[str, Any], limits: Any) -> Tool:
 
             from skill.export import export_recipe
             from skill.export.opened import opened_files
+            from skill.export.trl import models_confined_to
 
             files: dict[str, int] = {}
             try:
                 confined, files = _opened_export(request, limits)
-                with opened_files(files):
+                with opened_files(files), models_confined_to(limits.data_root):  # TRL model folders: inside the data root
                     return export_recipe(confined, output_root=limits.output_root)
             except InputError as exc:
                 return exc
