@@ -77,6 +77,8 @@ class Slow:
                 result = await self.client.call_tool("kd_route_request", {"request": SLOW[(self.done + i) % len(SLOW)]})
                 if result.is_error:
                     self.errors.append(text_of(result))
+            except Exception:  # the server went away (SIGTERM): this lane ends
+                return
             finally:
                 self.in_flight -= 1
             self.done += 1
@@ -176,3 +178,63 @@ def test_a_call_over_its_cap_gets_a_clear_error(tmp_path: Path) -> None:
 
     result = anyio.run(go)
     assert result.is_error and "cap" in text_of(result) and "KD_ADVISORY_TIMEOUT_S" in text_of(result), text_of(result)
+
+
+def test_sigterm_ends_the_http_server_with_a_client_connected_and_slow_calls_in_flight(roots: Path) -> None:
+    """Over HTTP uvicorn's own SIGTERM handler waited for open connections (an MCP client's stream never closes);
+    the server's handler now stays in place: it exits, and no worker or staging folder is left."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.mcp_helpers import ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mcp_server", "--transport", "http", "--port", str(port),
+                             "--data-root", str(roots / "data"), "--output-root", str(roots / "out")],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    measured: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        async def go() -> None:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                await client.call_tool("kd_recommend_method", {"task_type": "classification"})  # imports done before timing
+                async with anyio.create_task_group() as tg:
+                    slow = Slow(client)
+                    for i in range(slow.lanes):
+                        tg.start_soon(slow.lane, i)
+                    await slow.started()
+                    with anyio.fail_after(HANG_GUARD_S):
+                        t0 = time.monotonic()
+                        advice = await client.call_tool("kd_recommend_method", {"task_type": "classification"})
+                        measured["advice_s"] = time.monotonic() - t0
+                    assert not advice.is_error and slow.in_flight > 0
+                    measured["sent_at"] = time.monotonic()
+                    proc.send_signal(signal.SIGTERM)
+                    await _until(lambda: proc.poll() is not None, "the HTTP server's exit")
+                    tg.cancel_scope.cancel()
+
+        try:
+            anyio.run(go)
+        except BaseException as exc:  # the client's stream breaks when the server exits; only our asserts matter
+            if isinstance(exc, AssertionError) or "AssertionError" in repr(exc):
+                raise
+        while "sent_at" in measured and proc.poll() is None and time.monotonic() - measured["sent_at"] < HANG_GUARD_S:
+            time.sleep(0.01)
+        if "sent_at" in measured and proc.poll() is not None:
+            measured["sigterm_s"] = time.monotonic() - measured.pop("sent_at")  # an upper bound: polled after the client noticed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=HANG_GUARD_S)
+    print({k: round(v, 3) for k, v in measured.items()})
+    assert "sigterm_s" in measured and proc.returncode == 128 + signal.SIGTERM, (measured, proc.returncode)
