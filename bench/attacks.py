@@ -311,9 +311,59 @@ async def sigterm_and_cancel(work: Path) -> dict:
     return out
 
 
+def http_sigterm(work: Path) -> dict:
+    """SIGTERM to the HTTP server while a client holds its session open and a routing call is in flight."""
+    import socket
+    import threading
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(SERVER_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mcp_server", "--transport", "http", "--port", str(port), "--data-root", str(work / "data"),
+                             "--output-root", str(work / "out")], cwd=str(work), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out: dict = {}
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        async def go() -> None:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                await client.call_tool("kd_recommend_method", {"task_type": "classification"})
+                async with anyio.create_task_group() as tg:
+                    async def slow() -> None:
+                        await client.call_tool("kd_route_request", {"request": SLOW_ROUTE})
+                    tg.start_soon(slow)
+                    await anyio.sleep(0.2)
+                    out["sent_at"] = time.monotonic()
+                    proc.send_signal(15)
+                    while proc.poll() is None and time.monotonic() - out["sent_at"] < 15:
+                        await anyio.sleep(0.02)
+                    tg.cancel_scope.cancel()
+
+        thread = threading.Thread(target=lambda: anyio.run(go), daemon=True)
+        thread.start()
+        thread.join(25)
+        while "sent_at" in out and proc.poll() is None and time.monotonic() - out["sent_at"] < 15:
+            time.sleep(0.02)
+        if "sent_at" in out:
+            sent = out.pop("sent_at")
+            out["sigterm_exit_s"] = round(time.monotonic() - sent, 2) if proc.poll() is not None else "still running after 15 s (killed)"
+        out["exit_code"] = proc.poll()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return out
+
+
 ATTACKS_22 = ["route_cnn_a_240", "route_cnn_a_4000", "route_numbers_corrections", "route_teacher_student_sizes", "route_nfkc_expansion",
               "export_csv_20m_columns", "export_report_injection", "export_output_dir_semicolon", "export_output_dir_newline",
-              "export_trl_student_etc", "cancel_and_sigterm_during_slow_routes"]
+              "export_trl_student_etc", "cancel_and_sigterm_during_slow_routes", "http_sigterm_with_client"]
 
 
 def one(name: str, no_flags: bool = False) -> dict:
@@ -322,7 +372,12 @@ def one(name: str, no_flags: bool = False) -> dict:
             work = Path(tmp)
             for sub in ("data", "out", "outside"):
                 (work / sub).mkdir()
-            result = anyio.run(sigterm_and_cancel, work) if name == "cancel_and_sigterm_during_slow_routes" else anyio.run(attack22, name, work)
+            if name == "http_sigterm_with_client":
+                result = http_sigterm(work)
+            elif name == "cancel_and_sigterm_during_slow_routes":
+                result = anyio.run(sigterm_and_cancel, work)
+            else:
+                result = anyio.run(attack22, name, work)
             return {"attack": name, "server": str(SERVER_ROOT), **result}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
