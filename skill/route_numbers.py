@@ -51,10 +51,22 @@ def _is_target(text: Text, start: int, end: int, before_cues: re.Pattern[str], a
     return bool(before_cues.search(_cues_before(text, start)) or after_cues.match(text.raw[end:end + 20].lstrip()))
 
 
+_BUILT: dict[int, tuple[Any, dict[str, str]]] = {}
+
+
 def number_patterns(rules: Mapping[str, Any]) -> dict[str, str]:
-    """The regular expressions numbers are read with, built once from the rule data (tests check each of them for
-    paths that could make matching super-linear, like the rule files' own patterns)."""
+    """The regular expressions numbers are read with, built once per rule set from the rule data (tests check each of
+    them for paths that could make matching super-linear, like the rule files' own patterns)."""
     numbers = rules["numbers"]
+    cached = _BUILT.get(id(numbers))
+    if cached is not None and cached[0] is numbers:
+        return cached[1]
+    _BUILT[id(numbers)] = (numbers, _build_patterns(numbers))
+    return _BUILT[id(numbers)][1]
+
+
+def _build_patterns(numbers: Mapping[str, Any]) -> dict[str, str]:
+    """Latency, size, parameter count, size reduction and model-size patterns from the units and words in the rules."""
     count = rf"(?:{NUMBER}|(?<!\w)({_units(numbers['number_words'])}))"
     unit = rf"\d+(?:\.\d+)?\s?(?:{_units(numbers['size_units'])}|{_units(numbers['multipliers'])})(?!\w)"
     links = "|".join(re.escape(link) for link in numbers["reduction_links"])
