@@ -47,4 +47,25 @@ def serve_http(server: MCPServer, host: str, port: int, token: str | None, extra
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"kd-mcp: warning: serving on {host}, reachable beyond this machine", file=sys.stderr)
-    uvicorn.run(build_http_app(server, host, port, token, extra_hosts), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(build_http_app(server, host, port, token, extra_hosts), host=host, port=port, log_level="warning")
+    _keeping_sigterm(uvicorn.Server)(config).run()
+
+
+def _keeping_sigterm(base: type) -> type:
+    """uvicorn's server, leaving SIGTERM to the handler installed before it: uvicorn's own waits for open connections
+    to close (an MCP client's event stream never does), the server's kills workers, removes staging folders and
+    exits at once."""
+    import contextlib
+    import signal
+    import threading
+
+    class KeepSigterm(base):  # type: ignore[misc, valid-type]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            ours = signal.getsignal(signal.SIGTERM)
+            with super().capture_signals():
+                if threading.current_thread() is threading.main_thread() and callable(ours):
+                    signal.signal(signal.SIGTERM, ours)
+                yield
+
+    return KeepSigterm

@@ -90,23 +90,56 @@ def make_tool(entry: dict[str, Any], fn: Callable[..., Awaitable[CallToolResult]
     )
 
 
-def advisory_tool(entry: dict[str, Any], limits: Any = None) -> Tool:
+ADVISORY_TIMEOUT_S = 30.0  # the most an advisory call may take; its work is linear, so this is far above any real request
+def advisory_timeout_s() -> float:
+    """KD_ADVISORY_TIMEOUT_S, else the default: a positive number of seconds."""
+    import os
+
+    raw = os.environ.get("KD_ADVISORY_TIMEOUT_S")
+    try:
+        value = float(raw) if raw else ADVISORY_TIMEOUT_S
+    except ValueError:
+        value = ADVISORY_TIMEOUT_S
+    return value if value > 0 else ADVISORY_TIMEOUT_S
+
+
+def advisory_tool(entry: dict[str, Any], limits: Any = None, timeout_s: float | None = None) -> Tool:
+    """An advisory tool whose work runs in a worker thread under a time cap, never on the event loop: while one call
+    works, other calls, cancellations and SIGTERM are served (issue 22: one request used to freeze the server)."""
     name = entry["name"]
+    cap = timeout_s if timeout_s is not None else advisory_timeout_s()
 
     async def call(**arguments: Any) -> CallToolResult:
-        from mcp_server.specs import BY_NAME
-        from skill.commands import COMMANDS
-        from skill.errors import InputError
-        from skill.run_evidence import RUN_ROOT
+        import anyio
+        import anyio.to_thread
 
-        request = parse_request(name, arguments)
-        token = RUN_ROOT.set(limits.data_root if limits is not None else None)  # from_run / run_dir: under the data root only
+        def work() -> Any:
+            from mcp_server.specs import BY_NAME
+            from skill.commands import COMMANDS
+            from skill.errors import InputError
+            from skill.run_evidence import RUN_ROOT
+
+            token = RUN_ROOT.set(limits.data_root if limits is not None else None)  # from_run / run_dir: under the data root
+            try:
+                request = parse_request(name, arguments)
+                return structured(COMMANDS[BY_NAME[name].command].run(request))
+            except InputError as exc:
+                return tool_error(exc)
+            except ToolError as exc:
+                return exc
+            finally:
+                RUN_ROOT.reset(token)
+
         try:
-            return structured(COMMANDS[BY_NAME[name].command].run(request))
-        except InputError as exc:
-            raise tool_error(exc) from exc
-        finally:
-            RUN_ROOT.reset(token)
+            with anyio.fail_after(cap):
+                # a cancelled or late call stops waiting at once; its thread finishes its (bounded) work unobserved
+                outcome = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except TimeoutError:
+            raise ToolError(f"{name} took longer than its {cap:g} s cap and was abandoned; shorten the request or "
+                            "raise KD_ADVISORY_TIMEOUT_S") from None
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     call.__name__ = name
     return make_tool(entry, call)
@@ -162,11 +195,12 @@ def export_tool(entry: dict[str, Any], limits: Any) -> Tool:
 
             from skill.export import export_recipe
             from skill.export.opened import opened_files
+            from skill.export.trl import models_confined_to
 
             files: dict[str, int] = {}
             try:
                 confined, files = _opened_export(request, limits)
-                with opened_files(files):
+                with opened_files(files), models_confined_to(limits.data_root):  # TRL model folders: inside the data root
                     return export_recipe(confined, output_root=limits.output_root)
             except InputError as exc:
                 return exc

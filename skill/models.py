@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from skill.rules import get_rules
 
@@ -480,6 +480,18 @@ class RouteRequest(Strict):
     is_ml_model: bool | None = Field(None, description="Whether the request is about a machine-learning model at all (false: 'compress my backups'; true: read 'teacher', 'compress', 'temperature' in their ML sense)")
     has_size_or_latency_budget: bool | None = Field(None, description="Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)")
     is_prototype: bool | None = Field(None, description="Whether the work is a prototype with no performance requirement yet")
+
+    @field_validator("request")
+    @classmethod
+    def _normalised_length(cls, value: str) -> str:
+        """The size limit holds for the text routing reads: after Unicode normalisation one character can become 18."""
+        from skill.routing.text import normalise
+
+        limit = int(_ROUTE["max_request_chars"])
+        length = len(normalise(value))
+        if length > limit:
+            raise ValueError(f"is {length:,} characters once Unicode is normalised (NFKC); at most {limit:,}: shorten it")
+        return value
 
 
 class IntentScore(BaseModel):

@@ -30,10 +30,19 @@ class Opened:
     shown: str
 
 
-def _inside(raw: str, root: Path, field: str) -> tuple[Path, list[str]]:
-    """The resolved root and the parts of `raw` below it, refusing anything that lands outside."""
+def refuse_control_characters(raw: str, field: str) -> None:
+    """A path with a line break or another control character is refused: echoed into a launch command or a README it
+    would start a new line (issue 22: an output folder 'x\ntouch marker' came back as a runnable command)."""
     if "\x00" in raw:
         raise InputError(field, "contains a NUL byte")
+    bad = next((ch for ch in raw if ch in "\u2028\u2029\x85" or ord(ch) < 32 or 127 <= ord(ch) < 160), None)
+    if bad is not None:
+        raise InputError(field, f"contains a line break or control character (U+{ord(bad):04X}); give a path without them")
+
+
+def _inside(raw: str, root: Path, field: str) -> tuple[Path, list[str]]:
+    """The resolved root and the parts of `raw` below it, refusing anything that lands outside."""
+    refuse_control_characters(raw, field)
     if not raw.strip():
         raise InputError(field, "is empty; give a path inside the allowed root")
     candidate = Path(raw)
@@ -121,6 +130,16 @@ def confine(raw: str, root: Path, field: str, *, must_exist: bool) -> Path:
     resolved = root.joinpath(*parts)
     if must_exist and not resolved.is_file():
         raise InputError(field, f"{raw!r} is not a file under {root}")
+    return resolved
+
+
+def confine_dir(raw: str, root: Path, field: str) -> Path:
+    """A folder inside `root`, by name (for model folders a recipe names but the server never reads). Anything outside
+    gets the same answer whether it exists or not, so an answer never tells what lies outside the root."""
+    root, parts = _inside(raw, root, field)
+    resolved = root.joinpath(*parts)
+    if not resolved.is_dir():
+        raise InputError(field, f"{raw!r} is not a folder under {root}; give a Hugging Face model folder there or a hub id")
     return resolved
 
 

@@ -9,7 +9,7 @@ import struct
 import sys
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -145,29 +145,66 @@ def npz_shape(path: Path) -> tuple[int, int]:
     return int(np.prod(shape[1:])), largest + 1
 
 
+MAX_LINE_CHARS = 2 * 2**20  # one CSV line (a header of 10,001 long names fits); longer is not a table row
+
+
+def _bounded_lines(text: io.TextIOBase, name: str) -> Iterator[str]:
+    """Lines of at most MAX_LINE_CHARS: csv.reader then never builds a row from a 150 MB line of commas."""
+    while True:
+        line = text.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_CHARS:
+            raise InputError("data", f"{name} has a line longer than {MAX_LINE_CHARS // 2**20} MiB; is it a CSV table?")
+        yield line
+
+
 def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
-    """(features, classes) of a CSV, streamed row by row: a full-scale file is never held in memory."""
+    """(features, classes) of a CSV, streamed with the quick-distill reader's bounds (skill.distill.bounded): file
+    bytes, columns, characters per field and per line, values (rows x columns), distinct labels. It runs in the
+    server, so neither memory nor time may grow past them, whatever the file holds (issue 22: a 154 MiB header of 20
+    million columns took the server from 86 to 1,836 MiB)."""
     import csv
 
+    from skill.distill.bounded import MAX_CSV_VALUES, MAX_FEATURES, MAX_FIELD_CHARS, MAX_FILE_BYTES
+
     labels: set[str] = set()
+    previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
-        with io.TextIOWrapper(open_binary(path), newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the first column's name
-            reader = csv.reader(handle)
-            header = next(reader, [])
-            column = label_column if label_column is not None else (header[-1] if header else "")
-            if column not in header:
-                raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(header[:20])}")
-            j = header.index(column)
-            rows = 0
-            for row in reader:
-                rows += 1
-                if len(row) > j:
-                    labels.add(row[j])
-                    if len(labels) > MAX_EXPORT_CLASSES:  # this runs in the server: the set must not grow with the file
-                        raise InputError("label_column", f"{column!r} of {path.name} has more than {MAX_EXPORT_CLASSES:,} distinct values "
-                                         f"by row {rows}; is it the label column?")
+        with open_binary(path) as raw:
+            raw.seek(0, io.SEEK_END)
+            size = raw.tell()
+            raw.seek(0)
+            if size > MAX_FILE_BYTES:
+                raise InputError("data", f"{path.name} is {size / 2**20:.0f} MiB; a CSV is checked and loaded up to {MAX_FILE_BYTES // 2**20} MiB "
+                                 "(the recipe reads it whole): give a Dataset factory import path 'package.module:factory' instead")
+            with io.TextIOWrapper(raw, newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the first column's name
+                reader = csv.reader(_bounded_lines(handle, path.name))
+                header = next(reader, [])
+                if len(header) > MAX_FEATURES + 1:
+                    raise InputError("data", f"{path.name} has {len(header):,} columns; at most {MAX_FEATURES + 1:,} (features and the label)")
+                column = label_column if label_column is not None else (header[-1] if header else "")
+                if column not in header:
+                    raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(h[:40] for h in header[:20])}")
+                j = header.index(column)
+                max_rows = MAX_CSV_VALUES // max(1, len(header))
+                rows = 0
+                for row in reader:
+                    rows += 1
+                    if rows > max_rows:
+                        raise InputError("data", f"{path.name} has more than {max_rows:,} rows of {len(header):,} columns; the recipe loads a CSV "
+                                         f"whole, up to {MAX_CSV_VALUES:,} values: give a Dataset factory import path instead")
+                    if len(row) > MAX_FEATURES + 1:
+                        raise InputError("data", f"{path.name} line {reader.line_num} has {len(row):,} fields; the header has {len(header):,}")
+                    if len(row) > j:
+                        labels.add(row[j])
+                        if len(labels) > MAX_EXPORT_CLASSES:  # this runs in the server: the set must not grow with the file
+                            raise InputError("label_column", f"{column!r} of {path.name} has more than {MAX_EXPORT_CLASSES:,} distinct values "
+                                             f"by row {rows}; is it the label column?")
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {exc}") from exc
+        raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {str(exc)[:120]}") from exc
+    finally:
+        csv.field_size_limit(previous_limit)
     if rows < 2:
         raise InputError("data", f"{path.name} needs a header and at least two rows")
     return len(header) - 1, len(labels)

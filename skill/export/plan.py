@@ -8,6 +8,8 @@ The report is read tolerantly: only the fields used here are looked up, anything
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,31 @@ from skill.export.opened import is_file, local_path, open_binary, size_of
 from skill.export.request import ExportRequest, ExportSetting
 
 MAX_REPORT_BYTES = 20 * 1024 * 1024
+REPORT_TEXT_CHARS = 200  # a report's free text as shown in an answer or a generated file
+KNOWN_DATASETS = ("digits",)  # the runner's bundled datasets; any other dataset the runner reports is a file name
+_DATASET_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_. -]{0,99}\.(?:npz|csv)")
+
+
+def report_text(value: Any, cap: int = REPORT_TEXT_CHARS) -> str | None:
+    """A report's string as inert data: one line (line breaks, control and invisible format characters become
+    spaces), at most `cap` characters, in double quotes. A report is user input; its text lands in the README an agent
+    or operator follows, so it must never start a section or read as an instruction of ours (issue 22)."""
+    if not isinstance(value, str):
+        return None
+    flat = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in value[:cap * 4])
+    flat = " ".join(flat.split())
+    if not flat:
+        return None
+    if len(flat) > cap:
+        flat = flat[:cap - 1] + "\u2026"
+    return json.dumps(flat, ensure_ascii=False)
+
+
+def report_dataset(value: Any) -> str | None:
+    """The report's dataset when it is one the runner names: a bundled one ('digits') or a plain .npz/.csv file name."""
+    if isinstance(value, str) and (value in KNOWN_DATASETS or _DATASET_FILE.fullmatch(value)):
+        return value
+    return None
 
 
 def read_report(path: str) -> dict[str, Any]:
@@ -71,7 +98,8 @@ class Plan:
     def report_settings(self) -> dict[str, Any]:
         """The report's settings, each kept only when it has the type and range the runner writes (a report is user input)."""
         raw = dict(self.report.get("settings") or {}) if self.report else {}
-        kept = {k: raw[k] for k in ("method", "method_reason", "topology", "arch", "stop_reason") if isinstance(raw.get(k), str) and len(raw[k]) <= 1000}
+        kept = {k: raw[k] for k in ("method", "topology", "arch") if isinstance(raw.get(k), str) and len(raw[k]) <= 100}
+        kept.update({k: report_text(raw[k]) for k in ("method_reason", "stop_reason") if report_text(raw.get(k))})  # free text: quoted, one line
         for key, low, high in (("temperature", 0.5, 50), ("kd_loss_weight", 0, 1)):
             value = _num(raw.get(key))
             if value is not None and low <= value <= high:
@@ -90,8 +118,8 @@ class Plan:
     def tuning_evidence(self) -> str | None:
         """'tuned on the validation split: T=2 w=0.9 -> 0.962; T=4 ...' from the report's trials."""
         trials = [t for t in (self.report or {}).get("trials") or [] if isinstance(t, dict)]
-        shown = [f"T={t.get('temperature')} w={t.get('kd_loss_weight')} -> val {t.get('val_accuracy', float('nan')):.3f}"
-                 for t in trials[:8] if _num(t.get("val_accuracy")) is not None]
+        shown = [f"T={t['temperature']} w={t['kd_loss_weight']} -> val {t['val_accuracy']:.3f}"
+                 for t in trials[:8] if all(_num(t.get(k)) is not None for k in ("temperature", "kd_loss_weight", "val_accuracy"))]
         if not shown:
             return None
         tuned = self.report_settings().get("temperature_tuned")
@@ -109,9 +137,11 @@ class Plan:
         if gain is not None:
             parts.append(f"gain {gain:+.2f} points")
         seeds = _comparison(r)
-        if isinstance(seeds, dict) and isinstance(seeds.get("statement"), str):
-            parts.append(seeds["statement"])
-        return f"quick distill on {r.get('dataset', '?')}: " + ", ".join(parts) if parts else None
+        statement = report_text(seeds.get("statement")) if isinstance(seeds, dict) else None
+        if statement:
+            parts.append(f"the report says {statement}")
+        dataset = report_dataset(r.get("dataset")) or "a dataset the report does not name as a known one"
+        return f"quick distill on {dataset}: " + ", ".join(parts) if parts else None
 
     def report_warnings(self) -> list[str]:
         """What a person must know before spending real compute on the reported settings."""
@@ -121,7 +151,7 @@ class Plan:
         no_gain = isinstance(seeds, dict) and (seeds.get("gain_beats_noise") is False or seeds.get("verdict") in ("no_gain", "loss"))
         one_seed = isinstance(seeds, dict) and seeds.get("verdict") == "no_verdict"
         if no_gain:
-            notes.append(f"the quick distill did not show a gain beyond the noise ({seeds.get('statement', 'see the report')}); the full run may not pay off")
+            notes.append(f"the quick distill did not show a gain beyond the noise ({report_text(seeds.get('statement')) or 'see the report'}); the full run may not pay off")
         elif one_seed or (not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None):
             notes.append("the quick distill ran one seed: its gain is not yet evidence (run seeds >= 3)")
         gain = _num(r.get("gain_points"))
@@ -129,7 +159,8 @@ class Plan:
             notes.append(f"the quick distill's distilled student scored {-gain:.2f} points BELOW the from-scratch student; check the teacher, "
                          "T and the epochs (or run seeds >= 3) before spending full-scale compute on these settings")
         if r.get("complete") is False:
-            notes.append(f"the quick distill stopped early ({(r.get('settings') or {}).get('stop_reason', 'incomplete')}); its tuned values rest on a partial run")
+            reason = report_text((r.get("settings") or {}).get("stop_reason")) if isinstance(r.get("settings"), dict) else None
+            notes.append(f"the quick distill stopped early ({reason or 'incomplete'}); its tuned values rest on a partial run")
         return notes
 
 

@@ -63,6 +63,19 @@ class ExportRequest(BaseModel):
     baseline: bool = Field(False, description="Also train a from-scratch student with the same budget and report it in metrics.json")
     check_imports: bool = Field(True, description="Check at export time, without running them, that import paths name an existing module and attribute on this Python path")
 
+    @field_validator("output_dir", "from_report", "data", "teacher_weights", "teacher", "student", "label_column")
+    @classmethod
+    def _one_line(cls, value: str | None, info: Any) -> str | None:
+        """Names and paths are one line: a line break would start a new line in a launch command or the README."""
+        if value is not None:
+            from skill.paths import refuse_control_characters
+
+            try:
+                refuse_control_characters(value, info.field_name)
+            except Exception as exc:  # InputError: pydantic reports it as this field's error
+                raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return value
+
     @field_validator("teacher_hidden", "student_hidden")
     @classmethod
     def _widths(cls, value: list[int] | None) -> list[int] | None:

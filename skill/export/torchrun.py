@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from skill.errors import InputError
 from skill.export.checks import check_import_path, check_safetensors, csv_shape, npz_shape, runner_net_params
 from skill.export.opened import is_file, local_path
-from skill.export.plan import Plan, read_report
+from skill.export.plan import Plan, read_report, report_dataset
 from skill.export.request import RUNNER_NETS, ExportRequest, is_import_path
 from skill.rules import get_rules
 
@@ -76,7 +76,7 @@ def _data(plan: Plan) -> tuple[str, int | None, int | None]:
     request = plan.request
     source = request.data
     if source is None:
-        reported = (plan.report or {}).get("dataset")
+        reported = report_dataset((plan.report or {}).get("dataset"))
         if reported == "digits":
             source = "digits"
         else:
@@ -281,7 +281,10 @@ def _yaml(plan: Plan) -> str:
 
 
 def commands(out_dir: Path) -> dict[str, str]:
-    script = out_dir / "train.py"
+    """Launch commands, the folder shell-quoted: a folder named 'x; touch marker; #' stays one argument."""
+    import shlex
+
+    script = shlex.quote(str(out_dir / "train.py"))
     return {
         "1 CPU": f"python {script} --cpu",
         "1 GPU": f"torchrun --standalone --nproc_per_node 1 {script}",

@@ -15,13 +15,15 @@ models' config.json / tokenizer.json are read as JSON for the vocab-size check; 
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import importlib.util
 import json
 import re
 import shutil
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,10 +90,34 @@ def _llm_rules() -> Any:
     return get_rules().llm_method
 
 
+MODEL_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("kd_trl_model_root", default=None)
+
+
+@contextlib.contextmanager
+def models_confined_to(root: Path) -> Iterator[None]:
+    """While exporting for the MCP server: a teacher or student folder must lie inside `root` (the data root)."""
+    token = MODEL_ROOT.set(root)
+    try:
+        yield
+    finally:
+        MODEL_ROOT.reset(token)
+
+
 def _model_spec(value: str | None, field: str) -> str | None:
-    """A local model folder, or a hub id; a path that does not exist is refused here rather than at launch."""
+    """A local model folder, or a hub id; a path that does not exist is refused here rather than at launch.
+    Under the MCP server (MODEL_ROOT set) a folder must lie inside the data root, and the answer for anything outside
+    is the same whether it exists or not."""
     if value is None:
         return None
+    root = MODEL_ROOT.get()
+    if root is not None:
+        from skill.paths import confine_dir
+
+        if value.startswith(("/", ".", "~")) or "\\" in value or (root / value).is_dir():
+            return str(confine_dir(value, root, field))
+        if not HUB_ID.fullmatch(value):
+            raise InputError(field, f"{value!r} is neither a model folder under the data root nor a hub id like 'org/name'")
+        return value
     if value.startswith(("/", ".", "~")) or Path(value).expanduser().is_dir():
         folder = Path(value).expanduser().resolve()
         if not folder.is_dir():
@@ -512,12 +538,15 @@ NEXT_STEPS = [
 
 
 def commands(out_dir: Path) -> dict[str, str]:
-    script = out_dir / "train.py"
+    """Launch commands, every path shell-quoted: a folder named 'x; touch marker; #' stays one argument."""
+    import shlex
+
+    script, cpu, gpu = (shlex.quote(str(out_dir / name)) for name in ("train.py", "accelerate_cpu.yaml", "accelerate.yaml"))
     return {
-        "CPU smoke test (2 steps)": f"accelerate launch --config_file {out_dir / 'accelerate_cpu.yaml'} {script} --max-steps 2 --cpu",
-        "GPUs, one machine": f"accelerate launch --config_file {out_dir / 'accelerate.yaml'} {script}",
+        "CPU smoke test (2 steps)": f"accelerate launch --config_file {cpu} {script} --max-steps 2 --cpu",
+        "GPUs, one machine": f"accelerate launch --config_file {gpu} {script}",
         # accelerate's num_processes counts every process of the job (it runs num_processes // num_machines per machine)
-        "several machines": (f"accelerate launch --config_file {out_dir / 'accelerate.yaml'} --num_machines NODES --num_processes TOTAL_GPUS --machine_rank RANK "
+        "several machines": (f"accelerate launch --config_file {gpu} --num_machines NODES --num_processes TOTAL_GPUS --machine_rank RANK "
                              f"--main_process_ip HOST --main_process_port 29500 {script} --output-dir /shared/run  # on every machine"),
     }
 

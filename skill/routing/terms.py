@@ -8,11 +8,14 @@ The words come from the lexicon (skill/rules/lexicon/*.yaml), the windows from s
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from skill.routing.text import Text, compile_terms
+
+GAP_SPACE, GAP_WORD = 8, 60  # the most whitespace and the longest word read between a term and its object
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,26 @@ class Reader:
         self.subjects = [start for start, _, _ in self._spans(self.reading["clause_subjects"])]
         self.uncertain = self._spans(self.reading["uncertainty_cues"])
         self.dismissals = self._spans(self.reading["dismissal_cues"])
+        # sorted positions for binary searches: every term asks about the cues near it, never about all of them
+        self._negation_ends = [end for _, end, _ in self.negations]
+        self._dismissal_starts = [start for start, _, _ in self.dismissals]
+        self._uncertain_starts = [start for start, _, _ in self.uncertain]
         # "image classifier", "summarization model": a word that only qualifies an ML noun is not a vote against ML
         nouns = self._spans(self.reading["ml_nouns"])
         ml_starts = {start for start, _, _ in nouns}
         non_ml = [w for w in self._spans(self.reading["non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
 
+        non_ml.sort()
+        non_ml_starts = [n[0] for n in non_ml]
+        longest = max((n[1] - n[0] for n in non_ml), default=0)
+
+        def inside_non_ml(w: tuple[int, int, str]) -> bool:
+            around = non_ml[bisect.bisect_left(non_ml_starts, w[0] - longest):bisect.bisect_right(non_ml_starts, w[0])]
+            return any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in around)
+
         def outside(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
             """ "car model", "teacher training": an ML word inside a longer non-ML phrase is part of that phrase."""
-            return [w for w in found if not any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in non_ml)]
+            return [w for w in found if not inside_non_ml(w)]
 
         names, terms, nouns = outside(self._spans(self.reading["model_names"])), outside(self._spans(ml_terms(rules))), outside(nouns)
         names += self._together()
@@ -71,9 +86,16 @@ class Reader:
         weak = [w for w in self._spans(self.reading["weak_non_ml_context"]) if not self._qualifies(w[1], ml_starts)]
         # ...and, when one is named, as the object right after an ambiguous term ("compress the images", see sense())
         self.weak_objects = weak
-        self.object_gap = re.compile(rf"\s+(?:{'|'.join(self.reading['object_determiners'])})\s+(?:[\w-]+\s+)?", re.IGNORECASE)
+        # whitespace and the word between are bounded so that only the objects a few characters on are looked at
+        self.object_gap = re.compile(rf"\s{{1,{GAP_SPACE}}}(?:{'|'.join(self.reading['object_determiners'])})\s{{1,{GAP_SPACE}}}(?:[\w-]{{1,{GAP_WORD}}}\s{{1,{GAP_SPACE}}})?", re.IGNORECASE)
+        self.object_reach = 3 * GAP_SPACE + GAP_WORD + max(len(d) for d in self.reading["object_determiners"])
         self.non_ml_words = sorted(non_ml if self.names_model else non_ml + weak)
         self.weak_words = {w[0] for w in weak}
+        # sorted starts, so that sense() looks only at the words near a term (one binary search, not a scan of all)
+        self.weak_objects = sorted(weak)
+        self._weak_starts = [w[0] for w in self.weak_objects]
+        self._near = {kind: (found, [w[0] for w in found], max((w[1] - w[0] for w in found), default=0))
+                      for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words))}
 
     def _together(self) -> list[tuple[int, int, str]]:
         """The words of every ml_together set whose terms all occur: together they name models."""
@@ -92,16 +114,26 @@ class Reader:
         dismissal right after it ("federated learning is out of scope")."""
         phrase = self.text.phrase(start)
         window = int(self.reading["negation_window"])
-        for cue_start, cue_end, words in reversed(self.negations):
-            if phrase.start <= cue_start and cue_end <= start and self.text.words_between(cue_end, start) <= window:
-                if cue_start in self.object_negations and any(cue_end <= s < start for s in self.subjects):
-                    continue  # "rather than pruning I'd prefer distillation": the cue took its object, not the next clause
-                return words
+        # nearest cue first; cues are sorted and do not overlap, so the scan stops at the first one out of reach
+        for i in range(bisect.bisect_right(self._negation_ends, start) - 1, -1, -1):
+            cue_start, cue_end, words = self.negations[i]
+            if cue_start < phrase.start or self.text.words_between(cue_end, start) > window:
+                break
+            if cue_start in self.object_negations and self._subject_between(cue_end, start):
+                continue  # "rather than pruning I'd prefer distillation": the cue took its object, not the next clause
+            return words
         if end is not None:
-            for cue_start, _, words in self.dismissals:
-                if end <= cue_start < phrase.end and self.text.words_between(end, cue_start) <= window:
-                    return words
+            for i in range(bisect.bisect_left(self._dismissal_starts, end), len(self.dismissals)):
+                cue_start, _, words = self.dismissals[i]
+                if cue_start >= phrase.end or self.text.words_between(end, cue_start) > window:
+                    break
+                return words
         return None
+
+    def _subject_between(self, a: int, b: int) -> bool:
+        """A clause subject starts in [a, b)."""
+        i = bisect.bisect_left(self.subjects, a)
+        return i < len(self.subjects) and self.subjects[i] < b
 
     def sense(self, start: int, end: int) -> tuple[str, str]:
         """'ml', 'not_ml' or 'unsure' for an ambiguous term: the context words within context_window words in its
@@ -111,9 +143,16 @@ class Reader:
         sentence = self.text.sentence(start)
         window = int(self.reading["context_window"])
         near: list[tuple[int, str, str, int]] = []
-        objects = [w for w in self.weak_objects if w[0] >= end and self.object_gap.fullmatch(self.text.raw[end:w[0]])] if self.names_model else []
-        for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words + objects)):
-            for w_start, w_end, words in found:
+        objects = []
+        if self.names_model:
+            starts = self._weak_starts
+            nearby = self.weak_objects[bisect.bisect_left(starts, end):bisect.bisect_right(starts, end + self.object_reach)]
+            objects = [w for w in nearby if self.object_gap.fullmatch(self.text.raw[end:w[0]])]
+        lo, hi = self._window(start, end, window)
+        for kind in ("ml", "not_ml"):
+            found, starts, longest = self._near[kind]
+            candidates = found[bisect.bisect_left(starts, lo - longest):bisect.bisect_right(starts, hi)]
+            for w_start, w_end, words in candidates + (objects if kind == "not_ml" else []):
                 if (w_end > start and w_start < end) or not (sentence.start <= w_start < sentence.end):
                     continue  # the term itself, or another sentence
                 distance = self.text.words_between(w_end, start) if w_end <= start else self.text.words_between(end, w_start)
@@ -134,6 +173,16 @@ class Reader:
             return "not_ml", f"the request mentions '{self.non_ml_words[0][2]}'"
         return "unsure", "no word says whether this is about a machine-learning model"
 
+    def _window(self, start: int, end: int, window: int) -> tuple[int, int]:
+        """Character bounds of the words at most `window` words before `start` or after `end` (a superset: the exact
+        word distance is checked by the caller)."""
+        tokens = self.text.tokens
+        before = bisect.bisect_left(tokens, start) - window - 1
+        after = bisect.bisect_left(tokens, end) + window
+        lo = tokens[before] if before >= 0 else 0
+        hi = tokens[after] if after < len(tokens) else len(self.text.raw)
+        return lo, hi
+
     def hit(self, owner: str, group: Mapping[str, Any], role: str, start: int, end: int) -> Hit:
         """One term, judged: negated, outside machine learning, or counted at its phrase's weight."""
         words = self.text.raw[start:end]
@@ -142,7 +191,10 @@ class Reader:
         if negation:
             return Hit(owner, group["id"], role, words, start, 0.0, "negated", f"after '{negation}'")
         phrase = self.text.phrase(start)
-        doubt = next((w for s, _, w in self.uncertain if phrase.start <= s < phrase.end), None) if role == "budget" else None
+        doubt = None
+        if role == "budget":
+            i = bisect.bisect_left(self._uncertain_starts, phrase.start)
+            doubt = self.uncertain[i][2] if i < len(self.uncertain) and self.uncertain[i][0] < phrase.end else None
         if doubt:
             return Hit(owner, group["id"], role, words, start, 0.0, "negated", f"the target is open: '{doubt}'")
         status, why = "counted", ""

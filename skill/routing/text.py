@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from skill.routing.typos import mend_typos
 
 TOKEN = re.compile(r"\w+(?:'\w+)?")
+GAP_SPACE, GAP_WORD = 8, 60  # the most whitespace and the longest word read between a term and its object
 
 
 @lru_cache(maxsize=4096)
@@ -56,6 +57,8 @@ class Text:
         starts += self._deferred_steps(self._split(breaks, starts))
         spans = self._split(breaks, starts)
         self.phrases = self._settle([self._weigh(s, contrast, step) for s in spans])
+        self._phrase_starts = [p.start for p in self.phrases]
+        self._sentence_starts = [p.start for p in self.sentences]
 
     def _split(self, breaks: str, extra_starts: Iterable[int]) -> list[Span]:
         cuts = {0, len(self.raw)} | {m.end() for m in re.finditer(breaks, self.raw)} | set(extra_starts)
@@ -68,18 +71,27 @@ class Text:
         joiner = compile_terms(tuple(self.reading["step_joiners"]))
         starts = []
         for span in spans:
+            joins = [m.start() for m in joiner.finditer(self.raw, span.start, span.end)]
             for cue in deferral.finditer(self.raw, span.start, span.end):
-                joins = [m.start() for m in joiner.finditer(self.raw, span.start, cue.start())]
-                if joins:
-                    starts.append(joins[-1])
+                # the last joiner that ends before the cue (found once per span, then a binary search per cue)
+                ends = [j for j in joins[max(0, bisect.bisect_left(joins, cue.start()) - 8):bisect.bisect_left(joins, cue.start())]
+                        if joiner.match(self.raw, j, cue.start())]
+                if ends:
+                    starts.append(ends[-1])
         return starts
 
     def _settle(self, phrases: list[Span]) -> list[Span]:
         """Every phrase of a sentence that calls its own work settled ("..., that part is solved") weighs like a done step."""
         settled = compile_terms(tuple(self.reading["settled_cues"]))
         done = [s for s in self.sentences if settled.search(self.raw, s.start, s.end)]
+        done_starts = [s.start for s in done]
         later = float(self.reading["later_step_weight"])
-        return [Span(p.start, p.end, p.weight * later, True) if any(s.start <= p.start < s.end for s in done) and not p.deferred else p for p in phrases]
+
+        def in_done(pos: int) -> bool:
+            i = bisect.bisect_right(done_starts, pos) - 1
+            return i >= 0 and done[i].start <= pos < done[i].end
+
+        return [Span(p.start, p.end, p.weight * later, True) if in_done(p.start) and not p.deferred else p for p in phrases]
 
     def _weigh(self, span: Span, contrast: re.Pattern[str], step: re.Pattern[str]) -> Span:
         piece = self.raw[span.start:span.end].lstrip()
@@ -99,14 +111,15 @@ class Text:
         return bisect.bisect_left(self.tokens, hi) - bisect.bisect_left(self.tokens, lo)
 
     @staticmethod
-    def _containing(spans: Sequence[Span], pos: int) -> Span:
-        for span in spans:
-            if span.start <= pos < span.end:
-                return span
+    def _containing(spans: Sequence[Span], starts: Sequence[int], pos: int) -> Span:
+        """The span holding `pos` (spans are sorted and do not overlap): a binary search, as every term asks."""
+        i = bisect.bisect_right(starts, pos) - 1
+        if 0 <= i < len(spans) and spans[i].start <= pos < spans[i].end:
+            return spans[i]
         return spans[-1] if spans else Span(0, 0)
 
     def phrase(self, pos: int) -> Span:
-        return self._containing(self.phrases, pos)
+        return self._containing(self.phrases, self._phrase_starts, pos)
 
     def sentence(self, pos: int) -> Span:
-        return self._containing(self.sentences, pos)
+        return self._containing(self.sentences, self._sentence_starts, pos)
