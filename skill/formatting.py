@@ -18,7 +18,8 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
         if data.get("score_missing"):
             lines.append(f"-- score not computed: {data['score_missing']}")
         for check in data.get("generation_checks", []):
-            lines.append(f"  [{check['status']:>7}] {check['id']}: {check['metric']} = {check['value']} ({check['comparison']} {check['threshold']})")
+            lines.append(f"  [{check['status']:>7}] {check['id']}: {check['metric']} = {check['value']} ({check['comparison']} {check['threshold']})"
+                         + (f": {check['reason']}" if check.get("reason") else "") + (f" [source: {check['source']}]" if check.get("source") else ""))
         for sample in data.get("samples", []):
             lines.append(f"  prompt {sample['prompt'][:80]!r}: teacher {sample['teacher'][:80]!r} / student {sample['student'][:80]!r}")
         return lines + _run_lines(data)

@@ -92,12 +92,14 @@ class BaselineComparison(BaseModel):
 class GenerationCheck(BaseModel):
     id: str
     metric: str
-    value: float
+    value: float | None = Field(description="null when the run could not measure it (see reason)")
     threshold: float
     comparison: str
-    status: Literal["pass", "fail"]
+    status: Literal["pass", "fail", "unknown"]
     severity: Literal["block", "condition"]
     why: str
+    reason: str | None = Field(None, description="Why the value is unknown, and what would measure it")
+    source: str = Field(description="Where the threshold comes from")
 
 
 class ReleaseCheckResponse(Advice):
@@ -173,26 +175,63 @@ def _baseline(labels: Any, student: Any, scratch: Any) -> BaselineComparison:
     )
 
 
+def _different_tokenizers(held: dict[str, Any]) -> bool:
+    """The recipe records same_tokenizer; older files show it as a teacher NLL without a KL (no shared vocabulary)."""
+    if held.get("same_tokenizer") is not None:
+        return not held["same_tokenizer"]
+    return held["teacher_nll_per_token"] is not None and held["token_kl_teacher_to_student"] is None
+
+
+def _generation_metrics(held: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Each checked metric, or None with the reason it cannot be measured from this run."""
+    values: dict[str, float | None] = {k: held.get(k) for k in held}
+    unknown: dict[str, str] = {}
+    api = held["teacher_nll_per_token"] is None
+    two = _different_tokenizers(held)
+    if held["n_tokens"] == 0:
+        reason = "no held-out token was scored (empty completions or prompts cut away); add held-out rows"
+        unknown.update({k: reason for k in ("perplexity_ratio", "token_kl_teacher_to_student",
+                                            "greedy_next_token_agreement")})
+    if api:
+        unknown.setdefault("perplexity_ratio", "the teacher's NLL is null: no local teacher weights (an API or "
+                           "served teacher); score the held-out text with the teacher's log-probabilities to compare")
+    elif two:
+        unknown.setdefault("perplexity_ratio", "teacher and student use different tokenizers, so their per-token "
+                           "NLLs are in different token units; compare per-character or per-byte NLL instead")
+    if held["token_kl_teacher_to_student"] is None:
+        unknown.setdefault("token_kl_teacher_to_student", "different tokenizers: no shared vocabulary to compare over"
+                           if two else "no local teacher: the KL needs the teacher's full next-token distribution")
+    if held["greedy_next_token_agreement"] is None:
+        unknown.setdefault("greedy_next_token_agreement", "different tokenizers: next tokens are not comparable"
+                           if two else "no local teacher: agreement needs the teacher's next-token choice")
+    if "perplexity_ratio" not in unknown:
+        values["perplexity_ratio"] = math.exp(
+            min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"])
+        )
+    for key in unknown:
+        values[key] = None
+    return values, unknown
+
+
 def _generation_checks(document: dict[str, Any]) -> list[GenerationCheck]:
-    held = document["heldout"]
-    metrics = {
-        **held,
-        "perplexity_ratio": math.exp(min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"])),
-    }
+    """release.yaml generation.checks on the run's held-out numbers; a number the run could not measure is unknown."""
+    metrics, unknown = _generation_metrics(document["heldout"])
     checks = []
     for rule in get_rules().release["generation"]["checks"]:
-        value = float(metrics[rule["metric"]])
-        ok = value >= rule["value"] if rule["op"] == "ge" else value <= rule["value"]
+        value = metrics.get(rule["metric"])
+        ok = None if value is None else (value >= rule["value"] if rule["op"] == "ge" else value <= rule["value"])
         checks.append(
             GenerationCheck(
                 id=rule["id"],
                 metric=rule["metric"],
-                value=round(value, 6),
+                value=None if value is None else float(f"{float(value):.6g}"),
                 threshold=rule["value"],
                 comparison=f"pass if value {'>=' if rule['op'] == 'ge' else '<='} threshold",
-                status="pass" if ok else "fail",
+                status="unknown" if ok is None else "pass" if ok else "fail",
                 severity=rule["severity"],
                 why=rule["why"],
+                reason=unknown.get(rule["metric"]),
+                source=rule.get("source", "unsourced starting point (release.yaml generation.checks)"),
             )
         )
     return checks
@@ -278,8 +317,10 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
         checks = _generation_checks(run.evidence)
         for check in checks:
             if check.status == "fail":
-                text = f"{check.id}: {check.metric} {check.value:g} against {check.threshold:g} ({check.why})"
+                text = f"{check.id}: {check.metric} {check.value:.4g} against {check.threshold:g} ({check.why})"
                 (blockers if check.severity == "block" else conditions).append(text)
+            elif check.status == "unknown":
+                conditions.append(f"{check.id}: {check.metric} not measured by this run ({check.reason})")
         samples = [dict(s) for s in run.evidence["samples"][: int(rules["limits"]["max_samples_shown"])]]
     decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = (
         "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
@@ -344,13 +385,24 @@ def _summary(
             numbers += f"; {comparison.statement}"
     else:
         held, models = run.evidence["heldout"], run.evidence["models"]
-        ratio = models["teacher_params"] / max(1, models["student_params"])
-        numbers = (
-            f"The student ({models['student_params']:,} parameters, {ratio:.1f}x smaller) has held-out NLL "
-            f"{held['student_nll_per_token']:.3f} per token against the teacher's {held['teacher_nll_per_token']:.3f}, "
-            f"token KL {held['token_kl_teacher_to_student']:.3f}, "
-            f"greedy agreement {held['greedy_next_token_agreement']:.3f} over {held['n_tokens']:,} tokens"
+
+        def shown(value: float | None) -> str:
+            return "not measured" if value is None else f"{value:.4g}" if abs(value) >= 1000 else f"{value:.3f}"
+
+        size = (
+            f"{models['teacher_params'] / models['student_params']:.1f}x smaller"
+            if models["teacher_params"] is not None
+            else "teacher size unknown"
         )
+        numbers = (
+            f"The student ({models['student_params']:,} parameters, {size}) has held-out NLL "
+            f"{shown(held['student_nll_per_token'])} per token against the teacher's "
+            f"{shown(held['teacher_nll_per_token'])}, token KL {shown(held['token_kl_teacher_to_student'])}, "
+            f"greedy agreement {shown(held['greedy_next_token_agreement'])} over {held['n_tokens']:,} tokens "
+            "(generation_evidence.json)"
+        )
+        if _different_tokenizers(held):
+            numbers += " (teacher and student use different tokenizers: the NLLs are per each one's own tokens)"
     if score is not None:
         numbers += f"; DS {score.score:.4f} at the plan's alpha"
     reasons = ""

@@ -201,6 +201,12 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
 def read_run(raw: str) -> Run:
     """The run folder, read and checked; one line naming the file on anything missing, damaged or too large."""
     root, folder = _root_and_dir(raw)
+    if _exists(root, folder, "generation_evidence.json") and _exists(root, folder, "evidence.json"):
+        raise InputError(
+            FIELD,
+            f"{folder} holds both evidence.json (a torchrun run) and generation_evidence.json (a TRL run); "
+            "one run folder holds one run's evidence: give each run its own --output-dir",
+        )
     if _exists(root, folder, "generation_evidence.json"):
         document = _json(root, folder, "generation_evidence.json")
         return Run(
@@ -228,7 +234,11 @@ def read_run(raw: str) -> Run:
 
 
 def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
-    """generation_evidence.json in exactly its documented shape (schema_version 1); names the first wrong key."""
+    """generation_evidence.json in exactly its documented shape (schema_version 1); names the first wrong key.
+
+    The recipe writes null where a number cannot exist: the teacher's NLL and size with an API teacher (no local
+    weights), KL and greedy agreement when the tokenizers differ (no shared vocabulary), the student's NLL when no
+    held-out token was scored. Those are accepted; the checks that need them say so instead of failing."""
 
     def bad(where: str, what: str) -> InputError:
         return InputError(FIELD, f"{shown} is damaged: {where} {what}")
@@ -241,23 +251,31 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
             "kind/schema_version",
             f"must be 'generation'/1, got {document.get('kind')!r}/{document.get('schema_version')!r}",
         )
-    shapes: dict[str, dict[str, type]] = {
+    # (type, may be null)
+    shapes: dict[str, dict[str, tuple[type, bool]]] = {
         "heldout": {
-            "n_sequences": int,
-            "n_tokens": int,
-            "student_nll_per_token": float,
-            "teacher_nll_per_token": float,
-            "token_kl_teacher_to_student": float,
-            "greedy_next_token_agreement": float,
+            "n_sequences": (int, False),
+            "n_tokens": (int, False),
+            "student_nll_per_token": (float, True),
+            "teacher_nll_per_token": (float, True),
+            "token_kl_teacher_to_student": (float, True),
+            "greedy_next_token_agreement": (float, True),
         },
-        "models": {"student_params": int, "teacher_params": int, "student_bytes": int, "teacher_bytes": int},
+        "models": {
+            "student_params": (int, False),
+            "teacher_params": (int, True),
+            "student_bytes": (int, False),
+            "teacher_bytes": (int, True),
+        },
     }
     for section, keys in shapes.items():
         block = document.get(section)
         if not isinstance(block, dict):
             raise bad(section, "must be an object")
-        for key, kind in keys.items():
+        for key, (kind, nullable) in keys.items():
             value = block.get(key)
+            if value is None and nullable and key in block:
+                continue
             if (
                 not isinstance(value, (int, float))
                 or isinstance(value, bool)
@@ -267,19 +285,47 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
             else:
                 value_ok = math.isfinite(value) and value >= 0
             if not value_ok:
+                what = "integer" if kind is int else "number"
                 raise bad(
                     f"{section}.{key}",
-                    f"must be a finite non-negative {'integer' if kind is int else 'number'}, got {value!r}",
+                    f"must be a finite non-negative {what}{' or null' if nullable else ''}, got {_brief(value)}",
                 )
-    if not 0 <= document["heldout"]["greedy_next_token_agreement"] <= 1:
-        raise bad("heldout.greedy_next_token_agreement", "must lie in [0, 1]")
-    samples = document.get("samples")
-    if not isinstance(samples, list) or not all(
-        isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("prompt", "teacher", "student"))
-        for s in samples
+    held, models = document["heldout"], document["models"]
+    same = held.get("same_tokenizer", None)
+    if same is not None and not isinstance(same, bool):
+        raise bad("heldout.same_tokenizer", f"must be true, false or null, got {_brief(same)}")
+    agreement = held["greedy_next_token_agreement"]
+    if agreement is not None and not 0 <= agreement <= 1:
+        raise bad("heldout.greedy_next_token_agreement", f"must lie in [0, 1], got {_brief(agreement)}")
+    if held["n_tokens"] == 0 and any(
+        held[k] is not None for k in ("student_nll_per_token", "teacher_nll_per_token", "token_kl_teacher_to_student")
     ):
-        raise bad("samples", "must be a list of {prompt, teacher, student} strings")
+        raise bad("heldout.n_tokens", "is 0 but per-token numbers are given: a per-token mean over no token")
+    if held["n_tokens"] > 0 and held["student_nll_per_token"] is None:
+        raise bad("heldout.student_nll_per_token", f"is null although {held['n_tokens']} tokens were scored")
+    if held["n_tokens"] < held["n_sequences"]:
+        raise bad("heldout.n_tokens", f"({held['n_tokens']}) is below n_sequences ({held['n_sequences']})")
+    if models["student_params"] < 1:
+        raise bad("models.student_params", "must be at least 1: a student without parameters")
+    if models["teacher_params"] is not None and models["student_params"] > models["teacher_params"]:
+        raise bad(
+            "models",
+            f"student_params {models['student_params']:,} exceeds teacher_params {models['teacher_params']:,}: "
+            "a distilled student is smaller than its teacher (are the roles swapped?)",
+        )
+    samples = document.get("samples")
+    fields = ("prompt", "teacher", "student")
+    if not isinstance(samples, list) or not all(
+        isinstance(s, dict) and set(s) == set(fields) and all(isinstance(s[k], str) for k in fields) for s in samples
+    ):
+        raise bad("samples", "must be a list of objects with exactly the string keys prompt, teacher, student")
     return document
+
+
+def _brief(value: Any) -> str:
+    """A value as shown in an error line: short, whatever it is."""
+    text = f"{value:.6g}" if isinstance(value, float) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---- what a run supplies to each tool ----------------------------------------------------------------
@@ -369,11 +415,13 @@ def score_values(
         missing["alpha"] = "the recipe's config.yaml records no release.alpha; pass alpha (kd_choose_alpha)"
     if run.kind == "generation":
         models = run.evidence["models"]
-        values.update(teacher_size=models["teacher_params"], student_size=models["student_params"])
-        source.update(
-            teacher_size="generation_evidence.json models.teacher_params",
-            student_size="generation_evidence.json models.student_params",
-        )
+        values["student_size"] = models["student_params"]
+        source["student_size"] = "generation_evidence.json models.student_params"
+        if models["teacher_params"] is not None:
+            values["teacher_size"] = models["teacher_params"]
+            source["teacher_size"] = "generation_evidence.json models.teacher_params"
+        else:
+            missing["teacher_size"] = "generation_evidence.json has no teacher size (an API or served teacher)"
         reason = "a generation run measures NLL and agreement, not accuracy; pass your task's accuracy to score it"
         missing.update(teacher_accuracy=reason, student_accuracy=reason)
         return values, source, missing

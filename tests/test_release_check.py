@@ -536,3 +536,97 @@ def test_a_damaged_or_oversized_predictions_file_gets_one_line(digits_run, tmp_p
             code, _, _, err = _cli(*args)
             assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
             assert "predictions.npz" in err and words in err, err
+
+
+# ---- review of issue 21: generation evidence the recipe writes itself ------------------------------------------
+
+
+def _release(run: Path, **facts: object) -> dict:
+    """release_check in this process (the CLI path is covered above), as the JSON a caller gets."""
+    from skill.release import ReleaseCheckRequest, release_check
+    from skill.run_evidence import ANYWHERE, RUN_ROOT
+
+    token = RUN_ROOT.set(ANYWHERE)
+    try:
+        return release_check(ReleaseCheckRequest(run_dir=str(run), **facts)).model_dump(mode="json")
+    finally:
+        RUN_ROOT.reset(token)
+
+
+def _refusal(run: Path) -> str:
+    from skill.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        _release(run)
+    return str(caught.value)
+
+
+def test_the_trl_recipes_own_evidence_with_an_api_teacher_or_two_tokenizers_is_read(tmp_path):
+    """write_generation_evidence (the exported TRL recipe's writer) leaves nulls for an API teacher and for two
+    tokenizers; the release check reads both, marks what cannot be measured as unknown, and never compares NLLs
+    in different token units."""
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "skill" / "export" / "templates"))
+    try:
+        import trl_evidence
+        from tests.test_export_trl import SENTENCES, _tokenizer
+    finally:
+        sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok, tok2 = _tokenizer(SENTENCES, 300), _tokenizer(SENTENCES[::-1] + ["other words here"], 280)
+
+    def model(t: object, hidden: int) -> LlamaForCausalLM:
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(t), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128, pad_token_id=t.pad_token_id,
+            bos_token_id=t.bos_token_id, eos_token_id=t.eos_token_id))
+
+    rows = [{"prompt": s, "completion": " " + s} for s in SENTENCES]
+    student = model(tok, 32)
+    (tmp_path / "api").mkdir()
+    (tmp_path / "two").mkdir()
+    trl_evidence.write_generation_evidence(tmp_path / "api" / "generation_evidence.json", student, tok, rows,
+                                           max_new_tokens=2)
+    trl_evidence.write_generation_evidence(tmp_path / "two" / "generation_evidence.json", student, tok, rows,
+                                           teacher=model(tok2, 64), teacher_tokenizer=tok2, max_new_tokens=2)
+    api, two = _release(tmp_path / "api"), _release(tmp_path / "two")
+    for data in (api, two):
+        checks = {c["id"]: c for c in data["generation_checks"]}
+        assert checks["perplexity_ratio"]["status"] == "unknown" and checks["perplexity_ratio"]["value"] is None
+        assert checks["token_kl"]["status"] == checks["greedy_agreement"]["status"] == "unknown"
+        assert all(c["source"] for c in checks.values())
+        assert any(c.startswith("perplexity_ratio: perplexity_ratio not measured") for c in data["conditions"])
+        assert data["decision"] != "ship" and "not measured" in data["summary"]
+    api_checks = {c["id"]: c for c in api["generation_checks"]}
+    two_checks = {c["id"]: c for c in two["generation_checks"]}
+    assert "API or served teacher" in api_checks["perplexity_ratio"]["reason"]
+    assert "different token units" in two_checks["perplexity_ratio"]["reason"]
+    assert "teacher size unknown" in api["summary"] and "different tokenizers" in two["summary"]
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"heldout.n_tokens": 0, "heldout.n_sequences": 0}, "per-token mean over no token"),
+        ({"models.student_params": 0}, "at least 1"),
+        ({"models.student_params": 15_000_000_000}, "roles swapped"),
+        ({"samples": [{"prompt": "p", "teacher": "t", "student": "s", "evil": {"x": 1}}]}, "exactly the string keys"),
+        ({"heldout.token_kl_teacher_to_student": "x" * 5000}, "..."),
+    ],
+)
+def test_impossible_generation_evidence_is_refused_naming_the_file(tmp_path, change, words):
+    message = _refusal(_generation_run(tmp_path / "llm", **change))
+    assert "generation_evidence.json is damaged" in message and words in message and len(message) < 400, message
+
+
+def test_both_evidence_files_in_one_folder_are_refused_and_huge_numbers_print_short(tmp_path):
+    run = _generation_run(tmp_path / "llm")
+    (run / "evidence.json").write_text(json.dumps({"kind": "classification", "schema_version": 1}))
+    message = _refusal(run)
+    assert "both evidence.json" in message and "generation_evidence.json" in message
+    data = _release(_generation_run(tmp_path / "huge", **{"heldout.student_nll_per_token": 1e300}))
+    assert data["decision"] == "do_not_ship" and len(data["summary"]) < 2000
+    assert "1e+300" in data["summary"] and not any(len(b) > 600 for b in data["blockers"])
