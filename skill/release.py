@@ -17,6 +17,7 @@ from skill.models import (
     RUN_DIR_DESCRIPTION,
     Accuracy,
     Advice,
+    AdviceWarning,
     DiagnoseFailureRequest,
     DiagnoseFailureResponse,
     Fraction,
@@ -311,6 +312,19 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
             blockers.append(
                 f"student accuracy {student_accuracy:.4f} is below the floor {request.min_student_accuracy:g}"
             )
+    extra_warnings: list[AdviceWarning] = []
+    if run.kind == "classification":
+        import numpy as np
+
+        present = np.unique(run.arrays["labels"])
+        if len(present) < 2:
+            text = (
+                f"the test set holds one class ({len(run.arrays['labels'])} rows of class {int(present[0])}, "
+                f"of {run.evidence['classes']}; predictions.npz labels): accuracy and the per-class checks say "
+                "nothing about the other classes; test on a set that holds every class"
+            )
+            conditions.append(text)
+            extra_warnings.append(AdviceWarning(id="one_class_test_set", message=text, references=[_REF]))
     checks: list[GenerationCheck] = []
     samples: list[dict[str, str]] = []
     if run.kind == "generation":
@@ -339,7 +353,12 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
         baseline_comparison=comparison,
         generation_checks=checks,
         samples=samples,
-        warnings=[*(diagnosis.warnings if diagnosis else []), *gates.warnings, *(score.warnings if score else [])],
+        warnings=[
+            *extra_warnings,
+            *(diagnosis.warnings if diagnosis else []),
+            *gates.warnings,
+            *(score.warnings if score else []),
+        ],
         missing_inputs=gates.missing_inputs,
         next_steps=[] if decision == "ship" else steps("distill"),
         references=[_REF, "references/quality-gates.md", "references/failure-modes.md"],

@@ -16,9 +16,10 @@ import zipfile
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import Field as PydanticField
 
 from skill.errors import InputError
 from skill.models import MissingInput, RunEvidence, RunValue
@@ -49,6 +50,130 @@ class Run:
     def model(self, name: str) -> dict[str, Any]:
         value = (self.evidence.get("models") or {}).get(name)
         return value if isinstance(value, dict) else {}
+
+
+# ---- evidence.json, in its documented shape ------------------------------------------------------------
+
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+_Share = Annotated[float, PydanticField(ge=0, le=1, allow_inf_nan=False, strict=True)]
+_Count = Annotated[int, PydanticField(ge=0, le=10**12, strict=True)]
+_Positive = Annotated[int, PydanticField(ge=1, le=10**13, strict=True)]
+_Seconds = Annotated[float, PydanticField(ge=0, le=1e9, allow_inf_nan=False, strict=True)]
+
+
+class _Checked(BaseModel):
+    """No bool for a number, no NaN or infinity, no string longer than a name (extra keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, bool) and key not in cls._booleans():
+                    raise ValueError(f"{key}: a number was expected, got {value!r}")
+        return data
+
+    @classmethod
+    def _booleans(cls) -> set[str]:
+        return set()
+
+
+class EvidenceModel(_Checked):
+    """One model's numbers in evidence.json (models.<name>)."""
+
+    accuracy: _Share | None = None
+    ece: _Share | None = None
+    test_rows: _Positive | None = None
+    per_class_accuracy: dict[_Name, _Share] | None = PydanticField(None, max_length=10000)
+    class_support: dict[_Name, _Count] | None = PydanticField(None, max_length=10000)
+    error_confidence: _Share | None = None
+    params: _Positive | None = None
+    bytes: _Positive | None = None
+    latency_ms_batch1: _Seconds | None = None
+    throughput_per_s: _Seconds | None = None
+    throughput_batch: _Positive | None = None
+    device: _Name | None = None
+
+
+class EvidencePredictions(_Checked):
+    file: _Name | None = None
+    rows: _Positive
+    sampled: bool = False
+    groups: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @classmethod
+    def _booleans(cls) -> set[str]:
+        return {"sampled"}
+
+
+class CurvePoint(_Checked):
+    name: _Name
+    params: _Positive
+    accuracy: _Share
+
+
+class EvidenceSettings(_Checked):
+    """What the recipe trained with, recorded at run time (older runs record fewer of these)."""
+
+    groups: Annotated[str, StringConstraints(max_length=200)] | None = None
+    method: _Name | None = None
+    temperature: Annotated[float, PydanticField(gt=0, le=1000, allow_inf_nan=False, strict=True)] | None = None
+    temperature_evidence: Annotated[str, StringConstraints(max_length=300)] | None = None
+    kd_loss_weight: _Share | None = None
+    epochs: _Positive | None = None
+    student_sizes: list[_Positive] | None = PydanticField(None, max_length=16)
+    world_size: _Positive | None = None
+    topology: _Name | None = None
+    alpha: _Share | None = None
+    alpha_reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    alpha_evidence: Annotated[str, StringConstraints(max_length=300)] | None = None
+    config: Annotated[str, StringConstraints(max_length=300)] | None = None
+
+
+class EvidenceDocument(_Checked):
+    """evidence.json of a torchrun run (schema_version 1), as kd_recipe/evidence.py writes it."""
+
+    kind: Literal["classification"]
+    schema_version: Literal[1]
+    test_rows: _Positive
+    classes: Annotated[int, PydanticField(ge=2, le=100000, strict=True)]
+    predictions: EvidencePredictions
+    models: dict[_Name, EvidenceModel] = PydanticField(max_length=16)
+    size_accuracy_curve: list[CurvePoint] = PydanticField(default_factory=list, max_length=16)
+    settings: EvidenceSettings = PydanticField(default_factory=EvidenceSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EvidenceDocument":
+        for role in ("teacher", "student"):
+            if role not in self.models:
+                raise ValueError(f"models.{role}: missing (the recipe always scores the teacher and the student)")
+        if self.predictions.rows > self.test_rows:
+            raise ValueError(f"predictions.rows ({self.predictions.rows}) exceeds test_rows ({self.test_rows})")
+        if not self.predictions.sampled and self.predictions.rows != self.test_rows:
+            raise ValueError(
+                f"predictions.rows ({self.predictions.rows}) differs from test_rows ({self.test_rows}) "
+                "although predictions.sampled is false"
+            )
+        return self
+
+
+def check_classification(document: dict[str, Any], shown: str) -> dict[str, Any]:
+    """evidence.json validated (types, finite numbers, ranges, capped strings); one line naming the file and field."""
+    from pydantic import ValidationError
+
+    try:
+        checked = EvidenceDocument.model_validate(document)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(document)"
+        message = err["msg"].removeprefix("Value error, ")
+        plain = err["type"] in ("missing", "value_error") or not err["loc"]
+        given = "" if plain else f" (got {_brief(err.get('input'))})"
+        more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
+        raise InputError(FIELD, f"{shown} is damaged: {where}: {message}{given}{more}") from None
+    return checked.model_dump(mode="python", exclude_none=True)
 
 
 # ---- bounded, confined reads ----------------------------------------------------------------------
@@ -143,13 +268,22 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
     data = _read(root, folder, "predictions.npz", int(limits["max_predictions_bytes"]))
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            expanded = sum(member.file_size for member in archive.infolist())
-        if expanded > int(limits["max_predictions_uncompressed_bytes"]):
-            raise InputError(
-                FIELD,
-                f"{shown} expands to {expanded / 2**20:.0f} MiB; at most "
-                f"{int(limits['max_predictions_uncompressed_bytes']) // 2**20} MiB",
-            )
+            members = archive.infolist()
+            if len(members) > int(limits["max_predictions_members"]):
+                raise InputError(
+                    FIELD,
+                    f"{shown} holds {len(members)} arrays; the recipe writes at most "
+                    f"{limits['max_predictions_members']} (release.yaml limits)",
+                )
+            expanded = sum(member.file_size for member in members)
+            if expanded > int(limits["max_predictions_uncompressed_bytes"]):
+                raise InputError(
+                    FIELD,
+                    f"{shown} expands to {expanded / 2**20:.0f} MiB; at most "
+                    f"{int(limits['max_predictions_uncompressed_bytes']) // 2**20} MiB",
+                )
+            for member in members:
+                _check_declared(archive, member, shown)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except InputError:
@@ -173,7 +307,7 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
         raise InputError(
             FIELD, f"{shown} holds {n} rows; at most {raw_limits['max_samples']} (failure_modes.yaml raw_limits)"
         )
-    width = None
+    width = classes_hint
     for key in [k for k in arrays if k.endswith("_probs")]:
         probs = arrays[key]
         if probs.ndim != 2 or len(probs) != n or probs.dtype.kind != "f" or probs.shape[1] < 2:
@@ -183,7 +317,10 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
                 f"got {probs.dtype} {probs.shape}",
             )
         if width is not None and probs.shape[1] != width:
-            raise InputError(FIELD, f"{shown} is damaged: {key} has {probs.shape[1]} classes, student_probs {width}")
+            raise InputError(
+                FIELD,
+                f"{shown} is damaged: {key} has {probs.shape[1]} classes, evidence.json classes says {width}",
+            )
         width = probs.shape[1]
         if not np.isfinite(probs).all():
             raise InputError(FIELD, f"{shown} is damaged: {key} holds NaN or infinity")
@@ -196,6 +333,37 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
             f"at most {raw_limits['max_values']} values for two models",
         )
     return arrays
+
+
+def _check_declared(archive: zipfile.ZipFile, member: zipfile.ZipInfo, shown: str) -> None:
+    """An .npy header declares its shape and dtype; numpy allocates that much before reading the data. The declared
+    size must match the bytes the member really holds, so a 1 KB file cannot ask for gigabytes."""
+    import numpy as np
+    from numpy.lib import format as npy
+
+    name = member.filename.removesuffix(".npy")
+    try:
+        with archive.open(member) as handle:
+            version = npy.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(handle, max_header_size=10000)
+            elif version == (2, 0):
+                shape, _, dtype = npy.read_array_header_2_0(handle, max_header_size=10000)
+            else:
+                raise ValueError(f"npy format version {version} is not one the recipe writes")
+            header = handle.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(FIELD, f"{shown} is damaged: array {name!r}: {reason}") from None
+    if dtype.hasobject or dtype.itemsize == 0:
+        raise InputError(FIELD, f"{shown} is damaged: array {name!r} has dtype {dtype}; plain numbers or text only")
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if declared != member.file_size - header:
+        raise InputError(
+            FIELD,
+            f"{shown} is damaged: array {name!r} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
+            f"but holds {member.file_size - header:,} bytes",
+        )
 
 
 def read_run(raw: str) -> Run:
@@ -226,11 +394,36 @@ def read_run(raw: str) -> Run:
         raise InputError(
             FIELD,
             f"{folder}/evidence.json is not a schema_version 1 classification evidence file "
-            f"(kind {document.get('kind')!r}, schema_version {document.get('schema_version')!r})",
+            f"(kind {_brief(document.get('kind'))}, schema_version {_brief(document.get('schema_version'))})",
         )
-    return Run(
-        folder, "classification", _config(root, folder), document, _predictions(root, folder, document.get("classes"))
-    )
+    document = check_classification(document, f"{folder}/evidence.json")
+    arrays = _predictions(root, folder, document["classes"])
+    _cross_check(document, arrays, folder)
+    return Run(folder, "classification", _config(root, folder), document, arrays)
+
+
+def _cross_check(document: dict[str, Any], arrays: dict[str, "np.ndarray"], folder: str) -> None:
+    """evidence.json and predictions.npz must describe the same run: the same rows, classes and accuracies."""
+    labels = arrays["labels"]
+    n, rows = len(labels), document["predictions"]["rows"]
+    where = f"{folder}: evidence.json and predictions.npz disagree"
+    if n != rows:
+        raise InputError(FIELD, f"{where}: predictions.rows is {rows}, predictions.npz holds {n} labels")
+    for key, probs in arrays.items():
+        if not key.endswith("_probs"):
+            continue
+        name = key.removesuffix("_probs")
+        block = document["models"].get(name, {})
+        if document["predictions"].get("sampled") or "accuracy" not in block:
+            continue
+        measured = float((probs.argmax(1) == labels).mean())
+        # float32 probabilities can flip an exact tie; one row of slack, no more
+        if abs(measured - block["accuracy"]) > 1.0 / n + 1e-9:
+            raise InputError(
+                FIELD,
+                f"{where}: models.{name}.accuracy is {block['accuracy']:.4f} in evidence.json, {measured:.4f} from "
+                f"{key} and labels in predictions.npz; the files come from different runs or were edited: rerun",
+            )
 
 
 def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
@@ -343,6 +536,34 @@ def _setting(run: Run, key: str) -> Any:
     return run.settings.get(key, (None, ""))[0]
 
 
+# the plan's settings the recipe records in evidence.json at run time -> where config.yaml keeps them
+_RECORDED = {
+    "temperature": "distill.temperature",
+    "alpha": "release.alpha",
+    "alpha_reason": "release.alpha_reason",
+    "topology": "distill.topology",
+}
+
+
+def _plan(run: Run, name: str) -> tuple[Any, str]:
+    """(value, its source): what the run recorded in evidence.json settings when it ran first; else config.yaml as it
+    is now (it may have been re-exported since the run, and the answer says so)."""
+    recorded = (run.evidence.get("settings") or {}).get(name) if run.kind == "classification" else None
+    if recorded is not None:
+        return recorded, f"evidence.json settings.{name} (recorded by the run)"
+    key = _RECORDED[name]
+    value = _setting(run, key)
+    if value is None:
+        return None, ""
+    return value, f"config.yaml {key} (read now, not recorded by the run: a re-export after the run changes it)"
+
+
+def _plan_number(run: Run, name: str) -> tuple[float | None, str]:
+    value, where = _plan(run, name)
+    number = _number(value)
+    return (number, where) if number is not None else (None, "")
+
+
 def diagnose_values(
     run: Run, given: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
@@ -381,12 +602,10 @@ def diagnose_values(
             if isinstance(student.get(name), dict):
                 values[name] = student[name]
                 source[name] = f"evidence.json models.student.{name} (whole test set; predictions.npz holds a sample)"
-    temperature = _number(_setting(run, "distill.temperature")) or _number(
-        (run.evidence.get("settings") or {}).get("temperature")
-    )
-    if temperature is not None:
+    temperature, where = _plan_number(run, "temperature")
+    if temperature is not None and temperature > 0:
         values["training_temperature"] = temperature
-        source["training_temperature"] = "config.yaml distill.temperature"
+        source["training_temperature"] = where
     curve = [p for p in run.evidence.get("size_accuracy_curve") or [] if isinstance(p, dict)]
     if len({p.get("params") for p in curve}) >= 2:
         values["size_accuracy_curve"] = [{"params": p["params"], "accuracy": p["accuracy"]} for p in curve]
@@ -407,12 +626,17 @@ def score_values(
     missing: dict[str, str] = {
         "min_student_accuracy": "the accuracy floor is a requirement, not a measurement; pass it"
     }
-    alpha = _number(_setting(run, "release.alpha"))
-    if alpha is not None:
+    alpha, where = _plan_number(run, "alpha")
+    if alpha is not None and 0 <= alpha <= 1:
         values["alpha"] = alpha
-        source["alpha"] = f"config.yaml release.alpha ({run.settings['release.alpha'][1] or 'set at export'})"
+        why = (run.evidence.get("settings") or {}).get("alpha_evidence") if run.kind == "classification" else None
+        why = why or (run.settings.get("release.alpha", (None, ""))[1] if where.startswith("config.yaml") else "")
+        source["alpha"] = where + (f"; chosen by: {why[:120]}" if why else "")
     else:
-        missing["alpha"] = "the recipe's config.yaml records no release.alpha; pass alpha (kd_choose_alpha)"
+        missing["alpha"] = (
+            "the run records no alpha in [0, 1] (evidence.json settings.alpha, or config.yaml release.alpha beside "
+            "the run); pass alpha (kd_choose_alpha)"
+        )
     if run.kind == "generation":
         models = run.evidence["models"]
         values["student_size"] = models["student_params"]
@@ -438,11 +662,16 @@ def score_values(
 
 def _temperature_tuned(run: Run) -> tuple[bool | None, str]:
     """From where the exported temperature came: the quick distill's tuning, a rule default, or a person's choice."""
-    value, why = run.settings.get("distill.temperature", (None, ""))
+    recorded = (run.evidence.get("settings") or {}).get("temperature_evidence") if run.kind == "classification" else None
+    if isinstance(recorded, str):
+        why, label = recorded, "evidence.json settings.temperature_evidence (recorded by the run): "
+    else:
+        why = run.settings.get("distill.temperature", (None, ""))[1]
+        label = "config.yaml distill.temperature evidence (read now, not recorded by the run): "
     if why.startswith("tuned on"):
-        return True, "config.yaml distill.temperature evidence: " + why[:120]
+        return True, label + why[:120]
     if why.startswith(("method.yaml", "the quick distill's fixed setting")):
-        return False, "config.yaml distill.temperature evidence: " + why[:120]
+        return False, label + why[:120]
     return None, ""
 
 
@@ -470,11 +699,11 @@ def gates_values(
     score, score_source, score_missing = score_values(run)
     if "alpha" in score:
         values["alpha"], source["alpha"] = score["alpha"], score_source["alpha"]
-    reason = _setting(run, "release.alpha_reason")
+    reason, where = _plan(run, "alpha_reason")
     if isinstance(reason, str) and reason.strip():
-        values["alpha_reason"], source["alpha_reason"] = reason, "config.yaml release.alpha_reason"
+        values["alpha_reason"], source["alpha_reason"] = reason[:2000], where
     else:
-        missing["alpha_reason"] = "config.yaml records no release.alpha_reason; pass alpha_reason (why this alpha)"
+        missing["alpha_reason"] = "the run records no alpha_reason; pass alpha_reason (why this alpha)"
     alpha = (given or {}).get("alpha", score.get("alpha"))
     if alpha is not None and {"teacher_size", "student_size", "teacher_accuracy", "student_accuracy"} <= set(score):
         from skill.metrics import distillation_score
@@ -510,9 +739,13 @@ def gates_values(
     if _number(s_bytes) is not None:
         values["memory_mb"] = s_bytes / 2**20
         source["memory_mb"] = f"{file} student bytes (weights and buffers)"
-    topology = _setting(run, "distill.topology")
+    topology, where = _plan(run, "topology")
     values["multi_agent"] = False
-    source["multi_agent"] = f"one teacher, one student (config.yaml distill.topology {topology or 'teacher_student'})"
+    source["multi_agent"] = (
+        f"one teacher, one student ({where.split(' (')[0]} {topology})"
+        if isinstance(topology, str)
+        else "one teacher, one student (what the exported recipe trains)"
+    )
     if run.kind == "generation":
         missing.update(
             {
@@ -538,9 +771,9 @@ def gates_values(
         )
     if _number(student.get("accuracy")) is not None:
         values["accuracy"], source["accuracy"] = student["accuracy"], "evidence.json models.student.accuracy"
-    temperature = _number(_setting(run, "distill.temperature"))
-    if temperature is not None:
-        values["temperature"], source["temperature"] = temperature, "config.yaml distill.temperature"
+    temperature, where = _plan_number(run, "temperature")
+    if temperature is not None and temperature > 0:
+        values["temperature"], source["temperature"] = temperature, where
     tuned, why = _temperature_tuned(run)
     if tuned is not None:
         values["temperature_tuned"], source["temperature_tuned"] = tuned, why

@@ -630,3 +630,159 @@ def test_both_evidence_files_in_one_folder_are_refused_and_huge_numbers_print_sh
     data = _release(_generation_run(tmp_path / "huge", **{"heldout.student_nll_per_token": 1e300}))
     assert data["decision"] == "do_not_ship" and len(data["summary"]) < 2000
     assert "1e+300" in data["summary"] and not any(len(b) > 600 for b in data["blockers"])
+
+
+# ---- review of issue 21: classification run folders built here -------------------------------------------------
+
+
+def _probs_for(labels: np.ndarray, right: np.ndarray, classes: int, confidence: np.ndarray | float) -> np.ndarray:
+    """Probability rows whose argmax is the label where `right`, the next class elsewhere, with that top value."""
+    n = len(labels)
+    top = np.broadcast_to(np.asarray(confidence, dtype=np.float64), (n,))
+    pred = np.where(right, labels, (labels + 1) % classes)
+    probs = np.tile(((1 - top) / (classes - 1))[:, None], (1, classes))
+    probs[np.arange(n), pred] = top
+    return probs.astype(np.float32)
+
+
+def _class_run(folder: Path, labels: np.ndarray, probs: dict[str, np.ndarray], *, groups: np.ndarray | None = None,
+               curve: list[tuple[str, int, float]] | None = None, settings: dict | None = None,
+               edit: object = None) -> Path:
+    """A torchrun-shaped run folder (evidence.json + predictions.npz) computed from the arrays given, as
+    kd_recipe/evidence.py writes it; `edit(document)` changes evidence.json afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n, classes = len(labels), next(iter(probs.values())).shape[1]
+    sizes = {"teacher": 85002, "student": 1810, "baseline": 1810}
+    models = {}
+    for name, p in probs.items():
+        pred = p.argmax(1)
+        support = {str(c): int((labels == c).sum()) for c in np.unique(labels)}
+        models[name] = {
+            "accuracy": float((pred == labels).mean()),
+            "ece": 0.02,
+            "test_rows": n,
+            "per_class_accuracy": {c: float((pred[labels == int(c)] == int(c)).mean()) for c in support},
+            "class_support": support,
+            "params": sizes.get(name, 1500),
+            "bytes": 4 * sizes.get(name, 1500),
+            "latency_ms_batch1": 0.02,
+            "device": "cpu",
+        }
+    document = {
+        "kind": "classification", "schema_version": 1, "test_rows": n, "classes": classes,
+        "predictions": {"file": "predictions.npz", "rows": n, "sampled": False, "groups": None},
+        "models": models,
+        "size_accuracy_curve": [{"name": a, "params": b, "accuracy": c} for a, b, c in (curve or [])],
+        "settings": {"method": "response", "temperature": 4.0, "kd_loss_weight": 0.9, **(settings or {})},
+    }
+    if callable(edit):
+        edit(document)
+    (folder / "evidence.json").write_text(json.dumps(document))
+    arrays = {"labels": labels.astype(np.int64), **{f"{k}_probs": v for k, v in probs.items()}}
+    if groups is not None:
+        arrays["groups"] = groups.astype(str)
+    np.savez_compressed(folder / "predictions.npz", **arrays)
+    return folder
+
+
+def _even_run(folder: Path, n: int = 400, classes: int = 4, student_hits: float = 0.9, seed: int = 0,
+              **kwargs: object) -> Path:
+    """Balanced classes, a teacher right on 95% and a student on `student_hits` of rows at random."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    teacher = _probs_for(labels, rng.random(n) < 0.95, classes, 0.8)
+    student = _probs_for(labels, rng.random(n) < student_hits, classes, 0.8)
+    return _class_run(folder, labels, {"teacher": teacher, "student": student}, **kwargs)
+
+
+def test_evidence_and_predictions_that_disagree_are_refused_and_one_class_is_warned(tmp_path):
+    run = _even_run(tmp_path / "ok")
+    assert _release(run)["kind"] == "classification"
+    labels = np.load(run / "predictions.npz")["labels"]
+    arrays = dict(np.load(run / "predictions.npz"))
+    arrays["labels"] = np.zeros_like(labels)  # the arrays say ~25%, evidence.json ~90%
+    np.savez(run / "predictions.npz", **arrays)
+    message = _refusal(run)
+    assert "evidence.json and predictions.npz disagree" in message and "accuracy" in message, message
+    short = _even_run(tmp_path / "short", edit=lambda d: d["predictions"].update(rows=399, sampled=True))
+    assert "predictions.rows is 399" in _refusal(short)
+    one = np.zeros(60, dtype=np.int64)
+    one_class = _class_run(tmp_path / "one", one, {"teacher": _probs_for(one, np.ones(60, bool), 3, 0.9),
+                                                   "student": _probs_for(one, np.ones(60, bool), 3, 0.9)})
+    data = _release(one_class)
+    assert data["decision"] != "ship" and any("one class" in c for c in data["conditions"])
+    assert any(w["id"] == "one_class_test_set" for w in data["warnings"])
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda d: d.update(models=[1, 2]), "models"),
+        (lambda d: d.update(models=None), "models"),
+        (lambda d: d.update(predictions="x"), "predictions"),
+        (lambda d: d.update(settings=[1]), "settings"),
+        (lambda d: d.update(size_accuracy_curve=[{"name": "a", "params": 100}, {"name": "b", "params": 90}]),
+         "size_accuracy_curve.0.accuracy"),
+        (lambda d: d["models"]["student"].update(ece="a"), "models.student.ece"),
+        (lambda d: d["models"]["student"].update(params=-5), "models.student.params"),
+        (lambda d: d["models"]["student"].update(params=True), "models.student"),
+        (lambda d: d["models"]["student"].update(accuracy=float("nan")), "models.student.accuracy"),
+        (lambda d: d["models"]["student"].update(latency_ms_batch1=float("inf")), "models.student.latency_ms_batch1"),
+        (lambda d: d["models"]["student"].update(device="x" * 10000), "models.student.device"),
+        (lambda d: d["models"]["teacher"].update(accuracy=1.7), "models.teacher.accuracy"),
+    ],
+)
+def test_evidence_json_outside_its_schema_is_refused_in_one_line(tmp_path, edit, words):
+    message = _refusal(_even_run(tmp_path / "bad", edit=edit))
+    assert "evidence.json is damaged" in message and words in message, message
+    assert len(message) < 500 and "\n" not in message and "Traceback" not in message
+
+
+def test_an_npy_header_declaring_gigabytes_is_refused_before_loading(tmp_path):
+    """A 1 KB npz whose .npy header declares (1e9, 10) floats: refused from the header, nothing allocated."""
+    import io
+    import zipfile
+
+    run = _even_run(tmp_path / "bomb")
+    good = dict(np.load(run / "predictions.npz"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for key, array in good.items():
+            if key != "student_probs":
+                member = io.BytesIO()
+                np.save(member, array)
+                archive.writestr(key + ".npy", member.getvalue())
+        header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 10), }"
+        header = header + " " * (118 - len(header)) + "\n"
+        archive.writestr("student_probs.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                         + header.encode() + b"\0" * 100)
+    (run / "predictions.npz").write_bytes(buffer.getvalue())
+    message = _refusal(run)
+    assert "predictions.npz is damaged" in message and "declares shape (1000000000, 10)" in message, message
+
+
+def test_the_plan_recorded_by_the_run_wins_over_a_re_exported_config_and_each_number_says_its_source(tmp_path):
+    """A config.yaml re-exported after the run (other T, other alpha) must not change what the run trained with; a
+    run folder moved away from its export keeps its alpha; an older run without the record says config.yaml is read
+    now."""
+    recorded = {"temperature": 4.0, "alpha": 0.7, "alpha_reason": "phone app", "alpha_evidence": "set in the export",
+                "temperature_evidence": "tuned on the quick distill's validation split", "topology": "teacher_student"}
+    run = _even_run(tmp_path / "export" / "run", settings=recorded)
+    (tmp_path / "export" / "config.yaml").write_text(
+        "distill: {temperature: {value: 1.0, evidence: 'method.yaml'}}\nrelease: {alpha: {value: 0.2}}\n")
+    data = _release(run)
+    filled = {v["field"]: v["source"] for v in data["run_evidence"]["filled"]}
+    assert data["score"] is not None and "(0.7)" in filled["distillation_score"]
+    assert filled["alpha"].startswith("evidence.json settings.alpha (recorded by the run)")
+    assert filled["training_temperature"].startswith("evidence.json settings.temperature")
+    assert filled["alpha_reason"].startswith("evidence.json") and filled["temperature_tuned"].startswith("evidence.json")
+    diagnosis = {e["metric"]: e["value"] for f in data["diagnosis"]["findings"] for e in f["evidence"]}
+    assert diagnosis["training_temperature"] == 4.0
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    assert {v["field"]: v["source"] for v in _release(moved)["run_evidence"]["filled"]}["alpha"].startswith(
+        "evidence.json")
+    old = _even_run(tmp_path / "old" / "run")
+    (tmp_path / "old" / "config.yaml").write_text("release: {alpha: {value: 0.5, evidence: alpha.yaml}}\n")
+    filled = {v["field"]: v["source"] for v in _release(old)["run_evidence"]["filled"]}
+    assert "read now, not recorded by the run" in filled["alpha"]
