@@ -48,10 +48,12 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
                 lines.append(f"                {e['metric']} = {e['value']} vs {e['threshold']} ({e['comparison']})")
             if f["status"] == "detected":
                 lines.append(f"                fix: {f['fix']}")
+            if f.get("source") and f["status"] != "not_evaluated":
+                lines.append(f"                source: {f['source']}")
     if "gates" in data:
         lines.append(f"Gates: {data['passed']} pass, {data['failed']} fail, {data['unknown']} unknown")
         for g in data["gates"]:
-            lines.append(f"  [{g['status']:>7}] {g['title']}: {g['reason']}")
+            lines.append(f"  [{g['status']:>7}] {g['title']}: {g['reason']}" + (f" [source: {g['source']}]" if g.get("source") else ""))
     if "settings" in data and "teacher" in data:
         lines.append(f"Quick distill on {data['dataset']}: {data['summary']}")
         for name in ("teacher", "scratch", "distilled"):

@@ -20,7 +20,8 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
     missing_inputs: list[MissingInput] = []
     for gate in get_rules().quality_gates["gates"]:
         rule = f"gate.{gate['id']}"
-        common = {"id": gate["id"], "title": gate["title"], "fix": gate["fix"], "references": list(gate["references"])}
+        common = {"id": gate["id"], "title": gate["title"], "fix": gate["fix"], "references": list(gate["references"]),
+                  "source": gate.get("source") or "unsourced starting point (quality_gates.yaml)"}
         applies = gate.get("applies_when")
         if applies is not None:
             applicable = evaluate(applies, inputs, rule + ".applies_when", trace)

@@ -375,6 +375,7 @@ class Finding(BaseModel):
     diagnosis: str
     fix: str
     references: list[str] = Field(default_factory=list)
+    source: str | None = Field(None, description="Where the thresholds come from, or 'unsourced starting point'")
 
 
 class ComputedMetrics(BaseModel):
@@ -441,6 +442,7 @@ class GateResult(BaseModel):
     missing: list[str] = Field(default_factory=list)
     fix: str
     references: list[str] = Field(default_factory=list)
+    source: str | None = Field(None, description="Where the gate comes from, or 'unsourced starting point'")
 
 
 class QualityGatesResponse(Advice):

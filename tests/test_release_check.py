@@ -786,3 +786,78 @@ def test_the_plan_recorded_by_the_run_wins_over_a_re_exported_config_and_each_nu
     (tmp_path / "old" / "config.yaml").write_text("release: {alpha: {value: 0.5, evidence: alpha.yaml}}\n")
     filled = {v["field"]: v["source"] for v in _release(old)["run_evidence"]["filled"]}
     assert "read now, not recorded by the run" in filled["alpha"]
+
+
+# ---- review of issue 21: statistics before a verdict -------------------------------------------------------------
+
+
+def _finding_of(data: dict, mode: str) -> dict:
+    return next(f for f in data["diagnosis"]["findings"] if f["id"] == mode)
+
+
+def test_error_confidence_within_noise_does_not_block_and_the_fix_fits_the_runs_temperature(tmp_path):
+    """15 against 13 errors at 0.84 against 0.82 is noise; so is a 0.01 gap on 80 errors each. A real gap (0.93
+    against 0.60 on 80 errors each) blocks, and the fix for a run already at T = 4 does not say 'distil at T in
+    [3, 20]'."""
+    rng = np.random.default_rng(1)
+
+    def run(folder: str, n: int, wrong_s: int, wrong_t: int, conf_s: float, conf_t: float) -> dict:
+        labels = np.arange(n) % 5
+        hit_s, hit_t = np.ones(n, bool), np.ones(n, bool)
+        hit_s[rng.choice(n, wrong_s, replace=False)] = False
+        hit_t[rng.choice(n, wrong_t, replace=False)] = False
+        noise = rng.uniform(-0.15, 0.15, n)
+        student = _probs_for(labels, hit_s, 5, np.where(hit_s, 0.97, np.clip(conf_s + noise, 0.3, 0.99)))
+        teacher = _probs_for(labels, hit_t, 5, np.where(hit_t, 0.97, np.clip(conf_t + rng.permutation(noise), 0.3, 0.99)))
+        return _release(_class_run(tmp_path / folder, labels, {"teacher": teacher, "student": student}))
+
+    few = _finding_of(run("few", 450, 15, 13, 0.843, 0.824), "temperature_blindness")
+    assert few["status"] != "detected" and "15 student and 13 teacher errors" in few["diagnosis"]
+    close = _finding_of(run("close", 1000, 80, 80, 0.83, 0.82), "temperature_blindness")
+    assert close["status"] != "detected" and "includes 0" in close["diagnosis"], close["diagnosis"]
+    data = run("real", 1000, 80, 80, 0.93, 0.60)
+    real = _finding_of(data, "temperature_blindness")
+    assert real["status"] == "detected" and data["decision"] == "do_not_ship"
+    assert "T = 4" in real["fix"] and "[3, 20]" not in real["fix"] and "[3, 20]" not in real["diagnosis"]
+    assert "Distil at a temperature between 3 and 20" not in real["fix"]
+
+
+def test_bias_needs_groups_with_enough_rows_and_a_difference_beyond_noise(tmp_path):
+    """Random one-row groups are not evaluated (no verdict, no block); a group that really loses its accuracy on 200
+    rows is detected."""
+    rng = np.random.default_rng(2)
+    n = 400
+    labels = np.arange(n) % 2
+    teacher = _probs_for(labels, rng.random(n) < 0.95, 2, 0.9)
+    student = _probs_for(labels, rng.random(n) < 0.9, 2, 0.9)
+    tiny = _release(_class_run(tmp_path / "tiny", labels, {"teacher": teacher, "student": student},
+                               groups=np.arange(n).astype(str)))
+    finding = _finding_of(tiny, "bias_amplification")
+    assert finding["status"] == "not_evaluated" and "fewer than two groups" in finding["diagnosis"]
+    assert tiny["decision"] != "do_not_ship"
+    groups = np.where(np.arange(n) < 200, "north", "south")
+    hurt = np.where(groups == "south", rng.random(n) < 0.6, rng.random(n) < 0.95)
+    real = _release(_class_run(tmp_path / "real", labels, {"teacher": teacher,
+                                                            "student": _probs_for(labels, hurt, 2, 0.9)}, groups=groups))
+    finding = _finding_of(real, "bias_amplification")
+    assert finding["status"] == "detected" and "interval" in finding["diagnosis"] and real["decision"] == "do_not_ship"
+
+
+def test_a_per_class_spread_within_noise_is_no_mirage_and_a_balanced_class_is_no_minority(tmp_path):
+    """Four balanced classes of 40 rows at 0.70 / 0.80 / 0.85 / 0.925: a 0.225 point spread, but Wilson intervals
+    overlap, so no collapse is declared; a class at 0 of 40 is one. Every finding and gate names its source."""
+    labels = np.repeat(np.arange(4), 40)
+    hits = np.concatenate([np.arange(40) < k for k in (28, 32, 34, 37)])
+    teacher = _probs_for(labels, np.ones(160, bool), 4, 0.9)
+    data = _release(_class_run(tmp_path / "even", labels, {"teacher": teacher,
+                                                           "student": _probs_for(labels, hits, 4, 0.8)}))
+    mirage = _finding_of(data, "accuracy_mirage")
+    assert mirage["status"] == "clear" and "not beyond the noise" in mirage["diagnosis"]
+    assert any("none is a minority" in e["metric"] for e in mirage["evidence"])
+    assert not any("smallest support" in e["metric"] for e in mirage["evidence"])
+    assert all(f["source"] for f in data["diagnosis"]["findings"]) and all(g["source"] for g in data["gates"]["gates"])
+    assert "Wilson" in mirage["source"]
+    collapsed = np.concatenate([np.arange(40) < k for k in (0, 38, 38, 38)])
+    data = _release(_class_run(tmp_path / "collapsed", labels, {"teacher": teacher,
+                                                                "student": _probs_for(labels, collapsed, 4, 0.8)}))
+    assert _finding_of(data, "accuracy_mirage")["status"] == "detected" and data["decision"] == "do_not_ship"
