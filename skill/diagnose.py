@@ -324,6 +324,13 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
                                  comparison="cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean over runs)"))
         if drop > t["min_accuracy_drop"]:
             cliffs.append((drop, f"{big_p} -> {params[j]} params ({reduction:.1%} fewer) loses {drop:.3f}"))
+    reachable = any(_exact((params[i] - params[i + 1]) / params[i]) < t["max_param_reduction"] for i in range(len(params) - 1))
+    if not reachable:
+        steps_seen = ", ".join(f"{params[i]}->{params[i + 1]} ({(params[i] - params[i + 1]) / params[i]:.0%} fewer)" for i in range(min(4, len(params) - 1)))
+        return _finding("capacity_cliff", "not_evaluated", evidence,
+                        f"Not evaluated: no two sizes on the curve are less than {t['max_param_reduction']:.0%} apart in parameters "
+                        f"({steps_seen}), so a cliff between them cannot be seen. Train sizes closer together: rerun with "
+                        "--student-sizes at widths within a few percent of the student's (e.g. 0.95x and 0.9x its width).")
     noise = ""
     worst_spread = max((spread for _, spread, _ in noisy), default=0.0)
     if _exact(worst_spread) > t["min_accuracy_drop"]:

@@ -800,6 +800,8 @@ def gates_values(
     if findings["capacity_cliff"].status != "not_evaluated":
         values["capacity_analysis_done"] = True
         source["capacity_analysis_done"] = "size_accuracy_curve of --student-sizes, checked for a cliff"
+    elif "size_accuracy_curve" in diag_values:
+        missing["capacity_analysis_done"] = findings["capacity_cliff"].diagnosis
     else:
         missing["capacity_analysis_done"] = (
             "the run trained one student size; rerun train.py with --student-sizes W1,W2"

@@ -861,3 +861,19 @@ def test_a_per_class_spread_within_noise_is_no_mirage_and_a_balanced_class_is_no
     data = _release(_class_run(tmp_path / "collapsed", labels, {"teacher": teacher,
                                                                 "student": _probs_for(labels, collapsed, 4, 0.8)}))
     assert _finding_of(data, "accuracy_mirage")["status"] == "detected" and data["decision"] == "do_not_ship"
+
+
+def test_a_size_curve_without_close_sizes_leaves_the_capacity_cliff_not_evaluated_and_its_gate_unknown(tmp_path):
+    """Sizes 1810, 1000 and 500 parameters are each more than 10% apart: no cliff can be seen, so it is not
+    evaluated (not 'clear') and the gate is unknown, saying to rerun with closer --student-sizes."""
+    far = _even_run(tmp_path / "far", curve=[("student", 1810, 0.9), ("student-w12", 1000, 0.7), ("student-w6", 500, 0.5)])
+    data = _release(far)
+    cliff = _finding_of(data, "capacity_cliff")
+    assert cliff["status"] == "not_evaluated" and "--student-sizes" in cliff["diagnosis"]
+    gate = next(g for g in data["gates"]["gates"] if g["id"] == "capacity_cliff_analysis")
+    assert gate["status"] == "unknown"
+    missing = {m["field"]: m["effect"] for m in data["run_evidence"]["missing"]}
+    assert "--student-sizes" in missing["capacity_analysis_done"]
+    close = _release(_even_run(tmp_path / "close", curve=[("student", 1810, 0.9), ("student-w22", 1660, 0.89)]))
+    assert _finding_of(close, "capacity_cliff")["status"] == "clear"
+    assert next(g for g in close["gates"]["gates"] if g["id"] == "capacity_cliff_analysis")["status"] == "pass"

@@ -95,7 +95,8 @@ def test_training_at_t1_alone_is_a_warning_not_a_verdict():
     "curve, expected",
     [
         ([(1000, 0.90), (950, 0.84)], "detected"),  # 5% fewer params, 6 points lost
-        ([(1000, 0.90), (900, 0.80)], "clear"),  # exactly 10% fewer is not below 10%
+        ([(1000, 0.90), (900, 0.80)], "not_evaluated"),  # exactly 10% fewer is not below 10%: no pair to judge
+        ([(1000, 0.90), (900, 0.80), (880, 0.80)], "clear"),  # 900 -> 880 is close enough, and no drop there
         ([(1000, 0.90), (950, 0.85)], "clear"),  # exactly 0.05 drop is not above
         ([(500, 0.80), (1000, 0.90), (480, 0.70)], "detected"),  # order of points does not matter
         ([(1000, 0.9)], "not_evaluated"),
