@@ -28,7 +28,6 @@ from skill.models import (
     ScoreDistillationResponse,
     Strict,
 )
-from skill.next_steps import steps
 from skill.rules import get_rules
 
 _REF = "references/release-check.md"
@@ -275,7 +274,7 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
             )
         )
     except InputError as exc:
-        score_missing = str(exc)
+        score_missing = str(exc).removeprefix("from_run: ")
     assert gates.run_evidence is not None
     evidence = _merged(
         [part.run_evidence for part in (gates, diagnosis, score) if part is not None and part.run_evidence is not None]
@@ -283,6 +282,8 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
     blockers: list[str] = []
     conditions: list[str] = []
     not_applicable = set(rules["generation"]["not_applicable_gates"]) if run.kind == "generation" else set()
+    if run.kind == "generation":
+        gates = _for_generation(gates, not_applicable, rules["generation"].get("gate_fixes") or {})
     for gate in gates.gates:
         if gate.id in not_applicable:
             continue
@@ -301,7 +302,7 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
     if run.kind == "classification" and "baseline_probs" in run.arrays:
         comparison = _baseline(run.arrays["labels"], run.arrays["student_probs"], run.arrays["baseline_probs"])
         if comparison.verdict == "scratch_better":
-            blockers.append(f"baseline: {comparison.statement}; ship the from-scratch student instead")
+            blockers.append(f"baseline: {comparison.statement}; {_scratch_advice(run, rules)}")
         elif comparison.verdict == "no_gain_shown":
             conditions.append(
                 f"baseline: {comparison.statement}; distillation's gain is not shown, so either student may ship"
@@ -339,9 +340,14 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
     decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = (
         "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
     )
+    from skill.run_evidence import score_values
+
+    plan, plan_source, _ = score_values(run)
+    alpha_used = request.alpha if request.alpha is not None else plan.get("alpha")
+    alpha_from = "your --alpha" if request.alpha is not None else plan_source.get("alpha", "").split(" (")[0]
     return ReleaseCheckResponse(
         decision=decision,
-        summary=_summary(decision, run, blockers, conditions, score, comparison, checks),
+        summary=_summary(decision, run, blockers, conditions, score, comparison, checks, (alpha_used, alpha_from)),
         blockers=blockers,
         conditions=conditions,
         kind=run.kind,
@@ -360,9 +366,79 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
             *(score.warnings if score else []),
         ],
         missing_inputs=gates.missing_inputs,
-        next_steps=[] if decision == "ship" else steps("distill"),
+        next_steps=[] if decision == "ship" else _next(run, request, alpha_used),
         references=[_REF, "references/quality-gates.md", "references/failure-modes.md"],
     )
+
+
+def _for_generation(gates: QualityGatesResponse, not_applicable: set[str], fixes: dict[str, str]) -> QualityGatesResponse:
+    """A generation run's gates: the classification-only ones pass as not applicable (as the gates engine marks a
+    gate whose applies_when is false), and fixes written for the classification runner get the LLM wording."""
+    results = []
+    for gate in gates.gates:
+        if gate.id in not_applicable:
+            gate = gate.model_copy(
+                update={
+                    "status": "pass",
+                    "reason": "Not applicable to a generation run (release.yaml generation.not_applicable_gates).",
+                    "missing": [],
+                }
+            )
+        if gate.id in fixes:
+            gate = gate.model_copy(update={"fix": fixes[gate.id]})
+        results.append(gate)
+    counts = {s: sum(g.status == s for g in results) for s in ("pass", "fail", "unknown")}
+    missing = [m for m in gates.missing_inputs if not any(m.effect.endswith(f"gate {g}") for g in not_applicable)]
+    return gates.model_copy(
+        update={
+            "gates": results,
+            "passed": counts["pass"],
+            "failed": counts["fail"],
+            "unknown": counts["unknown"],
+            "ready_to_ship": counts["pass"] == len(results),
+            "missing_inputs": missing,
+        }
+    )
+
+
+def _scratch_advice(run: Any, rules: dict[str, Any]) -> str:
+    """Before recommending the from-scratch student, run the same diagnosis on it: a student the same checks would
+    block is no recommendation. Worded as what it is, one seed of each."""
+    from skill.diagnose import diagnose_failure
+
+    arrays = run.arrays
+    request = DiagnoseFailureRequest(
+        labels=arrays["labels"].astype(int).tolist(),
+        student_probs=arrays["baseline_probs"].astype(float).tolist(),
+        teacher_probs=arrays["teacher_probs"].astype(float).tolist() if "teacher_probs" in arrays else None,
+        groups=[str(g) for g in arrays["groups"].tolist()] if "groups" in arrays else None,
+    )
+    findings = diagnose_failure(request).findings
+    blocked = [f.id for f in findings if f.status == "detected" and f.id in rules["decision"]["blocking_findings"]]
+    if blocked:
+        return (
+            "on this one seed the from-scratch student scores higher, but the same checks block it too "
+            f"({', '.join(blocked)}, from baseline_probs): neither student ships as is"
+        )
+    return (
+        "on this one seed the from-scratch student scores higher and passes the same diagnosis (baseline_probs); "
+        "confirm over more seeds, then consider shipping it instead"
+    )
+
+
+def _next(run: Any, request: ReleaseCheckRequest, alpha: float | None) -> list[Any]:
+    """What to run next for this run: the release check again once the conditions are settled, with the run's own
+    alpha (not a generic example)."""
+    from skill.models import NextStep
+
+    at = f" --alpha {alpha:g}" if alpha is not None else " --alpha A --alpha-reason '...'"
+    return [
+        NextStep(
+            tool="kd_release_check",
+            cli=f"kd-skill release-check {run.shown}{at} --rollback-plan true ...",
+            why="Rerun this check with the deployment facts and budgets once the conditions are settled.",
+        )
+    ]
 
 
 def _merged(parts: list[RunEvidence]) -> RunEvidence:
@@ -387,6 +463,7 @@ def _summary(
     score: ScoreDistillationResponse | None,
     comparison: BaselineComparison | None,
     checks: list[GenerationCheck],
+    alpha: tuple[float | None, str] = (None, ""),
 ) -> str:
     """One paragraph a person can act on: the verdict, the run's headline numbers, then the reasons."""
     head = {"ship": "Ship.", "ship_with_conditions": "Ship with conditions.", "do_not_ship": "Do not ship."}[decision]
@@ -422,12 +499,14 @@ def _summary(
         )
         if _different_tokenizers(held):
             numbers += " (teacher and student use different tokenizers: the NLLs are per each one's own tokens)"
-    if score is not None:
-        numbers += f"; DS {score.score:.4f} at the plan's alpha"
+    if score is not None and alpha[0] is not None:
+        numbers += f"; DS {score.score:.4f} at alpha {alpha[0]:g} ({alpha[1] or 'the plan'})"
     reasons = ""
     if blockers:
-        reasons += f" Blocking ({len(blockers)}): " + " ".join(f"({i + 1}) {b}" for i, b in enumerate(blockers[:4]))
-        reasons += f" and {len(blockers) - 4} more." if len(blockers) > 4 else ""
+        reasons += f" Blocking ({len(blockers)}): " + " ".join(
+            f"({i + 1}) {b.rstrip('.')}." for i, b in enumerate(blockers[:4])
+        )
+        reasons += f" And {len(blockers) - 4} more." if len(blockers) > 4 else ""
     if conditions:
         names = [c.split(" (")[0].split(":")[0] for c in conditions]
         names = ["no gain over the from-scratch student shown" if n == "baseline" else n for n in names]

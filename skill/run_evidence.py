@@ -721,7 +721,13 @@ def gates_values(
         at = "your alpha" if "alpha" in (given or {}) else "release.alpha"
         source["distillation_score"] = f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies"
     else:
-        missing["distillation_score"] = "; ".join(sorted(set(score_missing.values()))) or "not computable from this run"
+        needed = ("teacher_size", "student_size", "teacher_accuracy", "student_accuracy")
+        reasons = [score_missing[k] for k in needed if k in score_missing]
+        if alpha is None:
+            reasons.insert(0, score_missing.get("alpha", "no alpha: pass alpha"))
+        missing["distillation_score"] = "not computed: " + (
+            " Also: ".join(dict.fromkeys(r.rstrip(".") + "." for r in reasons)) or "not computable from this run."
+        )
     models = run.evidence.get("models") or {}
     if run.kind == "generation":
         t_params, s_params, s_bytes = models["teacher_params"], models["student_params"], models["student_bytes"]
@@ -836,7 +842,11 @@ def apply_run(request: Request) -> tuple[Request, RunEvidence | None]:
     try:
         filled = type(request).model_validate(data)
     except ValidationError as exc:
-        raise InputError(FIELD, f"{run.shown}: {describe_validation_error(exc)}") from None
+        text = describe_validation_error(exc)
+        if "required (or from_run" in text:  # the run was given: say what it lacks and why, not "or from_run"
+            absent = [k for k in missing if k not in data and k in text.split(" required")[0]]
+            text = "; ".join(f"{k} is not in the run ({missing[k]})" for k in absent) or text
+        raise InputError(FIELD, f"{run.shown}: {text}") from None
     report = RunEvidence(
         run_dir=run.shown,
         kind=run.kind,

@@ -877,3 +877,43 @@ def test_a_size_curve_without_close_sizes_leaves_the_capacity_cliff_not_evaluate
     close = _release(_even_run(tmp_path / "close", curve=[("student", 1810, 0.9), ("student-w22", 1660, 0.89)]))
     assert _finding_of(close, "capacity_cliff")["status"] == "clear"
     assert next(g for g in close["gates"]["gates"] if g["id"] == "capacity_cliff_analysis")["status"] == "pass"
+
+
+def test_the_scratch_student_is_recommended_only_when_the_same_checks_pass_it_and_as_one_seed(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 1000
+    labels = np.arange(n) % 4
+    teacher = _probs_for(labels, rng.random(n) < 0.95, 4, 0.95)
+    student = _probs_for(labels, rng.random(n) < 0.85, 4, 0.85)
+    hits = rng.random(n) < 0.93
+    for name, confidence, words in (("overconfident", 0.999, "neither student ships as is"),
+                                    ("calibrated", 0.93, "confirm over more seeds")):
+        data = _release(_class_run(tmp_path / name, labels, {"teacher": teacher, "student": student,
+                                                              "baseline": _probs_for(labels, hits, 4, confidence)}))
+        assert data["baseline_comparison"]["verdict"] == "scratch_better"
+        text = next(b for b in data["blockers"] if b.startswith("baseline:"))
+        assert words in text and "one seed" in text and "ship the from-scratch student instead" not in text, text
+
+
+def test_the_summary_names_the_alpha_used_and_next_steps_use_the_runs_own(tmp_path):
+    run = _even_run(tmp_path / "r", settings={"alpha": 0.5, "alpha_reason": "balanced"})
+    data = _release(run, alpha=0.1)
+    assert "at alpha 0.1 (your --alpha)" in data["summary"] and "the plan's alpha" not in data["summary"]
+    data = _release(run)
+    assert "at alpha 0.5 (evidence.json settings.alpha" in data["summary"]
+    assert all("--alpha 0.5" in s["cli"] for s in data["next_steps"]) and data["next_steps"]
+    assert ". To settle before release" in data["summary"] or "Blocking" not in data["summary"]
+    bare = _release(_even_run(tmp_path / "bare"))
+    assert "or from_run" not in bare["score_missing"] and "alpha is not in the run" in bare["score_missing"]
+    effect = {m["field"]: m["effect"] for m in bare["run_evidence"]["missing"]}["distillation_score"]
+    assert "accuracy floor" not in effect and effect.startswith("not computed: the run records no alpha")
+
+
+def test_generation_gates_that_do_not_apply_are_not_listed_as_unknown_and_the_cascade_fix_fits_an_llm(tmp_path):
+    data = _release(_generation_run(tmp_path / "llm"))
+    gates = {g["id"]: g for g in data["gates"]["gates"]}
+    for gate in get_rules().release["generation"]["not_applicable_gates"]:
+        assert gates[gate]["status"] == "pass" and "Not applicable to a generation run" in gates[gate]["reason"]
+    assert "kd_run_quick_distill" not in gates["cascade_evaluated"]["fix"]
+    assert not any("kd_run_quick_distill" in c for c in data["conditions"])
+    assert data["gates"]["unknown"] == sum(g["status"] == "unknown" for g in data["gates"]["gates"])
