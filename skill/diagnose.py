@@ -508,7 +508,16 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
 
     request, run = apply_run(request)
     _check_overall(request)
-    computed, rows = _raw_metrics(request)
+    try:
+        computed, rows = _raw_metrics(request)
+    except InputError as exc:
+        if run is None or exc.field not in {v.field for v in run.filled}:
+            raise
+        where = next(v.source for v in run.filled if v.field == exc.field)
+        given = {k for k in request.model_fields_set if k not in {v.field for v in run.filled}} - {"from_run"}
+        mix = f" beside the {', '.join(sorted(given))} you passed" if given else ""
+        raise InputError("from_run", f"{run.run_dir}: {exc.field} from {where} (read from the run){mix}: "
+                         f"{str(exc).removeprefix(exc.field + ': ')}") from None
     per_class = _pick(request.per_class_accuracy, computed.per_class_accuracy if computed else None)
     support = _pick(request.class_support, computed.class_support if computed else None)
     overall = _pick(request.overall_accuracy, computed.overall_accuracy if computed else None)

@@ -324,6 +324,18 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
         width = probs.shape[1]
         if not np.isfinite(probs).all():
             raise InputError(FIELD, f"{shown} is damaged: {key} holds NaN or infinity")
+        if (probs < 0).any() or (probs > 1).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-2):
+            raise InputError(
+                FIELD,
+                f"{shown} is damaged: {key} rows must be probabilities in [0, 1] summing to 1 "
+                "(the recipe saves softmax outputs; these look like logits or were edited)",
+            )
+    if width is not None and (labels.min() < 0 or labels.max() >= width):
+        raise InputError(
+            FIELD,
+            f"{shown} is damaged: labels must lie in 0..{width - 1} ({width} classes), "
+            f"got {int(labels.min())}..{int(labels.max())}",
+        )
     if "groups" in arrays and (arrays["groups"].ndim != 1 or len(arrays["groups"]) != n):
         raise InputError(FIELD, f"{shown} is damaged: groups must hold one entry per label ({n})")
     if width is not None and n * width * 2 > int(raw_limits["max_values"]):
@@ -397,6 +409,12 @@ def read_run(raw: str) -> Run:
             f"(kind {_brief(document.get('kind'))}, schema_version {_brief(document.get('schema_version'))})",
         )
     document = check_classification(document, f"{folder}/evidence.json")
+    if not _exists(root, folder, "predictions.npz"):
+        raise InputError(
+            FIELD,
+            f"{folder} has evidence.json but no predictions.npz (a regular file); the recipe writes both at the end "
+            "of a run: rerun train.py to finish it",
+        )
     arrays = _predictions(root, folder, document["classes"])
     _cross_check(document, arrays, folder)
     return Run(folder, "classification", _config(root, folder), document, arrays)

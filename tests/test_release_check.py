@@ -917,3 +917,30 @@ def test_generation_gates_that_do_not_apply_are_not_listed_as_unknown_and_the_ca
     assert "kd_run_quick_distill" not in gates["cascade_evaluated"]["fix"]
     assert not any("kd_run_quick_distill" in c for c in data["conditions"])
     assert data["gates"]["unknown"] == sum(g["status"] == "unknown" for g in data["gates"]["gates"])
+
+
+def test_errors_in_a_runs_files_name_the_file_and_say_the_numbers_came_from_the_run(tmp_path):
+    run = _even_run(tmp_path / "r")
+    arrays = dict(np.load(run / "predictions.npz"))
+    bad = dict(arrays, labels=np.where(np.arange(len(arrays["labels"])) == 0, 57, arrays["labels"]))
+    np.savez(run / "predictions.npz", **bad)
+    assert "predictions.npz is damaged: labels must lie in 0..3" in _refusal(run)
+    np.savez(run / "predictions.npz", **dict(arrays, student_probs=np.log(arrays["student_probs"] + 1e-9)))
+    assert "predictions.npz is damaged: student_probs rows must be probabilities" in _refusal(run)
+    np.savez(run / "predictions.npz", **arrays)
+    (run / "predictions.npz").rename(run / "elsewhere.npz")
+    assert "has evidence.json but no predictions.npz" in _refusal(run)
+    (run / "elsewhere.npz").rename(run / "predictions.npz")
+    from skill.diagnose import diagnose_failure
+    from skill.errors import InputError
+    from skill.models import DiagnoseFailureRequest
+    from skill.run_evidence import ANYWHERE, RUN_ROOT
+
+    token = RUN_ROOT.set(ANYWHERE)
+    try:
+        with pytest.raises(InputError) as caught:
+            diagnose_failure(DiagnoseFailureRequest(from_run=str(run), labels=[0, 1, 2]))
+    finally:
+        RUN_ROOT.reset(token)
+    message = str(caught.value)
+    assert "predictions.npz student_probs (read from the run)" in message and "labels you passed" in message, message
