@@ -104,7 +104,7 @@ class RunEvidence(BaseModel):
 
 
 RUN_DIR_DESCRIPTION = ("A run folder written by an exported recipe (evidence.json + predictions.npz, or generation_evidence.json): "
-                       "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root)")
+                       "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root or the output root)")
 
 
 # ---- recommend_method ----------------------------------------------------------------------

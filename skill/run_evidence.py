@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 FIELD = "from_run"
 # Where run folders may lie. None: the data root of this process (KD_DATA_ROOT, else the working directory), as the
 # MCP server's default; the server sets its --data-root here, the CLI sets ANYWHERE (its user reads their own disk).
-RUN_ROOT: ContextVar[Path | None] = ContextVar("kd_run_root", default=None)
+# The MCP server passes (data root, output root): recipes and their runs are written under the output root, so a run
+# folder may lie under either (each read stays confined to the root it lies under, read-only).
+RUN_ROOT: ContextVar[Path | tuple[Path, ...] | None] = ContextVar("kd_run_root", default=None)
 ANYWHERE = Path("/")
 NOT_FROM_A_RUN = "a deployment fact the run cannot show; pass it yourself"
 Request = TypeVar("Request", bound=BaseModel)
@@ -191,8 +193,20 @@ def _root_and_dir(raw: str) -> tuple[Path, str]:
         return root, os.path.abspath(os.path.expanduser(raw))  # the CLI: relative to the working directory
     from skill.paths import confine
 
-    confine(raw, root, FIELD, must_exist=False)  # outside the root: refused before anything there is even looked at
-    return root, raw
+    roots = list(dict.fromkeys(root)) if isinstance(root, tuple) else [root]
+    first: InputError | None = None
+    for candidate in roots:
+        try:
+            where = confine(raw, candidate, FIELD, must_exist=False)  # outside: refused before anything is looked at
+        except InputError as exc:
+            first = first or exc
+            continue
+        if where.is_dir() or candidate == roots[-1]:
+            return candidate, raw
+    if first is not None and len(roots) > 1:
+        shown = " or ".join(str(r) for r in roots)
+        raise InputError(FIELD, f"{raw!r} lies outside the allowed roots ({shown}): {str(first).removeprefix(FIELD + ': ')}")
+    raise first or InputError(FIELD, f"{raw!r} is not a folder under {roots[0]}")
 
 
 def _exists(root: Path, folder: str, name: str) -> bool:

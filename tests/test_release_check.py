@@ -944,3 +944,24 @@ def test_errors_in_a_runs_files_name_the_file_and_say_the_numbers_came_from_the_
         RUN_ROOT.reset(token)
     message = str(caught.value)
     assert "predictions.npz student_probs (read from the run)" in message and "labels you passed" in message, message
+
+
+def test_over_mcp_a_run_folder_may_lie_under_the_output_root_where_recipes_run(tmp_path):
+    """Recipes are exported, and so run, under --output-root; the release check reads a run there too (confined and
+    read-only), by a path relative to either root or an absolute one, and still refuses a folder outside both."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    _generation_run(out / "recipe" / "run")
+    _generation_run(tmp_path / "elsewhere")
+    server = build_server(Limits(data_root=data, output_root=out))
+
+    async def go() -> list:
+        async with Client(server) as client:
+            return [await client.call_tool("kd_release_check", {"run_dir": path})
+                    for path in ("recipe/run", str(out / "recipe" / "run"), str(tmp_path / "elsewhere"), "../elsewhere")]
+
+    relative, absolute, outside, dotted = anyio.run(go)
+    assert not relative.is_error and relative.structured_content["kind"] == "generation", text_of(relative)
+    assert not absolute.is_error, text_of(absolute)
+    assert outside.is_error and "outside the allowed root" in text_of(outside)
+    assert dotted.is_error
