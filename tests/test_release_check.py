@@ -965,3 +965,38 @@ def test_over_mcp_a_run_folder_may_lie_under_the_output_root_where_recipes_run(t
     assert not absolute.is_error, text_of(absolute)
     assert outside.is_error and "outside the allowed root" in text_of(outside)
     assert dotted.is_error
+
+
+def test_a_csv_export_with_groups_counts_features_without_the_group_column_and_points_to_release_check(tmp_path):
+    from skill.export.checks import runner_net_params
+    from skill.export import export_recipe
+    from skill.export.request import ExportRequest
+
+    rows = ["a,b,site,label"] + [f"{i},{i * 2},{'north' if i % 2 else 'south'},{i % 3}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    answer = export_recipe(ExportRequest(data=str(tmp_path / "t.csv"), output_dir=str(tmp_path / "r"),
+                                         teacher_hidden=[16], student_hidden=[4], engine_options={"groups": "site"}))
+    teacher, student = runner_net_params("mlp", 2, [16], 3), runner_net_params("mlp", 2, [4], 3)
+    assert f"sizes: teacher {teacher:,} parameters, student {student:,}" in " ".join(answer.warnings), answer.warnings
+    assert any("release-check" in step for step in answer.next_steps)
+
+
+def test_every_file_a_run_writes_gets_the_same_mode(tmp_path):
+    """safetensors creates its file owner-only; the recipe's atomic_write gives every run file the ordinary mode."""
+    pytest.importorskip("safetensors")
+    import torch
+
+    sys.path.insert(0, str(ROOT / "skill" / "export" / "templates"))
+    try:
+        import importlib
+
+        weights = importlib.import_module("kd_recipe.weights")
+        distributed = importlib.import_module("kd_recipe.distributed")
+    finally:
+        sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
+        for name in [m for m in sys.modules if m == "kd_recipe" or m.startswith("kd_recipe.")]:
+            del sys.modules[name]
+    weights.save_weights(torch.nn.Linear(2, 2), tmp_path / "student.safetensors")
+    distributed.atomic_write(tmp_path / "evidence.json", lambda tmp: tmp.write_text("{}"))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert len(set(modes.values())) == 1, modes
