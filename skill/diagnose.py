@@ -143,8 +143,13 @@ def _minority(per_class: Mapping[str, float], support: Mapping[str, int] | None)
     return min(per_class, key=lambda c: per_class[c]), "weakest class (no class_support given)"
 
 
+def _named(c: str, names: list[str] | None) -> str:
+    """A class id with its name when the data had text labels ('2 (eel)')."""
+    return f"{c} ({names[int(c)]})" if names and c.isdigit() and int(c) < len(names) else c
+
+
 def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str, int] | None, overall: float | None,
-                     counted: bool = False) -> Finding:
+                     counted: bool = False, names: list[str] | None = None) -> Finding:
     """Spread and minority clauses. `counted`: the accuracies come from rows (raw predictions or a run), so classes
     below min_class_support are not judged and each clause must hold over Wilson intervals, not only at the point."""
     t = get_rules().failure_modes["modes"]["accuracy_mirage"]["thresholds"]
@@ -154,7 +159,7 @@ def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str
     if counted and per_class:
         too_small = {c: support[c] for c in per_class if support[c] < stats["min_class_support"]}
         per_class = {c: a for c, a in per_class.items() if c not in too_small}
-    unjudged = (f" Not evaluated: class(es) {', '.join(sorted(too_small)[:10])} with fewer than "
+    unjudged = (f" Not evaluated: class(es) {', '.join(_named(c, names) for c in sorted(too_small)[:10])} with fewer than "
                 f"{stats['min_class_support']} test rows." if too_small else "")
     if not per_class or len(per_class) < 2:
         return _finding("accuracy_mirage", "not_evaluated", [], "Needs per_class_accuracy for two or more classes (or raw labels and student_probs)" + (
@@ -170,7 +175,7 @@ def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str
     best, worst = max(per_class, key=lambda c: per_class[c]), min(per_class, key=lambda c: per_class[c])
     evidence = [
         Evidence(metric="per_class_spread", value=round(spread, 6), threshold=t["max_per_class_spread"], comparison="detected if value > threshold"),
-        Evidence(metric=f"minority_class_accuracy[{minority}] ({how})", value=per_class[minority], threshold=round(floor, 6),
+        Evidence(metric=f"minority_class_accuracy[{_named(minority, names)}] ({how})", value=per_class[minority], threshold=round(floor, 6),
                  comparison=f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f})"),
     ]
     spread_flag, minority_flag = spread > t["max_per_class_spread"], per_class[minority] < floor
@@ -178,11 +183,11 @@ def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str
         interval = {c: wilson(round(per_class[c] * support[c]), support[c]) for c in per_class}
         sure_spread = _exact(interval[best][0] - interval[worst][1])
         evidence[0] = Evidence(
-            metric=f"per_class_spread beyond noise (Wilson: class {best} low {interval[best][0]:.3f} minus class {worst} high {interval[worst][1]:.3f})",
+            metric=f"per_class_spread beyond noise (Wilson: class {_named(best, names)} low {interval[best][0]:.3f} minus class {_named(worst, names)} high {interval[worst][1]:.3f})",
             value=round(sure_spread, 6), threshold=t["max_per_class_spread"],
             comparison=f"detected if value > threshold (point spread {spread:.3f}; {support[best]} and {support[worst]} rows)")
         evidence[1] = Evidence(
-            metric=f"minority_class_accuracy[{minority}] ({how}), Wilson upper bound", value=round(interval[minority][1], 6),
+            metric=f"minority_class_accuracy[{_named(minority, names)}] ({how}), Wilson upper bound", value=round(interval[minority][1], 6),
             threshold=round(floor, 6),
             comparison=f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f}); point {per_class[minority]:.3f} on {support[minority]} rows")
         spread_flag, minority_flag = sure_spread > t["max_per_class_spread"], interval[minority][1] < floor
@@ -190,9 +195,9 @@ def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str
     if detected:
         masked = " behind a high average" if overall > t["high_average_accuracy"] else ""
         rows = f" ({support[worst]} test rows)" if counted else ""
-        diagnosis = f"Per-class collapse{masked}: class {worst} reaches {per_class[worst]:.3f}{rows} against {overall:.3f} overall."
+        diagnosis = f"Per-class collapse{masked}: class {_named(worst, names)} reaches {per_class[worst]:.3f}{rows} against {overall:.3f} overall."
     elif counted and (spread > t["max_per_class_spread"] or per_class[minority] < floor):
-        diagnosis = (f"Per-class accuracy differs (class {worst} {per_class[worst]:.3f} against class {best} {per_class[best]:.3f}), "
+        diagnosis = (f"Per-class accuracy differs (class {_named(worst, names)} {per_class[worst]:.3f} against class {_named(best, names)} {per_class[best]:.3f}), "
                      "but not beyond the noise of this many test rows; a larger test set would settle it.")
     else:
         diagnosis = "Per-class accuracy is even enough; no class is hidden by the average."
@@ -527,7 +532,7 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
     group_fields = ("teacher_parity_ratio", "student_parity_ratio", "teacher_group_accuracy", "student_group_accuracy")
     shift = group_shift(rows) if rows is not None and all(getattr(request, f) is None for f in group_fields) else None
     findings = [
-        _accuracy_mirage(per_class, support, overall, counted=counted),
+        _accuracy_mirage(per_class, support, overall, counted=counted, names=request.class_names),
         _temperature_blindness(
             _pick(request.student_error_confidence, computed.student_error_confidence if computed else None),
             _pick(request.teacher_error_confidence, computed.teacher_error_confidence if computed else None),

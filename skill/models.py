@@ -343,6 +343,8 @@ class DiagnoseFailureRequest(Strict):
     per_class_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Class name to student accuracy")
     class_support: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, max_length=10000, description="Class name to test count")
     labels: list[int] | None = Field(None, description="True class ids for raw diagnosis (bounded; see the error for limits)")
+    class_names: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None, max_length=10000, description="Name of each class id 0..k-1, shown beside the id in the report")
     student_probs: list[list[float]] | None = Field(None, description="Student class probabilities, one row per label")
     teacher_probs: list[list[float]] | None = Field(None, description="Teacher class probabilities, one row per label")
     groups: list[str] | None = Field(None, description="Group id per label, for the parity check from raw outputs")

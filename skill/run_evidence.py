@@ -132,6 +132,7 @@ class EvidenceSettings(_Checked):
     alpha_reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
     alpha_evidence: Annotated[str, StringConstraints(max_length=300)] | None = None
     config: Annotated[str, StringConstraints(max_length=300)] | None = None
+    class_names: list[Annotated[str, StringConstraints(max_length=200)]] | None = PydanticField(None, max_length=10000)
 
 
 class EvidenceDocument(_Checked):
@@ -614,6 +615,10 @@ def diagnose_values(
     values["labels"] = arrays["labels"].astype(int).tolist()
     values["student_probs"] = arrays["student_probs"].astype(float).tolist()
     source.update(labels="predictions.npz labels", student_probs="predictions.npz student_probs")
+    names = (run.evidence.get("settings") or {}).get("class_names")
+    if isinstance(names, list) and len(names) == run.evidence.get("classes"):
+        values["class_names"] = names
+        source["class_names"] = "evidence.json settings.class_names (the CSV's text labels, in class-id order)"
     if "teacher_probs" in arrays:
         values["teacher_probs"] = arrays["teacher_probs"].astype(float).tolist()
         source["teacher_probs"] = "predictions.npz teacher_probs"

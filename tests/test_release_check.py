@@ -1000,3 +1000,28 @@ def test_every_file_a_run_writes_gets_the_same_mode(tmp_path):
     distributed.atomic_write(tmp_path / "evidence.json", lambda tmp: tmp.write_text("{}"))
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert len(set(modes.values())) == 1, modes
+
+
+def test_text_class_names_reach_the_report(tmp_path):
+    """The recipe keeps a CSV's text labels (kd_recipe/data.py), records them in evidence.json, and the diagnosis
+    names the class ('2 (eel)') rather than its id alone."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "skill" / "export" / "templates"))
+    try:
+        data = importlib.import_module("kd_recipe.data")
+    finally:
+        sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
+        for name in [m for m in sys.modules if m == "kd_recipe" or m.startswith("kd_recipe.")]:
+            del sys.modules[name]
+    rows = ["a,b,fish"] + [f"{i},{i * 2},{('cod', 'dab', 'eel')[i % 3]}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    _, test, _ = data.load_data("t.csv", tmp_path, None, None, 0.25, 0)
+    assert test.class_names == ["cod", "dab", "eel"]
+    labels = np.repeat(np.arange(3), 40)
+    hits = np.concatenate([np.arange(40) < k for k in (39, 38, 0)])
+    run = _class_run(tmp_path / "run", labels, {"teacher": _probs_for(labels, np.ones(120, bool), 3, 0.9),
+                                                "student": _probs_for(labels, hits, 3, 0.8)},
+                     settings={"class_names": test.class_names})
+    mirage = _finding_of(_release(run), "accuracy_mirage")
+    assert mirage["status"] == "detected" and "class 2 (eel)" in mirage["diagnosis"], mirage["diagnosis"]

@@ -406,7 +406,8 @@ def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> di
         atomic_write(run.out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
         settings = {"groups": cfg.data_groups, "method": cfg.distill_method, "temperature": cfg.distill_temperature,
                     "kd_loss_weight": cfg.distill_kd_loss_weight, "epochs": cfg.train_epochs,
-                    "student_sizes": cfg.train_student_sizes, "world_size": env.world, **run.plan}
+                    "student_sizes": cfg.train_student_sizes, "world_size": env.world, **run.plan,
+                    "class_names": getattr(run.test, "class_names", None)}
         evidence.write_run(run.out, run.test, keep, run.groups, scored, probs, models, env.device,
                            cfg.eval_throughput_batch, settings)
     return metrics
