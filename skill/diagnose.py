@@ -18,7 +18,7 @@ from skill.models import (
     MissingInput,
 )
 from skill.diagnose_stats import Rows, error_confidence_gap, group_shift, wilson
-from skill.next_steps import steps
+from skill.next_steps import for_run, steps
 from skill.rules import get_rules
 
 _SUMMARISE_HINT = (
@@ -562,7 +562,7 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         metrics=computed,
         warnings=warnings,
         missing_inputs=missing,
-        next_steps=steps("gates", "distill") if detected else steps("gates"),
+        next_steps=for_run(run.run_dir, None) if run else steps("gates", "distill") if detected else steps("gates"),
         references=sorted({r for f in findings if f.status == "detected" for r in f.references}) or ["references/failure-modes.md"],
         run_evidence=run,
     )

@@ -1025,3 +1025,18 @@ def test_text_class_names_reach_the_report(tmp_path):
                      settings={"class_names": test.class_names})
     mirage = _finding_of(_release(run), "accuracy_mirage")
     assert mirage["status"] == "detected" and "class 2 (eel)" in mirage["diagnosis"], mirage["diagnosis"]
+
+
+def test_tools_reading_a_run_point_next_to_its_release_check_with_the_runs_alpha(tmp_path):
+    from skill.gates import check_quality_gates
+    from skill.models import QualityGatesRequest
+    from skill.run_evidence import ANYWHERE, RUN_ROOT
+
+    run = _even_run(tmp_path / "r", settings={"alpha": 0.5, "alpha_reason": "balanced"})
+    token = RUN_ROOT.set(ANYWHERE)
+    try:
+        answer = check_quality_gates(QualityGatesRequest(from_run=str(run)))
+    finally:
+        RUN_ROOT.reset(token)
+    clis = [s.cli for s in answer.next_steps]
+    assert clis and all("release-check" in c and "--alpha 0.5" in c for c in clis) and not any("0.7" in c for c in clis)
