@@ -492,8 +492,8 @@ def _summary(
         )
         numbers = (
             f"The student ({models['student_params']:,} parameters, {size}) has held-out NLL "
-            f"{shown(held['student_nll_per_token'])} per token against the teacher's "
-            f"{shown(held['teacher_nll_per_token'])}, token KL {shown(held['token_kl_teacher_to_student'])}, "
+            f"{shown(held['student_nll_per_token'])} per token (teacher: {shown(held['teacher_nll_per_token'])}), "
+            f"token KL {shown(held['token_kl_teacher_to_student'])}, "
             f"greedy agreement {shown(held['greedy_next_token_agreement'])} over {held['n_tokens']:,} tokens "
             "(generation_evidence.json)"
         )

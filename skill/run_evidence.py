@@ -550,7 +550,7 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
 
 def _brief(value: Any) -> str:
     """A value as shown in an error line: short, whatever it is."""
-    text = f"{value:.6g}" if isinstance(value, float) else repr(value)
+    text = repr(value) if not isinstance(value, float) or len(repr(value)) <= 20 else f"{value:.6g}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
