@@ -355,6 +355,15 @@ def test_the_run_writes_its_evidence(digits_run):
         1510,
         1660,
     ]  # the student, then widths 20 and 22
+    # what the run trained with, recorded at run time from config.yaml (a later re-export cannot change it)
+    import yaml
+
+    config = yaml.safe_load((digits_run.parent / "config.yaml").read_text())
+    settings = evidence["settings"]
+    assert settings["alpha"] == config["release"]["alpha"]["value"] and settings["alpha_evidence"]
+    assert settings["temperature"] == config["distill"]["temperature"]["value"]
+    assert settings["temperature_evidence"] == config["distill"]["temperature"]["evidence"]
+    assert settings["topology"] == "teacher_student" and "class_names" not in settings or not settings["class_names"]
 
 
 @pytest.mark.slow
