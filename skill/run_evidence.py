@@ -755,7 +755,7 @@ def gates_values(
             )[0],
             6,
         )
-        at = "your alpha" if "alpha" in (given or {}) else "release.alpha"
+        at = "your alpha" if "alpha" in (given or {}) else score_source["alpha"].split(" (")[0]
         source["distillation_score"] = f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies"
     else:
         needed = ("teacher_size", "student_size", "teacher_accuracy", "student_accuracy")

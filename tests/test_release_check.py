@@ -781,7 +781,7 @@ def test_the_plan_recorded_by_the_run_wins_over_a_re_exported_config_and_each_nu
         "distill: {temperature: {value: 1.0, evidence: 'method.yaml'}}\nrelease: {alpha: {value: 0.2}}\n")
     data = _release(run)
     filled = {v["field"]: v["source"] for v in data["run_evidence"]["filled"]}
-    assert data["score"] is not None and "(0.7)" in filled["distillation_score"]
+    assert data["score"] is not None and "at evidence.json settings.alpha (0.7)" in filled["distillation_score"]
     assert filled["alpha"].startswith("evidence.json settings.alpha (recorded by the run)")
     assert filled["training_temperature"].startswith("evidence.json settings.temperature")
     assert filled["alpha_reason"].startswith("evidence.json") and filled["temperature_tuned"].startswith("evidence.json")
