@@ -371,7 +371,9 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
     )
 
 
-def _for_generation(gates: QualityGatesResponse, not_applicable: set[str], fixes: dict[str, str]) -> QualityGatesResponse:
+def _for_generation(
+    gates: QualityGatesResponse, not_applicable: set[str], fixes: dict[str, str]
+) -> QualityGatesResponse:
     """A generation run's gates: the classification-only ones pass as not applicable (as the gates engine marks a
     gate whose applies_when is false), and fixes written for the classification runner get the LLM wording."""
     results = []

@@ -206,7 +206,8 @@ def _root_and_dir(raw: str) -> tuple[Path, str]:
             return candidate, raw
     if first is not None and len(roots) > 1:
         shown = " or ".join(str(r) for r in roots)
-        raise InputError(FIELD, f"{raw!r} lies outside the allowed roots ({shown}): {str(first).removeprefix(FIELD + ': ')}")
+        why = str(first).removeprefix(FIELD + ": ")
+        raise InputError(FIELD, f"{raw!r} lies outside the allowed roots ({shown}): {why}")
     raise first or InputError(FIELD, f"{raw!r} is not a folder under {roots[0]}")
 
 
@@ -699,7 +700,8 @@ def score_values(
 
 def _temperature_tuned(run: Run) -> tuple[bool | None, str]:
     """From where the exported temperature came: the quick distill's tuning, a rule default, or a person's choice."""
-    recorded = (run.evidence.get("settings") or {}).get("temperature_evidence") if run.kind == "classification" else None
+    settings = (run.evidence.get("settings") or {}) if run.kind == "classification" else {}
+    recorded = settings.get("temperature_evidence")
     if isinstance(recorded, str):
         why, label = recorded, "evidence.json settings.temperature_evidence (recorded by the run): "
     else:

@@ -784,7 +784,8 @@ def test_the_plan_recorded_by_the_run_wins_over_a_re_exported_config_and_each_nu
     assert data["score"] is not None and "at evidence.json settings.alpha (0.7)" in filled["distillation_score"]
     assert filled["alpha"].startswith("evidence.json settings.alpha (recorded by the run)")
     assert filled["training_temperature"].startswith("evidence.json settings.temperature")
-    assert filled["alpha_reason"].startswith("evidence.json") and filled["temperature_tuned"].startswith("evidence.json")
+    assert filled["alpha_reason"].startswith("evidence.json")
+    assert filled["temperature_tuned"].startswith("evidence.json")
     diagnosis = {e["metric"]: e["value"] for f in data["diagnosis"]["findings"] for e in f["evidence"]}
     assert diagnosis["training_temperature"] == 4.0
     moved = tmp_path / "moved"
@@ -817,7 +818,8 @@ def test_error_confidence_within_noise_does_not_block_and_the_fix_fits_the_runs_
         hit_t[rng.choice(n, wrong_t, replace=False)] = False
         noise = rng.uniform(-0.15, 0.15, n)
         student = _probs_for(labels, hit_s, 5, np.where(hit_s, 0.97, np.clip(conf_s + noise, 0.3, 0.99)))
-        teacher = _probs_for(labels, hit_t, 5, np.where(hit_t, 0.97, np.clip(conf_t + rng.permutation(noise), 0.3, 0.99)))
+        shuffled = rng.permutation(noise)
+        teacher = _probs_for(labels, hit_t, 5, np.where(hit_t, 0.97, np.clip(conf_t + shuffled, 0.3, 0.99)))
         return _release(_class_run(tmp_path / folder, labels, {"teacher": teacher, "student": student}))
 
     few = _finding_of(run("few", 450, 15, 13, 0.843, 0.824), "temperature_blindness")
@@ -846,8 +848,8 @@ def test_bias_needs_groups_with_enough_rows_and_a_difference_beyond_noise(tmp_pa
     assert tiny["decision"] != "do_not_ship"
     groups = np.where(np.arange(n) < 200, "north", "south")
     hurt = np.where(groups == "south", rng.random(n) < 0.6, rng.random(n) < 0.95)
-    real = _release(_class_run(tmp_path / "real", labels, {"teacher": teacher,
-                                                            "student": _probs_for(labels, hurt, 2, 0.9)}, groups=groups))
+    hurt_student = _probs_for(labels, hurt, 2, 0.9)
+    real = _release(_class_run(tmp_path / "real", labels, {"teacher": teacher, "student": hurt_student}, groups=groups))
     finding = _finding_of(real, "bias_amplification")
     assert finding["status"] == "detected" and "interval" in finding["diagnosis"] and real["decision"] == "do_not_ship"
 
@@ -875,7 +877,8 @@ def test_a_per_class_spread_within_noise_is_no_mirage_and_a_balanced_class_is_no
 def test_a_size_curve_without_close_sizes_leaves_the_capacity_cliff_not_evaluated_and_its_gate_unknown(tmp_path):
     """Sizes 1810, 1000 and 500 parameters are each more than 10% apart: no cliff can be seen, so it is not
     evaluated (not 'clear') and the gate is unknown, saying to rerun with closer --student-sizes."""
-    far = _even_run(tmp_path / "far", curve=[("student", 1810, 0.9), ("student-w12", 1000, 0.7), ("student-w6", 500, 0.5)])
+    curve = [("student", 1810, 0.9), ("student-w12", 1000, 0.7), ("student-w6", 500, 0.5)]
+    far = _even_run(tmp_path / "far", curve=curve)
     data = _release(far)
     cliff = _finding_of(data, "capacity_cliff")
     assert cliff["status"] == "not_evaluated" and "--student-sizes" in cliff["diagnosis"]
@@ -966,8 +969,8 @@ def test_over_mcp_a_run_folder_may_lie_under_the_output_root_where_recipes_run(t
 
     async def go() -> list:
         async with Client(server) as client:
-            return [await client.call_tool("kd_release_check", {"run_dir": path})
-                    for path in ("recipe/run", str(out / "recipe" / "run"), str(tmp_path / "elsewhere"), "../elsewhere")]
+            paths = ("recipe/run", str(out / "recipe" / "run"), str(tmp_path / "elsewhere"), "../elsewhere")
+            return [await client.call_tool("kd_release_check", {"run_dir": path}) for path in paths]
 
     relative, absolute, outside, dotted = anyio.run(go)
     assert not relative.is_error and relative.structured_content["kind"] == "generation", text_of(relative)
