@@ -671,7 +671,9 @@ def score_values(
         why = why or (run.settings.get("release.alpha", (None, ""))[1] if where.startswith("config.yaml") else "")
         source["alpha"] = where + (f"; chosen by: {why[:120]}" if why else "")
     else:
-        missing["alpha"] = (
+        raw, raw_where = _plan(run, "alpha")
+        bad = f"{raw_where.split(' (')[0]} is {_brief(raw)}, not a number in [0, 1]; " if raw is not None else ""
+        missing["alpha"] = bad + (
             "the run records no alpha in [0, 1] (evidence.json settings.alpha, or config.yaml release.alpha beside "
             "the run); pass alpha (kd_choose_alpha)"
         )

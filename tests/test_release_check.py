@@ -1052,3 +1052,10 @@ def test_tools_reading_a_run_point_next_to_its_release_check_with_the_runs_alpha
         RUN_ROOT.reset(token)
     clis = [s.cli for s in answer.next_steps]
     assert clis and all("release-check" in c and "--alpha 0.5" in c for c in clis) and not any("0.7" in c for c in clis)
+
+
+def test_an_alpha_outside_zero_to_one_in_config_yaml_is_named_not_silently_dropped(tmp_path):
+    run = _even_run(tmp_path / "export" / "run")
+    (tmp_path / "export" / "config.yaml").write_text("release: {alpha: {value: 5}}\n")
+    data = _release(run)
+    assert "config.yaml release.alpha is 5, not a number in [0, 1]" in data["score_missing"], data["score_missing"]
