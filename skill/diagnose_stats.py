@@ -2,8 +2,8 @@
 
 Why: a test set of a few hundred rows makes per-class, per-group and error-confidence numbers noisy; a release
 decision that blocks on 15 against 13 errors, or on a one-row group, is a decision on noise. Each helper here gives
-the point estimate with an interval over the test rows (Wilson for a proportion, a Poisson-weighted bootstrap over
-rows for differences), and the minimum supports come from the rules. numpy only, imported lazily.
+the point estimate with an interval over the test rows (Wilson for a proportion, a bootstrap over
+rows, drawn with replacement, for differences), and the minimum supports come from the rules. numpy only, imported lazily.
 """
 
 from __future__ import annotations
@@ -46,26 +46,40 @@ def wilson(hits: float, n: int) -> tuple[float, float]:
 
 
 def bootstrap(n: int, statistic: Callable[["np.ndarray"], "np.ndarray"]) -> tuple[float, float]:
-    """Interval of `statistic` over Poisson(1)-weighted resamples of the n rows (weights: resamples x n), in chunks
-    so memory stays bounded; resamples where the statistic is undefined (NaN) are left out."""
+    """Interval of one statistic over bootstrap resamples of the n rows (see bootstrap_many)."""
+    return bootstrap_many(n, lambda w: {"value": statistic(w)})["value"]
+
+
+def bootstrap_many(
+    n: int, statistic: Callable[["np.ndarray"], dict[str, "np.ndarray"]]
+) -> dict[str, tuple[float, float]]:
+    """Intervals of several statistics over the same bootstrap resamples of the n rows. Each resample is given as
+    row weights (resamples x n: how often each row was drawn), built in chunks so memory stays bounded; a resample
+    where a statistic is undefined (NaN) is left out of that statistic's interval."""
     import numpy as np
 
     boot = rules()["bootstrap"]
     rng = np.random.default_rng(int(boot["seed"]))
-    values: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {}
     left = int(boot["resamples"])
     while left > 0:
         size = min(left, int(boot["chunk"]))
-        weights = rng.poisson(1.0, size=(size, n)).astype(np.float64)
-        values.append(np.asarray(statistic(weights), dtype=np.float64))
+        drawn = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+        weights = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+        for key, value in statistic(weights).items():
+            values.setdefault(key, []).append(np.asarray(value, dtype=np.float64))
         left -= size
-    joined = np.concatenate(values)
-    joined = joined[np.isfinite(joined)]
-    if len(joined) == 0:
-        return float("nan"), float("nan")
     tail = (1 - float(rules()["confidence"])) / 2
-    low, high = np.quantile(joined, [tail, 1 - tail])
-    return float(low), float(high)
+    out: dict[str, tuple[float, float]] = {}
+    for key, parts in values.items():
+        joined = np.concatenate(parts)
+        joined = joined[np.isfinite(joined)]
+        if len(joined) == 0:
+            out[key] = (float("nan"), float("nan"))
+            continue
+        low, high = np.quantile(joined, [tail, 1 - tail])
+        out[key] = (float(low), float(high))
+    return out
 
 
 def _ratio(num: "np.ndarray", den: "np.ndarray") -> "np.ndarray":
@@ -142,10 +156,10 @@ def group_shift(rows: Rows) -> dict[str, Any] | None:
         student_parity_ratio=float(point["parity_s"][0]),
         teacher_parity_ratio=float(point["parity_t"][0]),
     )
-    for key in ("widening", "loss_spread", "parity_drop"):
+    keys = ("widening", "loss_spread", "parity_drop")
+    intervals = bootstrap_many(len(rows.labels), lambda w: {k: v for k, v in stats(w).items() if k in keys})
+    for key in keys:
         value = float(point[key][0])
         result[key] = value if math.isfinite(value) else None
-        result[key + "_interval"] = (
-            list(bootstrap(len(rows.labels), lambda w, k=key: stats(w)[k])) if math.isfinite(value) else None
-        )
+        result[key + "_interval"] = list(intervals[key]) if math.isfinite(value) else None
     return result
