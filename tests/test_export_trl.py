@@ -416,7 +416,8 @@ def _check_evidence(folder: Path, heldout: int, same_vocab: bool = True) -> dict
     assert (evidence["kind"], evidence["schema_version"]) == ("generation", 1)
     h = evidence["heldout"]
     assert set(h) == {"n_sequences", "n_tokens", "student_nll_per_token", "teacher_nll_per_token", "token_kl_teacher_to_student",
-                      "greedy_next_token_agreement"}
+                      "greedy_next_token_agreement", "same_tokenizer"}
+    assert h["same_tokenizer"] is same_vocab
     assert h["n_sequences"] == heldout and h["n_tokens"] >= heldout
     # random tiny models over a ~300-token vocabulary: NLL near log(300) = 5.7, far from 0 and from absurd
     assert 0 < h["student_nll_per_token"] < 20 and 0 < h["teacher_nll_per_token"] < 20
