@@ -119,7 +119,8 @@ def advisory_tool(entry: dict[str, Any], limits: Any = None, timeout_s: float | 
             from skill.errors import InputError
             from skill.run_evidence import RUN_ROOT
 
-            token = RUN_ROOT.set(limits.data_root if limits is not None else None)  # from_run / run_dir: under the data root
+            # from_run / run_dir: under the data root or the output root (where recipes and their runs are written)
+            token = RUN_ROOT.set((limits.data_root, limits.output_root) if limits is not None else None)
             try:
                 request = parse_request(name, arguments)
                 return structured(COMMANDS[BY_NAME[name].command].run(request))

@@ -17,7 +17,8 @@ from skill.models import (
     Finding,
     MissingInput,
 )
-from skill.next_steps import steps
+from skill.diagnose_stats import Rows, error_confidence_gap, group_shift, wilson
+from skill.next_steps import for_run, steps
 from skill.rules import get_rules
 
 _SUMMARISE_HINT = (
@@ -43,14 +44,14 @@ def _probs(name: str, rows: list[list[float]], n: int) -> "np.ndarray":
     return array
 
 
-def _raw_metrics(request: DiagnoseFailureRequest) -> ComputedMetrics | None:
+def _raw_metrics(request: DiagnoseFailureRequest) -> tuple[ComputedMetrics | None, "Rows | None"]:
     """Compute the metrics from raw arrays, within the documented size limits (numpy is imported only here)."""
     import numpy as np
 
     from skill import metrics
 
     if request.labels is None and request.student_probs is None:
-        return None
+        return None, None
     if request.labels is None or request.student_probs is None:
         missing = "labels" if request.labels is None else "student_probs"
         raise InputError(missing, "raw diagnosis needs both labels and student_probs (teacher_probs optional)")
@@ -99,7 +100,8 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> ComputedMetrics | None:
         if request.groups is not None:
             computed.teacher_parity_ratio = metrics.parity_ratio(teacher_pred, request.groups, positive)
             computed.teacher_group_accuracy = metrics.group_accuracy(labels, teacher_pred, request.groups)
-    return computed
+    groups = np.asarray(request.groups) if request.groups is not None else None
+    return computed, Rows(labels, student, teacher, groups, positive)
 
 
 def _exact(value: float) -> float:
@@ -112,56 +114,147 @@ def _pick(given: Any, computed: Any) -> Any:
     return given if given is not None else computed
 
 
-def _finding(mode_id: str, status: str, evidence: list[Evidence], diagnosis: str) -> Finding:
+_STATS_SOURCE = "intervals: {intervals}; minimum supports: {minimum_supports} (failure_modes.yaml statistics)"
+
+
+def _finding(mode_id: str, status: str, evidence: list[Evidence], diagnosis: str, fix: str | None = None,
+             counted: bool = False) -> Finding:
     mode = get_rules().failure_modes["modes"][mode_id]
+    source = mode.get("source") or "unsourced starting point (failure_modes.yaml thresholds)"
+    if counted:
+        source += "; " + _STATS_SOURCE.format(**get_rules().failure_modes["statistics"]["sources"])
     return Finding(
         id=mode_id, name=mode["name"], status=status, evidence=evidence, diagnosis=diagnosis,
-        fix=mode["fix"], references=list(mode["references"]),
+        fix=fix or mode["fix"], references=list(mode["references"]), source=source,
     )
 
 
-def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str, int] | None, overall: float | None) -> Finding:
+def _minority(per_class: Mapping[str, float], support: Mapping[str, int] | None) -> tuple[str, str]:
+    """The class the minority clause judges, and how it was chosen: the smallest class only when its support is
+    actually low (below minority_support_ratio of the median support); else the weakest class."""
+    ratio = get_rules().failure_modes["statistics"]["accuracy_mirage"]["minority_support_ratio"]
+    if support and set(per_class) <= set(support):
+        sizes = sorted(support[c] for c in per_class)
+        median = sizes[len(sizes) // 2] if len(sizes) % 2 else (sizes[len(sizes) // 2 - 1] + sizes[len(sizes) // 2]) / 2
+        smallest = min(per_class, key=lambda c: (support[c], per_class[c]))
+        if support[smallest] < ratio * median:
+            return smallest, f"minority: {support[smallest]} rows, under {ratio} x the median class support {median:g}"
+        return min(per_class, key=lambda c: per_class[c]), "weakest class; the classes are balanced, none is a minority"
+    return min(per_class, key=lambda c: per_class[c]), "weakest class (no class_support given)"
+
+
+def _named(c: str, names: list[str] | None) -> str:
+    """A class id with its name when the data had text labels ('2 (eel)')."""
+    return f"{c} ({names[int(c)]})" if names and c.isdigit() and int(c) < len(names) else c
+
+
+def _accuracy_mirage(per_class: Mapping[str, float] | None, support: Mapping[str, int] | None, overall: float | None,
+                     counted: bool = False, names: list[str] | None = None) -> Finding:
+    """Spread and minority clauses. `counted`: the accuracies come from rows (raw predictions or a run), so classes
+    below min_class_support are not judged and each clause must hold over Wilson intervals, not only at the point."""
     t = get_rules().failure_modes["modes"]["accuracy_mirage"]["thresholds"]
+    stats = get_rules().failure_modes["statistics"]["accuracy_mirage"]
+    counted = counted and bool(support) and set(per_class or {}) <= set(support or {})
+    too_small: dict[str, int] = {}
+    if counted and per_class:
+        too_small = {c: support[c] for c in per_class if support[c] < stats["min_class_support"]}
+        per_class = {c: a for c, a in per_class.items() if c not in too_small}
+    unjudged = (f" Not evaluated: class(es) {', '.join(_named(c, names) for c in sorted(too_small)[:10])} with fewer than "
+                f"{stats['min_class_support']} test rows." if too_small else "")
     if not per_class or len(per_class) < 2:
-        return _finding("accuracy_mirage", "not_evaluated", [], "Needs per_class_accuracy for two or more classes (or raw labels and student_probs).")
+        return _finding("accuracy_mirage", "not_evaluated", [], "Needs per_class_accuracy for two or more classes (or raw labels and student_probs)" + (
+            f" with at least {stats['min_class_support']} rows each." if counted else ".") + unjudged, counted=counted)
     if overall is None:
         if support and set(support) >= set(per_class) and sum(support[c] for c in per_class) > 0:
             overall = sum(per_class[c] * support[c] for c in per_class) / sum(support[c] for c in per_class)
         else:
             overall = sum(per_class.values()) / len(per_class)
     spread = _exact(max(per_class.values()) - min(per_class.values()))
-    if support and set(per_class) <= set(support):
-        minority = min(per_class, key=lambda c: (support[c], per_class[c]))
-        how = "smallest support"
-    else:
-        minority = min(per_class, key=lambda c: per_class[c])
-        how = "weakest class (no class_support given)"
+    minority, how = _minority(per_class, support)
     floor = t["min_minority_to_overall_ratio"] * overall
+    best, worst = max(per_class, key=lambda c: per_class[c]), min(per_class, key=lambda c: per_class[c])
     evidence = [
         Evidence(metric="per_class_spread", value=round(spread, 6), threshold=t["max_per_class_spread"], comparison="detected if value > threshold"),
-        Evidence(metric=f"minority_class_accuracy[{minority}] ({how})", value=per_class[minority], threshold=round(floor, 6),
+        Evidence(metric=f"minority_class_accuracy[{_named(minority, names)}] ({how})", value=per_class[minority], threshold=round(floor, 6),
                  comparison=f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f})"),
     ]
-    detected = spread > t["max_per_class_spread"] or per_class[minority] < floor
+    spread_flag, minority_flag = spread > t["max_per_class_spread"], per_class[minority] < floor
+    if counted:
+        interval = {c: wilson(round(per_class[c] * support[c]), support[c]) for c in per_class}
+        sure_spread = _exact(interval[best][0] - interval[worst][1])
+        evidence[0] = Evidence(
+            metric=f"per_class_spread beyond noise (Wilson: class {_named(best, names)} low {interval[best][0]:.3f} minus class {_named(worst, names)} high {interval[worst][1]:.3f})",
+            value=round(sure_spread, 6), threshold=t["max_per_class_spread"],
+            comparison=f"detected if value > threshold (point spread {spread:.3f}; {support[best]} and {support[worst]} rows)")
+        evidence[1] = Evidence(
+            metric=f"minority_class_accuracy[{_named(minority, names)}] ({how}), Wilson upper bound", value=round(interval[minority][1], 6),
+            threshold=round(floor, 6),
+            comparison=f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f}); point {per_class[minority]:.3f} on {support[minority]} rows")
+        spread_flag, minority_flag = sure_spread > t["max_per_class_spread"], interval[minority][1] < floor
+    detected = spread_flag or minority_flag
     if detected:
-        weakest = min(per_class, key=lambda c: per_class[c])
         masked = " behind a high average" if overall > t["high_average_accuracy"] else ""
-        diagnosis = f"Per-class collapse{masked}: class {weakest} reaches {per_class[weakest]:.3f} against {overall:.3f} overall."
+        rows = f" ({support[worst]} test rows)" if counted else ""
+        diagnosis = f"Per-class collapse{masked}: class {_named(worst, names)} reaches {per_class[worst]:.3f}{rows} against {overall:.3f} overall."
+    elif counted and (spread > t["max_per_class_spread"] or per_class[minority] < floor):
+        diagnosis = (f"Per-class accuracy differs (class {_named(worst, names)} {per_class[worst]:.3f} against class {_named(best, names)} {per_class[best]:.3f}), "
+                     "but not beyond the noise of this many test rows; a larger test set would settle it.")
     else:
         diagnosis = "Per-class accuracy is even enough; no class is hidden by the average."
-    return _finding("accuracy_mirage", "detected" if detected else "clear", evidence, diagnosis)
+    return _finding("accuracy_mirage", "detected" if detected else "clear", evidence, diagnosis + unjudged, counted=counted)
+
+
+def _temperature_fix(temperature: float | None) -> tuple[str | None, str]:
+    """(the fix, the advice sentence) for an over-confident student, given the temperature the run used."""
+    mode = get_rules().failure_modes["modes"]["temperature_blindness"]
+    low, high = mode["thresholds"]["fix_temperature_range"]
+    if temperature is not None and low <= temperature <= high:
+        text = mode["fix_in_range"].format(T=f"{temperature:g}")
+        return text, text
+    if temperature is not None and temperature > high:
+        text = mode["fix_above_range"].format(T=f"{temperature:g}")
+        return text, text
+    at = f" (this run used T = {temperature:g})" if temperature is not None else ""
+    return None, f"Distil at T in [{low}, {high}]{at} and recheck calibration."
 
 
 def _temperature_blindness(student_conf: float | None, teacher_conf: float | None, computed: ComputedMetrics | None,
-                           temperature: float | None) -> Finding:
+                           temperature: float | None, rows: Rows | None = None) -> Finding:
+    """Error confidence and ECE against the teacher's. From raw rows the error-confidence clause needs min_errors
+    wrong predictions of each model and a bootstrap interval of the difference above zero."""
     t = get_rules().failure_modes["modes"]["temperature_blindness"]["thresholds"]
+    min_errors = get_rules().failure_modes["statistics"]["temperature_blindness"]["min_errors"]
     evidence: list[Evidence] = []
     flags: list[str] = []
+    noise: list[str] = []
     if temperature is not None:
         evidence.append(Evidence(metric="training_temperature", value=temperature, threshold=t["max_training_temperature_at_risk"],
                                  comparison="at risk if value <= threshold (soft information lost)"))
     evaluated = False
-    if student_conf is not None and teacher_conf is not None:
+    gap = error_confidence_gap(rows) if rows is not None and computed is not None and student_conf == computed.student_error_confidence \
+        and teacher_conf == computed.teacher_error_confidence else None
+    if student_conf is not None and teacher_conf is not None and gap is not None:
+        errors = gap["errors"]
+        if min(errors.values()) < min_errors:
+            noise.append(f"error confidence not compared: {errors['student']} student and {errors['teacher']} teacher errors, "
+                         f"fewer than the {min_errors} each that failure_modes.yaml statistics asks for")
+            evidence.append(Evidence(metric="student_error_confidence (too few errors to compare)", value=round(student_conf, 6),
+                                     threshold=round(teacher_conf, 6),
+                                     comparison=f"compared only with at least {min_errors} errors each; here {errors['student']} and {errors['teacher']}"))
+        else:
+            evaluated = True
+            low, high = gap["interval"]
+            evidence.append(Evidence(metric="student_error_confidence", value=round(student_conf, 6), threshold=round(teacher_conf, 6),
+                                     comparison=f"detected if value > teacher_error_confidence beyond noise: difference {gap['difference']:+.3f}, "
+                                                f"bootstrap interval over rows [{low:+.3f}, {high:+.3f}] must lie above 0 "
+                                                f"({errors['student']} and {errors['teacher']} errors)"))
+            if student_conf > teacher_conf and low > 0:
+                flags.append(f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own ({teacher_conf:.3f}), "
+                             f"interval [{low:+.3f}, {high:+.3f}]")
+            elif student_conf > teacher_conf:
+                noise.append(f"the student's error confidence {student_conf:.3f} against the teacher's {teacher_conf:.3f} is within noise "
+                             f"(interval [{low:+.3f}, {high:+.3f}] includes 0)")
+    elif student_conf is not None and teacher_conf is not None:
         evaluated = True
         evidence.append(Evidence(metric="student_error_confidence", value=round(student_conf, 6), threshold=round(teacher_conf, 6),
                                  comparison="detected if value > teacher_error_confidence"))
@@ -174,19 +267,24 @@ def _temperature_blindness(student_conf: float | None, teacher_conf: float | Non
                                  comparison=f"mis-calibrated if value > {t['ece_ratio']} x teacher ECE and >= teacher ECE + {t['ece_margin']}"))
         if computed.student_ece > t["ece_ratio"] * computed.teacher_ece and computed.student_ece >= computed.teacher_ece + t["ece_margin"]:
             flags.append(f"student ECE {computed.student_ece:.3f} against the teacher's {computed.teacher_ece:.3f}")
+    counted = gap is not None
     if not evaluated:
         return _finding("temperature_blindness", "not_evaluated", evidence,
-                        "Needs student_error_confidence and teacher_error_confidence, or raw student_probs and teacher_probs.")
+                        "Needs student_error_confidence and teacher_error_confidence, or raw student_probs and teacher_probs"
+                        + (f" ({'; '.join(noise)})." if noise else "."), counted=counted)
     if not flags:
+        within = f" ({'; '.join(noise)})" if noise else ""
         return _finding("temperature_blindness", "clear", evidence,
-                        "The student is no more confident in its errors than the teacher, and its calibration is in line.")
+                        f"The student is no more confident in its errors than the teacher beyond noise, and its calibration is in line{within}.",
+                        counted=counted)
     if computed is not None and computed.student_mean_confidence < computed.overall_accuracy:
         return _finding("temperature_blindness", "detected", evidence,
                         f"Mis-calibrated towards under-confidence ({'; '.join(flags)}): the distillation temperature is likely too high "
-                        "for this student (over-smoothing); lower it and recheck ECE.")
-    low, high = t["fix_temperature_range"]
-    return _finding("temperature_blindness", "detected", evidence,
-                    f"Over-confident student: {'; '.join(flags)}. Distil at T in [{low}, {high}] and recheck calibration.")
+                        "for this student (over-smoothing); lower it and recheck ECE.",
+                        fix="Lower the distillation temperature (over-smoothing) and recheck ECE against the teacher's.", counted=counted)
+    fix, advice = _temperature_fix(temperature)
+    return _finding("temperature_blindness", "detected", evidence, f"Over-confident student: {'; '.join(flags)}. {advice}",
+                    fix=fix, counted=counted)
 
 
 _MAX_CLIFFS_NAMED = 5  # the diagnosis names the worst few; every pair is in the evidence
@@ -231,6 +329,13 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
                                  comparison="cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean over runs)"))
         if drop > t["min_accuracy_drop"]:
             cliffs.append((drop, f"{big_p} -> {params[j]} params ({reduction:.1%} fewer) loses {drop:.3f}"))
+    reachable = any(_exact((params[i] - params[i + 1]) / params[i]) < t["max_param_reduction"] for i in range(len(params) - 1))
+    if not reachable:
+        steps_seen = ", ".join(f"{params[i]}->{params[i + 1]} ({(params[i] - params[i + 1]) / params[i]:.0%} fewer)" for i in range(min(4, len(params) - 1)))
+        return _finding("capacity_cliff", "not_evaluated", evidence,
+                        f"Not evaluated: no two sizes on the curve are less than {t['max_param_reduction']:.0%} apart in parameters "
+                        f"({steps_seen}), so a cliff between them cannot be seen. Train sizes closer together: rerun with "
+                        "--student-sizes at widths within a few percent of the student's (e.g. 0.95x and 0.9x its width).")
     noise = ""
     worst_spread = max((spread for _, spread, _ in noisy), default=0.0)
     if _exact(worst_spread) > t["min_accuracy_drop"]:
@@ -308,6 +413,45 @@ def _bias_amplification(teacher_ratio: float | None, student_ratio: float | None
     return _finding("bias_amplification", "clear", evidence, f"{checked} within tolerance of the teacher's" + (f" ({unknown[0]})." if unknown else "."))
 
 
+def _bias_from_rows(shift: dict[str, Any]) -> Finding:
+    """Compression-amplified bias from rows: only groups with min_group_support rows are compared, and a clause
+    flags only when its point estimate is over the threshold and its bootstrap interval over rows lies above 0."""
+    t = get_rules().failure_modes["modes"]["bias_amplification"]["thresholds"]
+    small = shift["too_small"]
+    unjudged = (f"{len(small)} group(s) with fewer than {shift['min_group_support']} test rows not evaluated "
+                f"({', '.join(f'{g}: {n}' for g, n in list(small.items())[:5])}{', ...' if len(small) > 5 else ''})") if small else ""
+    if len(shift["groups"]) < 2:
+        return _finding("bias_amplification", "not_evaluated", [],
+                        f"Not evaluated: fewer than two groups have {shift['min_group_support']} or more test rows"
+                        + (f"; {unjudged}" if unjudged else "") + ". Collect more rows per group, or merge rare groups.", counted=True)
+    evidence: list[Evidence] = []
+    flags: list[str] = []
+    checks = (
+        ("parity_drop", "relative_parity_drop", t["max_relative_parity_drop"]),
+        ("widening", "group_accuracy_gap_increase", t["max_group_accuracy_gap_increase"]),
+        ("loss_spread", "group_loss_spread", t["max_group_loss_spread"]),
+    )
+    for key, metric, threshold in checks:
+        value, interval = shift[key], shift[key + "_interval"]
+        if value is None or interval is None:
+            continue
+        evidence.append(Evidence(metric=metric, value=round(value, 6), threshold=threshold,
+                                 comparison=f"detected if value > threshold and its bootstrap interval over rows "
+                                            f"[{interval[0]:+.3f}, {interval[1]:+.3f}] lies above 0"))
+        if value > threshold and interval[0] > 0 and (key != "loss_spread" or shift["widening"] >= 0):
+            flags.append(f"{metric.replace('_', ' ')} {value:.3f} (interval [{interval[0]:+.3f}, {interval[1]:+.3f}])")
+    student, teacher = shift["student_group_accuracy"], shift["teacher_group_accuracy"]
+    hardest = max(student, key=lambda g: teacher[g] - student[g])
+    suffix = f" ({unjudged})" if unjudged else ""
+    if flags:
+        return _finding("bias_amplification", "detected", evidence,
+                        f"Compression amplified the bias beyond noise: {'; '.join(flags)}; group {hardest} went from "
+                        f"{teacher[hardest]:.3f} to {student[hardest]:.3f}{suffix}.", counted=True)
+    return _finding("bias_amplification", "clear", evidence,
+                    f"Demographic parity and per-group accuracy over {len(student)} groups are within tolerance of the "
+                    f"teacher's, or differ only within noise{suffix}.", counted=True)
+
+
 # summary fields that the raw arrays also yield; a given number wins, and mixing them is warned about
 _COMPUTABLE = ("overall_accuracy", "per_class_accuracy", "class_support", "student_error_confidence", "teacher_error_confidence",
                "student_parity_ratio", "teacher_parity_ratio", "student_group_accuracy", "teacher_group_accuracy")
@@ -369,21 +513,36 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
 
     request, run = apply_run(request)
     _check_overall(request)
-    computed = _raw_metrics(request)
+    try:
+        computed, rows = _raw_metrics(request)
+    except InputError as exc:
+        if run is None or exc.field not in {v.field for v in run.filled}:
+            raise
+        where = next(v.source for v in run.filled if v.field == exc.field)
+        given = {k for k in request.model_fields_set if k not in {v.field for v in run.filled}} - {"from_run"}
+        mix = f" beside the {', '.join(sorted(given))} you passed" if given else ""
+        raise InputError("from_run", f"{run.run_dir}: {exc.field} from {where} (read from the run){mix}: "
+                         f"{str(exc).removeprefix(exc.field + ': ')}") from None
     per_class = _pick(request.per_class_accuracy, computed.per_class_accuracy if computed else None)
     support = _pick(request.class_support, computed.class_support if computed else None)
     overall = _pick(request.overall_accuracy, computed.overall_accuracy if computed else None)
+    from_the_run = {v.field for v in run.filled} if run else set()
+    # counts behind the per-class numbers: computed from rows, or the run's whole-test-set counts
+    counted = computed is not None and (request.class_support is None or "class_support" in from_the_run)
+    group_fields = ("teacher_parity_ratio", "student_parity_ratio", "teacher_group_accuracy", "student_group_accuracy")
+    shift = group_shift(rows) if rows is not None and all(getattr(request, f) is None for f in group_fields) else None
     findings = [
-        _accuracy_mirage(per_class, support, overall),
+        _accuracy_mirage(per_class, support, overall, counted=counted, names=request.class_names),
         _temperature_blindness(
             _pick(request.student_error_confidence, computed.student_error_confidence if computed else None),
             _pick(request.teacher_error_confidence, computed.teacher_error_confidence if computed else None),
             computed,
             request.training_temperature,
+            rows,
         ),
         _capacity_cliff([(p.params, p.accuracy) for p in request.size_accuracy_curve] if request.size_accuracy_curve else None),
         _hierarchical_rigidity(request.student_finds_edge_cases, request.feedback_to_teacher),
-        _bias_amplification(
+        _bias_from_rows(shift) if shift is not None else _bias_amplification(
             _pick(request.teacher_parity_ratio, computed.teacher_parity_ratio if computed else None),
             _pick(request.student_parity_ratio, computed.student_parity_ratio if computed else None),
             _pick(request.teacher_group_accuracy, computed.teacher_group_accuracy if computed else None),
@@ -391,7 +550,6 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         ),
     ]
     missing = _missing(findings, request, raw=computed is not None)
-    from_the_run = {v.field for v in run.filled} if run else set()
     warnings = [w for w in [_mixed_warning(request, computed, from_the_run)] if w is not None]
     t_risk = get_rules().failure_modes["modes"]["temperature_blindness"]["thresholds"]["max_training_temperature_at_risk"]
     if request.training_temperature is not None and request.training_temperature <= t_risk:
@@ -404,7 +562,7 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         metrics=computed,
         warnings=warnings,
         missing_inputs=missing,
-        next_steps=steps("gates", "distill") if detected else steps("gates"),
+        next_steps=for_run(run.run_dir, None) if run else steps("gates", "distill") if detected else steps("gates"),
         references=sorted({r for f in findings if f.status == "detected" for r in f.references}) or ["references/failure-modes.md"],
         run_evidence=run,
     )

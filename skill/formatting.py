@@ -18,7 +18,8 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
         if data.get("score_missing"):
             lines.append(f"-- score not computed: {data['score_missing']}")
         for check in data.get("generation_checks", []):
-            lines.append(f"  [{check['status']:>7}] {check['id']}: {check['metric']} = {check['value']} ({check['comparison']} {check['threshold']})")
+            lines.append(f"  [{check['status']:>7}] {check['id']}: {check['metric']} = {check['value']} ({check['comparison']} {check['threshold']})"
+                         + (f": {check['reason']}" if check.get("reason") else "") + (f" [source: {check['source']}]" if check.get("source") else ""))
         for sample in data.get("samples", []):
             lines.append(f"  prompt {sample['prompt'][:80]!r}: teacher {sample['teacher'][:80]!r} / student {sample['student'][:80]!r}")
         return lines + _run_lines(data)
@@ -47,10 +48,12 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
                 lines.append(f"                {e['metric']} = {e['value']} vs {e['threshold']} ({e['comparison']})")
             if f["status"] == "detected":
                 lines.append(f"                fix: {f['fix']}")
+            if f.get("source") and f["status"] != "not_evaluated":
+                lines.append(f"                source: {f['source']}")
     if "gates" in data:
         lines.append(f"Gates: {data['passed']} pass, {data['failed']} fail, {data['unknown']} unknown")
         for g in data["gates"]:
-            lines.append(f"  [{g['status']:>7}] {g['title']}: {g['reason']}")
+            lines.append(f"  [{g['status']:>7}] {g['title']}: {g['reason']}" + (f" [source: {g['source']}]" if g.get("source") else ""))
     if "settings" in data and "teacher" in data:
         lines.append(f"Quick distill on {data['dataset']}: {data['summary']}")
         for name in ("teacher", "scratch", "distilled"):

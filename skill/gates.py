@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from skill.conditions import condition_fields, evaluate, fire_warnings
 from skill.models import GateResult, MissingInput, QualityGatesRequest, QualityGatesResponse, TraceEntry
-from skill.next_steps import steps
+from skill.next_steps import for_run, steps
 from skill.rules import get_rules
 
 
@@ -20,7 +20,8 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
     missing_inputs: list[MissingInput] = []
     for gate in get_rules().quality_gates["gates"]:
         rule = f"gate.{gate['id']}"
-        common = {"id": gate["id"], "title": gate["title"], "fix": gate["fix"], "references": list(gate["references"])}
+        common = {"id": gate["id"], "title": gate["title"], "fix": gate["fix"], "references": list(gate["references"]),
+                  "source": gate.get("source") or "unsourced starting point (quality_gates.yaml)"}
         applies = gate.get("applies_when")
         if applies is not None:
             applicable = evaluate(applies, inputs, rule + ".applies_when", trace)
@@ -53,7 +54,7 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
         rule_trace=trace,
         warnings=fire_warnings(get_rules().score["warnings"], inputs, "gates", trace),
         missing_inputs=missing_inputs,
-        next_steps=steps("diagnose", "distill") if counts["fail"] or counts["unknown"] else [],
+        next_steps=(for_run(run.run_dir, request.alpha) if run else steps("diagnose", "distill")) if counts["fail"] or counts["unknown"] else [],
         references=["references/quality-gates.md"],
         run_evidence=run,
     )

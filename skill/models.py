@@ -104,7 +104,7 @@ class RunEvidence(BaseModel):
 
 
 RUN_DIR_DESCRIPTION = ("A run folder written by an exported recipe (evidence.json + predictions.npz, or generation_evidence.json): "
-                       "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root)")
+                       "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root or the output root)")
 
 
 # ---- recommend_method ----------------------------------------------------------------------
@@ -346,6 +346,8 @@ class DiagnoseFailureRequest(Strict):
     per_class_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Class name to student accuracy")
     class_support: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, max_length=10000, description="Class name to test count")
     labels: list[int] | None = Field(None, description="True class ids for raw diagnosis (bounded; see the error for limits)")
+    class_names: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None, max_length=10000, description="Name of each class id 0..k-1, shown beside the id in the report")
     student_probs: list[list[float]] | None = Field(None, description="Student class probabilities, one row per label")
     teacher_probs: list[list[float]] | None = Field(None, description="Teacher class probabilities, one row per label")
     groups: list[str] | None = Field(None, description="Group id per label, for the parity check from raw outputs")
@@ -378,6 +380,7 @@ class Finding(BaseModel):
     diagnosis: str
     fix: str
     references: list[str] = Field(default_factory=list)
+    source: str | None = Field(None, description="Where the thresholds come from, or 'unsourced starting point'")
 
 
 class ComputedMetrics(BaseModel):
@@ -444,6 +447,7 @@ class GateResult(BaseModel):
     missing: list[str] = Field(default_factory=list)
     fix: str
     references: list[str] = Field(default_factory=list)
+    source: str | None = Field(None, description="Where the gate comes from, or 'unsourced starting point'")
 
 
 class QualityGatesResponse(Advice):

@@ -18,3 +18,11 @@ _STEPS: dict[str, tuple[str, str, str]] = {
 def steps(*names: str) -> list[NextStep]:
     """NextStep entries for the named stages, in the order given."""
     return [NextStep(tool=_STEPS[n][0], cli=_STEPS[n][1], why=_STEPS[n][2]) for n in names]
+
+
+def for_run(run_dir: str, alpha: float | None) -> list[NextStep]:
+    """After a tool read a run folder: the release check on that folder, with the alpha the run used (not an
+    example alpha from another plan)."""
+    at = f" --alpha {alpha:g}" if alpha is not None else ""
+    return [NextStep(tool="kd_release_check", cli=f"kd-skill release-check {run_dir}{at}",
+                     why="Diagnosis, gates and score of this run together, and the decision: ship, ship with conditions or do not ship.")]

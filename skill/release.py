@@ -17,6 +17,7 @@ from skill.models import (
     RUN_DIR_DESCRIPTION,
     Accuracy,
     Advice,
+    AdviceWarning,
     DiagnoseFailureRequest,
     DiagnoseFailureResponse,
     Fraction,
@@ -27,7 +28,6 @@ from skill.models import (
     ScoreDistillationResponse,
     Strict,
 )
-from skill.next_steps import steps
 from skill.rules import get_rules
 
 _REF = "references/release-check.md"
@@ -92,12 +92,14 @@ class BaselineComparison(BaseModel):
 class GenerationCheck(BaseModel):
     id: str
     metric: str
-    value: float
+    value: float | None = Field(description="null when the run could not measure it (see reason)")
     threshold: float
     comparison: str
-    status: Literal["pass", "fail"]
+    status: Literal["pass", "fail", "unknown"]
     severity: Literal["block", "condition"]
     why: str
+    reason: str | None = Field(None, description="Why the value is unknown, and what would measure it")
+    source: str = Field(description="Where the threshold comes from")
 
 
 class ReleaseCheckResponse(Advice):
@@ -173,26 +175,63 @@ def _baseline(labels: Any, student: Any, scratch: Any) -> BaselineComparison:
     )
 
 
+def _different_tokenizers(held: dict[str, Any]) -> bool:
+    """The recipe records same_tokenizer; older files show it as a teacher NLL without a KL (no shared vocabulary)."""
+    if held.get("same_tokenizer") is not None:
+        return not held["same_tokenizer"]
+    return held["teacher_nll_per_token"] is not None and held["token_kl_teacher_to_student"] is None
+
+
+def _generation_metrics(held: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Each checked metric, or None with the reason it cannot be measured from this run."""
+    values: dict[str, float | None] = {k: held.get(k) for k in held}
+    unknown: dict[str, str] = {}
+    api = held["teacher_nll_per_token"] is None
+    two = _different_tokenizers(held)
+    if held["n_tokens"] == 0:
+        reason = "no held-out token was scored (empty completions or prompts cut away); add held-out rows"
+        unknown.update({k: reason for k in ("perplexity_ratio", "token_kl_teacher_to_student",
+                                            "greedy_next_token_agreement")})
+    if api:
+        unknown.setdefault("perplexity_ratio", "the teacher's NLL is null: no local teacher weights (an API or "
+                           "served teacher); score the held-out text with the teacher's log-probabilities to compare")
+    elif two:
+        unknown.setdefault("perplexity_ratio", "teacher and student use different tokenizers, so their per-token "
+                           "NLLs are in different token units; compare per-character or per-byte NLL instead")
+    if held["token_kl_teacher_to_student"] is None:
+        unknown.setdefault("token_kl_teacher_to_student", "different tokenizers: no shared vocabulary to compare over"
+                           if two else "no local teacher: the KL needs the teacher's full next-token distribution")
+    if held["greedy_next_token_agreement"] is None:
+        unknown.setdefault("greedy_next_token_agreement", "different tokenizers: next tokens are not comparable"
+                           if two else "no local teacher: agreement needs the teacher's next-token choice")
+    if "perplexity_ratio" not in unknown:
+        values["perplexity_ratio"] = math.exp(
+            min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"])
+        )
+    for key in unknown:
+        values[key] = None
+    return values, unknown
+
+
 def _generation_checks(document: dict[str, Any]) -> list[GenerationCheck]:
-    held = document["heldout"]
-    metrics = {
-        **held,
-        "perplexity_ratio": math.exp(min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"])),
-    }
+    """release.yaml generation.checks on the run's held-out numbers; a number the run could not measure is unknown."""
+    metrics, unknown = _generation_metrics(document["heldout"])
     checks = []
     for rule in get_rules().release["generation"]["checks"]:
-        value = float(metrics[rule["metric"]])
-        ok = value >= rule["value"] if rule["op"] == "ge" else value <= rule["value"]
+        value = metrics.get(rule["metric"])
+        ok = None if value is None else (value >= rule["value"] if rule["op"] == "ge" else value <= rule["value"])
         checks.append(
             GenerationCheck(
                 id=rule["id"],
                 metric=rule["metric"],
-                value=round(value, 6),
+                value=None if value is None else float(f"{float(value):.6g}"),
                 threshold=rule["value"],
                 comparison=f"pass if value {'>=' if rule['op'] == 'ge' else '<='} threshold",
-                status="pass" if ok else "fail",
+                status="unknown" if ok is None else "pass" if ok else "fail",
                 severity=rule["severity"],
                 why=rule["why"],
+                reason=unknown.get(rule["metric"]),
+                source=rule.get("source", "unsourced starting point (release.yaml generation.checks)"),
             )
         )
     return checks
@@ -235,7 +274,7 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
             )
         )
     except InputError as exc:
-        score_missing = str(exc)
+        score_missing = str(exc).removeprefix("from_run: ")
     assert gates.run_evidence is not None
     evidence = _merged(
         [part.run_evidence for part in (gates, diagnosis, score) if part is not None and part.run_evidence is not None]
@@ -243,6 +282,8 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
     blockers: list[str] = []
     conditions: list[str] = []
     not_applicable = set(rules["generation"]["not_applicable_gates"]) if run.kind == "generation" else set()
+    if run.kind == "generation":
+        gates = _for_generation(gates, not_applicable, rules["generation"].get("gate_fixes") or {})
     for gate in gates.gates:
         if gate.id in not_applicable:
             continue
@@ -261,7 +302,7 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
     if run.kind == "classification" and "baseline_probs" in run.arrays:
         comparison = _baseline(run.arrays["labels"], run.arrays["student_probs"], run.arrays["baseline_probs"])
         if comparison.verdict == "scratch_better":
-            blockers.append(f"baseline: {comparison.statement}; ship the from-scratch student instead")
+            blockers.append(f"baseline: {comparison.statement}; {_scratch_advice(run, rules)}")
         elif comparison.verdict == "no_gain_shown":
             conditions.append(
                 f"baseline: {comparison.statement}; distillation's gain is not shown, so either student may ship"
@@ -272,21 +313,41 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
             blockers.append(
                 f"student accuracy {student_accuracy:.4f} is below the floor {request.min_student_accuracy:g}"
             )
+    extra_warnings: list[AdviceWarning] = []
+    if run.kind == "classification":
+        import numpy as np
+
+        present = np.unique(run.arrays["labels"])
+        if len(present) < 2:
+            text = (
+                f"the test set holds one class ({len(run.arrays['labels'])} rows of class {int(present[0])}, "
+                f"of {run.evidence['classes']}; predictions.npz labels): accuracy and the per-class checks say "
+                "nothing about the other classes; test on a set that holds every class"
+            )
+            conditions.append(text)
+            extra_warnings.append(AdviceWarning(id="one_class_test_set", message=text, references=[_REF]))
     checks: list[GenerationCheck] = []
     samples: list[dict[str, str]] = []
     if run.kind == "generation":
         checks = _generation_checks(run.evidence)
         for check in checks:
             if check.status == "fail":
-                text = f"{check.id}: {check.metric} {check.value:g} against {check.threshold:g} ({check.why})"
+                text = f"{check.id}: {check.metric} {check.value:.4g} against {check.threshold:g} ({check.why})"
                 (blockers if check.severity == "block" else conditions).append(text)
+            elif check.status == "unknown":
+                conditions.append(f"{check.id}: {check.metric} not measured by this run ({check.reason})")
         samples = [dict(s) for s in run.evidence["samples"][: int(rules["limits"]["max_samples_shown"])]]
     decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = (
         "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
     )
+    from skill.run_evidence import score_values
+
+    plan, plan_source, _ = score_values(run)
+    alpha_used = request.alpha if request.alpha is not None else plan.get("alpha")
+    alpha_from = "your --alpha" if request.alpha is not None else plan_source.get("alpha", "").split(" (")[0]
     return ReleaseCheckResponse(
         decision=decision,
-        summary=_summary(decision, run, blockers, conditions, score, comparison, checks),
+        summary=_summary(decision, run, blockers, conditions, score, comparison, checks, (alpha_used, alpha_from)),
         blockers=blockers,
         conditions=conditions,
         kind=run.kind,
@@ -298,11 +359,88 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
         baseline_comparison=comparison,
         generation_checks=checks,
         samples=samples,
-        warnings=[*(diagnosis.warnings if diagnosis else []), *gates.warnings, *(score.warnings if score else [])],
+        warnings=[
+            *extra_warnings,
+            *(diagnosis.warnings if diagnosis else []),
+            *gates.warnings,
+            *(score.warnings if score else []),
+        ],
         missing_inputs=gates.missing_inputs,
-        next_steps=[] if decision == "ship" else steps("distill"),
+        next_steps=[] if decision == "ship" else _next(run, request, alpha_used),
         references=[_REF, "references/quality-gates.md", "references/failure-modes.md"],
     )
+
+
+def _for_generation(
+    gates: QualityGatesResponse, not_applicable: set[str], fixes: dict[str, str]
+) -> QualityGatesResponse:
+    """A generation run's gates: the classification-only ones pass as not applicable (as the gates engine marks a
+    gate whose applies_when is false), and fixes written for the classification runner get the LLM wording."""
+    results = []
+    for gate in gates.gates:
+        if gate.id in not_applicable:
+            gate = gate.model_copy(
+                update={
+                    "status": "pass",
+                    "reason": "Not applicable to a generation run (release.yaml generation.not_applicable_gates).",
+                    "missing": [],
+                }
+            )
+        if gate.id in fixes:
+            gate = gate.model_copy(update={"fix": fixes[gate.id]})
+        results.append(gate)
+    counts = {s: sum(g.status == s for g in results) for s in ("pass", "fail", "unknown")}
+    missing = [m for m in gates.missing_inputs if not any(m.effect.endswith(f"gate {g}") for g in not_applicable)]
+    return gates.model_copy(
+        update={
+            "gates": results,
+            "passed": counts["pass"],
+            "failed": counts["fail"],
+            "unknown": counts["unknown"],
+            "ready_to_ship": counts["pass"] == len(results),
+            "missing_inputs": missing,
+        }
+    )
+
+
+def _scratch_advice(run: Any, rules: dict[str, Any]) -> str:
+    """Before recommending the from-scratch student, run the same diagnosis on it: a student the same checks would
+    block is no recommendation. Worded as what it is, one seed of each."""
+    from skill.diagnose import diagnose_failure
+
+    arrays = run.arrays
+    request = DiagnoseFailureRequest(
+        labels=arrays["labels"].astype(int).tolist(),
+        student_probs=arrays["baseline_probs"].astype(float).tolist(),
+        teacher_probs=arrays["teacher_probs"].astype(float).tolist() if "teacher_probs" in arrays else None,
+        groups=[str(g) for g in arrays["groups"].tolist()] if "groups" in arrays else None,
+    )
+    findings = diagnose_failure(request).findings
+    blocked = [f.id for f in findings if f.status == "detected" and f.id in rules["decision"]["blocking_findings"]]
+    if blocked:
+        return (
+            "on this one seed the from-scratch student scores higher, but the same checks block it too "
+            f"({', '.join(blocked)}, from baseline_probs): neither student ships as is"
+        )
+    return (
+        "on this one seed the from-scratch student scores higher and passes the same diagnosis (baseline_probs); "
+        "confirm over more seeds, then consider shipping it instead"
+    )
+
+
+def _next(run: Any, request: ReleaseCheckRequest, alpha: float | None) -> list[Any]:
+    """What to run next for this run: the release check again once the conditions are settled, with the run's own
+    alpha (not a generic example)."""
+    from skill.models import NextStep
+
+    at = f" --alpha {alpha:g}" if alpha is not None else " --alpha A --alpha-reason '...'"
+    return [
+        NextStep(
+            tool="kd_release_check",
+            cli=f"kd-skill release-check {run.shown}{at} --rollback-plan true ...",
+            why="Rerun this check with the deployment facts and budgets once the conditions are settled.",
+        )
+    ]
 
 
 def _merged(parts: list[RunEvidence]) -> RunEvidence:
@@ -327,6 +465,7 @@ def _summary(
     score: ScoreDistillationResponse | None,
     comparison: BaselineComparison | None,
     checks: list[GenerationCheck],
+    alpha: tuple[float | None, str] = (None, ""),
 ) -> str:
     """One paragraph a person can act on: the verdict, the run's headline numbers, then the reasons."""
     head = {"ship": "Ship.", "ship_with_conditions": "Ship with conditions.", "do_not_ship": "Do not ship."}[decision]
@@ -344,19 +483,32 @@ def _summary(
             numbers += f"; {comparison.statement}"
     else:
         held, models = run.evidence["heldout"], run.evidence["models"]
-        ratio = models["teacher_params"] / max(1, models["student_params"])
-        numbers = (
-            f"The student ({models['student_params']:,} parameters, {ratio:.1f}x smaller) has held-out NLL "
-            f"{held['student_nll_per_token']:.3f} per token against the teacher's {held['teacher_nll_per_token']:.3f}, "
-            f"token KL {held['token_kl_teacher_to_student']:.3f}, "
-            f"greedy agreement {held['greedy_next_token_agreement']:.3f} over {held['n_tokens']:,} tokens"
+
+        def shown(value: float | None) -> str:
+            return "not measured" if value is None else f"{value:.4g}" if abs(value) >= 1000 else f"{value:.3f}"
+
+        size = (
+            f"{models['teacher_params'] / models['student_params']:.1f}x smaller"
+            if models["teacher_params"] is not None
+            else "teacher size unknown"
         )
-    if score is not None:
-        numbers += f"; DS {score.score:.4f} at the plan's alpha"
+        numbers = (
+            f"The student ({models['student_params']:,} parameters, {size}) has held-out NLL "
+            f"{shown(held['student_nll_per_token'])} per token (teacher: {shown(held['teacher_nll_per_token'])}), "
+            f"token KL {shown(held['token_kl_teacher_to_student'])}, "
+            f"greedy agreement {shown(held['greedy_next_token_agreement'])} over {held['n_tokens']:,} tokens "
+            "(generation_evidence.json)"
+        )
+        if _different_tokenizers(held):
+            numbers += " (teacher and student use different tokenizers: the NLLs are per each one's own tokens)"
+    if score is not None and alpha[0] is not None:
+        numbers += f"; DS {score.score:.4f} at alpha {alpha[0]:g} ({alpha[1] or 'the plan'})"
     reasons = ""
     if blockers:
-        reasons += f" Blocking ({len(blockers)}): " + " ".join(f"({i + 1}) {b}" for i, b in enumerate(blockers[:4]))
-        reasons += f" and {len(blockers) - 4} more." if len(blockers) > 4 else ""
+        reasons += f" Blocking ({len(blockers)}): " + " ".join(
+            f"({i + 1}) {b.rstrip('.')}." for i, b in enumerate(blockers[:4])
+        )
+        reasons += f" And {len(blockers) - 4} more." if len(blockers) > 4 else ""
     if conditions:
         names = [c.split(" (")[0].split(":")[0] for c in conditions]
         names = ["no gain over the from-scratch student shown" if n == "baseline" else n for n in names]

@@ -16,9 +16,10 @@ import zipfile
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import Field as PydanticField
 
 from skill.errors import InputError
 from skill.models import MissingInput, RunEvidence, RunValue
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 FIELD = "from_run"
 # Where run folders may lie. None: the data root of this process (KD_DATA_ROOT, else the working directory), as the
 # MCP server's default; the server sets its --data-root here, the CLI sets ANYWHERE (its user reads their own disk).
-RUN_ROOT: ContextVar[Path | None] = ContextVar("kd_run_root", default=None)
+# The MCP server passes (data root, output root): recipes and their runs are written under the output root, so a run
+# folder may lie under either (each read stays confined to the root it lies under, read-only).
+RUN_ROOT: ContextVar[Path | tuple[Path, ...] | None] = ContextVar("kd_run_root", default=None)
 ANYWHERE = Path("/")
 NOT_FROM_A_RUN = "a deployment fact the run cannot show; pass it yourself"
 Request = TypeVar("Request", bound=BaseModel)
@@ -51,6 +54,131 @@ class Run:
         return value if isinstance(value, dict) else {}
 
 
+# ---- evidence.json, in its documented shape ------------------------------------------------------------
+
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+_Share = Annotated[float, PydanticField(ge=0, le=1, allow_inf_nan=False, strict=True)]
+_Count = Annotated[int, PydanticField(ge=0, le=10**12, strict=True)]
+_Positive = Annotated[int, PydanticField(ge=1, le=10**13, strict=True)]
+_Seconds = Annotated[float, PydanticField(ge=0, le=1e9, allow_inf_nan=False, strict=True)]
+
+
+class _Checked(BaseModel):
+    """No bool for a number, no NaN or infinity, no string longer than a name (extra keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, bool) and key not in cls._booleans():
+                    raise ValueError(f"{key}: a number was expected, got {value!r}")
+        return data
+
+    @classmethod
+    def _booleans(cls) -> set[str]:
+        return set()
+
+
+class EvidenceModel(_Checked):
+    """One model's numbers in evidence.json (models.<name>)."""
+
+    accuracy: _Share | None = None
+    ece: _Share | None = None
+    test_rows: _Positive | None = None
+    per_class_accuracy: dict[_Name, _Share] | None = PydanticField(None, max_length=10000)
+    class_support: dict[_Name, _Count] | None = PydanticField(None, max_length=10000)
+    error_confidence: _Share | None = None
+    params: _Positive | None = None
+    bytes: _Positive | None = None
+    latency_ms_batch1: _Seconds | None = None
+    throughput_per_s: _Seconds | None = None
+    throughput_batch: _Positive | None = None
+    device: _Name | None = None
+
+
+class EvidencePredictions(_Checked):
+    file: _Name | None = None
+    rows: _Positive
+    sampled: bool = False
+    groups: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @classmethod
+    def _booleans(cls) -> set[str]:
+        return {"sampled"}
+
+
+class CurvePoint(_Checked):
+    name: _Name
+    params: _Positive
+    accuracy: _Share
+
+
+class EvidenceSettings(_Checked):
+    """What the recipe trained with, recorded at run time (older runs record fewer of these)."""
+
+    groups: Annotated[str, StringConstraints(max_length=200)] | None = None
+    method: _Name | None = None
+    temperature: Annotated[float, PydanticField(gt=0, le=1000, allow_inf_nan=False, strict=True)] | None = None
+    temperature_evidence: Annotated[str, StringConstraints(max_length=300)] | None = None
+    kd_loss_weight: _Share | None = None
+    epochs: _Positive | None = None
+    student_sizes: list[_Positive] | None = PydanticField(None, max_length=16)
+    world_size: _Positive | None = None
+    topology: _Name | None = None
+    alpha: _Share | None = None
+    alpha_reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    alpha_evidence: Annotated[str, StringConstraints(max_length=300)] | None = None
+    config: Annotated[str, StringConstraints(max_length=300)] | None = None
+    class_names: list[Annotated[str, StringConstraints(max_length=200)]] | None = PydanticField(None, max_length=10000)
+
+
+class EvidenceDocument(_Checked):
+    """evidence.json of a torchrun run (schema_version 1), as kd_recipe/evidence.py writes it."""
+
+    kind: Literal["classification"]
+    schema_version: Literal[1]
+    test_rows: _Positive
+    classes: Annotated[int, PydanticField(ge=2, le=100000, strict=True)]
+    predictions: EvidencePredictions
+    models: dict[_Name, EvidenceModel] = PydanticField(max_length=16)
+    size_accuracy_curve: list[CurvePoint] = PydanticField(default_factory=list, max_length=16)
+    settings: EvidenceSettings = PydanticField(default_factory=EvidenceSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EvidenceDocument":
+        for role in ("teacher", "student"):
+            if role not in self.models:
+                raise ValueError(f"models.{role}: missing (the recipe always scores the teacher and the student)")
+        if self.predictions.rows > self.test_rows:
+            raise ValueError(f"predictions.rows ({self.predictions.rows}) exceeds test_rows ({self.test_rows})")
+        if not self.predictions.sampled and self.predictions.rows != self.test_rows:
+            raise ValueError(
+                f"predictions.rows ({self.predictions.rows}) differs from test_rows ({self.test_rows}) "
+                "although predictions.sampled is false"
+            )
+        return self
+
+
+def check_classification(document: dict[str, Any], shown: str) -> dict[str, Any]:
+    """evidence.json validated (types, finite numbers, ranges, capped strings); one line naming the file and field."""
+    from pydantic import ValidationError
+
+    try:
+        checked = EvidenceDocument.model_validate(document)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(document)"
+        message = err["msg"].removeprefix("Value error, ")
+        plain = err["type"] in ("missing", "value_error") or not err["loc"]
+        given = "" if plain else f" (got {_brief(err.get('input'))})"
+        more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
+        raise InputError(FIELD, f"{shown} is damaged: {where}: {message}{given}{more}") from None
+    return checked.model_dump(mode="python", exclude_none=True)
+
+
 # ---- bounded, confined reads ----------------------------------------------------------------------
 
 
@@ -66,8 +194,21 @@ def _root_and_dir(raw: str) -> tuple[Path, str]:
         return root, os.path.abspath(os.path.expanduser(raw))  # the CLI: relative to the working directory
     from skill.paths import confine
 
-    confine(raw, root, FIELD, must_exist=False)  # outside the root: refused before anything there is even looked at
-    return root, raw
+    roots = list(dict.fromkeys(root)) if isinstance(root, tuple) else [root]
+    first: InputError | None = None
+    for candidate in roots:
+        try:
+            where = confine(raw, candidate, FIELD, must_exist=False)  # outside: refused before anything is looked at
+        except InputError as exc:
+            first = first or exc
+            continue
+        if where.is_dir() or candidate == roots[-1]:
+            return candidate, raw
+    if first is not None and len(roots) > 1:
+        shown = " or ".join(str(r) for r in roots)
+        why = str(first).removeprefix(FIELD + ": ")
+        raise InputError(FIELD, f"{raw!r} lies outside the allowed roots ({shown}): {why}")
+    raise first or InputError(FIELD, f"{raw!r} is not a folder under {roots[0]}")
 
 
 def _exists(root: Path, folder: str, name: str) -> bool:
@@ -143,13 +284,22 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
     data = _read(root, folder, "predictions.npz", int(limits["max_predictions_bytes"]))
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            expanded = sum(member.file_size for member in archive.infolist())
-        if expanded > int(limits["max_predictions_uncompressed_bytes"]):
-            raise InputError(
-                FIELD,
-                f"{shown} expands to {expanded / 2**20:.0f} MiB; at most "
-                f"{int(limits['max_predictions_uncompressed_bytes']) // 2**20} MiB",
-            )
+            members = archive.infolist()
+            if len(members) > int(limits["max_predictions_members"]):
+                raise InputError(
+                    FIELD,
+                    f"{shown} holds {len(members)} arrays; the recipe writes at most "
+                    f"{limits['max_predictions_members']} (release.yaml limits)",
+                )
+            expanded = sum(member.file_size for member in members)
+            if expanded > int(limits["max_predictions_uncompressed_bytes"]):
+                raise InputError(
+                    FIELD,
+                    f"{shown} expands to {expanded / 2**20:.0f} MiB; at most "
+                    f"{int(limits['max_predictions_uncompressed_bytes']) // 2**20} MiB",
+                )
+            for member in members:
+                _check_declared(archive, member, shown)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except InputError:
@@ -173,7 +323,7 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
         raise InputError(
             FIELD, f"{shown} holds {n} rows; at most {raw_limits['max_samples']} (failure_modes.yaml raw_limits)"
         )
-    width = None
+    width = classes_hint
     for key in [k for k in arrays if k.endswith("_probs")]:
         probs = arrays[key]
         if probs.ndim != 2 or len(probs) != n or probs.dtype.kind != "f" or probs.shape[1] < 2:
@@ -183,10 +333,25 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
                 f"got {probs.dtype} {probs.shape}",
             )
         if width is not None and probs.shape[1] != width:
-            raise InputError(FIELD, f"{shown} is damaged: {key} has {probs.shape[1]} classes, student_probs {width}")
+            raise InputError(
+                FIELD,
+                f"{shown} is damaged: {key} has {probs.shape[1]} classes, evidence.json classes says {width}",
+            )
         width = probs.shape[1]
         if not np.isfinite(probs).all():
             raise InputError(FIELD, f"{shown} is damaged: {key} holds NaN or infinity")
+        if (probs < 0).any() or (probs > 1).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-2):
+            raise InputError(
+                FIELD,
+                f"{shown} is damaged: {key} rows must be probabilities in [0, 1] summing to 1 "
+                "(the recipe saves softmax outputs; these look like logits or were edited)",
+            )
+    if width is not None and (labels.min() < 0 or labels.max() >= width):
+        raise InputError(
+            FIELD,
+            f"{shown} is damaged: labels must lie in 0..{width - 1} ({width} classes), "
+            f"got {int(labels.min())}..{int(labels.max())}",
+        )
     if "groups" in arrays and (arrays["groups"].ndim != 1 or len(arrays["groups"]) != n):
         raise InputError(FIELD, f"{shown} is damaged: groups must hold one entry per label ({n})")
     if width is not None and n * width * 2 > int(raw_limits["max_values"]):
@@ -198,9 +363,46 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
     return arrays
 
 
+def _check_declared(archive: zipfile.ZipFile, member: zipfile.ZipInfo, shown: str) -> None:
+    """An .npy header declares its shape and dtype; numpy allocates that much before reading the data. The declared
+    size must match the bytes the member really holds, so a 1 KB file cannot ask for gigabytes."""
+    import numpy as np
+    from numpy.lib import format as npy
+
+    name = member.filename.removesuffix(".npy")
+    try:
+        with archive.open(member) as handle:
+            version = npy.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(handle, max_header_size=10000)
+            elif version == (2, 0):
+                shape, _, dtype = npy.read_array_header_2_0(handle, max_header_size=10000)
+            else:
+                raise ValueError(f"npy format version {version} is not one the recipe writes")
+            header = handle.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(FIELD, f"{shown} is damaged: array {name!r}: {reason}") from None
+    if dtype.hasobject or dtype.itemsize == 0:
+        raise InputError(FIELD, f"{shown} is damaged: array {name!r} has dtype {dtype}; plain numbers or text only")
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if declared != member.file_size - header:
+        raise InputError(
+            FIELD,
+            f"{shown} is damaged: array {name!r} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
+            f"but holds {member.file_size - header:,} bytes",
+        )
+
+
 def read_run(raw: str) -> Run:
     """The run folder, read and checked; one line naming the file on anything missing, damaged or too large."""
     root, folder = _root_and_dir(raw)
+    if _exists(root, folder, "generation_evidence.json") and _exists(root, folder, "evidence.json"):
+        raise InputError(
+            FIELD,
+            f"{folder} holds both evidence.json (a torchrun run) and generation_evidence.json (a TRL run); "
+            "one run folder holds one run's evidence: give each run its own --output-dir",
+        )
     if _exists(root, folder, "generation_evidence.json"):
         document = _json(root, folder, "generation_evidence.json")
         return Run(
@@ -220,15 +422,50 @@ def read_run(raw: str) -> Run:
         raise InputError(
             FIELD,
             f"{folder}/evidence.json is not a schema_version 1 classification evidence file "
-            f"(kind {document.get('kind')!r}, schema_version {document.get('schema_version')!r})",
+            f"(kind {_brief(document.get('kind'))}, schema_version {_brief(document.get('schema_version'))})",
         )
-    return Run(
-        folder, "classification", _config(root, folder), document, _predictions(root, folder, document.get("classes"))
-    )
+    document = check_classification(document, f"{folder}/evidence.json")
+    if not _exists(root, folder, "predictions.npz"):
+        raise InputError(
+            FIELD,
+            f"{folder} has evidence.json but no predictions.npz (a regular file); the recipe writes both at the end "
+            "of a run: rerun train.py to finish it",
+        )
+    arrays = _predictions(root, folder, document["classes"])
+    _cross_check(document, arrays, folder)
+    return Run(folder, "classification", _config(root, folder), document, arrays)
+
+
+def _cross_check(document: dict[str, Any], arrays: dict[str, "np.ndarray"], folder: str) -> None:
+    """evidence.json and predictions.npz must describe the same run: the same rows, classes and accuracies."""
+    labels = arrays["labels"]
+    n, rows = len(labels), document["predictions"]["rows"]
+    where = f"{folder}: evidence.json and predictions.npz disagree"
+    if n != rows:
+        raise InputError(FIELD, f"{where}: predictions.rows is {rows}, predictions.npz holds {n} labels")
+    for key, probs in arrays.items():
+        if not key.endswith("_probs"):
+            continue
+        name = key.removesuffix("_probs")
+        block = document["models"].get(name, {})
+        if document["predictions"].get("sampled") or "accuracy" not in block:
+            continue
+        measured = float((probs.argmax(1) == labels).mean())
+        # float32 probabilities can flip an exact tie; one row of slack, no more
+        if abs(measured - block["accuracy"]) > 1.0 / n + 1e-9:
+            raise InputError(
+                FIELD,
+                f"{where}: models.{name}.accuracy is {block['accuracy']:.4f} in evidence.json, {measured:.4f} from "
+                f"{key} and labels in predictions.npz; the files come from different runs or were edited: rerun",
+            )
 
 
 def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
-    """generation_evidence.json in exactly its documented shape (schema_version 1); names the first wrong key."""
+    """generation_evidence.json in exactly its documented shape (schema_version 1); names the first wrong key.
+
+    The recipe writes null where a number cannot exist: the teacher's NLL and size with an API teacher (no local
+    weights), KL and greedy agreement when the tokenizers differ (no shared vocabulary), the student's NLL when no
+    held-out token was scored. Those are accepted; the checks that need them say so instead of failing."""
 
     def bad(where: str, what: str) -> InputError:
         return InputError(FIELD, f"{shown} is damaged: {where} {what}")
@@ -241,23 +478,31 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
             "kind/schema_version",
             f"must be 'generation'/1, got {document.get('kind')!r}/{document.get('schema_version')!r}",
         )
-    shapes: dict[str, dict[str, type]] = {
+    # (type, may be null)
+    shapes: dict[str, dict[str, tuple[type, bool]]] = {
         "heldout": {
-            "n_sequences": int,
-            "n_tokens": int,
-            "student_nll_per_token": float,
-            "teacher_nll_per_token": float,
-            "token_kl_teacher_to_student": float,
-            "greedy_next_token_agreement": float,
+            "n_sequences": (int, False),
+            "n_tokens": (int, False),
+            "student_nll_per_token": (float, True),
+            "teacher_nll_per_token": (float, True),
+            "token_kl_teacher_to_student": (float, True),
+            "greedy_next_token_agreement": (float, True),
         },
-        "models": {"student_params": int, "teacher_params": int, "student_bytes": int, "teacher_bytes": int},
+        "models": {
+            "student_params": (int, False),
+            "teacher_params": (int, True),
+            "student_bytes": (int, False),
+            "teacher_bytes": (int, True),
+        },
     }
     for section, keys in shapes.items():
         block = document.get(section)
         if not isinstance(block, dict):
             raise bad(section, "must be an object")
-        for key, kind in keys.items():
+        for key, (kind, nullable) in keys.items():
             value = block.get(key)
+            if value is None and nullable and key in block:
+                continue
             if (
                 not isinstance(value, (int, float))
                 or isinstance(value, bool)
@@ -267,19 +512,47 @@ def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
             else:
                 value_ok = math.isfinite(value) and value >= 0
             if not value_ok:
+                what = "integer" if kind is int else "number"
                 raise bad(
                     f"{section}.{key}",
-                    f"must be a finite non-negative {'integer' if kind is int else 'number'}, got {value!r}",
+                    f"must be a finite non-negative {what}{' or null' if nullable else ''}, got {_brief(value)}",
                 )
-    if not 0 <= document["heldout"]["greedy_next_token_agreement"] <= 1:
-        raise bad("heldout.greedy_next_token_agreement", "must lie in [0, 1]")
-    samples = document.get("samples")
-    if not isinstance(samples, list) or not all(
-        isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("prompt", "teacher", "student"))
-        for s in samples
+    held, models = document["heldout"], document["models"]
+    same = held.get("same_tokenizer", None)
+    if same is not None and not isinstance(same, bool):
+        raise bad("heldout.same_tokenizer", f"must be true, false or null, got {_brief(same)}")
+    agreement = held["greedy_next_token_agreement"]
+    if agreement is not None and not 0 <= agreement <= 1:
+        raise bad("heldout.greedy_next_token_agreement", f"must lie in [0, 1], got {_brief(agreement)}")
+    if held["n_tokens"] == 0 and any(
+        held[k] is not None for k in ("student_nll_per_token", "teacher_nll_per_token", "token_kl_teacher_to_student")
     ):
-        raise bad("samples", "must be a list of {prompt, teacher, student} strings")
+        raise bad("heldout.n_tokens", "is 0 but per-token numbers are given: a per-token mean over no token")
+    if held["n_tokens"] > 0 and held["student_nll_per_token"] is None:
+        raise bad("heldout.student_nll_per_token", f"is null although {held['n_tokens']} tokens were scored")
+    if held["n_tokens"] < held["n_sequences"]:
+        raise bad("heldout.n_tokens", f"({held['n_tokens']}) is below n_sequences ({held['n_sequences']})")
+    if models["student_params"] < 1:
+        raise bad("models.student_params", "must be at least 1: a student without parameters")
+    if models["teacher_params"] is not None and models["student_params"] > models["teacher_params"]:
+        raise bad(
+            "models",
+            f"student_params {models['student_params']:,} exceeds teacher_params {models['teacher_params']:,}: "
+            "a distilled student is smaller than its teacher (are the roles swapped?)",
+        )
+    samples = document.get("samples")
+    fields = ("prompt", "teacher", "student")
+    if not isinstance(samples, list) or not all(
+        isinstance(s, dict) and set(s) == set(fields) and all(isinstance(s[k], str) for k in fields) for s in samples
+    ):
+        raise bad("samples", "must be a list of objects with exactly the string keys prompt, teacher, student")
     return document
+
+
+def _brief(value: Any) -> str:
+    """A value as shown in an error line: short, whatever it is."""
+    text = repr(value) if not isinstance(value, float) or len(repr(value)) <= 20 else f"{value:.6g}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---- what a run supplies to each tool ----------------------------------------------------------------
@@ -295,6 +568,34 @@ def _number(value: Any) -> float | None:
 
 def _setting(run: Run, key: str) -> Any:
     return run.settings.get(key, (None, ""))[0]
+
+
+# the plan's settings the recipe records in evidence.json at run time -> where config.yaml keeps them
+_RECORDED = {
+    "temperature": "distill.temperature",
+    "alpha": "release.alpha",
+    "alpha_reason": "release.alpha_reason",
+    "topology": "distill.topology",
+}
+
+
+def _plan(run: Run, name: str) -> tuple[Any, str]:
+    """(value, its source): what the run recorded in evidence.json settings when it ran first; else config.yaml as it
+    is now (it may have been re-exported since the run, and the answer says so)."""
+    recorded = (run.evidence.get("settings") or {}).get(name) if run.kind == "classification" else None
+    if recorded is not None:
+        return recorded, f"evidence.json settings.{name} (recorded by the run)"
+    key = _RECORDED[name]
+    value = _setting(run, key)
+    if value is None:
+        return None, ""
+    return value, f"config.yaml {key} (read now, not recorded by the run: a re-export after the run changes it)"
+
+
+def _plan_number(run: Run, name: str) -> tuple[float | None, str]:
+    value, where = _plan(run, name)
+    number = _number(value)
+    return (number, where) if number is not None else (None, "")
 
 
 def diagnose_values(
@@ -315,6 +616,10 @@ def diagnose_values(
     values["labels"] = arrays["labels"].astype(int).tolist()
     values["student_probs"] = arrays["student_probs"].astype(float).tolist()
     source.update(labels="predictions.npz labels", student_probs="predictions.npz student_probs")
+    names = (run.evidence.get("settings") or {}).get("class_names")
+    if isinstance(names, list) and len(names) == run.evidence.get("classes"):
+        values["class_names"] = names
+        source["class_names"] = "evidence.json settings.class_names (the CSV's text labels, in class-id order)"
     if "teacher_probs" in arrays:
         values["teacher_probs"] = arrays["teacher_probs"].astype(float).tolist()
         source["teacher_probs"] = "predictions.npz teacher_probs"
@@ -335,12 +640,10 @@ def diagnose_values(
             if isinstance(student.get(name), dict):
                 values[name] = student[name]
                 source[name] = f"evidence.json models.student.{name} (whole test set; predictions.npz holds a sample)"
-    temperature = _number(_setting(run, "distill.temperature")) or _number(
-        (run.evidence.get("settings") or {}).get("temperature")
-    )
-    if temperature is not None:
+    temperature, where = _plan_number(run, "temperature")
+    if temperature is not None and temperature > 0:
         values["training_temperature"] = temperature
-        source["training_temperature"] = "config.yaml distill.temperature"
+        source["training_temperature"] = where
     curve = [p for p in run.evidence.get("size_accuracy_curve") or [] if isinstance(p, dict)]
     if len({p.get("params") for p in curve}) >= 2:
         values["size_accuracy_curve"] = [{"params": p["params"], "accuracy": p["accuracy"]} for p in curve]
@@ -361,19 +664,28 @@ def score_values(
     missing: dict[str, str] = {
         "min_student_accuracy": "the accuracy floor is a requirement, not a measurement; pass it"
     }
-    alpha = _number(_setting(run, "release.alpha"))
-    if alpha is not None:
+    alpha, where = _plan_number(run, "alpha")
+    if alpha is not None and 0 <= alpha <= 1:
         values["alpha"] = alpha
-        source["alpha"] = f"config.yaml release.alpha ({run.settings['release.alpha'][1] or 'set at export'})"
+        why = (run.evidence.get("settings") or {}).get("alpha_evidence") if run.kind == "classification" else None
+        why = why or (run.settings.get("release.alpha", (None, ""))[1] if where.startswith("config.yaml") else "")
+        source["alpha"] = where + (f"; chosen by: {why[:120]}" if why else "")
     else:
-        missing["alpha"] = "the recipe's config.yaml records no release.alpha; pass alpha (kd_choose_alpha)"
+        raw, raw_where = _plan(run, "alpha")
+        bad = f"{raw_where.split(' (')[0]} is {_brief(raw)}, not a number in [0, 1]; " if raw is not None else ""
+        missing["alpha"] = bad + (
+            "the run records no alpha in [0, 1] (evidence.json settings.alpha, or config.yaml release.alpha beside "
+            "the run); pass alpha (kd_choose_alpha)"
+        )
     if run.kind == "generation":
         models = run.evidence["models"]
-        values.update(teacher_size=models["teacher_params"], student_size=models["student_params"])
-        source.update(
-            teacher_size="generation_evidence.json models.teacher_params",
-            student_size="generation_evidence.json models.student_params",
-        )
+        values["student_size"] = models["student_params"]
+        source["student_size"] = "generation_evidence.json models.student_params"
+        if models["teacher_params"] is not None:
+            values["teacher_size"] = models["teacher_params"]
+            source["teacher_size"] = "generation_evidence.json models.teacher_params"
+        else:
+            missing["teacher_size"] = "generation_evidence.json has no teacher size (an API or served teacher)"
         reason = "a generation run measures NLL and agreement, not accuracy; pass your task's accuracy to score it"
         missing.update(teacher_accuracy=reason, student_accuracy=reason)
         return values, source, missing
@@ -390,11 +702,17 @@ def score_values(
 
 def _temperature_tuned(run: Run) -> tuple[bool | None, str]:
     """From where the exported temperature came: the quick distill's tuning, a rule default, or a person's choice."""
-    value, why = run.settings.get("distill.temperature", (None, ""))
+    settings = (run.evidence.get("settings") or {}) if run.kind == "classification" else {}
+    recorded = settings.get("temperature_evidence")
+    if isinstance(recorded, str):
+        why, label = recorded, "evidence.json settings.temperature_evidence (recorded by the run): "
+    else:
+        why = run.settings.get("distill.temperature", (None, ""))[1]
+        label = "config.yaml distill.temperature evidence (read now, not recorded by the run): "
     if why.startswith("tuned on"):
-        return True, "config.yaml distill.temperature evidence: " + why[:120]
+        return True, label + why[:120]
     if why.startswith(("method.yaml", "the quick distill's fixed setting")):
-        return False, "config.yaml distill.temperature evidence: " + why[:120]
+        return False, label + why[:120]
     return None, ""
 
 
@@ -422,11 +740,11 @@ def gates_values(
     score, score_source, score_missing = score_values(run)
     if "alpha" in score:
         values["alpha"], source["alpha"] = score["alpha"], score_source["alpha"]
-    reason = _setting(run, "release.alpha_reason")
+    reason, where = _plan(run, "alpha_reason")
     if isinstance(reason, str) and reason.strip():
-        values["alpha_reason"], source["alpha_reason"] = reason, "config.yaml release.alpha_reason"
+        values["alpha_reason"], source["alpha_reason"] = reason[:2000], where
     else:
-        missing["alpha_reason"] = "config.yaml records no release.alpha_reason; pass alpha_reason (why this alpha)"
+        missing["alpha_reason"] = "the run records no alpha_reason; pass alpha_reason (why this alpha)"
     alpha = (given or {}).get("alpha", score.get("alpha"))
     if alpha is not None and {"teacher_size", "student_size", "teacher_accuracy", "student_accuracy"} <= set(score):
         from skill.metrics import distillation_score
@@ -441,10 +759,16 @@ def gates_values(
             )[0],
             6,
         )
-        at = "your alpha" if "alpha" in (given or {}) else "release.alpha"
+        at = "your alpha" if "alpha" in (given or {}) else score_source["alpha"].split(" (")[0]
         source["distillation_score"] = f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies"
     else:
-        missing["distillation_score"] = "; ".join(sorted(set(score_missing.values()))) or "not computable from this run"
+        needed = ("teacher_size", "student_size", "teacher_accuracy", "student_accuracy")
+        reasons = [score_missing[k] for k in needed if k in score_missing]
+        if alpha is None:
+            reasons.insert(0, score_missing.get("alpha", "no alpha: pass alpha"))
+        missing["distillation_score"] = "not computed: " + (
+            " Also: ".join(dict.fromkeys(r.rstrip(".") + "." for r in reasons)) or "not computable from this run."
+        )
     models = run.evidence.get("models") or {}
     if run.kind == "generation":
         t_params, s_params, s_bytes = models["teacher_params"], models["student_params"], models["student_bytes"]
@@ -462,9 +786,13 @@ def gates_values(
     if _number(s_bytes) is not None:
         values["memory_mb"] = s_bytes / 2**20
         source["memory_mb"] = f"{file} student bytes (weights and buffers)"
-    topology = _setting(run, "distill.topology")
+    topology, where = _plan(run, "topology")
     values["multi_agent"] = False
-    source["multi_agent"] = f"one teacher, one student (config.yaml distill.topology {topology or 'teacher_student'})"
+    source["multi_agent"] = (
+        f"one teacher, one student ({where.split(' (')[0]} {topology})"
+        if isinstance(topology, str)
+        else "one teacher, one student (what the exported recipe trains)"
+    )
     if run.kind == "generation":
         missing.update(
             {
@@ -490,9 +818,9 @@ def gates_values(
         )
     if _number(student.get("accuracy")) is not None:
         values["accuracy"], source["accuracy"] = student["accuracy"], "evidence.json models.student.accuracy"
-    temperature = _number(_setting(run, "distill.temperature"))
-    if temperature is not None:
-        values["temperature"], source["temperature"] = temperature, "config.yaml distill.temperature"
+    temperature, where = _plan_number(run, "temperature")
+    if temperature is not None and temperature > 0:
+        values["temperature"], source["temperature"] = temperature, where
     tuned, why = _temperature_tuned(run)
     if tuned is not None:
         values["temperature_tuned"], source["temperature_tuned"] = tuned, why
@@ -519,6 +847,8 @@ def gates_values(
     if findings["capacity_cliff"].status != "not_evaluated":
         values["capacity_analysis_done"] = True
         source["capacity_analysis_done"] = "size_accuracy_curve of --student-sizes, checked for a cliff"
+    elif "size_accuracy_curve" in diag_values:
+        missing["capacity_analysis_done"] = findings["capacity_cliff"].diagnosis
     else:
         missing["capacity_analysis_done"] = (
             "the run trained one student size; rerun train.py with --student-sizes W1,W2"
@@ -553,7 +883,11 @@ def apply_run(request: Request) -> tuple[Request, RunEvidence | None]:
     try:
         filled = type(request).model_validate(data)
     except ValidationError as exc:
-        raise InputError(FIELD, f"{run.shown}: {describe_validation_error(exc)}") from None
+        text = describe_validation_error(exc)
+        if "required (or from_run" in text:  # the run was given: say what it lacks and why, not "or from_run"
+            absent = [k for k in missing if k not in data and k in text.split(" required")[0]]
+            text = "; ".join(f"{k} is not in the run ({missing[k]})" for k in absent) or text
+        raise InputError(FIELD, f"{run.shown}: {text}") from None
     report = RunEvidence(
         run_dir=run.shown,
         kind=run.kind,

@@ -16,7 +16,7 @@ from skill.models import (
     ScoredCandidate,
     TraceEntry,
 )
-from skill.next_steps import steps
+from skill.next_steps import for_run, steps
 from skill.rules import get_rules
 
 _REF = "references/alpha-and-score.md#distillation-score"
@@ -107,7 +107,7 @@ def score_distillation(request: ScoreDistillationRequest) -> ScoreDistillationRe
         rule_trace=trace,
         warnings=warnings,
         missing_inputs=missing,
-        next_steps=steps("diagnose", "gates"),
+        next_steps=for_run(run.run_dir, request.alpha) if run else steps("diagnose", "gates"),
         references=["references/alpha-and-score.md#distillation-score"],
         run_evidence=run,
     )

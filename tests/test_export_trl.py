@@ -418,7 +418,8 @@ def _check_evidence(folder: Path, heldout: int, same_vocab: bool = True) -> dict
     assert (evidence["kind"], evidence["schema_version"]) == ("generation", 1)
     h = evidence["heldout"]
     assert set(h) == {"n_sequences", "n_tokens", "student_nll_per_token", "teacher_nll_per_token", "token_kl_teacher_to_student",
-                      "greedy_next_token_agreement"}
+                      "greedy_next_token_agreement", "same_tokenizer"}
+    assert h["same_tokenizer"] is same_vocab
     assert h["n_sequences"] == heldout and h["n_tokens"] >= heldout
     # random tiny models over a ~300-token vocabulary: NLL near log(300) = 5.7, far from 0 and from absurd
     assert 0 < h["student_nll_per_token"] < 20 and 0 < h["teacher_nll_per_token"] < 20
@@ -444,6 +445,13 @@ def test_padded_vocab_pair_runs_two_steps_on_the_stable_trainer(tiny, tmp_path):
     # a draft's figure of merit, beside (not inside) the evidence file: 1 - TVD lies in [0, 1], and a KL of 0 would mean 1
     assert 0 <= metrics["heldout_expected_acceptance_rate"] <= 1
     assert evidence["heldout"]["token_kl_teacher_to_student"] > 0 and metrics["heldout_expected_acceptance_rate"] < 1
+    # the release check reads what the recipe wrote (issue 21): one decision, with the generation checks
+    check = subprocess.run([sys.executable, "-m", "skill", "release-check", str(folder / "run")], capture_output=True,
+                           text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    report = json.loads(check.stdout)
+    assert report["kind"] == "generation" and report["decision"] in ("ship_with_conditions", "do_not_ship")
+    assert {c["id"] for c in report["generation_checks"]} >= {"perplexity_ratio", "token_kl", "greedy_agreement"}
 
 
 @pytest.mark.slow

@@ -277,14 +277,16 @@ def test_parity_holds_but_a_group_collapses():
 
 
 def test_group_accuracy_from_raw_arrays():
-    labels = [1, 0, 1, 0, 1, 0, 1, 0]
-    groups = ["a"] * 4 + ["b"] * 4
-    teacher = np.eye(2)[labels].tolist()  # right everywhere
-    student = np.eye(2)[[1, 0, 1, 0, 0, 1, 1, 0]].tolist()  # group b half wrong
-    answer = diagnose_failure(DiagnoseFailureRequest(labels=labels, student_probs=student, teacher_probs=teacher, groups=groups))
-    assert answer.metrics.student_group_accuracy == {"a": 1.0, "b": 0.5}
-    assert answer.metrics.teacher_group_accuracy == {"a": 1.0, "b": 1.0}
-    assert _finding(answer, "bias_amplification").status == "detected"
+    # 40 rows a group (failure_modes.yaml statistics: groups under min_group_support are not judged; 4 rows are not)
+    for repeat, status in ((10, "detected"), (1, "not_evaluated")):
+        labels = [1, 0, 1, 0, 1, 0, 1, 0] * repeat
+        groups = (["a"] * 4 + ["b"] * 4) * repeat
+        teacher = np.eye(2)[labels].tolist()  # right everywhere
+        student = np.eye(2)[[1, 0, 1, 0, 0, 1, 1, 0] * repeat].tolist()  # group b half wrong
+        answer = diagnose_failure(DiagnoseFailureRequest(labels=labels, student_probs=student, teacher_probs=teacher, groups=groups))
+        assert answer.metrics.student_group_accuracy == {"a": 1.0, "b": 0.5}
+        assert answer.metrics.teacher_group_accuracy == {"a": 1.0, "b": 1.0}
+        assert _finding(answer, "bias_amplification").status == status
 
 
 def test_group_accuracy_needs_the_same_groups():

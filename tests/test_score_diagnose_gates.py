@@ -95,7 +95,8 @@ def test_training_at_t1_alone_is_a_warning_not_a_verdict():
     "curve, expected",
     [
         ([(1000, 0.90), (950, 0.84)], "detected"),  # 5% fewer params, 6 points lost
-        ([(1000, 0.90), (900, 0.80)], "clear"),  # exactly 10% fewer is not below 10%
+        ([(1000, 0.90), (900, 0.80)], "not_evaluated"),  # exactly 10% fewer is not below 10%: no pair to judge
+        ([(1000, 0.90), (900, 0.80), (880, 0.80)], "clear"),  # 900 -> 880 is close enough, and no drop there
         ([(1000, 0.90), (950, 0.85)], "clear"),  # exactly 0.05 drop is not above
         ([(500, 0.80), (1000, 0.90), (480, 0.70)], "detected"),  # order of points does not matter
         ([(1000, 0.9)], "not_evaluated"),
@@ -174,15 +175,20 @@ def test_raw_arrays_detect_over_smoothing_too():
 
 
 def test_raw_parity_from_groups():
-    labels = [1, 1, 0, 0, 1, 1, 0, 0]
-    groups = ["a", "a", "a", "a", "b", "b", "b", "b"]
-    teacher = np.eye(2)[labels].tolist()
-    student_pred = [1, 1, 0, 0, 0, 0, 0, 0]  # group b never gets the positive outcome
-    student = np.eye(2)[student_pred].tolist()
-    answer = diagnose_failure(DiagnoseFailureRequest(labels=labels, student_probs=student, teacher_probs=teacher, groups=groups))
-    assert answer.metrics.teacher_parity_ratio == 1.0
-    assert answer.metrics.student_parity_ratio == 0.0  # group b's rate 0 over group a's 0.5
-    assert next(f for f in answer.findings if f.id == "bias_amplification").status == "detected"
+    """Groups of 40 rows (above min_group_support): group b never gets the positive outcome, beyond noise. The same
+    pattern on 4-row groups is not evaluated (failure_modes.yaml statistics), never a verdict on a handful of rows."""
+    for repeat, status in ((10, "detected"), (1, "not_evaluated")):
+        labels = [1, 1, 0, 0, 1, 1, 0, 0] * repeat
+        groups = ["a", "a", "a", "a", "b", "b", "b", "b"] * repeat
+        teacher = np.eye(2)[labels].tolist()
+        student_pred = [1, 1, 0, 0, 0, 0, 0, 0] * repeat  # group b never gets the positive outcome
+        student = np.eye(2)[student_pred].tolist()
+        answer = diagnose_failure(DiagnoseFailureRequest(labels=labels, student_probs=student, teacher_probs=teacher, groups=groups))
+        assert answer.metrics.teacher_parity_ratio == 1.0
+        assert answer.metrics.student_parity_ratio == 0.0  # group b's rate 0 over group a's 0.5
+        finding = next(f for f in answer.findings if f.id == "bias_amplification")
+        assert finding.status == status, finding.diagnosis
+        assert finding.source and "Wilson" in finding.source
 
 
 @pytest.mark.parametrize(

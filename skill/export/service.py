@@ -104,6 +104,7 @@ def export_recipe(request: ExportRequest, output_root: Path | None = None) -> Ex
         next_steps=getattr(module, "NEXT_STEPS", None) or [
             "Run the 2-process CPU command first: it proves the recipe on this machine in seconds to minutes.",
             "Then launch the GPU command on the real data; compare metrics.json with the quick distill's numbers.",
-            "Check the trained student with kd_diagnose_failure and kd_check_quality_gates before release.",
+            "Check the trained student before release: kd-skill release-check RUN_DIR (kd_release_check) on the run's "
+            "output folder gives the diagnosis, the gates and ship / ship with conditions / do not ship.",
         ],
     )

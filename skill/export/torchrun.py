@@ -127,6 +127,8 @@ def resolve(request: ExportRequest) -> Plan:
         raise InputError("engine_options", f"groups {options.groups!r} is read from a .npz array or a .csv column; this data is {source!r}")
     plan.add("data.groups", "Group of each test row (a .npz array or .csv column), saved with the predictions for the bias check",
              given=options.groups)
+    if options.groups is not None and str(source).endswith(".csv") and features:
+        features -= 1  # the group column is evidence, not an input: train.py drops it from the features
 
     teacher = _model_spec(request.teacher or arch or "mlp", "teacher", request)
     student = _model_spec(request.student or arch or "mlp", "student", request)

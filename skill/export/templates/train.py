@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, DistributedSampler
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # this folder first: its kd_vendor/ and kd_recipe/ win over anything installed
 from kd_recipe import RecipeError, evidence  # noqa: E402
-from kd_recipe.config import load_config  # noqa: E402
+from kd_recipe.config import load_config, recorded_plan  # noqa: E402
 from kd_recipe.data import Batches, data_shape, import_object, load_data  # noqa: E402
 from kd_recipe.distributed import Dist, atomic_write, log, shard_record  # noqa: E402
 from kd_recipe.teacher import TeacherSignal, cache_teacher_logits, split_outputs  # noqa: E402
@@ -182,6 +182,7 @@ class Run:
     classes: int
     out: Path
     resume: bool
+    plan: dict[str, Any] = dataclasses.field(default_factory=dict)  # config.yaml's release facts, read at start
 
 
 def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSignal | None) -> dict[str, Any]:
@@ -405,7 +406,8 @@ def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> di
         atomic_write(run.out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
         settings = {"groups": cfg.data_groups, "method": cfg.distill_method, "temperature": cfg.distill_temperature,
                     "kd_loss_weight": cfg.distill_kd_loss_weight, "epochs": cfg.train_epochs,
-                    "student_sizes": cfg.train_student_sizes, "world_size": env.world}
+                    "student_sizes": cfg.train_student_sizes, "world_size": env.world, **run.plan,
+                    "class_names": getattr(run.test, "class_names", None)}
         evidence.write_run(run.out, run.test, keep, run.groups, scored, probs, models, env.device,
                            cfg.eval_throughput_batch, settings)
     return metrics
@@ -424,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
     env.barrier()
-    run = Run(cfg, env, train, test, groups, features, classes, out, resume=not args.no_resume)
+    run = Run(cfg, env, train, test, groups, features, classes, out, resume=not args.no_resume,
+              plan=recorded_plan(args.config))
     t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
     log(env, f"world {env.world} ({env.backend}, {env.device.type}); teacher {t_params:,} params, "
         f"student {s_params:,}; losses from {LOSSES_FROM}",

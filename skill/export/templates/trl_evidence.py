@@ -7,7 +7,7 @@ agreement), writes a few completions side by side, and the models' sizes, into g
 
     {"kind": "generation", "schema_version": 1,
      "heldout": {"n_sequences", "n_tokens", "student_nll_per_token", "teacher_nll_per_token",
-                 "token_kl_teacher_to_student", "greedy_next_token_agreement"},
+                 "token_kl_teacher_to_student", "greedy_next_token_agreement", "same_tokenizer"},
      "samples": [{"prompt", "teacher", "student"}],          # at most MAX_SAMPLES, strings capped at MAX_CHARS
      "models": {"student_params", "teacher_params", "student_bytes", "teacher_bytes"}}
 
@@ -157,6 +157,7 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
             "teacher_nll_per_token": ratio(t_nll, t_tokens, teacher is not None),
             "token_kl_teacher_to_student": ratio(kl, n_tokens, same_vocab),
             "greedy_next_token_agreement": ratio(agree, n_tokens, same_vocab),
+            "same_tokenizer": same_vocab if teacher is not None else None,  # null: no local teacher to compare
         },
         "samples": samples,
         "models": {"student_params": s_params, "teacher_params": t_params,

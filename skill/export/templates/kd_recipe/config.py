@@ -55,3 +55,27 @@ def load_config(config_class: type[C], path: Path, overrides: dict[str, Any]) ->
             values[field] = _typed(f"{section}.{name}", value, hints[field])
     values.update({k: _typed(k, v, hints[k]) for k, v in overrides.items() if v is not None})
     return config_class(**values)
+
+
+def recorded_plan(path: Path) -> dict[str, Any]:
+    """What the release check needs from the plan, read from config.yaml when the run starts and written into
+    evidence.json: a re-export after the run, or a run folder moved away from its config, cannot change it."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+    def leaf(section: str, name: str) -> dict[str, Any]:
+        entry = (raw.get(section) or {}).get(name) if isinstance(raw.get(section), dict) else None
+        return entry if isinstance(entry, dict) else {}
+
+    temperature, alpha = leaf("distill", "temperature"), leaf("release", "alpha")
+    plan = {
+        "temperature_evidence": temperature.get("evidence"),
+        "topology": leaf("distill", "topology").get("value"),
+        "alpha": alpha.get("value"),
+        "alpha_evidence": alpha.get("evidence"),
+        "alpha_reason": leaf("release", "alpha_reason").get("value"),
+        "config": str(path.name),
+    }
+    return {key: (value[:300] if isinstance(value, str) and key != "alpha_reason" else value)
+            for key, value in plan.items() if value is not None}

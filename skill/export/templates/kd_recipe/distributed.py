@@ -74,6 +74,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
+        # one mode for every file of the run, the process's ordinary one (some writers, safetensors among them,
+        # create their file owner-only, which left the weights 0600 beside 0644 checkpoints and evidence)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
