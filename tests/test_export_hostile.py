@@ -181,3 +181,21 @@ def test_the_route_limit_applies_after_normalisation() -> None:
         RouteRequest(request="\ufdfa" * 300)  # 300 characters, 5,400 once normalised
     assert "request" in str(caught.value) and "normalised" in str(caught.value)
     assert RouteRequest(request="distil " * 500).request
+
+
+def test_report_text_renders_as_literal_text_in_the_readme(tmp_path: Path) -> None:
+    """Outside review: one line in quotes still rendered as markdown/HTML: an unclosed '<!--' hid the rest of the README
+    from a rendered view, an image fetched a URL when shown, a javascript: link was clickable. The README is rendered
+    here with a CommonMark renderer (markdown-it-py) and the report's text must come out as literal text."""
+    from markdown_it import MarkdownIt
+
+    payload = "ok <!-- ![b](http://127.0.0.1:9/beacon.png) <img src=x onerror=alert(1)> [fix](javascript:alert(1)) `x`"
+    report = json.loads(_crafted_report(tmp_path / "report.json").read_text())
+    report["comparison"]["statement"] = payload
+    report["settings"]["method_reason"] = report["settings"]["stop_reason"] = payload
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    export_recipe(ExportRequest(from_report=str(tmp_path / "report.json"), data="digits", output_dir=str(tmp_path / "r")))
+    html = MarkdownIt("commonmark").enable("table").render((tmp_path / "r" / "README.md").read_text())
+    assert "<!--" not in html and "<img" not in html and 'href="javascript' not in html, html[:3000]
+    assert "<h2>Run it</h2>" in html  # nothing in the report hid the rest of the README
+    assert "&lt;!-- ![b](http://127.0.0.1:9/beacon.png)" in html  # the text is still there, as text

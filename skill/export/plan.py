@@ -26,8 +26,10 @@ _DATASET_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_. -]{0,99}\.(?:npz|csv)")
 
 def report_text(value: Any, cap: int = REPORT_TEXT_CHARS) -> str | None:
     """A report's string as inert data: one line (line breaks, control and invisible format characters become
-    spaces), at most `cap` characters, in double quotes. A report is user input; its text lands in the README an agent
-    or operator follows, so it must never start a section or read as an instruction of ours (issue 22)."""
+    spaces), at most `cap` characters, in double quotes inside a markdown code span. A report is user input; its text
+    lands in the README an agent or operator follows, so it must never start a section or read as an instruction of
+    ours (issue 22), and nothing in it may render: an unclosed '<!--' hid the rest of a README, an image fetched a URL.
+    In a code span CommonMark reads everything literally; the span's own delimiter (a backtick) becomes a quote."""
     if not isinstance(value, str):
         return None
     flat = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in value[:cap * 4])
@@ -36,7 +38,7 @@ def report_text(value: Any, cap: int = REPORT_TEXT_CHARS) -> str | None:
         return None
     if len(flat) > cap:
         flat = flat[:cap - 1] + "\u2026"
-    return json.dumps(flat, ensure_ascii=False)
+    return "`" + json.dumps(flat.replace("`", "'"), ensure_ascii=False) + "`"
 
 
 def report_dataset(value: Any) -> str | None:
