@@ -30,7 +30,7 @@ class ExportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     engine: EngineName = Field("torchrun", description=f"Training engine the recipe targets: {', '.join(ENGINES)}")
-    engine_options: dict[str, Any] | None = Field(None, description="Engine-specific settings, validated by the engine (torchrun: groups, student_sizes, alpha, alpha_reason for the release evidence; trl: beta, lmbda, sampling_temperature, max_new_tokens, max_length, max_steps, gradient_checkpointing, accelerate, num_processes, use_vllm, vllm_mode, teacher_decoding, samples_per_prompt, teacher_sampling_temperature, teacher_top_p, verify, heldout_rows, teacher_server_url, teacher_top_k)")
+    engine_options: dict[str, Any] | None = Field(None, description="Engine-specific settings, validated by the engine (torchrun: groups, student_sizes, alpha, alpha_reason for the release evidence; trl: beta, lmbda, sampling_temperature, max_new_tokens, max_length, max_steps, gradient_checkpointing, accelerate, num_processes, use_vllm, vllm_mode, teacher_decoding, samples_per_prompt, teacher_sampling_temperature, teacher_top_p, verify, heldout_rows, teacher_server_url, teacher_top_k, serving_temperature)")
     output_dir: str | None = Field(None, min_length=1, max_length=1000, description="Folder to write (new, empty, or an earlier export of this tool; default kd_exports/<engine>)")
     from_report: str | None = Field(None, min_length=1, max_length=1000, description="A quick-distill report.json whose tuned settings and evidence are carried over; fields given here override it")
     # ---- models -----------------------------------------------------------------------------
