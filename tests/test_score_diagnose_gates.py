@@ -235,3 +235,14 @@ def test_gates_pass_fail_unknown():
 def test_multi_agent_gate_needs_coordination():
     answer = check_quality_gates(QualityGatesRequest(multi_agent=True, coordination_pattern="", feedback_loops=True))
     assert next(g for g in answer.gates if g.id == "multi_agent_coordination").status == "fail"
+
+
+def test_every_gate_answers_with_its_source():
+    """Issue 21 asks for the gates 'with their sources': each gate in quality_gates.yaml names where it comes from
+    (the guidance, or the paper behind it), and the answer carries it; none reads 'unsourced'."""
+    gates = check_quality_gates(QualityGatesRequest()).gates
+    assert len(gates) == 10
+    for gate in gates:
+        assert gate.source and "unsourced" not in gate.source, (gate.id, gate.source)
+    by_id = {g.id: g.source for g in gates}
+    assert "Guo et al. 2017" in by_id["temperature_and_calibration"] and "Hooker et al. 2020" in by_id["bias_monitoring"]
