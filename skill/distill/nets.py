@@ -117,6 +117,11 @@ def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Ten
 
 
 def _conv_forms() -> dict[str, str]:
+    """The runner rules' form per architecture. The copy of this module vendored into an exported recipe
+    (kd_vendor/nets.py) trains one net, never a stack, and must not import the package (the recipe trains the same
+    whatever is installed): there the table is empty."""
+    if __package__ != "skill.distill":
+        return {}
     from skill.rules import get_rules
 
     return dict(get_rules().runner["stacked_conv_form"])
