@@ -30,9 +30,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """Kill the running workers and remove their staging folders, then exit at once (unwinding waits on stdin)."""
-    from mcp_server.distill_tool import stop_all_runs
+    from skill.distill.jobs import stop_all
 
-    stop_all_runs()
+    stop_all()
     os._exit(128 + signum)
 
 
@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from pathlib import Path
 
-    from mcp_server.distill_tool import limits_from_env, positive_int
-    from mcp_server.server import build_server
+    from mcp_server.server import build_server, serve_stdio
+    from skill.distill.jobs import limits_from_env, positive_int
 
     try:
         limits = limits_from_env()
@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the default action left a `.partial` staging folder in the output root
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.transport == "stdio":
-        server.run("stdio")
+        import anyio
+
+        anyio.run(serve_stdio, server)
         return 0
     token = None
     if args.token_env:
