@@ -65,14 +65,25 @@ def positive_int(name: str, raw: str | int) -> int:
     return value
 
 
-def limits_from_env() -> Limits:
-    """KD_DATA_ROOT, KD_OUTPUT_ROOT (default: the working directory), KD_MAX_DISTILLS, KD_MAX_DISTILL_MEMORY_MB."""
-    return Limits(
-        data_root=Path(os.environ.get("KD_DATA_ROOT", os.getcwd())),
-        output_root=Path(os.environ.get("KD_OUTPUT_ROOT", os.getcwd())),
-        max_concurrent=positive_int("KD_MAX_DISTILLS", os.environ.get("KD_MAX_DISTILLS", "1")),
-        memory_mb=positive_int("KD_MAX_DISTILL_MEMORY_MB", os.environ.get("KD_MAX_DISTILL_MEMORY_MB", "3072")),
-    )
+MIN_MEMORY_MB = 256  # below this a worker cannot even import torch
+
+
+def limits_from_env(data_root: str | None = None, output_root: str | None = None, max_distills: str | None = None,
+                    memory_mb: str | None = None, allow_torchscript: bool = False) -> Limits:
+    """The command line's values over KD_DATA_ROOT, KD_OUTPUT_ROOT (default: the working directory), KD_MAX_DISTILLS
+    and KD_MAX_DISTILL_MEMORY_MB; ValueError names the bad one and what is accepted."""
+    env = os.environ
+    count = ("--max-distills", max_distills) if max_distills is not None else \
+        ("KD_MAX_DISTILLS", env.get("KD_MAX_DISTILLS", "1"))
+    mb = ("--max-distill-memory-mb", memory_mb) if memory_mb is not None else \
+        ("KD_MAX_DISTILL_MEMORY_MB", env.get("KD_MAX_DISTILL_MEMORY_MB", "3072"))
+    limits = Limits(data_root=Path(data_root or env.get("KD_DATA_ROOT", os.getcwd())),
+                    output_root=Path(output_root or env.get("KD_OUTPUT_ROOT", os.getcwd())),
+                    max_concurrent=positive_int(*count), memory_mb=positive_int(*mb),
+                    allow_torchscript=allow_torchscript)
+    if limits.memory_mb < MIN_MEMORY_MB:
+        raise ValueError(f"{mb[0]} {limits.memory_mb} is below {MIN_MEMORY_MB}; a quick distill needs more")
+    return limits
 
 
 class JobError(Exception):
