@@ -30,9 +30,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """Kill the running workers and remove their staging folders, then exit at once (unwinding waits on stdin)."""
-    from mcp_server.distill_tool import stop_all_runs
+    from skill.distill.jobs import stop_all
 
-    stop_all_runs()
+    stop_all()
     os._exit(128 + signum)
 
 
@@ -40,33 +40,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # stdout is the protocol on stdio: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from pathlib import Path
-
-    from mcp_server.distill_tool import limits_from_env, positive_int
-    from mcp_server.server import build_server
+    from mcp_server.server import build_server, serve_stdio
+    from skill.distill.jobs import limits_from_env
 
     try:
-        limits = limits_from_env()
-        if args.max_distills is not None:
-            limits.max_concurrent = positive_int("--max-distills", args.max_distills)
-        if args.max_distill_memory_mb is not None:
-            limits.memory_mb = positive_int("--max-distill-memory-mb", args.max_distill_memory_mb)
+        limits = limits_from_env(args.data_root, args.output_root, args.max_distills, args.max_distill_memory_mb,
+                                 args.allow_torchscript)
     except ValueError as exc:
         print(f"kd-mcp: error: {exc}", file=sys.stderr)
         return 2
-    if limits.memory_mb < 256:
-        print(f"kd-mcp: error: --max-distill-memory-mb {limits.memory_mb} is below 256; a quick distill needs more", file=sys.stderr)
-        return 2
-    limits.allow_torchscript = args.allow_torchscript
-    if args.data_root:
-        limits.data_root = Path(args.data_root)
-    if args.output_root:
-        limits.output_root = Path(args.output_root)
     server = build_server(limits)
     # the default action left a `.partial` staging folder in the output root
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.transport == "stdio":
-        server.run("stdio")
+        import anyio
+
+        anyio.run(serve_stdio, server)
         return 0
     token = None
     if args.token_env:

@@ -6,7 +6,7 @@ import hmac
 import sys
 from typing import Any
 
-from mcp.server import MCPServer
+from mcp.server import Server
 from mcp.server.transport_security import TransportSecuritySettings
 
 
@@ -28,7 +28,7 @@ class BearerTokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def build_http_app(server: MCPServer, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> Any:
+def build_http_app(server: Server, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> Any:
     """The Starlette app: only Host headers naming this server are accepted."""
     # an IPv6 literal travels in the Host header in brackets: [::1]:8765
     named = f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -42,7 +42,7 @@ def build_http_app(server: MCPServer, host: str, port: int, token: str | None, e
     return BearerTokenMiddleware(app, token) if token else app
 
 
-def serve_http(server: MCPServer, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> None:
+def serve_http(server: Server, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> None:
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1"):

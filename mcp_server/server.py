@@ -1,51 +1,39 @@
-"""Build the `knowledge-distillation` MCP server: tools, resources and the planning prompt."""
+"""The `knowledge-distillation` server: the SDK's low-level `Server` with one handler per MCP method.
+
+Tools in `tools.py`, resources in `docs.py`, the prompt in `prompts.py`; this module only wires them together
+(public SDK API only: `mcp.server.Server`, `mcp.types`, `mcp.stdio_server`).
+"""
 
 from __future__ import annotations
 
-from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp import stdio_server
+from mcp.server import Server
 
-from mcp_server import docs
-from mcp_server import manifest
-from mcp_server.distill_tool import Limits, distill_tool, limits_from_env
-from mcp_server.prompts import plan_distillation
-from mcp_server.tools import advisory_tool, export_tool
+from mcp_server import docs, prompts
+from mcp_server.tools import Tools
 from skill import __version__
+from skill.distill.jobs import Limits, limits_from_env
 
 INSTRUCTIONS = (
     "Knowledge distillation advisor. Start with kd_route_request, then kd_recommend_method and kd_choose_alpha; "
-    "run kd_run_quick_distill for evidence, then kd_export_recipe for the full-scale run; score students with kd_score_distillation, check them with "
-    "kd_diagnose_failure and kd_check_quality_gates. "
+    "run kd_run_quick_distill for evidence, then kd_export_recipe for the full-scale run; score students with "
+    "kd_score_distillation, check them with kd_diagnose_failure and kd_check_quality_gates. "
     "Read kd://skill for the workflow."
 )
 
 
-def build_server(limits: Limits | None = None) -> MCPServer:
-    """A fresh server instance (tests build their own; the CLI entry point builds one)."""
-    limits = limits or limits_from_env()
-    special = {"kd_run_quick_distill": lambda e: distill_tool(e, limits), "kd_export_recipe": lambda e: export_tool(e, limits)}
-    tools = [special.get(e["name"], lambda e: advisory_tool(e, limits))(e) for e in manifest.load()]
-    server = MCPServer("knowledge-distillation", version=__version__, instructions=INSTRUCTIONS, tools=tools, log_level="WARNING")
+def build_server(limits: Limits | None = None, advisory_timeout_s: float | None = None) -> Server:
+    """A fresh server instance (tests build their own; the entry point builds one)."""
+    tools = Tools(limits or limits_from_env(), advisory_timeout_s)
+    return Server(
+        "knowledge-distillation", version=__version__, instructions=INSTRUCTIONS,
+        on_list_tools=tools.list, on_call_tool=tools.call,
+        on_list_resources=docs.list_resources, on_list_resource_templates=docs.list_templates,
+        on_read_resource=docs.read_resource, on_list_prompts=prompts.list_prompts, on_get_prompt=prompts.get_prompt,
+    )
 
-    @server.resource("kd://skill", name="SKILL.md", description="The skill: when to use it, decisions, workflow, tools.", mime_type="text/markdown")
-    def skill_md() -> str:
-        return docs.read_skill()
 
-    @server.resource("kd://references/{topic}", name="reference", description="One references/ topic, e.g. methods, failure-modes.", mime_type="text/markdown")
-    def reference(topic: str) -> str:
-        try:
-            return docs.read_reference(topic)
-        except KeyError as exc:
-            raise ResourceNotFoundError(str(exc.args[0])) from exc
-
-    @server.resource("kd://rules/{name}", name="rule file", description="One rule file (YAML), the source of every threshold.", mime_type="application/yaml")
-    def rule(name: str) -> str:
-        from skill.rules import rule_file_text
-
-        try:
-            return rule_file_text(name)
-        except KeyError as exc:
-            raise ResourceNotFoundError(str(exc.args[0])) from exc
-
-    server.prompt(name="plan_distillation", title="Plan a distillation", description=plan_distillation.__doc__)(plan_distillation)
-    return server
+async def serve_stdio(server: Server) -> None:
+    """Serve one client over stdin/stdout until it closes stdin."""
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())

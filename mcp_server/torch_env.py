@@ -71,7 +71,7 @@ def install_command() -> str:
 
 
 def missing_message() -> str | None:
-    """None when the runner can run; else what is missing and the command to fix it, for a ToolError."""
+    """None when the runner can run; else what is missing and the command to fix it, for an isError result."""
     missing = missing_modules()
     if not missing:
         return None

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from mcp import Client
 
-from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
+from skill.distill.jobs import Limits
 from skill.errors import InputError
 from tests import hostile_inputs as hostile
 from tests.mcp_helpers import ROOT, text_of

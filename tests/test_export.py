@@ -13,8 +13,8 @@ import pytest
 import yaml
 from mcp import Client
 
-from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
+from skill.distill.jobs import Limits
 from skill.errors import InputError
 from skill.export import ENGINES, engine_module, export_recipe
 from skill.export.checks import check_import_path, runner_net_params

@@ -13,8 +13,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
+from skill.distill.jobs import Limits
 from skill.export import export_recipe
 from skill.export.request import ExportRequest
 from tests.mcp_helpers import text_of

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from mcp import Client
 
-from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
+from skill.distill.jobs import Limits
 from skill.errors import InputError
 from skill.export import export_recipe
 from skill.export.request import ExportRequest

@@ -164,13 +164,9 @@ def test_advice_cancel_and_sigterm_are_served_while_the_slowest_requests_run(roo
 
 def test_a_call_over_its_cap_gets_a_clear_error(tmp_path: Path) -> None:
     """The cap is the last line (work is linear): a call past it is abandoned with an error naming the cap."""
-    from mcp_server import manifest
-    from mcp_server.tools import advisory_tool
+    from mcp_server.server import build_server
 
-    from mcp.server import MCPServer
-
-    entry = next(e for e in manifest.load() if e["name"] == "kd_route_request")
-    server = MCPServer("capped", tools=[advisory_tool(entry, timeout_s=1e-6)])
+    server = build_server(advisory_timeout_s=1e-6)
 
     async def go() -> Any:
         async with Client(server) as client:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from mcp import Client
 
-from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
+from skill.distill.jobs import Limits
 from tests.mcp_helpers import stdio_params, text_of
 
 QUICK = {"epochs": 8, "teacher_epochs": 5, "teacher_hidden": [64], "temperature": 4, "kd_loss_weight": 0.9, "threads": 1}

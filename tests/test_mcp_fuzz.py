@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from mcp import Client
 
-from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
+from skill.distill.jobs import Limits
 from tests.mcp_helpers import text_of
 
 ROOTS = Path(__file__).resolve().parents[1] / ".cache" / "fuzz"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
@@ -241,3 +242,29 @@ def test_stdout_carries_only_protocol_messages():
     assert proc.stdout.read().strip() == ""  # nothing else was printed
     proc.stdout.close()
     proc.stderr.close()
+
+
+def _sdk_imports(folder: Path) -> dict[str, set[str]]:
+    """Every `mcp...` module each file of the adapter imports, at any depth of the code."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            found.setdefault(path.name, set()).update(n for n in names if n == "mcp" or n.startswith("mcp."))
+    return found
+
+
+PUBLIC_SDK = {"mcp", "mcp.types", "mcp.server", "mcp.server.transport_security"}
+
+
+def test_the_adapter_imports_only_the_sdks_public_api():
+    """Issue 19: `mcp.server.mcpserver.tools.base.Tool`, `func_metadata`'s `ArgModelBase` and the like are internals
+    that can change in any SDK minor; the adapter uses the low-level `Server`, `mcp.types` and the transports only."""
+    used = _sdk_imports(ROOT / "mcp_server")
+    private = {f: sorted(m for m in mods if m not in PUBLIC_SDK) for f, mods in used.items()}
+    assert not any(private.values()), private
+    assert "mcp.server" in used["server.py"]  # the check reads the real imports (it would see an internal one)

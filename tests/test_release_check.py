@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from mcp import Client
 
-from mcp_server.distill_tool import Limits
 from mcp_server.server import build_server
+from skill.distill.jobs import Limits
 from skill.rules import get_rules
 from tests.mcp_helpers import text_of
 

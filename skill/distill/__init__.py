@@ -1,7 +1,8 @@
 """The quick-distill runner: the only part of the package that imports torch (lazily, from its modules).
 
 `run_quick_distill(config)` trains or loads a teacher, a from-scratch student and a distilled student
-with paired seeds, and returns a `DistillReport`.
+with paired seeds, and returns a `DistillReport`. For a server, `jobs.py` (torch-free) runs each one in a killable
+worker process (`worker.py`).
 """
 
 from __future__ import annotations
