@@ -346,3 +346,70 @@ def test_time_the_teacher_did_not_use_goes_back_to_the_students_in_reverse_cut_o
     plan = Plan(1, "", Shape(1, 3, 10), Shape(3, 3, 100), 200, 24.0, costs, 7.0, report, ())
     shape, changes = _replan(ctx, plan)
     assert shape == Shape(1, 3, 100) and changes == ("epochs 10 -> 100: the teacher finished early and left the time",)
+
+
+# ---- review of issue 18: the estimate, the probe and the re-plans (defect 1) ------------------------------------------
+def test_the_estimate_counts_the_epochs_early_stopping_is_expected_to_use():
+    """semi.npz: estimated 98 s at 120 epochs, students stopped at 35-90 and took 6 s; trials were cut 3 -> 1."""
+    from skill.distill.plan import expected_epochs
+
+    costs = _costs()  # (3, 3, 120) at the cap: 216 s; at 40 + 30 epochs: 126 s
+    probed = []
+
+    def probe() -> tuple[int, int, bool]:
+        probed.append(1)
+        return 40, 20, False  # plateau at 20, times the factor 2
+
+    plan = fit_students(Shape(3, 3, 120), 130.0, costs, 3, probe, patience=30)
+    assert isinstance(plan, StudentPlan) and plan.shape == Shape(3, 3, 120) and plan.cuts == () and len(probed) == 1
+    assert plan.expected_epochs == expected_epochs(120, 40, 30) == 70
+    assert plan.estimate_s == pytest.approx(costs.students_s(Shape(3, 3, 70)))
+    # a probe still improving when its time ended says nothing about early stopping: the cap is counted
+    still = fit_students(Shape(3, 3, 120), 130.0, costs, 3, lambda: (40, 20, True), patience=30)
+    assert still.expected_epochs is None and still.cuts and still.cuts[0] == "trials per side 3 -> 1"
+    assert expected_epochs(120, 100, 30) == 120  # never above the cap
+
+
+def test_a_probe_caught_in_a_neighbours_burst_is_not_read_as_the_machine_speed():
+    from skill.distill.plan import robust_step_s
+
+    warm = [0.5, 0.2, 0.1, 0.1]
+    steady = [0.001] * 10
+    burst = [0.008] * 14  # more than half the steps slowed by a neighbour: the old median read 8 ms per step
+    assert robust_step_s(warm + steady + burst, warmup=4) == pytest.approx(0.001)
+    assert robust_step_s(warm + [0.002] * 24, warmup=4) == pytest.approx(0.002)
+
+
+def test_restoring_cut_trials_never_plans_past_the_time_left():
+    from skill.distill.plan import restorable_trials
+
+    def stack_s(members: int) -> float:
+        return 2.0 * members  # seconds of one stack at the epoch cap
+
+    # 3 seeds, 1 trial ran: 2 trials need 6 + 12 = 18 s, 3 trials 12 + 18 = 30 s
+    assert restorable_trials(1, 3, 3, 30.0, stack_s) == 3
+    assert restorable_trials(1, 3, 3, 29.9, stack_s) == 2
+    assert restorable_trials(1, 3, 3, 17.9, stack_s) == 1
+    assert restorable_trials(3, 3, 3, 1e9, stack_s) == 3
+
+
+def test_a_noisy_probe_that_cut_trials_is_undone_after_the_scratch_students(tmp_path, monkeypatch):
+    """The probe is faked to read 4 ms per student-step (a busy neighbour): the plan cuts trials 3 -> 1; the scratch
+    students then show the real pace and the cut learning rates and settings are restored, and the report says so."""
+    from skill.distill import stages
+
+    monkeypatch.setattr(stages, "_probe", lambda ctx, data, nets, choice, members, teacher=False: 0.004 * len(members))
+    data, logits = _blobs(tmp_path)
+    cfg = DistillConfig(**{**FAST, "dataset": data, "teacher": logits, "student_hidden": [32], "epochs": 40, "seeds": 3,
+                           "temperature": None, "temperature_grid": [2.0, 4.0, 8.0]})
+    report = run_quick_distill(cfg)
+    assert report.plan.cuts and report.plan.cuts[0].startswith("trials per side 3 -> "), report.plan
+    assert report.settings.trials_per_side == 3 and report.plan.trials_per_side == 3, report.plan
+    assert any(r.startswith("trials per side") and "second scratch stack" in r for r in report.plan.replanned)
+    assert any("restored" in w for w in report.warnings)
+    for seed in (0, 1, 2):
+        scratch = [t for t in report.trials if t.role == "scratch" and t.seed == seed]
+        distilled = [t for t in report.trials if t.role == "distilled" and t.seed == seed]
+        assert len(scratch) == len(distilled) == 3  # both sides the best of the same number of trials
+        assert {t.learning_rate for t in distilled} == {next(t for t in scratch if t.selected).learning_rate}
+    assert report.complete and sorted(report.settings.scratch_search) == sorted(3e-3 * f for f in get_rules().runner["selection"]["lr_factors"])

@@ -126,8 +126,11 @@ class Plan(BaseModel):
     trials_per_side: int
     epochs: int
     plateau_epoch: int | None = Field(None, description="Where a probe scratch student's validation accuracy stopped improving (when measured)")
+    expected_epochs: int | None = Field(None, description="Epochs per student stack the estimates count: the probe's plateau epoch times the rules' "
+                                                          "factor plus the patience, at most `epochs` (None: the cap itself)")
     cuts: list[str] = Field(default_factory=list, description="What was cut to fit the budget, in the rules' cut order")
-    replanned: list[str] = Field(default_factory=list, description="Changes after the teacher finished (time it did not use goes back to the students)")
+    replanned: list[str] = Field(default_factory=list, description="What was restored after the teacher and after the scratch students "
+                                                                   "(time they did not use goes back to the rest of the experiment)")
 
 
 class WallTime(BaseModel):

@@ -83,7 +83,7 @@ def evaluate(ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: 
     compression = ref_params / nets_.student_params if ref_params else None
     warnings = list(data.warnings) + list(plan.warnings) + list(teacher.warnings)
     if trials.replanned:
-        warnings.append("re-planned after the teacher: " + "; ".join(trials.replanned))
+        warnings.append("re-planned with the time left (restored): " + "; ".join(trials.replanned))
     plan_report = plan.report.model_copy(update={"replanned": list(trials.replanned), "seeds": trials.shape.seeds,
                                                  "trials_per_side": trials.shape.trials, "epochs": trials.shape.epochs})
     report = DistillReport(
