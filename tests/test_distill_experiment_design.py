@@ -264,7 +264,7 @@ def test_selection_decided_by_one_or_two_validation_rows_is_called_a_tie():
         (1e-3, 2e-3),
         (),
     )
-    rows = trial_rows(trials, [0, 1], tie=2 / n_val + 1e-9)
+    rows = trial_rows(trials, [0, 1], tie_rows=2, n_val=n_val)
     assert [(r.selected, r.tied) for r in rows] == [(False, False), (True, True), (False, False), (True, False)]
     words = _ties(rows, n_val)
     assert len(words) == 1 and "seed(s) 0" in words[0] and "tied" in words[0] and "noise" in words[0]
@@ -413,3 +413,21 @@ def test_a_noisy_probe_that_cut_trials_is_undone_after_the_scratch_students(tmp_
         assert len(scratch) == len(distilled) == 3  # both sides the best of the same number of trials
         assert {t.learning_rate for t in distilled} == {next(t for t in scratch if t.selected).learning_rate}
     assert report.complete and sorted(report.settings.scratch_search) == sorted(3e-3 * f for f in get_rules().runner["selection"]["lr_factors"])
+
+
+def test_a_two_row_gap_in_float32_accuracies_is_a_tie():
+    """94/95 - 92/95 in float32 is 2.0000026 rows: a tolerance of 2/95 + 1e-9 called it no tie."""
+    from skill.distill.nets import MLP
+    from skill.distill.stages import TrialRun, Trials, trial_rows
+    from skill.distill.train import Member, Result
+
+    n_val = 95
+
+    def run(lr: float, right: int) -> TrialRun:
+        return TrialRun(Member("scratch", 0, lr), Result(MLP(2, [2], 2), float(np.float32(right / n_val)), 5, 50))
+
+    trials = Trials((run(1e-3, 94), run(2e-3, 92)), Shape(2, 1, 5), "finished", (1e-3, 2e-3), ())
+    rows = trial_rows(trials, [0], tie_rows=2, n_val=n_val)
+    assert [(r.selected, r.tied) for r in rows] == [(True, True), (False, False)]
+    far = Trials((run(1e-3, 94), run(2e-3, 91)), Shape(2, 1, 5), "finished", (1e-3, 2e-3), ())
+    assert [(r.selected, r.tied) for r in trial_rows(far, [0], tie_rows=2, n_val=n_val)] == [(True, False), (False, False)]

@@ -70,8 +70,7 @@ def evaluate(ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: 
         has_teacher = cfg.topology in ("teacher_student", "ensemble")
         comparison = compare([p.seed for p in pairs], sc, dc, (teacher_probs.argmax(1) == y).astype(float) if has_teacher else None,
                              teacher_converged=teacher.stopped_by == "early_stopping")
-    tie = stages.tie_fraction(ctx, data)
-    rows = stages.trial_rows(trials, seeds, tie)
+    rows = stages.trial_rows(trials, seeds, stages.tie_rows(ctx), len(d.X_val))
     ties = _ties(rows, len(d.X_val))
     words, keep = advice(comparison, trials.stop_reason, ties)
     gain = (distilled_m.accuracy - scratch_m.accuracy) * 100 if scratch_m and distilled_m else None

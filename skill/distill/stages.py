@@ -481,9 +481,9 @@ def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tupl
     return max(1, math.ceil(plateau * rules.plateau_epoch_factor)), plateau, still_improving
 
 
-def tie_fraction(ctx: Context, data: Data) -> float:
-    """Accuracy difference of tie_rows validation rows."""
-    return float(ctx.selection["tie_rows"]) / max(len(data.dataset.X_val), 1) + 1e-9
+def tie_rows(ctx: Context) -> int:
+    """Validation rows within which trials are tied (runner rules)."""
+    return int(ctx.selection["tie_rows"])
 
 
 # ---- 5. teachers ----------------------------------------------------------------------------------------------------------
@@ -747,7 +747,13 @@ def _generations(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, see
 
 
 # ---- rows for the report ----------------------------------------------------------------------------------------------------
-def trial_rows(trials: Trials, seeds: list[int], tie: float) -> list[Trial]:
+def _rows_right(accuracy: float, n_val: int) -> int:
+    """Validation rows a trial got right: accuracies are float32 means (94/95 - 92/95 = 2.0000026 rows), so ties are
+    decided on whole rows, never on a fraction with a tolerance."""
+    return int(round(accuracy * n_val))
+
+
+def trial_rows(trials: Trials, seeds: list[int], tie_rows: int, n_val: int) -> list[Trial]:
     chosen: dict[int, bool] = {}  # id of a selected result -> tied
     for seed in seeds:
         for roles in (("scratch",), LEARNER_ROLES):
@@ -757,7 +763,8 @@ def trial_rows(trials: Trials, seeds: list[int], tie: float) -> list[Trial]:
                 continue
             others = [r.result.val_accuracy for r in trials.runs if r.member.role in roles and r.seed == seed and r is not best
                       and r.result.val_accuracy >= 0]
-            chosen[id(best.result)] = bool(others) and best.result.val_accuracy - max(others) <= tie
+            gap = _rows_right(best.result.val_accuracy, n_val) - _rows_right(max(others), n_val) if others else None
+            chosen[id(best.result)] = gap is not None and gap <= tie_rows
     return [Trial(role=r.member.role, seed=r.seed, learning_rate=r.member.lr, temperature=r.member.temperature if r.member.role != "scratch" else None,
                   kd_loss_weight=r.member.kd_weight if r.member.role != "scratch" else None, generation=r.generation, val_accuracy=r.result.val_accuracy,
                   epochs=r.result.epochs_run, steps=r.result.steps, selected=id(r.result) in chosen, tied=chosen.get(id(r.result), False))
