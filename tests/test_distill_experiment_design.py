@@ -431,3 +431,68 @@ def test_a_two_row_gap_in_float32_accuracies_is_a_tie():
     assert [(r.selected, r.tied) for r in rows] == [(True, True), (False, False)]
     far = Trials((run(1e-3, 94), run(2e-3, 91)), Shape(2, 1, 5), "finished", (1e-3, 2e-3), ())
     assert [(r.selected, r.tied) for r in trial_rows(far, [0], tie_rows=2, n_val=n_val)] == [(True, False), (False, False)]
+
+
+# ---- review of issue 18: verdicts (defects 2, 4, 5) --------------------------------------------------------------------
+def _weak_teacher_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    scratch = (rng.random((3, 300)) < 0.8).astype(float)
+    distilled = (rng.random((3, 300)) < 0.8).astype(float)
+    teacher = (rng.random(300) < 0.6).astype(float)  # well below scratch
+    return scratch, distilled, teacher
+
+
+def test_inconclusive_advice_for_a_given_teacher_is_about_that_teacher():
+    from skill.distill.verdict import compare
+
+    scratch, distilled, teacher = _weak_teacher_case()
+    given = compare([0, 1, 2], scratch, distilled, teacher, teacher_converged=False, teacher_given=True)
+    advice = get_rules().runner["verdict"]["inconclusive_advice"]
+    assert given.verdict == "inconclusive"
+    assert all(a in given.statement for a in advice["given"])
+    assert "longer budget" not in given.statement and "teacher_hidden" not in given.statement
+    assert "alignment" in given.statement and "transfer rows" in given.statement
+    trained = compare([0, 1, 2], scratch, distilled, teacher, teacher_converged=False)
+    assert all(a in trained.statement for a in advice["not_converged"])
+
+
+def test_a_gain_on_the_same_few_rows_of_every_seed_needs_the_exact_test():
+    """200 rows, 3 seeds, the same 4 rows fixed on every seed: the bootstrap said +0.5 to +4.0 ('gain') while the
+    exact McNemar test on those 4 rows gives p = 0.125."""
+    from skill.distill.verdict import compare
+
+    a = np.ones((3, 200))
+    a[:, :10] = 0
+    b = a.copy()
+    b[:, :4] = 1
+    c = compare([0, 1, 2], a, b, teacher_correct=np.ones(200))
+    assert c.interval[0] > 0  # the interval alone would call it a gain
+    assert c.verdict == "no_gain" and c.rows_test_p == pytest.approx(0.125) and c.rows_favour_distilled == 4
+    assert "too few rows" in c.statement and "McNemar" in c.statement
+    # the same gain spread over many rows survives the exact test
+    a = np.ones((3, 400))
+    a[:, :60] = 0
+    b = a.copy()
+    b[:, :30] = 1
+    c = compare([0, 1, 2], a, b, teacher_correct=np.ones(400))
+    assert c.verdict == "gain" and c.rows_test_p < 0.05 and "McNemar" in c.statement
+    # and a loss is judged the same way
+    c = compare([0, 1, 2], b, a, teacher_correct=np.ones(400))
+    assert c.verdict == "loss"
+
+
+def test_no_verdict_below_the_rules_seed_floor():
+    from skill.distill.config import DistillConfig
+    from skill.distill.verdict import advice, compare
+
+    floor = int(get_rules().runner["budget"]["seed_floor_for_verdict"])
+    a = np.ones((floor, 400))
+    a[:, :60] = 0
+    b = a.copy()
+    b[:, :30] = 1
+    few = compare(list(range(floor - 1)), a[: floor - 1], b[: floor - 1], teacher_correct=np.ones(400))
+    assert few.verdict == "no_verdict" and f"run seeds >= {floor}" in few.statement
+    assert f"fewer than {floor} paired seeds" in advice(few, "finished", [])[0]
+    assert compare(list(range(floor)), a, b, teacher_correct=np.ones(400)).verdict == "gain"
+    help_ = DistillConfig.model_fields["seeds"].description
+    assert f"with {floor} or more" in help_ and "2 or more" not in help_

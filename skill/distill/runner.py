@@ -69,7 +69,7 @@ def evaluate(ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: 
         dc = np.stack([(probs_on(p.learner.result.model, X_test).argmax(1) == y) for p in pairs]).astype(float)
         has_teacher = cfg.topology in ("teacher_student", "ensemble")
         comparison = compare([p.seed for p in pairs], sc, dc, (teacher_probs.argmax(1) == y).astype(float) if has_teacher else None,
-                             teacher_converged=teacher.stopped_by == "early_stopping")
+                             teacher_converged=teacher.stopped_by == "early_stopping", teacher_given=cfg.teacher != "train")
     rows = stages.trial_rows(trials, seeds, stages.tie_rows(ctx), len(d.X_val))
     ties = _ties(rows, len(d.X_val))
     words, keep = advice(comparison, trials.stop_reason, ties)
