@@ -496,3 +496,17 @@ def test_no_verdict_below_the_rules_seed_floor():
     assert compare(list(range(floor)), a, b, teacher_correct=np.ones(400)).verdict == "gain"
     help_ = DistillConfig.model_fields["seeds"].description
     assert f"with {floor} or more" in help_ and "2 or more" not in help_
+
+
+# ---- review of issue 18: small report defects (7, 8, 9) ----------------------------------------------------------------
+def test_a_teacher_file_of_unknown_extension_is_refused_in_one_line(tmp_path, capfd):
+    """A .csv teacher was loaded as TorchScript and drew a warning about running a program."""
+    data, _ = _blobs(tmp_path, unlabelled=50)
+    csv = tmp_path / "teacher.csv"
+    csv.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError) as err:
+        run_quick_distill(DistillConfig(**{**FAST, "dataset": data, "teacher": str(csv)}))
+    message = str(err.value)
+    assert err.value.field == "teacher" and "\n" not in message and "'.csv'" in message
+    assert all(ext in message for ext in (".npz", ".safetensors", ".pt", ".ts"))
+    assert "TorchScript, a program" not in capfd.readouterr().err

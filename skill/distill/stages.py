@@ -28,7 +28,7 @@ from skill.distill.plan import (BudgetRules, Costs, Infeasible, Shape, fit_stude
 from skill.distill.prepare import Scaler, check_leaks, fit_scaler, standardise
 from skill.distill.report import ModelMetrics, Plan as PlanReport, Trial, WallTime
 from skill.distill.targets import EnsembleTeacher, PeerTargets, SoftTargets, TeacherTargets, split_outputs
-from skill.distill.teacher import load_logits, load_teacher_module
+from skill.distill.teacher import load_logits, load_teacher_module, teacher_kind
 from skill.distill.threads import choose_threads
 from skill.distill.train import Clock, Member, Recipe, Result, Stopped, TrainSpec, train
 from skill.errors import InputError
@@ -166,6 +166,8 @@ def architecture(ctx: Context, data: Data) -> Nets:
     if cfg.feature_loss == "attention" and cfg.method == "feature" and arch == "mlp":
         raise InputError("feature_loss", "attention transfer needs convolutional nets: set arch to cnn (square images) or cnn1d (sequences)")
     teacher_hidden = list(cfg.teacher_hidden) if ("teacher_hidden" in cfg.model_fields_set or arch == "mlp") else list(CONV_TEACHER_DEFAULT)
+    if cfg.teacher != "train":
+        teacher_kind(Path(cfg.teacher))  # an unknown extension is refused before any work
     check_run_size(cfg, arch, d, teacher_hidden=teacher_hidden)  # every parameter and the work per step, against the budget
     external, cached, source, teacher_params = None, {}, "trained here", 0
     if cfg.teacher != "train":
@@ -226,7 +228,7 @@ def _load_user_teacher(cfg: DistillConfig, data: Data, arch: str, hidden: list[i
     d = data.dataset
     if cfg.topology != "teacher_student":
         raise InputError("topology", f"{cfg.topology} trains its own nets here; a given teacher needs topology teacher_student")
-    if path.suffix == ".npz":
+    if teacher_kind(path) == "logits":
         n_total = len(d.train_index) + len(d.val_index) + len(d.unlabeled_from_train_index)  # type: ignore[arg-type]
         cached = load_logits(path, n_total, len(d.X_test), d.num_classes)
         if cfg.method in ("feature", "relation") or cfg.augment != "none":
@@ -246,7 +248,7 @@ def _load_user_teacher(cfg: DistillConfig, data: Data, arch: str, hidden: list[i
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, d.num_classes) or not logits.is_floating_point():
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise InputError("teacher", f"{path.name} must return logits of shape (rows, {d.num_classes}) (or a tuple starting with them); got {shape}")
-    kind = "safetensors weights" if path.suffix == ".safetensors" else "TorchScript"
+    kind = "safetensors weights" if teacher_kind(path) == "safetensors" else "TorchScript"
     return module, {}, f"given: {kind} ({path.name})"
 
 
