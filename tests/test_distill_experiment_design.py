@@ -510,3 +510,52 @@ def test_a_teacher_file_of_unknown_extension_is_refused_in_one_line(tmp_path, ca
     assert err.value.field == "teacher" and "\n" not in message and "'.csv'" in message
     assert all(ext in message for ext in (".npz", ".safetensors", ".pt", ".ts"))
     assert "TorchScript, a program" not in capfd.readouterr().err
+
+
+class _CountingClock:
+    """A clock that runs out after `steps` checks (one check per training step): a counted stop, no wall time."""
+
+    def __init__(self, steps: int) -> None:
+        import time
+
+        self.deadline, self.calls, self.steps = time.monotonic() + 1e6, 0, steps
+
+    def stop(self) -> bool:
+        return False
+
+    def check(self) -> None:
+        from skill.distill.train import Stopped
+
+        self.calls += 1
+        if self.calls > self.steps:
+            raise Stopped("time_budget")
+
+    def left(self) -> float:
+        return 1e6
+
+
+def test_a_run_stopped_during_the_scratch_students_says_so_and_counts_their_time(tmp_path):
+    """The report said 'stopped before both students finished an epoch' while scratch students had trained, and
+    wall_time_s.students was 0.0 (the early return skipped it)."""
+    from skill.distill import stages
+    from skill.distill.runner import evaluate
+    from skill.distill.train import Clock
+
+    data_path, logits = _blobs(tmp_path, unlabelled=200)
+    cfg = DistillConfig(**{**FAST, "dataset": data_path, "teacher": logits, "student_hidden": [8], "epochs": 20, "seeds": 3})
+    ctx = stages.Context(cfg, Clock(deadline=1e12), stages.Progress(None), torch.device("cpu"), "test")
+    data = stages.load(ctx)
+    nets = stages.architecture(ctx, data)
+    choice = stages.method(ctx, data, nets)
+    plan = stages.plan(ctx, data, nets, choice)
+    teacher = stages.teachers(ctx, data, nets, plan)
+    steps_per_epoch = plan.costs.steps_per_epoch
+    counting = _CountingClock(3 * steps_per_epoch + 1)  # three scratch epochs, then the budget ends
+    ctx2 = stages.Context(cfg, counting, ctx.progress, ctx.device, "test", wall=ctx.wall)  # type: ignore[arg-type]
+    trials = stages.students(ctx2, data, nets, choice, plan, teacher)
+    assert trials.stop_reason == "time_budget" and {r.member.role for r in trials.runs} == {"scratch"}
+    assert ctx2.wall.students > 0
+    report = evaluate(ctx2, data, nets, choice, plan, teacher, trials)
+    assert report.comparison is None and "scratch students trained 3 epoch(s)" in report.verdict
+    assert "before the distilled students finished an epoch" in report.verdict
+    assert "before both students" not in report.verdict and "before any student" not in report.verdict

@@ -72,7 +72,11 @@ def evaluate(ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: 
                              teacher_converged=teacher.stopped_by == "early_stopping", teacher_given=cfg.teacher != "train")
     rows = stages.trial_rows(trials, seeds, stages.tie_rows(ctx), len(d.X_val))
     ties = _ties(rows, len(d.X_val))
-    words, keep = advice(comparison, trials.stop_reason, ties)
+    trained: dict[str, int] = {}
+    for run in trials.runs:  # learners of every topology count as the distilled side
+        side = "scratch" if run.member.role == "scratch" else "distilled"
+        trained[side] = max(trained.get(side, 0), run.result.epochs_run)
+    words, keep = advice(comparison, trials.stop_reason, ties, trained)
     gain = (distilled_m.accuracy - scratch_m.accuracy) * 100 if scratch_m and distilled_m else None
     score = None
     if distilled_m and ref_params and teacher_m.accuracy > 0:

@@ -91,11 +91,19 @@ def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np
         rows_favour_scratch=rows.favour_a)
 
 
-def advice(comparison: Comparison | None, stop_reason: str, ties: list[str]) -> tuple[str, str]:
-    """(what to do in words, which student to save: 'distilled' or 'scratch')."""
+def advice(comparison: Comparison | None, stop_reason: str, ties: list[str], trained: dict[str, int] | None = None) -> tuple[str, str]:
+    """(what to do in words, which student to save: 'distilled' or 'scratch'). trained: the most epochs any student of
+    each side (scratch, or the learners) finished, so a stopped run says which side trained and which did not."""
     parts, keep = [], "distilled"
     if comparison is None:
-        parts.append("no comparison: the run stopped before both students finished an epoch")
+        done = {side: epochs for side, epochs in (trained or {}).items() if epochs > 0}
+        if not done:
+            parts.append(f"no comparison: the run stopped ({stop_reason}) before any student finished an epoch")
+        else:
+            ran = ", ".join(f"the {side} students trained {epochs} epoch(s)" for side, epochs in done.items())
+            missing = [side for side in ("scratch", "distilled") if side not in done]
+            parts.append(f"no comparison: the run stopped ({stop_reason}) after {ran}"
+                         + (f", before the {' and '.join(missing)} students finished an epoch" if missing else ""))
     elif comparison.verdict == "inconclusive":
         parts.append("inconclusive: the teacher is no better than a scratch student, so distillation was not tested; keep the scratch student "
                      "and get a better teacher first (what to change is in the comparison)")
