@@ -559,3 +559,36 @@ def test_a_run_stopped_during_the_scratch_students_says_so_and_counts_their_time
     assert report.comparison is None and "scratch students trained 3 epoch(s)" in report.verdict
     assert "before the distilled students finished an epoch" in report.verdict
     assert "before both students" not in report.verdict and "before any student" not in report.verdict
+
+
+@pytest.fixture(scope="module")
+def logits_report(tmp_path_factory):
+    """One short 3-seed run with a teacher given as logits, shared by the report-text checks below."""
+    data, logits = _blobs(tmp_path_factory.mktemp("blobs"), unlabelled=300)
+    return run_quick_distill(DistillConfig(**{**FAST, "dataset": data, "teacher": logits, "student_hidden": [16], "epochs": 5, "seeds": 3}))
+
+
+def test_the_headline_accuracies_are_the_means_the_interval_is_about(logits_report):
+    """The headline showed seed 0's accuracies beside an interval over seeds: the teacher ahead, a negative mean
+    difference, and nothing to say why."""
+    r = logits_report
+    pairs = r.comparison.pairs
+    scratch_mean = float(np.mean([p.scratch_accuracy for p in pairs]))
+    distilled_mean = float(np.mean([p.distilled_accuracy for p in pairs]))
+    assert r.comparison.scratch_mean_accuracy == pytest.approx(scratch_mean)
+    assert r.comparison.distilled_mean_accuracy - r.comparison.scratch_mean_accuracy == pytest.approx(r.comparison.mean_gain_points / 100)
+    assert f"scratch {scratch_mean:.4f} (mean of 3 seeds; seed 0: {r.scratch.accuracy:.4f})" in r.summary
+    assert f"distilled {distilled_mean:.4f} (mean of 3 seeds; seed 0: {r.distilled.accuracy:.4f}" in r.summary
+    from skill.formatting import to_text
+
+    text = to_text(r)
+    assert "scratch (seed 0)" in text and "distilled (seed 0)" in text and "per seed (scratch -> distilled): seed 0 " in text
+    assert f"mean over 3 seeds: scratch {scratch_mean:.4f}" in text
+
+
+def test_a_logits_teacher_has_no_size_or_latency_in_the_text_report(logits_report):
+    from skill.formatting import to_text
+
+    teacher_line = next(line for line in to_text(logits_report).splitlines() if line.strip().startswith("teacher "))
+    assert "n/a (given as logits)" in teacher_line
+    assert "params        0" not in teacher_line and "latency" not in teacher_line and "throughput" not in teacher_line

@@ -70,6 +70,9 @@ class Comparison(BaseModel):
     teacher_interval: list[float] | None = Field(None, description="95% interval of teacher minus scratch accuracy, in points (seeds and test rows); "
                                                                    "a verdict about distillation needs its lower end above 0")
     teacher_better: bool | None = Field(None, description="The teacher beats the scratch student beyond noise (None: no teacher to compare)")
+    scratch_mean_accuracy: float | None = Field(None, description="Scratch test accuracy, mean over the paired seeds (the headline; "
+                                                                  "`scratch` holds the saved seed's model)")
+    distilled_mean_accuracy: float | None = Field(None, description="Distilled test accuracy, mean over the paired seeds (the headline)")
     rows_test_p: float | None = Field(None, description="Exact McNemar (sign) test over test rows, each row counted once for the side its seeds got "
                                                         "right more often (Dietterich 1998); gain or loss needs it below the rules' rows_test_alpha")
     rows_favour_distilled: int | None = Field(None, description="Test rows the distilled students got right more often than scratch over the seeds")

@@ -212,11 +212,18 @@ def _diagnose(cfg: DistillConfig, data: Data, report: DistillReport, distilled_p
 
 
 def _summary(r: DistillReport) -> str:
+    """The headline: with several paired seeds the students' accuracies are their means over the seeds, the numbers
+    the interval is about (the saved seed's own values beside them), so the headline and the gain agree."""
     parts = [f"teacher {r.teacher.accuracy:.4f}"]
+    c = r.comparison
+    several = c is not None and len(c.pairs) > 1 and c.scratch_mean_accuracy is not None
+    seed = r.settings.seed
     if r.scratch:
-        parts.append(f"scratch {r.scratch.accuracy:.4f}")
+        parts.append(f"scratch {c.scratch_mean_accuracy:.4f} (mean of {len(c.pairs)} seeds; seed {seed}: {r.scratch.accuracy:.4f})"  # type: ignore[union-attr]
+                     if several else f"scratch {r.scratch.accuracy:.4f}")
     if r.distilled:
-        parts.append(f"distilled {r.distilled.accuracy:.4f} (ECE {r.distilled.ece:.3f})")
+        parts.append(f"distilled {c.distilled_mean_accuracy:.4f} (mean of {len(c.pairs)} seeds; seed {seed}: {r.distilled.accuracy:.4f}, "  # type: ignore[union-attr]
+                     f"ECE {r.distilled.ece:.3f})" if several else f"distilled {r.distilled.accuracy:.4f} (ECE {r.distilled.ece:.3f})")
     if r.compression_ratio:
         parts.append(f"{r.compression_ratio:.1f}x smaller")
     if r.comparison:

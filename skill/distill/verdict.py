@@ -88,7 +88,7 @@ def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np
         seed_interval=[by_seed.low, by_seed.high] if by_seed else None, test_interval=[by_test.low, by_test.high],
         interval=[both.low, both.high], mcnemar_p=stats.mcnemar_p(scratch_correct[0], distilled_correct[0]), verdict=verdict, statement=statement,
         teacher_interval=teacher_interval, teacher_better=teacher_better, rows_test_p=rows.p, rows_favour_distilled=rows.favour_b,
-        rows_favour_scratch=rows.favour_a)
+        rows_favour_scratch=rows.favour_a, scratch_mean_accuracy=float(np.mean(scratch_correct)), distilled_mean_accuracy=float(np.mean(distilled_correct)))
 
 
 def advice(comparison: Comparison | None, stop_reason: str, ties: list[str], trained: dict[str, int] | None = None) -> tuple[str, str]:
