@@ -328,6 +328,13 @@ def test_the_reference_states_the_runner_rules():
         "base times " + ", ".join(f"{f:g}" for f in sel["lr_factors"][:-1]) + f" and {sel['lr_factors'][-1]:g}" in text
     )
     assert f"at most {get_rules().runner['student_size']['params_per_row']:g} parameters per training row" in text
+    v = get_rules().runner["verdict"]
+    assert f"below {v['rows_test_alpha']:g} (`rows_test_alpha`" in text and "Dietterich 1998" in text
+    assert f"Fewer than {b['seed_floor_for_verdict']} paired seeds (the rules' `seed_floor_for_verdict`) give the intervals and" in text
+    from skill.distill.stages import PROBE_STEPS, PROBE_WARMUP
+
+    assert f"lower quartile of {PROBE_STEPS - PROBE_WARMUP} probe steps after {PROBE_WARMUP} warm-up steps" in text
+    assert "`plan.expected_epochs`" in text
     assert list(b["cut_order"]) == ["trials", "seeds", "student_epochs"] and "trials per side (the base" in text
 
 
