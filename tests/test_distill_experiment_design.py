@@ -599,3 +599,22 @@ def test_a_logits_teacher_has_no_size_or_latency_in_the_text_report(logits_repor
     teacher_line = next(line for line in to_text(logits_report).splitlines() if line.strip().startswith("teacher "))
     assert "n/a (given as logits)" in teacher_line
     assert "params        0" not in teacher_line and "latency" not in teacher_line and "throughput" not in teacher_line
+
+
+def test_the_re_plan_after_the_teacher_restores_epochs_no_further_than_early_stopping_is_expected_to_use():
+    """Epochs past the expected ones cost nothing in the estimate: a restore to the cap would be unpriced."""
+    import time
+    from dataclasses import replace
+
+    from skill.distill.report import Plan as PlanReport
+    from skill.distill.stages import Context, Plan, Progress, _replan
+    from skill.distill.train import Clock
+
+    cfg = DistillConfig(**FAST)
+    ctx = Context(cfg, Clock(deadline=time.monotonic() + 1000), Progress(None), torch.device("cpu"), "test")
+    costs = replace(_costs(), expected_epochs=300)
+    report = PlanReport(budget_s=60, teacher_share_s=24, teacher_estimate_s=1, students_estimate_s=6, full_estimate_s=181,
+                        seeds=1, trials_per_side=1, epochs=100, cuts=["student epochs 2000 -> 100"])
+    plan = Plan(1, "", Shape(1, 1, 100), Shape(1, 1, 2000), 200, 24.0, costs, 7.0, report, ())
+    shape, changes = _replan(ctx, plan)
+    assert shape == Shape(1, 1, 300) and changes == ("epochs 100 -> 300: the teacher finished early and left the time",)

@@ -688,6 +688,9 @@ def _replan(ctx: Context, plan: Plan) -> tuple[Shape, tuple[str, ...]]:
     for name in reversed(ctx.rules.cut_order):
         field_ = {"student_epochs": "epochs"}.get(name, name)
         current, target = getattr(shape, field_), getattr(plan.full, field_)
+        if field_ == "epochs" and plan.costs.expected_epochs is not None:
+            # epochs beyond those early stopping is expected to use are priced as free: restore no further than them
+            target = max(current, min(target, plan.costs.expected_epochs))
         for value in range(target, current, -1):
             candidate = shape._replace(**{field_: value})
             if plan.costs.students_s(candidate) <= left:
