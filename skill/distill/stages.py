@@ -396,7 +396,8 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
             more = ("" if needed <= 600 else " (more than the 600 s a quick distill allows: use a smaller student, fewer rows or a larger "
                     "batch_size, or run the full job with kd_export_recipe)")
             at = "at least" if fitted.lower_bound else "about"
-            raise InputError("time_budget_s", f"{cfg.time_budget_s:g} s cannot fit a teacher trained until it converges and {fitted.reason}: "
+            raise InputError("time_budget_s", f"{cfg.time_budget_s:g} s cannot fit " + ("a teacher trained until it converges and " if trains_teacher else "")
+                             + f"{fitted.reason}: "
                              f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to {needed:.0f}"
                              + (" or more" if fitted.lower_bound else "") + ", "
                              "or lower seeds, temperature_grid or epochs yourself")
@@ -646,8 +647,8 @@ def _restore_trials(ctx: Context, data: Data, nets: Nets, plan: Plan, shape: Sha
     """The second re-plan, between the scratch and the distilled stacks: when the plan cut trials and the scratch
     students finished early, the cut learning rates train now as one more scratch stack and the distilled side gets
     as many settings, so both sides stay the best of the same number of trials. The scratch stack's real pace
-    (seconds per step, against the probe's prediction) prices the rest at the epoch cap, so a restore never plans
-    past the budget."""
+    (seconds per step, against the probe's prediction) prices the rest, at the epochs the plan's estimate counts
+    but never fewer than the scratch stack ran, so a restore never plans past the budget the way the plan prices it."""
     cfg = ctx.cfg
     if not cfg.fit_to_budget or shape.trials >= plan.full.trials:
         return None
@@ -657,8 +658,11 @@ def _restore_trials(ctx: Context, data: Data, nets: Nets, plan: Plan, shape: Sha
     predicted = plan.costs.step_s(members)
     pace = (scratch_s / steps) / predicted if steps and predicted > 0 else 1.0  # measured / predicted seconds per step
 
+    # epochs: those the plan's estimate counts (early stopping expected), but never fewer than the scratch stack used
+    epochs = min(shape.epochs, max(epochs_run, plan.costs.epochs_of(shape)))
+
     def stack_s(m: int) -> float:
-        return shape.epochs * plan.costs.steps_per_epoch * plan.costs.step_s(m) * pace * plan.costs.safety
+        return epochs * plan.costs.steps_per_epoch * plan.costs.step_s(m) * pace * plan.costs.safety
 
     left = ctx.clock.left() - ctx.rules.reserve_s(cfg.time_budget_s)
     trials = restorable_trials(shape.trials, plan.full.trials, len(seeds), left, stack_s)
