@@ -84,7 +84,8 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
             p = data["plan"]
             teacher = f"share {p['teacher_share_s']:.0f} s" if p.get("teacher_share_s") is not None else "given or none"
             lines.append(f"  plan: teacher first ({teacher}), then {p['trials_per_side']} trial(s) per side x {p['seeds']} seed(s) "
-                         f"x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}")
+                         f"x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}"
+                         + (f"; restored: {'; '.join(p['replanned'])}" if p.get("replanned") else ""))
         settings = data.get("settings") or {}
         if settings.get("scratch_search"):
             lines.append(f"  search: scratch lr {settings['scratch_search']}; distilled [T, w] {settings.get('distilled_search')} at scratch's selected lr")
