@@ -56,11 +56,24 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
             lines.append(f"  [{g['status']:>7}] {g['title']}: {g['reason']}" + (f" [source: {g['source']}]" if g.get("source") else ""))
     if "settings" in data and "teacher" in data:
         lines.append(f"Quick distill on {data['dataset']}: {data['summary']}")
+        seed = (data.get("settings") or {}).get("seed", 0)
+        logits_teacher = str((data.get("settings") or {}).get("teacher_source", "")).startswith("given: precomputed logits")
         for name in ("teacher", "scratch", "distilled"):
             m = data.get(name)
             if m:
-                lines.append(f"  {name:<9} acc {m['accuracy']:.4f}  ECE {m['ece']:.3f}  params {m['params']:>8}  "
-                             f"latency {m['latency_ms_batch1']:.3f} ms  throughput {m['throughput_per_s_batch256']:.0f}/s")
+                # the students' rows are the saved seed's models (the means over seeds are in the headline and below)
+                label = name if name == "teacher" else f"{name} (seed {seed})"
+                size = ("params n/a (given as logits)" if name == "teacher" and logits_teacher else
+                        f"params {m['params']:>8}  latency {m['latency_ms_batch1']:.3f} ms  throughput {m['throughput_per_s_batch256']:.0f}/s")
+                lines.append(f"  {label:<18} acc {m['accuracy']:.4f}  ECE {m['ece']:.3f}  {size}")
+        comparison = data.get("comparison") or {}
+        if len(comparison.get("pairs") or []) > 1:
+            per_seed = "; ".join(f"seed {p['seed']} {p['scratch_accuracy']:.4f} -> {p['distilled_accuracy']:.4f} ({p['gain_points']:+.2f})"
+                                 for p in comparison["pairs"])
+            lines.append(f"  per seed (scratch -> distilled): {per_seed}")
+            if comparison.get("scratch_mean_accuracy") is not None:
+                lines.append(f"  mean over {len(comparison['pairs'])} seeds: scratch {comparison['scratch_mean_accuracy']:.4f}, "
+                             f"distilled {comparison['distilled_mean_accuracy']:.4f} ({comparison['mean_gain_points']:+.2f} points)")
         for t in data.get("trials", []):  # scratch trials vary the learning rate, distilled ones T and the loss weight
             setting = (f"T={t['temperature']:g} w={t['kd_loss_weight']:g}" if t.get("temperature") is not None and t.get("kd_loss_weight") is not None
                        else f"lr={t['learning_rate']:g}")
@@ -71,7 +84,8 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
             p = data["plan"]
             teacher = f"share {p['teacher_share_s']:.0f} s" if p.get("teacher_share_s") is not None else "given or none"
             lines.append(f"  plan: teacher first ({teacher}), then {p['trials_per_side']} trial(s) per side x {p['seeds']} seed(s) "
-                         f"x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}")
+                         f"x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}"
+                         + (f"; restored: {'; '.join(p['replanned'])}" if p.get("replanned") else ""))
         settings = data.get("settings") or {}
         if settings.get("scratch_search"):
             lines.append(f"  search: scratch lr {settings['scratch_search']}; distilled [T, w] {settings.get('distilled_search')} at scratch's selected lr")

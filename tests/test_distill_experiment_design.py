@@ -264,7 +264,7 @@ def test_selection_decided_by_one_or_two_validation_rows_is_called_a_tie():
         (1e-3, 2e-3),
         (),
     )
-    rows = trial_rows(trials, [0, 1], tie=2 / n_val + 1e-9)
+    rows = trial_rows(trials, [0, 1], tie_rows=2, n_val=n_val)
     assert [(r.selected, r.tied) for r in rows] == [(False, False), (True, True), (False, False), (True, False)]
     words = _ties(rows, n_val)
     assert len(words) == 1 and "seed(s) 0" in words[0] and "tied" in words[0] and "noise" in words[0]
@@ -328,6 +328,13 @@ def test_the_reference_states_the_runner_rules():
         "base times " + ", ".join(f"{f:g}" for f in sel["lr_factors"][:-1]) + f" and {sel['lr_factors'][-1]:g}" in text
     )
     assert f"at most {get_rules().runner['student_size']['params_per_row']:g} parameters per training row" in text
+    v = get_rules().runner["verdict"]
+    assert f"below {v['rows_test_alpha']:g} (`rows_test_alpha`" in text and "Dietterich 1998" in text
+    assert f"Fewer than {b['seed_floor_for_verdict']} paired seeds (the rules' `seed_floor_for_verdict`) give the intervals and" in text
+    from skill.distill.stages import PROBE_STEPS, PROBE_WARMUP
+
+    assert f"lower quartile of {PROBE_STEPS - PROBE_WARMUP} probe steps after {PROBE_WARMUP} warm-up steps" in text
+    assert "`plan.expected_epochs`" in text
     assert list(b["cut_order"]) == ["trials", "seeds", "student_epochs"] and "trials per side (the base" in text
 
 
@@ -346,3 +353,272 @@ def test_time_the_teacher_did_not_use_goes_back_to_the_students_in_reverse_cut_o
     plan = Plan(1, "", Shape(1, 3, 10), Shape(3, 3, 100), 200, 24.0, costs, 7.0, report, ())
     shape, changes = _replan(ctx, plan)
     assert shape == Shape(1, 3, 100) and changes == ("epochs 10 -> 100: the teacher finished early and left the time",)
+
+
+# ---- review of issue 18: the estimate, the probe and the re-plans (defect 1) ------------------------------------------
+def test_the_estimate_counts_the_epochs_early_stopping_is_expected_to_use():
+    """semi.npz: estimated 98 s at 120 epochs, students stopped at 35-90 and took 6 s; trials were cut 3 -> 1."""
+    from skill.distill.plan import expected_epochs
+
+    costs = _costs()  # (3, 3, 120) at the cap: 216 s; at 40 + 30 epochs: 126 s
+    probed = []
+
+    def probe() -> tuple[int, int, bool]:
+        probed.append(1)
+        return 40, 20, False  # plateau at 20, times the factor 2
+
+    plan = fit_students(Shape(3, 3, 120), 130.0, costs, 3, probe, patience=30)
+    assert isinstance(plan, StudentPlan) and plan.shape == Shape(3, 3, 120) and plan.cuts == () and len(probed) == 1
+    assert plan.expected_epochs == expected_epochs(120, 40, 30) == 70
+    assert plan.estimate_s == pytest.approx(costs.students_s(Shape(3, 3, 70)))
+    # a probe still improving when its time ended says nothing about early stopping: the cap is counted
+    still = fit_students(Shape(3, 3, 120), 130.0, costs, 3, lambda: (40, 20, True), patience=30)
+    assert still.expected_epochs is None and still.cuts and still.cuts[0] == "trials per side 3 -> 1"
+    assert expected_epochs(120, 100, 30) == 120  # never above the cap
+
+
+def test_a_probe_caught_in_a_neighbours_burst_is_not_read_as_the_machine_speed():
+    from skill.distill.plan import robust_step_s
+
+    warm = [0.5, 0.2, 0.1, 0.1]
+    steady = [0.001] * 10
+    burst = [0.008] * 14  # more than half the steps slowed by a neighbour: the old median read 8 ms per step
+    assert robust_step_s(warm + steady + burst, warmup=4) == pytest.approx(0.001)
+    assert robust_step_s(warm + [0.002] * 24, warmup=4) == pytest.approx(0.002)
+
+
+def test_restoring_cut_trials_never_plans_past_the_time_left():
+    from skill.distill.plan import restorable_trials
+
+    def stack_s(members: int) -> float:
+        return 2.0 * members  # seconds of one stack at the epoch cap
+
+    # 3 seeds, 1 trial ran: 2 trials need 6 + 12 = 18 s, 3 trials 12 + 18 = 30 s
+    assert restorable_trials(1, 3, 3, 30.0, stack_s) == 3
+    assert restorable_trials(1, 3, 3, 29.9, stack_s) == 2
+    assert restorable_trials(1, 3, 3, 17.9, stack_s) == 1
+    assert restorable_trials(3, 3, 3, 1e9, stack_s) == 3
+
+
+def test_a_noisy_probe_that_cut_trials_is_undone_after_the_scratch_students(tmp_path, monkeypatch):
+    """The probe is faked to read 4 ms per student-step (a busy neighbour): the plan cuts trials 3 -> 1; the scratch
+    students then show the real pace and the cut learning rates and settings are restored, and the report says so."""
+    from skill.distill import stages
+
+    monkeypatch.setattr(stages, "_probe", lambda ctx, data, nets, choice, members, teacher=False: 0.004 * len(members))
+    data, logits = _blobs(tmp_path)
+    cfg = DistillConfig(**{**FAST, "dataset": data, "teacher": logits, "student_hidden": [32], "epochs": 40, "seeds": 3,
+                           "temperature": None, "temperature_grid": [2.0, 4.0, 8.0]})
+    report = run_quick_distill(cfg)
+    assert report.plan.cuts and report.plan.cuts[0].startswith("trials per side 3 -> "), report.plan
+    assert report.settings.trials_per_side == 3 and report.plan.trials_per_side == 3, report.plan
+    assert any(r.startswith("trials per side") and "second scratch stack" in r for r in report.plan.replanned)
+    assert any("restored" in w for w in report.warnings)
+    from skill.formatting import to_text
+
+    plan_line = next(line for line in to_text(report).splitlines() if line.strip().startswith("plan:"))
+    assert "restored: trials per side" in plan_line
+    for seed in (0, 1, 2):
+        scratch = [t for t in report.trials if t.role == "scratch" and t.seed == seed]
+        distilled = [t for t in report.trials if t.role == "distilled" and t.seed == seed]
+        assert len(scratch) == len(distilled) == 3  # both sides the best of the same number of trials
+        assert {t.learning_rate for t in distilled} == {next(t for t in scratch if t.selected).learning_rate}
+    assert report.complete and sorted(report.settings.scratch_search) == sorted(3e-3 * f for f in get_rules().runner["selection"]["lr_factors"])
+
+
+def test_a_two_row_gap_in_float32_accuracies_is_a_tie():
+    """94/95 - 92/95 in float32 is 2.0000026 rows: a tolerance of 2/95 + 1e-9 called it no tie."""
+    from skill.distill.nets import MLP
+    from skill.distill.stages import TrialRun, Trials, trial_rows
+    from skill.distill.train import Member, Result
+
+    n_val = 95
+
+    def run(lr: float, right: int) -> TrialRun:
+        return TrialRun(Member("scratch", 0, lr), Result(MLP(2, [2], 2), float(np.float32(right / n_val)), 5, 50))
+
+    trials = Trials((run(1e-3, 94), run(2e-3, 92)), Shape(2, 1, 5), "finished", (1e-3, 2e-3), ())
+    rows = trial_rows(trials, [0], tie_rows=2, n_val=n_val)
+    assert [(r.selected, r.tied) for r in rows] == [(True, True), (False, False)]
+    far = Trials((run(1e-3, 94), run(2e-3, 91)), Shape(2, 1, 5), "finished", (1e-3, 2e-3), ())
+    assert [(r.selected, r.tied) for r in trial_rows(far, [0], tie_rows=2, n_val=n_val)] == [(True, False), (False, False)]
+
+
+# ---- review of issue 18: verdicts (defects 2, 4, 5) --------------------------------------------------------------------
+def _weak_teacher_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    scratch = (rng.random((3, 300)) < 0.8).astype(float)
+    distilled = (rng.random((3, 300)) < 0.8).astype(float)
+    teacher = (rng.random(300) < 0.6).astype(float)  # well below scratch
+    return scratch, distilled, teacher
+
+
+def test_inconclusive_advice_for_a_given_teacher_is_about_that_teacher():
+    from skill.distill.verdict import compare
+
+    scratch, distilled, teacher = _weak_teacher_case()
+    given = compare([0, 1, 2], scratch, distilled, teacher, teacher_converged=False, teacher_given=True)
+    advice = get_rules().runner["verdict"]["inconclusive_advice"]
+    assert given.verdict == "inconclusive"
+    assert all(a in given.statement for a in advice["given"])
+    assert "longer budget" not in given.statement and "teacher_hidden" not in given.statement
+    assert "alignment" in given.statement and "transfer rows" in given.statement
+    trained = compare([0, 1, 2], scratch, distilled, teacher, teacher_converged=False)
+    assert all(a in trained.statement for a in advice["not_converged"])
+
+
+def test_a_gain_on_the_same_few_rows_of_every_seed_needs_the_exact_test():
+    """200 rows, 3 seeds, the same 4 rows fixed on every seed: the bootstrap said +0.5 to +4.0 ('gain') while the
+    exact McNemar test on those 4 rows gives p = 0.125."""
+    from skill.distill.verdict import compare
+
+    a = np.ones((3, 200))
+    a[:, :10] = 0
+    b = a.copy()
+    b[:, :4] = 1
+    c = compare([0, 1, 2], a, b, teacher_correct=np.ones(200))
+    assert c.interval[0] > 0  # the interval alone would call it a gain
+    assert c.verdict == "no_gain" and c.rows_test_p == pytest.approx(0.125) and c.rows_favour_distilled == 4
+    assert "too few rows" in c.statement and "McNemar" in c.statement
+    # the same gain spread over many rows survives the exact test
+    a = np.ones((3, 400))
+    a[:, :60] = 0
+    b = a.copy()
+    b[:, :30] = 1
+    c = compare([0, 1, 2], a, b, teacher_correct=np.ones(400))
+    assert c.verdict == "gain" and c.rows_test_p < 0.05 and "McNemar" in c.statement
+    # and a loss is judged the same way
+    c = compare([0, 1, 2], b, a, teacher_correct=np.ones(400))
+    assert c.verdict == "loss"
+
+
+def test_no_verdict_below_the_rules_seed_floor():
+    from skill.distill.config import DistillConfig
+    from skill.distill.verdict import advice, compare
+
+    floor = int(get_rules().runner["budget"]["seed_floor_for_verdict"])
+    a = np.ones((floor, 400))
+    a[:, :60] = 0
+    b = a.copy()
+    b[:, :30] = 1
+    few = compare(list(range(floor - 1)), a[: floor - 1], b[: floor - 1], teacher_correct=np.ones(400))
+    assert few.verdict == "no_verdict" and f"run seeds >= {floor}" in few.statement
+    assert f"fewer than {floor} paired seeds" in advice(few, "finished", [])[0]
+    assert compare(list(range(floor)), a, b, teacher_correct=np.ones(400)).verdict == "gain"
+    help_ = DistillConfig.model_fields["seeds"].description
+    assert f"with {floor} or more" in help_ and "2 or more" not in help_
+
+
+# ---- review of issue 18: small report defects (7, 8, 9) ----------------------------------------------------------------
+def test_a_teacher_file_of_unknown_extension_is_refused_in_one_line(tmp_path, capfd):
+    """A .csv teacher was loaded as TorchScript and drew a warning about running a program."""
+    data, _ = _blobs(tmp_path, unlabelled=50)
+    csv = tmp_path / "teacher.csv"
+    csv.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError) as err:
+        run_quick_distill(DistillConfig(**{**FAST, "dataset": data, "teacher": str(csv)}))
+    message = str(err.value)
+    assert err.value.field == "teacher" and "\n" not in message and "'.csv'" in message
+    assert all(ext in message for ext in (".npz", ".safetensors", ".pt", ".ts"))
+    assert "TorchScript, a program" not in capfd.readouterr().err
+
+
+class _CountingClock:
+    """A clock that runs out after `steps` checks (one check per training step): a counted stop, no wall time."""
+
+    def __init__(self, steps: int) -> None:
+        import time
+
+        self.deadline, self.calls, self.steps = time.monotonic() + 1e6, 0, steps
+
+    def stop(self) -> bool:
+        return False
+
+    def check(self) -> None:
+        from skill.distill.train import Stopped
+
+        self.calls += 1
+        if self.calls > self.steps:
+            raise Stopped("time_budget")
+
+    def left(self) -> float:
+        return 1e6
+
+
+def test_a_run_stopped_during_the_scratch_students_says_so_and_counts_their_time(tmp_path):
+    """The report said 'stopped before both students finished an epoch' while scratch students had trained, and
+    wall_time_s.students was 0.0 (the early return skipped it)."""
+    from skill.distill import stages
+    from skill.distill.runner import evaluate
+    from skill.distill.train import Clock
+
+    data_path, logits = _blobs(tmp_path, unlabelled=200)
+    cfg = DistillConfig(**{**FAST, "dataset": data_path, "teacher": logits, "student_hidden": [8], "epochs": 20, "seeds": 3})
+    ctx = stages.Context(cfg, Clock(deadline=1e12), stages.Progress(None), torch.device("cpu"), "test")
+    data = stages.load(ctx)
+    nets = stages.architecture(ctx, data)
+    choice = stages.method(ctx, data, nets)
+    plan = stages.plan(ctx, data, nets, choice)
+    teacher = stages.teachers(ctx, data, nets, plan)
+    steps_per_epoch = plan.costs.steps_per_epoch
+    counting = _CountingClock(3 * steps_per_epoch + 1)  # three scratch epochs, then the budget ends
+    ctx2 = stages.Context(cfg, counting, ctx.progress, ctx.device, "test", wall=ctx.wall)  # type: ignore[arg-type]
+    trials = stages.students(ctx2, data, nets, choice, plan, teacher)
+    assert trials.stop_reason == "time_budget" and {r.member.role for r in trials.runs} == {"scratch"}
+    assert ctx2.wall.students > 0
+    report = evaluate(ctx2, data, nets, choice, plan, teacher, trials)
+    assert report.comparison is None and "scratch students trained 3 epoch(s)" in report.verdict
+    assert "before the distilled students finished an epoch" in report.verdict
+    assert "before both students" not in report.verdict and "before any student" not in report.verdict
+
+
+@pytest.fixture(scope="module")
+def logits_report(tmp_path_factory):
+    """One short 3-seed run with a teacher given as logits, shared by the report-text checks below."""
+    data, logits = _blobs(tmp_path_factory.mktemp("blobs"), unlabelled=300)
+    return run_quick_distill(DistillConfig(**{**FAST, "dataset": data, "teacher": logits, "student_hidden": [16], "epochs": 5, "seeds": 3}))
+
+
+def test_the_headline_accuracies_are_the_means_the_interval_is_about(logits_report):
+    """The headline showed seed 0's accuracies beside an interval over seeds: the teacher ahead, a negative mean
+    difference, and nothing to say why."""
+    r = logits_report
+    pairs = r.comparison.pairs
+    scratch_mean = float(np.mean([p.scratch_accuracy for p in pairs]))
+    distilled_mean = float(np.mean([p.distilled_accuracy for p in pairs]))
+    assert r.comparison.scratch_mean_accuracy == pytest.approx(scratch_mean)
+    assert r.comparison.distilled_mean_accuracy - r.comparison.scratch_mean_accuracy == pytest.approx(r.comparison.mean_gain_points / 100)
+    assert f"scratch {scratch_mean:.4f} (mean of 3 seeds; seed 0: {r.scratch.accuracy:.4f})" in r.summary
+    assert f"distilled {distilled_mean:.4f} (mean of 3 seeds; seed 0: {r.distilled.accuracy:.4f}" in r.summary
+    from skill.formatting import to_text
+
+    text = to_text(r)
+    assert "scratch (seed 0)" in text and "distilled (seed 0)" in text and "per seed (scratch -> distilled): seed 0 " in text
+    assert f"mean over 3 seeds: scratch {scratch_mean:.4f}" in text
+
+
+def test_a_logits_teacher_has_no_size_or_latency_in_the_text_report(logits_report):
+    from skill.formatting import to_text
+
+    teacher_line = next(line for line in to_text(logits_report).splitlines() if line.strip().startswith("teacher "))
+    assert "n/a (given as logits)" in teacher_line
+    assert "params        0" not in teacher_line and "latency" not in teacher_line and "throughput" not in teacher_line
+
+
+def test_the_re_plan_after_the_teacher_restores_epochs_no_further_than_early_stopping_is_expected_to_use():
+    """Epochs past the expected ones cost nothing in the estimate: a restore to the cap would be unpriced."""
+    import time
+    from dataclasses import replace
+
+    from skill.distill.report import Plan as PlanReport
+    from skill.distill.stages import Context, Plan, Progress, _replan
+    from skill.distill.train import Clock
+
+    cfg = DistillConfig(**FAST)
+    ctx = Context(cfg, Clock(deadline=time.monotonic() + 1000), Progress(None), torch.device("cpu"), "test")
+    costs = replace(_costs(), expected_epochs=300)
+    report = PlanReport(budget_s=60, teacher_share_s=24, teacher_estimate_s=1, students_estimate_s=6, full_estimate_s=181,
+                        seeds=1, trials_per_side=1, epochs=100, cuts=["student epochs 2000 -> 100"])
+    plan = Plan(1, "", Shape(1, 1, 100), Shape(1, 1, 2000), 200, 24.0, costs, 7.0, report, ())
+    shape, changes = _replan(ctx, plan)
+    assert shape == Shape(1, 1, 300) and changes == ("epochs 100 -> 300: the teacher finished early and left the time",)

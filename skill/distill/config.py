@@ -49,7 +49,7 @@ class DistillConfig(BaseModel):
     learning_rate: float = Field(3e-3, ge=1e-6, le=1.0)
     patience: int = Field(30, ge=1, le=1000, description="Stop a phase after this many epochs without validation improvement")
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    seeds: int = Field(1, ge=1, le=10, description="Paired seeds; with 2 or more the report gives a 95 percent interval of the mean gain (seeds and test rows) and a verdict; one seed gives the test-set interval and no verdict")
+    seeds: int = Field(1, ge=1, le=10, description="Paired seeds; with 3 or more (the runner rules' seed_floor_for_verdict) the report gives a 95 percent interval of the mean gain (seeds and test rows) and a verdict; fewer give the intervals and no verdict")
     alpha: float = Field(0.5, ge=0, le=1, description="Size-versus-accuracy priority for the distillation score (kd_choose_alpha)")
     positive_class: int = Field(1, ge=0, description="Favourable class for the parity check when groups_test is given")
     cascade_threshold: float | None = Field(None, ge=0, le=1, description="Confidence above which the cascade's student answers (default: the rule's threshold, 0.9)")

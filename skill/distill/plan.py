@@ -37,10 +37,21 @@ class Costs:
     stacks: Callable[[int, int], list[int]]  # (trials, seeds) -> members of each stack trained one after another
     teacher_epoch_s: float = 0.0  # 0 when no teacher trains here
     safety: float = 1.25
+    # epochs a stack is expected to run before early stopping ends it (None: all shape.epochs); students stopped at
+    # 35-90 of 120 epochs on a 600-label task, so an estimate at the cap was about twice too high
+    expected_epochs: int | None = None
+
+    def epochs_of(self, shape: Shape) -> int:
+        """Epochs the estimate counts: the cap, or fewer when early stopping is expected to end the stacks sooner."""
+        return shape.epochs if self.expected_epochs is None else min(shape.epochs, self.expected_epochs)
+
+    def step_s(self, members: int) -> float:
+        """Seconds of one step of a stack of `members` students (measured)."""
+        return self.fixed_s + self.per_member_s * members
 
     def students_s(self, shape: Shape) -> float:
-        per_step = sum(self.fixed_s + self.per_member_s * m for m in self.stacks(shape.trials, shape.seeds))
-        return shape.epochs * self.steps_per_epoch * per_step * self.safety
+        per_step = sum(self.step_s(m) for m in self.stacks(shape.trials, shape.seeds))
+        return self.epochs_of(shape) * self.steps_per_epoch * per_step * self.safety
 
     def teacher_s(self, epochs: int) -> float:
         return epochs * self.teacher_epoch_s * self.safety
@@ -52,6 +63,7 @@ class StudentPlan:
     estimate_s: float
     cuts: tuple[str, ...] = ()
     plateau_epoch: int | None = None
+    expected_epochs: int | None = None  # the epochs the estimate counts (None: the cap)
 
 
 @dataclass(frozen=True)
@@ -77,17 +89,37 @@ def fit_students(
     min_epochs: Callable[[], tuple[int, int | None] | tuple[int, int | None, bool]],
     trials_cuttable: bool = True,
     order: tuple[str, ...] = ("trials", "seeds", "student_epochs"),
+    patience: int | None = None,
 ) -> StudentPlan | Infeasible:
     """The largest student experiment within limit_s, cutting in `order` (the rules' cut_order): trials per side,
     seeds down to `floor`, student epochs down to min_epochs() (which may run a probe and returns (epochs, plateau
-    epoch)); each cut goes only as far as needed. Infeasible when even the smallest experiment does not fit."""
+    epoch)); each cut goes only as far as needed. Infeasible when even the smallest experiment does not fit.
+
+    patience: the students' early-stopping patience. When the experiment does not fit at the epoch cap, the probe
+    runs first and the estimate counts the epochs early stopping is expected to use (the probe's minimum epochs plus
+    the patience, at most the cap; the cap itself when the probe was still improving), so nothing is cut for epochs
+    that will never run."""
     if costs.students_s(full) <= limit_s:
         return StudentPlan(full, costs.students_s(full))
+    probed: list[tuple] = []
+
+    def probe() -> tuple:
+        if not probed:
+            probed.append(tuple(min_epochs()))
+        return probed[0]
+
+    if patience is not None:
+        first = probe()
+        if not (len(first) > 2 and first[2]) and first[1] is not None:
+            costs = replace(costs, expected_epochs=expected_epochs(full.epochs, int(first[0]), patience))
+        if costs.students_s(full) <= limit_s:
+            return StudentPlan(full, costs.students_s(full), (), first[1], costs.expected_epochs)
     cuts: list[str] = []
     shape, plateau, lower = full, None, False
 
     def done() -> StudentPlan:
-        return StudentPlan(shape, costs.students_s(shape), tuple(cuts), plateau)
+        seen = plateau if plateau is not None else (probed[0][1] if probed else None)
+        return StudentPlan(shape, costs.students_s(shape), tuple(cuts), seen, costs.expected_epochs)
 
     for step in order:
         if step == "trials" and trials_cuttable:
@@ -110,9 +142,9 @@ def fit_students(
         elif step == "student_epochs":
             per_epoch = costs.students_s(shape._replace(epochs=1))
             fit = int(limit_s // per_epoch) if per_epoch > 0 else full.epochs
-            probe = min_epochs()
-            need, plateau = min(probe[0], full.epochs), probe[1]
-            lower = len(probe) > 2 and bool(probe[2])  # type: ignore[misc]
+            probe_ = probe()
+            need, plateau = min(probe_[0], full.epochs), probe_[1]
+            lower = len(probe_) > 2 and bool(probe_[2])
             epochs = max(need, min(fit, shape.epochs))
             if epochs != full.epochs:
                 where = (
@@ -140,6 +172,31 @@ def fit_students(
         + ")",
         lower_bound=lower,
     )
+
+
+def expected_epochs(cap: int, min_epochs: int, patience: int) -> int:
+    """Epochs a stack is expected to run: the probe's minimum (its plateau times the rules' factor) plus the
+    patience early stopping waits, at most the cap."""
+    return max(1, min(cap, min_epochs + patience))
+
+
+def robust_step_s(times: list[float], warmup: int) -> float:
+    """Seconds per step from a probe: the lower quartile of the steps after the warm-up. A neighbour on a shared
+    machine only ever adds time, in bursts: a median of ten steps caught in a burst put a 6 s run at 98 s and cut its
+    tuning; the safety factor (and the re-plan after the scratch students, from their real pace) covers the rest."""
+    kept = times[warmup:] or times
+    return float(np.percentile(kept, 25)) if kept else 0.0
+
+
+def restorable_trials(current: int, full: int, seeds: int, left_s: float, stack_s: Callable[[int], float]) -> int:
+    """After the scratch students: the most trials per side (current..full) whose extra scratch students
+    ((t - current) x seeds, one more stack) and distilled students (t x seeds) fit left_s by stack_s(members), the
+    seconds of one stack at the planned epoch cap from the scratch stack's measured pace. Never more than fits."""
+    best = current
+    for t in range(current + 1, full + 1):
+        if stack_s((t - current) * seeds) + stack_s(t * seeds) <= left_s:
+            best = t
+    return best
 
 
 def teacher_share(
@@ -198,8 +255,11 @@ __all__ = [
     "Shape",
     "StudentPlan",
     "fit_students",
+    "expected_epochs",
     "plateau_epoch",
     "replace",
+    "restorable_trials",
+    "robust_step_s",
     "seed_floor",
     "smallest_budget",
     "teacher_share",

@@ -63,12 +63,20 @@ class Comparison(BaseModel):
     interval: list[float] = Field(description="Combined 95% interval: half-widths added in quadrature; the verdict reads this one")
     mcnemar_p: float = Field(description="Exact McNemar test on the saved seed's paired test predictions (Dietterich 1998)")
     verdict: Literal["gain", "loss", "no_gain", "no_verdict", "inconclusive"] = Field(
-        description="gain/loss only when the combined interval excludes 0 and the teacher beats scratch; no_verdict with one seed; "
+        description="gain/loss only when the combined interval excludes 0, the exact test over rows agrees and the teacher beats scratch; "
+                    "no_verdict below the rules' seed_floor_for_verdict paired seeds; "
                     "inconclusive when the teacher is no better than a scratch student")
     statement: str
     teacher_interval: list[float] | None = Field(None, description="95% interval of teacher minus scratch accuracy, in points (seeds and test rows); "
                                                                    "a verdict about distillation needs its lower end above 0")
     teacher_better: bool | None = Field(None, description="The teacher beats the scratch student beyond noise (None: no teacher to compare)")
+    scratch_mean_accuracy: float | None = Field(None, description="Scratch test accuracy, mean over the paired seeds (the headline; "
+                                                                  "`scratch` holds the saved seed's model)")
+    distilled_mean_accuracy: float | None = Field(None, description="Distilled test accuracy, mean over the paired seeds (the headline)")
+    rows_test_p: float | None = Field(None, description="Exact McNemar (sign) test over test rows, each row counted once for the side its seeds got "
+                                                        "right more often (Dietterich 1998); gain or loss needs it below the rules' rows_test_alpha")
+    rows_favour_distilled: int | None = Field(None, description="Test rows the distilled students got right more often than scratch over the seeds")
+    rows_favour_scratch: int | None = Field(None, description="Test rows the scratch students got right more often than distilled over the seeds")
 
 
 class Settings(BaseModel):
@@ -126,8 +134,11 @@ class Plan(BaseModel):
     trials_per_side: int
     epochs: int
     plateau_epoch: int | None = Field(None, description="Where a probe scratch student's validation accuracy stopped improving (when measured)")
+    expected_epochs: int | None = Field(None, description="Epochs per student stack the estimates count: the probe's plateau epoch times the rules' "
+                                                          "factor plus the patience, at most `epochs` (None: the cap itself)")
     cuts: list[str] = Field(default_factory=list, description="What was cut to fit the budget, in the rules' cut order")
-    replanned: list[str] = Field(default_factory=list, description="Changes after the teacher finished (time it did not use goes back to the students)")
+    replanned: list[str] = Field(default_factory=list, description="What was restored after the teacher and after the scratch students "
+                                                                   "(time they did not use goes back to the rest of the experiment)")
 
 
 class WallTime(BaseModel):

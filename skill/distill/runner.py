@@ -69,11 +69,14 @@ def evaluate(ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: 
         dc = np.stack([(probs_on(p.learner.result.model, X_test).argmax(1) == y) for p in pairs]).astype(float)
         has_teacher = cfg.topology in ("teacher_student", "ensemble")
         comparison = compare([p.seed for p in pairs], sc, dc, (teacher_probs.argmax(1) == y).astype(float) if has_teacher else None,
-                             teacher_converged=teacher.stopped_by == "early_stopping")
-    tie = stages.tie_fraction(ctx, data)
-    rows = stages.trial_rows(trials, seeds, tie)
+                             teacher_converged=teacher.stopped_by == "early_stopping", teacher_given=cfg.teacher != "train")
+    rows = stages.trial_rows(trials, seeds, stages.tie_rows(ctx), len(d.X_val))
     ties = _ties(rows, len(d.X_val))
-    words, keep = advice(comparison, trials.stop_reason, ties)
+    trained: dict[str, int] = {}
+    for run in trials.runs:  # learners of every topology count as the distilled side
+        side = "scratch" if run.member.role == "scratch" else "distilled"
+        trained[side] = max(trained.get(side, 0), run.result.epochs_run)
+    words, keep = advice(comparison, trials.stop_reason, ties, trained)
     gain = (distilled_m.accuracy - scratch_m.accuracy) * 100 if scratch_m and distilled_m else None
     score = None
     if distilled_m and ref_params and teacher_m.accuracy > 0:
@@ -83,7 +86,7 @@ def evaluate(ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: 
     compression = ref_params / nets_.student_params if ref_params else None
     warnings = list(data.warnings) + list(plan.warnings) + list(teacher.warnings)
     if trials.replanned:
-        warnings.append("re-planned after the teacher: " + "; ".join(trials.replanned))
+        warnings.append("re-planned with the time left (restored): " + "; ".join(trials.replanned))
     plan_report = plan.report.model_copy(update={"replanned": list(trials.replanned), "seeds": trials.shape.seeds,
                                                  "trials_per_side": trials.shape.trials, "epochs": trials.shape.epochs})
     report = DistillReport(
@@ -209,11 +212,18 @@ def _diagnose(cfg: DistillConfig, data: Data, report: DistillReport, distilled_p
 
 
 def _summary(r: DistillReport) -> str:
+    """The headline: with several paired seeds the students' accuracies are their means over the seeds, the numbers
+    the interval is about (the saved seed's own values beside them), so the headline and the gain agree."""
     parts = [f"teacher {r.teacher.accuracy:.4f}"]
+    c = r.comparison
+    several = c is not None and len(c.pairs) > 1 and c.scratch_mean_accuracy is not None
+    seed = r.settings.seed
     if r.scratch:
-        parts.append(f"scratch {r.scratch.accuracy:.4f}")
+        parts.append(f"scratch {c.scratch_mean_accuracy:.4f} (mean of {len(c.pairs)} seeds; seed {seed}: {r.scratch.accuracy:.4f})"  # type: ignore[union-attr]
+                     if several else f"scratch {r.scratch.accuracy:.4f}")
     if r.distilled:
-        parts.append(f"distilled {r.distilled.accuracy:.4f} (ECE {r.distilled.ece:.3f})")
+        parts.append(f"distilled {c.distilled_mean_accuracy:.4f} (mean of {len(c.pairs)} seeds; seed {seed}: {r.distilled.accuracy:.4f}, "  # type: ignore[union-attr]
+                     f"ECE {r.distilled.ece:.3f})" if several else f"distilled {r.distilled.accuracy:.4f} (ECE {r.distilled.ece:.3f})")
     if r.compression_ratio:
         parts.append(f"{r.compression_ratio:.1f}x smaller")
     if r.comparison:

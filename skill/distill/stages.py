@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -24,11 +23,12 @@ from skill.distill.budget import _forward_flops, check_run_size, measured_flops_
 from skill.distill.config import DistillConfig
 from skill.distill.data import Dataset, load_dataset
 from skill.distill.evaluate import latency, logits_of, model_metrics
-from skill.distill.plan import BudgetRules, Costs, Infeasible, Shape, fit_students, plateau_epoch, seed_floor, smallest_budget, teacher_share
+from skill.distill.plan import (BudgetRules, Costs, Infeasible, Shape, fit_students, plateau_epoch, restorable_trials, robust_step_s, seed_floor,
+                                smallest_budget, teacher_share)
 from skill.distill.prepare import Scaler, check_leaks, fit_scaler, standardise
 from skill.distill.report import ModelMetrics, Plan as PlanReport, Trial, WallTime
 from skill.distill.targets import EnsembleTeacher, PeerTargets, SoftTargets, TeacherTargets, split_outputs
-from skill.distill.teacher import load_logits, load_teacher_module
+from skill.distill.teacher import load_logits, load_teacher_module, teacher_kind
 from skill.distill.threads import choose_threads
 from skill.distill.train import Clock, Member, Recipe, Result, Stopped, TrainSpec, train
 from skill.errors import InputError
@@ -37,7 +37,8 @@ from skill.rules import get_rules
 ProgressFn = Callable[[float, float, str], None]
 MAX_STACKED_WEIGHTS = 50_000_000  # all students of a run train at once: with Adam's state about 800 MB of float32 at most
 CONV_TEACHER_DEFAULT = [32, 32]  # a conv teacher with the MLP default of 256 channels would not fit a CPU budget
-PROBE_STEPS = 12  # steps per cost probe: the median of the last ten (two warm-up steps)
+PROBE_STEPS = 28  # steps per cost probe: the lower quartile of the last 24 (four warm-up steps), see plan.robust_step_s
+PROBE_WARMUP = 4
 LEARNER_ROLES = ("distilled", "peer", "generation")
 
 
@@ -165,6 +166,8 @@ def architecture(ctx: Context, data: Data) -> Nets:
     if cfg.feature_loss == "attention" and cfg.method == "feature" and arch == "mlp":
         raise InputError("feature_loss", "attention transfer needs convolutional nets: set arch to cnn (square images) or cnn1d (sequences)")
     teacher_hidden = list(cfg.teacher_hidden) if ("teacher_hidden" in cfg.model_fields_set or arch == "mlp") else list(CONV_TEACHER_DEFAULT)
+    if cfg.teacher != "train":
+        teacher_kind(Path(cfg.teacher))  # an unknown extension is refused before any work
     check_run_size(cfg, arch, d, teacher_hidden=teacher_hidden)  # every parameter and the work per step, against the budget
     external, cached, source, teacher_params = None, {}, "trained here", 0
     if cfg.teacher != "train":
@@ -225,7 +228,7 @@ def _load_user_teacher(cfg: DistillConfig, data: Data, arch: str, hidden: list[i
     d = data.dataset
     if cfg.topology != "teacher_student":
         raise InputError("topology", f"{cfg.topology} trains its own nets here; a given teacher needs topology teacher_student")
-    if path.suffix == ".npz":
+    if teacher_kind(path) == "logits":
         n_total = len(d.train_index) + len(d.val_index) + len(d.unlabeled_from_train_index)  # type: ignore[arg-type]
         cached = load_logits(path, n_total, len(d.X_test), d.num_classes)
         if cfg.method in ("feature", "relation") or cfg.augment != "none":
@@ -245,7 +248,7 @@ def _load_user_teacher(cfg: DistillConfig, data: Data, arch: str, hidden: list[i
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, d.num_classes) or not logits.is_floating_point():
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise InputError("teacher", f"{path.name} must return logits of shape (rows, {d.num_classes}) (or a tuple starting with them); got {shape}")
-    kind = "safetensors weights" if path.suffix == ".safetensors" else "TorchScript"
+    kind = "safetensors weights" if teacher_kind(path) == "safetensors" else "TorchScript"
     return module, {}, f"given: {kind} ({path.name})"
 
 
@@ -385,7 +388,7 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
     floor = seed_floor(cfg.seeds, rules.seed_floor_for_verdict)
     if cfg.fit_to_budget:
         fitted = fit_students(full, left - (share or 0.0), costs, floor, lambda: _plateau(ctx, data, nets, choice),
-                              trials_cuttable=cfg.topology in ("teacher_student", "ensemble"), order=rules.cut_order)
+                              trials_cuttable=cfg.topology in ("teacher_student", "ensemble"), order=rules.cut_order, patience=cfg.patience)
         if isinstance(fitted, Infeasible):
             spent = cfg.time_budget_s - ctx.clock.left()
             needed = smallest_budget(spent, reserve, fitted.needed_s, rules.teacher_share_min) if trains_teacher else \
@@ -393,11 +396,14 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
             more = ("" if needed <= 600 else " (more than the 600 s a quick distill allows: use a smaller student, fewer rows or a larger "
                     "batch_size, or run the full job with kd_export_recipe)")
             at = "at least" if fitted.lower_bound else "about"
-            raise InputError("time_budget_s", f"{cfg.time_budget_s:g} s cannot fit a teacher trained until it converges and {fitted.reason}: "
+            raise InputError("time_budget_s", f"{cfg.time_budget_s:g} s cannot fit " + ("a teacher trained until it converges and " if trains_teacher else "")
+                             + f"{fitted.reason}: "
                              f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to {needed:.0f}"
                              + (" or more" if fitted.lower_bound else "") + ", "
                              "or lower seeds, temperature_grid or epochs yourself")
         shape, cuts, plateau = fitted.shape, list(fitted.cuts), fitted.plateau_epoch
+        costs = replace(costs, expected_epochs=fitted.expected_epochs)
+        students_full = costs.students_s(full)  # at the epochs early stopping is expected to use
         if cuts:
             warnings.append(f"the full experiment needs about {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: cut "
                             + "; ".join(cuts) + (" (the teacher was not cut: it keeps its share)" if trains_teacher else ""))
@@ -413,7 +419,7 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
     report = PlanReport(budget_s=cfg.time_budget_s, teacher_share_s=None if share is None else round(share, 1),
                         teacher_estimate_s=round(teacher_need, 1) if trains_teacher else None, students_estimate_s=round(costs.students_s(shape), 1),
                         full_estimate_s=round(students_full + teacher_need, 1), seeds=shape.seeds, trials_per_side=shape.trials, epochs=shape.epochs,
-                        plateau_epoch=plateau, cuts=cuts)
+                        plateau_epoch=plateau, cuts=cuts, expected_epochs=costs.expected_epochs)
     return Plan(threads, threads_reason, shape, full, cfg.teacher_epochs if trains_teacher else 0, share, costs, estimate, report, tuple(warnings))
 
 
@@ -427,7 +433,7 @@ def _learners_for_probe(cfg: DistillConfig, choice: MethodChoice, count: int) ->
 
 
 def _probe(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, members: list[Member], teacher: bool = False) -> float:
-    """Seconds per step of this stack: the median of 10 real steps after 2 warm-up steps, on the first rows only."""
+    """Seconds per step of this stack: the lower quartile of real steps after the warm-up, on the first rows only."""
     cfg, t = ctx.cfg, data.tensors
     n = min(len(t["X"]), PROBE_STEPS * cfg.batch_size)
     rows = {"X": t["X"][:n], "y": t["y"][:n], "has_label": torch.ones(n, dtype=torch.bool, device=ctx.device)}
@@ -441,8 +447,7 @@ def _probe(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, members: 
                      recipe=recipe(cfg, choice), targets=targets, hint_dim=hint_dim, device=ctx.device)
     spec.max_steps = PROBE_STEPS
     train(spec)
-    times = spec.step_seconds[2:] or spec.step_seconds
-    return statistics.median(times) if times else 0.0
+    return robust_step_s(spec.step_seconds, PROBE_WARMUP)
 
 
 def _probe_logits(nets: Nets, n: int, device: torch.device) -> torch.Tensor | None:
@@ -479,9 +484,9 @@ def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tupl
     return max(1, math.ceil(plateau * rules.plateau_epoch_factor)), plateau, still_improving
 
 
-def tie_fraction(ctx: Context, data: Data) -> float:
-    """Accuracy difference of tie_rows validation rows."""
-    return float(ctx.selection["tie_rows"]) / max(len(data.dataset.X_val), 1) + 1e-9
+def tie_rows(ctx: Context) -> int:
+    """Validation rows within which trials are tied (runner rules)."""
+    return int(ctx.selection["tie_rows"])
 
 
 # ---- 5. teachers ----------------------------------------------------------------------------------------------------------
@@ -589,16 +594,25 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
     seeds = [cfg.seed + s for s in range(shape.seeds)]
     rates = scratch_rates(cfg.learning_rate, shape.trials, tuple(ctx.selection["lr_factors"]))
     settings = choice.settings[: shape.trials] if cfg.topology in ("teacher_student", "ensemble") else choice.settings
-    empty = Trials((), shape, "finished", tuple(rates), tuple(settings), replanned)
     scratch = [Member("scratch", seed, lr) for seed in seeds for lr in rates]
     runs: list[TrialRun] = []
     stop = "finished"
     try:
+        t_scratch = time.monotonic()
         results = train(_spec(ctx, data, nets, scratch, shape.epochs, f"scratch students ({len(rates)} learning rates x {len(seeds)} seed(s))"))
         runs += [TrialRun(m, r) for m, r in zip(scratch, results)]
         stop = results[0].stopped or "finished"
+        if stop == "finished" and cfg.topology in ("teacher_student", "ensemble"):
+            restored = _restore_trials(ctx, data, nets, plan, shape, seeds, rates, results, time.monotonic() - t_scratch)
+            if restored is not None:
+                extra_runs, shape, rates, note = restored
+                runs += extra_runs
+                replanned += (note,)
+                settings = choice.settings[: shape.trials]
+                stop = extra_runs[0].result.stopped or "finished"
         if stop != "finished":
-            return Trials(tuple(runs), shape, stop, empty.scratch_search, empty.distilled_search, replanned)
+            ctx.wall.students = time.monotonic() - t0
+            return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned)
         chosen = {seed: Trials(tuple(runs), shape, stop, (), ()).selected(seed, ("scratch",)) for seed in seeds}
         lr = {seed: chosen[seed].member.lr for seed in seeds}
         if cfg.topology == "self":
@@ -625,7 +639,47 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
     except Stopped as exc:
         stop = exc.reason
     ctx.wall.students = time.monotonic() - t0
-    return Trials(tuple(runs), shape, stop, empty.scratch_search, empty.distilled_search, replanned)
+    return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned)
+
+
+def _restore_trials(ctx: Context, data: Data, nets: Nets, plan: Plan, shape: Shape, seeds: list[int], rates: list[float],
+                    results: list[Result], scratch_s: float) -> tuple[list[TrialRun], Shape, list[float], str] | None:
+    """The second re-plan, between the scratch and the distilled stacks: when the plan cut trials and the scratch
+    students finished early, the cut learning rates train now as one more scratch stack and the distilled side gets
+    as many settings, so both sides stay the best of the same number of trials. The scratch stack's real pace
+    (seconds per step, against the probe's prediction) prices the rest, at the epochs the plan's estimate counts
+    but never fewer than the scratch stack ran, so a restore never plans past the budget the way the plan prices it."""
+    cfg = ctx.cfg
+    if not cfg.fit_to_budget or shape.trials >= plan.full.trials:
+        return None
+    epochs_run = max(r.epochs_run for r in results)
+    steps = epochs_run * plan.costs.steps_per_epoch
+    members = len(results)
+    predicted = plan.costs.step_s(members)
+    pace = (scratch_s / steps) / predicted if steps and predicted > 0 else 1.0  # measured / predicted seconds per step
+
+    # epochs: those the plan's estimate counts (early stopping expected), but never fewer than the scratch stack used
+    epochs = min(shape.epochs, max(epochs_run, plan.costs.epochs_of(shape)))
+
+    def stack_s(m: int) -> float:
+        return epochs * plan.costs.steps_per_epoch * plan.costs.step_s(m) * pace * plan.costs.safety
+
+    left = ctx.clock.left() - ctx.rules.reserve_s(cfg.time_budget_s)
+    trials = restorable_trials(shape.trials, plan.full.trials, len(seeds), left, stack_s)
+    if trials <= shape.trials:
+        return None
+    all_rates = scratch_rates(cfg.learning_rate, trials, tuple(ctx.selection["lr_factors"]))
+    extra_rates = [lr for lr in all_rates if lr not in rates][: trials - shape.trials]
+    if not extra_rates:
+        return None
+    extra = [Member("scratch", seed, lr) for seed in seeds for lr in extra_rates]
+    ctx.progress.total += shape.epochs * 2  # one more scratch stack; the distilled stack was counted already
+    note = (f"trials per side {shape.trials} -> {shape.trials + len(extra_rates)}: the scratch students finished in {scratch_s:.1f} s "
+            f"({epochs_run} of {shape.epochs} epochs), leaving {left:.0f} s; the cut learning rates "
+            f"{', '.join(format(lr, 'g') for lr in extra_rates)} trained as a second scratch stack")
+    results2 = train(_spec(ctx, data, nets, extra, shape.epochs, f"scratch students, restored ({len(extra_rates)} learning rate(s) x {len(seeds)} seed(s))"))
+    runs = [TrialRun(m, r) for m, r in zip(extra, results2)]
+    return runs, shape._replace(trials=shape.trials + len(extra_rates)), list(rates) + extra_rates, note
 
 
 def _replan(ctx: Context, plan: Plan) -> tuple[Shape, tuple[str, ...]]:
@@ -638,6 +692,9 @@ def _replan(ctx: Context, plan: Plan) -> tuple[Shape, tuple[str, ...]]:
     for name in reversed(ctx.rules.cut_order):
         field_ = {"student_epochs": "epochs"}.get(name, name)
         current, target = getattr(shape, field_), getattr(plan.full, field_)
+        if field_ == "epochs" and plan.costs.expected_epochs is not None:
+            # epochs beyond those early stopping is expected to use are priced as free: restore no further than them
+            target = max(current, min(target, plan.costs.expected_epochs))
         for value in range(target, current, -1):
             candidate = shape._replace(**{field_: value})
             if plan.costs.students_s(candidate) <= left:
@@ -699,7 +756,13 @@ def _generations(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, see
 
 
 # ---- rows for the report ----------------------------------------------------------------------------------------------------
-def trial_rows(trials: Trials, seeds: list[int], tie: float) -> list[Trial]:
+def _rows_right(accuracy: float, n_val: int) -> int:
+    """Validation rows a trial got right: accuracies are float32 means (94/95 - 92/95 = 2.0000026 rows), so ties are
+    decided on whole rows, never on a fraction with a tolerance."""
+    return int(round(accuracy * n_val))
+
+
+def trial_rows(trials: Trials, seeds: list[int], tie_rows: int, n_val: int) -> list[Trial]:
     chosen: dict[int, bool] = {}  # id of a selected result -> tied
     for seed in seeds:
         for roles in (("scratch",), LEARNER_ROLES):
@@ -709,7 +772,8 @@ def trial_rows(trials: Trials, seeds: list[int], tie: float) -> list[Trial]:
                 continue
             others = [r.result.val_accuracy for r in trials.runs if r.member.role in roles and r.seed == seed and r is not best
                       and r.result.val_accuracy >= 0]
-            chosen[id(best.result)] = bool(others) and best.result.val_accuracy - max(others) <= tie
+            gap = _rows_right(best.result.val_accuracy, n_val) - _rows_right(max(others), n_val) if others else None
+            chosen[id(best.result)] = gap is not None and gap <= tie_rows
     return [Trial(role=r.member.role, seed=r.seed, learning_rate=r.member.lr, temperature=r.member.temperature if r.member.role != "scratch" else None,
                   kd_loss_weight=r.member.kd_weight if r.member.role != "scratch" else None, generation=r.generation, val_accuracy=r.result.val_accuracy,
                   epochs=r.result.epochs_run, steps=r.result.steps, selected=id(r.result) in chosen, tied=chosen.get(id(r.result), False))

@@ -68,3 +68,27 @@ def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     if only_a + only_b == 0:
         return 1.0
     return float(stats.binomtest(only_b, only_a + only_b, 0.5).pvalue)
+
+
+@dataclass
+class RowsTest:
+    favour_a: int
+    favour_b: int
+    p: float
+
+    @property
+    def discordant(self) -> int:
+        return self.favour_a + self.favour_b
+
+
+def rows_sign_test(correct_a: np.ndarray, correct_b: np.ndarray) -> RowsTest:
+    """Exact McNemar (binomial sign) test over test rows with every seed: each row counts once, for the side its
+    seeds got right more often (rows where the sides tie are left out), so the same few rows flipping on every seed
+    count as those few rows, not once per seed. A bootstrap over rows is too narrow when only a handful differ:
+    4 rows of 200 fixed on 3 seeds gave an interval of +0.5 to +4.0 points while this test gives p = 0.125
+    (Dietterich 1998 recommends McNemar's test for comparing two classifiers on one test set)."""
+    diff = (np.asarray(correct_b, float) - np.asarray(correct_a, float)).reshape(-1, np.shape(correct_a)[-1]).mean(0)
+    favour_b, favour_a = int(np.sum(diff > 1e-12)), int(np.sum(diff < -1e-12))
+    if favour_a + favour_b == 0:
+        return RowsTest(0, 0, 1.0)
+    return RowsTest(favour_a, favour_b, float(stats.binomtest(favour_b, favour_a + favour_b, 0.5).pvalue))

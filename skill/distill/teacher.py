@@ -142,8 +142,24 @@ def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int,
     return module
 
 
+TEACHER_KINDS = {".npz": "logits", ".safetensors": "safetensors", ".pt": "torchscript", ".ts": "torchscript"}
+
+
+def teacher_kind(path: Path) -> str:
+    """logits, safetensors or torchscript, by the file's extension; any other extension is refused before anything
+    is read (a .csv was treated as TorchScript and drew a security warning about running a program)."""
+    kind = TEACHER_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise InputError("teacher", f"{path.name}: unknown teacher file extension {path.suffix or '(none)'!r}; accepted: .npz (precomputed "
+                         "logits), .safetensors (weights of the runner's own net), .pt or .ts (TorchScript), or 'train'")
+    return kind
+
+
 def load_teacher_module(path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None) -> torch.nn.Module:
-    """The runner's hook for a teacher file that is not logits: safetensors weights, else TorchScript."""
-    if path.suffix == ".safetensors":
+    """The runner's hook for a teacher file that is not logits: safetensors weights or TorchScript (.pt/.ts)."""
+    kind = teacher_kind(path)
+    if kind == "safetensors":
         return load_safetensors(path, arch, hidden, in_features, num_classes, side)
+    if kind != "torchscript":
+        raise InputError("teacher", f"{path.name} holds precomputed logits, not a teacher module")
     return load_torchscript(path)
