@@ -55,7 +55,8 @@ def plain_words(name: str, report: dict) -> str:
     """One sentence a newcomer can read: does distillation help on this case, with the number and its interval."""
     c = report.get("comparison") or {}
     verdict = c.get("verdict")
-    teacher, scratch = report["teacher"]["accuracy"], (report.get("scratch") or {}).get("accuracy", 0.0)
+    teacher = report["teacher"]["accuracy"]
+    scratch = c.get("scratch_mean_accuracy") or (report.get("scratch") or {}).get("accuracy", 0.0)  # the mean over seeds
     if not c:
         return f"{name}: no comparison (the run stopped early): {report.get('verdict', '')}"
     interval = f"{c['mean_gain_points']:+.1f} points, 95% interval {c['interval'][0]:+.1f} to {c['interval'][1]:+.1f}, {len(c['pairs'])} paired seeds"
