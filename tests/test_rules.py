@@ -221,33 +221,3 @@ def test_the_lexicon_files_are_readable_as_rule_files_too():
     assert "terms:" in rule_file_text("lexicon.siblings") and "negation_cues:" in rule_file_text("lexicon.negation")
     with pytest.raises(KeyError, match="lexicon.typos"):
         rule_file_text("lexicon.nope")
-
-
-def test_edits_to_the_old_one_file_layout_port_into_the_lexicon(tmp_path: Path):
-    """scripts/port_lexicon.py (for branches still editing the one-file boundaries.yaml): every changed list, and only
-    those, is rewritten in its lexicon file, and the rules then load as the edited file reads."""
-    import subprocess
-    import sys
-
-    import yaml
-
-    folder = tmp_path / "rules"
-    shutil.copytree(rules_dir(), folder)
-
-    def plain(value):
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        return {k: plain(v) for k, v in value.items()} if hasattr(value, "items") else value
-
-    old = plain(get_rules().boundaries)
-    old["reading"]["step_joiners"].append("along with")
-    old["numbers"]["size_units"]["pb"] = 1e9
-    next(s for s in old["siblings"] if s["skill"] == "explainable-ai-design")["groups"][0]["patterns"].remove("heatmaps?")
-    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old, width=100000, allow_unicode=True), encoding="utf-8")
-    before = {p.name: p.read_text(encoding="utf-8") for p in (folder / "lexicon").glob("*.yaml")}
-    run = subprocess.run([sys.executable, "scripts/port_lexicon.py", str(tmp_path / "old.yaml"), "--rules-dir", str(folder)],
-                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    after = {p.name: p.read_text(encoding="utf-8") for p in (folder / "lexicon").glob("*.yaml")}
-    assert sorted(n for n in after if after[n] != before[n]) == ["clauses.yaml", "numbers.yaml", "siblings.yaml"]
-    assert plain(load_rules_from(folder).boundaries) == old
