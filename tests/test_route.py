@@ -335,21 +335,34 @@ def test_general_reading_rules(text, verdict, target):
     assert (answer.skill if verdict == "delegate" else answer.boundary) == target
 
 
-def test_route_stays_fast():
-    """Every corpus request routed in under 1 s per 100 requests (about 0.2 s on a quiet core; the limit leaves room
-    for a loaded test machine)."""
-    import time
+def test_route_work_per_request_stays_small():
+    """Counted work, not a clock (issue 19: timings belong in bench/, and this limit once failed on a loaded machine):
+    Python line events per routed request over every 20th corpus request. About 5,200 here; the limit is 3x that, so a
+    change that makes routing do several times more work per request fails on any machine. bench/route_corpus.py
+    reports the time."""
+    import sys
 
     import yaml
 
     data = Path(__file__).parent / "data"
-    texts = [i["text"] for f in sorted(data.glob("route_corpus*.yaml")) for i in yaml.safe_load(f.read_text(encoding="utf-8"))]
+    texts = [i["text"] for f in sorted(data.glob("route_corpus*.yaml")) for i in yaml.safe_load(f.read_text(encoding="utf-8"))][::20]
     route_request(RouteRequest(request=texts[0]))  # compile and cache the rules once
-    start = time.perf_counter()
-    for text in texts:
-        route_request(RouteRequest(request=text))
-    per_100 = (time.perf_counter() - start) / len(texts) * 100
-    assert per_100 < 1.0, f"{per_100:.3f} s per 100 requests"
+    events = 0
+
+    def count(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal events
+        events += event == "line"
+        return count
+
+    sys.settrace(count)
+    try:
+        for text in texts:
+            route_request(RouteRequest(request=text))
+    finally:
+        sys.settrace(None)
+    per_request = events / len(texts)
+    print(f"\n{per_request:.0f} line events per request over {len(texts)} requests")
+    assert per_request < 16_000, per_request
 
 
 @pytest.mark.parametrize(
