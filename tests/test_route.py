@@ -338,8 +338,8 @@ def test_general_reading_rules(text, verdict, target):
 def test_route_work_per_request_stays_small():
     """Counted work, not a clock (issue 19: timings belong in bench/, and this limit once failed on a loaded machine):
     Python line events per routed request over every 20th corpus request. About 5,200 here; the limit is 3x that, so a
-    change that makes routing do several times more work per request fails on any machine. bench/route_corpus.py
-    reports the time."""
+    change that makes routing do several times more work per request fails on any machine. bench/route_reader_value.py
+    reports the time per request."""
     import sys
 
     import yaml
