@@ -41,6 +41,9 @@ def _check(value: Any, kinds: tuple[Any, ...], name: str) -> str | None:
         if isinstance(value, list) and origin is list:
             inner = _members(typing.get_args(kind)[0])
             return next((f for i, v in enumerate(value) if (f := _check(v, inner, f"{name}.{i}"))), None)
+        if isinstance(value, dict) and origin is dict:  # per-class maps: {"rare": true} is not an accuracy of 1.0
+            inner = _members(typing.get_args(kind)[1])
+            return next((f for k, v in value.items() if (f := _check(v, inner, f"{name}.{k}"))), None)
         if isinstance(value, dict) and isinstance(kind, type) and issubclass(kind, BaseModel):
             return bool_as_number(kind, value, f"{name}.")
     return None

@@ -70,6 +70,15 @@ def test_unknown_field_in_json_is_refused(run_cli):
     assert code == 2 and "deployment" in err and "Extra inputs are not permitted" in err
 
 
+def test_true_is_not_an_accuracy_inside_a_per_class_map(run_cli):
+    """Outside review: {"a": true} in per_class_accuracy passed as 1.0 and produced a 'detected' accuracy mirage."""
+    request = '{"per_class_accuracy": {"a": true, "b": 0.5}, "class_support": {"a": 900, "b": 12}}'
+    code, out, err = run_cli("diagnose", "--json", request)
+    assert code == 2 and not out and err.strip().endswith("per_class_accuracy.a: true/false is not a number; give a number"), err
+    code, out, err = run_cli("diagnose", "--json", '{"per_class_accuracy": {"a": 0.9, "b": 0.5}, "class_support": {"a": true, "b": 12}}')
+    assert code == 2 and "class_support.a: true/false is not a number" in err, err
+
+
 def test_true_is_not_a_number_on_the_cli_either(run_cli):
     # the MCP server refused it while the CLI took `true` as alpha 1.0 (pydantic's lax mode)
     request = '{"alpha": true, "teacher_size": 800, "teacher_accuracy": 0.95, "student_size": 50, "student_accuracy": 0.9}'

@@ -80,6 +80,10 @@ def test_http_token_required_when_set():
         assert post(url, INIT, {**HEADERS, "Authorization": "Bearer wrong"}).status_code == 401
         good = post(url, INIT, {**HEADERS, "Authorization": "Bearer s3cret"})
         assert good.status_code == 200
+        # the scheme is case-insensitive (RFC 7235); another scheme, or the token alone, is not a bearer token
+        assert post(url, INIT, {**HEADERS, "Authorization": "bearer s3cret"}).status_code == 200
+        for header in ("Basic s3cret", "s3cret", "Bearers3cret", "Bearer  s3cret"):
+            assert post(url, INIT, {**HEADERS, "Authorization": header}).status_code == 401, header
 
 
 def test_token_env_must_be_set():
