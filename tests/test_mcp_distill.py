@@ -96,7 +96,8 @@ def test_cancel_stops_training_and_the_server_keeps_serving(roots):
             return advice, advice_s, files_after_cancel, again, epochs_after
 
     advice, advice_s, files_after_cancel, again, epochs_after = anyio.run(go)
-    assert not advice.is_error and advice_s < 1.0
+    assert not advice.is_error, text_of(advice)
+    assert epochs_after == [], epochs_after  # no training progress reached the client after the cancel
     assert files_after_cancel == []  # no partial artifact
     assert not again.is_error, text_of(again)  # the slot was freed: the worker really stopped
     assert again.structured_content["complete"]
@@ -119,12 +120,13 @@ def test_second_distillation_is_refused_while_busy_and_advice_still_answers(root
                 results["advice"] = await client.call_tool("kd_score_distillation", {"alpha": 0.5, "teacher_size": 10, "teacher_accuracy": 0.9,
                                                                                      "student_size": 1, "student_accuracy": 0.8})
                 results["advice_s"] = time.monotonic() - t0
+                results["long_still_running"] = "long" not in results  # answered while the long run was in flight
                 tg.cancel_scope.cancel()
             return results
 
     results = anyio.run(go)
     assert results["busy"].is_error and "Busy" in text_of(results["busy"])
-    assert not results["advice"].is_error and results["advice_s"] < 1.0
+    assert not results["advice"].is_error and results["long_still_running"], results  # ordering, not a clock
 
 
 def _outside_snapshot(tmp_path: Path) -> list[str]:
