@@ -227,18 +227,25 @@ def test_over_mcp_a_run_folder_must_lie_under_the_data_root(tmp_path):
         )
 
 
+def _recipe_data_module():
+    """The exported recipe's kd_recipe/data.py, imported from the template folder; afterwards nothing else in this
+    process sees the template package (the module object stays usable)."""
+    import importlib
+
+    templates = str(ROOT / "skill" / "export" / "templates")
+    sys.path.insert(0, templates)
+    try:
+        return importlib.import_module("kd_recipe.data")
+    finally:
+        sys.path.remove(templates)
+        for name in [m for m in sys.modules if m == "kd_recipe" or m.startswith("kd_recipe.")]:
+            del sys.modules[name]
+
+
 def test_a_csv_group_column_is_evidence_not_a_feature(tmp_path):
     """The recipe's CSV reader (the exported kd_recipe/data.py, imported from the template folder) takes the named
     group column out of the features and returns it for the test rows."""
-    import importlib
-
-    sys.path.insert(0, str(ROOT / "skill" / "export" / "templates"))
-    try:
-        data = importlib.import_module("kd_recipe.data")
-    finally:
-        sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
-        for name in [m for m in sys.modules if m == "kd_recipe" or m.startswith("kd_recipe.")]:
-            del sys.modules[name]  # the module object stays usable; nothing else in this process sees the template
+    data = _recipe_data_module()
     rows = ["a,b,site,label"] + [f"{i},{i * 2},{'north' if i % 2 else 'south'},{i % 3}" for i in range(40)]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     train, test, groups = data.load_data("t.csv", tmp_path, None, "site", 0.25, 0)
@@ -1017,15 +1024,7 @@ def test_every_file_a_run_writes_gets_the_same_mode(tmp_path):
 def test_text_class_names_reach_the_report(tmp_path):
     """The recipe keeps a CSV's text labels (kd_recipe/data.py), records them in evidence.json, and the diagnosis
     names the class ('2 (eel)') rather than its id alone."""
-    import importlib
-
-    sys.path.insert(0, str(ROOT / "skill" / "export" / "templates"))
-    try:
-        data = importlib.import_module("kd_recipe.data")
-    finally:
-        sys.path.remove(str(ROOT / "skill" / "export" / "templates"))
-        for name in [m for m in sys.modules if m == "kd_recipe" or m.startswith("kd_recipe.")]:
-            del sys.modules[name]
+    data = _recipe_data_module()
     rows = ["a,b,fish"] + [f"{i},{i * 2},{('cod', 'dab', 'eel')[i % 3]}" for i in range(40)]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
     _, test, _ = data.load_data("t.csv", tmp_path, None, None, 0.25, 0)
