@@ -20,3 +20,10 @@ def stdio_params(*extra: str, cwd: Path | None = None, env: dict[str, str] | Non
 
 def text_of(result: Any) -> str:
     return "\n".join(getattr(c, "text", "") for c in result.content)
+
+
+def staging_folders(out: Path) -> list[Path]:
+    """The runner's `.*.partial` staging folders under `out`, safe to call while a run creates and removes folders:
+    os.walk skips a folder that vanished mid-walk, where Path.rglob raises FileNotFoundError (that race once failed a
+    fresh-clone CI run)."""
+    return [Path(top) / d for top, dirs, _ in os.walk(out) for d in dirs if d.startswith(".") and d.endswith(".partial")]

@@ -13,6 +13,7 @@ import pytest
 
 from skill.distill.config import DistillConfig
 from skill.distill.jobs import JobError, Jobs, Limits, limits_from_env
+from tests.mcp_helpers import staging_folders
 
 HANG_GUARD_S = 60
 
@@ -104,7 +105,7 @@ def test_a_second_run_is_refused_while_busy_and_cancel_kills_the_first(tmp_path)
         with anyio.fail_after(HANG_GUARD_S):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(jobs.run, config, quiet)
-                while not (tmp_path / "pid").exists() or not any((tmp_path / "out").rglob(".*.partial")):
+                while not (tmp_path / "pid").exists() or not staging_folders(tmp_path / "out"):
                     await anyio.sleep(0.01)
                 try:
                     await jobs.run(config, quiet)

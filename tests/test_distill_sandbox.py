@@ -19,7 +19,7 @@ from mcp_server.server import build_server
 from skill.distill.jobs import Limits
 from skill.errors import InputError
 from tests import hostile_inputs as hostile
-from tests.mcp_helpers import ROOT, text_of
+from tests.mcp_helpers import ROOT, staging_folders, text_of
 
 NEXT = {"epochs": 2, "teacher_epochs": 2, "teacher_hidden": [16], "temperature": 4, "kd_loss_weight": 0.9, "save_artifacts": False}
 
@@ -412,7 +412,7 @@ def test_sigterm_to_the_server_kills_the_worker_and_leaves_no_staging_folder(roo
                     tg.start_soon(call)
                     while not any("epoch" in m for m in seen):
                         await anyio.sleep(0.1)
-                    assert len(_workers_touching(roots)) == 1 and any((roots / "out").rglob(".*.partial"))
+                    assert len(_workers_touching(roots)) == 1 and staging_folders(roots / "out")
                     os.kill(server_pids()[0], signal.SIGTERM)
                     deadline = time.monotonic() + 10
                     while (server_pids() or _workers_touching(roots)) and time.monotonic() < deadline:
@@ -421,7 +421,7 @@ def test_sigterm_to_the_server_kills_the_worker_and_leaves_no_staging_folder(roo
 
     anyio.run(go)
     assert server_pids() == [] and _workers_touching(roots) == []
-    assert not list((roots / "out").rglob(".*.partial")), "a staging folder outlived the server"
+    assert not staging_folders(roots / "out"), "a staging folder outlived the server"
 
 
 def _cmdline(pid: str) -> bytes:

@@ -18,7 +18,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.mcp_helpers import stdio_params, text_of
+from tests.mcp_helpers import staging_folders, stdio_params, text_of
 
 LIMIT = 4000
 # the slowest routing inputs known (each froze or stalled the server before the fix: "cnn a " at 240 characters
@@ -61,7 +61,7 @@ def _workers(roots: Path) -> list[int]:
 
 
 def _staging(roots: Path) -> list[Path]:
-    return list((roots / "out").rglob(".*.partial"))
+    return staging_folders(roots / "out")
 
 
 class Slow:
@@ -101,11 +101,13 @@ async def _until(check: Any, what: str) -> float:
 def test_advice_cancel_and_sigterm_are_served_while_the_slowest_requests_run(roots: Path) -> None:
     seen: list[str] = []
     measured: dict[str, float] = {}
+    sigterm_sent = False
 
     async def on_progress(done: float, total: float | None, message: str | None) -> None:
         seen.append(message or "")
 
     async def go() -> None:
+        nonlocal sigterm_sent
         params = stdio_params("--data-root", str(roots / "data"), "--output-root", str(roots / "out"), cwd=roots)
         async with Client(params) as client:
             server = _pids(b"mcp_server", str(roots / "data").encode())
@@ -143,6 +145,7 @@ def test_advice_cancel_and_sigterm_are_served_while_the_slowest_requests_run(roo
                     run.start_soon(doomed)
                     await _until(lambda: any("epoch" in m for m in seen) and _staging(roots), "the second distill starting")
                     assert slow.in_flight > 0
+                    sigterm_sent = True
                     os.kill(server[0], signal.SIGTERM)
                     measured["sigterm_s"] = await _until(lambda: not _pids(b"mcp_server", str(roots / "data").encode()) and not _workers(roots),
                                                          "the server's exit")
@@ -153,8 +156,8 @@ def test_advice_cancel_and_sigterm_are_served_while_the_slowest_requests_run(roo
 
     try:
         anyio.run(go)
-    except BaseException as exc:  # the client's streams break when the server exits; only our asserts matter
-        if isinstance(exc, AssertionError) or "AssertionError" in repr(exc):
+    except BaseException:  # the client's streams break once the server exits; anything before that is a failure
+        if not sigterm_sent:
             raise
     print({k: round(v, 3) for k, v in measured.items()})
     assert {"advice_s", "cancel_s", "sigterm_s"} <= set(measured), measured
