@@ -44,8 +44,9 @@ def parse_request(name: str, arguments: dict[str, Any]) -> BaseModel:
             except ValueError:
                 pass
             except RecursionError:
-                raise BadArguments(f"Invalid arguments: {key}: the JSON string nests too deeply; "
-                                   f"at most {MAX_DEPTH} levels") from None
+                raise BadArguments(
+                    f"Invalid arguments: {key}: the JSON string nests too deeply; at most {MAX_DEPTH} levels"
+                ) from None
     for key, value in decoded.items():
         if depth(value) > MAX_DEPTH:
             raise BadArguments(f"Invalid arguments: {key}: nests more than {MAX_DEPTH} levels deep")

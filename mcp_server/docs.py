@@ -17,8 +17,11 @@ SKILL, REFERENCES, RULES = "kd://skill", "kd://references/", "kd://rules/"
 
 def skill_root() -> Path:
     """Folder holding SKILL.md: $KD_SKILL_ROOT, the checkout above this package, or <prefix>/share/."""
-    candidates = [os.environ.get("KD_SKILL_ROOT"), Path(__file__).resolve().parents[1],
-                  Path(sys.prefix) / "share" / "knowledge-distillation-deep"]
+    candidates = [
+        os.environ.get("KD_SKILL_ROOT"),
+        Path(__file__).resolve().parents[1],
+        Path(sys.prefix) / "share" / "knowledge-distillation-deep",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "SKILL.md").is_file():
             return Path(candidate)
@@ -41,21 +44,37 @@ def read_reference(topic: str) -> str:
     return (skill_root() / "references" / f"{topic}.md").read_text(encoding="utf-8")
 
 
-async def list_resources(ctx: ServerRequestContext,
-                         params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
-    skill = types.Resource(uri=SKILL, name="SKILL.md", mime_type="text/markdown",
-                           description="The skill: when to use it, decisions, workflow, tools.")
+async def list_resources(
+    ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+) -> types.ListResourcesResult:
+    skill = types.Resource(
+        uri=SKILL,
+        name="SKILL.md",
+        mime_type="text/markdown",
+        description="The skill: when to use it, decisions, workflow, tools.",
+    )
     return types.ListResourcesResult(resources=[skill])
 
 
-async def list_templates(ctx: ServerRequestContext,
-                         params: types.PaginatedRequestParams | None) -> types.ListResourceTemplatesResult:
-    return types.ListResourceTemplatesResult(resource_templates=[
-        types.ResourceTemplate(uri_template=REFERENCES + "{topic}", name="reference", mime_type="text/markdown",
-                               description="One references/ topic, e.g. methods, failure-modes."),
-        types.ResourceTemplate(uri_template=RULES + "{name}", name="rule file", mime_type="application/yaml",
-                               description="One rule file (YAML), the source of every threshold."),
-    ])
+async def list_templates(
+    ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+) -> types.ListResourceTemplatesResult:
+    return types.ListResourceTemplatesResult(
+        resource_templates=[
+            types.ResourceTemplate(
+                uri_template=REFERENCES + "{topic}",
+                name="reference",
+                mime_type="text/markdown",
+                description="One references/ topic, e.g. methods, failure-modes.",
+            ),
+            types.ResourceTemplate(
+                uri_template=RULES + "{name}",
+                name="rule file",
+                mime_type="application/yaml",
+                description="One rule file (YAML), the source of every threshold.",
+            ),
+        ]
+    )
 
 
 async def read_resource(ctx: ServerRequestContext, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:

@@ -22,18 +22,33 @@ class BearerTokenMiddleware:
             scheme, _, given = dict(scope.get("headers") or []).get(b"authorization", b"").partition(b" ")
             # the scheme is case-insensitive (RFC 7235: 'bearer' is 'Bearer'); the token is compared in constant time
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given, self.expected):
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer token"}'})
                 return
         await self.app(scope, receive, send)
 
 
-def build_http_app(server: Server, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None) -> Any:
+def build_http_app(
+    server: Server, host: str, port: int, token: str | None, extra_hosts: list[str] | None = None
+) -> Any:
     """The Starlette app: only Host headers naming this server are accepted."""
     # an IPv6 literal travels in the Host header in brackets: [::1]:8765
     named = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    hosts = [f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost", f"{named}:{port}", named, *(extra_hosts or [])]
+    hosts = [
+        f"127.0.0.1:{port}",
+        f"localhost:{port}",
+        "127.0.0.1",
+        "localhost",
+        f"{named}:{port}",
+        named,
+        *(extra_hosts or []),
+    ]
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -48,7 +63,9 @@ def serve_http(server: Server, host: str, port: int, token: str | None, extra_ho
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"kd-mcp: warning: serving on {host}, reachable beyond this machine", file=sys.stderr)
-    config = uvicorn.Config(build_http_app(server, host, port, token, extra_hosts), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        build_http_app(server, host, port, token, extra_hosts), host=host, port=port, log_level="warning"
+    )
     _keeping_sigterm(uvicorn.Server)(config).run()
 
 

@@ -23,14 +23,19 @@ Follow these steps, calling the tools of the knowledge-distillation server and s
 
 
 PROMPT = types.Prompt(
-    name="plan_distillation", title="Plan a distillation", description=plan_distillation.__doc__, arguments=[
+    name="plan_distillation",
+    title="Plan a distillation",
+    description=plan_distillation.__doc__,
+    arguments=[
         types.PromptArgument(name="model_description", required=True, description="The model to shrink and its task."),
         types.PromptArgument(name="constraints", required=False, description="Size, latency or accuracy limits."),
-    ])
+    ],
+)
 
 
-async def list_prompts(ctx: ServerRequestContext,
-                       params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+async def list_prompts(
+    ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+) -> types.ListPromptsResult:
     return types.ListPromptsResult(prompts=[PROMPT])
 
 

@@ -26,10 +26,16 @@ def build_server(limits: Limits | None = None, advisory_timeout_s: float | None 
     """A fresh server instance (tests build their own; the entry point builds one)."""
     tools = Tools(limits or limits_from_env(), advisory_timeout_s)
     return Server(
-        "knowledge-distillation", version=__version__, instructions=INSTRUCTIONS,
-        on_list_tools=tools.list, on_call_tool=tools.call,
-        on_list_resources=docs.list_resources, on_list_resource_templates=docs.list_templates,
-        on_read_resource=docs.read_resource, on_list_prompts=prompts.list_prompts, on_get_prompt=prompts.get_prompt,
+        "knowledge-distillation",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=tools.list,
+        on_call_tool=tools.call,
+        on_list_resources=docs.list_resources,
+        on_list_resource_templates=docs.list_templates,
+        on_read_resource=docs.read_resource,
+        on_list_prompts=prompts.list_prompts,
+        on_get_prompt=prompts.get_prompt,
     )
 
 

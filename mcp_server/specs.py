@@ -47,7 +47,10 @@ class ToolSpec:
 
 SPECS = [
     ToolSpec(
-        "kd_route_request", "route", models.RouteResponse, "Route a request",
+        "kd_route_request",
+        "route",
+        models.RouteResponse,
+        "Route a request",
         "Decide whether a request is knowledge distillation (in_scope), belongs to a sibling skill (delegate: which one, "
         "whether it is installed, and a fallback if not), or hits a not-for boundary (out_of_scope), from what the request asks "
         "to be done. Fill the structured inputs first, from the conversation (primary_goal, is_ml_model, has_size_or_latency_budget, "
@@ -58,7 +61,10 @@ SPECS = [
         "Use it first on a new request. Not for choosing a method: use kd_recommend_method.",
     ),
     ToolSpec(
-        "kd_recommend_method", "recommend", models.RecommendMethodResponse, "Recommend a distillation method and topology",
+        "kd_recommend_method",
+        "recommend",
+        models.RecommendMethodResponse,
+        "Recommend a distillation method and topology",
         "Return the distillation method (response / feature / relation / cascade; for task_type generation: token_kd / "
         "on_policy_kd / sequence_kd at T = 1, from teacher_access and same_tokenizer) with hyperparameters such as the temperature "
         "range, and the topology (hierarchical / ensemble / online / self), with the rule trace, risk warnings and the inputs "
@@ -66,13 +72,19 @@ SPECS = [
         "user. Use when planning a distillation. Not for alpha: use kd_choose_alpha.",
     ),
     ToolSpec(
-        "kd_choose_alpha", "alpha", models.ChooseAlphaResponse, "Choose alpha for the distillation score",
+        "kd_choose_alpha",
+        "alpha",
+        models.ChooseAlphaResponse,
+        "Choose alpha for the distillation score",
         "Return alpha, the size-versus-accuracy priority (a range and a point value, plus checkpoints when routing by difficulty "
         "is possible), for a deployment environment and application domain, with conflicts flagged. Alpha weights the distillation "
         "score. Use before kd_score_distillation. Not for the KD loss weight (kd_loss_weight of kd_run_quick_distill).",
     ),
     ToolSpec(
-        "kd_score_distillation", "score", models.ScoreDistillationResponse, "Score or rank students",
+        "kd_score_distillation",
+        "score",
+        models.ScoreDistillationResponse,
+        "Score or rank students",
         "Return the distillation score DS = alpha*(student size/teacher size) + (1-alpha)*(1 - student acc/teacher acc) with both "
         "terms, or a ranking of up to 100 candidates, best (lowest) first. Accuracies are fractions in [0, 1]. Pass the accuracy floor "
         "as min_student_accuracy: students below it are marked and ranked after every one that meets it (DS alone rewards size "
@@ -80,7 +92,10 @@ SPECS = [
         "Use to compare students at a chosen alpha. Not for a quality check: use kd_diagnose_failure.",
     ),
     ToolSpec(
-        "kd_diagnose_failure", "diagnose", models.DiagnoseFailureResponse, "Diagnose a distilled model",
+        "kd_diagnose_failure",
+        "diagnose",
+        models.DiagnoseFailureResponse,
+        "Diagnose a distilled model",
         "Check the five failure modes (accuracy_mirage, temperature_blindness, capacity_cliff, hierarchical_rigidity, "
         "bias_amplification); each is detected, clear or not_evaluated with evidence against its threshold and the fix. Give "
         f"summary numbers or raw labels + probabilities (at most {_RAW['max_samples']} samples and {_RAW['max_values']} values; it computes "
@@ -88,13 +103,19 @@ SPECS = [
         "training a student or when it underperforms. Not for choosing a method: use kd_recommend_method.",
     ),
     ToolSpec(
-        "kd_check_quality_gates", "gates", models.QualityGatesResponse, "Check the release quality gates",
+        "kd_check_quality_gates",
+        "gates",
+        models.QualityGatesResponse,
+        "Check the release quality gates",
         "Return pass / fail / unknown for each of the ten quality gates (score with alpha, stratified validation, temperature and "
         "calibration, capacity cliff, bias monitoring, robustness suite, cascade above 5x, multi-agent coordination, budgets, "
         "rollback), with what is missing; from_run fills what a finished run folder shows. Use before shipping a student or to review a plan. Not for diagnosing accuracy: use kd_diagnose_failure.",
     ),
     ToolSpec(
-        "kd_release_check", "release-check", ReleaseCheckResponse, "Decide whether a trained student ships",
+        "kd_release_check",
+        "release-check",
+        ReleaseCheckResponse,
+        "Decide whether a trained student ships",
         "From a finished run folder of an exported recipe (torchrun: evidence.json + predictions.npz; TRL: generation_evidence.json), "
         "under the data root: the diagnosis of the five failure modes on the run's own predictions, the ten gates with the source of "
         "each input, the distillation score at the plan's alpha, the distilled student against the from-scratch one, and one decision "
@@ -103,7 +124,10 @@ SPECS = [
     ),
     ToolSpec("kd_run_quick_distill", "distill", DistillReport, "Run a quick distillation", DESCRIPTION, RUNNER),
     ToolSpec(
-        "kd_export_recipe", "export", ExportResponse, "Export a full-scale training recipe",
+        "kd_export_recipe",
+        "export",
+        ExportResponse,
+        "Export a full-scale training recipe",
         "Write a self-contained training folder for the real run on one or many machines: train.py (PyTorch DDP launched by "
         "torchrun: sharded data, gloo on CPU / nccl on GPU, AMP, gradient accumulation, checkpoint and resume, frozen or cached "
         "teacher), config.yaml (every setting with its reason and the quick-distill evidence behind it) and README.md (commands for "

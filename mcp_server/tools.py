@@ -12,7 +12,8 @@ import base64
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.to_thread
@@ -44,10 +45,17 @@ def advisory_timeout_s() -> float:
 
 def listed() -> list[types.Tool]:
     """Each tool as the manifest describes it: names, text, annotations, input and output schemas."""
-    return [types.Tool(name=e["name"], title=e["title"], description=e["description"], input_schema=e["input_schema"],
-                       output_schema=e["output_schema"],
-                       annotations=types.ToolAnnotations(title=e["title"], **e["annotations"]))
-            for e in manifest.load()]
+    return [
+        types.Tool(
+            name=e["name"],
+            title=e["title"],
+            description=e["description"],
+            input_schema=e["input_schema"],
+            output_schema=e["output_schema"],
+            annotations=types.ToolAnnotations(title=e["title"], **e["annotations"]),
+        )
+        for e in manifest.load()
+    ]
 
 
 def structured(response: BaseModel, extra: list[types.ContentBlock] | None = None) -> types.CallToolResult:
@@ -70,8 +78,9 @@ class Tools:
         self.tools = listed()
         self.names = [t.name for t in self.tools]
 
-    async def list(self, ctx: ServerRequestContext,
-                   params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list(
+        self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=self.tools)
 
     async def call(self, ctx: ServerRequestContext, params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -122,8 +131,10 @@ class Tools:
             with anyio.fail_after(cap):
                 outcome = await anyio.to_thread.run_sync(guarded, abandon_on_cancel=cap is not None)
         except TimeoutError:
-            return failed(f"{name} took longer than its {cap:g} s cap and was abandoned; shorten the request or "
-                          "raise KD_ADVISORY_TIMEOUT_S")
+            return failed(
+                f"{name} took longer than its {cap:g} s cap and was abandoned; shorten the request or "
+                "raise KD_ADVISORY_TIMEOUT_S"
+            )
         if isinstance(outcome, Exception):
             return failed(str(outcome if isinstance(outcome, BadArguments) else describe(outcome)))
         return structured(outcome)
@@ -148,6 +159,7 @@ class Tools:
             return failed(JOB_PREFIX[exc.kind] + str(exc))
         plot: list[types.ContentBlock] = []
         if result.plot_png:
-            plot.append(types.ImageContent(type="image", data=base64.b64encode(result.plot_png).decode(),
-                                           mime_type="image/png"))
+            plot.append(
+                types.ImageContent(type="image", data=base64.b64encode(result.plot_png).decode(), mime_type="image/png")
+            )
         return structured(result.report, plot)

@@ -67,7 +67,9 @@ def install_command() -> str:
     if importlib.util.find_spec("pip") is not None:
         return f"{shlex.quote(sys.executable)} -m pip install {reqs}" + (f" --extra-index-url {index}" if index else "")
     uv = shutil.which("uv") or "uv"
-    return f"{shlex.quote(uv)} pip install --python {shlex.quote(sys.executable)} {reqs}" + (f" --torch-backend cpu" if index else "")
+    return f"{shlex.quote(uv)} pip install --python {shlex.quote(sys.executable)} {reqs}" + (
+        " --torch-backend cpu" if index else ""
+    )
 
 
 def missing_message() -> str | None:
@@ -75,6 +77,8 @@ def missing_message() -> str | None:
     missing = missing_modules()
     if not missing:
         return None
-    return (f"kd_run_quick_distill needs the optional [distill] packages, and this server's Python lacks {', '.join(missing)}. "
-            f"Install them (PyTorch CPU build, a few hundred MB) with: {install_command()} -- then call kd_run_quick_distill "
-            "again; no restart is needed. The advisory tools work without them.")
+    return (
+        f"kd_run_quick_distill needs the optional [distill] packages, and this server's Python lacks {', '.join(missing)}. "
+        f"Install them (PyTorch CPU build, a few hundred MB) with: {install_command()} -- then call kd_run_quick_distill "
+        "again; no restart is needed. The advisory tools work without them."
+    )

@@ -10,8 +10,9 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -30,8 +31,16 @@ def _is_plain_string(annotation: Any) -> bool:
 
 def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
     for name, field in model.model_fields.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE", help=field.description)
-    parser.add_argument("--json", dest="_json", default=None, metavar="JSON|@FILE|-", help="Whole request as JSON (a string, @file, or - for stdin); flags override it")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE", help=field.description
+        )
+    parser.add_argument(
+        "--json",
+        dest="_json",
+        default=None,
+        metavar="JSON|@FILE|-",
+        help="Whole request as JSON (a string, @file, or - for stdin); flags override it",
+    )
 
 
 def _parse_value(raw: str, annotation: Any) -> Any:
@@ -44,7 +53,13 @@ def _parse_value(raw: str, annotation: Any) -> Any:
 
 
 def _load_json(spec: str) -> dict[str, Any]:
-    text = sys.stdin.read() if spec == "-" else Path(spec[1:]).read_text(encoding="utf-8") if spec.startswith("@") else spec
+    text = (
+        sys.stdin.read()
+        if spec == "-"
+        else Path(spec[1:]).read_text(encoding="utf-8")
+        if spec.startswith("@")
+        else spec
+    )
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -69,12 +84,16 @@ def request_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseM
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kd-skill", description="Knowledge distillation advisor and quick-distill runner.")
+    parser = argparse.ArgumentParser(
+        prog="kd-skill", description="Knowledge distillation advisor and quick-distill runner."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS.values():
         p = sub.add_parser(command.name, help=command.summary, description=command.summary)
         _add_model_options(p, command.request)
-        p.add_argument("--format", choices=["json", "text"], default="json", help="json (default) or a readable summary")
+        p.add_argument(
+            "--format", choices=["json", "text"], default="json", help="json (default) or a readable summary"
+        )
         if command.name == "release-check":  # `kd-skill release-check RUN_DIR`
             p.add_argument("run_dir_arg", nargs="?", metavar="RUN_DIR", help="The run folder (the same as --run-dir)")
     _add_distill_parser(sub)
@@ -86,7 +105,11 @@ def _add_export_parser(sub: Any) -> None:
     """`kd-skill export`: options from the same request model as the kd_export_recipe tool."""
     from skill.export.request import ExportRequest
 
-    p = sub.add_parser("export", help="Export the plan (or a quick-distill report) as a full-scale training folder (torchrun, or trl for language models).", description=ExportRequest.__doc__)
+    p = sub.add_parser(
+        "export",
+        help="Export the plan (or a quick-distill report) as a full-scale training folder (torchrun, or trl for language models).",
+        description=ExportRequest.__doc__,
+    )
     _add_model_options(p, ExportRequest)
     p.add_argument("--format", choices=["json", "text"], default="json")
 
@@ -95,7 +118,9 @@ def _add_distill_parser(sub: Any) -> None:
     """The runner's options come from its own model; imported lazily so advice never loads torch."""
     from skill.distill.config import DistillConfig
 
-    p = sub.add_parser("distill", help="Run a real small distillation (PyTorch, CPU) and report.", description=DistillConfig.__doc__)
+    p = sub.add_parser(
+        "distill", help="Run a real small distillation (PyTorch, CPU) and report.", description=DistillConfig.__doc__
+    )
     _add_model_options(p, DistillConfig)
     p.add_argument("--format", choices=["json", "text"], default="json")
     p.add_argument("--no-progress", action="store_true", help="Do not draw the progress bar on stderr")
@@ -137,10 +162,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
         else:
             from skill.run_evidence import ANYWHERE, RUN_ROOT
 
-            RUN_ROOT.set(ANYWHERE)  # from_run / release-check: the shell's user reads their own disk, relative to the cwd
+            RUN_ROOT.set(
+                ANYWHERE
+            )  # from_run / release-check: the shell's user reads their own disk, relative to the cwd
             if getattr(args, "run_dir_arg", None) is not None:
                 if args.run_dir is not None and args.run_dir != args.run_dir_arg:
-                    raise InputError("run_dir", f"given twice ({args.run_dir_arg!r} and --run-dir {args.run_dir!r}); give it once")
+                    raise InputError(
+                        "run_dir", f"given twice ({args.run_dir_arg!r} and --run-dir {args.run_dir!r}); give it once"
+                    )
                 args.run_dir = args.run_dir_arg
             command = COMMANDS[args.command]
             response = command.run(request_from_args(command.request, args))
@@ -153,9 +182,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:  # `distill` without the optional extra (issue 12)
         if args.command != "distill":
             raise
-        return _fail(f"`kd-skill distill` needs the optional [distill] packages ({exc.name} is missing): "
-                     "pip install 'knowledge-distillation-deep[distill]' (on Linux add --extra-index-url "
-                     "https://download.pytorch.org/whl/cpu for the CPU build of PyTorch)")
+        return _fail(
+            f"`kd-skill distill` needs the optional [distill] packages ({exc.name} is missing): "
+            "pip install 'knowledge-distillation-deep[distill]' (on Linux add --extra-index-url "
+            "https://download.pytorch.org/whl/cpu for the CPU build of PyTorch)"
+        )
     if args.format == "text":
         print(to_text(response))
     else:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pydantic import BaseModel
 
@@ -28,13 +28,36 @@ class Command:
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
-        Command("recommend", models.RecommendMethodRequest, recommend_method, "Choose the distillation method and topology."),
-        Command("alpha", models.ChooseAlphaRequest, choose_alpha, "Choose alpha (size vs accuracy priority) for the deployment context."),
-        Command("score", models.ScoreDistillationRequest, score_distillation, "Distillation score of a student, or a ranking of candidates."),
-        Command("diagnose", models.DiagnoseFailureRequest, diagnose_failure, "Diagnose the five failure modes from numbers or raw predictions."),
-        Command("gates", models.QualityGatesRequest, check_quality_gates, "Check the ten quality gates for a plan or a run."),
+        Command(
+            "recommend", models.RecommendMethodRequest, recommend_method, "Choose the distillation method and topology."
+        ),
+        Command(
+            "alpha",
+            models.ChooseAlphaRequest,
+            choose_alpha,
+            "Choose alpha (size vs accuracy priority) for the deployment context.",
+        ),
+        Command(
+            "score",
+            models.ScoreDistillationRequest,
+            score_distillation,
+            "Distillation score of a student, or a ranking of candidates.",
+        ),
+        Command(
+            "diagnose",
+            models.DiagnoseFailureRequest,
+            diagnose_failure,
+            "Diagnose the five failure modes from numbers or raw predictions.",
+        ),
+        Command(
+            "gates", models.QualityGatesRequest, check_quality_gates, "Check the ten quality gates for a plan or a run."
+        ),
         Command("route", models.RouteRequest, route_request, "In scope, delegate to a sibling skill, or out of scope."),
-        Command("release-check", ReleaseCheckRequest, release_check,
-                "From a finished run folder: the diagnosis, the gates, the score and ship / ship with conditions / do not ship."),
+        Command(
+            "release-check",
+            ReleaseCheckRequest,
+            release_check,
+            "From a finished run folder: the diagnosis, the gates, the score and ship / ship with conditions / do not ship.",
+        ),
     )
 }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from skill.models import AdviceWarning, MissingInput, TraceEntry
 
@@ -34,7 +35,9 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def evaluate(condition: Mapping[str, Any], inputs: Mapping[str, Any], rule: str, trace: list[TraceEntry]) -> bool | None:
+def evaluate(
+    condition: Mapping[str, Any], inputs: Mapping[str, Any], rule: str, trace: list[TraceEntry]
+) -> bool | None:
     """True, False, or None when an input it needs is missing; appends one trace entry per leaf."""
     if "all" in condition:
         results = [evaluate(c, inputs, rule, trace) for c in condition["all"]]
@@ -103,5 +106,7 @@ def fire_warnings(warnings: Any, inputs: Mapping[str, Any], rule: str, trace: li
     fired = []
     for warning in warnings:
         if evaluate(warning["when"], inputs, f"{rule}.warning.{warning['id']}", trace) is True:
-            fired.append(AdviceWarning(id=warning["id"], message=warning["message"], references=list(warning["references"])))
+            fired.append(
+                AdviceWarning(id=warning["id"], message=warning["message"], references=list(warning["references"]))
+            )
     return fired

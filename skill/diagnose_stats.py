@@ -9,9 +9,10 @@ rows, drawn with replacement, for differences), and the minimum supports come fr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from skill.rules import get_rules
 
@@ -23,10 +24,10 @@ if TYPE_CHECKING:
 class Rows:
     """The raw arrays a diagnosis was computed from (checked by skill.diagnose)."""
 
-    labels: "np.ndarray"
-    student: "np.ndarray"
-    teacher: "np.ndarray | None"
-    groups: "np.ndarray | None"
+    labels: np.ndarray
+    student: np.ndarray
+    teacher: np.ndarray | None
+    groups: np.ndarray | None
     positive: int
 
 
@@ -45,14 +46,12 @@ def wilson(hits: float, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def bootstrap(n: int, statistic: Callable[["np.ndarray"], "np.ndarray"]) -> tuple[float, float]:
+def bootstrap(n: int, statistic: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
     """Interval of one statistic over bootstrap resamples of the n rows (see bootstrap_many)."""
     return bootstrap_many(n, lambda w: {"value": statistic(w)})["value"]
 
 
-def bootstrap_many(
-    n: int, statistic: Callable[["np.ndarray"], dict[str, "np.ndarray"]]
-) -> dict[str, tuple[float, float]]:
+def bootstrap_many(n: int, statistic: Callable[[np.ndarray], dict[str, np.ndarray]]) -> dict[str, tuple[float, float]]:
     """Intervals of several statistics over the same bootstrap resamples of the n rows. Each resample is given as
     row weights (resamples x n: how often each row was drawn), built in chunks so memory stays bounded; a resample
     where a statistic is undefined (NaN) is left out of that statistic's interval."""
@@ -82,7 +81,7 @@ def bootstrap_many(
     return out
 
 
-def _ratio(num: "np.ndarray", den: "np.ndarray") -> "np.ndarray":
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     import numpy as np
 
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -103,9 +102,7 @@ def error_confidence_gap(rows: Rows) -> dict[str, Any] | None:
     if min(errors.values()) == 0:
         return {"errors": errors, "difference": None, "interval": None}
     difference = float(conf_s.sum() / wrong_s.sum() - conf_t.sum() / wrong_t.sum())
-    low, high = bootstrap(
-        len(rows.labels), lambda w: _ratio(w @ conf_s, w @ wrong_s) - _ratio(w @ conf_t, w @ wrong_t)
-    )
+    low, high = bootstrap(len(rows.labels), lambda w: _ratio(w @ conf_s, w @ wrong_s) - _ratio(w @ conf_t, w @ wrong_t))
     return {"errors": errors, "difference": difference, "interval": [low, high]}
 
 
@@ -131,7 +128,7 @@ def group_shift(rows: Rows) -> dict[str, Any] | None:
     pos_s = (rows.student.argmax(1) == rows.positive).astype(np.float64)
     pos_t = (rows.teacher.argmax(1) == rows.positive).astype(np.float64)
 
-    def stats(w: "np.ndarray") -> dict[str, "np.ndarray"]:
+    def stats(w: np.ndarray) -> dict[str, np.ndarray]:
         size = w @ member
         acc_s, acc_t = _ratio(w @ (member * hit_s[:, None]), size), _ratio(w @ (member * hit_t[:, None]), size)
         sel_s, sel_t = _ratio(w @ (member * pos_s[:, None]), size), _ratio(w @ (member * pos_t[:, None]), size)

@@ -20,8 +20,13 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
     missing_inputs: list[MissingInput] = []
     for gate in get_rules().quality_gates["gates"]:
         rule = f"gate.{gate['id']}"
-        common = {"id": gate["id"], "title": gate["title"], "fix": gate["fix"], "references": list(gate["references"]),
-                  "source": gate.get("source") or "unsourced starting point (quality_gates.yaml)"}
+        common = {
+            "id": gate["id"],
+            "title": gate["title"],
+            "fix": gate["fix"],
+            "references": list(gate["references"]),
+            "source": gate.get("source") or "unsourced starting point (quality_gates.yaml)",
+        }
         applies = gate.get("applies_when")
         if applies is not None:
             applicable = evaluate(applies, inputs, rule + ".applies_when", trace)
@@ -30,17 +35,27 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
                 continue
             if applicable is None:
                 fields = [f for f in condition_fields(applies) if inputs.get(f) is None]
-                missing_inputs.extend(MissingInput(field=f, effect=f"decides whether gate {gate['id']} applies") for f in fields)
-                results.append(GateResult(status="unknown", reason="Cannot tell whether this gate applies.", missing=fields, **common))
+                missing_inputs.extend(
+                    MissingInput(field=f, effect=f"decides whether gate {gate['id']} applies") for f in fields
+                )
+                results.append(
+                    GateResult(
+                        status="unknown", reason="Cannot tell whether this gate applies.", missing=fields, **common
+                    )
+                )
                 continue
         outcomes = [(c, evaluate(c, inputs, rule, trace)) for c in gate["requires"]]
         failed = [c for c, r in outcomes if r is False]
         unknown = [f for c, r in outcomes if r is None for f in condition_fields(c) if inputs.get(f) is None]
         if failed:
-            what = ", ".join(f"{c['field']} {c['op']} {c.get('value_field', c.get('value', ''))}".strip() for c in failed)
+            what = ", ".join(
+                f"{c['field']} {c['op']} {c.get('value_field', c.get('value', ''))}".strip() for c in failed
+            )
             results.append(GateResult(status="fail", reason=f"Not met: {what}.", missing=unknown, **common))
         elif unknown:
-            results.append(GateResult(status="unknown", reason="Missing: " + ", ".join(unknown) + ".", missing=unknown, **common))
+            results.append(
+                GateResult(status="unknown", reason="Missing: " + ", ".join(unknown) + ".", missing=unknown, **common)
+            )
         else:
             results.append(GateResult(status="pass", reason="All conditions met.", **common))
         missing_inputs.extend(MissingInput(field=f, effect=f"needed by gate {gate['id']}") for f in unknown)
@@ -54,7 +69,9 @@ def check_quality_gates(request: QualityGatesRequest) -> QualityGatesResponse:
         rule_trace=trace,
         warnings=fire_warnings(get_rules().score["warnings"], inputs, "gates", trace),
         missing_inputs=missing_inputs,
-        next_steps=(for_run(run.run_dir, request.alpha) if run else steps("diagnose", "distill")) if counts["fail"] or counts["unknown"] else [],
+        next_steps=(for_run(run.run_dir, request.alpha) if run else steps("diagnose", "distill"))
+        if counts["fail"] or counts["unknown"]
+        else [],
         references=["references/quality-gates.md"],
         run_evidence=run,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import TYPE_CHECKING
 
 from skill.rules import get_rules
@@ -12,7 +11,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def distillation_score(alpha: float, student_size: float, teacher_size: float, student_acc: float, teacher_acc: float) -> tuple[float, float, float]:
+def distillation_score(
+    alpha: float, student_size: float, teacher_size: float, student_acc: float, teacher_acc: float
+) -> tuple[float, float, float]:
     """DS = alpha*(size ratio) + (1-alpha)*(1 - accuracy ratio); returns (score, size_term, accuracy_term). Lower is better."""
     size_term = alpha * (student_size / teacher_size)
     accuracy_term = (1 - alpha) * (1 - student_acc / teacher_acc)

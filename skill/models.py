@@ -23,7 +23,9 @@ def _refuse_percentage(value: Any) -> Any:
 # Declared as a flat anyOf of plain types rather than a nested union of typed lists and records: clients
 # validate every trace entry against the output schema, and the nested form made an advisory round trip
 # about 40% slower; a `type` array would be shorter but is less portable across model providers.
-Value = Annotated[Any, WithJsonSchema({"anyOf": [{"type": t} for t in ("number", "string", "boolean", "array", "object", "null")]})]
+Value = Annotated[
+    Any, WithJsonSchema({"anyOf": [{"type": t} for t in ("number", "string", "boolean", "array", "object", "null")]})
+]
 
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Accuracy = Annotated[float, BeforeValidator(_refuse_percentage), Field(ge=0, le=1, allow_inf_nan=False)]
@@ -99,12 +101,18 @@ class RunEvidence(BaseModel):
     run_dir: str
     kind: Literal["classification", "generation"]
     filled: list[RunValue] = Field(default_factory=list)
-    overridden: list[str] = Field(default_factory=list, description="Fields the run supplies that the numbers you passed replaced")
-    missing: list[MissingInput] = Field(default_factory=list, description="Inputs the run cannot supply, with the reason")
+    overridden: list[str] = Field(
+        default_factory=list, description="Fields the run supplies that the numbers you passed replaced"
+    )
+    missing: list[MissingInput] = Field(
+        default_factory=list, description="Inputs the run cannot supply, with the reason"
+    )
 
 
-RUN_DIR_DESCRIPTION = ("A run folder written by an exported recipe (evidence.json + predictions.npz, or generation_evidence.json): "
-                       "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root or the output root)")
+RUN_DIR_DESCRIPTION = (
+    "A run folder written by an exported recipe (evidence.json + predictions.npz, or generation_evidence.json): "
+    "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root or the output root)"
+)
 
 
 # ---- recommend_method ----------------------------------------------------------------------
@@ -112,7 +120,9 @@ RUN_DIR_DESCRIPTION = ("A run folder written by an exported recipe (evidence.jso
 # The guidance's own names for some inputs. Same meaning and values: accepted as our name. Different meaning
 # (a yes/no where we ask for a count): refused, naming the input to pass instead.
 _GUIDANCE_ALIASES = {"abstraction_level_needed": "abstraction_level"}
-_GUIDANCE_RENAMED = {"multiple_experts_available": "num_teachers (how many expert teachers; more than 1 selects ensemble distillation)"}
+_GUIDANCE_RENAMED = {
+    "multiple_experts_available": "num_teachers (how many expert teachers; more than 1 selects ensemble distillation)"
+}
 
 
 def _guidance_names(data: Any) -> Any:
@@ -136,38 +146,99 @@ TaskType = Literal["classification", "regression", "detection", "segmentation", 
 
 class RecommendMethodRequest(Strict):
     task_type: TaskType = Field(description="What the model predicts")
-    task_similarity: Fraction | None = Field(None, description="How alike the student's and teacher's tasks are, 0 to 1")
-    abstraction_level: Literal["low", "medium", "high"] | None = Field(None, description="Level of abstraction the task needs")
-    compression_ratio: float | None = Field(None, ge=1, le=1e6, allow_inf_nan=False, description="Teacher size / student size (1 or more)")
-    teacher_params: int | None = Field(None, ge=1, le=10**13, description="Teacher parameter count (with student_params, gives the compression ratio)")
-    student_params: int | None = Field(None, ge=1, le=10**13, description="Student parameter count")
-    environment_stability: Literal["static", "dynamic"] | None = Field(None, description="Whether the deployment environment changes")
-    task_distribution_known: bool | None = Field(None, description="Whether the input/task distribution is known in advance")
-    num_teachers: int | None = Field(None, ge=1, le=1000, description="How many expert teachers are available")
-    need_continuous_adaptation: bool | None = Field(None, description="Whether models must keep adapting after deployment")
-    same_architecture_family: bool | None = Field(None, description="Whether student and teacher share an architecture family")
-    planned_temperature: float | None = Field(None, ge=0.1, le=100, allow_inf_nan=False, description="Distillation temperature you plan to use, if any")
-    # generative models (task_type generation) only
-    same_tokenizer: bool | None = Field(None, description="Generation: whether teacher and student use the same tokenizer (token-level KD needs it)")
-    teacher_access: Literal["logits", "outputs_only"] | None = Field(
-        None, description="Generation: logits (full next-token distributions) or outputs_only (generated text, e.g. an API)"
+    task_similarity: Fraction | None = Field(
+        None, description="How alike the student's and teacher's tasks are, 0 to 1"
     )
-    on_policy_affordable: bool | None = Field(None, description="Generation: whether sampling from the student during training is affordable")
-    open_ended_generation: bool | None = Field(None, description="Generation: whether open-ended generation quality (chat, long answers) matters")
-    dataset_tokens: int | None = Field(None, ge=1, le=10**15, description="Generation: training tokens to distil on (sizes the teacher-logit storage)")
-    vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: vocabulary size of the teacher's tokenizer")
-    student_vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: the student's vocab_size (config.json: embedding rows, which may exceed the tokenizer's length)")
-    teacher_vocab_size: int | None = Field(None, ge=2, le=10**7, description="Generation: the teacher's vocab_size (config.json); one tokenizer can come with two sizes (Qwen2.5 0.5B-3B 151,936, 7B+ 152,064)")
-    same_vocab_size: bool | None = Field(None, description="Generation: whether teacher and student configs have the same vocab_size (instead of giving both sizes)")
-    purpose: Literal["general", "chat", "code", "reasoning", "draft_model", "summarisation", "translation"] | None = Field(
-        None, description="Generation: what the student is for; reasoning selects answer-checked chain-of-thought distillation, draft_model a speculative-decoding draft (DistillSpec)")
+    abstraction_level: Literal["low", "medium", "high"] | None = Field(
+        None, description="Level of abstraction the task needs"
+    )
+    compression_ratio: float | None = Field(
+        None, ge=1, le=1e6, allow_inf_nan=False, description="Teacher size / student size (1 or more)"
+    )
+    teacher_params: int | None = Field(
+        None, ge=1, le=10**13, description="Teacher parameter count (with student_params, gives the compression ratio)"
+    )
+    student_params: int | None = Field(None, ge=1, le=10**13, description="Student parameter count")
+    environment_stability: Literal["static", "dynamic"] | None = Field(
+        None, description="Whether the deployment environment changes"
+    )
+    task_distribution_known: bool | None = Field(
+        None, description="Whether the input/task distribution is known in advance"
+    )
+    num_teachers: int | None = Field(None, ge=1, le=1000, description="How many expert teachers are available")
+    need_continuous_adaptation: bool | None = Field(
+        None, description="Whether models must keep adapting after deployment"
+    )
+    same_architecture_family: bool | None = Field(
+        None, description="Whether student and teacher share an architecture family"
+    )
+    planned_temperature: float | None = Field(
+        None, ge=0.1, le=100, allow_inf_nan=False, description="Distillation temperature you plan to use, if any"
+    )
+    # generative models (task_type generation) only
+    same_tokenizer: bool | None = Field(
+        None, description="Generation: whether teacher and student use the same tokenizer (token-level KD needs it)"
+    )
+    teacher_access: Literal["logits", "outputs_only"] | None = Field(
+        None,
+        description="Generation: logits (full next-token distributions) or outputs_only (generated text, e.g. an API)",
+    )
+    on_policy_affordable: bool | None = Field(
+        None, description="Generation: whether sampling from the student during training is affordable"
+    )
+    open_ended_generation: bool | None = Field(
+        None, description="Generation: whether open-ended generation quality (chat, long answers) matters"
+    )
+    dataset_tokens: int | None = Field(
+        None, ge=1, le=10**15, description="Generation: training tokens to distil on (sizes the teacher-logit storage)"
+    )
+    vocab_size: int | None = Field(
+        None, ge=2, le=10**7, description="Generation: vocabulary size of the teacher's tokenizer"
+    )
+    student_vocab_size: int | None = Field(
+        None,
+        ge=2,
+        le=10**7,
+        description="Generation: the student's vocab_size (config.json: embedding rows, which may exceed the tokenizer's length)",
+    )
+    teacher_vocab_size: int | None = Field(
+        None,
+        ge=2,
+        le=10**7,
+        description="Generation: the teacher's vocab_size (config.json); one tokenizer can come with two sizes (Qwen2.5 0.5B-3B 151,936, 7B+ 152,064)",
+    )
+    same_vocab_size: bool | None = Field(
+        None,
+        description="Generation: whether teacher and student configs have the same vocab_size (instead of giving both sizes)",
+    )
+    purpose: Literal["general", "chat", "code", "reasoning", "draft_model", "summarisation", "translation"] | None = (
+        Field(
+            None,
+            description="Generation: what the student is for; reasoning selects answer-checked chain-of-thought distillation, draft_model a speculative-decoding draft (DistillSpec)",
+        )
+    )
     teacher_serving: Literal["local", "vllm_server", "api"] | None = Field(
-        None, description="Generation: where the teacher runs: local (beside the student), vllm_server (scores over the network, top-k log-probs), api (a hosted model: text only)")
-    student_finetuned: bool | None = Field(None, description="Generation: whether the student was already fine-tuned on the task (on-policy KD wants a warm-started student)")
-    teacher_active_params: int | None = Field(None, ge=1, le=10**13, description="Generation: active parameters per token of a mixture-of-experts teacher (teacher_params stays the total)")
+        None,
+        description="Generation: where the teacher runs: local (beside the student), vllm_server (scores over the network, top-k log-probs), api (a hosted model: text only)",
+    )
+    student_finetuned: bool | None = Field(
+        None,
+        description="Generation: whether the student was already fine-tuned on the task (on-policy KD wants a warm-started student)",
+    )
+    teacher_active_params: int | None = Field(
+        None,
+        ge=1,
+        le=10**13,
+        description="Generation: active parameters per token of a mixture-of-experts teacher (teacher_params stays the total)",
+    )
     student_source: Literal["pretrained", "prune_teacher", "scratch"] | None = Field(
-        None, description="Generation: where the student comes from; prune_teacher cuts it from the teacher (Minitron prune-then-distil)")
-    language_model: bool | None = Field(None, description="Whether teacher and student are language models; with task_type classification or regression it means a head on a language model (distilled on its class logits)")
+        None,
+        description="Generation: where the student comes from; prune_teacher cuts it from the teacher (Minitron prune-then-distil)",
+    )
+    language_model: bool | None = Field(
+        None,
+        description="Whether teacher and student are language models; with task_type classification or regression it means a head on a language model (distilled on its class logits)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -178,9 +249,13 @@ class RecommendMethodRequest(Strict):
     def _params_consistent(self) -> RecommendMethodRequest:
         # a served or API teacher may be of unknown size: student_params alone still sizes the student
         unknown_teacher = self.teacher_serving in ("api", "vllm_server") or self.teacher_access == "outputs_only"
-        if (self.teacher_params is None) != (self.student_params is None) and not (unknown_teacher and self.teacher_params is None):
-            raise ValueError("teacher_params and student_params go together; pass both or neither (student_params alone "
-                             "only for a teacher of unknown size: teacher_serving api or vllm_server, or teacher_access outputs_only)")
+        if (self.teacher_params is None) != (self.student_params is None) and not (
+            unknown_teacher and self.teacher_params is None
+        ):
+            raise ValueError(
+                "teacher_params and student_params go together; pass both or neither (student_params alone "
+                "only for a teacher of unknown size: teacher_serving api or vllm_server, or teacher_access outputs_only)"
+            )
         if self.teacher_params is not None and self.student_params is not None:
             if self.student_params > self.teacher_params:
                 raise ValueError(
@@ -198,13 +273,19 @@ class RecommendMethodRequest(Strict):
     def _llm_inputs_consistent(self) -> RecommendMethodRequest:
         if self.teacher_active_params is not None:
             if self.teacher_params is None:
-                raise ValueError("teacher_active_params needs teacher_params (the total) and student_params; pass all three")
+                raise ValueError(
+                    "teacher_active_params needs teacher_params (the total) and student_params; pass all three"
+                )
             if self.teacher_active_params > self.teacher_params:
-                raise ValueError(f"teacher_active_params ({self.teacher_active_params}) exceeds teacher_params ({self.teacher_params}); "
-                                 "teacher_params is the total over all experts")
+                raise ValueError(
+                    f"teacher_active_params ({self.teacher_active_params}) exceeds teacher_params ({self.teacher_params}); "
+                    "teacher_params is the total over all experts"
+                )
         sizes = (self.student_vocab_size, self.teacher_vocab_size)
         if self.same_vocab_size is not None and None not in sizes and (sizes[0] == sizes[1]) != self.same_vocab_size:
-            raise ValueError(f"same_vocab_size {self.same_vocab_size} disagrees with student_vocab_size {sizes[0]} and teacher_vocab_size {sizes[1]}; pass one of them")
+            raise ValueError(
+                f"same_vocab_size {self.same_vocab_size} disagrees with student_vocab_size {sizes[0]} and teacher_vocab_size {sizes[1]}; pass one of them"
+            )
         return self
 
     def effective_compression(self) -> float | None:
@@ -217,12 +298,24 @@ class RecommendMethodRequest(Strict):
 
 
 class MethodChoice(BaseModel):
-    id: Literal["response", "feature", "cascade", "relation", "token_kd", "on_policy_kd", "sequence_kd", "reasoning_trace_kd", "draft_model_kd",
-                "prune_then_distil"]
+    id: Literal[
+        "response",
+        "feature",
+        "cascade",
+        "relation",
+        "token_kd",
+        "on_policy_kd",
+        "sequence_kd",
+        "reasoning_trace_kd",
+        "draft_model_kd",
+        "prune_then_distil",
+    ]
     name: str
     reason: str
     hyperparameters: dict[str, Value]
-    assumed: bool = Field(False, description="True when an input an earlier branch needs is missing, so the answer may change")
+    assumed: bool = Field(
+        False, description="True when an input an earlier branch needs is missing, so the answer may change"
+    )
     questions: list[str] = Field(default_factory=list, description="What to ask the user to settle an assumed answer")
 
 
@@ -231,7 +324,9 @@ class TopologyChoice(BaseModel):
     name: str
     reason: str
     runner_topology: str = Field(description="Value of kd_run_quick_distill's topology argument")
-    assumed: bool = Field(False, description="True when an input an earlier branch needs is missing, so the answer may change")
+    assumed: bool = Field(
+        False, description="True when an input an earlier branch needs is missing, so the answer may change"
+    )
     questions: list[str] = Field(default_factory=list, description="What to ask the user to settle an assumed answer")
 
 
@@ -251,7 +346,9 @@ class ChooseAlphaRequest(Strict):
     application_domain: Literal["safety_critical", "medical", "financial", "general", "other"] | None = Field(
         None, description="What is at stake when the student is wrong"
     )
-    can_dynamically_route: bool | None = Field(None, description="Whether requests can be routed to models by difficulty")
+    can_dynamically_route: bool | None = Field(
+        None, description="Whether requests can be routed to models by difficulty"
+    )
 
 
 class ChooseAlphaResponse(Advice):
@@ -274,17 +371,33 @@ class Candidate(Strict):
 
 
 class ScoreDistillationRequest(Strict):
-    alpha: Fraction | None = Field(None, description="Size-versus-accuracy priority (kd_choose_alpha), not a loss weight (required unless from_run supplies it)")
-    teacher_size: PositiveFloat | None = Field(None, description="Teacher size (MB, parameters: any unit, the same for students) (required unless from_run supplies it)")
-    teacher_accuracy: Accuracy | None = Field(None, description="Teacher accuracy as a fraction (required unless from_run supplies it)")
+    alpha: Fraction | None = Field(
+        None,
+        description="Size-versus-accuracy priority (kd_choose_alpha), not a loss weight (required unless from_run supplies it)",
+    )
+    teacher_size: PositiveFloat | None = Field(
+        None,
+        description="Teacher size (MB, parameters: any unit, the same for students) (required unless from_run supplies it)",
+    )
+    teacher_accuracy: Accuracy | None = Field(
+        None, description="Teacher accuracy as a fraction (required unless from_run supplies it)"
+    )
     student_size: PositiveFloat | None = None
     student_accuracy: Accuracy | None = None
-    candidates: list[Candidate] | None = Field(None, min_length=1, max_length=_MAX_CANDIDATES, description="Several students to rank")
-    min_student_accuracy: Accuracy | None = Field(
-        None, description="Accuracy floor a student must reach (the guidance's 'maintain > 90%' is 0.9); students below it are marked "
-        "and ranked after every student that meets it"
+    candidates: list[Candidate] | None = Field(
+        None, min_length=1, max_length=_MAX_CANDIDATES, description="Several students to rank"
     )
-    from_run: str | None = Field(None, min_length=1, max_length=1000, description=RUN_DIR_DESCRIPTION + "; scores the student at the plan's alpha")
+    min_student_accuracy: Accuracy | None = Field(
+        None,
+        description="Accuracy floor a student must reach (the guidance's 'maintain > 90%' is 0.9); students below it are marked "
+        "and ranked after every student that meets it",
+    )
+    from_run: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description=RUN_DIR_DESCRIPTION + "; scores the student at the plan's alpha",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> ScoreDistillationRequest:
@@ -304,11 +417,17 @@ class ScoreDistillationRequest(Strict):
         if self.teacher_accuracy == 0:
             raise ValueError("teacher_accuracy is 0; the score divides by it, pass the teacher's real accuracy")
         limit = get_rules().score["max_size_ratio"]
-        sizes = [("student_size", self.student_size)] if self.student_size is not None else [(f"candidates.{c.name}.size", c.size) for c in self.candidates or []]
+        sizes = (
+            [("student_size", self.student_size)]
+            if self.student_size is not None
+            else [(f"candidates.{c.name}.size", c.size) for c in self.candidates or []]
+        )
         for field, size in sizes:
             if not size / self.teacher_size <= limit:  # also catches an overflow to infinity
-                raise ValueError(f"{field} ({size:g}) is more than {limit:g} times teacher_size ({self.teacher_size:g}); "
-                                 "give both sizes in the same unit (MB, parameters)")
+                raise ValueError(
+                    f"{field} ({size:g}) is more than {limit:g} times teacher_size ({self.teacher_size:g}); "
+                    "give both sizes in the same unit (MB, parameters)"
+                )
         return self
 
 
@@ -320,11 +439,15 @@ class ScoredCandidate(BaseModel):
     score: float
     size_term: float
     accuracy_term: float
-    meets_accuracy_floor: bool | None = Field(None, description="accuracy >= min_student_accuracy (null when no floor was given)")
+    meets_accuracy_floor: bool | None = Field(
+        None, description="accuracy >= min_student_accuracy (null when no floor was given)"
+    )
 
 
 class ScoreDistillationResponse(Advice):
-    score: float = Field(description="DS for the student, or for the best candidate; lower is better; comparable only at the same alpha")
+    score: float = Field(
+        description="DS for the student, or for the best candidate; lower is better; comparable only at the same alpha"
+    )
     size_term: float
     accuracy_term: float
     formula: str
@@ -343,23 +466,42 @@ class CurvePoint(Strict):
 
 class DiagnoseFailureRequest(Strict):
     overall_accuracy: Accuracy | None = Field(None, description="Student accuracy on the whole test set")
-    per_class_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Class name to student accuracy")
-    class_support: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, max_length=10000, description="Class name to test count")
-    labels: list[int] | None = Field(None, description="True class ids for raw diagnosis (bounded; see the error for limits)")
+    per_class_accuracy: dict[str, Accuracy] | None = Field(
+        None, max_length=10000, description="Class name to student accuracy"
+    )
+    class_support: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        None, max_length=10000, description="Class name to test count"
+    )
+    labels: list[int] | None = Field(
+        None, description="True class ids for raw diagnosis (bounded; see the error for limits)"
+    )
     class_names: list[Annotated[str, Field(max_length=200)]] | None = Field(
-        None, max_length=10000, description="Name of each class id 0..k-1, shown beside the id in the report")
+        None, max_length=10000, description="Name of each class id 0..k-1, shown beside the id in the report"
+    )
     student_probs: list[list[float]] | None = Field(None, description="Student class probabilities, one row per label")
     teacher_probs: list[list[float]] | None = Field(None, description="Teacher class probabilities, one row per label")
     groups: list[str] | None = Field(None, description="Group id per label, for the parity check from raw outputs")
-    positive_class: int | None = Field(None, ge=0, description="Class counted as the favourable outcome for parity (default 1)")
-    student_error_confidence: Fraction | None = Field(None, description="Student's mean top probability on its wrong predictions")
-    teacher_error_confidence: Fraction | None = Field(None, description="Teacher's mean top probability on its wrong predictions")
+    positive_class: int | None = Field(
+        None, ge=0, description="Class counted as the favourable outcome for parity (default 1)"
+    )
+    student_error_confidence: Fraction | None = Field(
+        None, description="Student's mean top probability on its wrong predictions"
+    )
+    teacher_error_confidence: Fraction | None = Field(
+        None, description="Teacher's mean top probability on its wrong predictions"
+    )
     training_temperature: float | None = Field(None, ge=0.01, le=1000, allow_inf_nan=False)
-    size_accuracy_curve: list[CurvePoint] | None = Field(None, max_length=1000, description="Students of different sizes")
+    size_accuracy_curve: list[CurvePoint] | None = Field(
+        None, max_length=1000, description="Students of different sizes"
+    )
     teacher_parity_ratio: Fraction | None = Field(None, description="Lowest over highest group selection rate, teacher")
     student_parity_ratio: Fraction | None = Field(None, description="Same for the student")
-    teacher_group_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Group name to teacher accuracy within that group")
-    student_group_accuracy: dict[str, Accuracy] | None = Field(None, max_length=10000, description="Group name to student accuracy (same groups as the teacher's)")
+    teacher_group_accuracy: dict[str, Accuracy] | None = Field(
+        None, max_length=10000, description="Group name to teacher accuracy within that group"
+    )
+    student_group_accuracy: dict[str, Accuracy] | None = Field(
+        None, max_length=10000, description="Group name to student accuracy (same groups as the teacher's)"
+    )
     student_finds_edge_cases: bool | None = None
     feedback_to_teacher: bool | None = None
     from_run: str | None = Field(None, min_length=1, max_length=1000, description=RUN_DIR_DESCRIPTION)
@@ -373,7 +515,9 @@ class Evidence(BaseModel):
 
 
 class Finding(BaseModel):
-    id: Literal["accuracy_mirage", "temperature_blindness", "capacity_cliff", "hierarchical_rigidity", "bias_amplification"]
+    id: Literal[
+        "accuracy_mirage", "temperature_blindness", "capacity_cliff", "hierarchical_rigidity", "bias_amplification"
+    ]
     name: str
     status: Literal["detected", "clear", "not_evaluated"]
     evidence: list[Evidence] = Field(default_factory=list)
@@ -416,13 +560,17 @@ class QualityGatesRequest(Strict):
     distillation_score: float | None = Field(None, ge=-100, le=100, allow_inf_nan=False)
     stratified_validation: bool | None = None
     per_class_thresholds_met: bool | None = None
-    temperature: float | None = Field(None, ge=0.01, le=1000, allow_inf_nan=False, description="Distillation temperature used")
+    temperature: float | None = Field(
+        None, ge=0.01, le=1000, allow_inf_nan=False, description="Distillation temperature used"
+    )
     temperature_tuned: bool | None = None
     calibration_validated: bool | None = None
     capacity_analysis_done: bool | None = None
     bias_monitoring: bool | None = None
     edge_case_monitoring: bool | None = None
-    robustness_suite: bool | None = Field(None, description="Adversarial / out-of-distribution / minority-class tests exist")
+    robustness_suite: bool | None = Field(
+        None, description="Adversarial / out-of-distribution / minority-class tests exist"
+    )
     compression_ratio: float | None = Field(None, ge=1, le=1e6, allow_inf_nan=False)
     cascade_evaluated: bool | None = None
     multi_agent: bool | None = None
@@ -470,9 +618,15 @@ RouteGoal = Literal[("distill", *(s["goal"] for s in _ROUTE["siblings"]), *(b["g
 class RouteRequest(Strict):
     """The user's words, plus what the calling agent already knows from the conversation (it takes precedence)."""
 
-    request: str = Field(min_length=1, max_length=int(_ROUTE["max_request_chars"]), description="The user's request, as written")
-    model_params: int | None = Field(None, ge=0, le=10**13, description="Parameter count of the model to compress, if known")
-    latency_budget_ms: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per request, if any")
+    request: str = Field(
+        min_length=1, max_length=int(_ROUTE["max_request_chars"]), description="The user's request, as written"
+    )
+    model_params: int | None = Field(
+        None, ge=0, le=10**13, description="Parameter count of the model to compress, if known"
+    )
+    latency_budget_ms: float | None = Field(
+        None, ge=0, le=1e7, allow_inf_nan=False, description="Latency budget per request, if any"
+    )
     primary_goal: RouteGoal | None = Field(
         None,
         description="What the user mainly wants done, if the conversation makes it clear: distill (a smaller student from a teacher); "
@@ -481,9 +635,17 @@ class RouteRequest(Strict):
         "latency under 10 ms); tiny_or_rule_based (rules or under ~1000 parameters); prototype (no performance requirement yet); "
         "ample_compute (one task, no size or latency limit); other (not about a machine-learning model). Overrides the text.",
     )
-    is_ml_model: bool | None = Field(None, description="Whether the request is about a machine-learning model at all (false: 'compress my backups'; true: read 'teacher', 'compress', 'temperature' in their ML sense)")
-    has_size_or_latency_budget: bool | None = Field(None, description="Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)")
-    is_prototype: bool | None = Field(None, description="Whether the work is a prototype with no performance requirement yet")
+    is_ml_model: bool | None = Field(
+        None,
+        description="Whether the request is about a machine-learning model at all (false: 'compress my backups'; true: read 'teacher', 'compress', 'temperature' in their ML sense)",
+    )
+    has_size_or_latency_budget: bool | None = Field(
+        None,
+        description="Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)",
+    )
+    is_prototype: bool | None = Field(
+        None, description="Whether the work is a prototype with no performance requirement yet"
+    )
 
     @field_validator("request")
     @classmethod
@@ -494,7 +656,9 @@ class RouteRequest(Strict):
         limit = int(_ROUTE["max_request_chars"])
         length = len(normalise(value))
         if length > limit:
-            raise ValueError(f"is {length:,} characters once Unicode is normalised (NFKC); at most {limit:,}: shorten it")
+            raise ValueError(
+                f"is {length:,} characters once Unicode is normalised (NFKC); at most {limit:,}: shorten it"
+            )
         return value
 
 
@@ -503,20 +667,33 @@ class IntentScore(BaseModel):
 
     intent: str = Field(description="in_scope, a sibling skill, a boundary id, or budget")
     score: float
-    evidence: list[str] = Field(default_factory=list, description="Each term: the words, its group, whether it counted (or why not), its weight")
+    evidence: list[str] = Field(
+        default_factory=list, description="Each term: the words, its group, whether it counted (or why not), its weight"
+    )
 
 
 class RouteResponse(Advice):
     verdict: Literal["in_scope", "delegate", "out_of_scope"]
     skill: str | None = Field(None, description="Sibling skill that should handle it")
-    boundary: str | None = Field(None, description="Not-for boundary that applies (not_ml: not about a machine-learning model)")
+    boundary: str | None = Field(
+        None, description="Not-for boundary that applies (not_ml: not about a machine-learning model)"
+    )
     reason: str
     installed: bool | None = Field(None, description="Whether the sibling skill was found in a skills folder")
     installed_path: str | None = None
-    fallback: str | None = Field(None, description="What to do when the sibling is not installed, or instead of distilling")
-    confidence: Literal["high", "medium", "low"] = Field(description="low: the text leaves it open; ask `question` before acting")
+    fallback: str | None = Field(
+        None, description="What to do when the sibling is not installed, or instead of distilling"
+    )
+    confidence: Literal["high", "medium", "low"] = Field(
+        description="low: the text leaves it open; ask `question` before acting"
+    )
     question: str | None = Field(None, description="What to ask the user when confidence is not high")
-    decided_by: str = Field(description="The step that decided: structured input, a numeric boundary, or which scores compared")
-    learned_reading: str | None = Field(None, description="What the learned reader (trained on labelled requests) reads, with its probability; none when structured inputs decided")
+    decided_by: str = Field(
+        description="The step that decided: structured input, a numeric boundary, or which scores compared"
+    )
+    learned_reading: str | None = Field(
+        None,
+        description="What the learned reader (trained on labelled requests) reads, with its probability; none when structured inputs decided",
+    )
     intents: list[IntentScore] = Field(default_factory=list, description="Scores read from the text, highest first")
     matched: list[str] = Field(default_factory=list, description="Terms and numbers that decided it")

@@ -37,7 +37,9 @@ def refuse_control_characters(raw: str, field: str) -> None:
         raise InputError(field, "contains a NUL byte")
     bad = next((ch for ch in raw if ch in "\u2028\u2029\x85" or ord(ch) < 32 or 127 <= ord(ch) < 160), None)
     if bad is not None:
-        raise InputError(field, f"contains a line break or control character (U+{ord(bad):04X}); give a path without them")
+        raise InputError(
+            field, f"contains a line break or control character (U+{ord(bad):04X}); give a path without them"
+        )
 
 
 def _inside(raw: str, root: Path, field: str) -> tuple[Path, list[str]]:
@@ -51,7 +53,10 @@ def _inside(raw: str, root: Path, field: str) -> tuple[Path, list[str]]:
     root = root.resolve()
     resolved = Path(os.path.realpath(candidate if candidate.is_absolute() else root / candidate))
     if not resolved.is_relative_to(root):
-        raise InputError(field, f"{raw!r} lies outside the allowed root {root} (or links out of it); widen it with --data-root / --output-root")
+        raise InputError(
+            field,
+            f"{raw!r} lies outside the allowed root {root} (or links out of it); widen it with --data-root / --output-root",
+        )
     return root, list(resolved.relative_to(root).parts)
 
 
@@ -62,7 +67,10 @@ def _open_dir(name: str, parent: int, raw: str, field: str) -> int:
         if exc.errno == errno.ENOENT:
             raise FileNotFoundError(name) from exc
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise InputError(field, f"{raw!r}: {name!r} is not a folder (or was replaced by a link while opening); give a real folder") from exc
+            raise InputError(
+                field,
+                f"{raw!r}: {name!r} is not a folder (or was replaced by a link while opening); give a real folder",
+            ) from exc
         raise InputError(field, f"{raw!r}: cannot open {name!r} ({os.strerror(exc.errno or 0)})") from exc
 
 
@@ -71,8 +79,11 @@ def _walk(root: Path, parts: list[str], raw: str, field: str, *, create: bool) -
     try:
         fd = os.open(root, _DIR_FLAGS)
     except OSError as exc:
-        raise InputError(field, f"the server's allowed root {root} cannot be opened ({os.strerror(exc.errno or 0)}); "
-                         "start it with an existing --data-root / --output-root") from None
+        raise InputError(
+            field,
+            f"the server's allowed root {root} cannot be opened ({os.strerror(exc.errno or 0)}); "
+            "start it with an existing --data-root / --output-root",
+        ) from None
     try:
         for name in parts:
             try:
@@ -139,7 +150,9 @@ def confine_dir(raw: str, root: Path, field: str) -> Path:
     root, parts = _inside(raw, root, field)
     resolved = root.joinpath(*parts)
     if not resolved.is_dir():
-        raise InputError(field, f"{raw!r} is not a folder under {root}; give a Hugging Face model folder there or a hub id")
+        raise InputError(
+            field, f"{raw!r} is not a folder under {root}; give a Hugging Face model folder there or a hub id"
+        )
     return resolved
 
 
@@ -149,7 +162,9 @@ def write_file_at(folder_fd: int, name: str, data: bytes) -> None:
     import uuid
 
     temporary = f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder_fd)
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder_fd
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from skill.conditions import fire_warnings, walk_tree
-from skill.models import MethodChoice, MissingInput, RecommendMethodRequest, RecommendMethodResponse, TopologyChoice, TraceEntry
+from skill.models import (
+    MethodChoice,
+    MissingInput,
+    RecommendMethodRequest,
+    RecommendMethodResponse,
+    TopologyChoice,
+    TraceEntry,
+)
 from skill.next_steps import steps
 from skill.rules import get_rules
-
 
 # planned-temperature warnings that already say what the generic out-of-range one would
 _SPECIFIC_TEMPERATURE_WARNINGS = {"planned_temperature_too_low", "planned_temperature_too_high_for_small_student"}
@@ -17,7 +24,9 @@ _SPECIFIC_TEMPERATURE_WARNINGS = {"planned_temperature_too_low", "planned_temper
 def _hyperparameters(method_id: str, request: RecommendMethodRequest, compression: float | None) -> dict[str, Any]:
     """The method's hyperparameters from the rules, with the temperature range picked for the task and student size."""
     rules = get_rules().method
-    hp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in rules["methods"][method_id]["hyperparameters"].items()}
+    hp = {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in rules["methods"][method_id]["hyperparameters"].items()
+    }
     by_task = hp.pop("temperature_range_by_task", None)
     if by_task is not None:
         band = list(by_task.get(request.task_type, by_task["default"]))
@@ -29,7 +38,9 @@ def _hyperparameters(method_id: str, request: RecommendMethodRequest, compressio
     return hp
 
 
-def _assumed(branch: Mapping[str, Any], missing: list[MissingInput], questions: Mapping[str, str], reason: str | None = None) -> dict[str, Any]:
+def _assumed(
+    branch: Mapping[str, Any], missing: list[MissingInput], questions: Mapping[str, str], reason: str | None = None
+) -> dict[str, Any]:
     """Reason, `assumed` and the questions to ask when an input an earlier branch needs is missing."""
     fields = list(dict.fromkeys(m.field for m in missing))
     text = reason or branch["reason"]
@@ -38,7 +49,9 @@ def _assumed(branch: Mapping[str, Any], missing: list[MissingInput], questions: 
     return {"reason": text, "assumed": bool(fields), "questions": [questions[f] for f in fields if f in questions]}
 
 
-def _topology(rules: Any, inputs: Mapping[str, Any], compression: float | None, trace: list[TraceEntry]) -> tuple[TopologyChoice, list[MissingInput]]:
+def _topology(
+    rules: Any, inputs: Mapping[str, Any], compression: float | None, trace: list[TraceEntry]
+) -> tuple[TopologyChoice, list[MissingInput]]:
     """The topology tree; falling through to self-distillation on unknown inputs is not taken for a smaller student."""
     branch, missing = walk_tree(rules["tree"], inputs, "topology", trace)
     reason = None
@@ -46,8 +59,12 @@ def _topology(rules: Any, inputs: Mapping[str, Any], compression: float | None, 
         fallback = rules["unknown_with_smaller_student"]
         branch, reason = next(b for b in rules["tree"] if b["id"] == fallback["id"]), fallback["reason"]
     topology = rules["topologies"][branch["id"]]
-    return TopologyChoice(id=branch["id"], name=topology["name"], runner_topology=topology["runner_topology"],
-                          **_assumed(branch, missing, rules["questions"], reason)), missing
+    return TopologyChoice(
+        id=branch["id"],
+        name=topology["name"],
+        runner_topology=topology["runner_topology"],
+        **_assumed(branch, missing, rules["questions"], reason),
+    ), missing
 
 
 def recommend_method(request: RecommendMethodRequest) -> RecommendMethodResponse:
@@ -55,7 +72,9 @@ def recommend_method(request: RecommendMethodRequest) -> RecommendMethodResponse
     rules = get_rules()
     llm = rules.llm_method
     # language models follow their own rules, a classification/regression head on one included
-    if request.task_type in llm["task_types"] or (request.language_model and request.task_type in llm["head_task_types"]):
+    if request.task_type in llm["task_types"] or (
+        request.language_model and request.task_type in llm["head_task_types"]
+    ):
         from skill.recommend_llm import recommend_llm
 
         return recommend_llm(request)
@@ -71,7 +90,12 @@ def recommend_method(request: RecommendMethodRequest) -> RecommendMethodResponse
 
     hyperparameters = _hyperparameters(method_id, request, compression)
     band = hyperparameters.get("temperature_range") or [None, None]
-    warnings = fire_warnings(rules.method["warnings"], inputs | {"method": method_id, "temperature_low": band[0], "temperature_high": band[1]}, "method", trace)
+    warnings = fire_warnings(
+        rules.method["warnings"],
+        inputs | {"method": method_id, "temperature_low": band[0], "temperature_high": band[1]},
+        "method",
+        trace,
+    )
     if {w.id for w in warnings} & _SPECIFIC_TEMPERATURE_WARNINGS:
         warnings = [w for w in warnings if w.id != "planned_temperature_outside_range"]
     warnings += fire_warnings(rules.topology["warnings"], inputs | {"topology": topology.id}, "topology", trace)

@@ -11,7 +11,8 @@ the teacher's memory.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from skill.conditions import fire_warnings, walk_tree
 from skill.errors import InputError
@@ -92,7 +93,7 @@ def logit_storage(dataset_tokens: int, vocab_size: int) -> dict[str, Any]:
         "topk_packed_bytes_per_token": per_token_packed,
         "topk_packed_bytes": dataset_tokens * per_token_packed,
         "values": "fp16 log-softmax over the whole vocabulary (normalised): the mass outside the top k is "
-                  "1 - sum(exp(values))",
+        "1 - sum(exp(values))",
     }
 
 
@@ -121,16 +122,17 @@ def memory_plan(teacher_params: int, student_params: int | None = None) -> dict[
         "note": spec["note"],
         "choices": {
             "local": f"teacher in bf16 beside the student: {human_bytes(bf16)} of weights"
-                     + (f" + the student's training state {human_bytes(student)}" if student else "")
-                     + f" = {human_bytes(total)}: {fits}",
+            + (f" + the student's training state {human_bytes(student)}" if student else "")
+            + f" = {human_bytes(total)}: {fits}",
             "fsdp_or_zero3": f"teacher sharded over N GPUs: {human_bytes(bf16)} / N each"
-                             + (f", student state {human_bytes(student)} / N each" if student else "")
-                             + f"; N >= {gpus} for {'both' if student else 'the teacher weights'}"
-                             + " (activations on top)",
+            + (f", student state {human_bytes(student)} / N each" if student else "")
+            + f"; N >= {gpus} for {'both' if student else 'the teacher weights'}"
+            + " (activations on top)",
             "vllm_server": f"teacher on its own GPUs behind vLLM ({human_bytes(bf16)} of bf16 weights "
-                           "+ KV cache there, "
-                           f"{human_bytes(weights.get('int8', bf16))} in int8); the trainer holds only the student"
-                           + (f" ({human_bytes(student)})" if student else "") + "; top-k log-probabilities only",
+            "+ KV cache there, "
+            f"{human_bytes(weights.get('int8', bf16))} in int8); the trainer holds only the student"
+            + (f" ({human_bytes(student)})" if student else "")
+            + "; top-k log-probabilities only",
         },
     }
     return plan
@@ -180,8 +182,13 @@ def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
         pair = ""
     rows = [r for r in sizes if r is not None]
     larger = request.vocab_size > min(rows) if request.vocab_size is not None and rows else None
-    return {"vocab_sizes_differ": differ, "vocab_pair": pair, "vocab_rows_beyond_padding": beyond,
-            "tokenizer_larger_than_rows": larger, "vocab_rows_min": f"{min(rows):,}" if rows else None}
+    return {
+        "vocab_sizes_differ": differ,
+        "vocab_pair": pair,
+        "vocab_rows_beyond_padding": beyond,
+        "tokenizer_larger_than_rows": larger,
+        "vocab_rows_min": f"{min(rows):,}" if rows else None,
+    }
 
 
 def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
@@ -190,9 +197,12 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     llm = rules.llm_method
     top = llm["thresholds"]["planned_temperature_max"]
     if request.planned_temperature is not None and request.planned_temperature > top:
-        raise InputError("planned_temperature", f"{request.planned_temperature:g} is above {top:g}, the largest temperature a "
-                         "language-model recipe can be exported with (llm_method.yaml planned_temperature_max); language "
-                         "models distil at T = 1, with modest changes at most")
+        raise InputError(
+            "planned_temperature",
+            f"{request.planned_temperature:g} is above {top:g}, the largest temperature a "
+            "language-model recipe can be exported with (llm_method.yaml planned_temperature_max); language "
+            "models distil at T = 1, with modest changes at most",
+        )
     compression = request.effective_compression()
     vocab = request.vocab_size or request.teacher_vocab_size
     storage = logit_storage(request.dataset_tokens, vocab) if request.dataset_tokens and vocab else None
@@ -236,7 +246,9 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     elif storage is None and method_id in ("token_kd", "prune_then_distil"):
         absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
         missing += [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
-    exported = hyperparameters["export_trainer"] != "none"  # a branch can withhold the export (pre-training from scratch)
+    exported = (
+        hyperparameters["export_trainer"] != "none"
+    )  # a branch can withhold the export (pre-training from scratch)
     sequence = method_id in ("sequence_kd", "reasoning_trace_kd")
     if sequence and request.teacher_serving != "api":  # the teacher generates first, then SFT holds the student alone
         hyperparameters["generation_memory"] = llm["memory"]["generation_note"]
@@ -252,16 +264,27 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     fill = _template_values(inputs | derived, storage, memory)
     if "generation_memory" in hyperparameters:
         weights = fill.get("teacher_weights_total", "2 bytes per parameter")
-        hyperparameters["generation_memory"] = hyperparameters["generation_memory"].format_map(_Fill(teacher_weights=weights))
+        hyperparameters["generation_memory"] = hyperparameters["generation_memory"].format_map(
+            _Fill(teacher_weights=weights)
+        )
     for warning in warnings:
         warning.message = warning.message.format_map(fill)
     missing = _merge_missing([MissingInput(field=m.field, effect=m.effect.format_map(fill)) for m in missing])
-    references = list(dict.fromkeys([*method_rules["references"], *llm["topology"]["references"],
-                                     *topology_rules["references"]]))
-    method = MethodChoice(id=method_id, name=method_rules["name"], reason=branch["reason"].format_map(fill),
-                          hyperparameters=hyperparameters)
-    topology = TopologyChoice(id=topology_branch["id"], reason=topology_branch["reason"], name=topology_rules["name"],
-                              runner_topology=topology_rules["runner_topology"])
+    references = list(
+        dict.fromkeys([*method_rules["references"], *llm["topology"]["references"], *topology_rules["references"]])
+    )
+    method = MethodChoice(
+        id=method_id,
+        name=method_rules["name"],
+        reason=branch["reason"].format_map(fill),
+        hyperparameters=hyperparameters,
+    )
+    topology = TopologyChoice(
+        id=topology_branch["id"],
+        reason=topology_branch["reason"],
+        name=topology_rules["name"],
+        runner_topology=topology_rules["runner_topology"],
+    )
     return RecommendMethodResponse(
         method=method,
         topology=topology,

@@ -190,24 +190,37 @@ def _generation_metrics(held: dict[str, Any]) -> tuple[dict[str, float | None], 
     two = _different_tokenizers(held)
     if held["n_tokens"] == 0:
         reason = "no held-out token was scored (empty completions or prompts cut away); add held-out rows"
-        unknown.update({k: reason for k in ("perplexity_ratio", "token_kl_teacher_to_student",
-                                            "greedy_next_token_agreement")})
-    if api:
-        unknown.setdefault("perplexity_ratio", "the teacher's NLL is null: no local teacher weights (an API or "
-                           "served teacher); score the held-out text with the teacher's log-probabilities to compare")
-    elif two:
-        unknown.setdefault("perplexity_ratio", "teacher and student use different tokenizers, so their per-token "
-                           "NLLs are in different token units; compare per-character or per-byte NLL instead")
-    if held["token_kl_teacher_to_student"] is None:
-        unknown.setdefault("token_kl_teacher_to_student", "different tokenizers: no shared vocabulary to compare over"
-                           if two else "no local teacher: the KL needs the teacher's full next-token distribution")
-    if held["greedy_next_token_agreement"] is None:
-        unknown.setdefault("greedy_next_token_agreement", "different tokenizers: next tokens are not comparable"
-                           if two else "no local teacher: agreement needs the teacher's next-token choice")
-    if "perplexity_ratio" not in unknown:
-        values["perplexity_ratio"] = math.exp(
-            min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"])
+        unknown.update(
+            {k: reason for k in ("perplexity_ratio", "token_kl_teacher_to_student", "greedy_next_token_agreement")}
         )
+    if api:
+        unknown.setdefault(
+            "perplexity_ratio",
+            "the teacher's NLL is null: no local teacher weights (an API or "
+            "served teacher); score the held-out text with the teacher's log-probabilities to compare",
+        )
+    elif two:
+        unknown.setdefault(
+            "perplexity_ratio",
+            "teacher and student use different tokenizers, so their per-token "
+            "NLLs are in different token units; compare per-character or per-byte NLL instead",
+        )
+    if held["token_kl_teacher_to_student"] is None:
+        unknown.setdefault(
+            "token_kl_teacher_to_student",
+            "different tokenizers: no shared vocabulary to compare over"
+            if two
+            else "no local teacher: the KL needs the teacher's full next-token distribution",
+        )
+    if held["greedy_next_token_agreement"] is None:
+        unknown.setdefault(
+            "greedy_next_token_agreement",
+            "different tokenizers: next tokens are not comparable"
+            if two
+            else "no local teacher: agreement needs the teacher's next-token choice",
+        )
+    if "perplexity_ratio" not in unknown:
+        values["perplexity_ratio"] = math.exp(min(50.0, held["student_nll_per_token"] - held["teacher_nll_per_token"]))
     for key in unknown:
         values[key] = None
     return values, unknown

@@ -47,7 +47,7 @@ class Run:
     kind: Literal["classification", "generation"]
     settings: dict[str, tuple[Any, str]]  # "section.name" -> (value, evidence) from config.yaml
     evidence: dict[str, Any]
-    arrays: dict[str, "np.ndarray"] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def model(self, name: str) -> dict[str, Any]:
         value = (self.evidence.get("models") or {}).get(name)
@@ -148,7 +148,7 @@ class EvidenceDocument(_Checked):
     settings: EvidenceSettings = PydanticField(default_factory=EvidenceSettings)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "EvidenceDocument":
+    def _consistent(self) -> EvidenceDocument:
         for role in ("teacher", "student"):
             if role not in self.models:
                 raise ValueError(f"models.{role}: missing (the recipe always scores the teacher and the student)")
@@ -275,7 +275,7 @@ def _config(root: Path, folder: str) -> dict[str, tuple[Any, str]]:
     return {}
 
 
-def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str, "np.ndarray"]:
+def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str, np.ndarray]:
     """predictions.npz: plain arrays only (allow_pickle=False), sizes checked before decompression, shapes after."""
     import numpy as np
 
@@ -436,7 +436,7 @@ def read_run(raw: str) -> Run:
     return Run(folder, "classification", _config(root, folder), document, arrays)
 
 
-def _cross_check(document: dict[str, Any], arrays: dict[str, "np.ndarray"], folder: str) -> None:
+def _cross_check(document: dict[str, Any], arrays: dict[str, np.ndarray], folder: str) -> None:
     """evidence.json and predictions.npz must describe the same run: the same rows, classes and accuracies."""
     labels = arrays["labels"]
     n, rows = len(labels), document["predictions"]["rows"]

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from skill.distill.report import DistillReport
 
 
-def run_quick_distill(config: Any, **kwargs: Any) -> "DistillReport":
+def run_quick_distill(config: Any, **kwargs: Any) -> DistillReport:
     """Import torch only when a distillation really runs."""
     from skill.distill.runner import run_quick_distill as _run
 

@@ -26,14 +26,16 @@ if TYPE_CHECKING:
 
 def fresh_output_dir(requested: str | None) -> Path:
     """A new folder per run; an existing non-empty folder is never written into."""
-    folder = Path(requested) if requested else Path("kd_runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder = (
+        Path(requested) if requested else Path("kd_runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    )
     if folder.exists() and any(folder.iterdir()):
         folder = folder / f"run-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def _plot(report: "DistillReport") -> bytes:
+def _plot(report: DistillReport) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,8 +43,14 @@ def _plot(report: "DistillReport") -> bytes:
     import matplotlib.ticker
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    models = [(n, m, c) for (n, m), c in zip((("teacher", report.teacher), ("scratch", report.scratch), ("distilled", report.distilled)),
-                                            ("#444", "#c55", "#37a")) if m is not None]
+    models = [
+        (n, m, c)
+        for (n, m), c in zip(
+            (("teacher", report.teacher), ("scratch", report.scratch), ("distilled", report.distilled)),
+            ("#444", "#c55", "#37a"),
+        )
+        if m is not None
+    ]
     ax1.plot([0, 1], [0, 1], ":", color="gray", lw=1)
     for name, m, colour in models:
         if m.reliability:
@@ -63,8 +71,13 @@ def _plot(report: "DistillReport") -> bytes:
     return buffer.getvalue()
 
 
-def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested: str | None,
-                    scaler: dict[str, torch.Tensor] | None = None, saved_student: str | None = None) -> Artifacts:
+def write_artifacts(
+    report: DistillReport,
+    student: torch.nn.Module,
+    requested: str | None,
+    scaler: dict[str, torch.Tensor] | None = None,
+    saved_student: str | None = None,
+) -> Artifacts:
     from safetensors.torch import save
 
     given_fd = sources.output_dir_fd(requested)
@@ -79,9 +92,14 @@ def write_artifacts(report: "DistillReport", student: torch.nn.Module, requested
         scaler_name = "scaler.safetensors" if scaler is not None else None
         if scaler is not None:  # the input scaling the student was trained with: without it the weights are unusable
             write_file_at(folder_fd, scaler_name, save({k: v.contiguous() for k, v in scaler.items()}))
-        artifacts = Artifacts(output_dir=str(folder), student_weights=str(folder / "student.safetensors"), report=str(folder / "report.json"),
-                              plot=str(folder / "plot.png"), scaler=str(folder / scaler_name) if scaler_name else None,
-                              saved_student=saved_student)
+        artifacts = Artifacts(
+            output_dir=str(folder),
+            student_weights=str(folder / "student.safetensors"),
+            report=str(folder / "report.json"),
+            plot=str(folder / "plot.png"),
+            scaler=str(folder / scaler_name) if scaler_name else None,
+            saved_student=saved_student,
+        )
         report.artifacts = artifacts
         write_file_at(folder_fd, "report.json", report.model_dump_json(indent=2).encode())
     finally:

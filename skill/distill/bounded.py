@@ -45,13 +45,18 @@ class Member:
 
 
 DATASET_MEMBERS = {
-    "X_train": Member(MAX_ROWS, MAX_FEATURES, required=True), "y_train": Member(MAX_ROWS, 1, required=True),
-    "X_test": Member(MAX_ROWS, MAX_FEATURES, required=True), "y_test": Member(MAX_ROWS, 1, required=True),
-    "X_unlabeled": Member(MAX_ROWS, MAX_FEATURES), "groups_test": Member(MAX_ROWS, 1, kinds=_NUMERIC + "US"),
+    "X_train": Member(MAX_ROWS, MAX_FEATURES, required=True),
+    "y_train": Member(MAX_ROWS, 1, required=True),
+    "X_test": Member(MAX_ROWS, MAX_FEATURES, required=True),
+    "y_test": Member(MAX_ROWS, 1, required=True),
+    "X_unlabeled": Member(MAX_ROWS, MAX_FEATURES),
+    "groups_test": Member(MAX_ROWS, 1, kinds=_NUMERIC + "US"),
 }
 LOGIT_MEMBERS = {
-    "logits_train": Member(MAX_ROWS, MAX_CLASSES, required=True), "logits_test": Member(MAX_ROWS, MAX_CLASSES, required=True),
-    "logits_val": Member(MAX_ROWS, MAX_CLASSES), "logits_unlabeled": Member(MAX_ROWS, MAX_CLASSES),
+    "logits_train": Member(MAX_ROWS, MAX_CLASSES, required=True),
+    "logits_test": Member(MAX_ROWS, MAX_CLASSES, required=True),
+    "logits_val": Member(MAX_ROWS, MAX_CLASSES),
+    "logits_unlabeled": Member(MAX_ROWS, MAX_CLASSES),
 }
 
 
@@ -75,7 +80,9 @@ def zip_entry_count(handle: BinaryIO) -> int:
     return count
 
 
-def _read_member(archive: zipfile.ZipFile, key: str, spec: Member, source: str, field: str, budget: list[int]) -> np.ndarray:
+def _read_member(
+    archive: zipfile.ZipFile, key: str, spec: Member, source: str, field: str, budget: list[int]
+) -> np.ndarray:
     info = archive.getinfo(f"{key}.npy")
     with archive.open(info) as member:
         try:
@@ -85,18 +92,26 @@ def _read_member(archive: zipfile.ZipFile, key: str, spec: Member, source: str, 
         except ValueError as exc:
             raise InputError(field, f"{source}: {key} is not a plain .npy array ({exc})") from exc
         if dtype.hasobject:
-            raise InputError(field, f"{source}: {key} holds Python objects; they need pickle, which is refused: save plain numeric arrays")
+            raise InputError(
+                field,
+                f"{source}: {key} holds Python objects; they need pickle, which is refused: save plain numeric arrays",
+            )
         if dtype.kind not in spec.kinds:
             accepted = "integers or floats" + (" or strings" if "U" in spec.kinds else "")
             raise InputError(field, f"{source}: {key} has dtype {dtype}; accepted: {accepted}")
         rows = shape[0] if shape else 1
         width = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
         if rows > spec.rows or width > spec.width:
-            raise InputError(field, f"{source}: {key} declares shape {shape}; at most {spec.rows} rows of {spec.width} values")
+            raise InputError(
+                field, f"{source}: {key} declares shape {shape}; at most {spec.rows} rows of {spec.width} values"
+            )
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if nbytes > budget[0]:
-            raise InputError(field, f"{source}: {key} would decompress to {nbytes / 2**20:.0f} MiB; the archive's arrays may take "
-                             f"{MAX_DECODED_BYTES // 2**20} MiB in all")
+            raise InputError(
+                field,
+                f"{source}: {key} would decompress to {nbytes / 2**20:.0f} MiB; the archive's arrays may take "
+                f"{MAX_DECODED_BYTES // 2**20} MiB in all",
+            )
         budget[0] -= nbytes
         buffer = bytearray(nbytes)
         view, filled = memoryview(buffer), 0
@@ -113,7 +128,9 @@ def read_npz_members(handle: BinaryIO, source: str, field: str, members: dict[st
     """The listed arrays of an .npz (missing optional ones skipped), every other member left compressed and unread."""
     try:
         if zip_entry_count(handle) > MAX_ZIP_ENTRIES:
-            raise InputError(field, f"{source} has more than {MAX_ZIP_ENTRIES} entries; an .npz here holds a few arrays")
+            raise InputError(
+                field, f"{source} has more than {MAX_ZIP_ENTRIES} entries; an .npz here holds a few arrays"
+            )
         archive = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, OSError, struct.error) as exc:
         raise InputError(field, f"{source} is not a readable .npz archive ({exc})") from exc
@@ -121,10 +138,14 @@ def read_npz_members(handle: BinaryIO, source: str, field: str, members: dict[st
         present = {name[:-4] for name in archive.namelist() if name.endswith(".npy")}
         missing = [k for k, spec in members.items() if spec.required and k not in present]
         if missing:
-            raise InputError(field, f"{source} lacks {', '.join(missing)}; it holds {', '.join(sorted(present)[:10]) or 'nothing'}")
+            raise InputError(
+                field, f"{source} lacks {', '.join(missing)}; it holds {', '.join(sorted(present)[:10]) or 'nothing'}"
+            )
         budget = [MAX_DECODED_BYTES]
         try:
-            return {k: _read_member(archive, k, spec, source, field, budget) for k, spec in members.items() if k in present}
+            return {
+                k: _read_member(archive, k, spec, source, field, budget) for k, spec in members.items() if k in present
+            }
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:  # bad CRC, unsupported compression
             raise InputError(field, f"{source} is not a readable .npz archive ({exc})") from exc
 
@@ -140,7 +161,9 @@ def _label_order(label: str) -> tuple[bool, int, str]:
 
 def read_csv_bounded(handle: BinaryIO, source: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Features (float32) and label ids of a CSV with a header row; one pass, bounded memory and time."""
-    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")  # -sig: a BOM is not part of the first column's name
+    text = io.TextIOWrapper(
+        handle, encoding="utf-8-sig", newline=""
+    )  # -sig: a BOM is not part of the first column's name
     previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
         reader = csv.reader(text)
@@ -154,7 +177,9 @@ def read_csv_bounded(handle: BinaryIO, source: str, label_column: str | None) ->
             raise InputError("dataset", f"{source} has {len(header)} columns; at most {MAX_FEATURES + 1}")
         column = label_column if label_column is not None else header[-1]
         if column not in header:
-            raise InputError("label_column", f"{column!r} is not a column of {source}; columns: {', '.join(header[:20])}")
+            raise InputError(
+                "label_column", f"{column!r} is not a column of {source}; columns: {', '.join(header[:20])}"
+            )
         j, width = header.index(column), len(header)
         max_rows = min(MAX_ROWS, MAX_CSV_VALUES // width)
         labels: dict[str, int] = {}
@@ -169,20 +194,28 @@ def read_csv_bounded(handle: BinaryIO, source: str, label_column: str | None) ->
                 if len(row) != width:
                     raise InputError("dataset", f"{source} line {line} has {len(row)} fields; the header has {width}")
                 if len(ids) >= max_rows:
-                    raise InputError("dataset", f"{source} has more than {max_rows} rows; at most {max_rows} with {width} columns")
+                    raise InputError(
+                        "dataset", f"{source} has more than {max_rows} rows; at most {max_rows} with {width} columns"
+                    )
                 label = row[j].strip()
                 if not label:
                     raise InputError("dataset", f"{source} line {line}: the label column {column!r} is empty")
                 ids.append(labels.setdefault(label, len(labels)))
                 if len(labels) > MAX_CLASSES:
-                    raise InputError("dataset", f"{source}: the label column {column!r} has more than {MAX_CLASSES} distinct values by line {line}; "
-                                     "is it the right column (label_column)?")
+                    raise InputError(
+                        "dataset",
+                        f"{source}: the label column {column!r} has more than {MAX_CLASSES} distinct values by line {line}; "
+                        "is it the right column (label_column)?",
+                    )
                 try:
                     rows.append([float(v) for i, v in enumerate(row) if i != j])
                 except ValueError:
                     bad = next(i for i, v in enumerate(row) if i != j and not _is_float(v))
-                    raise InputError("dataset", f"{source} line {line}, column {header[bad]!r}: {row[bad][:40]!r} is not a number; "
-                                     "every feature column must be numeric") from None
+                    raise InputError(
+                        "dataset",
+                        f"{source} line {line}, column {header[bad]!r}: {row[bad][:40]!r} is not a number; "
+                        "every feature column must be numeric",
+                    ) from None
                 if len(rows) * width >= 1_000_000:  # about 4 MB per float32 chunk; Python floats never pile up
                     chunks.append(np.asarray(rows, dtype=np.float32))
                     rows = []

@@ -26,12 +26,12 @@ STEP_SHARE = 0.1  # one step may take at most this share of the budget, so a che
 TRAIN_STEP_FORWARDS = 3.0
 
 
-def _meta_net(arch: str, data: "Dataset", hidden: list[int]) -> torch.nn.Module:
+def _meta_net(arch: str, data: Dataset, hidden: list[int]) -> torch.nn.Module:
     with torch.device("meta"):
         return nets.build(arch, data.X_train.shape[1], hidden, data.num_classes, data.image_side)
 
 
-def _real_net(arch: str, data: "Dataset", hidden: list[int]) -> torch.nn.Module:
+def _real_net(arch: str, data: Dataset, hidden: list[int]) -> torch.nn.Module:
     return nets.build(arch, data.X_train.shape[1], hidden, data.num_classes, data.image_side)
 
 
@@ -65,29 +65,44 @@ def measured_flops_per_s() -> float:
     return 2 * 384**3 / max(best, 1e-6)
 
 
-def check_run_size(cfg: Any, arch: str, data: "Dataset", teacher_hidden: list[int] | None = None) -> None:
+def check_run_size(cfg: Any, arch: str, data: Dataset, teacher_hidden: list[int] | None = None) -> None:
     """Refuse, with the numbers, a run whose nets or steps cannot fit the caps and the time budget.
 
     teacher_hidden: the sizes the run will really build (a conv teacher has its own default), else cfg.teacher_hidden."""
     features, batch = data.X_train.shape[1], min(cfg.batch_size, max(len(data.X_train), 1))
     nets_of_run: list[tuple[str, list[int], int, bool]] = []  # name, hidden, copies, trained here
     if cfg.teacher == "train":
-        nets_of_run.append(("teacher_hidden", list(teacher_hidden or cfg.teacher_hidden), cfg.num_teachers if cfg.topology == "ensemble" else 1, True))
+        nets_of_run.append(
+            (
+                "teacher_hidden",
+                list(teacher_hidden or cfg.teacher_hidden),
+                cfg.num_teachers if cfg.topology == "ensemble" else 1,
+                True,
+            )
+        )
     if cfg.student_hidden:
-        nets_of_run.append(("student_hidden", list(cfg.student_hidden), cfg.num_peers if cfg.topology == "online" else 1, True))
+        nets_of_run.append(
+            ("student_hidden", list(cfg.student_hidden), cfg.num_peers if cfg.topology == "online" else 1, True)
+        )
     total_params, speed = 0, None
     for name, hidden, copies, _ in nets_of_run:
         net = _meta_net(arch, data, hidden)
         params = nets.count_params(net) * copies
         total_params += params
         if total_params > MAX_PARAMS:
-            raise InputError(name, f"{arch} {hidden} on {features} inputs and {data.num_classes} classes has {params:,} parameters (x{copies} nets); "
-                             f"a quick distill allows {MAX_PARAMS:,} in all")
+            raise InputError(
+                name,
+                f"{arch} {hidden} on {features} inputs and {data.num_classes} classes has {params:,} parameters (x{copies} nets); "
+                f"a quick distill allows {MAX_PARAMS:,} in all",
+            )
         flops = _forward_flops(_real_net(arch, data, hidden), batch, features) * TRAIN_STEP_FORWARDS
         speed = speed or measured_flops_per_s()
         step_s = flops / speed
         if step_s > cfg.time_budget_s * STEP_SHARE:
-            raise InputError(name, f"one training step of the {arch} {hidden} at batch_size {batch} needs about {flops / 1e9:.1f} GFLOP, "
-                             f"about {step_s:.2f} s here ({speed / 1e9:.0f} GFLOP/s measured with {torch.get_num_threads()} threads); "
-                             f"time_budget_s {cfg.time_budget_s:g} allows {cfg.time_budget_s * STEP_SHARE:.2f} s per step; "
-                             "lower batch_size or the hidden sizes, or raise time_budget_s")
+            raise InputError(
+                name,
+                f"one training step of the {arch} {hidden} at batch_size {batch} needs about {flops / 1e9:.1f} GFLOP, "
+                f"about {step_s:.2f} s here ({speed / 1e9:.0f} GFLOP/s measured with {torch.get_num_threads()} threads); "
+                f"time_budget_s {cfg.time_budget_s:g} allows {cfg.time_budget_s * STEP_SHARE:.2f} s per step; "
+                "lower batch_size or the hidden sizes, or raise time_budget_s",
+            )

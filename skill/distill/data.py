@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from skill.distill import sources
-from skill.distill.bounded import DATASET_MEMBERS, MAX_CLASSES, MAX_FEATURES, MAX_FILE_BYTES, MAX_ROWS, read_csv_bounded, read_npz_members
+from skill.distill.bounded import (
+    DATASET_MEMBERS,
+    MAX_CLASSES,
+    MAX_FEATURES,
+    MAX_FILE_BYTES,
+    MAX_ROWS,
+    read_csv_bounded,
+    read_npz_members,
+)
 from skill.errors import InputError
 
 
@@ -93,7 +101,15 @@ def _read_csv(shown: str, label_column: str | None) -> tuple[np.ndarray, np.ndar
         return read_csv_bounded(handle, Path(shown).name, label_column)
 
 
-def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, val_fraction: float, labeled_fraction: float, seed: int) -> Dataset:
+def load_dataset(
+    spec: str,
+    *,
+    label_column: str | None,
+    test_fraction: float,
+    val_fraction: float,
+    labeled_fraction: float,
+    seed: int,
+) -> Dataset:
     """Load, check and split. Splits are stratified and seeded; the test split never changes with the seed."""
     groups_test = None
     X_unlabeled = np.zeros((0, 0), dtype=np.float32)
@@ -119,7 +135,9 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
             arrays = _read_npz(spec)
             missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
             if missing:
-                raise InputError("dataset", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(arrays) or 'nothing'}")
+                raise InputError(
+                    "dataset", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(arrays) or 'nothing'}"
+                )
             X_train, y_train, X_test, y_test = arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"]
             if "X_unlabeled" in arrays:
                 X_unlabeled = arrays["X_unlabeled"]
@@ -128,8 +146,11 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
             X, y = _read_csv(spec, label_column)
             train_idx, test_idx = _split(split_rng, len(y), test_fraction, y)
             if len(test_idx) == 0:
-                raise InputError("test_fraction", f"{test_fraction:g} of each class of {path.name} rounds to no test rows (its classes have "
-                                 f"{np.bincount(y).min()}..{np.bincount(y).max()} rows); give more rows per class, or an .npz with X_test")
+                raise InputError(
+                    "test_fraction",
+                    f"{test_fraction:g} of each class of {path.name} rounds to no test rows (its classes have "
+                    f"{np.bincount(y).min()}..{np.bincount(y).max()} rows); give more rows per class, or an .npz with X_test",
+                )
             X_train, y_train, X_test, y_test = X[train_idx], y[train_idx], X[test_idx], y[test_idx]
         name = path.name
     X_train = _check_features("X_train", np.asarray(X_train), None)
@@ -145,7 +166,9 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
     if num_classes < 2 or len(np.unique(y_train)) < 2:
         raise InputError("y_train", "needs at least two classes")
     if num_classes > MAX_CLASSES:
-        raise InputError("y_train", f"has {num_classes} classes (largest class id {num_classes - 1}); at most {MAX_CLASSES}")
+        raise InputError(
+            "y_train", f"has {num_classes} classes (largest class id {num_classes - 1}); at most {MAX_CLASSES}"
+        )
     if groups_test is not None:
         groups_test = np.asarray(groups_test).astype(str).reshape(-1)
         if len(groups_test) != len(X_test):
@@ -160,7 +183,17 @@ def load_dataset(spec: str, *, label_column: str | None, test_fraction: float, v
         keep = keep[keep_labeled]
         X_unlabeled = np.concatenate([X_train[unlabeled_from_train], X_unlabeled])
     return Dataset(
-        X_train=X_train[keep], y_train=y_train[keep], X_val=X_train[val], y_val=y_train[val], X_test=X_test, y_test=y_test,
-        X_unlabeled=X_unlabeled, groups_test=groups_test, num_classes=num_classes, name=name,
-        train_index=keep, val_index=val, unlabeled_from_train_index=unlabeled_from_train,
+        X_train=X_train[keep],
+        y_train=y_train[keep],
+        X_val=X_train[val],
+        y_val=y_train[val],
+        X_test=X_test,
+        y_test=y_test,
+        X_unlabeled=X_unlabeled,
+        groups_test=groups_test,
+        num_classes=num_classes,
+        name=name,
+        train_index=keep,
+        val_index=val,
+        unlabeled_from_train_index=unlabeled_from_train,
     )

@@ -4,7 +4,7 @@ replaced by the CPU."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

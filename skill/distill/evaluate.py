@@ -39,7 +39,9 @@ def latency(model: torch.nn.Module, X: torch.Tensor, repeats: int = 50) -> tuple
     return float(np.median(times) * 1000), float(len(batch) / np.median(batch_times))
 
 
-def model_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int, params: int, size: int, timing: tuple[float, float]) -> ModelMetrics:
+def model_metrics(
+    probs: np.ndarray, labels: np.ndarray, num_classes: int, params: int, size: int, timing: tuple[float, float]
+) -> ModelMetrics:
     predictions = probs.argmax(1)
     return ModelMetrics(
         accuracy=metrics.accuracy(labels, predictions),

@@ -22,9 +22,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import Process
@@ -68,19 +69,33 @@ def positive_int(name: str, raw: str | int) -> int:
 MIN_MEMORY_MB = 256  # below this a worker cannot even import torch
 
 
-def limits_from_env(data_root: str | None = None, output_root: str | None = None, max_distills: str | None = None,
-                    memory_mb: str | None = None, allow_torchscript: bool = False) -> Limits:
+def limits_from_env(
+    data_root: str | None = None,
+    output_root: str | None = None,
+    max_distills: str | None = None,
+    memory_mb: str | None = None,
+    allow_torchscript: bool = False,
+) -> Limits:
     """The command line's values over KD_DATA_ROOT, KD_OUTPUT_ROOT (default: the working directory), KD_MAX_DISTILLS
     and KD_MAX_DISTILL_MEMORY_MB; ValueError names the bad one and what is accepted."""
     env = os.environ
-    count = ("--max-distills", max_distills) if max_distills is not None else \
-        ("KD_MAX_DISTILLS", env.get("KD_MAX_DISTILLS", "1"))
-    mb = ("--max-distill-memory-mb", memory_mb) if memory_mb is not None else \
-        ("KD_MAX_DISTILL_MEMORY_MB", env.get("KD_MAX_DISTILL_MEMORY_MB", "3072"))
-    limits = Limits(data_root=Path(data_root or env.get("KD_DATA_ROOT", os.getcwd())),
-                    output_root=Path(output_root or env.get("KD_OUTPUT_ROOT", os.getcwd())),
-                    max_concurrent=positive_int(*count), memory_mb=positive_int(*mb),
-                    allow_torchscript=allow_torchscript)
+    count = (
+        ("--max-distills", max_distills)
+        if max_distills is not None
+        else ("KD_MAX_DISTILLS", env.get("KD_MAX_DISTILLS", "1"))
+    )
+    mb = (
+        ("--max-distill-memory-mb", memory_mb)
+        if memory_mb is not None
+        else ("KD_MAX_DISTILL_MEMORY_MB", env.get("KD_MAX_DISTILL_MEMORY_MB", "3072"))
+    )
+    limits = Limits(
+        data_root=Path(data_root or env.get("KD_DATA_ROOT", os.getcwd())),
+        output_root=Path(output_root or env.get("KD_OUTPUT_ROOT", os.getcwd())),
+        max_concurrent=positive_int(*count),
+        memory_mb=positive_int(*mb),
+        allow_torchscript=allow_torchscript,
+    )
     if limits.memory_mb < MIN_MEMORY_MB:
         raise ValueError(f"{mb[0]} {limits.memory_mb} is below {MIN_MEMORY_MB}; a quick distill needs more")
     return limits
@@ -98,7 +113,7 @@ class JobError(Exception):
 class JobResult:
     """A finished run: its report, and the plot's bytes when it wrote one."""
 
-    report: "DistillReport"
+    report: DistillReport
     plot_png: bytes | None
 
 
@@ -139,7 +154,7 @@ class _Staged:
             return handle.read(MAX_PLOT_BYTES)
 
 
-def _stage(config: "DistillConfig", limits: Limits) -> _Staged:
+def _stage(config: DistillConfig, limits: Limits) -> _Staged:
     """Open every user path once, under its root; refuse TorchScript unless allowed; make the staging folder."""
     from skill.distill.sources import SAFE_TEACHER_SUFFIXES, TORCHSCRIPT_REFUSED
     from skill.errors import InputError
@@ -175,9 +190,13 @@ def _stage(config: "DistillConfig", limits: Limits) -> _Staged:
     except BaseException:
         staged.discard()
         raise
-    staged.job = {"config": config.model_copy(update=update).model_dump(mode="json", exclude_unset=True),
-                  "files": files, "output": output, "memory_mb": limits.memory_mb,
-                  "allow_torchscript": limits.allow_torchscript}
+    staged.job = {
+        "config": config.model_copy(update=update).model_dump(mode="json", exclude_unset=True),
+        "files": files,
+        "output": output,
+        "memory_mb": limits.memory_mb,
+        "allow_torchscript": limits.allow_torchscript,
+    }
     return staged
 
 
@@ -195,8 +214,21 @@ def stop_all() -> None:
             pass
 
 
-_PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "VIRTUAL_ENV", "MPLCONFIGDIR", "XDG_CACHE_HOME",
-               "XDG_CONFIG_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")
+_PASSED_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "MPLCONFIGDIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "PYTHONPATH",
+)
 
 
 def _worker_env(threads: int | None) -> dict[str, str]:
@@ -204,8 +236,13 @@ def _worker_env(threads: int | None) -> dict[str, str]:
     spec = importlib.util.find_spec("skill")
     package_parent = str(Path(spec.origin).resolve().parents[1]) if spec and spec.origin else os.getcwd()
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-    env.update({"PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
-                "MALLOC_ARENA_MAX": "2", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+            "MALLOC_ARENA_MAX": "2",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
@@ -225,12 +262,15 @@ def _death(returncode: int | None, limits: Limits) -> str:
         how = f"signal {signal.Signals(-returncode).name}"
     else:
         how = f"exit code {returncode}"
-    return (f"the distillation worker died ({how}) without a result; it may have run out of its memory limit of "
-            f"{limits.memory_mb} MiB (--max-distill-memory-mb). No artifacts were written; the server keeps serving")
+    return (
+        f"the distillation worker died ({how}) without a result; it may have run out of its memory limit of "
+        f"{limits.memory_mb} MiB (--max-distill-memory-mb). No artifacts were written; the server keeps serving"
+    )
 
 
-async def _relay(process: Process, staged: _Staged, budget_s: float, limits: Limits,
-                 progress: Progress) -> dict[str, Any] | None:
+async def _relay(
+    process: Process, staged: _Staged, budget_s: float, limits: Limits, progress: Progress
+) -> dict[str, Any] | None:
     """Send the job, relay progress, return the final message (None: the worker ended or overstayed first)."""
     assert process.stdin is not None and process.stdout is not None
     await process.stdin.send((json.dumps(staged.job) + "\n").encode())
@@ -250,21 +290,33 @@ async def _relay(process: Process, staged: _Staged, budget_s: float, limits: Lim
                 log.info("distill worker %s started: %s", process.pid, message.get("write_lock"))
                 scope.deadline = anyio.current_time() + budget_s + limits.grace_s
             elif kind == "progress":
-                await progress(float(message.get("done", 0)), float(message.get("total") or 0) or None,
-                               str(message.get("message", ""))[:500])
+                await progress(
+                    float(message.get("done", 0)),
+                    float(message.get("total") or 0) or None,
+                    str(message.get("message", ""))[:500],
+                )
             else:
                 return dict(message)
-    raise JobError(f"the run passed its time budget ({budget_s:g} s) plus {limits.grace_s:g} s grace (or could not "
-                   "start) and was stopped; a teacher that never returns does this. No artifacts were written.")
+    raise JobError(
+        f"the run passed its time budget ({budget_s:g} s) plus {limits.grace_s:g} s grace (or could not "
+        "start) and was stopped; a teacher that never returns does this. No artifacts were written."
+    )
 
 
 async def _run_worker(staged: _Staged, budget_s: float, limits: Limits, progress: Progress) -> dict[str, Any]:
     """Start the worker and return its report; it is killed however this ends (result, error, cancel, overstay)."""
     threads = staged.job["config"].get("threads")
     stderr_tail: collections.deque[bytes] = collections.deque(maxlen=40)
-    process = await anyio.open_process([limits.python, "-m", "skill.distill.worker"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=staged.fds,
-                                       start_new_session=True, cwd="/", env=_worker_env(threads))
+    process = await anyio.open_process(
+        [limits.python, "-m", "skill.distill.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=staged.fds,
+        start_new_session=True,
+        cwd="/",
+        env=_worker_env(threads),
+    )
     staged.process = process
     outcome: dict[str, Any] | None = None
 
@@ -297,8 +349,11 @@ async def _run_worker(staged: _Staged, budget_s: float, limits: Limits, progress
             await process.aclose()
             if stderr_tail:  # a failed run's cause, unredacted, belongs in the operator's log (the client got one line)
                 failed = outcome is None or outcome.get("type") == "error"
-                log.log(logging.WARNING if failed else logging.DEBUG, "worker stderr tail: %s",
-                        b"".join(stderr_tail)[-2000:].decode(errors="replace"))
+                log.log(
+                    logging.WARNING if failed else logging.DEBUG,
+                    "worker stderr tail: %s",
+                    b"".join(stderr_tail)[-2000:].decode(errors="replace"),
+                )
 
 
 class Jobs:
@@ -308,7 +363,7 @@ class Jobs:
         self.limits = limits
         self._slots = threading.BoundedSemaphore(limits.max_concurrent)
 
-    async def run(self, config: "DistillConfig", progress: Progress) -> JobResult:
+    async def run(self, config: DistillConfig, progress: Progress) -> JobResult:
         """Run one quick distill to its report; InputError for a bad path, JobError for anything else that stops it."""
         from skill.distill.report import DistillReport
 

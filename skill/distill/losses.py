@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +14,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs_T: torch.Tensor, T: floa
     return F.kl_div(log_p, teacher_probs_T, reduction="batchmean") * T * T
 
 
-def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor, T: float | torch.Tensor, alpha: float,
-             beta: float) -> torch.Tensor:
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    T: float | torch.Tensor,
+    alpha: float,
+    beta: float,
+) -> torch.Tensor:
     """Zhao et al. 2022 (DKD): alpha * target-class KD (binary: target vs rest) + beta * non-target KD, each times T^2.
 
     Logits [B, C] give a scalar; a stack [M, B, C] with one T per model ([M]) gives [M]."""
@@ -103,6 +109,9 @@ def _relation_weight(name: str) -> float:
 
 
 RELATION_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "rkd": lambda s, t: _relation_weight("rkd_distance_weight") * rkd_distance(s, t) + _relation_weight("rkd_angle_weight") * rkd_angle(s, t),
+    "rkd": lambda s, t: (
+        _relation_weight("rkd_distance_weight") * rkd_distance(s, t)
+        + _relation_weight("rkd_angle_weight") * rkd_angle(s, t)
+    ),
     "sp": lambda s, t: _relation_weight("sp_weight") * similarity_preserving(s, t),
 }

@@ -85,13 +85,19 @@ def size_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def student_hidden_for(arch: str, in_features: int, teacher_params: int, ratio: float, num_classes: int, side: int | None, depth: int) -> list[int]:
+def student_hidden_for(
+    arch: str, in_features: int, teacher_params: int, ratio: float, num_classes: int, side: int | None, depth: int
+) -> list[int]:
     """Widths (all equal, `depth` layers) whose parameter count is closest to teacher_params / ratio."""
     target = teacher_params / ratio
     best, best_gap = [1] * depth, float("inf")
     for width in range(1, 1025):
         hidden = [width] * depth
-        params = count_params(build(arch, in_features, hidden, num_classes, side)) if arch != "mlp" else _mlp_params(in_features, hidden, num_classes)
+        params = (
+            count_params(build(arch, in_features, hidden, num_classes, side))
+            if arch != "mlp"
+            else _mlp_params(in_features, hidden, num_classes)
+        )
         gap = abs(params - target)
         if gap < best_gap:
             best, best_gap = hidden, gap
@@ -111,6 +117,7 @@ def _mlp_params(in_features: int, hidden: list[int], num_classes: int) -> int:
 # ---- stacked forward: M nets of one architecture at once, weights stacked on a leading dim -----------------------
 # Plain batched matmuls (baddbmm) and grouped convolutions: the same arithmetic as M separate forwards, without the
 # per-call Python cost of running M modules (or of torch.func.functional_call, which walks the module every call).
+
 
 def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(p[f"{name}.bias"].unsqueeze(1), x, p[f"{name}.weight"].transpose(1, 2))
@@ -133,12 +140,16 @@ def _conv_forms() -> dict[str, str]:
 CONV_FORMS: dict[str, str] = _conv_forms()
 
 
-def _grouped_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv, padding: int, form: str = "grouped") -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _grouped_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv, padding: int, form: str = "grouped"
+) -> torch.Tensor:  # type: ignore[no-untyped-def]
     """x [B, M*C_in, ...], weight [M, C_out, C_in, k...]: member m's channels see only member m's filters."""
     M = weight.shape[0]
     if form == "loop":
         c_in = x.shape[1] // M
-        return torch.cat([conv(x[:, m * c_in:(m + 1) * c_in], weight[m], bias[m], padding=padding) for m in range(M)], 1)
+        return torch.cat(
+            [conv(x[:, m * c_in : (m + 1) * c_in], weight[m], bias[m], padding=padding) for m in range(M)], 1
+        )
     return conv(x, weight.flatten(0, 1), bias.flatten(), padding=padding, groups=M)
 
 
@@ -147,7 +158,9 @@ def _to_members(a: torch.Tensor, M: int) -> torch.Tensor:
     return a.view(a.shape[0], M, -1, *a.shape[2:]).transpose(0, 1)
 
 
-def stacked_forward(template: nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor, prefix: str = "") -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def stacked_forward(
+    template: nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor, prefix: str = ""
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """(logits [M, B, K], features [M, B, D], maps as [M, B, C, ...]) of the stacked nets on x [M, B, F]."""
     import torch.nn.functional as F
 
@@ -167,7 +180,11 @@ def stacked_forward(template: nn.Module, p: dict[str, torch.Tensor], x: torch.Te
     else:
         raise TypeError(f"no stacked forward for {type(template).__name__}")
     form = CONV_FORMS["cnn" if isinstance(template, CNN) else "cnn1d"]
-    a1 = torch.relu(_grouped_conv(grid, p[f"{prefix}conv1.weight"], p[f"{prefix}conv1.bias"], conv, template.conv1.padding[0], form))
-    a2 = torch.relu(_grouped_conv(a1, p[f"{prefix}conv2.weight"], p[f"{prefix}conv2.bias"], conv, template.conv2.padding[0], form))
+    a1 = torch.relu(
+        _grouped_conv(grid, p[f"{prefix}conv1.weight"], p[f"{prefix}conv1.bias"], conv, template.conv1.padding[0], form)
+    )
+    a2 = torch.relu(
+        _grouped_conv(a1, p[f"{prefix}conv2.weight"], p[f"{prefix}conv2.bias"], conv, template.conv2.padding[0], form)
+    )
     h = _to_members(pool(a2), M).flatten(2)
     return _linear(p, f"{prefix}head", h), h, [_to_members(a1, M), _to_members(a2, M)]

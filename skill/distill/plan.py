@@ -11,10 +11,11 @@ when even that does not fit, the plan says so before anything trains, with the s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
-from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, NamedTuple
 
 MAX_BUDGET_S = 600.0  # DistillConfig.time_budget_s's upper bound
 
@@ -238,7 +239,7 @@ class BudgetRules:
     cut_order: tuple[str, ...] = field(default=("trials", "seeds", "student_epochs"))
 
     @classmethod
-    def from_rules(cls, rules: Mapping[str, object]) -> "BudgetRules":
+    def from_rules(cls, rules: Mapping[str, object]) -> BudgetRules:
         b = rules["budget"]
         return cls(**{k: (tuple(b[k]) if k == "cut_order" else b[k]) for k in cls.__dataclass_fields__})  # type: ignore[index]
 

@@ -43,8 +43,13 @@ def fit_scaler(kind: str, X_train: np.ndarray, X_unlabeled: np.ndarray) -> Scale
 def standardise(data: Dataset, scaler: Scaler) -> Dataset:
     if scaler.kind == "none":
         return data
-    return replace(data, X_train=scaler.apply(data.X_train), X_val=scaler.apply(data.X_val), X_test=scaler.apply(data.X_test),
-                   X_unlabeled=scaler.apply(data.X_unlabeled))
+    return replace(
+        data,
+        X_train=scaler.apply(data.X_train),
+        X_val=scaler.apply(data.X_val),
+        X_test=scaler.apply(data.X_test),
+        X_unlabeled=scaler.apply(data.X_unlabeled),
+    )
 
 
 def _keys(X: np.ndarray) -> list[bytes]:
@@ -62,11 +67,16 @@ def check_leaks(data: Dataset) -> list[str]:
     external = data.X_unlabeled[moved:]  # X_unlabeled = rows moved from the train split, then the user's own rows
     leaked = sum(k in test for k in _keys(external))
     if leaked:
-        raise InputError("X_unlabeled", f"{leaked} of its {len(external)} rows are identical to test rows; a transfer set must not "
-                         "contain the test set (the teacher would label the test rows for the student): remove them")
+        raise InputError(
+            "X_unlabeled",
+            f"{leaked} of its {len(external)} rows are identical to test rows; a transfer set must not "
+            "contain the test set (the teacher would label the test rows for the student): remove them",
+        )
     warnings = []
     for name, X in (("training", data.X_train), ("validation", data.X_val), ("transfer-set", data.X_unlabeled[:moved])):
         dup = sum(k in test for k in _keys(X))
         if dup:
-            warnings.append(f"{dup} {name} rows are identical to test rows: test accuracy may be optimistic; deduplicate the data")
+            warnings.append(
+                f"{dup} {name} rows are identical to test rows: test accuracy may be optimistic; deduplicate the data"
+            )
     return warnings

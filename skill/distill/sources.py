@@ -11,13 +11,16 @@ import os
 import re
 import stat
 import time
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from skill.errors import InputError
 
-TORCHSCRIPT_REFUSED = ("TorchScript is a program (it can read and write files and run forever), so this server does not run it; "
-                       "give precomputed logits (.npz: logits_train, logits_test) or safetensors weights of the runner's own net, "
-                       "or start the server with --allow-torchscript if you trust the file")
+TORCHSCRIPT_REFUSED = (
+    "TorchScript is a program (it can read and write files and run forever), so this server does not run it; "
+    "give precomputed logits (.npz: logits_train, logits_test) or safetensors weights of the runner's own net, "
+    "or start the server with --allow-torchscript if you trust the file"
+)
 SAFE_TEACHER_SUFFIXES = (".npz", ".safetensors")
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\",:;<>]+")
@@ -51,7 +54,9 @@ def install_guard(deadline: float, stop: Callable[[], bool] = lambda: False) -> 
         if stop():
             raise LoadStopped("cancelled while loading")
         if time.monotonic() > deadline:
-            raise LoadStopped("the time budget ran out while loading the data; raise time_budget_s or use a smaller file")
+            raise LoadStopped(
+                "the time budget ran out while loading the data; raise time_budget_s or use a smaller file"
+            )
 
     _guard = check
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,10 +24,22 @@ from skill.distill.budget import _forward_flops, check_run_size, measured_flops_
 from skill.distill.config import DistillConfig
 from skill.distill.data import Dataset, load_dataset
 from skill.distill.evaluate import latency, logits_of, model_metrics
-from skill.distill.plan import (BudgetRules, Costs, Infeasible, Shape, fit_students, plateau_epoch, restorable_trials, robust_step_s, seed_floor,
-                                smallest_budget, teacher_share)
+from skill.distill.plan import (
+    BudgetRules,
+    Costs,
+    Infeasible,
+    Shape,
+    fit_students,
+    plateau_epoch,
+    restorable_trials,
+    robust_step_s,
+    seed_floor,
+    smallest_budget,
+    teacher_share,
+)
 from skill.distill.prepare import Scaler, check_leaks, fit_scaler, standardise
-from skill.distill.report import ModelMetrics, Plan as PlanReport, Trial, WallTime
+from skill.distill.report import ModelMetrics, Trial, WallTime
+from skill.distill.report import Plan as PlanReport
 from skill.distill.targets import EnsembleTeacher, PeerTargets, SoftTargets, TeacherTargets, split_outputs
 from skill.distill.teacher import load_logits, load_teacher_module, teacher_kind
 from skill.distill.threads import choose_threads
@@ -35,7 +48,9 @@ from skill.errors import InputError
 from skill.rules import get_rules
 
 ProgressFn = Callable[[float, float, str], None]
-MAX_STACKED_WEIGHTS = 50_000_000  # all students of a run train at once: with Adam's state about 800 MB of float32 at most
+MAX_STACKED_WEIGHTS = (
+    50_000_000  # all students of a run train at once: with Adam's state about 800 MB of float32 at most
+)
 CONV_TEACHER_DEFAULT = [32, 32]  # a conv teacher with the MLP default of 256 channels would not fit a CPU budget
 PROBE_STEPS = 28  # steps per cost probe: the lower quartile of the last 24 (four warm-up steps), see plan.robust_step_s
 PROBE_WARMUP = 4
@@ -101,8 +116,14 @@ class Data:
 def load(ctx: Context) -> Data:
     cfg, t0 = ctx.cfg, time.monotonic()
     ctx.progress.say("loading data")
-    raw = load_dataset(cfg.dataset, label_column=cfg.label_column, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
-                       labeled_fraction=cfg.labeled_fraction, seed=cfg.seed)
+    raw = load_dataset(
+        cfg.dataset,
+        label_column=cfg.label_column,
+        test_fraction=cfg.test_fraction,
+        val_fraction=cfg.val_fraction,
+        labeled_fraction=cfg.labeled_fraction,
+        seed=cfg.seed,
+    )
     if ctx.clock.stop():  # a cancel during the imports and the data load takes effect here
         raise Stopped("cancelled")
     warnings = check_leaks(raw)
@@ -116,8 +137,14 @@ def load(ctx: Context) -> Data:
     has_label = torch.zeros(len(X), dtype=torch.bool)
     has_label[: len(d.X_train)] = True
     dev = ctx.device
-    tensors = {"X": _t(X).to(dev), "y": _t(y).to(dev), "has_label": has_label.to(dev), "X_val": _t(d.X_val).to(dev), "y_val": _t(d.y_val).to(dev),
-               "X_test": _t(d.X_test)}
+    tensors = {
+        "X": _t(X).to(dev),
+        "y": _t(y).to(dev),
+        "has_label": has_label.to(dev),
+        "X_val": _t(d.X_val).to(dev),
+        "y_val": _t(d.y_val).to(dev),
+        "X_test": _t(d.X_test),
+    }
     ctx.wall.data = time.monotonic() - t0
     return Data(d, scaler, tensors, tuple(warnings))
 
@@ -139,7 +166,9 @@ class Nets:
     student_params: int
     teacher_source: str
     external: torch.nn.Module | None = None  # the user's teacher module (raw inputs)
-    cached_logits: Mapping[str, np.ndarray] = field(default_factory=dict)  # the user's logits: "kd" aligned with X, "test"
+    cached_logits: Mapping[str, np.ndarray] = field(
+        default_factory=dict
+    )  # the user's logits: "kd" aligned with X, "test"
 
     def build_student(self) -> torch.nn.Module:
         return netlib.build(self.arch, self.in_features, self.student_hidden, self.num_classes, self.side)
@@ -159,37 +188,73 @@ def architecture(ctx: Context, data: Data) -> Nets:
     cfg, d = ctx.cfg, data.dataset
     arch = cfg.arch
     if arch == "auto":
-        arch = ("cnn1d" if cfg.input_layout == "sequence" else
-                "cnn" if (cfg.method == "feature" and cfg.feature_loss == "attention" and d.image_side) else "mlp")
+        arch = (
+            "cnn1d"
+            if cfg.input_layout == "sequence"
+            else "cnn"
+            if (cfg.method == "feature" and cfg.feature_loss == "attention" and d.image_side)
+            else "mlp"
+        )
     if arch == "cnn" and d.image_side is None:
         raise InputError("arch", f"cnn needs square image inputs; this dataset has {d.X_train.shape[1]} features")
     if cfg.feature_loss == "attention" and cfg.method == "feature" and arch == "mlp":
-        raise InputError("feature_loss", "attention transfer needs convolutional nets: set arch to cnn (square images) or cnn1d (sequences)")
-    teacher_hidden = list(cfg.teacher_hidden) if ("teacher_hidden" in cfg.model_fields_set or arch == "mlp") else list(CONV_TEACHER_DEFAULT)
+        raise InputError(
+            "feature_loss",
+            "attention transfer needs convolutional nets: set arch to cnn (square images) or cnn1d (sequences)",
+        )
+    teacher_hidden = (
+        list(cfg.teacher_hidden)
+        if ("teacher_hidden" in cfg.model_fields_set or arch == "mlp")
+        else list(CONV_TEACHER_DEFAULT)
+    )
     if cfg.teacher != "train":
         teacher_kind(Path(cfg.teacher))  # an unknown extension is refused before any work
-    check_run_size(cfg, arch, d, teacher_hidden=teacher_hidden)  # every parameter and the work per step, against the budget
+    check_run_size(
+        cfg, arch, d, teacher_hidden=teacher_hidden
+    )  # every parameter and the work per step, against the budget
     external, cached, source, teacher_params = None, {}, "trained here", 0
     if cfg.teacher != "train":
         external, cached, source = _load_user_teacher(cfg, data, arch, teacher_hidden, Path(cfg.teacher))
         teacher_hidden = None
         teacher_params = netlib.count_params(external) if external is not None else 0
     elif cfg.topology in ("teacher_student", "ensemble"):
-        teacher_params = netlib.count_params(netlib.build(arch, d.X_train.shape[1], teacher_hidden, d.num_classes, d.image_side))
+        teacher_params = netlib.count_params(
+            netlib.build(arch, d.X_train.shape[1], teacher_hidden, d.num_classes, d.image_side)
+        )
     depth = 1 if arch == "mlp" else 2
     if cfg.student_hidden:
         student_hidden, reason = list(cfg.student_hidden), "given (student_hidden)"
     else:
-        reference = teacher_params or (netlib.count_params(netlib.build(arch, d.X_train.shape[1], teacher_hidden, d.num_classes, d.image_side))
-                                       if cfg.topology in ("online", "self") and teacher_hidden else 0)
+        reference = teacher_params or (
+            netlib.count_params(netlib.build(arch, d.X_train.shape[1], teacher_hidden, d.num_classes, d.image_side))
+            if cfg.topology in ("online", "self") and teacher_hidden
+            else 0
+        )
         if reference:
-            student_hidden = netlib.student_hidden_for(arch, d.X_train.shape[1], reference, cfg.target_compression, d.num_classes, d.image_side, depth)
+            student_hidden = netlib.student_hidden_for(
+                arch, d.X_train.shape[1], reference, cfg.target_compression, d.num_classes, d.image_side, depth
+            )
             reason = f"target_compression {cfg.target_compression:g}x of {'the teacher' if teacher_params else 'a teacher of teacher_hidden'} ({reference:,} parameters)"
         else:
             student_hidden, reason = _student_for_unknown_teacher(ctx, data, arch)
-    student_params = netlib.count_params(netlib.build(arch, d.X_train.shape[1], student_hidden, d.num_classes, d.image_side))
-    return Nets(arch, d.X_train.shape[1], d.num_classes, d.image_side, data.scaler, teacher_hidden, student_hidden, reason, teacher_params,
-                student_params, source, external=external, cached_logits=cached)
+    student_params = netlib.count_params(
+        netlib.build(arch, d.X_train.shape[1], student_hidden, d.num_classes, d.image_side)
+    )
+    return Nets(
+        arch,
+        d.X_train.shape[1],
+        d.num_classes,
+        d.image_side,
+        data.scaler,
+        teacher_hidden,
+        student_hidden,
+        reason,
+        teacher_params,
+        student_params,
+        source,
+        external=external,
+        cached_logits=cached,
+    )
 
 
 def _student_for_unknown_teacher(ctx: Context, data: Data, arch: str) -> tuple[list[int], str]:
@@ -199,7 +264,11 @@ def _student_for_unknown_teacher(ctx: Context, data: Data, arch: str) -> tuple[l
     rules = get_rules().runner["student_size"]
     rows = len(data.tensors["X"])
     cap = rows * float(rules["params_per_row"])
-    trials = 1 if cfg.temperature is not None else len(cfg.temperature_grid) * (1 if cfg.kd_loss_weight is not None else len(cfg.weight_grid))
+    trials = (
+        1
+        if cfg.temperature is not None
+        else len(cfg.temperature_grid) * (1 if cfg.kd_loss_weight is not None else len(cfg.weight_grid))
+    )
     members = 2 * trials * cfg.seeds
     steps = math.ceil(rows / cfg.batch_size) * cfg.epochs
     speed = measured_flops_per_s()
@@ -212,42 +281,73 @@ def _student_for_unknown_teacher(ctx: Context, data: Data, arch: str) -> tuple[l
         seconds = _forward_flops(net, cfg.batch_size, d.X_train.shape[1]) * 3 * members * steps / speed
         if params <= cap and seconds <= budget:
             chosen = hidden
-            why = (f"the teacher was given as logits (size unknown), so the student is the largest {arch} of {[list(c) for c in candidates]} "
-                   f"with at most {float(rules['params_per_row']):g} parameters per training row ({params:,} <= {cap:,.0f} for {rows:,} rows) "
-                   f"whose {members} trials x {cfg.epochs} epochs fit the budget by their arithmetic (about {seconds:.0f} s)")
+            why = (
+                f"the teacher was given as logits (size unknown), so the student is the largest {arch} of {[list(c) for c in candidates]} "
+                f"with at most {float(rules['params_per_row']):g} parameters per training row ({params:,} <= {cap:,.0f} for {rows:,} rows) "
+                f"whose {members} trials x {cfg.epochs} epochs fit the budget by their arithmetic (about {seconds:.0f} s)"
+            )
             break
     if chosen is None:
         chosen = candidates[-1]
-        why = (f"the teacher was given as logits (size unknown); no candidate of {candidates} fits {rows:,} training rows and the budget, "
-               f"so the smallest")
+        why = (
+            f"the teacher was given as logits (size unknown); no candidate of {candidates} fits {rows:,} training rows and the budget, "
+            f"so the smallest"
+        )
     return chosen, why
 
 
-def _load_user_teacher(cfg: DistillConfig, data: Data, arch: str, hidden: list[int], path: Path
-                       ) -> tuple[torch.nn.Module | None, dict[str, np.ndarray], str]:
+def _load_user_teacher(
+    cfg: DistillConfig, data: Data, arch: str, hidden: list[int], path: Path
+) -> tuple[torch.nn.Module | None, dict[str, np.ndarray], str]:
     d = data.dataset
     if cfg.topology != "teacher_student":
-        raise InputError("topology", f"{cfg.topology} trains its own nets here; a given teacher needs topology teacher_student")
+        raise InputError(
+            "topology", f"{cfg.topology} trains its own nets here; a given teacher needs topology teacher_student"
+        )
     if teacher_kind(path) == "logits":
         n_total = len(d.train_index) + len(d.val_index) + len(d.unlabeled_from_train_index)  # type: ignore[arg-type]
         cached = load_logits(path, n_total, len(d.X_test), d.num_classes)
         if cfg.method in ("feature", "relation") or cfg.augment != "none":
-            raise InputError("teacher", "precomputed logits support method response or cascade without augmentation; feature, relation and augmented runs need a teacher module")
+            raise InputError(
+                "teacher",
+                "precomputed logits support method response or cascade without augmentation; feature, relation and augmented runs need a teacher module",
+            )
         tl = cached["logits_train"]
-        unl = np.concatenate([tl[d.unlabeled_from_train_index], cached.get("logits_unlabeled", np.zeros((0, d.num_classes), np.float32))])
+        unl = np.concatenate(
+            [tl[d.unlabeled_from_train_index], cached.get("logits_unlabeled", np.zeros((0, d.num_classes), np.float32))]
+        )
         if len(unl) != len(d.X_unlabeled):
-            raise InputError("teacher", f"logits_unlabeled must have {len(d.X_unlabeled) - len(d.unlabeled_from_train_index)} rows aligned with X_unlabeled")  # type: ignore[arg-type]
-        return None, {"kd": np.concatenate([tl[d.train_index], unl]), "test": cached["logits_test"]}, "given: precomputed logits"
+            raise InputError(
+                "teacher",
+                f"logits_unlabeled must have {len(d.X_unlabeled) - len(d.unlabeled_from_train_index)} rows aligned with X_unlabeled",
+            )  # type: ignore[arg-type]
+        return (
+            None,
+            {"kd": np.concatenate([tl[d.train_index], unl]), "test": cached["logits_test"]},
+            "given: precomputed logits",
+        )
     module = load_teacher_module(path, arch, hidden, d.X_train.shape[1], d.num_classes, d.image_side)
-    nets = Nets(arch, d.X_train.shape[1], d.num_classes, d.image_side, data.scaler, None, [1], "", 0, 0, "", external=module)
+    nets = Nets(
+        arch, d.X_train.shape[1], d.num_classes, d.image_side, data.scaler, None, [1], "", 0, 0, "", external=module
+    )
     try:  # a teacher that cannot answer two training rows in the expected shape is refused here, not mid-run
         with torch.no_grad():
             logits = split_outputs(module(nets.to_teacher(data.tensors["X"][:2].cpu())))[0]
     except Exception as exc:
-        raise InputError("teacher", f"{path.name} failed on two training rows: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from exc
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, d.num_classes) or not logits.is_floating_point():
+        raise InputError(
+            "teacher",
+            f"{path.name} failed on two training rows: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
+        ) from exc
+    if (
+        not isinstance(logits, torch.Tensor)
+        or tuple(logits.shape) != (2, d.num_classes)
+        or not logits.is_floating_point()
+    ):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise InputError("teacher", f"{path.name} must return logits of shape (rows, {d.num_classes}) (or a tuple starting with them); got {shape}")
+        raise InputError(
+            "teacher",
+            f"{path.name} must return logits of shape (rows, {d.num_classes}) (or a tuple starting with them); got {shape}",
+        )
     kind = "safetensors weights" if teacher_kind(path) == "safetensors" else "TorchScript"
     return module, {}, f"given: {kind} ({path.name})"
 
@@ -266,28 +366,50 @@ def method(ctx: Context, data: Data, nets: Nets) -> MethodChoice:
     compression = nets.teacher_params / nets.student_params if nets.teacher_params else cfg.target_compression
     if cfg.method != "auto":
         # only a method the caller named is "fixed"; the default is not a choice anyone made
-        name, reason = cfg.method, ("fixed by the caller" if "method" in cfg.model_fields_set else "the default method (method auto asks kd_recommend_method)")
+        name, reason = (
+            cfg.method,
+            (
+                "fixed by the caller"
+                if "method" in cfg.model_fields_set
+                else "the default method (method auto asks kd_recommend_method)"
+            ),
+        )
     else:
         from skill.models import RecommendMethodRequest
         from skill.recommend import recommend_method
 
         # in a quick distill teacher and student solve the very same task (similarity 1) with the same family of net
-        answer = recommend_method(RecommendMethodRequest(task_type="classification", task_similarity=1.0, compression_ratio=max(compression, 1.0),
-                                                         same_architecture_family=True))
+        answer = recommend_method(
+            RecommendMethodRequest(
+                task_type="classification",
+                task_similarity=1.0,
+                compression_ratio=max(compression, 1.0),
+                same_architecture_family=True,
+            )
+        )
         warnings = "; ".join(w.id for w in answer.warnings)
-        name, reason = answer.method.id, f"recommend_method: {answer.method.reason}" + (f" (warnings: {warnings})" if warnings else "")
+        name, reason = (
+            answer.method.id,
+            f"recommend_method: {answer.method.reason}" + (f" (warnings: {warnings})" if warnings else ""),
+        )
     if cfg.topology in ("online", "self") and name in ("feature", "relation"):
         if cfg.method != "auto":
-            raise InputError("method", f"the {cfg.topology} topology distils the peers' or the previous generation's outputs (as published); "
-                             f"use method response or cascade, or topology teacher_student for {cfg.method}")
+            raise InputError(
+                "method",
+                f"the {cfg.topology} topology distils the peers' or the previous generation's outputs (as published); "
+                f"use method response or cascade, or topology teacher_student for {cfg.method}",
+            )
         name, reason = "response", reason + f"; {cfg.topology} distils outputs only, so response is used"
     if nets.external is not None and name in ("feature", "relation"):
         with torch.no_grad():
             _, feat, maps = split_outputs(nets.external(nets.to_teacher(data.tensors["X"][:2].cpu())))
         if name == "feature" and (feat is None if cfg.feature_loss == "fitnet" else not maps):
             wanted = "(logits, features)" if cfg.feature_loss == "fitnet" else "(logits, features, [conv maps])"
-            raise InputError("method", f"the teacher returns logits only, so the feature method ({cfg.feature_loss}) has nothing to match; "
-                             f"use method response or relation, or export a teacher whose forward returns {wanted}")
+            raise InputError(
+                "method",
+                f"the teacher returns logits only, so the feature method ({cfg.feature_loss}) has nothing to match; "
+                f"use method response or relation, or export a teacher whose forward returns {wanted}",
+            )
         if name == "relation" and feat is None:
             reason += "; the teacher returns logits only, so relations are computed on its logits"
     hp = get_rules().method["methods"]
@@ -296,13 +418,21 @@ def method(ctx: Context, data: Data, nets: Nets) -> MethodChoice:
     if cfg.temperature is not None:
         settings = [(cfg.temperature, default_w)]
     else:
-        settings = [(T, w) for T in cfg.temperature_grid for w in ([cfg.kd_loss_weight] if cfg.kd_loss_weight is not None else cfg.weight_grid)]
+        settings = [
+            (T, w)
+            for T in cfg.temperature_grid
+            for w in ([cfg.kd_loss_weight] if cfg.kd_loss_weight is not None else cfg.weight_grid)
+        ]
         T0, w0 = float(response["default_temperature"]), float(response["kd_loss_weight"])
         # when the plan cuts trials it keeps the first ones: the rule's default T and weight first
         settings.sort(key=lambda tw: (abs(math.log(tw[0] / T0)), abs(tw[1] - w0)))
     aux = 0.0
     if name == "feature":
-        aux = float(hp["feature"]["hyperparameters"]["hint_loss_weight" if cfg.feature_loss == "fitnet" else "attention_loss_weight"])
+        aux = float(
+            hp["feature"]["hyperparameters"][
+                "hint_loss_weight" if cfg.feature_loss == "fitnet" else "attention_loss_weight"
+            ]
+        )
     elif name == "relation":
         aux = 1.0  # the relation losses carry their rule weights themselves
     return MethodChoice(name, reason, tuple((float(T), float(w)) for T, w in settings), aux)
@@ -310,8 +440,15 @@ def method(ctx: Context, data: Data, nets: Nets) -> MethodChoice:
 
 def recipe(cfg: DistillConfig, choice: MethodChoice) -> Recipe:
     hp = get_rules().method["methods"]["response"]["hyperparameters"]
-    return Recipe(method="response" if choice.name == "cascade" else choice.name, response_loss=cfg.response_loss, feature_loss=cfg.feature_loss,
-                  relation_loss=cfg.relation_loss, augment=cfg.augment, dkd_alpha=float(hp["dkd_alpha"]), dkd_beta=float(hp["dkd_beta"]))
+    return Recipe(
+        method="response" if choice.name == "cascade" else choice.name,
+        response_loss=cfg.response_loss,
+        feature_loss=cfg.feature_loss,
+        relation_loss=cfg.relation_loss,
+        augment=cfg.augment,
+        dkd_alpha=float(hp["dkd_alpha"]),
+        dkd_beta=float(hp["dkd_beta"]),
+    )
 
 
 def scratch_rates(base: float, trials: int, factors: tuple[float, ...]) -> list[float]:
@@ -364,75 +501,163 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
     trains_teacher = _trains_teacher(cfg)
     if nets.student_params * full.trials * full.seeds * 2 > MAX_STACKED_WEIGHTS:
         stacked = nets.student_params * full.trials * full.seeds * 2
-        raise InputError("seeds", f"{full.trials * full.seeds * 2} students of {nets.student_params:,} weights each ({stacked:,} in all) exceed the "
-                         f"{MAX_STACKED_WEIGHTS:,} a quick distill trains at once: reduce seeds, temperature_grid, weight_grid or the student size")
-    macs = cfg.batch_size * 3 * max(nets.student_params * full.trials * full.seeds, nets.teacher_params * n_teachers if trains_teacher else 0)
+        raise InputError(
+            "seeds",
+            f"{full.trials * full.seeds * 2} students of {nets.student_params:,} weights each ({stacked:,} in all) exceed the "
+            f"{MAX_STACKED_WEIGHTS:,} a quick distill trains at once: reduce seeds, temperature_grid, weight_grid or the student size",
+        )
+    macs = (
+        cfg.batch_size
+        * 3
+        * max(nets.student_params * full.trials * full.seeds, nets.teacher_params * n_teachers if trains_teacher else 0)
+    )
     threads, threads_reason = choose_threads(cfg.threads, macs * (nets.in_features if nets.arch != "mlp" else 1))
     torch.set_num_threads(threads)  # the runner restores the caller's setting when the run ends
     # costs: a few real steps of each kind of stack (the median: a shared machine delays single steps many times over)
-    teacher_step = _probe(ctx, data, nets, choice, [Member("teacher", cfg.seed + 1000 + i, cfg.learning_rate) for i in range(n_teachers)],
-                          teacher=True) if trains_teacher else 0.0
+    teacher_step = (
+        _probe(
+            ctx,
+            data,
+            nets,
+            choice,
+            [Member("teacher", cfg.seed + 1000 + i, cfg.learning_rate) for i in range(n_teachers)],
+            teacher=True,
+        )
+        if trains_teacher
+        else 0.0
+    )
     big = _learners_for_probe(cfg, choice, full.trials * full.seeds)
     t_big = _probe(ctx, data, nets, choice, big)
     t_one = _probe(ctx, data, nets, choice, big[:1]) if len(big) > 1 else t_big
     per_member = max(0.0, (t_big - t_one) / (len(big) - 1)) if len(big) > 1 else 0.0
     rows = len(data.tensors["X"])
-    costs = Costs(steps_per_epoch=math.ceil(rows / cfg.batch_size), fixed_s=max(t_one - per_member, 0.0), per_member_s=per_member,
-                  stacks=_stacks(cfg), teacher_epoch_s=math.ceil(data.n_labelled / cfg.batch_size) * teacher_step, safety=rules.safety_factor)
+    costs = Costs(
+        steps_per_epoch=math.ceil(rows / cfg.batch_size),
+        fixed_s=max(t_one - per_member, 0.0),
+        per_member_s=per_member,
+        stacks=_stacks(cfg),
+        teacher_epoch_s=math.ceil(data.n_labelled / cfg.batch_size) * teacher_step,
+        safety=rules.safety_factor,
+    )
     reserve = rules.reserve_s(cfg.time_budget_s)
     left = ctx.clock.left() - reserve
     teacher_need = costs.teacher_s(cfg.teacher_epochs) if trains_teacher else 0.0
     students_full = costs.students_s(full)
-    share = teacher_share(left, teacher_need, students_full, rules.teacher_share_min, cfg.time_budget_s) if trains_teacher else None
+    share = (
+        teacher_share(left, teacher_need, students_full, rules.teacher_share_min, cfg.time_budget_s)
+        if trains_teacher
+        else None
+    )
     warnings: list[str] = []
     floor = seed_floor(cfg.seeds, rules.seed_floor_for_verdict)
     if cfg.fit_to_budget:
-        fitted = fit_students(full, left - (share or 0.0), costs, floor, lambda: _plateau(ctx, data, nets, choice),
-                              trials_cuttable=cfg.topology in ("teacher_student", "ensemble"), order=rules.cut_order, patience=cfg.patience)
+        fitted = fit_students(
+            full,
+            left - (share or 0.0),
+            costs,
+            floor,
+            lambda: _plateau(ctx, data, nets, choice),
+            trials_cuttable=cfg.topology in ("teacher_student", "ensemble"),
+            order=rules.cut_order,
+            patience=cfg.patience,
+        )
         if isinstance(fitted, Infeasible):
             spent = cfg.time_budget_s - ctx.clock.left()
-            needed = smallest_budget(spent, reserve, fitted.needed_s, rules.teacher_share_min) if trains_teacher else \
-                float(math.ceil((spent + reserve + fitted.needed_s) / 5) * 5)
-            more = ("" if needed <= 600 else " (more than the 600 s a quick distill allows: use a smaller student, fewer rows or a larger "
-                    "batch_size, or run the full job with kd_export_recipe)")
+            needed = (
+                smallest_budget(spent, reserve, fitted.needed_s, rules.teacher_share_min)
+                if trains_teacher
+                else float(math.ceil((spent + reserve + fitted.needed_s) / 5) * 5)
+            )
+            more = (
+                ""
+                if needed <= 600
+                else " (more than the 600 s a quick distill allows: use a smaller student, fewer rows or a larger "
+                "batch_size, or run the full job with kd_export_recipe)"
+            )
             at = "at least" if fitted.lower_bound else "about"
-            raise InputError("time_budget_s", f"{cfg.time_budget_s:g} s cannot fit " + ("a teacher trained until it converges and " if trains_teacher else "")
-                             + f"{fitted.reason}: "
-                             f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to {needed:.0f}"
-                             + (" or more" if fitted.lower_bound else "") + ", "
-                             "or lower seeds, temperature_grid or epochs yourself")
+            raise InputError(
+                "time_budget_s",
+                f"{cfg.time_budget_s:g} s cannot fit "
+                + ("a teacher trained until it converges and " if trains_teacher else "")
+                + f"{fitted.reason}: "
+                f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to {needed:.0f}"
+                + (" or more" if fitted.lower_bound else "")
+                + ", "
+                "or lower seeds, temperature_grid or epochs yourself",
+            )
         shape, cuts, plateau = fitted.shape, list(fitted.cuts), fitted.plateau_epoch
         costs = replace(costs, expected_epochs=fitted.expected_epochs)
         students_full = costs.students_s(full)  # at the epochs early stopping is expected to use
         if cuts:
-            warnings.append(f"the full experiment needs about {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: cut "
-                            + "; ".join(cuts) + (" (the teacher was not cut: it keeps its share)" if trains_teacher else ""))
+            warnings.append(
+                f"the full experiment needs about {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: cut "
+                + "; ".join(cuts)
+                + (" (the teacher was not cut: it keeps its share)" if trains_teacher else "")
+            )
     else:
         shape, cuts, plateau = full, [], None
         if students_full + teacher_need > left:
-            warnings.append(f"estimated {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: the run will stop part-way (fit_to_budget is off)")
+            warnings.append(
+                f"estimated {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: the run will stop part-way (fit_to_budget is off)"
+            )
     estimate = round((min(teacher_need, share) if share is not None else 0.0) + costs.students_s(shape), 1)
-    ctx.progress.total = float((cfg.teacher_epochs if trains_teacher else 0) + shape.epochs * len(costs.stacks(shape.trials, shape.seeds)))
+    ctx.progress.total = float(
+        (cfg.teacher_epochs if trains_teacher else 0) + shape.epochs * len(costs.stacks(shape.trials, shape.seeds))
+    )
     ctx.wall.plan = time.monotonic() - t0
-    ctx.progress.say(f"plan: teacher first ({'up to ' + format(share, '.0f') + ' s' if share is not None else 'given'}), then "
-                     f"{shape.trials} trial(s) per side x {shape.seeds} seed(s) x {shape.epochs} epochs, {threads} thread(s), about {estimate:.0f} s")
-    report = PlanReport(budget_s=cfg.time_budget_s, teacher_share_s=None if share is None else round(share, 1),
-                        teacher_estimate_s=round(teacher_need, 1) if trains_teacher else None, students_estimate_s=round(costs.students_s(shape), 1),
-                        full_estimate_s=round(students_full + teacher_need, 1), seeds=shape.seeds, trials_per_side=shape.trials, epochs=shape.epochs,
-                        plateau_epoch=plateau, cuts=cuts, expected_epochs=costs.expected_epochs)
-    return Plan(threads, threads_reason, shape, full, cfg.teacher_epochs if trains_teacher else 0, share, costs, estimate, report, tuple(warnings))
+    ctx.progress.say(
+        f"plan: teacher first ({'up to ' + format(share, '.0f') + ' s' if share is not None else 'given'}), then "
+        f"{shape.trials} trial(s) per side x {shape.seeds} seed(s) x {shape.epochs} epochs, {threads} thread(s), about {estimate:.0f} s"
+    )
+    report = PlanReport(
+        budget_s=cfg.time_budget_s,
+        teacher_share_s=None if share is None else round(share, 1),
+        teacher_estimate_s=round(teacher_need, 1) if trains_teacher else None,
+        students_estimate_s=round(costs.students_s(shape), 1),
+        full_estimate_s=round(students_full + teacher_need, 1),
+        seeds=shape.seeds,
+        trials_per_side=shape.trials,
+        epochs=shape.epochs,
+        plateau_epoch=plateau,
+        cuts=cuts,
+        expected_epochs=costs.expected_epochs,
+    )
+    return Plan(
+        threads,
+        threads_reason,
+        shape,
+        full,
+        cfg.teacher_epochs if trains_teacher else 0,
+        share,
+        costs,
+        estimate,
+        report,
+        tuple(warnings),
+    )
 
 
 def _learners_for_probe(cfg: DistillConfig, choice: MethodChoice, count: int) -> list[Member]:
     """The costlier of the two stacks: learners (soft targets) for teacher_student and ensemble, scratch otherwise."""
     if cfg.topology in ("teacher_student", "ensemble"):
         T, w = choice.settings[0]
-        return [Member("distilled", cfg.seed + i, cfg.learning_rate, temperature=T, ce_weight=1 - w, kd_weight=w, aux_weight=choice.aux_weight)
-                for i in range(count)]
+        return [
+            Member(
+                "distilled",
+                cfg.seed + i,
+                cfg.learning_rate,
+                temperature=T,
+                ce_weight=1 - w,
+                kd_weight=w,
+                aux_weight=choice.aux_weight,
+            )
+            for i in range(count)
+        ]
     return [Member("scratch", cfg.seed + i, cfg.learning_rate) for i in range(count)]
 
 
-def _probe(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, members: list[Member], teacher: bool = False) -> float:
+def _probe(
+    ctx: Context, data: Data, nets: Nets, choice: MethodChoice, members: list[Member], teacher: bool = False
+) -> float:
     """Seconds per step of this stack: the lower quartile of real steps after the warm-up, on the first rows only."""
     cfg, t = ctx.cfg, data.tensors
     n = min(len(t["X"]), PROBE_STEPS * cfg.batch_size)
@@ -440,11 +665,28 @@ def _probe(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, members: 
     targets, hint_dim = None, None
     if not teacher and any(m.learns_from_targets for m in members):
         source = nets.external if nets.external is not None else (None if nets.cached_logits else nets.build_teacher())
-        targets, hint_dim = _teacher_targets(ctx, data, nets, choice, source, rows["X"], precomputed=_probe_logits(nets, n, ctx.device))
-    spec = TrainSpec(build=nets.build_teacher if teacher else nets.build_student, members=members, X=rows["X"], y=rows["y"], has_label=rows["has_label"],
-                     X_val=t["X_val"][:64], y_val=t["y_val"][:64], epochs=1, batch_size=cfg.batch_size, patience=cfg.patience,
-                     clock=Clock(deadline=time.monotonic() + 120, stop=ctx.clock.stop),  # a measurement: its own clock, even past the budget
-                     recipe=recipe(cfg, choice), targets=targets, hint_dim=hint_dim, device=ctx.device)
+        targets, hint_dim = _teacher_targets(
+            ctx, data, nets, choice, source, rows["X"], precomputed=_probe_logits(nets, n, ctx.device)
+        )
+    spec = TrainSpec(
+        build=nets.build_teacher if teacher else nets.build_student,
+        members=members,
+        X=rows["X"],
+        y=rows["y"],
+        has_label=rows["has_label"],
+        X_val=t["X_val"][:64],
+        y_val=t["y_val"][:64],
+        epochs=1,
+        batch_size=cfg.batch_size,
+        patience=cfg.patience,
+        clock=Clock(
+            deadline=time.monotonic() + 120, stop=ctx.clock.stop
+        ),  # a measurement: its own clock, even past the budget
+        recipe=recipe(cfg, choice),
+        targets=targets,
+        hint_dim=hint_dim,
+        device=ctx.device,
+    )
     spec.max_steps = PROBE_STEPS
     train(spec)
     return robust_step_s(spec.step_seconds, PROBE_WARMUP)
@@ -464,15 +706,39 @@ def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tupl
     member, targets, hint_dim = Member("scratch", cfg.seed, cfg.learning_rate), None, None
     if given:
         T, w = choice.settings[0]
-        member = Member("distilled", cfg.seed, cfg.learning_rate, temperature=T, ce_weight=1 - w, kd_weight=w, aux_weight=choice.aux_weight)
-        targets, hint_dim = _teacher_targets(ctx, data, nets, choice, nets.external, t["X"], precomputed=_probe_logits(nets, len(t["X"]), ctx.device))
+        member = Member(
+            "distilled",
+            cfg.seed,
+            cfg.learning_rate,
+            temperature=T,
+            ce_weight=1 - w,
+            kd_weight=w,
+            aux_weight=choice.aux_weight,
+        )
+        targets, hint_dim = _teacher_targets(
+            ctx, data, nets, choice, nets.external, t["X"], precomputed=_probe_logits(nets, len(t["X"]), ctx.device)
+        )
     ctx.progress.say(f"plan: probing where validation accuracy plateaus (one {member.role} student)")
     seconds = max(rules.probe_min_s, rules.probe_share_max * cfg.time_budget_s)
     sub = Clock(deadline=time.monotonic() + seconds, stop=ctx.clock.stop)  # planning: even past the budget
-    spec = TrainSpec(build=nets.build_student, members=[member], X=t["X"], y=t["y"], has_label=t["has_label"],
-                     X_val=t["X_val"], y_val=t["y_val"], epochs=min(rules.probe_max_epochs, cfg.epochs), batch_size=cfg.batch_size,
-                     patience=rules.teacher_patience, clock=sub, device=ctx.device, recipe=recipe(cfg, choice), targets=targets, hint_dim=hint_dim,
-                     epoch_rows=len(t["X"]))
+    spec = TrainSpec(
+        build=nets.build_student,
+        members=[member],
+        X=t["X"],
+        y=t["y"],
+        has_label=t["has_label"],
+        X_val=t["X_val"],
+        y_val=t["y_val"],
+        epochs=min(rules.probe_max_epochs, cfg.epochs),
+        batch_size=cfg.batch_size,
+        patience=rules.teacher_patience,
+        clock=sub,
+        device=ctx.device,
+        recipe=recipe(cfg, choice),
+        targets=targets,
+        hint_dim=hint_dim,
+        epoch_rows=len(t["X"]),
+    )
     result = train(spec)[0]
     if result.stopped == "cancelled":
         raise Stopped("cancelled")
@@ -513,14 +779,30 @@ def teachers(ctx: Context, data: Data, nets: Nets, plan: Plan) -> Teachers:
     # its share is guaranteed; beyond it, it may use whatever the planned students do not need
     spare = ctx.clock.left() - ctx.rules.reserve_s(cfg.time_budget_s) - plan.costs.students_s(plan.shape)
     share = max(plan.teacher_share_s or 0.0, spare)
-    ctx.progress.say(f"teacher: trains until validation stops improving ({ctx.rules.teacher_patience} epochs without a gain), "
-                     f"at most {plan.teacher_epochs} epochs and {share:.0f} s")
+    ctx.progress.say(
+        f"teacher: trains until validation stops improving ({ctx.rules.teacher_patience} epochs without a gain), "
+        f"at most {plan.teacher_epochs} epochs and {share:.0f} s"
+    )
     clock = Clock(deadline=min(ctx.clock.deadline, time.monotonic() + share), stop=ctx.clock.stop)
     t = data.tensors
     phase = "teacher" if count == 1 else f"{count} teachers"
-    results = train(TrainSpec(build=nets.build_teacher, members=members, X=t["X"], y=t["y"], has_label=t["has_label"], X_val=t["X_val"], y_val=t["y_val"],
-                              epochs=plan.teacher_epochs, batch_size=cfg.batch_size, patience=ctx.rules.teacher_patience, clock=clock,
-                              on_epoch=ctx.progress.hook(phase, plan.teacher_epochs, ["teacher"] * count), device=ctx.device))
+    results = train(
+        TrainSpec(
+            build=nets.build_teacher,
+            members=members,
+            X=t["X"],
+            y=t["y"],
+            has_label=t["has_label"],
+            X_val=t["X_val"],
+            y_val=t["y_val"],
+            epochs=plan.teacher_epochs,
+            batch_size=cfg.batch_size,
+            patience=ctx.rules.teacher_patience,
+            clock=clock,
+            on_epoch=ctx.progress.hook(phase, plan.teacher_epochs, ["teacher"] * count),
+            device=ctx.device,
+        )
+    )
     first = results[0]
     if first.stopped == "cancelled":
         raise Stopped("cancelled")
@@ -529,12 +811,19 @@ def teachers(ctx: Context, data: Data, nets: Nets, plan: Plan) -> Teachers:
     stopped_by = "budget_share" if first.stopped else first.stopped_by
     warnings = []
     if stopped_by == "budget_share":
-        warnings.append(f"the teacher used its whole budget share ({share:.0f} s, {first.epochs_run} epochs) while validation accuracy was still "
-                        "improving: it may be under-trained; a larger time_budget_s lets it train until it converges")
+        warnings.append(
+            f"the teacher used its whole budget share ({share:.0f} s, {first.epochs_run} epochs) while validation accuracy was still "
+            "improving: it may be under-trained; a larger time_budget_s lets it train until it converges"
+        )
     elif stopped_by == "epoch_cap":
-        warnings.append(f"the teacher reached teacher_epochs ({plan.teacher_epochs}) before validation stopped improving: raise teacher_epochs")
-    module = (EnsembleTeacher([r.model for r in results], list(cfg.ensemble_weights or [r.val_accuracy for r in results]))
-              if cfg.topology == "ensemble" else first.model)
+        warnings.append(
+            f"the teacher reached teacher_epochs ({plan.teacher_epochs}) before validation stopped improving: raise teacher_epochs"
+        )
+    module = (
+        EnsembleTeacher([r.model for r in results], list(cfg.ensemble_weights or [r.val_accuracy for r in results]))
+        if cfg.topology == "ensemble"
+        else first.model
+    )
     module.eval()
     # the students' progress bar counts the teacher's planned epochs: the ones early stopping saved are done too
     ctx.progress.done += plan.teacher_epochs - first.epochs_run
@@ -599,11 +888,22 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
     stop = "finished"
     try:
         t_scratch = time.monotonic()
-        results = train(_spec(ctx, data, nets, scratch, shape.epochs, f"scratch students ({len(rates)} learning rates x {len(seeds)} seed(s))"))
+        results = train(
+            _spec(
+                ctx,
+                data,
+                nets,
+                scratch,
+                shape.epochs,
+                f"scratch students ({len(rates)} learning rates x {len(seeds)} seed(s))",
+            )
+        )
         runs += [TrialRun(m, r) for m, r in zip(scratch, results)]
         stop = results[0].stopped or "finished"
         if stop == "finished" and cfg.topology in ("teacher_student", "ensemble"):
-            restored = _restore_trials(ctx, data, nets, plan, shape, seeds, rates, results, time.monotonic() - t_scratch)
+            restored = _restore_trials(
+                ctx, data, nets, plan, shape, seeds, rates, results, time.monotonic() - t_scratch
+            )
             if restored is not None:
                 extra_runs, shape, rates, note = restored
                 runs += extra_runs
@@ -621,19 +921,72 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
             peers, groups = [], []
             for seed in seeds:
                 for i in range(cfg.num_peers):
-                    T = cfg.temperature if cfg.temperature is not None else 1.0  # DML's published setting: KL between peers at T = 1
-                    peers.append(Member("peer", seed + i * 7919, lr[seed], order_seed=seed, temperature=T, ce_weight=1.0, kd_weight=1.0))
+                    T = (
+                        cfg.temperature if cfg.temperature is not None else 1.0
+                    )  # DML's published setting: KL between peers at T = 1
+                    peers.append(
+                        Member(
+                            "peer",
+                            seed + i * 7919,
+                            lr[seed],
+                            order_seed=seed,
+                            temperature=T,
+                            ce_weight=1.0,
+                            kd_weight=1.0,
+                        )
+                    )
                     groups.append(seed)
-            results = train(_spec(ctx, data, nets, peers, shape.epochs, f"online peers ({cfg.num_peers} per seed)", recipe=recipe(cfg, choice),
-                                  targets=PeerTargets(groups)))
+            results = train(
+                _spec(
+                    ctx,
+                    data,
+                    nets,
+                    peers,
+                    shape.epochs,
+                    f"online peers ({cfg.num_peers} per seed)",
+                    recipe=recipe(cfg, choice),
+                    targets=PeerTargets(groups),
+                )
+            )
             runs += [TrialRun(m, r) for m, r in zip(peers, results)]
         else:
-            learners = [Member("distilled", seed, lr[seed], temperature=T, ce_weight=1 - w, kd_weight=w, aux_weight=choice.aux_weight)
-                        for seed in seeds for T, w in settings]
+            learners = [
+                Member(
+                    "distilled",
+                    seed,
+                    lr[seed],
+                    temperature=T,
+                    ce_weight=1 - w,
+                    kd_weight=w,
+                    aux_weight=choice.aux_weight,
+                )
+                for seed in seeds
+                for T, w in settings
+            ]
             source = teacher.module
-            targets, hint_dim = _teacher_targets(ctx, data, nets, choice, source, data.tensors["X"], precomputed=_probe_logits(nets, len(data.tensors["X"]), ctx.device))
+            targets, hint_dim = _teacher_targets(
+                ctx,
+                data,
+                nets,
+                choice,
+                source,
+                data.tensors["X"],
+                precomputed=_probe_logits(nets, len(data.tensors["X"]), ctx.device),
+            )
             phase = f"distilled students ({choice.name}, {len(settings)} setting(s) x {len(seeds)} seed(s), at scratch's learning rate)"
-            results = train(_spec(ctx, data, nets, learners, shape.epochs, phase, recipe=recipe(cfg, choice), targets=targets, hint_dim=hint_dim))
+            results = train(
+                _spec(
+                    ctx,
+                    data,
+                    nets,
+                    learners,
+                    shape.epochs,
+                    phase,
+                    recipe=recipe(cfg, choice),
+                    targets=targets,
+                    hint_dim=hint_dim,
+                )
+            )
             runs += [TrialRun(m, r) for m, r in zip(learners, results)]
         stop = runs[-1].result.stopped or "finished"
     except Stopped as exc:
@@ -642,8 +995,17 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
     return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned)
 
 
-def _restore_trials(ctx: Context, data: Data, nets: Nets, plan: Plan, shape: Shape, seeds: list[int], rates: list[float],
-                    results: list[Result], scratch_s: float) -> tuple[list[TrialRun], Shape, list[float], str] | None:
+def _restore_trials(
+    ctx: Context,
+    data: Data,
+    nets: Nets,
+    plan: Plan,
+    shape: Shape,
+    seeds: list[int],
+    rates: list[float],
+    results: list[Result],
+    scratch_s: float,
+) -> tuple[list[TrialRun], Shape, list[float], str] | None:
     """The second re-plan, between the scratch and the distilled stacks: when the plan cut trials and the scratch
     students finished early, the cut learning rates train now as one more scratch stack and the distilled side gets
     as many settings, so both sides stay the best of the same number of trials. The scratch stack's real pace
@@ -674,10 +1036,21 @@ def _restore_trials(ctx: Context, data: Data, nets: Nets, plan: Plan, shape: Sha
         return None
     extra = [Member("scratch", seed, lr) for seed in seeds for lr in extra_rates]
     ctx.progress.total += shape.epochs * 2  # one more scratch stack; the distilled stack was counted already
-    note = (f"trials per side {shape.trials} -> {shape.trials + len(extra_rates)}: the scratch students finished in {scratch_s:.1f} s "
-            f"({epochs_run} of {shape.epochs} epochs), leaving {left:.0f} s; the cut learning rates "
-            f"{', '.join(format(lr, 'g') for lr in extra_rates)} trained as a second scratch stack")
-    results2 = train(_spec(ctx, data, nets, extra, shape.epochs, f"scratch students, restored ({len(extra_rates)} learning rate(s) x {len(seeds)} seed(s))"))
+    note = (
+        f"trials per side {shape.trials} -> {shape.trials + len(extra_rates)}: the scratch students finished in {scratch_s:.1f} s "
+        f"({epochs_run} of {shape.epochs} epochs), leaving {left:.0f} s; the cut learning rates "
+        f"{', '.join(format(lr, 'g') for lr in extra_rates)} trained as a second scratch stack"
+    )
+    results2 = train(
+        _spec(
+            ctx,
+            data,
+            nets,
+            extra,
+            shape.epochs,
+            f"scratch students, restored ({len(extra_rates)} learning rate(s) x {len(seeds)} seed(s))",
+        )
+    )
     runs = [TrialRun(m, r) for m, r in zip(extra, results2)]
     return runs, shape._replace(trials=shape.trials + len(extra_rates)), list(rates) + extra_rates, note
 
@@ -708,14 +1081,34 @@ def _replan(ctx: Context, plan: Plan) -> tuple[Shape, tuple[str, ...]]:
 
 def _spec(ctx: Context, data: Data, nets: Nets, members: list[Member], epochs: int, phase: str, **kw) -> TrainSpec:  # type: ignore[no-untyped-def]
     t = data.tensors
-    return TrainSpec(build=nets.build_student, members=members, X=t["X"], y=t["y"], has_label=t["has_label"], X_val=t["X_val"], y_val=t["y_val"],
-                     epochs=epochs, batch_size=ctx.cfg.batch_size, patience=ctx.cfg.patience, clock=ctx.clock,
-                     on_epoch=ctx.progress.hook(phase, epochs, [m.role for m in members]), device=ctx.device,
-                     epoch_rows=len(t["X"]), **kw)  # scratch and learner stacks train apart: the same steps per epoch (step-matched)
+    return TrainSpec(
+        build=nets.build_student,
+        members=members,
+        X=t["X"],
+        y=t["y"],
+        has_label=t["has_label"],
+        X_val=t["X_val"],
+        y_val=t["y_val"],
+        epochs=epochs,
+        batch_size=ctx.cfg.batch_size,
+        patience=ctx.cfg.patience,
+        clock=ctx.clock,
+        on_epoch=ctx.progress.hook(phase, epochs, [m.role for m in members]),
+        device=ctx.device,
+        epoch_rows=len(t["X"]),
+        **kw,
+    )  # scratch and learner stacks train apart: the same steps per epoch (step-matched)
 
 
-def _teacher_targets(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, teacher: torch.nn.Module | None, X: torch.Tensor,
-                     precomputed: torch.Tensor | None) -> tuple[SoftTargets, int | None]:
+def _teacher_targets(
+    ctx: Context,
+    data: Data,
+    nets: Nets,
+    choice: MethodChoice,
+    teacher: torch.nn.Module | None,
+    X: torch.Tensor,
+    precomputed: torch.Tensor | None,
+) -> tuple[SoftTargets, int | None]:
     """Soft targets of a fixed teacher (outputs once when inputs are not augmented) and the FitNets hint width."""
     cfg = ctx.cfg
     if nets.cached_logits:
@@ -724,8 +1117,14 @@ def _teacher_targets(ctx: Context, data: Data, nets: Nets, choice: MethodChoice,
     if ctx.device.type != "cpu":
         teacher = copy.deepcopy(teacher).to(ctx.device)  # the CPU copy stays for evaluation
     need_maps = choice.name == "feature" and cfg.feature_loss == "attention"
-    targets = TeacherTargets([teacher], [0], X, cache=cfg.augment == "none", to_teacher=nets.to_teacher if nets.external is not None else None,
-                             need_maps=need_maps)
+    targets = TeacherTargets(
+        [teacher],
+        [0],
+        X,
+        cache=cfg.augment == "none",
+        to_teacher=nets.to_teacher if nets.external is not None else None,
+        need_maps=need_maps,
+    )
     hint_dim = None
     if choice.name == "feature" and cfg.feature_loss == "fitnet":
         with torch.no_grad():
@@ -733,8 +1132,16 @@ def _teacher_targets(ctx: Context, data: Data, nets: Nets, choice: MethodChoice,
     return targets, hint_dim
 
 
-def _generations(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, seeds: list[int], lr: dict[int, float],
-                 chosen: dict[int, TrialRun], shape: Shape) -> list[TrialRun]:
+def _generations(
+    ctx: Context,
+    data: Data,
+    nets: Nets,
+    choice: MethodChoice,
+    seeds: list[int],
+    lr: dict[int, float],
+    chosen: dict[int, TrialRun],
+    shape: Shape,
+) -> list[TrialRun]:
     """Born-again generations: generation 0 is each seed's selected scratch student, g learns from g - 1."""
     cfg = ctx.cfg
     previous = [chosen[seed].result.model for seed in seeds]
@@ -746,8 +1153,18 @@ def _generations(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, see
         members = [Member("generation", seed, lr[seed], temperature=T, ce_weight=1 - w, kd_weight=w) for seed in seeds]
         teachers_ = [copy.deepcopy(p).to(ctx.device) for p in previous] if ctx.device.type != "cpu" else previous
         targets = TeacherTargets(teachers_, list(range(len(seeds))), data.tensors["X"], cache=cfg.augment == "none")
-        results = train(_spec(ctx, data, nets, members, shape.epochs, f"born-again generation {g + 1}/{cfg.generations}", recipe=recipe(cfg, choice),
-                              targets=targets))
+        results = train(
+            _spec(
+                ctx,
+                data,
+                nets,
+                members,
+                shape.epochs,
+                f"born-again generation {g + 1}/{cfg.generations}",
+                recipe=recipe(cfg, choice),
+                targets=targets,
+            )
+        )
         runs += [TrialRun(m, r, g + 1) for m, r in zip(members, results)]
         if results[0].stopped:
             break
@@ -770,14 +1187,29 @@ def trial_rows(trials: Trials, seeds: list[int], tie_rows: int, n_val: int) -> l
                 best = trials.selected(seed, roles)
             except LookupError:
                 continue
-            others = [r.result.val_accuracy for r in trials.runs if r.member.role in roles and r.seed == seed and r is not best
-                      and r.result.val_accuracy >= 0]
+            others = [
+                r.result.val_accuracy
+                for r in trials.runs
+                if r.member.role in roles and r.seed == seed and r is not best and r.result.val_accuracy >= 0
+            ]
             gap = _rows_right(best.result.val_accuracy, n_val) - _rows_right(max(others), n_val) if others else None
             chosen[id(best.result)] = gap is not None and gap <= tie_rows
-    return [Trial(role=r.member.role, seed=r.seed, learning_rate=r.member.lr, temperature=r.member.temperature if r.member.role != "scratch" else None,
-                  kd_loss_weight=r.member.kd_weight if r.member.role != "scratch" else None, generation=r.generation, val_accuracy=r.result.val_accuracy,
-                  epochs=r.result.epochs_run, steps=r.result.steps, selected=id(r.result) in chosen, tied=chosen.get(id(r.result), False))
-            for r in trials.runs]
+    return [
+        Trial(
+            role=r.member.role,
+            seed=r.seed,
+            learning_rate=r.member.lr,
+            temperature=r.member.temperature if r.member.role != "scratch" else None,
+            kd_loss_weight=r.member.kd_weight if r.member.role != "scratch" else None,
+            generation=r.generation,
+            val_accuracy=r.result.val_accuracy,
+            epochs=r.result.epochs_run,
+            steps=r.result.steps,
+            selected=id(r.result) in chosen,
+            tied=chosen.get(id(r.result), False),
+        )
+        for r in trials.runs
+    ]
 
 
 def probs_on(model: torch.nn.Module, X: torch.Tensor) -> np.ndarray:

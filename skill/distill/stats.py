@@ -45,7 +45,9 @@ def seed_interval(gains: list[float], level: float = LEVEL) -> Interval | None:
 
 def bootstrap_interval(correct_a: np.ndarray, correct_b: np.ndarray, level: float = LEVEL, seed: int = 0) -> Interval:
     """Paired bootstrap over test rows of mean(correct_b - correct_a) in points; inputs [seeds, rows] of 0/1."""
-    diff = (np.asarray(correct_b, float) - np.asarray(correct_a, float)).reshape(-1, np.shape(correct_a)[-1]).mean(0) * 100
+    diff = (np.asarray(correct_b, float) - np.asarray(correct_a, float)).reshape(-1, np.shape(correct_a)[-1]).mean(
+        0
+    ) * 100
     n = len(diff)
     samples = int(max(200, min(BOOTSTRAP_SAMPLES, BOOTSTRAP_CELLS // max(n, 1))))
     rng = np.random.default_rng(seed)
@@ -58,7 +60,9 @@ def combined_interval(mean: float, by_seed: Interval | None, by_test: Interval) 
     """Each side's distance from the mean added in quadrature (the bootstrap side may be asymmetric); with one seed
     this is the test-set interval itself."""
     seed_half = by_seed.half_width if by_seed else 0.0
-    return Interval(mean - float(np.hypot(seed_half, mean - by_test.low)), mean + float(np.hypot(seed_half, by_test.high - mean)))
+    return Interval(
+        mean - float(np.hypot(seed_half, mean - by_test.low)), mean + float(np.hypot(seed_half, by_test.high - mean))
+    )
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:

@@ -3,8 +3,9 @@ ensemble that averages probabilities, or the other peers of deep mutual learning
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -54,9 +55,17 @@ class TeacherTargets:
     """Soft targets from fixed teachers; member i reads teacher `assignment[i]`. `to_teacher` maps student inputs
     back to what the teacher expects (raw features when the student sees standardised ones)."""
 
-    def __init__(self, teachers: list[nn.Module], assignment: list[int], X: torch.Tensor, *, cache: bool,
-                 to_teacher: Callable[[torch.Tensor], torch.Tensor] | None = None, need_maps: bool = False,
-                 precomputed: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        teachers: list[nn.Module],
+        assignment: list[int],
+        X: torch.Tensor,
+        *,
+        cache: bool,
+        to_teacher: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        need_maps: bool = False,
+        precomputed: torch.Tensor | None = None,
+    ) -> None:
         self.teachers, self.to_teacher, self.need_maps = teachers, to_teacher, need_maps
         self.assignment = torch.tensor(assignment)
         self.single = len(set(assignment)) == 1
@@ -71,7 +80,9 @@ class TeacherTargets:
 
     def _run(self, teacher: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         chunks = []
-        with torch.no_grad():  # in chunks: a big transfer set through a wide teacher must not hold every activation at once
+        with (
+            torch.no_grad()
+        ):  # in chunks: a big transfer set through a wide teacher must not hold every activation at once
             for start in range(0, len(x), 8192):
                 part = x[start : start + 8192]
                 chunks.append(split_outputs(teacher(self.to_teacher(part) if self.to_teacher else part)))
@@ -84,22 +95,32 @@ class TeacherTargets:
         if self.cached is not None:
             if self.single:  # the common case, kept to three gathers per step
                 logits, feat, maps = self.cached[self.first]
-                return TargetBatch(logits[index], None if feat is None else feat[index], [m[index] for m in maps] if maps else None)
+                return TargetBatch(
+                    logits[index], None if feat is None else feat[index], [m[index] for m in maps] if maps else None
+                )
             parts = [self.cached[int(t)] for t in self.assignment]
-            return TargetBatch(torch.stack([p[0][i] for p, i in zip(parts, index)]),
-                               torch.stack([p[1][i] for p, i in zip(parts, index)]) if parts[0][1] is not None else None,
-                               [torch.stack([p[2][k][i] for p, i in zip(parts, index)]) for k in range(len(parts[0][2]))] or None)
+            return TargetBatch(
+                torch.stack([p[0][i] for p, i in zip(parts, index)]),
+                torch.stack([p[1][i] for p, i in zip(parts, index)]) if parts[0][1] is not None else None,
+                [torch.stack([p[2][k][i] for p, i in zip(parts, index)]) for k in range(len(parts[0][2]))] or None,
+            )
         # inputs are augmented (or maps too big to keep): run the teacher on every member's batch
         if self.single:  # one call on all members' rows at once
             M, B = x_in.shape[0], x_in.shape[1]
             logits, feat, maps = self._run(self.teachers[self.first], x_in.flatten(0, 1))
-            return TargetBatch(logits.view(M, B, -1), None if feat is None else feat.view(M, B, -1),
-                               [m.view(M, B, *m.shape[1:]) for m in maps] if maps else None)
+            return TargetBatch(
+                logits.view(M, B, -1),
+                None if feat is None else feat.view(M, B, -1),
+                [m.view(M, B, *m.shape[1:]) for m in maps] if maps else None,
+            )
         outs = []
         for i, t in enumerate(self.assignment.tolist()):
             outs.append(self._run(self.teachers[t], x_in[i]))
-        return TargetBatch(torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs]) if outs[0][1] is not None else None,
-                           [torch.stack([o[2][k] for o in outs]) for k in range(len(outs[0][2]))] or None)
+        return TargetBatch(
+            torch.stack([o[0] for o in outs]),
+            torch.stack([o[1] for o in outs]) if outs[0][1] is not None else None,
+            [torch.stack([o[2][k] for o in outs]) for k in range(len(outs[0][2]))] or None,
+        )
 
 
 class PeerTargets:

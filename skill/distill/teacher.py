@@ -29,13 +29,18 @@ def load_torchscript(path: Path) -> torch.nn.Module:
     if TORCHSCRIPT_POLICY == "refuse":
         raise InputError("teacher", TORCHSCRIPT_REFUSED)
     if TORCHSCRIPT_POLICY == "warn":
-        sys.stderr.write(f"warning: teacher {path.name} is TorchScript, a program that runs with your permissions; load only files you trust\n")
+        sys.stderr.write(
+            f"warning: teacher {path.name} is TorchScript, a program that runs with your permissions; load only files you trust\n"
+        )
     with sources.open_binary(str(path), "teacher") as handle:
         try:
             module = torch.jit.load(handle, map_location="cpu")
         except Exception as exc:
-            raise InputError("teacher", f"{path.name} is not a TorchScript archive (export with torch.jit.script or trace), "
-                             f"and pickled objects are refused: {str(exc).splitlines()[0][:160]}") from exc
+            raise InputError(
+                "teacher",
+                f"{path.name} is not a TorchScript archive (export with torch.jit.script or trace), "
+                f"and pickled objects are refused: {str(exc).splitlines()[0][:160]}",
+            ) from exc
     module.eval()
     return _Guarded(module)
 
@@ -52,8 +57,12 @@ class _Guarded(torch.nn.Module):
             return self.inner(x)
         except Exception as exc:  # torch.jit.Error, or RuntimeError("...failed in the TorchScript interpreter...")
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            last = redact_paths(lines[-1] if lines else "no message")[:200]  # a teacher must not probe the disk through its errors
-            raise InputError("teacher", f"the TorchScript teacher failed while running: {last}") from exc  # cause: operator log
+            last = redact_paths(lines[-1] if lines else "no message")[
+                :200
+            ]  # a teacher must not probe the disk through its errors
+            raise InputError(
+                "teacher", f"the TorchScript teacher failed while running: {last}"
+            ) from exc  # cause: operator log
 
 
 def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:
@@ -63,7 +72,9 @@ def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -
     for key, rows in (("logits_train", n_train_total), ("logits_test", n_test)):
         a = arrays[key]
         if a.ndim != 2 or a.shape != (rows, num_classes):
-            raise InputError("teacher", f"{key} has shape {a.shape}; expected ({rows}, {num_classes}) aligned with the dataset")
+            raise InputError(
+                "teacher", f"{key} has shape {a.shape}; expected ({rows}, {num_classes}) aligned with the dataset"
+            )
     for key, a in arrays.items():
         if not np.isfinite(a).all():
             raise InputError("teacher", f"{key} contains NaN or infinity")
@@ -75,7 +86,10 @@ def net_spec_metadata(arch: str, hidden: list[int], scaler: dict[str, torch.Tens
     the input scaling it was trained with, so a later run can feed it raw inputs (the scaler file beside it says the same)."""
     meta = {"kd_arch": arch, "kd_hidden": json.dumps([int(h) for h in hidden])}
     if scaler is not None:
-        meta |= {"kd_input_mean": json.dumps(scaler["mean"].tolist()), "kd_input_std": json.dumps(scaler["std"].tolist())}
+        meta |= {
+            "kd_input_mean": json.dumps(scaler["mean"].tolist()),
+            "kd_input_std": json.dumps(scaler["std"].tolist()),
+        }
     return meta
 
 
@@ -98,14 +112,25 @@ def _input_scaling(meta: dict[str, str], name: str, in_features: int) -> tuple[t
     try:
         mean, std = (torch.tensor(json.loads(meta[k]), dtype=torch.float32) for k in ("kd_input_mean", "kd_input_std"))
     except (KeyError, ValueError, TypeError, RecursionError):
-        raise InputError("teacher", f"{name}: metadata kd_input_mean/kd_input_std are not two lists of numbers") from None
-    if mean.shape != (in_features,) or std.shape != (in_features,) or not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
-        raise InputError("teacher", f"{name}: its input scaling has {tuple(mean.shape)} / {tuple(std.shape)} values for {in_features} features "
-                         "(or non-finite or non-positive ones); it was trained on other data")
+        raise InputError(
+            "teacher", f"{name}: metadata kd_input_mean/kd_input_std are not two lists of numbers"
+        ) from None
+    if (
+        mean.shape != (in_features,)
+        or std.shape != (in_features,)
+        or not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all())
+    ):
+        raise InputError(
+            "teacher",
+            f"{name}: its input scaling has {tuple(mean.shape)} / {tuple(std.shape)} values for {in_features} features "
+            "(or non-finite or non-positive ones); it was trained on other data",
+        )
     return mean, std
 
 
-def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None) -> torch.nn.Module:
+def load_safetensors(
+    path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None
+) -> torch.nn.Module:
     """Weights for one of the runner's nets: the architecture from the file's metadata (kd_arch, kd_hidden) or the request."""
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -116,25 +141,43 @@ def load_safetensors(path: Path, arch: str, hidden: list[int], in_features: int,
         blob = handle.read(MAX_WEIGHTS_BYTES + 1)
     try:
         header_len = int.from_bytes(blob[:8], "little")
-        meta = json.loads(blob[8 : 8 + header_len]).get("__metadata__") or {} if 0 < header_len < min(len(blob), 100 * 2**20) else {}
+        meta = (
+            json.loads(blob[8 : 8 + header_len]).get("__metadata__") or {}
+            if 0 < header_len < min(len(blob), 100 * 2**20)
+            else {}
+        )
         state = load(blob)
-    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError, RecursionError) as exc:  # RecursionError: a deeply nested header
+    except (
+        SafetensorError,
+        ValueError,
+        UnicodeDecodeError,
+        AttributeError,
+        RecursionError,
+    ) as exc:  # RecursionError: a deeply nested header
         raise InputError("teacher", f"{path.name} is not a readable safetensors file ({str(exc)[:120]})") from exc
     if "kd_arch" in meta:
         arch = meta["kd_arch"]
         try:
             hidden = [int(h) for h in json.loads(meta.get("kd_hidden", "[]"))]
         except (ValueError, TypeError):
-            raise InputError("teacher", f"{path.name}: metadata kd_hidden {meta.get('kd_hidden')!r} is not a list of sizes") from None
+            raise InputError(
+                "teacher", f"{path.name}: metadata kd_hidden {meta.get('kd_hidden')!r} is not a list of sizes"
+            ) from None
     if arch not in ("mlp", "cnn", "cnn1d") or not hidden or any(not 1 <= h <= 4096 for h in hidden) or len(hidden) > 6:
-        raise InputError("teacher", f"{path.name}: architecture {arch!r} {hidden} is not one of the runner's nets (mlp, cnn or cnn1d, 1-6 sizes in 1..4096); "
-                         "set arch and teacher_hidden to the net the weights belong to")
+        raise InputError(
+            "teacher",
+            f"{path.name}: architecture {arch!r} {hidden} is not one of the runner's nets (mlp, cnn or cnn1d, 1-6 sizes in 1..4096); "
+            "set arch and teacher_hidden to the net the weights belong to",
+        )
     try:
         module = nets.build(arch, in_features, hidden, num_classes, side)
         module.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
-        raise InputError("teacher", f"{path.name} does not fit a {arch} with hidden {hidden}, {in_features} inputs and {num_classes} classes: "
-                         f"{str(exc).splitlines()[0][:160]}") from exc
+        raise InputError(
+            "teacher",
+            f"{path.name} does not fit a {arch} with hidden {hidden}, {in_features} inputs and {num_classes} classes: "
+            f"{str(exc).splitlines()[0][:160]}",
+        ) from exc
     scaling = _input_scaling(meta, path.name, in_features)
     if scaling is not None:
         module = Standardised(module, *scaling)
@@ -150,12 +193,17 @@ def teacher_kind(path: Path) -> str:
     is read (a .csv was treated as TorchScript and drew a security warning about running a program)."""
     kind = TEACHER_KINDS.get(path.suffix.lower())
     if kind is None:
-        raise InputError("teacher", f"{path.name}: unknown teacher file extension {path.suffix or '(none)'!r}; accepted: .npz (precomputed "
-                         "logits), .safetensors (weights of the runner's own net), .pt or .ts (TorchScript), or 'train'")
+        raise InputError(
+            "teacher",
+            f"{path.name}: unknown teacher file extension {path.suffix or '(none)'!r}; accepted: .npz (precomputed "
+            "logits), .safetensors (weights of the runner's own net), .pt or .ts (TorchScript), or 'train'",
+        )
     return kind
 
 
-def load_teacher_module(path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None) -> torch.nn.Module:
+def load_teacher_module(
+    path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None
+) -> torch.nn.Module:
     """The runner's hook for a teacher file that is not logits: safetensors weights or TorchScript (.pt/.ts)."""
     kind = teacher_kind(path)
     if kind == "safetensors":

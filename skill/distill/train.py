@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.func import stack_module_state
 
 from skill.distill import nets
-
 from skill.distill.losses import FEATURE_LOSSES, RELATION_LOSSES, ce_per_member, dkd_loss, kd_per_member
 
 if TYPE_CHECKING:
@@ -100,13 +100,17 @@ class TrainSpec:
     patience: int
     clock: Clock
     recipe: Recipe = field(default_factory=Recipe)
-    targets: "SoftTargets | None" = None
+    targets: SoftTargets | None = None
     hint_dim: int | None = None  # FitNets regressor output width (the teacher's feature width)
     on_epoch: Callable[[int, float, list[float]], None] | None = None
     max_steps: int | None = None  # a probe: stop after this many steps (used to estimate the run's time)
     step_seconds: list[float] = field(default_factory=list)  # filled by a probe: the wall time of each step
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # X, y, has_label, X_val, y_val live there already
-    epoch_rows: int | None = None  # rows per epoch for every member (default: the most any member walks); step-matches stacks trained apart
+    device: torch.device = field(
+        default_factory=lambda: torch.device("cpu")
+    )  # X, y, has_label, X_val, y_val live there already
+    epoch_rows: int | None = (
+        None  # rows per epoch for every member (default: the most any member walks); step-matches stacks trained apart
+    )
 
 
 @dataclass
@@ -226,7 +230,12 @@ def _soft_terms(spec: TrainSpec, out, batch_targets, labels, has_label, T) -> tu
     if r.method == "feature" and r.feature_loss == "fitnet":
         aux = (hint - batch_targets.feat).pow(2).mean(dim=(1, 2))
     elif r.method == "feature":  # a loop over members: these losses have no fast batching rule in torch.func
-        aux = torch.stack([FEATURE_LOSSES["attention"]([m[i] for m in maps], [m[i] for m in batch_targets.maps]) for i in range(len(T))])
+        aux = torch.stack(
+            [
+                FEATURE_LOSSES["attention"]([m[i] for m in maps], [m[i] for m in batch_targets.maps])
+                for i in range(len(T))
+            ]
+        )
     elif r.method == "relation":
         other = batch_targets.feat if batch_targets.feat is not None else batch_targets.logits
         aux = torch.stack([RELATION_LOSSES[r.relation_loss](feat[i], other[i]) for i in range(len(T))])
@@ -253,7 +262,9 @@ def train(spec: TrainSpec) -> list[Result]:
     steps_per_epoch = math.ceil(length / spec.batch_size)
     dev = spec.device
     T = torch.tensor([m.temperature for m in members], device=dev)
-    w_ce, w_kd, w_aux = (torch.tensor([getattr(m, k) for m in members], device=dev) for k in ("ce_weight", "kd_weight", "aux_weight"))
+    w_ce, w_kd, w_aux = (
+        torch.tensor([getattr(m, k) for m in members], device=dev) for k in ("ce_weight", "kd_weight", "aux_weight")
+    )
     learners = torch.tensor([m.learns_from_targets for m in members], device=dev)
     augmented = learners if spec.recipe.augment != "none" else torch.zeros(M, dtype=torch.bool, device=dev)
     any_augmented = bool(augmented.any())
@@ -275,7 +286,13 @@ def train(spec: TrainSpec) -> list[Result]:
                 t_step = time.perf_counter()
                 index = order[:, start : start + spec.batch_size]  # [M, b]
                 xb, yb, lab = spec.X[index], spec.y[index], spec.has_label[index]
-                x_in = torch.where(augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug_gen), xb) if any_augmented else xb
+                x_in = (
+                    torch.where(
+                        augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug_gen), xb
+                    )
+                    if any_augmented
+                    else xb
+                )
                 out = stack(x_in)
                 # hard-label cross-entropy on the labelled rows of the clean batch
                 clean_logits = stack(xb)[0] if any_augmented else out[0]
@@ -316,8 +333,17 @@ def train(spec: TrainSpec) -> list[Result]:
     results = []
     for i in range(M):
         net = spec.build()
-        net.load_state_dict({k[len("net."):]: v[i].detach().cpu() for k, v in best.items() if k.startswith("net.")})
+        net.load_state_dict({k[len("net.") :]: v[i].detach().cpu() for k, v in best.items() if k.startswith("net.")})
         net.eval()
-        results.append(Result(model=net, val_accuracy=float(best_acc[i]), epochs_run=int(epochs_run[i]),
-                              steps=int(epochs_run[i]) * steps_per_epoch, stopped=stopped, curve=tuple(curves[i]), planned_epochs=spec.epochs))
+        results.append(
+            Result(
+                model=net,
+                val_accuracy=float(best_acc[i]),
+                epochs_run=int(epochs_run[i]),
+                steps=int(epochs_run[i]) * steps_per_epoch,
+                stopped=stopped,
+                curve=tuple(curves[i]),
+                planned_epochs=spec.epochs,
+            )
+        )
     return results

@@ -13,7 +13,9 @@ def _fmt(i: stats.Interval) -> str:
     return f"{i.low:+.2f} to {i.high:+.2f}"
 
 
-def _paired(seeds: int, a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[float, stats.Interval | None, stats.Interval, stats.Interval, list[float]]:
+def _paired(
+    seeds: int, a_correct: np.ndarray, b_correct: np.ndarray
+) -> tuple[float, stats.Interval | None, stats.Interval, stats.Interval, list[float]]:
     """Mean of b - a in points over seeds, with its seed, test-row and combined intervals."""
     gains = list((b_correct.mean(1) - a_correct.mean(1)) * 100)
     mean = float(np.mean(gains))
@@ -35,8 +37,14 @@ def verdict_seed_floor() -> int:
     return int(get_rules().runner["budget"]["seed_floor_for_verdict"])
 
 
-def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np.ndarray, teacher_correct: np.ndarray | None = None,
-            teacher_converged: bool = False, teacher_given: bool = False) -> Comparison:
+def compare(
+    seeds: list[int],
+    scratch_correct: np.ndarray,
+    distilled_correct: np.ndarray,
+    teacher_correct: np.ndarray | None = None,
+    teacher_converged: bool = False,
+    teacher_given: bool = False,
+) -> Comparison:
     """scratch_correct, distilled_correct: [seeds, test rows] of 0/1; row 0 is the saved seed's pair. teacher_correct:
     [test rows] of 0/1 for a teacher (None for online and self): a verdict about distillation needs a teacher that
     beats the scratch student beyond noise, else it is inconclusive. A gain or loss also needs seed_floor_for_verdict
@@ -51,47 +59,82 @@ def compare(seeds: list[int], scratch_correct: np.ndarray, distilled_correct: np
         t_mean, _, _, t_both, _ = _paired(n, scratch_correct, np.broadcast_to(teacher_correct, scratch_correct.shape))
         margin = float(get_rules().runner["verdict"]["teacher_margin_points"])
         teacher_interval, teacher_better = [t_both.low, t_both.high], t_both.low > margin
-    observed = (f"distilled minus scratch {mean:+.2f} points over {n} paired seed(s), 95% interval {_fmt(both)}"
-                + (f" (seeds {_fmt(by_seed)}, test rows {_fmt(by_test)})" if by_seed else f" (test rows {_fmt(by_test)})"))
+    observed = f"distilled minus scratch {mean:+.2f} points over {n} paired seed(s), 95% interval {_fmt(both)}" + (
+        f" (seeds {_fmt(by_seed)}, test rows {_fmt(by_test)})" if by_seed else f" (test rows {_fmt(by_test)})"
+    )
     if teacher_better is False:
         verdict = "inconclusive"
-        converged_words = ("The teacher converged (early stopping on validation), so more time will not help it. "
-                           if teacher_converged and not teacher_given else "")
-        statement = (f"Inconclusive: the teacher is no better than a scratch student (teacher minus scratch {t_mean:+.2f} points, 95% interval "
-                     f"{teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f}), so this run cannot tell whether distillation helps; "  # type: ignore[index]
-                     f"{observed}. " + converged_words + f"To get an answer: {inconclusive_advice(teacher_converged, teacher_given)}")
+        converged_words = (
+            "The teacher converged (early stopping on validation), so more time will not help it. "
+            if teacher_converged and not teacher_given
+            else ""
+        )
+        statement = (
+            f"Inconclusive: the teacher is no better than a scratch student (teacher minus scratch {t_mean:+.2f} points, 95% interval "
+            f"{teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f}), so this run cannot tell whether distillation helps; "  # type: ignore[index]
+            f"{observed}. "
+            + converged_words
+            + f"To get an answer: {inconclusive_advice(teacher_converged, teacher_given)}"
+        )
     elif n < floor:
         verdict = "no_verdict"
         what = "seed-to-seed noise is unmeasured" if n < 2 else f"{n} seeds measure seed-to-seed noise too poorly"
-        statement = (f"{n} paired seed(s): {observed}; {what}, and a verdict needs {floor} paired seeds (the runner rules' "
-                     f"seed_floor_for_verdict), so no verdict: run seeds >= {floor}")
+        statement = (
+            f"{n} paired seed(s): {observed}; {what}, and a verdict needs {floor} paired seeds (the runner rules' "
+            f"seed_floor_for_verdict), so no verdict: run seeds >= {floor}"
+        )
     else:
         verdict = "gain" if both.low > 0 else "loss" if both.high < 0 else "no_gain"
-        exact = (f"exact McNemar test on the {rows.discordant} test rows where the sides differ ({rows.favour_b} favour distilled, "
-                 f"{rows.favour_a} scratch): p = {rows.p:.3g}")
+        exact = (
+            f"exact McNemar test on the {rows.discordant} test rows where the sides differ ({rows.favour_b} favour distilled, "
+            f"{rows.favour_a} scratch): p = {rows.p:.3g}"
+        )
         if verdict != "no_gain" and not (rows.p < alpha and (rows.favour_b > rows.favour_a) == (verdict == "gain")):
             verdict = "no_gain"
-            noun = (f"no demonstrated change: the interval excludes 0, but the {exact} is not below {alpha:g}, so too few rows "
-                    "differ to tell")
+            noun = (
+                f"no demonstrated change: the interval excludes 0, but the {exact} is not below {alpha:g}, so too few rows "
+                "differ to tell"
+            )
         else:
-            noun = {"gain": "a gain", "loss": "a loss", "no_gain": "no demonstrated change (the interval includes 0)"}[verdict]
+            noun = {"gain": "a gain", "loss": "a loss", "no_gain": "no demonstrated change (the interval includes 0)"}[
+                verdict
+            ]
             if verdict != "no_gain":
                 noun += f" ({exact})"
-        statement = (f"Distillation changes accuracy by {mean:+.2f} points over {n} paired seeds, 95% interval {_fmt(both)} "
-                     f"(seeds {_fmt(by_seed)}, test rows {_fmt(by_test)}): {noun}")  # type: ignore[arg-type]
+        statement = (
+            f"Distillation changes accuracy by {mean:+.2f} points over {n} paired seeds, 95% interval {_fmt(both)} "
+            f"(seeds {_fmt(by_seed)}, test rows {_fmt(by_test)}): {noun}"
+        )  # type: ignore[arg-type]
         if teacher_better:
-            statement += f" (the teacher beats scratch by {teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f} points)"  # type: ignore[index]
+            statement += (
+                f" (the teacher beats scratch by {teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f} points)"  # type: ignore[index]
+            )
     return Comparison(
-        pairs=[SeedPair(seed=s, scratch_accuracy=float(a.mean()), distilled_accuracy=float(b.mean()), gain_points=float(g))
-               for s, a, b, g in zip(seeds, scratch_correct, distilled_correct, gains)],
-        mean_gain_points=mean, std_gain_points=float(np.std(gains, ddof=1)) if n > 1 else None,
-        seed_interval=[by_seed.low, by_seed.high] if by_seed else None, test_interval=[by_test.low, by_test.high],
-        interval=[both.low, both.high], mcnemar_p=stats.mcnemar_p(scratch_correct[0], distilled_correct[0]), verdict=verdict, statement=statement,
-        teacher_interval=teacher_interval, teacher_better=teacher_better, rows_test_p=rows.p, rows_favour_distilled=rows.favour_b,
-        rows_favour_scratch=rows.favour_a, scratch_mean_accuracy=float(np.mean(scratch_correct)), distilled_mean_accuracy=float(np.mean(distilled_correct)))
+        pairs=[
+            SeedPair(seed=s, scratch_accuracy=float(a.mean()), distilled_accuracy=float(b.mean()), gain_points=float(g))
+            for s, a, b, g in zip(seeds, scratch_correct, distilled_correct, gains)
+        ],
+        mean_gain_points=mean,
+        std_gain_points=float(np.std(gains, ddof=1)) if n > 1 else None,
+        seed_interval=[by_seed.low, by_seed.high] if by_seed else None,
+        test_interval=[by_test.low, by_test.high],
+        interval=[both.low, both.high],
+        mcnemar_p=stats.mcnemar_p(scratch_correct[0], distilled_correct[0]),
+        verdict=verdict,
+        statement=statement,
+        teacher_interval=teacher_interval,
+        teacher_better=teacher_better,
+        rows_test_p=rows.p,
+        rows_favour_distilled=rows.favour_b,
+        rows_favour_scratch=rows.favour_a,
+        scratch_mean_accuracy=float(np.mean(scratch_correct)),
+        distilled_mean_accuracy=float(np.mean(distilled_correct)),
+    )
 
 
-def advice(comparison: Comparison | None, stop_reason: str, ties: list[str], trained: dict[str, int] | None = None) -> tuple[str, str]:
+def advice(
+    comparison: Comparison | None, stop_reason: str, ties: list[str], trained: dict[str, int] | None = None
+) -> tuple[str, str]:
     """(what to do in words, which student to save: 'distilled' or 'scratch'). trained: the most epochs any student of
     each side (scratch, or the learners) finished, so a stopped run says which side trained and which did not."""
     parts, keep = [], "distilled"
@@ -102,11 +145,15 @@ def advice(comparison: Comparison | None, stop_reason: str, ties: list[str], tra
         else:
             ran = ", ".join(f"the {side} students trained {epochs} epoch(s)" for side, epochs in done.items())
             missing = [side for side in ("scratch", "distilled") if side not in done]
-            parts.append(f"no comparison: the run stopped ({stop_reason}) after {ran}"
-                         + (f", before the {' and '.join(missing)} students finished an epoch" if missing else ""))
+            parts.append(
+                f"no comparison: the run stopped ({stop_reason}) after {ran}"
+                + (f", before the {' and '.join(missing)} students finished an epoch" if missing else "")
+            )
     elif comparison.verdict == "inconclusive":
-        parts.append("inconclusive: the teacher is no better than a scratch student, so distillation was not tested; keep the scratch student "
-                     "and get a better teacher first (what to change is in the comparison)")
+        parts.append(
+            "inconclusive: the teacher is no better than a scratch student, so distillation was not tested; keep the scratch student "
+            "and get a better teacher first (what to change is in the comparison)"
+        )
         keep = "scratch"
     elif comparison.verdict == "gain":
         parts.append("distillation helped: keep the distilled student")
@@ -117,8 +164,10 @@ def advice(comparison: Comparison | None, stop_reason: str, ties: list[str], tra
         parts.append("distillation did not help here: keep the scratch student")
         keep = "scratch"
     else:
-        parts.append(f"no verdict from fewer than {verdict_seed_floor()} paired seeds: run seeds >= {verdict_seed_floor()} before choosing "
-                     "(the distilled student is saved meanwhile)")
+        parts.append(
+            f"no verdict from fewer than {verdict_seed_floor()} paired seeds: run seeds >= {verdict_seed_floor()} before choosing "
+            "(the distilled student is saved meanwhile)"
+        )
     if ties:
         parts.append("; ".join(ties))
     if stop_reason != "finished":

@@ -76,13 +76,19 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, LoadStopped):
         return "failure", f"time_budget_s: {exc}"
     if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "DefaultCPUAllocator" in str(exc):
-        return "failure", f"memory: the run needed more than the worker's limit of {os.environ.get('KD_WORKER_MEMORY_MB', '?')} MiB " \
-               "(--max-distill-memory-mb); use smaller nets, batch_size or data"
+        return (
+            "failure",
+            f"memory: the run needed more than the worker's limit of {os.environ.get('KD_WORKER_MEMORY_MB', '?')} MiB "
+            "(--max-distill-memory-mb); use smaller nets, batch_size or data",
+        )
     import torch
 
     if isinstance(exc, torch.jit.Error) or "TorchScript interpreter" in str(exc):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        return "failure", f"teacher: the TorchScript teacher failed while running: {redact_paths(lines[-1] if lines else type(exc).__name__)[:200]}"
+        return (
+            "failure",
+            f"teacher: the TorchScript teacher failed while running: {redact_paths(lines[-1] if lines else type(exc).__name__)[:200]}",
+        )
     first = redact_paths((str(exc).splitlines() or [""])[0])[:200]  # the server's own paths stay private
     return "failure", f"the run failed: {type(exc).__name__}: {first}"
 
@@ -107,7 +113,6 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
         from skill.distill import run_quick_distill, sources, teacher
         from skill.distill.config import DistillConfig
         from skill.distill.runner import run_quick_distill as _load_runner  # noqa: F401  (imports torch before "started")
-
         from skill.distill.write_lock import lock_writes
 
         teacher.TORCHSCRIPT_POLICY = "allow" if job.get("allow_torchscript") else "refuse"
@@ -125,13 +130,16 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
         tempfile.gettempdir()  # found (by a test write) and cached now: torch's lazy imports ask for it after the lock
         # The first optimiser imports torch._dynamo, whose import creates $TMPDIR/torchinductor_<user>: on a machine where
         # that folder did not exist yet the lock refused it (a CI flake). Import it now, while writes are still allowed.
-        import torch._dynamo  # noqa: F401
         import joblib  # noqa: F401  (scikit-learn's; its import probes /dev/shm with a semaphore)
+        import torch._dynamo  # noqa: F401
+
         _limit_memory(int(job.get("memory_mb", 0)))
         # from here on, no file can be written outside the staging folder (Landlock, where the kernel has it)
         _send(channel, {"type": "started", "write_lock": lock_writes(output["fd"] if output else None)})
         sources.install_guard(time.monotonic() + config.time_budget_s)
-        report = run_quick_distill(config, progress=lambda d, t, m: _send(channel, {"type": "progress", "done": d, "total": t, "message": m}))
+        report = run_quick_distill(
+            config, progress=lambda d, t, m: _send(channel, {"type": "progress", "done": d, "total": t, "message": m})
+        )
         _send(channel, {"type": "result", "report": report.model_dump(mode="json")})
     except Exception as exc:  # every failure becomes one line for the client
         # the operator's log (the server relays the worker's stderr) keeps the unredacted cause; the client gets one line

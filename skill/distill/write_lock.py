@@ -46,7 +46,9 @@ def lock_writes(writable_dir_fd: int | None) -> str:
     libc = _libc()
     if abi < 1 or libc is None:
         return "no Landlock on this kernel: file writes are not restricted"
-    handled = _WRITE_FILE | _REMOVE_DIR | _REMOVE_FILE | _MAKE | (_REFER if abi >= 2 else 0) | (_TRUNCATE if abi >= 3 else 0)
+    handled = (
+        _WRITE_FILE | _REMOVE_DIR | _REMOVE_FILE | _MAKE | (_REFER if abi >= 2 else 0) | (_TRUNCATE if abi >= 3 else 0)
+    )
     attr = struct.pack("<Q", handled)
     ruleset = libc.syscall(_CREATE, ctypes.c_char_p(attr), ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
     if ruleset < 0:
@@ -55,9 +57,17 @@ def lock_writes(writable_dir_fd: int | None) -> str:
         if writable_dir_fd is not None:
             allowed = _WRITE_FILE | _REMOVE_FILE | _MAKE_REG | (_TRUNCATE if abi >= 3 else 0)
             rule = struct.pack("<Qi", allowed, writable_dir_fd)  # struct landlock_path_beneath_attr is packed
-            if libc.syscall(_ADD_RULE, ruleset, ctypes.c_uint32(_RULE_PATH_BENEATH), ctypes.c_char_p(rule), ctypes.c_uint32(0)) != 0:
+            if (
+                libc.syscall(
+                    _ADD_RULE, ruleset, ctypes.c_uint32(_RULE_PATH_BENEATH), ctypes.c_char_p(rule), ctypes.c_uint32(0)
+                )
+                != 0
+            ):
                 return f"Landlock refused the staging rule ({os.strerror(ctypes.get_errno())}): file writes are not restricted"
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.syscall(_RESTRICT, ruleset, ctypes.c_uint32(0)) != 0:
+        if (
+            libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            or libc.syscall(_RESTRICT, ruleset, ctypes.c_uint32(0)) != 0
+        ):
             return f"Landlock could not restrict this process ({os.strerror(ctypes.get_errno())}): file writes are not restricted"
     finally:
         os.close(ruleset)

@@ -8,8 +8,9 @@ import io
 import struct
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -38,18 +39,26 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
     search = list(sys.path if search is None else search)
     source = _module_file(module, search)
     if source is None:
-        raise InputError(field, f"module {module!r} of {spec!r} is not on the Python path; add its folder to PYTHONPATH, or set check_imports false to export for another machine")
+        raise InputError(
+            field,
+            f"module {module!r} of {spec!r} is not on the Python path; add its folder to PYTHONPATH, or set check_imports false to export for another machine",
+        )
     try:
         tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
     except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
-        where = f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else type(exc).__name__  # str(SyntaxError) names the server's path
+        where = (
+            f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else type(exc).__name__
+        )  # str(SyntaxError) names the server's path
         raise InputError(field, f"module {module!r} ({source.name}) does not parse as Python: {where}") from exc
     names = _module_level_names(tree.body)
     # a star import, a module __getattr__, or a module that replaces itself in sys.modules (transformers' lazy
     # modules): the name cannot be known without running it
     dynamic = "*" in names or "__getattr__" in names or _replaces_itself(tree)
     if attr not in names and not dynamic:
-        raise InputError(field, f"module {module!r} ({source.name}) defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})")
+        raise InputError(
+            field,
+            f"module {module!r} ({source.name}) defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})",
+        )
     return source
 
 
@@ -66,7 +75,9 @@ def _module_level_names(body: list[ast.stmt]) -> set[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
         for block in ("body", "orelse", "finalbody"):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and isinstance(getattr(node, block, None), list):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and isinstance(
+                getattr(node, block, None), list
+            ):
                 names |= _module_level_names(getattr(node, block))
         for handler in getattr(node, "handlers", []) or []:
             names |= _module_level_names(handler.body)
@@ -78,8 +89,13 @@ def _replaces_itself(tree: ast.Module) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
-                if (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute) and target.value.attr == "modules"
-                        and isinstance(target.slice, ast.Name) and target.slice.id == "__name__"):  # itself, not another module (os sets os.path)
+                if (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Attribute)
+                    and target.value.attr == "modules"
+                    and isinstance(target.slice, ast.Name)
+                    and target.slice.id == "__name__"
+                ):  # itself, not another module (os sets os.path)
                     return True
     return False
 
@@ -99,12 +115,17 @@ def _largest_label(archive: zipfile.ZipFile, key: str, name: str) -> int:
         shape, dtype = _npy_header(handle)
         count = int(np.prod(shape, dtype=np.int64))
         if dtype.hasobject or dtype.kind not in "iuf":
-            raise InputError("data", f"{name}: {key} has dtype {dtype}; y_train and y_test must hold integer class ids 0..K-1")
+            raise InputError(
+                "data", f"{name}: {key} has dtype {dtype}; y_train and y_test must hold integer class ids 0..K-1"
+            )
         if count == 0:
             raise InputError("data", f"{name}: y_train and y_test must not be empty")
         if count * dtype.itemsize > MAX_LABEL_BYTES:
-            raise InputError("data", f"{name}: {key} declares {count:,} labels ({count * dtype.itemsize / 2**20:.0f} MiB); at most "
-                             f"{MAX_LABEL_BYTES // 2**20} MiB of labels are checked at export: give a Dataset factory import path instead")
+            raise InputError(
+                "data",
+                f"{name}: {key} declares {count:,} labels ({count * dtype.itemsize / 2**20:.0f} MiB); at most "
+                f"{MAX_LABEL_BYTES // 2**20} MiB of labels are checked at export: give a Dataset factory import path instead",
+            )
         largest, left, step = -1, count, max(1, _CHUNK_BYTES // dtype.itemsize)
         while left:
             n = min(step, left)
@@ -125,18 +146,27 @@ def npz_shape(path: Path) -> tuple[int, int]:
     try:
         with open_binary(path) as handle:
             if zip_entry_count(handle) > MAX_ZIP_ENTRIES:
-                raise InputError("data", f"{path.name} has more than {MAX_ZIP_ENTRIES} entries; an .npz dataset holds a few arrays")
+                raise InputError(
+                    "data", f"{path.name} has more than {MAX_ZIP_ENTRIES} entries; an .npz dataset holds a few arrays"
+                )
             with zipfile.ZipFile(handle) as archive:
                 keys = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
                 missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in keys]
                 if missing:
-                    raise InputError("data", f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(sorted(keys)[:10]) or 'nothing'}")
+                    raise InputError(
+                        "data",
+                        f"{path.name} lacks {', '.join(missing)}; it holds {', '.join(sorted(keys)[:10]) or 'nothing'}",
+                    )
                 with archive.open("X_train.npy") as member:
                     shape, dtype = _npy_header(member)
                 if dtype.hasobject:
-                    raise InputError("data", f"{path.name}: X_train is an object array (pickle); save plain numeric arrays")
+                    raise InputError(
+                        "data", f"{path.name}: X_train is an object array (pickle); save plain numeric arrays"
+                    )
                 if len(shape) < 2 or shape[0] == 0:
-                    raise InputError("data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)")
+                    raise InputError(
+                        "data", f"X_train of {path.name} has shape {shape}; expected (samples, features...)"
+                    )
                 largest = max(_largest_label(archive, key, path.name) for key in ("y_train", "y_test"))
     except InputError:
         raise
@@ -176,31 +206,53 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
             size = raw.tell()
             raw.seek(0)
             if size > MAX_FILE_BYTES:
-                raise InputError("data", f"{path.name} is {size / 2**20:.0f} MiB; a CSV is checked and loaded up to {MAX_FILE_BYTES // 2**20} MiB "
-                                 "(the recipe reads it whole): give a Dataset factory import path 'package.module:factory' instead")
-            with io.TextIOWrapper(raw, newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the first column's name
+                raise InputError(
+                    "data",
+                    f"{path.name} is {size / 2**20:.0f} MiB; a CSV is checked and loaded up to {MAX_FILE_BYTES // 2**20} MiB "
+                    "(the recipe reads it whole): give a Dataset factory import path 'package.module:factory' instead",
+                )
+            with io.TextIOWrapper(
+                raw, newline="", encoding="utf-8-sig"
+            ) as handle:  # -sig: a BOM is not part of the first column's name
                 reader = csv.reader(_bounded_lines(handle, path.name))
                 header = next(reader, [])
                 if len(header) > MAX_FEATURES + 1:
-                    raise InputError("data", f"{path.name} has {len(header):,} columns; at most {MAX_FEATURES + 1:,} (features and the label)")
+                    raise InputError(
+                        "data",
+                        f"{path.name} has {len(header):,} columns; at most {MAX_FEATURES + 1:,} (features and the label)",
+                    )
                 column = label_column if label_column is not None else (header[-1] if header else "")
                 if column not in header:
-                    raise InputError("label_column", f"{column!r} is not a column of {path.name}; columns: {', '.join(h[:40] for h in header[:20])}")
+                    raise InputError(
+                        "label_column",
+                        f"{column!r} is not a column of {path.name}; columns: {', '.join(h[:40] for h in header[:20])}",
+                    )
                 j = header.index(column)
                 max_rows = MAX_CSV_VALUES // max(1, len(header))
                 rows = 0
                 for row in reader:
                     rows += 1
                     if rows > max_rows:
-                        raise InputError("data", f"{path.name} has more than {max_rows:,} rows of {len(header):,} columns; the recipe loads a CSV "
-                                         f"whole, up to {MAX_CSV_VALUES:,} values: give a Dataset factory import path instead")
+                        raise InputError(
+                            "data",
+                            f"{path.name} has more than {max_rows:,} rows of {len(header):,} columns; the recipe loads a CSV "
+                            f"whole, up to {MAX_CSV_VALUES:,} values: give a Dataset factory import path instead",
+                        )
                     if len(row) > MAX_FEATURES + 1:
-                        raise InputError("data", f"{path.name} line {reader.line_num} has {len(row):,} fields; the header has {len(header):,}")
+                        raise InputError(
+                            "data",
+                            f"{path.name} line {reader.line_num} has {len(row):,} fields; the header has {len(header):,}",
+                        )
                     if len(row) > j:
                         labels.add(row[j])
-                        if len(labels) > MAX_EXPORT_CLASSES:  # this runs in the server: the set must not grow with the file
-                            raise InputError("label_column", f"{column!r} of {path.name} has more than {MAX_EXPORT_CLASSES:,} distinct values "
-                                             f"by row {rows}; is it the label column?")
+                        if (
+                            len(labels) > MAX_EXPORT_CLASSES
+                        ):  # this runs in the server: the set must not grow with the file
+                            raise InputError(
+                                "label_column",
+                                f"{column!r} of {path.name} has more than {MAX_EXPORT_CLASSES:,} distinct values "
+                                f"by row {rows}; is it the label column?",
+                            )
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError("data", f"{path.name} is not a readable UTF-8 CSV file: {str(exc)[:120]}") from exc
     finally:
@@ -210,8 +262,23 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
     return len(header) - 1, len(labels)
 
 
-_SAFETENSORS_ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-                         "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+_SAFETENSORS_ITEMSIZE = {
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 MAX_SAFETENSORS_HEADER = 100 * 2**20
 
 
@@ -222,7 +289,10 @@ def check_safetensors(path: Path, field: str) -> None:
     with open_binary(path) as handle:
         length = int.from_bytes(handle.read(8), "little")
         if not 2 <= length <= MAX_SAFETENSORS_HEADER:
-            raise InputError(field, f"{path.name} is not a safetensors file (header length {length}; at most {MAX_SAFETENSORS_HEADER // 2**20} MiB)")
+            raise InputError(
+                field,
+                f"{path.name} is not a safetensors file (header length {length}; at most {MAX_SAFETENSORS_HEADER // 2**20} MiB)",
+            )
         try:
             header = json.loads(handle.read(length))
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -241,7 +311,10 @@ def check_safetensors(path: Path, field: str) -> None:
         except (KeyError, TypeError, ValueError):
             fits = False
         if not fits:
-            raise InputError(field, f"{path.name}: tensor {str(name)[:80]!r} does not match its bytes (shape, dtype or offsets); the file is damaged or forged")
+            raise InputError(
+                field,
+                f"{path.name}: tensor {str(name)[:80]!r} does not match its bytes (shape, dtype or offsets); the file is damaged or forged",
+            )
 
 
 def runner_net_params(kind: str, features: int, hidden: list[int], classes: int) -> int:

@@ -26,10 +26,14 @@ def check_folder(fd: int, shown: str, marker: str) -> None:
     except FileNotFoundError:
         marked = False
     if names and not marked:
-        raise InputError("output_dir", f"{shown} is not empty and was not written by kd_export_recipe; give a new folder")
+        raise InputError(
+            "output_dir", f"{shown} is not empty and was not written by kd_export_recipe; give a new folder"
+        )
     for _, dirs, files, here in os.fwalk(".", dir_fd=fd):
         if any(stat.S_ISLNK(os.stat(n, dir_fd=here, follow_symlinks=False).st_mode) for n in dirs + files):
-            raise InputError("output_dir", f"{shown} holds a symbolic link; a rewrite could land outside it, so give a new folder")
+            raise InputError(
+                "output_dir", f"{shown} holds a symbolic link; a rewrite could land outside it, so give a new folder"
+            )
 
 
 def _open_subdir(parent: int, name: str) -> int:

@@ -10,10 +10,11 @@ reads the user's own paths.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 _OPENED: ContextVar[dict[str, int] | None] = ContextVar("kd_export_opened", default=None)
 

@@ -11,7 +11,6 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from skill.errors import InputError
@@ -32,12 +31,12 @@ def report_text(value: Any, cap: int = REPORT_TEXT_CHARS) -> str | None:
     In a code span CommonMark reads everything literally; the span's own delimiter (a backtick) becomes a quote."""
     if not isinstance(value, str):
         return None
-    flat = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in value[:cap * 4])
+    flat = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in value[: cap * 4])
     flat = " ".join(flat.split())
     if not flat:
         return None
     if len(flat) > cap:
-        flat = flat[:cap - 1] + "\u2026"
+        flat = flat[: cap - 1] + "\u2026"
     return "`" + json.dumps(flat.replace("`", "'"), ensure_ascii=False) + "`"
 
 
@@ -54,7 +53,9 @@ def read_report(path: str) -> dict[str, Any]:
     if not is_file(file):
         raise InputError("from_report", f"{path!r} is not a file; give the report.json a quick distill wrote")
     if size_of(file) > MAX_REPORT_BYTES:
-        raise InputError("from_report", f"{file.name} is larger than {MAX_REPORT_BYTES // 2**20} MiB; not a quick-distill report")
+        raise InputError(
+            "from_report", f"{file.name} is larger than {MAX_REPORT_BYTES // 2**20} MiB; not a quick-distill report"
+        )
     try:
         with open_binary(file) as handle:
             data = json.loads(handle.read(MAX_REPORT_BYTES + 1).decode("utf-8"))
@@ -83,8 +84,17 @@ class Plan:
     def value(self, key: str) -> Any:
         return self.settings[key].value
 
-    def add(self, key: str, why: str, *, given: Any = None, reported: Any = None, report_evidence: str | None = None,
-            default: Any = None, default_evidence: str | None = None) -> Any:
+    def add(
+        self,
+        key: str,
+        why: str,
+        *,
+        given: Any = None,
+        reported: Any = None,
+        report_evidence: str | None = None,
+        default: Any = None,
+        default_evidence: str | None = None,
+    ) -> Any:
         """Request, then report, then default; the evidence says which one and the numbers behind it."""
         if given is not None:
             value, evidence = given, "set in the export request"
@@ -101,7 +111,9 @@ class Plan:
         """The report's settings, each kept only when it has the type and range the runner writes (a report is user input)."""
         raw = dict(self.report.get("settings") or {}) if self.report else {}
         kept = {k: raw[k] for k in ("method", "topology", "arch") if isinstance(raw.get(k), str) and len(raw[k]) <= 100}
-        kept.update({k: report_text(raw[k]) for k in ("method_reason", "stop_reason") if report_text(raw.get(k))})  # free text: quoted, one line
+        kept.update(
+            {k: report_text(raw[k]) for k in ("method_reason", "stop_reason") if report_text(raw.get(k))}
+        )  # free text: quoted, one line
         for key, low, high in (("temperature", 0.5, 50), ("kd_loss_weight", 0, 1)):
             value = _num(raw.get(key))
             if value is not None and low <= value <= high:
@@ -111,7 +123,11 @@ class Plan:
                 kept[key] = raw[key]
         for key in ("teacher_hidden", "student_hidden"):
             value = raw.get(key)
-            if isinstance(value, list) and 1 <= len(value) <= 6 and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in value):
+            if (
+                isinstance(value, list)
+                and 1 <= len(value) <= 6
+                and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in value)
+            ):
                 kept[key] = value
         if isinstance(raw.get("temperature_tuned"), bool):
             kept["temperature_tuned"] = raw["temperature_tuned"]
@@ -120,12 +136,17 @@ class Plan:
     def tuning_evidence(self) -> str | None:
         """'tuned on the validation split: T=2 w=0.9 -> 0.962; T=4 ...' from the report's trials."""
         trials = [t for t in (self.report or {}).get("trials") or [] if isinstance(t, dict)]
-        shown = [f"T={t['temperature']} w={t['kd_loss_weight']} -> val {t['val_accuracy']:.3f}"
-                 for t in trials[:8] if all(_num(t.get(k)) is not None for k in ("temperature", "kd_loss_weight", "val_accuracy"))]
+        shown = [
+            f"T={t['temperature']} w={t['kd_loss_weight']} -> val {t['val_accuracy']:.3f}"
+            for t in trials[:8]
+            if all(_num(t.get(k)) is not None for k in ("temperature", "kd_loss_weight", "val_accuracy"))
+        ]
         if not shown:
             return None
         tuned = self.report_settings().get("temperature_tuned")
-        return ("tuned on the quick distill's validation split: " if tuned else "the quick distill's fixed setting: ") + "; ".join(shown)
+        return (
+            "tuned on the quick distill's validation split: " if tuned else "the quick distill's fixed setting: "
+        ) + "; ".join(shown)
 
     def outcome_evidence(self) -> str | None:
         """The headline numbers of the quick distill: accuracies, the gain and whether it beat the noise."""
@@ -150,19 +171,35 @@ class Plan:
         r = self.report or {}
         notes = []
         seeds = _comparison(r)
-        no_gain = isinstance(seeds, dict) and (seeds.get("gain_beats_noise") is False or seeds.get("verdict") in ("no_gain", "loss"))
+        no_gain = isinstance(seeds, dict) and (
+            seeds.get("gain_beats_noise") is False or seeds.get("verdict") in ("no_gain", "loss")
+        )
         one_seed = isinstance(seeds, dict) and seeds.get("verdict") == "no_verdict"
         if no_gain:
-            notes.append(f"the quick distill did not show a gain beyond the noise ({report_text(seeds.get('statement')) or 'see the report'}); the full run may not pay off")
+            notes.append(
+                f"the quick distill did not show a gain beyond the noise ({report_text(seeds.get('statement')) or 'see the report'}); the full run may not pay off"
+            )
         elif one_seed or (not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None):
             notes.append("the quick distill ran one seed: its gain is not yet evidence (run seeds >= 3)")
         gain = _num(r.get("gain_points"))
-        if gain is not None and gain < 0 and not (isinstance(seeds, dict) and seeds.get("gain_beats_noise") is not None):
-            notes.append(f"the quick distill's distilled student scored {-gain:.2f} points BELOW the from-scratch student; check the teacher, "
-                         "T and the epochs (or run seeds >= 3) before spending full-scale compute on these settings")
+        if (
+            gain is not None
+            and gain < 0
+            and not (isinstance(seeds, dict) and seeds.get("gain_beats_noise") is not None)
+        ):
+            notes.append(
+                f"the quick distill's distilled student scored {-gain:.2f} points BELOW the from-scratch student; check the teacher, "
+                "T and the epochs (or run seeds >= 3) before spending full-scale compute on these settings"
+            )
         if r.get("complete") is False:
-            reason = report_text((r.get("settings") or {}).get("stop_reason")) if isinstance(r.get("settings"), dict) else None
-            notes.append(f"the quick distill stopped early ({reason or 'incomplete'}); its tuned values rest on a partial run")
+            reason = (
+                report_text((r.get("settings") or {}).get("stop_reason"))
+                if isinstance(r.get("settings"), dict)
+                else None
+            )
+            notes.append(
+                f"the quick distill stopped early ({reason or 'incomplete'}); its tuned values rest on a partial run"
+            )
         return notes
 
 

@@ -23,9 +23,13 @@ def prepare_output_dir(raw: str | None, engine: str) -> Path:
     if folder.exists() and not folder.is_dir():
         raise InputError("output_dir", f"{folder} exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
-        raise InputError("output_dir", f"{folder} is not empty and was not written by kd_export_recipe; give a new folder")
+        raise InputError(
+            "output_dir", f"{folder} is not empty and was not written by kd_export_recipe; give a new folder"
+        )
     if folder.is_dir() and any(p.is_symlink() for p in folder.rglob("*")):
-        raise InputError("output_dir", f"{folder} holds a symbolic link; a rewrite could land outside it, so give a new folder")
+        raise InputError(
+            "output_dir", f"{folder} holds a symbolic link; a rewrite could land outside it, so give a new folder"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -50,9 +54,13 @@ def _read_back(out_dir: Path) -> tuple[list[ExportSetting], list[str]]:
 
     data = yaml.safe_load((out_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     settings = [
-        ExportSetting(name=f"{section}.{name}", value=leaf.get("value"), why=leaf.get("why", ""), evidence=leaf.get("evidence"))
-        for section, entries in data.items() if isinstance(entries, dict)
-        for name, leaf in entries.items() if isinstance(leaf, dict)
+        ExportSetting(
+            name=f"{section}.{name}", value=leaf.get("value"), why=leaf.get("why", ""), evidence=leaf.get("evidence")
+        )
+        for section, entries in data.items()
+        if isinstance(entries, dict)
+        for name, leaf in entries.items()
+        if isinstance(leaf, dict)
     ]
     return settings, [str(n) for n in data.get("notes") or []]
 
@@ -64,7 +72,9 @@ def _write(module: Any, request: ExportRequest, out_dir: Path) -> tuple[list[str
     return (files, *_read_back(out_dir))
 
 
-def _write_under(module: Any, request: ExportRequest, output_root: Path) -> tuple[Path, list[str], list[ExportSetting], list[str]]:
+def _write_under(
+    module: Any, request: ExportRequest, output_root: Path
+) -> tuple[Path, list[str], list[ExportSetting], list[str]]:
     """Open output_dir under the root once (no symlink followed), stage the recipe privately, copy it in by descriptor."""
     import tempfile
 
@@ -99,9 +109,14 @@ def export_recipe(request: ExportRequest, output_root: Path | None = None) -> Ex
         raise InputError("output_dir", f"cannot write the recipe: {exc.strerror or type(exc).__name__}") from exc
     commands = module.commands(out_dir) if hasattr(module, "commands") else {}
     return ExportResponse(
-        engine=request.engine, output_dir=str(out_dir), files=files,
-        settings=settings, commands=commands, warnings=notes,
-        next_steps=getattr(module, "NEXT_STEPS", None) or [
+        engine=request.engine,
+        output_dir=str(out_dir),
+        files=files,
+        settings=settings,
+        commands=commands,
+        warnings=notes,
+        next_steps=getattr(module, "NEXT_STEPS", None)
+        or [
             "Run the 2-process CPU command first: it proves the recipe on this machine in seconds to minutes.",
             "Then launch the GPU command on the real data; compare metrics.json with the quick distill's numbers.",
             "Check the trained student before release: kd-skill release-check RUN_DIR (kd_release_check) on the run's "

@@ -21,9 +21,10 @@ import importlib.util
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,19 +41,36 @@ SEQUENCE = ("sequence_kd", "reasoning_trace_kd")
 MAX_CONFIG_BYTES = 4 * 2**20  # a model's config.json; tokenizer.json is read up to MAX_TOKENIZER_BYTES
 MAX_TOKENIZER_BYTES = 64 * 2**20
 # the TRL config classes the recipe constructs, and where their source lives inside the installed package
-TRL_CONFIGS = {"DistillationTrainer": ("trainer/distillation_config.py", "DistillationConfig"),
-               "GKDTrainer": ("experimental/gkd/gkd_config.py", "GKDConfig"),
-               "ServerDistillationTrainer": ("experimental/server_distillation/server_distillation_config.py", "ServerDistillationConfig")}
-TRL_FIELDS = {"DistillationTrainer": ("beta", "temperature", "max_completion_length", "use_vllm", "vllm_mode"),
-              "GKDTrainer": ("lmbda", "beta", "seq_kd", "temperature", "max_new_tokens"),
-              "ServerDistillationTrainer": ("teacher_model_server_url", "loss_top_k", "loss_add_tail")}
+TRL_CONFIGS = {
+    "DistillationTrainer": ("trainer/distillation_config.py", "DistillationConfig"),
+    "GKDTrainer": ("experimental/gkd/gkd_config.py", "GKDConfig"),
+    "ServerDistillationTrainer": (
+        "experimental/server_distillation/server_distillation_config.py",
+        "ServerDistillationConfig",
+    ),
+}
+TRL_FIELDS = {
+    "DistillationTrainer": ("beta", "temperature", "max_completion_length", "use_vllm", "vllm_mode"),
+    "GKDTrainer": ("lmbda", "beta", "seq_kd", "temperature", "max_new_tokens"),
+    "ServerDistillationTrainer": ("teacher_model_server_url", "loss_top_k", "loss_add_tail"),
+}
 SERVER_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?", re.ASCII)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", re.ASCII)  # hub ids are ASCII
 MAX_CHECKED_ROWS = 100_000  # rows of the JSONL validated at export; train.py reads them all
 MAX_LINE_BYTES = 16 * 2**20  # one example; a file without newlines must not be read into memory whole
 # request fields that belong to the torchrun engine: refused here rather than silently ignored
-TORCHRUN_ONLY = ("from_report", "teacher_hidden", "student_hidden", "teacher_weights", "label_column", "response_loss",
-                 "relation_loss", "kd_loss_weight", "cascade_threshold", "teacher_epochs")
+TORCHRUN_ONLY = (
+    "from_report",
+    "teacher_hidden",
+    "student_hidden",
+    "teacher_weights",
+    "label_column",
+    "response_loss",
+    "relation_loss",
+    "kd_loss_weight",
+    "cascade_threshold",
+    "teacher_epochs",
+)
 
 
 class Options(BaseModel):
@@ -60,28 +78,82 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    beta: float | None = Field(None, ge=0, le=1, description="GKD generalised JSD: 0 forward KL, 0.5 JSD, 1 reverse KL (TRL's convention)")
-    lmbda: float | None = Field(None, ge=0, le=1, description="GKD: fraction of batches sampled from the student (on-policy)")
-    sampling_temperature: float | None = Field(None, gt=0, le=10, description="Temperature of the student's samples (TRL's GKDConfig.temperature); the loss stays at T = 1")
-    max_new_tokens: int | None = Field(None, ge=1, le=32768, description="Tokens generated per on-policy sample or teacher completion")
-    max_length: int | None = Field(None, ge=16, le=1_048_576, description="Tokens kept per training sequence (prompt + completion); default from the method's rules")
-    max_steps: int | None = Field(None, ge=1, le=10**9, description="Stop after this many optimizer steps (default: train.epochs over the data)")
-    gradient_checkpointing: bool = Field(True, description="Recompute activations in the backward pass: less memory, about a third more compute (TRL's default)")
-    accelerate: Literal["multi_gpu", "fsdp", "deepspeed_zero3"] = Field("multi_gpu", description="Launch of accelerate.yaml: data parallel, FSDP2, or DeepSpeed ZeRO-3")
+    beta: float | None = Field(
+        None, ge=0, le=1, description="GKD generalised JSD: 0 forward KL, 0.5 JSD, 1 reverse KL (TRL's convention)"
+    )
+    lmbda: float | None = Field(
+        None, ge=0, le=1, description="GKD: fraction of batches sampled from the student (on-policy)"
+    )
+    sampling_temperature: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="Temperature of the student's samples (TRL's GKDConfig.temperature); the loss stays at T = 1",
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=32768, description="Tokens generated per on-policy sample or teacher completion"
+    )
+    max_length: int | None = Field(
+        None,
+        ge=16,
+        le=1_048_576,
+        description="Tokens kept per training sequence (prompt + completion); default from the method's rules",
+    )
+    max_steps: int | None = Field(
+        None, ge=1, le=10**9, description="Stop after this many optimizer steps (default: train.epochs over the data)"
+    )
+    gradient_checkpointing: bool = Field(
+        True,
+        description="Recompute activations in the backward pass: less memory, about a third more compute (TRL's default)",
+    )
+    accelerate: Literal["multi_gpu", "fsdp", "deepspeed_zero3"] = Field(
+        "multi_gpu", description="Launch of accelerate.yaml: data parallel, FSDP2, or DeepSpeed ZeRO-3"
+    )
     num_processes: int = Field(1, ge=1, le=65536, description="Processes (GPUs) per machine in accelerate.yaml")
-    use_vllm: bool = Field(False, description="DistillationTrainer: generate the student's samples with vLLM (pip install vllm; GPUs only)")
-    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM beside the trainer on the same GPUs, or a separate `trl vllm-serve` process")
-    teacher_decoding: Literal["greedy", "sample"] | None = Field(None, description="sequence-level methods: the teacher's most likely answer, or sampled answers")
-    samples_per_prompt: int | None = Field(None, ge=1, le=64, description="sequence-level methods with sampling: teacher samples per prompt")
-    teacher_sampling_temperature: float | None = Field(None, gt=0, le=10, description="sequence-level methods with sampling: the teacher's sampling temperature")
-    teacher_top_p: float | None = Field(None, gt=0, le=1, description="sequence-level methods with sampling: nucleus sampling threshold")
-    verify: bool | None = Field(None, description="sequence-level methods with sampling: keep only traces trl_verify.py accepts (rejection sampling)")
-    heldout_rows: int | None = Field(None, ge=0, le=100_000, description="Rows kept out of training and scored at the end (generation_evidence.json)")
-    teacher_server_url: str | None = Field(None, max_length=300, description="On-policy: the teacher behind `trl vllm-serve` at this URL "
-                                           "(TRL's experimental ServerDistillationTrainer, top-k log-probabilities); the trainer then holds only the student")
-    serving_temperature: float | None = Field(None, ge=0, le=10, description="draft_model_kd: the temperature the target serves at "
-                                              "(0: greedy); the draft is distilled at it (greedy: at the rules' greedy_serving_temperature)")
-    teacher_top_k: int | None = Field(None, ge=1, le=4096, description="With teacher_server_url and beta 0: teacher log-probabilities per token (beta above 0 takes 1)")
+    use_vllm: bool = Field(
+        False, description="DistillationTrainer: generate the student's samples with vLLM (pip install vllm; GPUs only)"
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="vLLM beside the trainer on the same GPUs, or a separate `trl vllm-serve` process"
+    )
+    teacher_decoding: Literal["greedy", "sample"] | None = Field(
+        None, description="sequence-level methods: the teacher's most likely answer, or sampled answers"
+    )
+    samples_per_prompt: int | None = Field(
+        None, ge=1, le=64, description="sequence-level methods with sampling: teacher samples per prompt"
+    )
+    teacher_sampling_temperature: float | None = Field(
+        None, gt=0, le=10, description="sequence-level methods with sampling: the teacher's sampling temperature"
+    )
+    teacher_top_p: float | None = Field(
+        None, gt=0, le=1, description="sequence-level methods with sampling: nucleus sampling threshold"
+    )
+    verify: bool | None = Field(
+        None,
+        description="sequence-level methods with sampling: keep only traces trl_verify.py accepts (rejection sampling)",
+    )
+    heldout_rows: int | None = Field(
+        None, ge=0, le=100_000, description="Rows kept out of training and scored at the end (generation_evidence.json)"
+    )
+    teacher_server_url: str | None = Field(
+        None,
+        max_length=300,
+        description="On-policy: the teacher behind `trl vllm-serve` at this URL "
+        "(TRL's experimental ServerDistillationTrainer, top-k log-probabilities); the trainer then holds only the student",
+    )
+    serving_temperature: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="draft_model_kd: the temperature the target serves at "
+        "(0: greedy); the draft is distilled at it (greedy: at the rules' greedy_serving_temperature)",
+    )
+    teacher_top_k: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="With teacher_server_url and beta 0: teacher log-probabilities per token (beta above 0 takes 1)",
+    )
 
 
 def _llm_rules() -> Any:
@@ -116,12 +188,17 @@ def _model_spec(value: str | None, field: str) -> str | None:
         if value.startswith(("/", ".", "~")) or "\\" in value or (root / value).is_dir():
             return str(confine_dir(value, root, field))
         if not HUB_ID.fullmatch(value):
-            raise InputError(field, f"{value!r} is neither a model folder under the data root nor a hub id like 'org/name'")
+            raise InputError(
+                field, f"{value!r} is neither a model folder under the data root nor a hub id like 'org/name'"
+            )
         return value
     if value.startswith(("/", ".", "~")) or Path(value).expanduser().is_dir():
         folder = Path(value).expanduser().resolve()
         if not folder.is_dir():
-            raise InputError(field, f"{value!r} is not a folder; give a Hugging Face model folder (config.json, model.safetensors) or a hub id")
+            raise InputError(
+                field,
+                f"{value!r} is not a folder; give a Hugging Face model folder (config.json, model.safetensors) or a hub id",
+            )
         return str(folder)
     if not HUB_ID.fullmatch(value):
         raise InputError(field, f"{value!r} is neither a model folder nor a hub id like 'org/name'")
@@ -131,10 +208,15 @@ def _model_spec(value: str | None, field: str) -> str | None:
 def _check_rows(source: str | None) -> tuple[str, int, int]:
     """The JSONL's path, rows checked, and how many carry a completion; each bad line is named."""
     if source is None:
-        raise InputError("data", "is required: a .jsonl file of {\"prompt\": ..., \"completion\": ...} or {\"messages\": [...]} rows")
+        raise InputError(
+            "data", 'is required: a .jsonl file of {"prompt": ..., "completion": ...} or {"messages": [...]} rows'
+        )
     path = local_path(source)
     if path.suffix != ".jsonl" or not is_file(path):
-        raise InputError("data", f"{source!r} is not an existing .jsonl file (one JSON object per line: prompt and completion, or messages)")
+        raise InputError(
+            "data",
+            f"{source!r} is not an existing .jsonl file (one JSON object per line: prompt and completion, or messages)",
+        )
     rows = completed = number = 0
     with open_binary(path) as handle:
         while rows < MAX_CHECKED_ROWS:
@@ -143,13 +225,21 @@ def _check_rows(source: str | None) -> tuple[str, int, int]:
             if not line:
                 break
             if len(line) > MAX_LINE_BYTES:
-                raise InputError("data", f"{path.name} line {number} is longer than {MAX_LINE_BYTES // 2**20} MiB; one JSON object per line")
+                raise InputError(
+                    "data",
+                    f"{path.name} line {number} is longer than {MAX_LINE_BYTES // 2**20} MiB; one JSON object per line",
+                )
             if not line.strip():
                 continue
             try:
                 row = json.loads(line.decode("utf-8"))
-            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; deep nesting a RecursionError
-                raise InputError("data", f"{path.name} line {number} is not a UTF-8 JSON object: {str(exc)[:200]}") from exc
+            except (
+                ValueError,
+                RecursionError,
+            ) as exc:  # UnicodeDecodeError is a ValueError; deep nesting a RecursionError
+                raise InputError(
+                    "data", f"{path.name} line {number} is not a UTF-8 JSON object: {str(exc)[:200]}"
+                ) from exc
             completed += _row_has_completion(row, path.name, number)
             rows += 1
     if rows == 0:
@@ -164,7 +254,10 @@ def _row_has_completion(row: Any, name: str, number: int) -> bool:
             raise InputError("data", f"{name} line {number}: every message needs a string 'content'")
         return turns[-1].get("role") == "assistant" and len(turns) > 1
     if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-        raise InputError("data", f"{name} line {number}: needs a string 'prompt' (with an optional 'completion') or a 'messages' list")
+        raise InputError(
+            "data",
+            f"{name} line {number}: needs a string 'prompt' (with an optional 'completion') or a 'messages' list",
+        )
     if row.get("completion") is not None and not isinstance(row["completion"], str):
         raise InputError("data", f"{name} line {number}: 'completion' must be a string")
     return bool(row.get("completion"))
@@ -189,7 +282,10 @@ def resolve(request: ExportRequest) -> Plan:
     plan = Plan(request=request, report=None)
     method = request.method or "sequence_kd"
     if method not in LLM_METHODS:
-        raise InputError("method", f"{method!r} is a classification method; engine trl takes {', '.join(LLM_METHODS)} (kd_recommend_method with task_type generation)")
+        raise InputError(
+            "method",
+            f"{method!r} is a classification method; engine trl takes {', '.join(LLM_METHODS)} (kd_recommend_method with task_type generation)",
+        )
     hp = llm["methods"][method]["hyperparameters"]
 
     teacher, student = _model_spec(request.teacher, "teacher"), _model_spec(request.student, "student")
@@ -197,48 +293,124 @@ def resolve(request: ExportRequest) -> Plan:
         raise InputError("student", "is required: the student's Hugging Face model folder or hub id")
     source, rows, completed = _check_rows(request.data)
     if method not in SEQUENCE and teacher is None:
-        raise InputError("teacher", f"{method} needs the teacher's logits: give its model folder or hub id (an API-only teacher: use sequence_kd)")
+        raise InputError(
+            "teacher",
+            f"{method} needs the teacher's logits: give its model folder or hub id (an API-only teacher: use sequence_kd)",
+        )
 
-    plan.add("models.teacher", "The teacher (frozen); token-level methods need it to share the student's tokenizer, which train.py checks",
-             given=teacher, default=None, default_evidence="none: the completions in the data are the teacher's (an API teacher)")
-    plan.add("models.student", "The student trained here; weights load from safetensors only, never remote code", given=student)
-    plan.add("data.source", "JSONL rows: prompt + completion, or messages (an optional 'answer' is what trl_verify.py checks)", given=source)
-    plan.add("data.rows_checked", "Rows validated at export", default=rows, default_evidence=f"read at export (the first {MAX_CHECKED_ROWS:,} at most)")
-    plan.add("data.rows_with_completion", "Rows carrying a completion (sequence-level: the teacher's; token_kd: the text the teacher scores)",
-             default=completed, default_evidence="read at export")
-    plan.add("data.max_length", "Tokens per sequence (prompt + completion): SFTTrainer and GKDTrainer truncate to it; for the on-policy "
-             "trainers, which do not truncate, train.py drops prompts longer than max_length - max_new_tokens", given=options.max_length, default=hp["max_length"],
-             default_evidence=f"llm_method.yaml {method}")
+    plan.add(
+        "models.teacher",
+        "The teacher (frozen); token-level methods need it to share the student's tokenizer, which train.py checks",
+        given=teacher,
+        default=None,
+        default_evidence="none: the completions in the data are the teacher's (an API teacher)",
+    )
+    plan.add(
+        "models.student",
+        "The student trained here; weights load from safetensors only, never remote code",
+        given=student,
+    )
+    plan.add(
+        "data.source",
+        "JSONL rows: prompt + completion, or messages (an optional 'answer' is what trl_verify.py checks)",
+        given=source,
+    )
+    plan.add(
+        "data.rows_checked",
+        "Rows validated at export",
+        default=rows,
+        default_evidence=f"read at export (the first {MAX_CHECKED_ROWS:,} at most)",
+    )
+    plan.add(
+        "data.rows_with_completion",
+        "Rows carrying a completion (sequence-level: the teacher's; token_kd: the text the teacher scores)",
+        default=completed,
+        default_evidence="read at export",
+    )
+    plan.add(
+        "data.max_length",
+        "Tokens per sequence (prompt + completion): SFTTrainer and GKDTrainer truncate to it; for the on-policy "
+        "trainers, which do not truncate, train.py drops prompts longer than max_length - max_new_tokens",
+        given=options.max_length,
+        default=hp["max_length"],
+        default_evidence=f"llm_method.yaml {method}",
+    )
     heldout = min(max(rows // 20, 1), 256) if rows >= 2 else 0
-    plan.add("data.heldout_rows", "Rows kept out of training and scored at the end with both models (generation_evidence.json)",
-             given=options.heldout_rows, default=heldout, default_evidence="5% of the rows, at least 1 and at most 256 (the evidence stays bounded)")
+    plan.add(
+        "data.heldout_rows",
+        "Rows kept out of training and scored at the end with both models (generation_evidence.json)",
+        given=options.heldout_rows,
+        default=heldout,
+        default_evidence="5% of the rows, at least 1 and at most 256 (the evidence stays bounded)",
+    )
     if method not in SEQUENCE:
         _vocab_check(plan, teacher, student)
     _method_settings(plan, method, hp, options, rows, completed, teacher, request.temperature)
 
-    plan.add("train.epochs", "Passes over the data", given=request.epochs, default=1, default_evidence="one pass: distillation data for LLMs is usually large")
+    plan.add(
+        "train.epochs",
+        "Passes over the data",
+        given=request.epochs,
+        default=1,
+        default_evidence="one pass: distillation data for LLMs is usually large",
+    )
     plan.add("train.max_steps", "Optimizer steps to stop at (null: the epochs decide)", given=options.max_steps)
-    batch = plan.add("train.global_batch_size", "Sequences per optimizer step over all processes and accumulation steps", given=request.global_batch_size,
-                     default=8, default_evidence="small enough for one GPU with a billion-parameter student; raise it with memory")
-    accumulation = plan.add("train.accumulation_steps", "Micro-batches per optimizer step on each process", default=request.accumulation_steps,
-                            default_evidence="set in the export request" if request.accumulation_steps > 1 else "1: raise it when a micro-batch does not fit")
+    batch = plan.add(
+        "train.global_batch_size",
+        "Sequences per optimizer step over all processes and accumulation steps",
+        given=request.global_batch_size,
+        default=8,
+        default_evidence="small enough for one GPU with a billion-parameter student; raise it with memory",
+    )
+    accumulation = plan.add(
+        "train.accumulation_steps",
+        "Micro-batches per optimizer step on each process",
+        default=request.accumulation_steps,
+        default_evidence="set in the export request"
+        if request.accumulation_steps > 1
+        else "1: raise it when a micro-batch does not fit",
+    )
     if batch % (accumulation * options.num_processes):
-        raise InputError("global_batch_size", f"{batch} is not a multiple of accumulation_steps x num_processes ({accumulation} x {options.num_processes})")
+        raise InputError(
+            "global_batch_size",
+            f"{batch} is not a multiple of accumulation_steps x num_processes ({accumulation} x {options.num_processes})",
+        )
     _require_one_batch(plan, method, rows, completed, batch)
     trainer_name = plan.value("distill.trainer")
     config_class = TRL_CONFIGS[trainer_name][1] if trainer_name in TRL_CONFIGS else "SFTConfig"
-    plan.add("train.learning_rate", "AdamW learning rate", given=request.learning_rate, default=llm["trainer_learning_rates"][trainer_name],
-             default_evidence=f"TRL's {config_class} default for {trainer_name} (llm_method.yaml trainer_learning_rates)")
+    plan.add(
+        "train.learning_rate",
+        "AdamW learning rate",
+        given=request.learning_rate,
+        default=llm["trainer_learning_rates"][trainer_name],
+        default_evidence=f"TRL's {config_class} default for {trainer_name} (llm_method.yaml trainer_learning_rates)",
+    )
     plan.add("train.seed", "Initial weights, shuffling and sampling", given=request.seed, default=0)
     plan.add("train.bf16", "bfloat16 mixed precision: auto is on for GPUs that support it, off on CPUs", default="auto")
-    plan.add("train.gradient_checkpointing", "Less activation memory for more compute", **_option(options, "gradient_checkpointing"))
+    plan.add(
+        "train.gradient_checkpointing",
+        "Less activation memory for more compute",
+        **_option(options, "gradient_checkpointing"),
+    )
     plan.add("launch.accelerate", "accelerate.yaml: how the run spreads over GPUs", **_option(options, "accelerate"))
-    plan.add("launch.num_processes", "Processes (GPUs) per machine; edit accelerate.yaml to your GPU count", **_option(options, "num_processes"))
+    plan.add(
+        "launch.num_processes",
+        "Processes (GPUs) per machine; edit accelerate.yaml to your GPU count",
+        **_option(options, "num_processes"),
+    )
     trainer = plan.value("distill.trainer")
-    plan.add("versions.trl", "TRL version the recipe was written for (DistillationTrainer is stable; GKDTrainer lives in trl.experimental and can change)",
-             default=_installed("trl"), default_evidence="installed where the recipe was exported")
-    plan.add("versions.trl_fields_checked", f"Arguments of the installed TRL's {TRL_CONFIGS[trainer][1] if trainer in TRL_CONFIGS else 'SFTConfig'} this recipe passes",
-             default=_check_trl_signature(plan, trainer), default_evidence="read from the installed TRL's source at export (train.py checks again at start)")
+    plan.add(
+        "versions.trl",
+        "TRL version the recipe was written for (DistillationTrainer is stable; GKDTrainer lives in trl.experimental and can change)",
+        default=_installed("trl"),
+        default_evidence="installed where the recipe was exported",
+    )
+    plan.add(
+        "versions.trl_fields_checked",
+        f"Arguments of the installed TRL's {TRL_CONFIGS[trainer][1] if trainer in TRL_CONFIGS else 'SFTConfig'} this recipe passes",
+        default=_check_trl_signature(plan, trainer),
+        default_evidence="read from the installed TRL's source at export (train.py checks again at start)",
+    )
     return plan
 
 
@@ -255,17 +427,27 @@ def _check_trl_signature(plan: Plan, trainer: str) -> str:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return f"unchecked: {relative} not readable in the installed trl"
-    fields = {node.target.id for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) and cls.name == name
-              for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    fields = {
+        node.target.id
+        for cls in ast.walk(tree)
+        if isinstance(cls, ast.ClassDef) and cls.name == name
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
     if trainer == "ServerDistillationTrainer":  # it inherits beta, temperature, ... from DistillationConfig
-        base = _fields_of(Path(next(iter(spec.submodule_search_locations))) / TRL_CONFIGS["DistillationTrainer"][0], "DistillationConfig")
+        base = _fields_of(
+            Path(next(iter(spec.submodule_search_locations))) / TRL_CONFIGS["DistillationTrainer"][0],
+            "DistillationConfig",
+        )
         fields |= base
         missing_base = [f for f in TRL_FIELDS["DistillationTrainer"] if f not in base]
         fields -= set(missing_base)
     missing = [f for f in TRL_FIELDS[trainer] if f not in fields]
     if missing:
-        plan.warnings.append(f"the installed TRL's {name} has no {', '.join(missing)}: train.py will stop at start; install the TRL version "
-                             "the recipe names or export again with a TRL that has them")
+        plan.warnings.append(
+            f"the installed TRL's {name} has no {', '.join(missing)}: train.py will stop at start; install the TRL version "
+            "the recipe names or export again with a TRL that has them"
+        )
         return f"missing in the installed TRL: {', '.join(missing)}"
     return f"{name}: {', '.join(TRL_FIELDS[trainer])} present"
 
@@ -276,8 +458,13 @@ def _fields_of(path: Path, name: str) -> set[str]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return set()
-    return {node.target.id for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) and cls.name == name
-            for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    return {
+        node.target.id
+        for cls in ast.walk(tree)
+        if isinstance(cls, ast.ClassDef) and cls.name == name
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
 
 
 def _read_json(path: Path, limit: int) -> Any:
@@ -295,7 +482,10 @@ def _vocab_rows(folder: Path) -> int | None:
     config = _read_json(folder / "config.json", MAX_CONFIG_BYTES)
     if not isinstance(config, dict):
         return None
-    value = config.get("vocab_size", (config.get("text_config") or {}).get("vocab_size") if isinstance(config.get("text_config"), dict) else None)
+    value = config.get(
+        "vocab_size",
+        (config.get("text_config") or {}).get("vocab_size") if isinstance(config.get("text_config"), dict) else None,
+    )
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -304,7 +494,9 @@ def _tokenizer_length(folder: Path) -> int | None:
     data = _read_json(folder / "tokenizer.json", MAX_TOKENIZER_BYTES)
     if not isinstance(data, dict) or not isinstance((data.get("model") or {}).get("vocab"), dict):
         return None
-    ids = set(data["model"]["vocab"].values()) | {t.get("id") for t in data.get("added_tokens") or [] if isinstance(t, dict)}
+    ids = set(data["model"]["vocab"].values()) | {
+        t.get("id") for t in data.get("added_tokens") or [] if isinstance(t, dict)
+    }
     ids = {i for i in ids if isinstance(i, int)}
     return max(ids) + 1 if ids else None
 
@@ -313,113 +505,236 @@ def _vocab_check(plan: Plan, teacher: str | None, student: str) -> None:
     """Same tokenizer, different vocab_size (Qwen2.5 0.5B-3B vs 7B+): sliceable when the smaller covers the tokenizer."""
     folders = [Path(m) for m in (teacher, student) if m and Path(m).is_absolute()]
     if len(folders) < 2:
-        plan.add("distill.vocab_check", "Teacher and student vocab_size", default="at run start: a hub id is not read at export",
-                 default_evidence="train.py aligns or refuses before training")
+        plan.add(
+            "distill.vocab_check",
+            "Teacher and student vocab_size",
+            default="at run start: a hub id is not read at export",
+            default_evidence="train.py aligns or refuses before training",
+        )
         return
     t_rows, s_rows = _vocab_rows(folders[0]), _vocab_rows(folders[1])
     if t_rows is None or s_rows is None or t_rows == s_rows:
-        state = f"same: {t_rows}" if t_rows is not None and t_rows == s_rows else "at run start: a config.json was not readable"
-        plan.add("distill.vocab_check", "Teacher and student vocab_size", default=state, default_evidence="config.json of both models, read at export")
+        state = (
+            f"same: {t_rows}"
+            if t_rows is not None and t_rows == s_rows
+            else "at run start: a config.json was not readable"
+        )
+        plan.add(
+            "distill.vocab_check",
+            "Teacher and student vocab_size",
+            default=state,
+            default_evidence="config.json of both models, read at export",
+        )
         return
     tokens = _tokenizer_length(folders[1])
     shared = min(t_rows, s_rows)
     if tokens is not None and shared < tokens:
         field = "teacher" if t_rows < s_rows else "student"
-        raise InputError(field, f"vocab_size {shared} is smaller than the tokenizer's {tokens} tokens (teacher {t_rows}, student {s_rows}): "
-                         "the larger head cannot be sliced to it without losing real tokens; use models whose vocab_size covers the tokenizer, or sequence_kd")
+        raise InputError(
+            field,
+            f"vocab_size {shared} is smaller than the tokenizer's {tokens} tokens (teacher {t_rows}, student {s_rows}): "
+            "the larger head cannot be sliced to it without losing real tokens; use models whose vocab_size covers the tokenizer, or sequence_kd",
+        )
     cut = "teacher" if t_rows > s_rows else "student"
     covered = f"tokenizer {tokens} tokens" if tokens is not None else "tokenizer length checked at start"
-    plan.add("distill.vocab_check", "Teacher and student vocab_size", default=f"teacher {t_rows}, student {s_rows}: train.py cuts the {cut}'s head to {shared} rows",
-             default_evidence=f"config.json of both models; {covered}; rows past the tokenizer are padding (TRL PR 6252)")
-    plan.warnings.append(f"vocab_size differs (teacher {t_rows}, student {s_rows}) over one tokenizer: train.py cuts the {cut}'s embedding and head to "
-                         f"the shared {shared} rows at start, since rows past the tokenizer are padding; TRL would otherwise stop at start")
+    plan.add(
+        "distill.vocab_check",
+        "Teacher and student vocab_size",
+        default=f"teacher {t_rows}, student {s_rows}: train.py cuts the {cut}'s head to {shared} rows",
+        default_evidence=f"config.json of both models; {covered}; rows past the tokenizer are padding (TRL PR 6252)",
+    )
+    plan.warnings.append(
+        f"vocab_size differs (teacher {t_rows}, student {s_rows}) over one tokenizer: train.py cuts the {cut}'s embedding and head to "
+        f"the shared {shared} rows at start, since rows past the tokenizer are padding; TRL would otherwise stop at start"
+    )
 
 
-def _method_settings(plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None,
-                     temperature: float | None) -> None:
+def _method_settings(
+    plan: Plan,
+    method: str,
+    hp: Any,
+    options: Options,
+    rows: int,
+    completed: int,
+    teacher: str | None,
+    temperature: float | None,
+) -> None:
     """The trainer, the loss and its knobs, from llm_method.yaml unless engine_options overrides them."""
     evidence = f"llm_method.yaml {method}"
     plan.add("distill.method", "What the student learns from the teacher", given=method)
     trainer = hp["export_trainer"]
     why_trainer = hp["trl_trainer"]
     temperature = _serving_temperature(plan, method, hp, options, temperature)
-    if method == "draft_model_kd" and options.sampling_temperature is not None and \
-            options.sampling_temperature != (temperature or hp["default_temperature"]):
-        raise InputError("engine_options", f"sampling_temperature {options.sampling_temperature} differs from the loss temperature "
-                         f"{temperature or hp['default_temperature']}: a draft is distilled at its serving temperature for both "
-                         "(DistillationTrainer); GKDTrainer could split them but computes its loss at T = 1. Set temperature "
-                         "or engine_options.serving_temperature instead")
-    if method in ON_POLICY and ((options.lmbda is not None and options.lmbda < 1) or
-                                (options.sampling_temperature is not None and options.sampling_temperature != (temperature or hp["default_temperature"]))):
+    if (
+        method == "draft_model_kd"
+        and options.sampling_temperature is not None
+        and options.sampling_temperature != (temperature or hp["default_temperature"])
+    ):
+        raise InputError(
+            "engine_options",
+            f"sampling_temperature {options.sampling_temperature} differs from the loss temperature "
+            f"{temperature or hp['default_temperature']}: a draft is distilled at its serving temperature for both "
+            "(DistillationTrainer); GKDTrainer could split them but computes its loss at T = 1. Set temperature "
+            "or engine_options.serving_temperature instead",
+        )
+    if method in ON_POLICY and (
+        (options.lmbda is not None and options.lmbda < 1)
+        or (
+            options.sampling_temperature is not None
+            and options.sampling_temperature != (temperature or hp["default_temperature"])
+        )
+    ):
         trainer = "GKDTrainer"
-        why_trainer = ("GKDTrainer (trl.experimental): DistillationTrainer cannot express this plan, since it samples every batch from the student "
-                       "(no lmbda below 1) and uses one temperature for sampling and loss")
-        plan.warnings.append("trainer switched to GKDTrainer (trl.experimental): DistillationTrainer has no lmbda below 1 and one "
-                             "temperature for sampling and loss; GKDTrainer's loss runs at T = 1 whatever the sampling temperature")
+        why_trainer = (
+            "GKDTrainer (trl.experimental): DistillationTrainer cannot express this plan, since it samples every batch from the student "
+            "(no lmbda below 1) and uses one temperature for sampling and loss"
+        )
+        plan.warnings.append(
+            "trainer switched to GKDTrainer (trl.experimental): DistillationTrainer has no lmbda below 1 and one "
+            "temperature for sampling and loss; GKDTrainer's loss runs at T = 1 whatever the sampling temperature"
+        )
     low, high = hp["temperature_range"]
     loss_t = temperature if temperature is not None else hp["default_temperature"]
     if not low <= loss_t <= high:
-        where = "GKDTrainer's loss runs at T = 1" if trainer == "GKDTrainer" else (
-            "sequence-level methods train with plain cross-entropy" if trainer == "SFTTrainer" else f"{method} takes {low} to {high}")
-        raise InputError("temperature", f"{temperature} given, but {where}; the sampling temperature of student generations is "
-                         "engine_options.sampling_temperature")
+        where = (
+            "GKDTrainer's loss runs at T = 1"
+            if trainer == "GKDTrainer"
+            else (
+                "sequence-level methods train with plain cross-entropy"
+                if trainer == "SFTTrainer"
+                else f"{method} takes {low} to {high}"
+            )
+        )
+        raise InputError(
+            "temperature",
+            f"{temperature} given, but {where}; the sampling temperature of student generations is "
+            "engine_options.sampling_temperature",
+        )
     if options.teacher_server_url is not None:
         if trainer != "DistillationTrainer":
-            raise InputError("engine_options", f"teacher_server_url serves the teacher to on-policy KD (on_policy_kd, draft_model_kd at lmbda 1); {method} runs {trainer}")
+            raise InputError(
+                "engine_options",
+                f"teacher_server_url serves the teacher to on-policy KD (on_policy_kd, draft_model_kd at lmbda 1); {method} runs {trainer}",
+            )
         if not SERVER_URL.fullmatch(options.teacher_server_url):
-            raise InputError("engine_options", f"teacher_server_url {options.teacher_server_url!r} is not an http(s)://host:port URL")
-        trainer, why_trainer = "ServerDistillationTrainer", ("ServerDistillationTrainer (trl.experimental, may change in any release): the teacher runs "
-                                                              "behind `trl vllm-serve` and returns top-k log-probabilities for the student's samples")
+            raise InputError(
+                "engine_options", f"teacher_server_url {options.teacher_server_url!r} is not an http(s)://host:port URL"
+            )
+        trainer, why_trainer = (
+            "ServerDistillationTrainer",
+            (
+                "ServerDistillationTrainer (trl.experimental, may change in any release): the teacher runs "
+                "behind `trl vllm-serve` and returns top-k log-probabilities for the student's samples"
+            ),
+        )
     plan.add("distill.trainer", "The TRL trainer that runs it", default=trainer, default_evidence=why_trainer)
-    plan.add("distill.loss_temperature", "Temperature of the distillation loss (DistillationTrainer also samples at it)", given=temperature,
-             default=hp["default_temperature"], default_evidence=f"{evidence}: T = 1 is the default for language models (range {low} to {high})")
-    plan.add("distill.max_new_tokens", "Tokens per generated completion (student samples, or teacher completions for sequence-level methods)",
-             given=options.max_new_tokens, default=hp["max_new_tokens"], default_evidence=evidence)
+    plan.add(
+        "distill.loss_temperature",
+        "Temperature of the distillation loss (DistillationTrainer also samples at it)",
+        given=temperature,
+        default=hp["default_temperature"],
+        default_evidence=f"{evidence}: T = 1 is the default for language models (range {low} to {high})",
+    )
+    plan.add(
+        "distill.max_new_tokens",
+        "Tokens per generated completion (student samples, or teacher completions for sequence-level methods)",
+        given=options.max_new_tokens,
+        default=hp["max_new_tokens"],
+        default_evidence=evidence,
+    )
     if options.use_vllm and trainer not in ("DistillationTrainer", "ServerDistillationTrainer"):
-        raise InputError("engine_options", f"use_vllm drives DistillationTrainer's student generation; {method} runs {trainer}")
+        raise InputError(
+            "engine_options", f"use_vllm drives DistillationTrainer's student generation; {method} runs {trainer}"
+        )
     if method in SEQUENCE:
         _sequence_settings(plan, method, hp, options, rows, completed, teacher)
         return
     gen_why = "Generate the student's samples with vLLM (DistillationTrainer's use_vllm): the slow part of on-policy KD"
     plan.add("generation.use_vllm", gen_why, **_option(options, "use_vllm"))
-    plan.add("generation.vllm_mode", "colocate: vLLM shares the training GPUs; server: a separate `trl vllm-serve` process", **_option(options, "vllm_mode"))
-    beta = plan.add("distill.beta", "Generalised JSD: 0 forward KL(teacher || student), 0.5 JSD, 1 reverse KL", given=options.beta,
-                    default=hp.get("trl_beta", hp.get("beta")), default_evidence=evidence)
-    lmbda = plan.add("distill.lmbda", "Fraction of batches the student samples itself (DistillationTrainer: always 1)", given=options.lmbda,
-                     default=hp.get("trl_lmbda", hp.get("lmbda")), default_evidence=evidence)
-    plan.add("distill.seq_kd", "GKD's teacher-generated sequences (off here: the data's completions or the student's samples)",
-             default=bool(hp.get("trl_seq_kd", False)), default_evidence=evidence)
-    plan.add("distill.sampling_temperature", "Temperature of the student's samples (DistillationTrainer: the loss temperature too)",
-             given=options.sampling_temperature, default=loss_t if trainer in ("DistillationTrainer", "ServerDistillationTrainer") else hp.get("sampling_temperature", 1.0),
-             default_evidence=evidence)
+    plan.add(
+        "generation.vllm_mode",
+        "colocate: vLLM shares the training GPUs; server: a separate `trl vllm-serve` process",
+        **_option(options, "vllm_mode"),
+    )
+    beta = plan.add(
+        "distill.beta",
+        "Generalised JSD: 0 forward KL(teacher || student), 0.5 JSD, 1 reverse KL",
+        given=options.beta,
+        default=hp.get("trl_beta", hp.get("beta")),
+        default_evidence=evidence,
+    )
+    lmbda = plan.add(
+        "distill.lmbda",
+        "Fraction of batches the student samples itself (DistillationTrainer: always 1)",
+        given=options.lmbda,
+        default=hp.get("trl_lmbda", hp.get("lmbda")),
+        default_evidence=evidence,
+    )
+    plan.add(
+        "distill.seq_kd",
+        "GKD's teacher-generated sequences (off here: the data's completions or the student's samples)",
+        default=bool(hp.get("trl_seq_kd", False)),
+        default_evidence=evidence,
+    )
+    plan.add(
+        "distill.sampling_temperature",
+        "Temperature of the student's samples (DistillationTrainer: the loss temperature too)",
+        given=options.sampling_temperature,
+        default=loss_t
+        if trainer in ("DistillationTrainer", "ServerDistillationTrainer")
+        else hp.get("sampling_temperature", 1.0),
+        default_evidence=evidence,
+    )
     if trainer == "ServerDistillationTrainer":
-        plan.add("distill.teacher_server_url", "The teacher's vLLM server (start it with `trl vllm-serve --model TEACHER`, which lifts vLLM's 20 log-prob cap)",
-                 given=options.teacher_server_url)
+        plan.add(
+            "distill.teacher_server_url",
+            "The teacher's vLLM server (start it with `trl vllm-serve --model TEACHER`, which lifts vLLM's 20 log-prob cap)",
+            given=options.teacher_server_url,
+        )
         top_k = _llm_rules()["logit_storage"]["top_k"] if beta == 0 else 1
         given_k = options.teacher_top_k
         if given_k is not None and beta > 0 and given_k != 1:
-            raise InputError("engine_options", f"teacher_top_k {given_k} with beta {beta}: TRL's server distillation supports only top-1 when beta is above 0")
-        plan.add("distill.teacher_top_k", "Teacher log-probabilities per token the loss uses, plus one tail bucket for the rest of the mass",
-                 given=given_k, default=top_k, default_evidence="beta 0: the top-k of llm_method.yaml logit_storage; beta above 0: TRL supports top-1 only")
-        plan.warnings.append("the teacher is served: start `trl vllm-serve --model <teacher>` at distill.teacher_server_url before train.py; "
-                             "the loss sees the teacher's top-k log-probabilities only (ServerDistillationTrainer is experimental)")
+            raise InputError(
+                "engine_options",
+                f"teacher_top_k {given_k} with beta {beta}: TRL's server distillation supports only top-1 when beta is above 0",
+            )
+        plan.add(
+            "distill.teacher_top_k",
+            "Teacher log-probabilities per token the loss uses, plus one tail bucket for the rest of the mass",
+            given=given_k,
+            default=top_k,
+            default_evidence="beta 0: the top-k of llm_method.yaml logit_storage; beta above 0: TRL supports top-1 only",
+        )
+        plan.warnings.append(
+            "the teacher is served: start `trl vllm-serve --model <teacher>` at distill.teacher_server_url before train.py; "
+            "the loss sees the teacher's top-k log-probabilities only (ServerDistillationTrainer is experimental)"
+        )
         if beta > 0:
             top = _llm_rules()["logit_storage"]["top_k"]
-            plan.warnings.append(f"beta {beta} with a served teacher: TRL's server distillation then uses the teacher's top-1 "
-                                 f"log-probability only (plus a tail bucket), a much weaker target than the full distribution; "
-                                 f"for a served target use beta 0 (forward KL) with the top-{top} (engine_options beta 0)")
+            plan.warnings.append(
+                f"beta {beta} with a served teacher: TRL's server distillation then uses the teacher's top-1 "
+                f"log-probability only (plus a tail bucket), a much weaker target than the full distribution; "
+                f"for a served target use beta 0 (forward KL) with the top-{top} (engine_options beta 0)"
+            )
     margin = _llm_rules()["thresholds"]["beta_endpoint_margin"]
     if 0 < beta < margin or 1 - margin < beta < 1:
-        plan.warnings.append(f"beta {beta} is within {margin} of an endpoint: TRL treats exactly 0 and 1 as forward and reverse KL, but near "
-                             "them the generalised JSD shrinks towards zero (TRL PR 3043); use 0, 0.5 or 1")
+        plan.warnings.append(
+            f"beta {beta} is within {margin} of an endpoint: TRL treats exactly 0 and 1 as forward and reverse KL, but near "
+            "them the generalised JSD shrinks towards zero (TRL PR 3043); use 0, 0.5 or 1"
+        )
     if method in ("token_kd", "prune_then_distil") and lmbda > 0:
         plan.warnings.append(f"lmbda {lmbda} samples from the student: that is on-policy KD, not {method}")
     if method == "prune_then_distil":
-        plan.warnings.append("prune_then_distil: the student folder must already be the pruned teacher (NVIDIA ModelOpt or NeMo prune it); "
-                             "this recipe runs the distillation half (forward KL on the teacher's logits)")
+        plan.warnings.append(
+            "prune_then_distil: the student folder must already be the pruned teacher (NVIDIA ModelOpt or NeMo prune it); "
+            "this recipe runs the distillation half (forward KL on the teacher's logits)"
+        )
     if lmbda < 1 and completed < rows:
-        raise InputError("data", f"{rows - completed} of {rows} rows have no completion; {method} at lmbda {lmbda} trains on the data's "
-                         "completions for the off-policy batches (give completions, or lmbda 1)")
+        raise InputError(
+            "data",
+            f"{rows - completed} of {rows} rows have no completion; {method} at lmbda {lmbda} trains on the data's "
+            "completions for the off-policy batches (give completions, or lmbda 1)",
+        )
 
 
 def _serving_temperature(plan: Plan, method: str, hp: Any, options: Options, temperature: float | None) -> float | None:
@@ -429,47 +744,103 @@ def _serving_temperature(plan: Plan, method: str, hp: Any, options: Options, tem
     if serving is None:
         return temperature
     if method != "draft_model_kd":
-        raise InputError("engine_options", f"serving_temperature sets a draft model's distillation temperature; {method} "
-                         "takes temperature (the loss temperature) instead")
+        raise InputError(
+            "engine_options",
+            f"serving_temperature sets a draft model's distillation temperature; {method} "
+            "takes temperature (the loss temperature) instead",
+        )
     loss_t = serving if serving > 0 else hp["greedy_serving_temperature"]
     if temperature is not None and temperature != loss_t:
-        raise InputError("temperature", f"{temperature} given with serving_temperature {serving}: a draft is distilled at "
-                         "its serving temperature; give one of them")
-    plan.add("distill.serving_temperature", "The temperature the target serves at (0: greedy); the draft is distilled at it",
-             given=serving)
+        raise InputError(
+            "temperature",
+            f"{temperature} given with serving_temperature {serving}: a draft is distilled at "
+            "its serving temperature; give one of them",
+        )
+    plan.add(
+        "distill.serving_temperature",
+        "The temperature the target serves at (0: greedy); the draft is distilled at it",
+        given=serving,
+    )
     if serving == 0:
-        plan.warnings.append(f"greedy serving: the draft's target is the teacher's argmax; TRL cannot divide by T = 0, so "
-                             f"the loss and the draft's samples run at T = {loss_t} (llm_method.yaml "
-                             "greedy_serving_temperature); judge the draft by greedy acceptance")
+        plan.warnings.append(
+            f"greedy serving: the draft's target is the teacher's argmax; TRL cannot divide by T = 0, so "
+            f"the loss and the draft's samples run at T = {loss_t} (llm_method.yaml "
+            "greedy_serving_temperature); judge the draft by greedy acceptance"
+        )
     return loss_t
 
 
-def _sequence_settings(plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None) -> None:
+def _sequence_settings(
+    plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None
+) -> None:
     """Who writes the completions and how: greedy (translation practice) or sampled and answer-checked (reasoning traces)."""
     evidence = f"llm_method.yaml {method}"
     if options.beta is not None or options.lmbda is not None:
-        raise InputError("engine_options", f"beta and lmbda are token-level settings; {method} fine-tunes on teacher text (use token_kd or on_policy_kd)")
+        raise InputError(
+            "engine_options",
+            f"beta and lmbda are token-level settings; {method} fine-tunes on teacher text (use token_kd or on_policy_kd)",
+        )
     if completed < rows and teacher is None:
-        raise InputError("data", f"{rows - completed} of {rows} rows have no completion and no teacher is given to write them; add the "
-                         "teacher's completions (for an API teacher) or give teacher")
-    decoding = plan.add("distill.teacher_decoding", "How the teacher writes missing completions: greedy (its most likely answer) or sampled",
-                        given=options.teacher_decoding, default=hp["teacher_decoding"], default_evidence=evidence)
-    plan.add("distill.samples_per_prompt", "Teacher samples per prompt (sampled decoding)", given=options.samples_per_prompt,
-             default=hp["samples_per_prompt"], default_evidence=evidence)
-    plan.add("distill.teacher_sampling_temperature", "The teacher's sampling temperature", given=options.teacher_sampling_temperature,
-             default=hp["teacher_sampling_temperature"], default_evidence=evidence)
-    plan.add("distill.teacher_top_p", "The teacher's nucleus-sampling threshold", given=options.teacher_top_p, default=hp["teacher_top_p"],
-             default_evidence=evidence)
-    verify = plan.add("distill.verify", "Keep only sampled completions trl_verify.py accepts (rejection sampling on the final answer)",
-                      given=options.verify, default=hp["verify"], default_evidence=evidence)
+        raise InputError(
+            "data",
+            f"{rows - completed} of {rows} rows have no completion and no teacher is given to write them; add the "
+            "teacher's completions (for an API teacher) or give teacher",
+        )
+    decoding = plan.add(
+        "distill.teacher_decoding",
+        "How the teacher writes missing completions: greedy (its most likely answer) or sampled",
+        given=options.teacher_decoding,
+        default=hp["teacher_decoding"],
+        default_evidence=evidence,
+    )
+    plan.add(
+        "distill.samples_per_prompt",
+        "Teacher samples per prompt (sampled decoding)",
+        given=options.samples_per_prompt,
+        default=hp["samples_per_prompt"],
+        default_evidence=evidence,
+    )
+    plan.add(
+        "distill.teacher_sampling_temperature",
+        "The teacher's sampling temperature",
+        given=options.teacher_sampling_temperature,
+        default=hp["teacher_sampling_temperature"],
+        default_evidence=evidence,
+    )
+    plan.add(
+        "distill.teacher_top_p",
+        "The teacher's nucleus-sampling threshold",
+        given=options.teacher_top_p,
+        default=hp["teacher_top_p"],
+        default_evidence=evidence,
+    )
+    verify = plan.add(
+        "distill.verify",
+        "Keep only sampled completions trl_verify.py accepts (rejection sampling on the final answer)",
+        given=options.verify,
+        default=hp["verify"],
+        default_evidence=evidence,
+    )
     if verify and decoding != "sample":
-        raise InputError("engine_options", "verify checks sampled traces; set teacher_decoding sample (one greedy answer per prompt leaves nothing to choose from)")
+        raise InputError(
+            "engine_options",
+            "verify checks sampled traces; set teacher_decoding sample (one greedy answer per prompt leaves nothing to choose from)",
+        )
     if completed < rows:
-        how = (f"sampled, {plan.value('distill.samples_per_prompt')} per prompt, answer-checked by trl_verify.py" if verify
-               else "sampled" if decoding == "sample" else "greedy")
-        plan.warnings.append(f"{rows - completed} rows have no completion: train.py first generates them with the teacher ({how}, its own tokenizer)")
+        how = (
+            f"sampled, {plan.value('distill.samples_per_prompt')} per prompt, answer-checked by trl_verify.py"
+            if verify
+            else "sampled"
+            if decoding == "sample"
+            else "greedy"
+        )
+        plan.warnings.append(
+            f"{rows - completed} rows have no completion: train.py first generates them with the teacher ({how}, its own tokenizer)"
+        )
     if method == "reasoning_trace_kd" and not verify:
-        plan.warnings.append("reasoning traces without an answer check: a trace that reaches a wrong answer teaches confident wrong reasoning")
+        plan.warnings.append(
+            "reasoning traces without an answer check: a trace that reaches a wrong answer teaches confident wrong reasoning"
+        )
 
 
 def _require_one_batch(plan: Plan, method: str, rows: int, completed: int, batch: int) -> None:
@@ -479,8 +850,11 @@ def _require_one_batch(plan: Plan, method: str, rows: int, completed: int, batch
     if method in SEQUENCE and plan.value("distill.teacher_decoding") == "sample":
         training += (rows - completed) * (plan.value("distill.samples_per_prompt") - 1)
     if training < batch:
-        raise InputError("global_batch_size", f"{batch} is more than the {training} training rows ({rows} rows, "
-                         f"{plan.value('data.heldout_rows')} held out): no optimizer step would run; lower it or add rows")
+        raise InputError(
+            "global_batch_size",
+            f"{batch} is more than the {training} training rows ({rows} rows, "
+            f"{plan.value('data.heldout_rows')} held out): no optimizer step would run; lower it or add rows",
+        )
 
 
 def _option(options: Options, name: str) -> dict[str, Any]:
@@ -500,16 +874,43 @@ def _installed(package: str) -> str:
 
 # ---- writing the folder --------------------------------------------------------------------------
 
-_ACCELERATE_BASE = {"compute_environment": "LOCAL_MACHINE", "debug": False, "machine_rank": 0, "main_training_function": "main",
-                    "num_machines": 1, "rdzv_backend": "static", "same_network": True, "downcast_bf16": "no"}
+_ACCELERATE_BASE = {
+    "compute_environment": "LOCAL_MACHINE",
+    "debug": False,
+    "machine_rank": 0,
+    "main_training_function": "main",
+    "num_machines": 1,
+    "rdzv_backend": "static",
+    "same_network": True,
+    "downcast_bf16": "no",
+}
 _LAUNCHES: dict[str, dict[str, Any]] = {
     "multi_gpu": {"distributed_type": "MULTI_GPU", "gpu_ids": "all", "mixed_precision": "bf16"},
-    "fsdp": {"distributed_type": "FSDP", "mixed_precision": "bf16", "fsdp_config": {
-        "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_state_dict_type": "FULL_STATE_DICT",
-        "fsdp_reshard_after_forward": True, "fsdp_cpu_ram_efficient_loading": True, "fsdp_offload_params": False, "fsdp_activation_checkpointing": False}},
-    "deepspeed_zero3": {"distributed_type": "DEEPSPEED", "mixed_precision": "bf16", "deepspeed_config": {
-        "zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": True, "offload_optimizer_device": "none",
-        "offload_param_device": "none", "deepspeed_multinode_launcher": "standard"}},
+    "fsdp": {
+        "distributed_type": "FSDP",
+        "mixed_precision": "bf16",
+        "fsdp_config": {
+            "fsdp_version": 2,
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_state_dict_type": "FULL_STATE_DICT",
+            "fsdp_reshard_after_forward": True,
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_offload_params": False,
+            "fsdp_activation_checkpointing": False,
+        },
+    },
+    "deepspeed_zero3": {
+        "distributed_type": "DEEPSPEED",
+        "mixed_precision": "bf16",
+        "deepspeed_config": {
+            "zero_stage": 3,
+            "zero3_init_flag": True,
+            "zero3_save_16bit_model": True,
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "deepspeed_multinode_launcher": "standard",
+        },
+    },
 }
 
 
@@ -519,14 +920,26 @@ def _accelerate_yaml(launch: str, processes: int) -> str:
     config = {**_ACCELERATE_BASE, **_LAUNCHES[launch], "num_processes": processes, "use_cpu": False}
     if launch == "multi_gpu" and processes == 1:
         config = {**config, "distributed_type": "NO"}
-    return "# Accelerate launch config (accelerate launch --config_file accelerate.yaml train.py); TRL ships the same layouts.\n" + yaml.safe_dump(config, sort_keys=True)
+    return (
+        "# Accelerate launch config (accelerate launch --config_file accelerate.yaml train.py); TRL ships the same layouts.\n"
+        + yaml.safe_dump(config, sort_keys=True)
+    )
 
 
 def _accelerate_cpu_yaml() -> str:
     import yaml
 
-    config = {**_ACCELERATE_BASE, "distributed_type": "NO", "mixed_precision": "no", "num_processes": 1, "use_cpu": True}
-    return "# One CPU process: the smoke test (accelerate launch --config_file accelerate_cpu.yaml train.py --max-steps 2).\n" + yaml.safe_dump(config, sort_keys=True)
+    config = {
+        **_ACCELERATE_BASE,
+        "distributed_type": "NO",
+        "mixed_precision": "no",
+        "num_processes": 1,
+        "use_cpu": True,
+    }
+    return (
+        "# One CPU process: the smoke test (accelerate launch --config_file accelerate_cpu.yaml train.py --max-steps 2).\n"
+        + yaml.safe_dump(config, sort_keys=True)
+    )
 
 
 NEXT_STEPS = [
@@ -541,13 +954,17 @@ def commands(out_dir: Path) -> dict[str, str]:
     """Launch commands, every path shell-quoted: a folder named 'x; touch marker; #' stays one argument."""
     import shlex
 
-    script, cpu, gpu = (shlex.quote(str(out_dir / name)) for name in ("train.py", "accelerate_cpu.yaml", "accelerate.yaml"))
+    script, cpu, gpu = (
+        shlex.quote(str(out_dir / name)) for name in ("train.py", "accelerate_cpu.yaml", "accelerate.yaml")
+    )
     return {
         "CPU smoke test (2 steps)": f"accelerate launch --config_file {cpu} {script} --max-steps 2 --cpu",
         "GPUs, one machine": f"accelerate launch --config_file {gpu} {script}",
         # accelerate's num_processes counts every process of the job (it runs num_processes // num_machines per machine)
-        "several machines": (f"accelerate launch --config_file {gpu} --num_machines NODES --num_processes TOTAL_GPUS --machine_rank RANK "
-                             f"--main_process_ip HOST --main_process_port 29500 {script} --output-dir /shared/run  # on every machine"),
+        "several machines": (
+            f"accelerate launch --config_file {gpu} --num_machines NODES --num_processes TOTAL_GPUS --machine_rank RANK "
+            f"--main_process_ip HOST --main_process_port 29500 {script} --output-dir /shared/run  # on every machine"
+        ),
     }
 
 
@@ -556,27 +973,35 @@ def _readme(plan: Plan) -> str:
     rows = "\n".join(f"| `{k}` | {s.value!r} | {s.why} |" for k, s in plan.settings.items())
     method, trainer = plan.value("distill.method"), plan.value("distill.trainer")
     if trainer == "DistillationTrainer":
-        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples, every batch (on-policy; "
-                "TRL's stable DistillationTrainer)")
+        loss = (
+            f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples, every batch (on-policy; "
+            "TRL's stable DistillationTrainer)"
+        )
     elif trainer == "ServerDistillationTrainer":
-        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples against the top "
-                f"{plan.value('distill.teacher_top_k')} log-probabilities of a teacher served at {plan.value('distill.teacher_server_url')} "
-                "(TRL's experimental ServerDistillationTrainer)")
+        loss = (
+            f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples against the top "
+            f"{plan.value('distill.teacher_top_k')} log-probabilities of a teacher served at {plan.value('distill.teacher_server_url')} "
+            "(TRL's experimental ServerDistillationTrainer)"
+        )
     elif trainer == "GKDTrainer" and plan.value("distill.lmbda") == 0:
-        loss = ("forward KL on every next-token distribution of the data's completions (GKDTrainer at lmbda 0, beta "
-                f"{plan.value('distill.beta')}: DistillationTrainer cannot train off-policy)")
+        loss = (
+            "forward KL on every next-token distribution of the data's completions (GKDTrainer at lmbda 0, beta "
+            f"{plan.value('distill.beta')}: DistillationTrainer cannot train off-policy)"
+        )
     elif trainer == "GKDTrainer":
-        loss = (f"generalised JSD (beta {plan.value('distill.beta')}) on the student's samples for a fraction lmbda "
-                f"{plan.value('distill.lmbda')} of batches (GKDTrainer: DistillationTrainer has no lmbda below 1)")
+        loss = (
+            f"generalised JSD (beta {plan.value('distill.beta')}) on the student's samples for a fraction lmbda "
+            f"{plan.value('distill.lmbda')} of batches (GKDTrainer: DistillationTrainer has no lmbda below 1)"
+        )
     else:
         loss = "cross-entropy on the teacher's completions (SFTTrainer)"
     notes = "".join(f"- {w}\n" for w in plan.warnings)
     return f"""# Language-model distillation recipe (TRL + Accelerate)
 
-Written by `kd-skill export --engine trl`. `train.py` distils `{plan.value('models.teacher')}` into
-`{plan.value('models.student')}` with `{method}`: {loss}, loss at T = {plan.value('distill.loss_temperature')}.
+Written by `kd-skill export --engine trl`. `train.py` distils `{plan.value("models.teacher")}` into
+`{plan.value("models.student")}` with `{method}`: {loss}, loss at T = {plan.value("distill.loss_temperature")}.
 Every setting, why it has its value and where the value came from are in `config.yaml`.
-Written for TRL {plan.value('versions.trl')} ({plan.value('versions.trl_fields_checked')}); DistillationTrainer is stable,
+Written for TRL {plan.value("versions.trl")} ({plan.value("versions.trl_fields_checked")}); DistillationTrainer is stable,
 GKDTrainer lives in `trl.experimental` and may move between releases.
 {f"{chr(10)}Notes:{chr(10)}{notes}" if notes else ""}
 {_memory_section(plan)}
@@ -587,11 +1012,11 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
 
 | where | command |
 |---|---|
-| CPU smoke test (2 steps) | `{cmds['CPU smoke test (2 steps)']}` |
-| GPUs, one machine | `{cmds['GPUs, one machine']}` |
-| several machines (run on each) | `{cmds['several machines'].split('  #')[0]}` |
+| CPU smoke test (2 steps) | `{cmds["CPU smoke test (2 steps)"]}` |
+| GPUs, one machine | `{cmds["GPUs, one machine"]}` |
+| several machines (run on each) | `{cmds["several machines"].split("  #")[0]}` |
 
-- `accelerate.yaml` holds the launch (`{plan.value('launch.accelerate')}`, {plan.value('launch.num_processes')} processes); edit
+- `accelerate.yaml` holds the launch (`{plan.value("launch.accelerate")}`, {plan.value("launch.num_processes")} processes); edit
   `num_processes` to your GPU count. On several machines accelerate counts every process of the job, so the command
   passes the total (`--num_processes TOTAL_GPUS`, machines x GPUs each). DeepSpeed needs `pip install deepspeed`.
 - `train.global_batch_size` is the batch of one optimizer step over all processes: each process takes
@@ -695,30 +1120,42 @@ def _generation_memory(plan: Plan, teacher: str | None, t_params: int | None, s_
     from skill.recommend_llm import human_bytes
 
     spec = _llm_rules()["memory"]
-    student = (f"Training: SFT then holds the student alone ({s_params:,} parameters, about "
-               f"{human_bytes(s_params * spec['student_training_bytes_per_param'])} of training state before activations).\n"
-               if s_params else "Training: SFT then holds the student alone.\n")
+    student = (
+        f"Training: SFT then holds the student alone ({s_params:,} parameters, about "
+        f"{human_bytes(s_params * spec['student_training_bytes_per_param'])} of training state before activations).\n"
+        if s_params
+        else "Training: SFT then holds the student alone.\n"
+    )
     if teacher is None:
         return f"## Memory plan\n\nThe data carries the teacher's completions (an API teacher): nothing to generate.\n{student}"
     new_tokens = plan.value("distill.max_new_tokens")
     samples = plan.value("distill.samples_per_prompt") if plan.value("distill.teacher_decoding") == "sample" else 1
     in_flight = 8 * samples  # train.py generates 8 prompts at a time, each with `samples` sequences
-    weights = (f"{human_bytes(t_params * spec['teacher_bytes_per_param']['bf16'])} of bf16 weights ({t_params:,} parameters)"
-               if t_params else "its bf16 weights (2 bytes per parameter)")
+    weights = (
+        f"{human_bytes(t_params * spec['teacher_bytes_per_param']['bf16'])} of bf16 weights ({t_params:,} parameters)"
+        if t_params
+        else "its bf16 weights (2 bytes per parameter)"
+    )
     kv = kv_bytes_per_token(teacher)
     if kv is not None:
         tokens = in_flight * plan.value("data.max_length")
-        cache = (f"KV cache {kv:,} bytes per token (2 x layers x kv_heads x head_dim x 2 bytes, from its config.json): "
-                 f"{in_flight} sequences ({samples} per prompt, 8 prompts a batch) x up to {plan.value('data.max_length'):,} "
-                 f"tokens = {human_bytes(kv * tokens)}")
+        cache = (
+            f"KV cache {kv:,} bytes per token (2 x layers x kv_heads x head_dim x 2 bytes, from its config.json): "
+            f"{in_flight} sequences ({samples} per prompt, 8 prompts a batch) x up to {plan.value('data.max_length'):,} "
+            f"tokens = {human_bytes(kv * tokens)}"
+        )
     else:
-        cache = ("KV cache 2 x layers x kv_heads x head_dim x 2 bytes per token (the teacher's config.json was not read "
-                 f"here), for {in_flight} sequences of up to {new_tokens:,} new tokens")
-    return (f"## Memory plan\n\nGeneration (before training, one process): the teacher holds {weights} + {cache}, "
-            "plus activations. train.py loads it with `device_map=\"auto\"` on GPUs, so weights that one GPU cannot hold "
-            "spread over every visible GPU. For long traces at scale, generate with vLLM instead (paged KV cache, "
-            "batched sampling) and put the completions in the data: train.py then skips generation and fine-tunes "
-            "directly. This recipe does not run vLLM for the teacher itself.\n" + student)
+        cache = (
+            "KV cache 2 x layers x kv_heads x head_dim x 2 bytes per token (the teacher's config.json was not read "
+            f"here), for {in_flight} sequences of up to {new_tokens:,} new tokens"
+        )
+    return (
+        f"## Memory plan\n\nGeneration (before training, one process): the teacher holds {weights} + {cache}, "
+        'plus activations. train.py loads it with `device_map="auto"` on GPUs, so weights that one GPU cannot hold '
+        "spread over every visible GPU. For long traces at scale, generate with vLLM instead (paged KV cache, "
+        "batched sampling) and put the completions in the data: train.py then skips generation and fine-tunes "
+        "directly. This recipe does not run vLLM for the teacher itself.\n" + student
+    )
 
 
 def _memory_section(plan: Plan) -> str:
@@ -732,15 +1169,20 @@ def _memory_section(plan: Plan) -> str:
         return _generation_memory(plan, teacher, t_params, s_params)
     if t_params is None:
         spec = _llm_rules()["memory"]
-        return ("## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights are "
-                f"{spec['teacher_bytes_per_param']['bf16']:g} bytes per parameter on one GPU, that divided by N under FSDP/ZeRO-3 "
-                "over N GPUs, or none in the trainer with the teacher behind a vLLM server (top-k log-probabilities only); the "
-                f"student's training state is about {spec['student_training_bytes_per_param']:g} bytes per parameter.\n")
+        return (
+            "## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights are "
+            f"{spec['teacher_bytes_per_param']['bf16']:g} bytes per parameter on one GPU, that divided by N under FSDP/ZeRO-3 "
+            "over N GPUs, or none in the trainer with the teacher behind a vLLM server (top-k log-probabilities only); the "
+            f"student's training state is about {spec['student_training_bytes_per_param']:g} bytes per parameter.\n"
+        )
     memo = memory_plan(t_params, s_params)
     if plan.value("distill.trainer") == "ServerDistillationTrainer":
         memo["choices"]["vllm_server"] = "chosen here: " + memo["choices"]["vllm_server"]
     lines = "\n".join(f"| {k} | {v} |" for k, v in memo["choices"].items())
-    return (f"## Memory plan\n\nTeacher {t_params:,} parameters" + (f", student {s_params:,}" if s_params else "")
-            + f" (read from the safetensors headers). {memo['note']}\n\n"
-            f"| choice | memory |\n|---|---|\n{lines}\n\nUse `accelerate.yaml` with fsdp or deepspeed_zero3 (engine_options.accelerate) "
-            "to shard; DistillationTrainer prepares the frozen teacher for DeepSpeed itself.\n")
+    return (
+        f"## Memory plan\n\nTeacher {t_params:,} parameters"
+        + (f", student {s_params:,}" if s_params else "")
+        + f" (read from the safetensors headers). {memo['note']}\n\n"
+        f"| choice | memory |\n|---|---|\n{lines}\n\nUse `accelerate.yaml` with fsdp or deepspeed_zero3 (engine_options.accelerate) "
+        "to shard; DistillationTrainer prepares the frozen teacher for DeepSpeed itself.\n"
+    )

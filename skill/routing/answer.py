@@ -3,8 +3,9 @@ was read and why, and the next steps. The last stage of routing; it reads the ev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from skill.models import Delegation, IntentScore, RouteRequest, RouteResponse
 from skill.next_steps import steps
@@ -26,7 +27,11 @@ def find_installed_skill(name: str, cwd: Path | None = None, home: Path | None =
 
 
 def _intents(ev: Evidence) -> list[IntentScore]:
-    listed = [IntentScore(intent=o, score=round(ev.scores.get(o, 0.0), 2), evidence=[h.describe() for h in hits]) for o, hits in ev.hits.items() if hits]
+    listed = [
+        IntentScore(intent=o, score=round(ev.scores.get(o, 0.0), 2), evidence=[h.describe() for h in hits])
+        for o, hits in ev.hits.items()
+        if hits
+    ]
     return sorted(listed, key=lambda i: -i.score)
 
 
@@ -38,13 +43,26 @@ def answer(request: RouteRequest, decision: Decision, ev: Evidence, rules: Mappi
     reason = (entry.get("covers") or entry["reason"]) if entry else rules["in_scope"]["reason"]
     delegations = []
     if skill:
-        delegations.append(Delegation(skill=skill, reason=reason, installed=path is not None, fallback=entry["fallback"]))
+        delegations.append(
+            Delegation(skill=skill, reason=reason, installed=path is not None, fallback=entry["fallback"])
+        )
     if decision.verdict == "in_scope":  # a true mix: the sibling's part of the work is handed over
         for sibling in rules["siblings"]:
             if ev.scores.get(sibling["skill"], 0) > 0:
-                delegations.append(Delegation(skill=sibling["skill"], reason=sibling["covers"], installed=find_installed_skill(sibling["skill"]) is not None, fallback=sibling["fallback"]))
+                delegations.append(
+                    Delegation(
+                        skill=sibling["skill"],
+                        reason=sibling["covers"],
+                        installed=find_installed_skill(sibling["skill"]) is not None,
+                        fallback=sibling["fallback"],
+                    )
+                )
     matched = [h.words for hits in ev.hits.values() for h in hits if h.counts]
-    matched += [f"{name} {value:g} ({'given' if getattr(request, name) is not None else 'from the text'})" for name, value in decision.inputs.items() if value is not None]
+    matched += [
+        f"{name} {value:g} ({'given' if getattr(request, name) is not None else 'from the text'})"
+        for name, value in decision.inputs.items()
+        if value is not None
+    ]
     return RouteResponse(
         verdict=decision.verdict,  # type: ignore[arg-type]
         skill=skill,
@@ -57,7 +75,9 @@ def answer(request: RouteRequest, decision: Decision, ev: Evidence, rules: Mappi
         question=decision.question,
         decided_by=decision.decided_by,
         warnings=decision.warnings,
-        learned_reading=f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} {decision.reading.runner_up_probability:.2f})" if decision.reading else None,
+        learned_reading=f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} {decision.reading.runner_up_probability:.2f})"
+        if decision.reading
+        else None,
         intents=_intents(ev),
         matched=matched,
         rule_trace=decision.trace,

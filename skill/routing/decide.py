@@ -10,8 +10,9 @@ so. Nothing here reads the text: every word and number arrives as evidence.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from skill.conditions import evaluate
 from skill.models import AdviceWarning, RouteRequest, TraceEntry
@@ -48,16 +49,33 @@ def _inputs(request: RouteRequest, ev: Evidence) -> dict[str, Any]:
     }
 
 
-def _numeric_boundaries(rules: Mapping[str, Any], inputs: Mapping[str, Any], trace: list[TraceEntry]) -> list[Mapping[str, Any]]:
-    return [b for b in rules["boundaries"] if b.get("when") and evaluate(b["when"], inputs, f"boundary.{b['id']}", trace) is True]
+def _numeric_boundaries(
+    rules: Mapping[str, Any], inputs: Mapping[str, Any], trace: list[TraceEntry]
+) -> list[Mapping[str, Any]]:
+    return [
+        b
+        for b in rules["boundaries"]
+        if b.get("when") and evaluate(b["when"], inputs, f"boundary.{b['id']}", trace) is True
+    ]
 
 
 def _compare(trace: list[TraceEntry], winner: str, score: float, runner: str, other: float, op: str = "ge") -> None:
     result = score >= other if op == "ge" else score > other
-    trace.append(TraceEntry(rule="route.scores", field=f"score.{winner}", op=op, value=round(score, 2), threshold=f"{round(other, 2)} (score.{runner})", result="true" if result else "false"))
+    trace.append(
+        TraceEntry(
+            rule="route.scores",
+            field=f"score.{winner}",
+            op=op,
+            value=round(score, 2),
+            threshold=f"{round(other, 2)} (score.{runner})",
+            result="true" if result else "false",
+        )
+    )
 
 
-def _by_goal(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]) -> Decision | None:
+def _by_goal(
+    request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]
+) -> Decision | None:
     """The agent's structured inputs decide before the text does."""
     boundaries = {b["id"]: b for b in rules["boundaries"]}
     if request.is_ml_model is False:
@@ -70,13 +88,25 @@ def _by_goal(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
             return Decision("delegate", sibling, f"primary_goal is {goal}")
     for boundary in rules["boundaries"]:
         if boundary["goal"] == goal:
-            return Decision("delegate" if boundary.get("skill") else "out_of_scope", boundary, f"primary_goal is {goal}")
+            return Decision(
+                "delegate" if boundary.get("skill") else "out_of_scope", boundary, f"primary_goal is {goal}"
+            )
     trace: list[TraceEntry] = []
     for boundary in _numeric_boundaries(rules, inputs, trace):
-        return Decision("delegate" if boundary.get("skill") else "out_of_scope", boundary, f"primary_goal is distill, but {boundary['when']['field']} is {boundary['when']['op']} {boundary['when']['value']}", trace=trace)
+        return Decision(
+            "delegate" if boundary.get("skill") else "out_of_scope",
+            boundary,
+            f"primary_goal is distill, but {boundary['when']['field']} is {boundary['when']['op']} {boundary['when']['value']}",
+            trace=trace,
+        )
     absence = _absence_boundary(request, rules, ev)
     if absence:
-        return Decision("out_of_scope", absence, f"primary_goal is distill, but {absence['id']} applies and no budget is stated", trace=trace)
+        return Decision(
+            "out_of_scope",
+            absence,
+            f"primary_goal is distill, but {absence['id']} applies and no budget is stated",
+            trace=trace,
+        )
     return Decision("in_scope", None, "primary_goal is distill", trace=trace)
 
 
@@ -88,7 +118,11 @@ def _absence_boundary(request: RouteRequest, rules: Mapping[str, Any], ev: Evide
     for boundary in rules["boundaries"]:
         if not boundary.get("suppressed_by_budget"):
             continue
-        stated = request.is_prototype if boundary["id"] == "prototype_without_requirements" and request.is_prototype is not None else ev.scores[boundary["id"]] > 0
+        stated = (
+            request.is_prototype
+            if boundary["id"] == "prototype_without_requirements" and request.is_prototype is not None
+            else ev.scores[boundary["id"]] > 0
+        )
         if stated:
             return boundary
     return None
@@ -103,10 +137,16 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     for boundary in _numeric_boundaries(rules, inputs, trace):
         if scores[boundary["id"]] == 0 and any(scores[s["skill"]] > 0 for s in rules["siblings"]):
             continue  # a number alone does not take a sibling's explicit work ("NAS for a 2 ms target")
-        scores[boundary["id"]] += float(boundary["groups"][0]["weight"])  # a number states the boundary as firmly as its words
+        scores[boundary["id"]] += float(
+            boundary["groups"][0]["weight"]
+        )  # a number states the boundary as firmly as its words
     for boundary in word_boundaries:
         when = boundary.get("when")
-        if when and getattr(request, when["field"]) is not None and not evaluate(when, inputs, f"boundary.{boundary['id']}", []):
+        if (
+            when
+            and getattr(request, when["field"]) is not None
+            and not evaluate(when, inputs, f"boundary.{boundary['id']}", [])
+        ):
             scores[boundary["id"]] = 0.0  # the agent's number says the boundary does not hold, whatever the words
     best_boundary = max(word_boundaries, key=lambda b: scores[b["id"]])
     best_sibling = max(rules["siblings"], key=lambda s: scores[s["skill"]])
@@ -115,39 +155,65 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
     if b_score > 0 and b_score >= s_score:
         _compare(trace, best_boundary["id"], b_score, best_sibling["skill"], s_score)
         verdict = "delegate" if best_boundary.get("skill") else "out_of_scope"
-        decision = Decision(verdict, best_boundary, f"boundary {best_boundary['id']} (score {b_score:g}) is named and no sibling outscores it", trace=trace)
+        decision = Decision(
+            verdict,
+            best_boundary,
+            f"boundary {best_boundary['id']} (score {b_score:g}) is named and no sibling outscores it",
+            trace=trace,
+        )
         if scores[best_boundary["id"]] > ev.scores[best_boundary["id"]]:
             decision.firm = f"a number in the text puts it past the {best_boundary['id']} threshold"
         return decision
     # a word that only describes the object ("the student", "my distilled model") does not pull a sibling's work here
     described = max((h.weight for h in ev.counted("in_scope") if h.role == "descriptor"), default=0.0)
     # a sibling's word with nothing saying machine learning and no model in sight ("shrink the Kubernetes cluster") is a guess
-    guess = ev.unsure_only(best_sibling["skill"]) and not any(h.role == "descriptor" for h in ev.hits.get("in_scope", []))
+    guess = ev.unsure_only(best_sibling["skill"]) and not any(
+        h.role == "descriptor" for h in ev.hits.get("in_scope", [])
+    )
     # "idle cards serve our one model; no memory or latency constraints: should I bother?": with no budget, a not-for
     # boundary stated more firmly than a sibling's work answers the question
     absence = _absence_boundary(request, rules, ev)
     firmer = absence is not None and not ev.action and in_score > 0 and scores[absence["id"]] > s_score
     if s_score > 0 and not ev.action and s_score >= in_score - described and not guess and not firmer:
         _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score - described)
-        decision = Decision("delegate", best_sibling, f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)", trace=trace)
+        decision = Decision(
+            "delegate",
+            best_sibling,
+            f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)",
+            trace=trace,
+        )
         if s_score - in_score < close:
-            decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
+            decision.confidence, decision.question = (
+                "medium",
+                questions["close_call"].format(covers=best_sibling["covers"].lower()),
+            )
         return decision
     if absence and (in_score > 0 or not ev.budget):
-        return Decision("out_of_scope", absence, f"{absence['id']} is stated and no size or latency budget is", trace=trace)
+        return Decision(
+            "out_of_scope", absence, f"{absence['id']} is stated and no size or latency budget is", trace=trace
+        )
     if in_score > 0:
-        how = "an explicit distillation request" if ev.action else f"in_scope score {in_score:g} over the siblings' {s_score:g}"
+        how = (
+            "an explicit distillation request"
+            if ev.action
+            else f"in_scope score {in_score:g} over the siblings' {s_score:g}"
+        )
         _compare(trace, "in_scope", in_score, best_sibling["skill"], s_score, "ge" if ev.action else "gt")
         decision = Decision("in_scope", None, how, trace=trace)
         if ev.unsure_only("in_scope", "budget"):
             decision.confidence, decision.question = "low", questions["no_context"]
         elif s_score > 0 and in_score - s_score < close:
-            decision.confidence, decision.question = "medium", questions["close_call"].format(covers=best_sibling["covers"].lower())
+            decision.confidence, decision.question = (
+                "medium",
+                questions["close_call"].format(covers=best_sibling["covers"].lower()),
+            )
         elif not ev.action and in_score < close:
             decision.confidence, decision.question = "medium", questions["nothing_found"]
         return decision
     not_ml = next(b for b in rules["boundaries"] if b["id"] == "not_ml")
-    decision = Decision("out_of_scope", not_ml, "nothing asks for distillation, a sibling's work or a boundary", trace=trace)
+    decision = Decision(
+        "out_of_scope", not_ml, "nothing asks for distillation, a sibling's work or a boundary", trace=trace
+    )
     if ev.ml_context:
         decision.confidence, decision.question = "low", questions["nothing_found"]
     elif any(h.status == "no_ml_word" for h in ev.hits.get("in_scope", [])):
@@ -168,7 +234,12 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
     """The learned reader replaces a text-only decision it disagrees with firmly, unless the rules read something it
     cannot (a number past a threshold, a negation); evidence.py asks it only when no structured input is given."""
     if ev.reader_unavailable:  # the rules still answer; the agent is told the second opinion is missing
-        decision.warnings.append(AdviceWarning(id="learned_reader_unavailable", message=f"{ev.reader_unavailable}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py."))
+        decision.warnings.append(
+            AdviceWarning(
+                id="learned_reader_unavailable",
+                message=f"{ev.reader_unavailable}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py.",
+            )
+        )
         return decision
     reading = ev.reading
     if reading is None:
@@ -177,15 +248,35 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
     decision.reading = reading
     threshold = float(settings["override_probability"])
     if reading.label == "in_scope" and not ev.hits.get("in_scope"):
-        threshold = float(settings["confident_probability"])  # no distillation word at all: in scope only on a sure reading
-    if reading.label == decision.label or not reading.probability >= threshold or decision.firm or _dismissed(reading, ev):
+        threshold = float(
+            settings["confident_probability"]
+        )  # no distillation word at all: in scope only on a sure reading
+    if (
+        reading.label == decision.label
+        or not reading.probability >= threshold
+        or decision.firm
+        or _dismissed(reading, ev)
+    ):
         return decision
     verdict, entry = outcomes(rules)[reading.label]
-    trace = decision.trace + [TraceEntry(rule="route.learned_reader", field=f"probability.{reading.label}", op="ge", value=round(reading.probability, 3), threshold=threshold, result="true")]
+    trace = decision.trace + [
+        TraceEntry(
+            rule="route.learned_reader",
+            field=f"probability.{reading.label}",
+            op="ge",
+            value=round(reading.probability, 3),
+            threshold=threshold,
+            result="true",
+        )
+    ]
     how = f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' {decision.label} ({decision.decided_by})"
     confident = reading.probability >= float(settings["confident_probability"])
-    question = None if confident else rules["questions"]["readings_differ"].format(learned=reading.label, rules=decision.label)
-    return Decision(verdict, entry, how, "high" if confident else "medium", question, trace, reading, warnings=decision.warnings)
+    question = (
+        None if confident else rules["questions"]["readings_differ"].format(learned=reading.label, rules=decision.label)
+    )
+    return Decision(
+        verdict, entry, how, "high" if confident else "medium", question, trace, reading, warnings=decision.warnings
+    )
 
 
 def decide(request: RouteRequest, ev: Evidence, rules: Mapping[str, Any]) -> Decision:

@@ -8,8 +8,9 @@ sense) -> numbers.py (latencies, sizes, counts) -> learned.py (the second opinio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from skill.models import RouteRequest
 from skill.routing.learned import LearnedReader, Reading, consult
@@ -80,8 +81,10 @@ def read_evidence(request: RouteRequest, rules: Mapping[str, Any], learned: bool
             ev.scores["budget"] = max(ev.scores["budget"], group_score([hit]))
     # a stated reduction is a goal; two model sizes ("a 3B student of the 70B") mostly describe the models, so they
     # do not outweigh a sibling's work the way a goal does
-    for gid, found, weight, role in (("size_reduction", find_reduction(reader.text, rules), "reduction_weight", "goal"),
-                                     ("size_sweep", find_size_sweep(reader.text, rules, ev.numbers), "size_sweep_weight", "descriptor")):
+    for gid, found, weight, role in (
+        ("size_reduction", find_reduction(reader.text, rules), "reduction_weight", "goal"),
+        ("size_sweep", find_size_sweep(reader.text, rules, ev.numbers), "size_sweep_weight", "descriptor"),
+    ):
         if found:
             group = {"id": gid, "weight": rules["numbers"][weight], "context": "ml"}
             hit = reader.hit("in_scope", group, role, found[0], found[0] + len(found[1]))
@@ -95,11 +98,18 @@ def read_evidence(request: RouteRequest, rules: Mapping[str, Any], learned: bool
     for sibling in rules["siblings"]:
         _score(reader, ev, sibling["skill"], sibling["groups"], "sibling")
         if sibling.get("shares_budget") and any(not h.deferred for h in ev.counted(sibling["skill"])):
-            ev.scores[sibling["skill"]] += ev.scores["budget"]  # a target device supports deployment work as much as ours
+            ev.scores[sibling["skill"]] += ev.scores[
+                "budget"
+            ]  # a target device supports deployment work as much as ours
     # an explicit "distil" is the ask unless it is put off or done, or a sibling's work stands in a weightier phrase
     # ("we'd distil it, but first we need SHAP")
-    stressed = max((reader.text.phrase(h.start).weight for s in rules["siblings"] for h in ev.counted(s["skill"])), default=0.0)
-    ev.action = any(h.role == "action" and not h.deferred and (stressed <= 1 or reader.text.phrase(h.start).weight >= stressed) for h in ev.counted("in_scope"))
+    stressed = max(
+        (reader.text.phrase(h.start).weight for s in rules["siblings"] for h in ev.counted(s["skill"])), default=0.0
+    )
+    ev.action = any(
+        h.role == "action" and not h.deferred and (stressed <= 1 or reader.text.phrase(h.start).weight >= stressed)
+        for h in ev.counted("in_scope")
+    )
     if learned is not False and not any(getattr(request, name) is not None for name in STRUCTURED):
         try:
             ev.reading = consult(request.request, rules, learned if isinstance(learned, LearnedReader) else None)
@@ -117,9 +127,13 @@ def _drop_lone_descriptors(ev: Evidence) -> None:
         return
     roles = {h.words.lower().rstrip("s") for h in counted if h.role == "descriptor"}
     groups = {h.group for h in counted}
-    stated = any(q.kind in ("latency_ms", "size_mb") for q in ev.numbers) or any(any(c.isdigit() for c in h.words) for h in counted)
+    stated = any(q.kind in ("latency_ms", "size_mb") for q in ev.numbers) or any(
+        any(c.isdigit() for c in h.words) for h in counted
+    )
     if len(roles) >= 2 or len(groups) >= 2 or stated:
         return
     note = "no word says machine learning, and nothing else supports it"
-    ev.hits["in_scope"] = [replace(h, weight=0.0, status="no_ml_word", why=note) if h.counts else h for h in ev.hits["in_scope"]]
+    ev.hits["in_scope"] = [
+        replace(h, weight=0.0, status="no_ml_word", why=note) if h.counts else h for h in ev.hits["in_scope"]
+    ]
     ev.scores["in_scope"] = 0.0

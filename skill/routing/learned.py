@@ -15,10 +15,11 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -60,7 +61,7 @@ def _word_ngrams(text: str, low: int, high: int) -> list[str]:
     tokens = WORD_TOKEN.findall(text)
     grams = list(tokens) if low == 1 else []
     for n in range(max(low, 2), min(high, len(tokens)) + 1):
-        grams += [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+        grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return grams
 
 
@@ -70,10 +71,10 @@ def _char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
         padded = f" {word} "
         for n in range(low, high + 1):
             offset = 0
-            grams.append(padded[offset:offset + n])
+            grams.append(padded[offset : offset + n])
             while offset + n < len(padded):
                 offset += 1
-                grams.append(padded[offset:offset + n])
+                grams.append(padded[offset : offset + n])
             if offset == 0:  # a word shorter than n is counted once, as scikit-learn does
                 break
     return grams
@@ -95,7 +96,12 @@ class LearnedReader:
     def __init__(self, model: dict[str, Any]):
         try:
             self._build(model)
-        except (ValueError, TypeError, KeyError, binascii.Error) as exc:  # a schema-valid file can still hold bad arrays
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            binascii.Error,
+        ) as exc:  # a schema-valid file can still hold bad arrays
             raise RuleFileError(f"route_reader.json: not a valid learned reader: {exc}") from exc
 
     def _build(self, model: dict[str, Any]) -> None:

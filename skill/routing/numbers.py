@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from skill.routing.text import Text, compile_terms
 
@@ -33,7 +34,7 @@ def _units(mapping: Mapping[str, Any]) -> str:
 def _cues_before(text: Text, start: int) -> str:
     """The words just before a number, within its phrase."""
     phrase = text.phrase(start)
-    return text.raw[max(phrase.start, start - 40):start]
+    return text.raw[max(phrase.start, start - 40) : start]
 
 
 def _is_current(text: Text, start: int, end: int, current: re.Pattern[str], target: re.Pattern[str]) -> bool:
@@ -43,12 +44,14 @@ def _is_current(text: Text, start: int, end: int, current: re.Pattern[str], targ
     if target.search(before):
         return False
     cues = list(current.finditer(before))
-    return bool(cues and text.words_between(start - len(before) + cues[-1].end(), start) <= 2) or text.raw[end:end + 6].strip().lower().startswith("now")
+    return bool(cues and text.words_between(start - len(before) + cues[-1].end(), start) <= 2) or text.raw[
+        end : end + 6
+    ].strip().lower().startswith("now")
 
 
 def _is_target(text: Text, start: int, end: int, before_cues: re.Pattern[str], after_cues: re.Pattern[str]) -> bool:
     """A limit cue before the number in its phrase ("under", "to", "needs a"), or right after it ("budget", "max")."""
-    return bool(before_cues.search(_cues_before(text, start)) or after_cues.match(text.raw[end:end + 20].lstrip()))
+    return bool(before_cues.search(_cues_before(text, start)) or after_cues.match(text.raw[end : end + 20].lstrip()))
 
 
 _BUILT: dict[int, tuple[Any, dict[str, str]]] = {}
@@ -90,11 +93,23 @@ def read_numbers(text: Text, rules: Mapping[str, Any]) -> list[Quantity]:
     found: list[Quantity] = []
     latency, size, params = (re.compile(built[name], re.IGNORECASE) for name in ("latency", "size", "params"))
     words = numbers["number_words"]
-    for pattern, kind, table in ((latency, "latency_ms", numbers["latency_units"]), (size, "size_mb", numbers["size_units"])):
+    for pattern, kind, table in (
+        (latency, "latency_ms", numbers["latency_units"]),
+        (size, "size_mb", numbers["size_units"]),
+    ):
         for m in pattern.finditer(text.raw):
             value = float(m.group(1)) * float(table[m.group(2).lower()])
             is_current = _is_current(text, m.start(), m.end(), current, target)
-            found.append(Quantity(kind, value, m.group(0), m.start(), is_current, _is_target(text, m.start(), m.end(), before_cues, after_cues)))
+            found.append(
+                Quantity(
+                    kind,
+                    value,
+                    m.group(0),
+                    m.start(),
+                    is_current,
+                    _is_target(text, m.start(), m.end(), before_cues, after_cues),
+                )
+            )
     for m in params.finditer(text.raw):
         digits, word, scale = m.group(1), m.group(2), m.group(3)
         if scale is None and digits and "." in digits:

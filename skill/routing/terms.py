@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from skill.routing.text import Text, compile_terms
 
@@ -49,7 +50,9 @@ class Reader:
         self.ml_known = ml_known
         self.reading = rules["reading"]
         self.text = Text(text, self.reading)
-        bounds = {start for start, _, _ in self._spans(self.reading["bound_phrases"])}  # "no more than 5 ms" states a limit
+        bounds = {
+            start for start, _, _ in self._spans(self.reading["bound_phrases"])
+        }  # "no more than 5 ms" states a limit
         self.negations = [n for n in self._spans(self.reading["negation_cues"]) if n[0] not in bounds]
         objects_only = compile_terms(tuple(self.reading["object_negation_cues"]))
         self.object_negations = {start for start, end, words in self.negations if objects_only.fullmatch(words)}
@@ -70,14 +73,20 @@ class Reader:
         longest = max((n[1] - n[0] for n in non_ml), default=0)
 
         def inside_non_ml(w: tuple[int, int, str]) -> bool:
-            around = non_ml[bisect.bisect_left(non_ml_starts, w[0] - longest):bisect.bisect_right(non_ml_starts, w[0])]
+            around = non_ml[
+                bisect.bisect_left(non_ml_starts, w[0] - longest) : bisect.bisect_right(non_ml_starts, w[0])
+            ]
             return any(n[0] <= w[0] and w[1] <= n[1] and n[1] - n[0] > w[1] - w[0] for n in around)
 
         def outside(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
             """ "car model", "teacher training": an ML word inside a longer non-ML phrase is part of that phrase."""
             return [w for w in found if not inside_non_ml(w)]
 
-        names, terms, nouns = outside(self._spans(self.reading["model_names"])), outside(self._spans(ml_terms(rules))), outside(nouns)
+        names, terms, nouns = (
+            outside(self._spans(self.reading["model_names"])),
+            outside(self._spans(ml_terms(rules))),
+            outside(nouns),
+        )
         names += self._together()
         # the siblings' terms, our unambiguous ones (TensorRT, SHAP, logits) and model names also say "machine learning"
         self.ml_words = sorted(outside(self._spans(self.reading["ml_context"])) + terms + names)
@@ -87,15 +96,20 @@ class Reader:
         # ...and, when one is named, as the object right after an ambiguous term ("compress the images", see sense())
         self.weak_objects = weak
         # whitespace and the word between are bounded so that only the objects a few characters on are looked at
-        self.object_gap = re.compile(rf"\s{{1,{GAP_SPACE}}}(?:{'|'.join(self.reading['object_determiners'])})\s{{1,{GAP_SPACE}}}(?:[\w-]{{1,{GAP_WORD}}}\s{{1,{GAP_SPACE}}})?", re.IGNORECASE)
+        self.object_gap = re.compile(
+            rf"\s{{1,{GAP_SPACE}}}(?:{'|'.join(self.reading['object_determiners'])})\s{{1,{GAP_SPACE}}}(?:[\w-]{{1,{GAP_WORD}}}\s{{1,{GAP_SPACE}}})?",
+            re.IGNORECASE,
+        )
         self.object_reach = 3 * GAP_SPACE + GAP_WORD + max(len(d) for d in self.reading["object_determiners"])
         self.non_ml_words = sorted(non_ml if self.names_model else non_ml + weak)
         self.weak_words = {w[0] for w in weak}
         # sorted starts, so that sense() looks only at the words near a term (one binary search, not a scan of all)
         self.weak_objects = sorted(weak)
         self._weak_starts = [w[0] for w in self.weak_objects]
-        self._near = {kind: (found, [w[0] for w in found], max((w[1] - w[0] for w in found), default=0))
-                      for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words))}
+        self._near = {
+            kind: (found, [w[0] for w in found], max((w[1] - w[0] for w in found), default=0))
+            for kind, found in (("ml", self.ml_words), ("not_ml", self.non_ml_words))
+        }
 
     def _together(self) -> list[tuple[int, int, str]]:
         """The words of every ml_together set whose terms all occur: together they name models."""
@@ -146,19 +160,27 @@ class Reader:
         objects = []
         if self.names_model:
             starts = self._weak_starts
-            nearby = self.weak_objects[bisect.bisect_left(starts, end):bisect.bisect_right(starts, end + self.object_reach)]
-            objects = [w for w in nearby if self.object_gap.fullmatch(self.text.raw[end:w[0]])]
+            nearby = self.weak_objects[
+                bisect.bisect_left(starts, end) : bisect.bisect_right(starts, end + self.object_reach)
+            ]
+            objects = [w for w in nearby if self.object_gap.fullmatch(self.text.raw[end : w[0]])]
         lo, hi = self._window(start, end, window)
         for kind in ("ml", "not_ml"):
             found, starts, longest = self._near[kind]
-            candidates = found[bisect.bisect_left(starts, lo - longest):bisect.bisect_right(starts, hi)]
+            candidates = found[bisect.bisect_left(starts, lo - longest) : bisect.bisect_right(starts, hi)]
             for w_start, w_end, words in candidates + (objects if kind == "not_ml" else []):
                 if (w_end > start and w_start < end) or not (sentence.start <= w_start < sentence.end):
                     continue  # the term itself, or another sentence
-                distance = self.text.words_between(w_end, start) if w_end <= start else self.text.words_between(end, w_start)
+                distance = (
+                    self.text.words_between(w_end, start) if w_end <= start else self.text.words_between(end, w_start)
+                )
                 if distance <= window:
                     near.append((distance, kind, words, w_start))
-        if near and self.ml_words and all(kind == "not_ml" and start_ in self.weak_words for _, kind, _, start_ in near):
+        if (
+            near
+            and self.ml_words
+            and all(kind == "not_ml" and start_ in self.weak_words for _, kind, _, start_ in near)
+        ):
             # only everyday words nearby ("the student reports 99%"), while the request speaks of ECE elsewhere
             return "ml", f"the request mentions '{self.ml_words[0][2]}'; only everyday words are near"
         if near:

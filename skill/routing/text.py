@@ -11,9 +11,10 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from skill.routing.typos import mend_typos
 
@@ -74,8 +75,13 @@ class Text:
             joins = [m.start() for m in joiner.finditer(self.raw, span.start, span.end)]
             for cue in deferral.finditer(self.raw, span.start, span.end):
                 # the last joiner that ends before the cue (found once per span, then a binary search per cue)
-                ends = [j for j in joins[max(0, bisect.bisect_left(joins, cue.start()) - 8):bisect.bisect_left(joins, cue.start())]
-                        if joiner.match(self.raw, j, cue.start())]
+                ends = [
+                    j
+                    for j in joins[
+                        max(0, bisect.bisect_left(joins, cue.start()) - 8) : bisect.bisect_left(joins, cue.start())
+                    ]
+                    if joiner.match(self.raw, j, cue.start())
+                ]
                 if ends:
                     starts.append(ends[-1])
         return starts
@@ -91,16 +97,22 @@ class Text:
             i = bisect.bisect_right(done_starts, pos) - 1
             return i >= 0 and done[i].start <= pos < done[i].end
 
-        return [Span(p.start, p.end, p.weight * later, True) if in_done(p.start) and not p.deferred else p for p in phrases]
+        return [
+            Span(p.start, p.end, p.weight * later, True) if in_done(p.start) and not p.deferred else p for p in phrases
+        ]
 
     def _weigh(self, span: Span, contrast: re.Pattern[str], step: re.Pattern[str]) -> Span:
-        piece = self.raw[span.start:span.end].lstrip()
+        piece = self.raw[span.start : span.end].lstrip()
         weight = 1.0
         if contrast.match(piece):
             weight *= float(self.reading["contrast_weight"])
         later = bool(compile_terms(tuple(self.reading["deferral_cues"])).search(piece))
-        done = bool(compile_terms(tuple(self.reading["done_cues"])).search(piece))  # "after distillation", "we're done distilling"
-        done = done or bool(compile_terms(tuple(self.reading["other_party_cues"])).search(piece))  # "an attacker distils a copy"
+        done = bool(
+            compile_terms(tuple(self.reading["done_cues"])).search(piece)
+        )  # "after distillation", "we're done distilling"
+        done = done or bool(
+            compile_terms(tuple(self.reading["other_party_cues"])).search(piece)
+        )  # "an attacker distils a copy"
         if step.match(piece) or later or done:
             weight *= float(self.reading["later_step_weight"])
         return Span(span.start, span.end, weight, later or done)

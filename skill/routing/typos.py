@@ -9,8 +9,8 @@ word, and the edit is not at its end (so "distil"/"distill", "architectures", "q
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 WORD = re.compile(r"[A-Za-z]+")
 
@@ -21,12 +21,17 @@ def _one_edit_inside(word: str, target: str) -> bool:
         return False
     if len(word) == len(target):
         diff = [i for i, (a, b) in enumerate(zip(word, target)) if a != b]
-        swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and word[diff[0]] == target[diff[1]] and word[diff[1]] == target[diff[0]]
+        swapped = (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and word[diff[0]] == target[diff[1]]
+            and word[diff[1]] == target[diff[0]]
+        )
         return len(diff) == 1 or swapped
     short, long = (word, target) if len(word) < len(target) else (target, word)
     if long[:-1] == short or long[:-2] + long[-1] == short:
         return False  # a letter added or dropped at the end ("distil"/"distill"): a spelling, not a slip
-    return any(long[:i] + long[i + 1:] == short for i in range(len(long) - 1))
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long) - 1))
 
 
 @lru_cache(maxsize=8)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -27,7 +28,18 @@ if TYPE_CHECKING:
 # the C-accelerated safe loader when PyYAML has it: same safety as yaml.safe_load, faster start
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-RULE_NAMES = ("method", "topology", "alpha", "score", "failure_modes", "quality_gates", "boundaries", "llm_method", "release", "runner")
+RULE_NAMES = (
+    "method",
+    "topology",
+    "alpha",
+    "score",
+    "failure_modes",
+    "quality_gates",
+    "boundaries",
+    "llm_method",
+    "release",
+    "runner",
+)
 SHARED_SCHEMAS = ("condition", "common")
 LEXICON = "lexicon"  # routing's word lists, one topic per file, put into boundaries.yaml at load (see _add_lexicon)
 
@@ -54,7 +66,7 @@ def _schema(name: str, folder: Path) -> dict[str, Any]:
     return json.loads((folder / "schemas" / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 
-def _registry(folder: Path, extra: tuple[str, ...] = ()) -> "Registry":
+def _registry(folder: Path, extra: tuple[str, ...] = ()) -> Registry:
     from referencing import Registry, Resource
 
     registry: Registry = Registry()
@@ -120,8 +132,10 @@ def _add_lexicon(data: dict[str, Any], folder: Path, validate: bool) -> list[str
             for group_id, patterns in by_id.items():
                 group = groups.get((owner, group_id))
                 if group is None:
-                    problems.append(f"{label}: at terms/{owner}/{group_id}: boundaries.yaml has no such term group; "
-                                    f"known: {', '.join(f'{o}/{g}' for o, g in groups)}")
+                    problems.append(
+                        f"{label}: at terms/{owner}/{group_id}: boundaries.yaml has no such term group; "
+                        f"known: {', '.join(f'{o}/{g}' for o, g in groups)}"
+                    )
                 elif "patterns" in group:
                     problems.append(f"{label}: at terms/{owner}/{group_id}: the group's words are set twice")
                 else:
@@ -174,7 +188,9 @@ def _cache_marker(folder: Path) -> Path | None:
             digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
         except OSError:
             return None  # a missing file: validate, which reports it by name
-    base = os.environ.get("KD_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "knowledge-distillation-deep")
+    base = os.environ.get("KD_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "knowledge-distillation-deep"
+    )
     return Path(base) / f"rules-validated-{digest.hexdigest()}"
 
 
@@ -182,7 +198,9 @@ def load_rules_from(folder: Path) -> RuleSet:
     """Load every rule file from `folder`, validating unless these exact bytes passed before (tests use broken copies)."""
     marker = _cache_marker(folder)
     known_good = marker is not None and marker.is_file()
-    loaded = {name: load_rule_file(folder / f"{name}.yaml", name, folder, validate=not known_good) for name in RULE_NAMES}
+    loaded = {
+        name: load_rule_file(folder / f"{name}.yaml", name, folder, validate=not known_good) for name in RULE_NAMES
+    }
     if marker is not None and not known_good:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)

@@ -95,14 +95,22 @@ class Config:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--config", type=Path, default=HERE / "config.yaml")
-    p.add_argument("--output-dir", type=Path, default=None,
-                   help="Where checkpoints, the student, metrics.json and the evidence go (default: run/ here)")
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="Where checkpoints, the student, metrics.json and the evidence go (default: run/ here)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="Student epochs (overrides train.epochs)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="Epochs when the teacher is trained here first")
     p.add_argument("--accumulation-steps", type=int, default=None, help="Micro-batches per optimizer step")
     p.add_argument("--baseline", action="store_true", default=None, help="Also train a from-scratch student")
-    p.add_argument("--student-sizes", default=None, metavar="W1,W2",
-                   help="Also distil students of these first-layer widths (same settings) for the capacity curve")
+    p.add_argument(
+        "--student-sizes",
+        default=None,
+        metavar="W1,W2",
+        help="Also distil students of these first-layer widths (same settings) for the capacity curve",
+    )
     p.add_argument("--no-resume", action="store_true", help="Ignore existing checkpoints and start over")
     p.add_argument("--cpu", action="store_true", help="Stay on the CPU (gloo) even when GPUs are present")
     return p.parse_args(argv)
@@ -145,8 +153,15 @@ class Distiller(nn.Module):
         return logits, feat, projected
 
 
-def distill_loss(cfg: Config, logits: torch.Tensor, feat: torch.Tensor | None, projected: torch.Tensor | None,
-                 y: torch.Tensor, t_logits: torch.Tensor, t_feat: torch.Tensor | None) -> torch.Tensor:
+def distill_loss(
+    cfg: Config,
+    logits: torch.Tensor,
+    feat: torch.Tensor | None,
+    projected: torch.Tensor | None,
+    y: torch.Tensor,
+    t_logits: torch.Tensor,
+    t_feat: torch.Tensor | None,
+) -> torch.Tensor:
     """(1 - w) * CE + w * soft term (times T^2), plus the relation or hint term of the method."""
     T, w = cfg.distill_temperature, cfg.distill_kd_loss_weight
     if cfg.distill_response_loss == "dkd":
@@ -205,8 +220,12 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         state = saved["state"]
-        log(env, f"[{phase}] resumed from {ckpt.name} at epoch {state['epoch']}",
-            {"phase": phase, "event": "resumed", "epoch": state["epoch"]}, run.out)
+        log(
+            env,
+            f"[{phase}] resumed from {ckpt.name} at epoch {state['epoch']}",
+            {"phase": phase, "event": "resumed", "epoch": state["epoch"]},
+            run.out,
+        )
     resumed_from = int(state["epoch"])
     # drop_last: every rank gets the same number of rows, so no rank waits at an all-reduce the others skip
     sampler = DistributedSampler(run.train, env.world, env.rank, shuffle=True, seed=cfg.train_seed, drop_last=True)
@@ -218,9 +237,13 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
         if epoch == resumed_from:  # once per run and phase: enough to show the split, cheap for any size
             shards = shard_record(env, sampler, epoch, len(run.train))  # type: ignore[arg-type]
             state["shards"].append(shards)
-            log(env, f"[{phase}] epoch {epoch} shards: rows {shards['rank_rows']} sha256 {shards['rank_sha256']} "
+            log(
+                env,
+                f"[{phase}] epoch {epoch} shards: rows {shards['rank_rows']} sha256 {shards['rank_sha256']} "
                 f"overlap {shards['overlap']}",
-                {"phase": phase, "event": "shards", **shards}, run.out)
+                {"phase": phase, "event": "shards", **shards},
+                run.out,
+            )
         ddp.train()
         if teacher is not None:
             teacher.model.eval()  # frozen: batch-norm statistics and dropout stay as trained
@@ -255,12 +278,26 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
         state["epoch_seconds"].append(seconds)
         loss_now = state["loss_history"][-1]
         rows = int(total_seen)
-        log(env, f"[{phase}] epoch {epoch + 1}/{epochs} loss {loss_now:.4f} ({seconds:.2f} s, {rows} samples)",
-            {"phase": phase, "event": "epoch", "epoch": epoch + 1, "loss": loss_now, "seconds": seconds,
-             "samples": rows}, run.out)
+        log(
+            env,
+            f"[{phase}] epoch {epoch + 1}/{epochs} loss {loss_now:.4f} ({seconds:.2f} s, {rows} samples)",
+            {
+                "phase": phase,
+                "event": "epoch",
+                "epoch": epoch + 1,
+                "loss": loss_now,
+                "seconds": seconds,
+                "samples": rows,
+            },
+            run.out,
+        )
         if env.main:
-            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                       "state": state}
+            payload = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "state": state,
+            }
             atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
         env.barrier()  # nobody runs ahead of a checkpoint that is still being written
     model.eval()
@@ -278,8 +315,13 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn
             sizes = [int(w) for w in str(args.student_sizes).split(",") if w.strip()]
         except ValueError:
             raise RecipeError("--student-sizes", f"{args.student_sizes!r} is not a list of widths like 8,16") from None
-    flags = {"train_epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "train_baseline": args.baseline,
-             "train_accumulation_steps": args.accumulation_steps, "train_student_sizes": sizes}
+    flags = {
+        "train_epochs": args.epochs,
+        "teacher_epochs": args.teacher_epochs,
+        "train_baseline": args.baseline,
+        "train_accumulation_steps": args.accumulation_steps,
+        "train_student_sizes": sizes,
+    }
     cfg = load_config(Config, args.config, flags)
     world = int(os.environ.get("WORLD_SIZE", 1))
     accum, batch = cfg.train_accumulation_steps, cfg.train_global_batch_size
@@ -287,8 +329,9 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn
         raise RecipeError("train.epochs" if cfg.train_epochs < 1 else "train.accumulation_steps", "must be at least 1")
     if batch % (world * accum):
         raise RecipeError("train.global_batch_size", f"{batch} is not divisible by {world} processes x {accum} steps")
-    train, test, groups = load_data(cfg.data_source, HERE, cfg.data_label_column, cfg.data_groups,
-                                    cfg.data_test_fraction, cfg.train_seed)
+    train, test, groups = load_data(
+        cfg.data_source, HERE, cfg.data_label_column, cfg.data_groups, cfg.data_test_fraction, cfg.train_seed
+    )
     features, classes = data_shape(train, cfg.data_num_classes)
     if len(train) < world or len(test) == 0:  # type: ignore[arg-type]
         rows = f"{len(train)} training rows for {world} processes and {len(test)} test rows"  # type: ignore[arg-type]
@@ -301,8 +344,11 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn
         probe_outputs(role, model, train, classes)
     t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
     if s_params > t_params:
-        raise RecipeError("student.model", f"the student has {s_params:,} parameters, more than the teacher's "
-                          f"{t_params:,}; distil into a smaller model")
+        raise RecipeError(
+            "student.model",
+            f"the student has {s_params:,} parameters, more than the teacher's "
+            f"{t_params:,}; distil into a smaller model",
+        )
     if cfg.train_student_sizes:
         if cfg.student_model not in ("mlp", "cnn"):
             raise RecipeError("--student-sizes", f"sizes runner-net students ('mlp', 'cnn'), not {cfg.student_model!r}")
@@ -310,8 +356,10 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn
             other = build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width))
             params = evidence.size_of(other)["params"]
             if width < 1 or params > t_params:
-                raise RecipeError("--student-sizes", f"width {width} gives {params:,} parameters; "
-                                  f"a student needs 1 to {t_params:,} (the teacher's)")
+                raise RecipeError(
+                    "--student-sizes",
+                    f"width {width} gives {params:,} parameters; a student needs 1 to {t_params:,} (the teacher's)",
+                )
     if cfg.teacher_weights:
         load_weights(teacher, HERE / cfg.teacher_weights, "teacher.weights")  # relative to this folder; absolute stays
     return cfg, train, test, groups, teacher, student, features, classes
@@ -385,18 +433,25 @@ def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> di
     scored: dict[str, dict[str, Any]] = {}
     probs: dict[str, np.ndarray] = {}
     for name, model in models.items():
-        scored[name], kept = evidence.evaluate(env, model, run.test, cfg.train_global_batch_size, cfg.eval_ece_bins,
-                                               run.classes, keep)
+        scored[name], kept = evidence.evaluate(
+            env, model, run.test, cfg.train_global_batch_size, cfg.eval_ece_bins, run.classes, keep
+        )
         if kept is not None and name in ("teacher", "student", "baseline"):
             probs[name] = kept
     sizes = {name: evidence.size_of(models[name])["params"] for name in ("teacher", "student")}
     brief = {name: {k: m[k] for k in ("accuracy", "ece", "test_rows")} for name, m in scored.items()}
     metrics = {
-        "world_size": env.world, "backend": env.backend, "device": env.device.type, "losses_from": LOSSES_FROM,
-        "global_batch_size": cfg.train_global_batch_size, "accumulation_steps": cfg.train_accumulation_steps,
+        "world_size": env.world,
+        "backend": env.backend,
+        "device": env.device.type,
+        "losses_from": LOSSES_FROM,
+        "global_batch_size": cfg.train_global_batch_size,
+        "accumulation_steps": cfg.train_accumulation_steps,
         "teacher": {"params": sizes["teacher"], **brief["teacher"]},
         "student": {"params": sizes["student"], **brief["student"]},
-        "baseline": brief.get("baseline"), "compression_ratio": sizes["teacher"] / sizes["student"], "phases": phases,
+        "baseline": brief.get("baseline"),
+        "compression_ratio": sizes["teacher"] / sizes["student"],
+        "phases": phases,
     }
     if "baseline" in scored:
         metrics["gain_points"] = (scored["student"]["accuracy"] - scored["baseline"]["accuracy"]) * 100
@@ -404,12 +459,20 @@ def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> di
         save_weights(models["student"], run.out / "student.safetensors")
         text = json.dumps(metrics, indent=1)
         atomic_write(run.out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        settings = {"groups": cfg.data_groups, "method": cfg.distill_method, "temperature": cfg.distill_temperature,
-                    "kd_loss_weight": cfg.distill_kd_loss_weight, "epochs": cfg.train_epochs,
-                    "student_sizes": cfg.train_student_sizes, "world_size": env.world, **run.plan,
-                    "class_names": getattr(run.test, "class_names", None)}
-        evidence.write_run(run.out, run.test, keep, run.groups, scored, probs, models, env.device,
-                           cfg.eval_throughput_batch, settings)
+        settings = {
+            "groups": cfg.data_groups,
+            "method": cfg.distill_method,
+            "temperature": cfg.distill_temperature,
+            "kd_loss_weight": cfg.distill_kd_loss_weight,
+            "epochs": cfg.train_epochs,
+            "student_sizes": cfg.train_student_sizes,
+            "world_size": env.world,
+            **run.plan,
+            "class_names": getattr(run.test, "class_names", None),
+        }
+        evidence.write_run(
+            run.out, run.test, keep, run.groups, scored, probs, models, env.device, cfg.eval_throughput_batch, settings
+        )
     return metrics
 
 
@@ -426,13 +489,32 @@ def main(argv: list[str] | None = None) -> int:
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
     env.barrier()
-    run = Run(cfg, env, train, test, groups, features, classes, out, resume=not args.no_resume,
-              plan=recorded_plan(args.config))
+    run = Run(
+        cfg,
+        env,
+        train,
+        test,
+        groups,
+        features,
+        classes,
+        out,
+        resume=not args.no_resume,
+        plan=recorded_plan(args.config),
+    )
     t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
-    log(env, f"world {env.world} ({env.backend}, {env.device.type}); teacher {t_params:,} params, "
+    log(
+        env,
+        f"world {env.world} ({env.backend}, {env.device.type}); teacher {t_params:,} params, "
         f"student {s_params:,}; losses from {LOSSES_FROM}",
-        {"event": "start", "world": env.world, "backend": env.backend, "teacher_params": t_params,
-         "student_params": s_params}, out)
+        {
+            "event": "start",
+            "world": env.world,
+            "backend": env.backend,
+            "teacher_params": t_params,
+            "student_params": s_params,
+        },
+        out,
+    )
     try:
         models, phases = train_all(run, teacher, student)
     except RecipeError as exc:  # the feature method on models that return no features
@@ -442,8 +524,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     m = report(run, models, phases)
     scratch = f"; scratch {m['baseline']['accuracy']:.4f}" if m["baseline"] else ""
-    log(env, f"done: student accuracy {m['student']['accuracy']:.4f} ECE {m['student']['ece']:.4f}; "
-        f"teacher {m['teacher']['accuracy']:.4f}{scratch}; wrote {out}")
+    log(
+        env,
+        f"done: student accuracy {m['student']['accuracy']:.4f} ECE {m['student']['ece']:.4f}; "
+        f"teacher {m['teacher']['accuracy']:.4f}{scratch}; wrote {out}",
+    )
     env.barrier()
     env.close()
     return 0

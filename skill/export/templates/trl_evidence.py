@@ -66,7 +66,7 @@ def _ids(tokenizer: Any, row: dict[str, Any], completion: str, max_length: int) 
     """Token ids of prompt + completion (prompt cut from the left) and where the completion starts."""
     prompt = tokenizer(_prompt_text(tokenizer, row), add_special_tokens=False)["input_ids"]
     answer = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_length - 1]
-    prompt = prompt[-(max_length - len(answer)):] if max_length - len(answer) > 0 else []
+    prompt = prompt[-(max_length - len(answer)) :] if max_length - len(answer) > 0 else []
     return prompt + answer, len(prompt)
 
 
@@ -76,28 +76,38 @@ def _generate(model: Any, tokenizer: Any, row: dict[str, Any], max_new_tokens: i
 
     inputs = tokenizer(_prompt_text(tokenizer, row), return_tensors="pt", add_special_tokens=False).to(model.device)
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[:MAX_CHARS]
+        out = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[:MAX_CHARS]
 
 
 def _nll_sum(logits: Any, ids: Any, start: int) -> tuple[float, int]:
     """Sum of -log p(token) over the completion positions, with the model's full softmax."""
     import torch
 
-    logp = torch.log_softmax(logits[0, start - 1:-1].float(), dim=-1)
+    logp = torch.log_softmax(logits[0, start - 1 : -1].float(), dim=-1)
     target = ids[0, start:]
     return float(-logp.gather(-1, target[:, None]).sum()), int(target.numel())
 
 
-def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout: Rows, *, teacher: Any = None,
-                              teacher_tokenizer: Any = None, max_length: int = 1024,
-                              max_new_tokens: int = 64) -> dict[str, Any]:
+def write_generation_evidence(
+    path: Path,
+    student: Any,
+    tokenizer: Any,
+    heldout: Rows,
+    *,
+    teacher: Any = None,
+    teacher_tokenizer: Any = None,
+    max_length: int = 1024,
+    max_new_tokens: int = 64,
+) -> dict[str, Any]:
     """Score the held-out rows with both models and write the evidence file; returns what it wrote."""
     import torch
 
-    same_vocab = teacher is not None and (teacher_tokenizer is None
-                                          or teacher_tokenizer.get_vocab() == tokenizer.get_vocab())
+    same_vocab = teacher is not None and (
+        teacher_tokenizer is None or teacher_tokenizer.get_vocab() == tokenizer.get_vocab()
+    )
     teacher_tokenizer = teacher_tokenizer or tokenizer
     models = [m for m in (student, teacher) if m is not None]
     modes = [m.training for m in models]
@@ -124,8 +134,8 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
                 nll, _ = _nll_sum(t_logits, ids_t, start)
                 t_nll, t_tokens = t_nll + nll, t_tokens + count
                 shared = min(s_logits.shape[-1], t_logits.shape[-1])  # padded rows beyond the smaller head are no token
-                s_log = torch.log_softmax(s_logits[0, start - 1:-1, :shared].float(), dim=-1)
-                t_log = torch.log_softmax(t_logits[0, start - 1:-1, :shared].float(), dim=-1)
+                s_log = torch.log_softmax(s_logits[0, start - 1 : -1, :shared].float(), dim=-1)
+                t_log = torch.log_softmax(t_logits[0, start - 1 : -1, :shared].float(), dim=-1)
                 kl += float((t_log.exp() * (t_log - s_log)).sum())
                 accept += float(torch.minimum(t_log.exp(), s_log.exp()).sum())
                 agree += int((s_log.argmax(-1) == t_log.argmax(-1)).sum())
@@ -137,8 +147,13 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
                     t_nll, t_tokens = t_nll + nll, t_tokens + count_t
             if len(samples) < MAX_SAMPLES:
                 said = _generate(teacher, teacher_tokenizer, row, max_new_tokens) if teacher is not None else ""
-                samples.append({"prompt": row["prompt"][:MAX_CHARS], "teacher": said,
-                                "student": _generate(student, tokenizer, row, max_new_tokens)})
+                samples.append(
+                    {
+                        "prompt": row["prompt"][:MAX_CHARS],
+                        "teacher": said,
+                        "student": _generate(student, tokenizer, row, max_new_tokens),
+                    }
+                )
     for m, mode in zip(models, modes):
         m.train(mode)
 
@@ -160,8 +175,12 @@ def write_generation_evidence(path: Path, student: Any, tokenizer: Any, heldout:
             "same_tokenizer": same_vocab if teacher is not None else None,  # null: no local teacher to compare
         },
         "samples": samples,
-        "models": {"student_params": s_params, "teacher_params": t_params,
-                   "student_bytes": s_bytes, "teacher_bytes": t_bytes},
+        "models": {
+            "student_params": s_params,
+            "teacher_params": t_params,
+            "student_bytes": s_bytes,
+            "teacher_bytes": t_bytes,
+        },
     }
     path.write_text(json.dumps(evidence, indent=2), encoding="utf-8")
     return {**evidence, "expected_acceptance_rate": ratio(accept, n_tokens, same_vocab)}

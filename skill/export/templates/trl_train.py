@@ -51,8 +51,13 @@ PLAIN_CHAT_TEMPLATE = (
 def load_settings(path: Path) -> dict[str, Any]:
     """config.yaml as {'section.name': value}; `why` and `evidence` are for people."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {f"{section}.{name}": leaf["value"] for section, entries in data.items() if isinstance(entries, dict)
-            for name, leaf in entries.items() if isinstance(leaf, dict) and "value" in leaf}
+    return {
+        f"{section}.{name}": leaf["value"]
+        for section, entries in data.items()
+        if isinstance(entries, dict)
+        for name, leaf in entries.items()
+        if isinstance(leaf, dict) and "value" in leaf
+    }
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -74,8 +79,14 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 row = {"prompt": "\n".join(m["content"] for m in turns), "completion": completion}
             if not isinstance(row.get("prompt"), str):
                 sys.exit(f"data line {number}: needs a string 'prompt' (or 'messages')")
-            rows.append({"prompt": row["prompt"], "completion": row.get("completion"), "prompt_messages": turns,
-                         "answer": answer})
+            rows.append(
+                {
+                    "prompt": row["prompt"],
+                    "completion": row.get("completion"),
+                    "prompt_messages": turns,
+                    "answer": answer,
+                }
+            )
     if not rows:
         sys.exit(f"data: {path} has no rows")
     return rows
@@ -99,7 +110,9 @@ def load_model(name: str, dtype: Any, device_map: str | None = None):
     from transformers import AutoModelForCausalLM
 
     extra = {"device_map": device_map} if device_map else {}
-    return AutoModelForCausalLM.from_pretrained(name, dtype=dtype, use_safetensors=True, trust_remote_code=False, **extra)
+    return AutoModelForCausalLM.from_pretrained(
+        name, dtype=dtype, use_safetensors=True, trust_remote_code=False, **extra
+    )
 
 
 def teacher_prompts(tokenizer: Any, rows: list[dict[str, Any]]) -> list[str]:
@@ -112,7 +125,9 @@ def teacher_prompts(tokenizer: Any, rows: list[dict[str, Any]]) -> list[str]:
 
 def sft_examples(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Conversational prompt-completion pairs for SFTTrainer (it applies the chat template), for every row."""
-    return [{"prompt": prompt_turns(r), "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows]
+    return [
+        {"prompt": prompt_turns(r), "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows
+    ]
 
 
 def check_same_tokenizer(teacher: str, student_tokenizer: Any) -> None:
@@ -121,9 +136,11 @@ def check_same_tokenizer(teacher: str, student_tokenizer: Any) -> None:
 
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher, trust_remote_code=False)
     if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
-        sys.exit("tokenizer mismatch: teacher and student map token ids to different text, so token-level KD would train "
-                 "on the wrong targets (TRL issues 3028, 4562). Export with method sequence_kd, or use a cross-tokenizer "
-                 "method (TRL's GOLD trainer with use_uld_loss).")
+        sys.exit(
+            "tokenizer mismatch: teacher and student map token ids to different text, so token-level KD would train "
+            "on the wrong targets (TRL issues 3028, 4562). Export with method sequence_kd, or use a cross-tokenizer "
+            "method (TRL's GOLD trainer with use_uld_loss)."
+        )
 
 
 def align_vocab(student: Any, teacher: Any, tokenizer: Any) -> str | None:
@@ -138,13 +155,17 @@ def align_vocab(student: Any, teacher: Any, tokenizer: Any) -> str | None:
         return None
     n_tokens, shared = len(tokenizer), min(s_rows, t_rows)
     if shared < n_tokens:
-        sys.exit(f"vocab_size mismatch: student {s_rows}, teacher {t_rows} rows, but the tokenizer has {n_tokens} "
-                 f"tokens, so the smaller head lacks {n_tokens - shared} real tokens and cannot be sliced; use a "
-                 "teacher and student whose vocab_size both cover the tokenizer, or sequence_kd")
+        sys.exit(
+            f"vocab_size mismatch: student {s_rows}, teacher {t_rows} rows, but the tokenizer has {n_tokens} "
+            f"tokens, so the smaller head lacks {n_tokens - shared} real tokens and cannot be sliced; use a "
+            "teacher and student whose vocab_size both cover the tokenizer, or sequence_kd"
+        )
     larger, name = (teacher, "teacher") if t_rows > s_rows else (student, "student")
     larger.resize_token_embeddings(shared)  # keeps rows [0, shared): every real token, and drops padding rows only
-    note = (f"vocab_size: student {s_rows}, teacher {t_rows}, tokenizer {n_tokens} tokens; the {name}'s embedding "
-            f"and head were cut to the shared {shared} rows (the rest are padding past the tokenizer)")
+    note = (
+        f"vocab_size: student {s_rows}, teacher {t_rows}, tokenizer {n_tokens} tokens; the {name}'s embedding "
+        f"and head were cut to the shared {shared} rows (the rest are padding past the tokenizer)"
+    )
     if name == "student":
         note += "; the saved student keeps the shorter vocabulary"
     print(note, flush=True)
@@ -160,8 +181,10 @@ def require_fields(config_class: Any, names: list[str]) -> None:
     if missing:
         import trl
 
-        sys.exit(f"TRL {trl.__version__}: {config_class.__name__} has no {', '.join(missing)}; install the TRL "
-                 "version in config.yaml (versions.trl) or export the recipe again with this one")
+        sys.exit(
+            f"TRL {trl.__version__}: {config_class.__name__} has no {', '.join(missing)}; install the TRL "
+            "version in config.yaml (versions.trl) or export the recipe again with this one"
+        )
 
 
 def load_verifier() -> Any:
@@ -205,16 +228,20 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
     limit = int(s["distill.max_new_tokens"])
     decoding: dict[str, Any] = {"do_sample": False}
     if sample:
-        decoding = {"do_sample": True, "temperature": float(s["distill.teacher_sampling_temperature"]),
-                    "top_p": float(s["distill.teacher_top_p"]), "num_return_sequences": n}
+        decoding = {
+            "do_sample": True,
+            "temperature": float(s["distill.teacher_sampling_temperature"]),
+            "top_p": float(s["distill.teacher_top_p"]),
+            "num_return_sequences": n,
+        }
     written: dict[int, list[str]] = {}
     for start in range(0, len(missing), 8):
-        batch = missing[start:start + 8]
+        batch = missing[start : start + 8]
         prompts = teacher_prompts(tokenizer, batch)
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(teacher.device)
         with torch.no_grad():
             out = teacher.generate(**inputs, max_new_tokens=limit, pad_token_id=tokenizer.pad_token_id, **decoding)
-        new = out[:, inputs["input_ids"].shape[1]:]
+        new = out[:, inputs["input_ids"].shape[1] :]
         for k, ids in enumerate(new):
             row = batch[k // n]
             counts["sampled"] += 1
@@ -238,8 +265,11 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
         kept += [{**row, "completion": t} for t in texts]
         counts["written"] += len(texts)
     if counts["hit_max_new_tokens"]:
-        print(f"{counts['hit_max_new_tokens']} of {counts['sampled']} teacher completions stopped at max_new_tokens "
-              f"{limit}: traces are being cut; raise distill.max_new_tokens", flush=True)
+        print(
+            f"{counts['hit_max_new_tokens']} of {counts['sampled']} teacher completions stopped at max_new_tokens "
+            f"{limit}: traces are being cut; raise distill.max_new_tokens",
+            flush=True,
+        )
     if not kept:
         sys.exit("no training rows left: the verifier rejected every sampled trace (see trl_verify.py)")
     return kept, counts
@@ -248,15 +278,20 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
 def require_steps(steps: int, rows: int, global_batch: int) -> None:
     """A run that took no optimizer step trained nothing: stop non-zero instead of saving the untouched student."""
     if steps < 1:
-        sys.exit(f"0 optimizer steps ran ({rows} training rows, train.global_batch_size {global_batch}): nothing was "
-                 "trained; lower train.global_batch_size or add rows")
+        sys.exit(
+            f"0 optimizer steps ran ({rows} training rows, train.global_batch_size {global_batch}): nothing was "
+            "trained; lower train.global_batch_size or add rows"
+        )
 
 
 def distill_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
     """DistillationConfig: on-policy only (the student samples every batch); temperature is sampling and loss."""
     kwargs = {k: v for k, v in common.items() if k != "max_length"}
-    kwargs.update(beta=float(s["distill.beta"]), temperature=float(s["distill.loss_temperature"]),
-                  max_completion_length=int(s["distill.max_new_tokens"]))
+    kwargs.update(
+        beta=float(s["distill.beta"]),
+        temperature=float(s["distill.loss_temperature"]),
+        max_completion_length=int(s["distill.max_new_tokens"]),
+    )
     if s.get("generation.use_vllm"):
         kwargs.update(use_vllm=True, vllm_mode=s.get("generation.vllm_mode", "colocate"))
     return kwargs
@@ -265,8 +300,11 @@ def distill_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str
 def server_config_kwargs(s: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
     """ServerDistillationConfig: DistillationConfig's settings plus the teacher's server and the top-k it returns."""
     kwargs = distill_config_kwargs(s, common)
-    kwargs.update(teacher_model_server_url=s["distill.teacher_server_url"], loss_top_k=int(s["distill.teacher_top_k"]),
-                  loss_add_tail=True)
+    kwargs.update(
+        teacher_model_server_url=s["distill.teacher_server_url"],
+        loss_top_k=int(s["distill.teacher_top_k"]),
+        loss_add_tail=True,
+    )
     return kwargs
 
 
@@ -288,9 +326,14 @@ def build_training_args(trainer_name: str, s: dict[str, Any], common: dict[str, 
     else:
         from trl.experimental.gkd import GKDConfig as config_class
 
-        kwargs = dict(common, lmbda=float(s["distill.lmbda"]), beta=float(s["distill.beta"]),
-                      seq_kd=bool(s["distill.seq_kd"]), temperature=float(s["distill.sampling_temperature"]),
-                      max_new_tokens=int(s["distill.max_new_tokens"]))
+        kwargs = dict(
+            common,
+            lmbda=float(s["distill.lmbda"]),
+            beta=float(s["distill.beta"]),
+            seq_kd=bool(s["distill.seq_kd"]),
+            temperature=float(s["distill.sampling_temperature"]),
+            max_new_tokens=int(s["distill.max_new_tokens"]),
+        )
     require_fields(config_class, [k for k in kwargs if k not in common])
     return config_class(**kwargs)
 
@@ -311,10 +354,15 @@ def on_policy_rows(rows: list[dict[str, Any]], tokenizer: Any, s: dict[str, Any]
     limit = int(s["data.max_length"]) - int(s["distill.max_new_tokens"])
     kept, dropped = fit_prompts(rows, tokenizer, max(limit, 1))
     if dropped:
-        print(f"{dropped} of {len(rows)} prompts are longer than data.max_length - distill.max_new_tokens ({limit} tokens) "
-              "and were dropped", flush=True)
+        print(
+            f"{dropped} of {len(rows)} prompts are longer than data.max_length - distill.max_new_tokens ({limit} tokens) "
+            "and were dropped",
+            flush=True,
+        )
     if not kept:
-        sys.exit(f"no prompt fits data.max_length {s['data.max_length']} with distill.max_new_tokens {s['distill.max_new_tokens']}")
+        sys.exit(
+            f"no prompt fits data.max_length {s['data.max_length']} with distill.max_new_tokens {s['distill.max_new_tokens']}"
+        )
     return kept
 
 
@@ -322,7 +370,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(HERE / "config.yaml"))
     parser.add_argument("--output-dir", default=None, help="default: run/ beside this script")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (a smoke test)")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="stop after this many optimizer steps (a smoke test)"
+    )
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     args = parser.parse_args()
     s = load_settings(Path(args.config))
@@ -348,10 +398,14 @@ def main() -> int:
     on_gpu = torch.cuda.is_available() and not args.cpu
     bf16 = on_gpu and torch.cuda.is_bf16_supported() if s["train.bf16"] == "auto" else bool(s["train.bf16"])
     dtype = torch.bfloat16 if bf16 else torch.float32
-    per_device, remainder = divmod(int(s["train.global_batch_size"]), int(s["train.accumulation_steps"]) * state.num_processes)
+    per_device, remainder = divmod(
+        int(s["train.global_batch_size"]), int(s["train.accumulation_steps"]) * state.num_processes
+    )
     if per_device < 1 or remainder:
-        sys.exit(f"train.global_batch_size {s['train.global_batch_size']} is not a multiple of accumulation_steps x processes "
-                 f"({s['train.accumulation_steps']} x {state.num_processes})")
+        sys.exit(
+            f"train.global_batch_size {s['train.global_batch_size']} is not a multiple of accumulation_steps x processes "
+            f"({s['train.accumulation_steps']} x {state.num_processes})"
+        )
 
     tokenizer = AutoTokenizer.from_pretrained(s["models.student"], trust_remote_code=False)
     if tokenizer.pad_token is None:
@@ -360,10 +414,21 @@ def main() -> int:
     all_rows = read_rows(source if source.is_absolute() else HERE / source)
     rows, heldout = split_heldout(all_rows, int(s.get("data.heldout_rows", 0)), int(s["train.seed"]))
     common = dict(
-        output_dir=str(out), per_device_train_batch_size=per_device, gradient_accumulation_steps=int(s["train.accumulation_steps"]),
-        learning_rate=float(s["train.learning_rate"]), num_train_epochs=float(s["train.epochs"]), max_steps=args.max_steps or s["train.max_steps"] or -1,
-        seed=int(s["train.seed"]), bf16=bf16, fp16=False, use_cpu=not on_gpu, gradient_checkpointing=bool(s["train.gradient_checkpointing"]),
-        max_length=int(s["data.max_length"]), logging_steps=1, save_strategy="no", report_to="none",
+        output_dir=str(out),
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=int(s["train.accumulation_steps"]),
+        learning_rate=float(s["train.learning_rate"]),
+        num_train_epochs=float(s["train.epochs"]),
+        max_steps=args.max_steps or s["train.max_steps"] or -1,
+        seed=int(s["train.seed"]),
+        bf16=bf16,
+        fp16=False,
+        use_cpu=not on_gpu,
+        gradient_checkpointing=bool(s["train.gradient_checkpointing"]),
+        max_length=int(s["data.max_length"]),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
     )
     counts: dict[str, int] = {}
     vocab_note = None
@@ -373,8 +438,10 @@ def main() -> int:
 
         missing = sum(not r["completion"] for r in rows)
         if missing and state.num_processes > 1:
-            sys.exit(f"{missing} rows need the teacher's completion: run once with one process (python train.py), then point "
-                     "data.source at run/teacher_completions.jsonl and launch on N processes")
+            sys.exit(
+                f"{missing} rows need the teacher's completion: run once with one process (python train.py), then point "
+                "data.source at run/teacher_completions.jsonl and launch on N processes"
+            )
         rows, counts = complete_with_teacher(rows, s, dtype)
         if counts.get("written"):
             with (out / "teacher_completions.jsonl").open("w", encoding="utf-8") as handle:
@@ -384,8 +451,12 @@ def main() -> int:
             tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
         examples = sft_examples(rows)
         args = build_training_args(trainer_name, s, common)  # before the student loads (ZeRO-3 partitions at load)
-        trainer = SFTTrainer(model=load_model(s["models.student"], dtype), args=args,
-                             train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
+        trainer = SFTTrainer(
+            model=load_model(s["models.student"], dtype),
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            processing_class=tokenizer,
+        )
     elif trainer_name == "ServerDistillationTrainer":
         from trl.experimental.server_distillation import ServerDistillationTrainer
 
@@ -396,8 +467,9 @@ def main() -> int:
         rows = on_policy_rows(rows, tokenizer, s)
         args = build_training_args(trainer_name, s, common)  # before the student loads (ZeRO-3 partitions at load)
         prompts = Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows])
-        trainer = ServerDistillationTrainer(model=load_model(s["models.student"], dtype), args=args, train_dataset=prompts,
-                                            processing_class=tokenizer)
+        trainer = ServerDistillationTrainer(
+            model=load_model(s["models.student"], dtype), args=args, train_dataset=prompts, processing_class=tokenizer
+        )
     elif trainer_name in ("DistillationTrainer", "GKDTrainer"):
         check_same_tokenizer(s["models.teacher"], tokenizer)
         if tokenizer.chat_template is None:
@@ -415,18 +487,31 @@ def main() -> int:
             from trl import DistillationTrainer
 
             prompts = [{"prompt": prompt_turns(r)} for r in rows]
-            trainer = DistillationTrainer(model=student_model, teacher_model=teacher_model, args=args,
-                                          train_dataset=Dataset.from_list(prompts), processing_class=tokenizer)
+            trainer = DistillationTrainer(
+                model=student_model,
+                teacher_model=teacher_model,
+                args=args,
+                train_dataset=Dataset.from_list(prompts),
+                processing_class=tokenizer,
+            )
         else:
             from trl.experimental.gkd import GKDTrainer
 
-            conversations = [{"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]}
-                             for r in rows]
-            trainer = GKDTrainer(model=student_model, teacher_model=teacher_model, args=args,
-                                 train_dataset=Dataset.from_list(conversations), processing_class=tokenizer)
+            conversations = [
+                {"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]} for r in rows
+            ]
+            trainer = GKDTrainer(
+                model=student_model,
+                teacher_model=teacher_model,
+                args=args,
+                train_dataset=Dataset.from_list(conversations),
+                processing_class=tokenizer,
+            )
     else:
-        sys.exit(f"distill.trainer {trainer_name!r} is not one this script runs "
-                 "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)")
+        sys.exit(
+            f"distill.trainer {trainer_name!r} is not one this script runs "
+            "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)"
+        )
 
     trainer.train()
     require_steps(trainer.state.global_step, len(rows), int(s["train.global_batch_size"]))
@@ -435,17 +520,29 @@ def main() -> int:
         tokenizer.save_pretrained(str(out / "student"))
         steps = [e for e in trainer.state.log_history if "loss" in e]
         metrics = {
-            "method": method, "trainer": type(trainer).__name__, "steps": trainer.state.global_step, "processes": state.num_processes,
-            "per_device_batch_size": per_device, "teacher_completions_written": counts.get("written", 0),
+            "method": method,
+            "trainer": type(trainer).__name__,
+            "steps": trainer.state.global_step,
+            "processes": state.num_processes,
+            "per_device_batch_size": per_device,
+            "teacher_completions_written": counts.get("written", 0),
             "trace_counts": counts,
-            "vocab_alignment": vocab_note, "heldout_rows": len(heldout),
-            "loss": [{"step": e["step"], "loss": e["loss"]} for e in steps], "wall_time_s": round(time.time() - started, 2),
-            "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__, "datasets": datasets.__version__},
+            "vocab_alignment": vocab_note,
+            "heldout_rows": len(heldout),
+            "loss": [{"step": e["step"], "loss": e["loss"]} for e in steps],
+            "wall_time_s": round(time.time() - started, 2),
+            "versions": {
+                "trl": trl.__version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+                "datasets": datasets.__version__,
+            },
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         print(json.dumps({k: metrics[k] for k in ("method", "trainer", "steps", "loss", "wall_time_s")}), flush=True)
-        evidence_note, acceptance = write_evidence(out, s, trainer, teacher_model, tokenizer, heldout, state, dtype,
-                                                   write_generation_evidence)
+        evidence_note, acceptance = write_evidence(
+            out, s, trainer, teacher_model, tokenizer, heldout, state, dtype, write_generation_evidence
+        )
         print(evidence_note, flush=True)
         if acceptance is not None:  # a draft model's figure of merit; a general proximity measure otherwise
             metrics["heldout_expected_acceptance_rate"] = acceptance
@@ -453,8 +550,17 @@ def main() -> int:
     return 0
 
 
-def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tokenizer: Any, heldout: Rows, state: Any,
-                   dtype: Any, writer: Any) -> tuple[str, float | None]:
+def write_evidence(
+    out: Path,
+    s: dict[str, Any],
+    trainer: Any,
+    teacher: Any,
+    tokenizer: Any,
+    heldout: Rows,
+    state: Any,
+    dtype: Any,
+    writer: Any,
+) -> tuple[str, float | None]:
     """generation_evidence.json beside metrics.json: held-out scores of both models (one process, unsharded weights)."""
     import torch
     from transformers import AutoTokenizer
@@ -480,9 +586,16 @@ def write_evidence(out: Path, s: dict[str, Any], trainer: Any, teacher: Any, tok
     if tokenizer.chat_template is None:
         tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
     with torch.no_grad():
-        evidence = writer(out / "generation_evidence.json", student, tokenizer, heldout, teacher=teacher,
-                          teacher_tokenizer=teacher_tokenizer, max_length=int(s["data.max_length"]),
-                          max_new_tokens=min(int(s["distill.max_new_tokens"]), 64))
+        evidence = writer(
+            out / "generation_evidence.json",
+            student,
+            tokenizer,
+            heldout,
+            teacher=teacher,
+            teacher_tokenizer=teacher_tokenizer,
+            max_length=int(s["data.max_length"]),
+            max_new_tokens=min(int(s["distill.max_new_tokens"]), 64),
+        )
     tokenizer.padding_side = side
     acceptance = evidence.get("expected_acceptance_rate")
     return f"generation evidence: {json.dumps(evidence['heldout'])}, expected acceptance rate {acceptance}", acceptance

@@ -77,5 +77,8 @@ def recorded_plan(path: Path) -> dict[str, Any]:
         "alpha_reason": leaf("release", "alpha_reason").get("value"),
         "config": str(path.name),
     }
-    return {key: (value[:300] if isinstance(value, str) and key != "alpha_reason" else value)
-            for key, value in plan.items() if value is not None}
+    return {
+        key: (value[:300] if isinstance(value, str) and key != "alpha_reason" else value)
+        for key, value in plan.items()
+        if value is not None
+    }
