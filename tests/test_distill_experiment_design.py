@@ -302,11 +302,17 @@ def test_both_stacked_convolution_forms_equal_each_net_alone(arch, side):
     params, _ = stack_module_state(members)
     x = torch.randn(3, 7, 64)
     alone = torch.stack([members[i](x[i])[0] for i in range(3)])
+    alone.square().sum().backward()
+    grads = {k: torch.stack([dict(m.named_parameters())[k].grad for m in members]) for k in params}
     before = dict(nets.CONV_FORMS)
     try:
-        for form in ("grouped", "loop"):
+        for form in nets.FORMS:
             nets.CONV_FORMS[arch] = form
-            assert torch.allclose(nets.stacked_forward(members[0], params, x)[0], alone, atol=1e-5), form
+            leaves = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+            stacked = nets.stacked_forward(members[0], leaves, x)[0]
+            assert torch.allclose(stacked, alone, atol=1e-5), form
+            stacked.square().sum().backward()  # the same gradients: the layout tricks change no arithmetic
+            assert all(torch.allclose(leaves[k].grad, grads[k], atol=1e-4) for k in params), form
     finally:
         nets.CONV_FORMS.update(before)
     assert nets.CONV_FORMS[arch] == get_rules().runner["stacked_conv_form"][arch]

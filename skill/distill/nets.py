@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -134,15 +136,23 @@ def _conv_forms() -> dict[str, str]:
     return dict(get_rules().runner["stacked_conv_form"])
 
 
-# how a stack of M conv nets runs its convolutions, per architecture (runner rules, measured by bench/experiment_design.py
-# speed): one grouped convolution (groups = M), or M ordinary convolutions in a loop; CPUs do not always run grouped
-# convolutions fast. Tests and the bench may set an entry.
+# how a stack of M conv nets runs its convolutions, per architecture (runner rules, measured side by side by
+# bench/experiment_design.py speed): one grouped convolution (groups = M) on the usual channels-first layout, the same
+# on a channels-last (NHWC) layout, or M ordinary convolutions in a loop. CPUs do not run every form fast: oneDNN's
+# backward of a grouped 2-D convolution with a few channels per group was about 6x slower channels-first than
+# channels-last. Tests and the bench may set an entry.
 CONV_FORMS: dict[str, str] = _conv_forms()
+FORMS = ("grouped", "channels_last", "loop")
 
 
 def _grouped_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, conv, padding: int, form: str = "grouped"
-) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    conv: Callable[..., torch.Tensor],
+    padding: int,
+    form: str = "grouped",
+) -> torch.Tensor:
     """x [B, M*C_in, ...], weight [M, C_out, C_in, k...]: member m's channels see only member m's filters."""
     M = weight.shape[0]
     if form == "loop":
@@ -150,11 +160,18 @@ def _grouped_conv(
         return torch.cat(
             [conv(x[:, m * c_in : (m + 1) * c_in], weight[m], bias[m], padding=padding) for m in range(M)], 1
         )
+    if form == "channels_last" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)  # the output keeps the layout: relu and pooling follow it
     return conv(x, weight.flatten(0, 1), bias.flatten(), padding=padding, groups=M)
 
 
 def _to_members(a: torch.Tensor, M: int) -> torch.Tensor:
-    """[B, M*C, ...] -> [M, B, C, ...]"""
+    """[B, M*C, ...] -> [M, B, C, ...] as a view. A channels-last map is split through its NHWC order, so the gradient
+    flowing back keeps that layout (a channels-first gradient made relu's backward and the convolutions' backward
+    convert layouts every step, a third of the stack's time)."""
+    if a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last):
+        B, _, H, W = a.shape
+        return a.permute(0, 2, 3, 1).reshape(B, H, W, M, -1).permute(3, 0, 4, 1, 2)
     return a.view(a.shape[0], M, -1, *a.shape[2:]).transpose(0, 1)
 
 
