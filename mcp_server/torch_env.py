@@ -78,7 +78,7 @@ def missing_message() -> str | None:
     if not missing:
         return None
     return (
-        f"kd_run_quick_distill needs the optional [distill] packages, and this server's Python lacks {', '.join(missing)}. "
-        f"Install them (PyTorch CPU build, a few hundred MB) with: {install_command()} -- then call kd_run_quick_distill "
-        "again; no restart is needed. The advisory tools work without them."
+        "kd_run_quick_distill needs the optional [distill] packages, and this server's Python lacks "
+        f"{', '.join(missing)}. Install them (PyTorch CPU build, a few hundred MB) with: {install_command()} -- then "
+        "call kd_run_quick_distill again; no restart is needed. The advisory tools work without them."
     )

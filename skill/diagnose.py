@@ -84,7 +84,8 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> tuple[ComputedMetrics | Non
     if labels.min() < 0 or labels.max() >= k:
         raise InputError(
             "labels",
-            f"class ids must lie in 0..{k - 1} (student_probs has {k} columns); got {int(labels.min())}..{int(labels.max())}",
+            f"class ids must lie in 0..{k - 1} (student_probs has {k} columns); got "
+            f"{int(labels.min())}..{int(labels.max())}",
         )
     teacher = _probs("teacher_probs", request.teacher_probs, n) if request.teacher_probs is not None else None
     if teacher is not None and teacher.shape[1] != k:
@@ -229,27 +230,39 @@ def _accuracy_mirage(
         interval = {c: wilson(round(per_class[c] * support[c]), support[c]) for c in per_class}
         sure_spread = _exact(interval[best][0] - interval[worst][1])
         evidence[0] = Evidence(
-            metric=f"per_class_spread beyond noise (Wilson: class {_named(best, names)} low {interval[best][0]:.3f} minus class {_named(worst, names)} high {interval[worst][1]:.3f})",
+            metric=(
+                f"per_class_spread beyond noise (Wilson: class {_named(best, names)} low {interval[best][0]:.3f} minus "
+                f"class {_named(worst, names)} high {interval[worst][1]:.3f})"
+            ),
             value=round(sure_spread, 6),
             threshold=t["max_per_class_spread"],
-            comparison=f"detected if value > threshold (point spread {spread:.3f}; {support[best]} and {support[worst]} rows)",
+            comparison=(
+                f"detected if value > threshold (point spread {spread:.3f}; {support[best]} and {support[worst]} rows)"
+            ),
         )
         evidence[1] = Evidence(
             metric=f"minority_class_accuracy[{_named(minority, names)}] ({how}), Wilson upper bound",
             value=round(interval[minority][1], 6),
             threshold=round(floor, 6),
-            comparison=f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f}); point {per_class[minority]:.3f} on {support[minority]} rows",
+            comparison=(
+                f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f}); point "
+                f"{per_class[minority]:.3f} on {support[minority]} rows"
+            ),
         )
         spread_flag, minority_flag = sure_spread > t["max_per_class_spread"], interval[minority][1] < floor
     detected = spread_flag or minority_flag
     if detected:
         masked = " behind a high average" if overall > t["high_average_accuracy"] else ""
         rows = f" ({support[worst]} test rows)" if counted else ""
-        diagnosis = f"Per-class collapse{masked}: class {_named(worst, names)} reaches {per_class[worst]:.3f}{rows} against {overall:.3f} overall."
+        diagnosis = (
+            f"Per-class collapse{masked}: class {_named(worst, names)} reaches {per_class[worst]:.3f}{rows} against "
+            f"{overall:.3f} overall."
+        )
     elif counted and (spread > t["max_per_class_spread"] or per_class[minority] < floor):
         diagnosis = (
-            f"Per-class accuracy differs (class {_named(worst, names)} {per_class[worst]:.3f} against class {_named(best, names)} {per_class[best]:.3f}), "
-            "but not beyond the noise of this many test rows; a larger test set would settle it."
+            f"Per-class accuracy differs (class {_named(worst, names)} {per_class[worst]:.3f} against class "
+            f"{_named(best, names)} {per_class[best]:.3f}), but not beyond the noise of this many test rows; a larger "
+            "test set would settle it."
         )
     else:
         diagnosis = "Per-class accuracy is even enough; no class is hidden by the average."
@@ -316,7 +329,10 @@ def _temperature_blindness(
                     metric="student_error_confidence (too few errors to compare)",
                     value=round(student_conf, 6),
                     threshold=round(teacher_conf, 6),
-                    comparison=f"compared only with at least {min_errors} errors each; here {errors['student']} and {errors['teacher']}",
+                    comparison=(
+                        f"compared only with at least {min_errors} errors each; here {errors['student']} and "
+                        f"{errors['teacher']}"
+                    ),
                 )
             )
         else:
@@ -327,20 +343,20 @@ def _temperature_blindness(
                     metric="student_error_confidence",
                     value=round(student_conf, 6),
                     threshold=round(teacher_conf, 6),
-                    comparison=f"detected if value > teacher_error_confidence beyond noise: difference {gap['difference']:+.3f}, "
-                    f"bootstrap interval over rows [{low:+.3f}, {high:+.3f}] must lie above 0 "
-                    f"({errors['student']} and {errors['teacher']} errors)",
+                    comparison="detected if value > teacher_error_confidence beyond noise: difference "
+                    f"{gap['difference']:+.3f}, bootstrap interval over rows [{low:+.3f}, {high:+.3f}] must lie above "
+                    f"0 ({errors['student']} and {errors['teacher']} errors)",
                 )
             )
             if student_conf > teacher_conf and low > 0:
                 flags.append(
-                    f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own ({teacher_conf:.3f}), "
-                    f"interval [{low:+.3f}, {high:+.3f}]"
+                    f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own "
+                    f"({teacher_conf:.3f}), interval [{low:+.3f}, {high:+.3f}]"
                 )
             elif student_conf > teacher_conf:
                 noise.append(
-                    f"the student's error confidence {student_conf:.3f} against the teacher's {teacher_conf:.3f} is within noise "
-                    f"(interval [{low:+.3f}, {high:+.3f}] includes 0)"
+                    f"the student's error confidence {student_conf:.3f} against the teacher's {teacher_conf:.3f} is "
+                    f"within noise (interval [{low:+.3f}, {high:+.3f}] includes 0)"
                 )
     elif student_conf is not None and teacher_conf is not None:
         evaluated = True
@@ -354,7 +370,8 @@ def _temperature_blindness(
         )
         if student_conf > teacher_conf:
             flags.append(
-                f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own ({teacher_conf:.3f})"
+                f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own "
+                f"({teacher_conf:.3f})"
             )
     if computed is not None and computed.teacher_ece is not None:
         evaluated = True
@@ -364,7 +381,9 @@ def _temperature_blindness(
                 metric="student_ece",
                 value=round(computed.student_ece, 6),
                 threshold=round(limit, 6),
-                comparison=f"mis-calibrated if value > {t['ece_ratio']} x teacher ECE and >= teacher ECE + {t['ece_margin']}",
+                comparison=(
+                    f"mis-calibrated if value > {t['ece_ratio']} x teacher ECE and >= teacher ECE + {t['ece_margin']}"
+                ),
             )
         )
         if (
@@ -388,7 +407,8 @@ def _temperature_blindness(
             "temperature_blindness",
             "clear",
             evidence,
-            f"The student is no more confident in its errors than the teacher beyond noise, and its calibration is in line{within}.",
+            "The student is no more confident in its errors than the teacher beyond noise, and its calibration is in "
+            f"line{within}.",
             counted=counted,
         )
     if computed is not None and computed.student_mean_confidence < computed.overall_accuracy:
@@ -396,8 +416,8 @@ def _temperature_blindness(
             "temperature_blindness",
             "detected",
             evidence,
-            f"Mis-calibrated towards under-confidence ({'; '.join(flags)}): the distillation temperature is likely too high "
-            "for this student (over-smoothing); lower it and recheck ECE.",
+            f"Mis-calibrated towards under-confidence ({'; '.join(flags)}): the distillation temperature is likely too "
+            "high for this student (over-smoothing); lower it and recheck ECE.",
             fix="Lower the distillation temperature (over-smoothing) and recheck ECE against the teacher's.",
             counted=counted,
         )
@@ -432,7 +452,8 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
             "capacity_cliff",
             "not_evaluated",
             [],
-            "Needs size_accuracy_curve with two or more different student sizes (runs at one size are seeds of that size).",
+            "Needs size_accuracy_curve with two or more different student sizes (runs at one size are seeds of that "
+            "size).",
         )
     evidence, cliffs = [], []
     noisy = [(p, spread, runs) for p, _, spread, runs in sizes if runs > 1]
@@ -442,7 +463,10 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
                 metric=f"seed spread at {p} params ({runs} runs)",
                 value=round(spread, 6),
                 threshold=t["min_accuracy_drop"],
-                comparison="runs at one size are averaged, not read as a cliff; a spread above the threshold means single runs cannot show one",
+                comparison=(
+                    "runs at one size are averaged, not read as a cliff; a spread above the threshold means single "
+                    "runs cannot show one"
+                ),
             )
         )
     params = [p for p, *_ in sizes]
@@ -467,7 +491,10 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
                     "max_param_reduction": t["max_param_reduction"],
                     "min_accuracy_drop": t["min_accuracy_drop"],
                 },
-                comparison="cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean over runs)",
+                comparison=(
+                    "cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean "
+                    "over runs)"
+                ),
             )
         )
         if drop > t["min_accuracy_drop"]:
@@ -484,16 +511,16 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
             "capacity_cliff",
             "not_evaluated",
             evidence,
-            f"Not evaluated: no two sizes on the curve are less than {t['max_param_reduction']:.0%} apart in parameters "
-            f"({steps_seen}), so a cliff between them cannot be seen. Train sizes closer together: rerun with "
-            "--student-sizes at widths within a few percent of the student's (e.g. 0.95x and 0.9x its width).",
+            f"Not evaluated: no two sizes on the curve are less than {t['max_param_reduction']:.0%} apart in "
+            f"parameters ({steps_seen}), so a cliff between them cannot be seen. Train sizes closer together: rerun "
+            "with --student-sizes at widths within a few percent of the student's (e.g. 0.95x and 0.9x its width).",
         )
     noise = ""
     worst_spread = max((spread for _, spread, _ in noisy), default=0.0)
     if _exact(worst_spread) > t["min_accuracy_drop"]:
         noise = (
-            f" Runs at one size differ by up to {worst_spread:.3f}, more than the {t['min_accuracy_drop']} drop that marks a cliff:"
-            " compare means over more seeds before trusting the curve."
+            f" Runs at one size differ by up to {worst_spread:.3f}, more than the {t['min_accuracy_drop']} drop that "
+            "marks a cliff: compare means over more seeds before trusting the curve."
         )
     if cliffs:
         worst = [text for _, text in sorted(cliffs, key=lambda c: -c[0])[:_MAX_CLIFFS_NAMED]]
@@ -536,7 +563,8 @@ def _hierarchical_rigidity(finds: bool | None, feedback: bool | None) -> Finding
             "hierarchical_rigidity",
             "detected",
             evidence,
-            "The student meets edge cases that never reach the teacher; the one-way hierarchy stops both from improving.",
+            "The student meets edge cases that never reach the teacher; the one-way hierarchy stops both from "
+            "improving.",
         )
     return _finding(
         "hierarchical_rigidity", "clear", evidence, "Edge cases flow back to the teacher (or the student finds none)."
@@ -586,7 +614,8 @@ def _bias_amplification(
             )
     elif teacher_ratio == 0 and student_ratio is not None:
         unknown.append(
-            "the teacher's parity ratio is 0, so a relative change is undefined (compare group selection rates directly)"
+            "the teacher's parity ratio is 0, so a relative change is undefined (compare group selection rates "
+            "directly)"
         )
     else:
         unknown.append("parity needs teacher_parity_ratio and student_parity_ratio (or raw probabilities with groups)")
@@ -602,7 +631,10 @@ def _bias_amplification(
                 metric="group_accuracy_gap_increase",
                 value=round(widening, 6),
                 threshold=t["max_group_accuracy_gap_increase"],
-                comparison="detected if the student's best-minus-worst group accuracy exceeds the teacher's by more than threshold",
+                comparison=(
+                    "detected if the student's best-minus-worst group accuracy exceeds the teacher's by more than "
+                    "threshold"
+                ),
             )
         )
         evidence.append(
@@ -610,7 +642,10 @@ def _bias_amplification(
                 metric="group_loss_spread",
                 value=round(spread, 6),
                 threshold=t["max_group_loss_spread"],
-                comparison="detected if the most-hurt group loses more than threshold more than the least-hurt one, unless the gap narrowed",
+                comparison=(
+                    "detected if the most-hurt group loses more than threshold more than the least-hurt one, unless "
+                    "the gap narrowed"
+                ),
             )
         )
         lost = f"group {hardest} went from {teacher_groups[hardest]:.3f} to {student_groups[hardest]:.3f}"
@@ -620,7 +655,8 @@ def _bias_amplification(
             flags.append(f"the groups lost accuracy unevenly ({spread:.3f} apart): {lost}")
     else:
         unknown.append(
-            "the group-accuracy check needs teacher_group_accuracy and student_group_accuracy for two or more groups (or raw probabilities with groups)"
+            "the group-accuracy check needs teacher_group_accuracy and student_group_accuracy for two or more groups "
+            "(or raw probabilities with groups)"
         )
     if not evidence:
         return _finding("bias_amplification", "not_evaluated", [], "Not evaluated: " + "; ".join(unknown) + ".")
@@ -843,7 +879,9 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         warnings.append(
             AdviceWarning(
                 id="trained_at_t1",
-                message=f"Trained at T = {request.training_temperature:g}: soft labels carry little beyond the hard label.",
+                message=(
+                    f"Trained at T = {request.training_temperature:g}: soft labels carry little beyond the hard label."
+                ),
                 references=["references/failure-modes.md#temperature-blindness"],
             )
         )

@@ -2,8 +2,8 @@
 
 Why: a test set of a few hundred rows makes per-class, per-group and error-confidence numbers noisy; a release
 decision that blocks on 15 against 13 errors, or on a one-row group, is a decision on noise. Each helper here gives
-the point estimate with an interval over the test rows (Wilson for a proportion, a bootstrap over
-rows, drawn with replacement, for differences), and the minimum supports come from the rules. numpy only, imported lazily.
+the point estimate with an interval over the test rows (Wilson for a proportion, a bootstrap over rows, drawn with
+replacement, for differences), and the minimum supports come from the rules. numpy only, imported lazily.
 """
 
 from __future__ import annotations

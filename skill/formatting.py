@@ -19,13 +19,15 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
             lines.append(f"-- score not computed: {data['score_missing']}")
         for check in data.get("generation_checks", []):
             lines.append(
-                f"  [{check['status']:>7}] {check['id']}: {check['metric']} = {check['value']} ({check['comparison']} {check['threshold']})"
+                f"  [{check['status']:>7}] {check['id']}: {check['metric']} = {check['value']} ({check['comparison']} "
+                f"{check['threshold']})"
                 + (f": {check['reason']}" if check.get("reason") else "")
                 + (f" [source: {check['source']}]" if check.get("source") else "")
             )
         for sample in data.get("samples", []):
             lines.append(
-                f"  prompt {sample['prompt'][:80]!r}: teacher {sample['teacher'][:80]!r} / student {sample['student'][:80]!r}"
+                f"  prompt {sample['prompt'][:80]!r}: teacher {sample['teacher'][:80]!r} / student "
+                f"{sample['student'][:80]!r}"
             )
         return lines + _run_lines(data)
     if "method" in data and isinstance(data["method"], dict):
@@ -50,7 +52,8 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
         for row in data.get("ranking") or []:
             floor = " BELOW THE ACCURACY FLOOR" if row.get("meets_accuracy_floor") is False else ""
             lines.append(
-                f"  #{row['rank']} {row['name']}: DS {row['score']:.4f} (size {row['size']}, accuracy {row['accuracy']}){floor}"
+                f"  #{row['rank']} {row['name']}: DS {row['score']:.4f} (size {row['size']}, accuracy "
+                f"{row['accuracy']}){floor}"
             )
     if "findings" in data:
         for f in data["findings"]:
@@ -82,20 +85,25 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
                 size = (
                     "params n/a (given as logits)"
                     if name == "teacher" and logits_teacher
-                    else f"params {m['params']:>8}  latency {m['latency_ms_batch1']:.3f} ms  throughput {m['throughput_per_s_batch256']:.0f}/s"
+                    else (
+                        f"params {m['params']:>8}  latency {m['latency_ms_batch1']:.3f} ms  throughput "
+                        f"{m['throughput_per_s_batch256']:.0f}/s"
+                    )
                 )
                 lines.append(f"  {label:<18} acc {m['accuracy']:.4f}  ECE {m['ece']:.3f}  {size}")
         comparison = data.get("comparison") or {}
         if len(comparison.get("pairs") or []) > 1:
             per_seed = "; ".join(
-                f"seed {p['seed']} {p['scratch_accuracy']:.4f} -> {p['distilled_accuracy']:.4f} ({p['gain_points']:+.2f})"
+                f"seed {p['seed']} {p['scratch_accuracy']:.4f} -> {p['distilled_accuracy']:.4f} "
+                f"({p['gain_points']:+.2f})"
                 for p in comparison["pairs"]
             )
             lines.append(f"  per seed (scratch -> distilled): {per_seed}")
             if comparison.get("scratch_mean_accuracy") is not None:
                 lines.append(
                     f"  mean over {len(comparison['pairs'])} seeds: scratch {comparison['scratch_mean_accuracy']:.4f}, "
-                    f"distilled {comparison['distilled_mean_accuracy']:.4f} ({comparison['mean_gain_points']:+.2f} points)"
+                    f"distilled {comparison['distilled_mean_accuracy']:.4f} ({comparison['mean_gain_points']:+.2f} "
+                    "points)"
                 )
         for t in data.get("trials", []):  # scratch trials vary the learning rate, distilled ones T and the loss weight
             setting = (
@@ -106,20 +114,22 @@ def _headline(data: dict[str, Any], with_run: bool = True) -> list[str]:
             generation = f" generation {t['generation']}" if t.get("generation") is not None else ""
             chosen = "  <- selected" if t.get("selected") else ""
             lines.append(
-                f"  trial {t['role']} seed {t['seed']} {setting}{generation}: val acc {t['val_accuracy']:.4f} ({t['epochs']} epochs){chosen}"
+                f"  trial {t['role']} seed {t['seed']} {setting}{generation}: val acc {t['val_accuracy']:.4f} "
+                f"({t['epochs']} epochs){chosen}"
             )
         if data.get("plan"):
             p = data["plan"]
             teacher = f"share {p['teacher_share_s']:.0f} s" if p.get("teacher_share_s") is not None else "given or none"
             lines.append(
-                f"  plan: teacher first ({teacher}), then {p['trials_per_side']} trial(s) per side x {p['seeds']} seed(s) "
-                f"x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}"
+                f"  plan: teacher first ({teacher}), then {p['trials_per_side']} trial(s) per side x {p['seeds']} "
+                f"seed(s) x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}"
                 + (f"; restored: {'; '.join(p['replanned'])}" if p.get("replanned") else "")
             )
         settings = data.get("settings") or {}
         if settings.get("scratch_search"):
             lines.append(
-                f"  search: scratch lr {settings['scratch_search']}; distilled [T, w] {settings.get('distilled_search')} at scratch's selected lr"
+                f"  search: scratch lr {settings['scratch_search']}; distilled [T, w] "
+                f"{settings.get('distilled_search')} at scratch's selected lr"
             )
         if data.get("comparison"):
             lines.append(f"  comparison: {data['comparison']['statement']}")

@@ -55,7 +55,8 @@ def _inside(raw: str, root: Path, field: str) -> tuple[Path, list[str]]:
     if not resolved.is_relative_to(root):
         raise InputError(
             field,
-            f"{raw!r} lies outside the allowed root {root} (or links out of it); widen it with --data-root / --output-root",
+            f"{raw!r} lies outside the allowed root {root} (or links out of it); widen it with --data-root / "
+            "--output-root",
         )
     return root, list(resolved.relative_to(root).parts)
 
@@ -130,7 +131,10 @@ def open_input(raw: str, root: Path, field: str, *, max_bytes: int | None = None
 
 
 def open_output_dir(raw: str, root: Path, field: str) -> Opened:
-    """Open (creating what is missing) a folder under `root` for writing; a file in the way is refused now, not after training."""
+    """Open (creating what is missing) a folder under `root` for writing.
+
+    A file in the way is refused now, not after training.
+    """
     root, parts = _inside(raw, root, field)
     return Opened(_walk(root, parts, raw, field, create=True), str(root.joinpath(*parts)))
 

@@ -75,7 +75,10 @@ def answer(request: RouteRequest, decision: Decision, ev: Evidence, rules: Mappi
         question=decision.question,
         decided_by=decision.decided_by,
         warnings=decision.warnings,
-        learned_reading=f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} {decision.reading.runner_up_probability:.2f})"
+        learned_reading=(
+            f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} "
+            f"{decision.reading.runner_up_probability:.2f})"
+        )
         if decision.reading
         else None,
         intents=_intents(ev),

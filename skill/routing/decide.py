@@ -96,7 +96,8 @@ def _by_goal(
         return Decision(
             "delegate" if boundary.get("skill") else "out_of_scope",
             boundary,
-            f"primary_goal is distill, but {boundary['when']['field']} is {boundary['when']['op']} {boundary['when']['value']}",
+            f"primary_goal is distill, but {boundary['when']['field']} is {boundary['when']['op']} "
+            f"{boundary['when']['value']}",
             trace=trace,
         )
     absence = _absence_boundary(request, rules, ev)
@@ -166,7 +167,8 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
         return decision
     # a word that only describes the object ("the student", "my distilled model") does not pull a sibling's work here
     described = max((h.weight for h in ev.counted("in_scope") if h.role == "descriptor"), default=0.0)
-    # a sibling's word with nothing saying machine learning and no model in sight ("shrink the Kubernetes cluster") is a guess
+    # a sibling's word with nothing saying machine learning and no model in sight ("shrink the Kubernetes cluster")
+    # is a guess
     guess = ev.unsure_only(best_sibling["skill"]) and not any(
         h.role == "descriptor" for h in ev.hits.get("in_scope", [])
     )
@@ -179,7 +181,8 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
         decision = Decision(
             "delegate",
             best_sibling,
-            f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)",
+            f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope "
+            f"{in_score - described:g} without words that only describe the object)",
             trace=trace,
         )
         if s_score - in_score < close:
@@ -237,7 +240,10 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
         decision.warnings.append(
             AdviceWarning(
                 id="learned_reader_unavailable",
-                message=f"{ev.reader_unavailable}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py.",
+                message=(
+                    f"{ev.reader_unavailable}; the rules alone decided. Reinstall the package or retrain with "
+                    "scripts/train_route_reader.py."
+                ),
             )
         )
         return decision
@@ -269,7 +275,10 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
             result="true",
         )
     ]
-    how = f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' {decision.label} ({decision.decided_by})"
+    how = (
+        f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' "
+        f"{decision.label} ({decision.decided_by})"
+    )
     confident = reading.probability >= float(settings["confident_probability"])
     question = (
         None if confident else rules["questions"]["readings_differ"].format(learned=reading.label, rules=decision.label)
@@ -280,7 +289,10 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
 
 
 def decide(request: RouteRequest, ev: Evidence, rules: Mapping[str, Any]) -> Decision:
-    """The agent's structured inputs, else the text's evidence; then the learned reader's second opinion, if it was asked."""
+    """The agent's structured inputs, else the text's evidence.
+
+    Then the learned reader's second opinion, if it was asked.
+    """
     inputs = _inputs(request, ev)
     decision = _by_goal(request, rules, ev, inputs)
     if decision is None:

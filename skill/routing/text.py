@@ -67,7 +67,10 @@ class Text:
         return [Span(a, b) for a, b in zip(ordered, ordered[1:]) if self.raw[a:b].strip()]
 
     def _deferred_steps(self, spans: Sequence[Span]) -> list[int]:
-        """Where a put-off step joined by "and" starts: "..., train X from Y and export it afterwards" defers the export only."""
+        """Where a put-off step joined by "and" starts.
+
+        "..., train X from Y and export it afterwards" defers the export only.
+        """
         deferral = compile_terms(tuple(self.reading["deferral_cues"]))
         joiner = compile_terms(tuple(self.reading["step_joiners"]))
         starts = []
@@ -87,7 +90,10 @@ class Text:
         return starts
 
     def _settle(self, phrases: list[Span]) -> list[Span]:
-        """Every phrase of a sentence that calls its own work settled ("..., that part is solved") weighs like a done step."""
+        """Every phrase of a sentence that calls its own work settled weighs like a done step.
+
+        For example "..., that part is solved".
+        """
         settled = compile_terms(tuple(self.reading["settled_cues"]))
         done = [s for s in self.sentences if settled.search(self.raw, s.start, s.end)]
         done_starts = [s.start for s in done]

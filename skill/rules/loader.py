@@ -195,7 +195,10 @@ def _cache_marker(folder: Path) -> Path | None:
 
 
 def load_rules_from(folder: Path) -> RuleSet:
-    """Load every rule file from `folder`, validating unless these exact bytes passed before (tests use broken copies)."""
+    """Load every rule file from `folder`, validating unless these exact bytes passed before.
+
+    The marker is keyed by the files' bytes: tests load broken copies of the folder.
+    """
     marker = _cache_marker(folder)
     known_good = marker is not None and marker.is_file()
     loaded = {
