@@ -46,7 +46,7 @@ def class_support(labels: np.ndarray) -> dict[str, int]:
     import numpy as np  # lazy: the advisory path must start fast
 
     values, counts = np.unique(labels, return_counts=True)
-    return {str(int(v)): int(n) for v, n in zip(values, counts)}
+    return {str(int(v)): int(n) for v, n in zip(values, counts, strict=True)}
 
 
 def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> list[tuple[float, float, int]]:

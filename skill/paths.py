@@ -8,6 +8,7 @@ a path to re-open. Messages name the user's input and the root, never where a sy
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -92,10 +93,8 @@ def _walk(root: Path, parts: list[str], raw: str, field: str, *, create: bool) -
             except FileNotFoundError:
                 if not create:
                     raise InputError(field, f"{raw!r} is not a file under {root}") from None
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
                 child = _open_dir(name, fd, raw, field)
             os.close(fd)
             fd = child
@@ -174,8 +173,6 @@ def write_file_at(folder_fd: int, name: str, data: bytes) -> None:
             handle.write(data)
         os.replace(temporary, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary, dir_fd=folder_fd)
-        except FileNotFoundError:
-            pass
         raise

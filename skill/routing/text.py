@@ -9,6 +9,7 @@ the weights from skill/rules/boundaries.yaml, `reading`.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,7 +65,7 @@ class Text:
     def _split(self, breaks: str, extra_starts: Iterable[int]) -> list[Span]:
         cuts = {0, len(self.raw)} | {m.end() for m in re.finditer(breaks, self.raw)} | set(extra_starts)
         ordered = sorted(cuts)
-        return [Span(a, b) for a, b in zip(ordered, ordered[1:]) if self.raw[a:b].strip()]
+        return [Span(a, b) for a, b in itertools.pairwise(ordered) if self.raw[a:b].strip()]
 
     def _deferred_steps(self, spans: Sequence[Span]) -> list[int]:
         """Where a put-off step joined by "and" starts.
