@@ -45,7 +45,11 @@ def distill_requirements() -> list[str]:
 
 
 def requirement_name(requirement: str) -> str:
-    return re.match(r"[A-Za-z0-9._-]+", requirement).group(0)  # type: ignore[union-attr]
+    """The distribution name a requirement starts with ("torch>=2.2,<3" -> "torch")."""
+    match = re.match(r"[A-Za-z0-9._-]+", requirement)
+    if match is None:
+        raise ValueError(f"{requirement!r} does not start with a distribution name")
+    return match.group(0)
 
 
 def missing_modules() -> list[str]:

@@ -5,7 +5,7 @@ Field names here are the public contract; the MCP tools' JSON Schemas are genera
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -644,7 +644,12 @@ class QualityGatesResponse(Advice):
 
 _ROUTE = get_rules().boundaries
 # primary_goal values: distillation, then each sibling's and each boundary's goal, as the rule file names them
-RouteGoal = Literal[("distill", *(s["goal"] for s in _ROUTE["siblings"]), *(b["goal"] for b in _ROUTE["boundaries"]))]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    RouteGoal = str  # a type checker cannot read the rule file, so it sees the values as text
+else:
+    RouteGoal = Literal[
+        ("distill", *(s["goal"] for s in _ROUTE["siblings"]), *(b["goal"] for b in _ROUTE["boundaries"]))
+    ]
 
 
 class RouteRequest(Strict):
@@ -711,8 +716,12 @@ class IntentScore(BaseModel):
     )
 
 
+RouteVerdict = Literal["in_scope", "delegate", "out_of_scope"]
+RouteConfidence = Literal["high", "medium", "low"]
+
+
 class RouteResponse(Advice):
-    verdict: Literal["in_scope", "delegate", "out_of_scope"]
+    verdict: RouteVerdict
     skill: str | None = Field(None, description="Sibling skill that should handle it")
     boundary: str | None = Field(
         None, description="Not-for boundary that applies (not_ml: not about a machine-learning model)"
@@ -723,9 +732,7 @@ class RouteResponse(Advice):
     fallback: str | None = Field(
         None, description="What to do when the sibling is not installed, or instead of distilling"
     )
-    confidence: Literal["high", "medium", "low"] = Field(
-        description="low: the text leaves it open; ask `question` before acting"
-    )
+    confidence: RouteConfidence = Field(description="low: the text leaves it open; ask `question` before acting")
     question: str | None = Field(None, description="What to ask the user when confidence is not high")
     decided_by: str = Field(
         description="The step that decided: structured input, a numeric boundary, or which scores compared"

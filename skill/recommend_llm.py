@@ -170,17 +170,17 @@ def _merge_missing(missing: list[MissingInput]) -> list[MissingInput]:
 
 def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
     """Whether the two configs' vocab_size differ (both sizes, or the flag), and the pair as text for the warning."""
-    sizes = (request.student_vocab_size, request.teacher_vocab_size)
+    student_rows, teacher_rows = request.student_vocab_size, request.teacher_vocab_size
     padding = get_rules().llm_method["thresholds"]["vocab_padding_rows_at_most"]
     beyond: bool | None = None
-    if None not in sizes:
-        differ: bool | None = sizes[0] != sizes[1]
-        pair = f" (student {sizes[0]:,}, teacher {sizes[1]:,} rows)"
-        beyond = abs(sizes[0] - sizes[1]) > padding
+    if student_rows is not None and teacher_rows is not None:
+        differ: bool | None = student_rows != teacher_rows
+        pair = f" (student {student_rows:,}, teacher {teacher_rows:,} rows)"
+        beyond = abs(student_rows - teacher_rows) > padding
     else:
         differ = None if request.same_vocab_size is None else not request.same_vocab_size
         pair = ""
-    rows = [r for r in sizes if r is not None]
+    rows = [r for r in (student_rows, teacher_rows) if r is not None]
     larger = request.vocab_size > min(rows) if request.vocab_size is not None and rows else None
     return {
         "vocab_sizes_differ": differ,
