@@ -41,12 +41,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-distill-memory-mb",
         default=None,
-        help="Memory each distillation worker may map beyond its libraries, in MiB (default: $KD_MAX_DISTILL_MEMORY_MB or 3072)",
+        help=(
+            "Memory each distillation worker may map beyond its libraries, in MiB (default: $KD_MAX_DISTILL_MEMORY_MB "
+            "or 3072)"
+        ),
     )
     parser.add_argument(
         "--allow-torchscript",
         action="store_true",
-        help="Run TorchScript teachers (programs: they can read and write files) inside the killable worker; off by default",
+        help=(
+            "Run TorchScript teachers (programs: they can read and write files) inside the killable worker; off by "
+            "default"
+        ),
     )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hmac
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from mcp.server import Server
 from mcp.server.transport_security import TransportSecuritySettings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class BearerTokenMiddleware:
@@ -66,10 +70,10 @@ def serve_http(server: Server, host: str, port: int, token: str | None, extra_ho
     config = uvicorn.Config(
         build_http_app(server, host, port, token, extra_hosts), host=host, port=port, log_level="warning"
     )
-    _keeping_sigterm(uvicorn.Server)(config).run()
+    _keeping_sigterm()(config).run()
 
 
-def _keeping_sigterm(base: type) -> type:
+def _keeping_sigterm() -> type[uvicorn.Server]:
     """uvicorn's server, leaving SIGTERM to the handler installed before it: uvicorn's own waits for open connections
     to close (an MCP client's event stream never does), the server's kills workers, removes staging folders and
     exits at once."""
@@ -77,9 +81,11 @@ def _keeping_sigterm(base: type) -> type:
     import signal
     import threading
 
-    class KeepSigterm(base):  # type: ignore[misc, valid-type]
+    import uvicorn
+
+    class KeepSigterm(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self) -> Any:
+        def capture_signals(self) -> Iterator[None]:
             ours = signal.getsignal(signal.SIGTERM)
             with super().capture_signals():
                 if threading.current_thread() is threading.main_thread() and callable(ours):

@@ -45,7 +45,11 @@ def distill_requirements() -> list[str]:
 
 
 def requirement_name(requirement: str) -> str:
-    return re.match(r"[A-Za-z0-9._-]+", requirement).group(0)  # type: ignore[union-attr]
+    """The distribution name a requirement starts with ("torch>=2.2,<3" -> "torch")."""
+    match = re.match(r"[A-Za-z0-9._-]+", requirement)
+    if match is None:
+        raise ValueError(f"{requirement!r} does not start with a distribution name")
+    return match.group(0)
 
 
 def missing_modules() -> list[str]:
@@ -78,7 +82,7 @@ def missing_message() -> str | None:
     if not missing:
         return None
     return (
-        f"kd_run_quick_distill needs the optional [distill] packages, and this server's Python lacks {', '.join(missing)}. "
-        f"Install them (PyTorch CPU build, a few hundred MB) with: {install_command()} -- then call kd_run_quick_distill "
-        "again; no restart is needed. The advisory tools work without them."
+        "kd_run_quick_distill needs the optional [distill] packages, and this server's Python lacks "
+        f"{', '.join(missing)}. Install them (PyTorch CPU build, a few hundred MB) with: {install_command()} -- then "
+        "call kd_run_quick_distill again; no restart is needed. The advisory tools work without them."
     )

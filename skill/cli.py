@@ -107,7 +107,10 @@ def _add_export_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "export",
-        help="Export the plan (or a quick-distill report) as a full-scale training folder (torchrun, or trl for language models).",
+        help=(
+            "Export the plan (or a quick-distill report) as a full-scale training folder (torchrun, or trl for "
+            "language models)."
+        ),
         description=ExportRequest.__doc__,
     )
     _add_model_options(p, ExportRequest)

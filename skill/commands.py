@@ -57,7 +57,8 @@ COMMANDS: dict[str, Command] = {
             "release-check",
             ReleaseCheckRequest,
             release_check,
-            "From a finished run folder: the diagnosis, the gates, the score and ship / ship with conditions / do not ship.",
+            "From a finished run folder: the diagnosis, the gates, the score and ship / ship with conditions / do not "
+            "ship.",
         ),
     )
 }

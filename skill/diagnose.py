@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,33 +51,26 @@ def _probs(name: str, rows: list[list[float]], n: int) -> np.ndarray:
     return array
 
 
-def _raw_metrics(request: DiagnoseFailureRequest) -> tuple[ComputedMetrics | None, Rows | None]:
-    """Compute the metrics from raw arrays, within the documented size limits (numpy is imported only here)."""
-    import numpy as np
-
-    from skill import metrics
-
-    if request.labels is None and request.student_probs is None:
-        return None, None
-    if request.labels is None or request.student_probs is None:
-        missing = "labels" if request.labels is None else "student_probs"
-        raise InputError(missing, "raw diagnosis needs both labels and student_probs (teacher_probs optional)")
+def _check_raw_size(labels: list[int], student_probs: list[list[float]], with_teacher: bool) -> int:
+    """Refuse raw arrays beyond the documented limits before numpy sees them; returns the number of samples."""
     limits = get_rules().failure_modes["raw_limits"]
-    n = len(request.labels)
+    n = len(labels)
     if n == 0:
         raise InputError("labels", "is empty; pass at least one label")
     if n > limits["max_samples"]:
         raise InputError("labels", f"has {n} samples; at most {limits['max_samples']} are accepted; {_SUMMARISE_HINT}")
-    width = len(request.student_probs[0]) if request.student_probs else 0
-    total = n * width * (2 if request.teacher_probs is not None else 1)
+    width = len(student_probs[0]) if student_probs else 0
+    total = n * width * (2 if with_teacher else 1)
     if total > limits["max_values"]:
         raise InputError(
             "student_probs",
             f"holds {total} values with teacher_probs; at most {limits['max_values']}; {_SUMMARISE_HINT}",
         )
-    student = _probs("student_probs", request.student_probs, n)
-    labels = np.asarray(request.labels)
-    k = student.shape[1]
+    return n
+
+
+def _check_classes(request: DiagnoseFailureRequest, labels: np.ndarray, k: int) -> None:
+    """The positive class and every label must name one of the student's k columns."""
     if request.groups is not None and request.positive_class is not None and request.positive_class >= k:
         raise InputError(
             "positive_class", f"is {request.positive_class} but student_probs has {k} columns (classes 0..{k - 1})"
@@ -84,18 +78,28 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> tuple[ComputedMetrics | Non
     if labels.min() < 0 or labels.max() >= k:
         raise InputError(
             "labels",
-            f"class ids must lie in 0..{k - 1} (student_probs has {k} columns); got {int(labels.min())}..{int(labels.max())}",
+            f"class ids must lie in 0..{k - 1} (student_probs has {k} columns); got "
+            f"{int(labels.min())}..{int(labels.max())}",
         )
-    teacher = _probs("teacher_probs", request.teacher_probs, n) if request.teacher_probs is not None else None
+
+
+def _check_teacher_and_groups(request: DiagnoseFailureRequest, teacher: np.ndarray | None, k: int, n: int) -> None:
+    """The teacher's rows must have the student's width and the groups one entry per label."""
     if teacher is not None and teacher.shape[1] != k:
         raise InputError("teacher_probs", f"has {teacher.shape[1]} columns but student_probs has {k}")
     if request.groups is not None and len(request.groups) != n:
         raise InputError("groups", f"has {len(request.groups)} entries but labels has {n}")
 
+
+def _computed_metrics(
+    labels: np.ndarray, student: np.ndarray, teacher: np.ndarray | None, groups: list[str] | None, positive: int
+) -> ComputedMetrics:
+    """The summary numbers of both models, computed from the checked arrays."""
+    from skill import metrics
+
     student_pred = student.argmax(axis=1)
-    positive = request.positive_class if request.positive_class is not None else 1
     computed = ComputedMetrics(
-        n_samples=n,
+        n_samples=len(labels),
         overall_accuracy=metrics.accuracy(labels, student_pred),
         per_class_accuracy=metrics.per_class_accuracy(labels, student_pred),
         class_support=metrics.class_support(labels),
@@ -103,17 +107,38 @@ def _raw_metrics(request: DiagnoseFailureRequest) -> tuple[ComputedMetrics | Non
         student_error_confidence=metrics.error_confidence(labels, student),
         student_mean_confidence=float(student.max(axis=1).mean()),
     )
-    if request.groups is not None:
-        computed.student_parity_ratio = metrics.parity_ratio(student_pred, request.groups, positive)
-        computed.student_group_accuracy = metrics.group_accuracy(labels, student_pred, request.groups)
+    if groups is not None:
+        computed.student_parity_ratio = metrics.parity_ratio(student_pred, groups, positive)
+        computed.student_group_accuracy = metrics.group_accuracy(labels, student_pred, groups)
     if teacher is not None:
         teacher_pred = teacher.argmax(axis=1)
         computed.teacher_accuracy = metrics.accuracy(labels, teacher_pred)
         computed.teacher_ece = metrics.expected_calibration_error(labels, teacher)
         computed.teacher_error_confidence = metrics.error_confidence(labels, teacher)
-        if request.groups is not None:
-            computed.teacher_parity_ratio = metrics.parity_ratio(teacher_pred, request.groups, positive)
-            computed.teacher_group_accuracy = metrics.group_accuracy(labels, teacher_pred, request.groups)
+        if groups is not None:
+            computed.teacher_parity_ratio = metrics.parity_ratio(teacher_pred, groups, positive)
+            computed.teacher_group_accuracy = metrics.group_accuracy(labels, teacher_pred, groups)
+    return computed
+
+
+def _raw_metrics(request: DiagnoseFailureRequest) -> tuple[ComputedMetrics | None, Rows | None]:
+    """Compute the metrics from raw arrays, within the documented size limits (numpy is imported only here)."""
+    import numpy as np
+
+    if request.labels is None and request.student_probs is None:
+        return None, None
+    if request.labels is None or request.student_probs is None:
+        missing = "labels" if request.labels is None else "student_probs"
+        raise InputError(missing, "raw diagnosis needs both labels and student_probs (teacher_probs optional)")
+    n = _check_raw_size(request.labels, request.student_probs, request.teacher_probs is not None)
+    student = _probs("student_probs", request.student_probs, n)
+    labels = np.asarray(request.labels)
+    k = student.shape[1]
+    _check_classes(request, labels, k)
+    teacher = _probs("teacher_probs", request.teacher_probs, n) if request.teacher_probs is not None else None
+    _check_teacher_and_groups(request, teacher, k, n)
+    positive = request.positive_class if request.positive_class is not None else 1
+    computed = _computed_metrics(labels, student, teacher, request.groups, positive)
     groups = np.asarray(request.groups) if request.groups is not None else None
     return computed, Rows(labels, student, teacher, groups, positive)
 
@@ -180,10 +205,11 @@ def _accuracy_mirage(
     below min_class_support are not judged and each clause must hold over Wilson intervals, not only at the point."""
     t = get_rules().failure_modes["modes"]["accuracy_mirage"]["thresholds"]
     stats = get_rules().failure_modes["statistics"]["accuracy_mirage"]
-    counted = counted and bool(support) and set(per_class or {}) <= set(support or {})
+    counts: Mapping[str, int] = support or {}  # read only where counted, which needs every class's support
+    counted = counted and bool(counts) and set(per_class or {}) <= set(counts)
     too_small: dict[str, int] = {}
     if counted and per_class:
-        too_small = {c: support[c] for c in per_class if support[c] < stats["min_class_support"]}
+        too_small = {c: counts[c] for c in per_class if counts[c] < stats["min_class_support"]}
         per_class = {c: a for c, a in per_class.items() if c not in too_small}
     unjudged = (
         f" Not evaluated: class(es) {', '.join(_named(c, names) for c in sorted(too_small)[:10])} with fewer than "
@@ -226,30 +252,42 @@ def _accuracy_mirage(
     ]
     spread_flag, minority_flag = spread > t["max_per_class_spread"], per_class[minority] < floor
     if counted:
-        interval = {c: wilson(round(per_class[c] * support[c]), support[c]) for c in per_class}
+        interval = {c: wilson(round(per_class[c] * counts[c]), counts[c]) for c in per_class}
         sure_spread = _exact(interval[best][0] - interval[worst][1])
         evidence[0] = Evidence(
-            metric=f"per_class_spread beyond noise (Wilson: class {_named(best, names)} low {interval[best][0]:.3f} minus class {_named(worst, names)} high {interval[worst][1]:.3f})",
+            metric=(
+                f"per_class_spread beyond noise (Wilson: class {_named(best, names)} low {interval[best][0]:.3f} minus "
+                f"class {_named(worst, names)} high {interval[worst][1]:.3f})"
+            ),
             value=round(sure_spread, 6),
             threshold=t["max_per_class_spread"],
-            comparison=f"detected if value > threshold (point spread {spread:.3f}; {support[best]} and {support[worst]} rows)",
+            comparison=(
+                f"detected if value > threshold (point spread {spread:.3f}; {counts[best]} and {counts[worst]} rows)"
+            ),
         )
         evidence[1] = Evidence(
             metric=f"minority_class_accuracy[{_named(minority, names)}] ({how}), Wilson upper bound",
             value=round(interval[minority][1], 6),
             threshold=round(floor, 6),
-            comparison=f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f}); point {per_class[minority]:.3f} on {support[minority]} rows",
+            comparison=(
+                f"detected if value < {t['min_minority_to_overall_ratio']} x overall accuracy ({overall:.4f}); point "
+                f"{per_class[minority]:.3f} on {counts[minority]} rows"
+            ),
         )
         spread_flag, minority_flag = sure_spread > t["max_per_class_spread"], interval[minority][1] < floor
     detected = spread_flag or minority_flag
     if detected:
         masked = " behind a high average" if overall > t["high_average_accuracy"] else ""
-        rows = f" ({support[worst]} test rows)" if counted else ""
-        diagnosis = f"Per-class collapse{masked}: class {_named(worst, names)} reaches {per_class[worst]:.3f}{rows} against {overall:.3f} overall."
+        rows = f" ({counts[worst]} test rows)" if counted else ""
+        diagnosis = (
+            f"Per-class collapse{masked}: class {_named(worst, names)} reaches {per_class[worst]:.3f}{rows} against "
+            f"{overall:.3f} overall."
+        )
     elif counted and (spread > t["max_per_class_spread"] or per_class[minority] < floor):
         diagnosis = (
-            f"Per-class accuracy differs (class {_named(worst, names)} {per_class[worst]:.3f} against class {_named(best, names)} {per_class[best]:.3f}), "
-            "but not beyond the noise of this many test rows; a larger test set would settle it."
+            f"Per-class accuracy differs (class {_named(worst, names)} {per_class[worst]:.3f} against class "
+            f"{_named(best, names)} {per_class[best]:.3f}), but not beyond the noise of this many test rows; a larger "
+            "test set would settle it."
         )
     else:
         diagnosis = "Per-class accuracy is even enough; no class is hidden by the average."
@@ -272,6 +310,149 @@ def _temperature_fix(temperature: float | None) -> tuple[str | None, str]:
     return None, f"Distil at T in [{low}, {high}]{at} and recheck calibration."
 
 
+@dataclass
+class _Clauses:
+    """What a mode's clauses found so far: the evidence, the flags that detect it, the notes on noise, and whether
+    any clause could be evaluated at all."""
+
+    evidence: list[Evidence] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    noise: list[str] = field(default_factory=list)
+    evaluated: bool = False
+
+
+def _error_confidence_beyond_noise(
+    found: _Clauses, student_conf: float, teacher_conf: float, gap: dict[str, Any], min_errors: int
+) -> None:
+    """From raw rows: compare error confidences only with min_errors wrong predictions of each model, and flag only
+    when the bootstrap interval of the difference lies above zero."""
+    errors = gap["errors"]
+    if min(errors.values()) < min_errors:
+        found.noise.append(
+            f"error confidence not compared: {errors['student']} student and {errors['teacher']} teacher errors, "
+            f"fewer than the {min_errors} each that failure_modes.yaml statistics asks for"
+        )
+        found.evidence.append(
+            Evidence(
+                metric="student_error_confidence (too few errors to compare)",
+                value=round(student_conf, 6),
+                threshold=round(teacher_conf, 6),
+                comparison=(
+                    f"compared only with at least {min_errors} errors each; here {errors['student']} and "
+                    f"{errors['teacher']}"
+                ),
+            )
+        )
+        return
+    found.evaluated = True
+    low, high = gap["interval"]
+    found.evidence.append(
+        Evidence(
+            metric="student_error_confidence",
+            value=round(student_conf, 6),
+            threshold=round(teacher_conf, 6),
+            comparison="detected if value > teacher_error_confidence beyond noise: difference "
+            f"{gap['difference']:+.3f}, bootstrap interval over rows [{low:+.3f}, {high:+.3f}] must lie above "
+            f"0 ({errors['student']} and {errors['teacher']} errors)",
+        )
+    )
+    if student_conf > teacher_conf and low > 0:
+        found.flags.append(
+            f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own "
+            f"({teacher_conf:.3f}), interval [{low:+.3f}, {high:+.3f}]"
+        )
+    elif student_conf > teacher_conf:
+        found.noise.append(
+            f"the student's error confidence {student_conf:.3f} against the teacher's {teacher_conf:.3f} is "
+            f"within noise (interval [{low:+.3f}, {high:+.3f}] includes 0)"
+        )
+
+
+def _error_confidence_at_point(found: _Clauses, student_conf: float, teacher_conf: float) -> None:
+    """From summary numbers: the point values are all there is, so compare them directly."""
+    found.evaluated = True
+    found.evidence.append(
+        Evidence(
+            metric="student_error_confidence",
+            value=round(student_conf, 6),
+            threshold=round(teacher_conf, 6),
+            comparison="detected if value > teacher_error_confidence",
+        )
+    )
+    if student_conf > teacher_conf:
+        found.flags.append(
+            f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own "
+            f"({teacher_conf:.3f})"
+        )
+
+
+def _ece_clause(found: _Clauses, computed: ComputedMetrics | None, t: Mapping[str, Any]) -> None:
+    """Calibration against the teacher's: flag a student ECE above both the ratio and the margin over the teacher's."""
+    if computed is None or computed.teacher_ece is None:
+        return
+    found.evaluated = True
+    limit = max(t["ece_ratio"] * computed.teacher_ece, computed.teacher_ece + t["ece_margin"])
+    found.evidence.append(
+        Evidence(
+            metric="student_ece",
+            value=round(computed.student_ece, 6),
+            threshold=round(limit, 6),
+            comparison=(
+                f"mis-calibrated if value > {t['ece_ratio']} x teacher ECE and >= teacher ECE + {t['ece_margin']}"
+            ),
+        )
+    )
+    if (
+        computed.student_ece > t["ece_ratio"] * computed.teacher_ece
+        and computed.student_ece >= computed.teacher_ece + t["ece_margin"]
+    ):
+        found.flags.append(f"student ECE {computed.student_ece:.3f} against the teacher's {computed.teacher_ece:.3f}")
+
+
+def _temperature_verdict(
+    found: _Clauses, computed: ComputedMetrics | None, temperature: float | None, counted: bool
+) -> Finding:
+    """Not evaluated, clear, or detected; a detected student that is under-confident overall was over-smoothed."""
+    if not found.evaluated:
+        return _finding(
+            "temperature_blindness",
+            "not_evaluated",
+            found.evidence,
+            "Needs student_error_confidence and teacher_error_confidence, or raw student_probs and teacher_probs"
+            + (f" ({'; '.join(found.noise)})." if found.noise else "."),
+            counted=counted,
+        )
+    if not found.flags:
+        within = f" ({'; '.join(found.noise)})" if found.noise else ""
+        return _finding(
+            "temperature_blindness",
+            "clear",
+            found.evidence,
+            "The student is no more confident in its errors than the teacher beyond noise, and its calibration is in "
+            f"line{within}.",
+            counted=counted,
+        )
+    if computed is not None and computed.student_mean_confidence < computed.overall_accuracy:
+        return _finding(
+            "temperature_blindness",
+            "detected",
+            found.evidence,
+            f"Mis-calibrated towards under-confidence ({'; '.join(found.flags)}): the distillation temperature is "
+            "likely too high for this student (over-smoothing); lower it and recheck ECE.",
+            fix="Lower the distillation temperature (over-smoothing) and recheck ECE against the teacher's.",
+            counted=counted,
+        )
+    fix, advice = _temperature_fix(temperature)
+    return _finding(
+        "temperature_blindness",
+        "detected",
+        found.evidence,
+        f"Over-confident student: {'; '.join(found.flags)}. {advice}",
+        fix=fix,
+        counted=counted,
+    )
+
+
 def _temperature_blindness(
     student_conf: float | None,
     teacher_conf: float | None,
@@ -283,11 +464,9 @@ def _temperature_blindness(
     wrong predictions of each model and a bootstrap interval of the difference above zero."""
     t = get_rules().failure_modes["modes"]["temperature_blindness"]["thresholds"]
     min_errors = get_rules().failure_modes["statistics"]["temperature_blindness"]["min_errors"]
-    evidence: list[Evidence] = []
-    flags: list[str] = []
-    noise: list[str] = []
+    found = _Clauses()
     if temperature is not None:
-        evidence.append(
+        found.evidence.append(
             Evidence(
                 metric="training_temperature",
                 value=temperature,
@@ -295,7 +474,6 @@ def _temperature_blindness(
                 comparison="at risk if value <= threshold (soft information lost)",
             )
         )
-    evaluated = False
     gap = (
         error_confidence_gap(rows)
         if rows is not None
@@ -304,112 +482,13 @@ def _temperature_blindness(
         and teacher_conf == computed.teacher_error_confidence
         else None
     )
-    if student_conf is not None and teacher_conf is not None and gap is not None:
-        errors = gap["errors"]
-        if min(errors.values()) < min_errors:
-            noise.append(
-                f"error confidence not compared: {errors['student']} student and {errors['teacher']} teacher errors, "
-                f"fewer than the {min_errors} each that failure_modes.yaml statistics asks for"
-            )
-            evidence.append(
-                Evidence(
-                    metric="student_error_confidence (too few errors to compare)",
-                    value=round(student_conf, 6),
-                    threshold=round(teacher_conf, 6),
-                    comparison=f"compared only with at least {min_errors} errors each; here {errors['student']} and {errors['teacher']}",
-                )
-            )
+    if student_conf is not None and teacher_conf is not None:
+        if gap is not None:
+            _error_confidence_beyond_noise(found, student_conf, teacher_conf, gap, min_errors)
         else:
-            evaluated = True
-            low, high = gap["interval"]
-            evidence.append(
-                Evidence(
-                    metric="student_error_confidence",
-                    value=round(student_conf, 6),
-                    threshold=round(teacher_conf, 6),
-                    comparison=f"detected if value > teacher_error_confidence beyond noise: difference {gap['difference']:+.3f}, "
-                    f"bootstrap interval over rows [{low:+.3f}, {high:+.3f}] must lie above 0 "
-                    f"({errors['student']} and {errors['teacher']} errors)",
-                )
-            )
-            if student_conf > teacher_conf and low > 0:
-                flags.append(
-                    f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own ({teacher_conf:.3f}), "
-                    f"interval [{low:+.3f}, {high:+.3f}]"
-                )
-            elif student_conf > teacher_conf:
-                noise.append(
-                    f"the student's error confidence {student_conf:.3f} against the teacher's {teacher_conf:.3f} is within noise "
-                    f"(interval [{low:+.3f}, {high:+.3f}] includes 0)"
-                )
-    elif student_conf is not None and teacher_conf is not None:
-        evaluated = True
-        evidence.append(
-            Evidence(
-                metric="student_error_confidence",
-                value=round(student_conf, 6),
-                threshold=round(teacher_conf, 6),
-                comparison="detected if value > teacher_error_confidence",
-            )
-        )
-        if student_conf > teacher_conf:
-            flags.append(
-                f"the student is surer of its mistakes ({student_conf:.3f}) than the teacher of its own ({teacher_conf:.3f})"
-            )
-    if computed is not None and computed.teacher_ece is not None:
-        evaluated = True
-        limit = max(t["ece_ratio"] * computed.teacher_ece, computed.teacher_ece + t["ece_margin"])
-        evidence.append(
-            Evidence(
-                metric="student_ece",
-                value=round(computed.student_ece, 6),
-                threshold=round(limit, 6),
-                comparison=f"mis-calibrated if value > {t['ece_ratio']} x teacher ECE and >= teacher ECE + {t['ece_margin']}",
-            )
-        )
-        if (
-            computed.student_ece > t["ece_ratio"] * computed.teacher_ece
-            and computed.student_ece >= computed.teacher_ece + t["ece_margin"]
-        ):
-            flags.append(f"student ECE {computed.student_ece:.3f} against the teacher's {computed.teacher_ece:.3f}")
-    counted = gap is not None
-    if not evaluated:
-        return _finding(
-            "temperature_blindness",
-            "not_evaluated",
-            evidence,
-            "Needs student_error_confidence and teacher_error_confidence, or raw student_probs and teacher_probs"
-            + (f" ({'; '.join(noise)})." if noise else "."),
-            counted=counted,
-        )
-    if not flags:
-        within = f" ({'; '.join(noise)})" if noise else ""
-        return _finding(
-            "temperature_blindness",
-            "clear",
-            evidence,
-            f"The student is no more confident in its errors than the teacher beyond noise, and its calibration is in line{within}.",
-            counted=counted,
-        )
-    if computed is not None and computed.student_mean_confidence < computed.overall_accuracy:
-        return _finding(
-            "temperature_blindness",
-            "detected",
-            evidence,
-            f"Mis-calibrated towards under-confidence ({'; '.join(flags)}): the distillation temperature is likely too high "
-            "for this student (over-smoothing); lower it and recheck ECE.",
-            fix="Lower the distillation temperature (over-smoothing) and recheck ECE against the teacher's.",
-            counted=counted,
-        )
-    fix, advice = _temperature_fix(temperature)
-    return _finding(
-        "temperature_blindness",
-        "detected",
-        evidence,
-        f"Over-confident student: {'; '.join(flags)}. {advice}",
-        fix=fix,
-        counted=counted,
-    )
+            _error_confidence_at_point(found, student_conf, teacher_conf)
+    _ece_clause(found, computed, t)
+    return _temperature_verdict(found, computed, temperature, gap is not None)
 
 
 _MAX_CLIFFS_NAMED = 5  # the diagnosis names the worst few; every pair is in the evidence
@@ -432,7 +511,8 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
             "capacity_cliff",
             "not_evaluated",
             [],
-            "Needs size_accuracy_curve with two or more different student sizes (runs at one size are seeds of that size).",
+            "Needs size_accuracy_curve with two or more different student sizes (runs at one size are seeds of that "
+            "size).",
         )
     evidence, cliffs = [], []
     noisy = [(p, spread, runs) for p, _, spread, runs in sizes if runs > 1]
@@ -442,7 +522,10 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
                 metric=f"seed spread at {p} params ({runs} runs)",
                 value=round(spread, 6),
                 threshold=t["min_accuracy_drop"],
-                comparison="runs at one size are averaged, not read as a cliff; a spread above the threshold means single runs cannot show one",
+                comparison=(
+                    "runs at one size are averaged, not read as a cliff; a spread above the threshold means single "
+                    "runs cannot show one"
+                ),
             )
         )
     params = [p for p, *_ in sizes]
@@ -467,7 +550,10 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
                     "max_param_reduction": t["max_param_reduction"],
                     "min_accuracy_drop": t["min_accuracy_drop"],
                 },
-                comparison="cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean over runs)",
+                comparison=(
+                    "cliff if param_reduction < max and accuracy_drop > min (worst smaller size within reach, mean "
+                    "over runs)"
+                ),
             )
         )
         if drop > t["min_accuracy_drop"]:
@@ -484,16 +570,16 @@ def _capacity_cliff(curve: list[tuple[int, float]] | None) -> Finding:
             "capacity_cliff",
             "not_evaluated",
             evidence,
-            f"Not evaluated: no two sizes on the curve are less than {t['max_param_reduction']:.0%} apart in parameters "
-            f"({steps_seen}), so a cliff between them cannot be seen. Train sizes closer together: rerun with "
-            "--student-sizes at widths within a few percent of the student's (e.g. 0.95x and 0.9x its width).",
+            f"Not evaluated: no two sizes on the curve are less than {t['max_param_reduction']:.0%} apart in "
+            f"parameters ({steps_seen}), so a cliff between them cannot be seen. Train sizes closer together: rerun "
+            "with --student-sizes at widths within a few percent of the student's (e.g. 0.95x and 0.9x its width).",
         )
     noise = ""
     worst_spread = max((spread for _, spread, _ in noisy), default=0.0)
     if _exact(worst_spread) > t["min_accuracy_drop"]:
         noise = (
-            f" Runs at one size differ by up to {worst_spread:.3f}, more than the {t['min_accuracy_drop']} drop that marks a cliff:"
-            " compare means over more seeds before trusting the curve."
+            f" Runs at one size differ by up to {worst_spread:.3f}, more than the {t['min_accuracy_drop']} drop that "
+            "marks a cliff: compare means over more seeds before trusting the curve."
         )
     if cliffs:
         worst = [text for _, text in sorted(cliffs, key=lambda c: -c[0])[:_MAX_CLIFFS_NAMED]]
@@ -536,16 +622,22 @@ def _hierarchical_rigidity(finds: bool | None, feedback: bool | None) -> Finding
             "hierarchical_rigidity",
             "detected",
             evidence,
-            "The student meets edge cases that never reach the teacher; the one-way hierarchy stops both from improving.",
+            "The student meets edge cases that never reach the teacher; the one-way hierarchy stops both from "
+            "improving.",
         )
     return _finding(
         "hierarchical_rigidity", "clear", evidence, "Edge cases flow back to the teacher (or the student finds none)."
     )
 
 
-def _group_shift(teacher: Mapping[str, float], student: Mapping[str, float]) -> tuple[float, float, str] | None:
+def _group_shift(
+    teacher: Mapping[str, float] | None, student: Mapping[str, float] | None
+) -> tuple[float, float, str] | None:
     """How the groups fared: the gap's widening (student minus teacher best-to-worst group accuracy), the spread of
-    the groups' accuracy losses (a gain counts as no loss) and the group that lost most; None under two groups."""
+    the groups' accuracy losses (a gain counts as no loss) and what the group that lost most went through; None
+    without both models' group accuracies or under two groups."""
+    if teacher is None or student is None:
+        return None
     if set(teacher) != set(student):
         odd = sorted(set(teacher) ^ set(student))[:5]
         raise InputError(
@@ -556,7 +648,8 @@ def _group_shift(teacher: Mapping[str, float], student: Mapping[str, float]) -> 
     widening = _exact((max(student.values()) - min(student.values())) - (max(teacher.values()) - min(teacher.values())))
     losses = {g: max(teacher[g] - student[g], 0.0) for g in teacher}
     hardest = max(losses, key=losses.__getitem__)
-    return widening, _exact(losses[hardest] - min(losses.values())), hardest
+    lost = f"group {hardest} went from {teacher[hardest]:.3f} to {student[hardest]:.3f}"
+    return widening, _exact(losses[hardest] - min(losses.values())), lost
 
 
 def _bias_amplification(
@@ -586,23 +679,23 @@ def _bias_amplification(
             )
     elif teacher_ratio == 0 and student_ratio is not None:
         unknown.append(
-            "the teacher's parity ratio is 0, so a relative change is undefined (compare group selection rates directly)"
+            "the teacher's parity ratio is 0, so a relative change is undefined (compare group selection rates "
+            "directly)"
         )
     else:
         unknown.append("parity needs teacher_parity_ratio and student_parity_ratio (or raw probabilities with groups)")
-    shift = (
-        _group_shift(teacher_groups, student_groups)
-        if teacher_groups is not None and student_groups is not None
-        else None
-    )
+    shift = _group_shift(teacher_groups, student_groups)
     if shift is not None:
-        widening, spread, hardest = shift
+        widening, spread, lost = shift
         evidence.append(
             Evidence(
                 metric="group_accuracy_gap_increase",
                 value=round(widening, 6),
                 threshold=t["max_group_accuracy_gap_increase"],
-                comparison="detected if the student's best-minus-worst group accuracy exceeds the teacher's by more than threshold",
+                comparison=(
+                    "detected if the student's best-minus-worst group accuracy exceeds the teacher's by more than "
+                    "threshold"
+                ),
             )
         )
         evidence.append(
@@ -610,17 +703,20 @@ def _bias_amplification(
                 metric="group_loss_spread",
                 value=round(spread, 6),
                 threshold=t["max_group_loss_spread"],
-                comparison="detected if the most-hurt group loses more than threshold more than the least-hurt one, unless the gap narrowed",
+                comparison=(
+                    "detected if the most-hurt group loses more than threshold more than the least-hurt one, unless "
+                    "the gap narrowed"
+                ),
             )
         )
-        lost = f"group {hardest} went from {teacher_groups[hardest]:.3f} to {student_groups[hardest]:.3f}"
         if widening > t["max_group_accuracy_gap_increase"]:
             flags.append(f"the gap between groups widened by {widening:.3f}; {lost}")
         elif spread > t["max_group_loss_spread"] and widening >= 0:
             flags.append(f"the groups lost accuracy unevenly ({spread:.3f} apart): {lost}")
     else:
         unknown.append(
-            "the group-accuracy check needs teacher_group_accuracy and student_group_accuracy for two or more groups (or raw probabilities with groups)"
+            "the group-accuracy check needs teacher_group_accuracy and student_group_accuracy for two or more groups "
+            "(or raw probabilities with groups)"
         )
     if not evidence:
         return _finding("bias_amplification", "not_evaluated", [], "Not evaluated: " + "; ".join(unknown) + ".")
@@ -756,7 +852,7 @@ def _mixed_warning(
 def _missing(findings: list[Finding], request: DiagnoseFailureRequest, raw: bool) -> list[MissingInput]:
     """For each mode left not_evaluated, the request fields that would let it run (the raw arrays when raw was used)."""
     modes = get_rules().failure_modes["modes"]
-    missing = []
+    missing: list[MissingInput] = []
     for finding in findings:
         if finding.status != "not_evaluated":
             continue
@@ -843,7 +939,9 @@ def diagnose_failure(request: DiagnoseFailureRequest) -> DiagnoseFailureResponse
         warnings.append(
             AdviceWarning(
                 id="trained_at_t1",
-                message=f"Trained at T = {request.training_temperature:g}: soft labels carry little beyond the hard label.",
+                message=(
+                    f"Trained at T = {request.training_temperature:g}: soft labels carry little beyond the hard label."
+                ),
                 references=["references/failure-modes.md#temperature-blindness"],
             )
         )

@@ -2,8 +2,8 @@
 
 Why: a test set of a few hundred rows makes per-class, per-group and error-confidence numbers noisy; a release
 decision that blocks on 15 against 13 errors, or on a one-row group, is a decision on noise. Each helper here gives
-the point estimate with an interval over the test rows (Wilson for a proportion, a bootstrap over
-rows, drawn with replacement, for differences), and the minimum supports come from the rules. numpy only, imported lazily.
+the point estimate with an interval over the test rows (Wilson for a proportion, a bootstrap over rows, drawn with
+replacement, for differences), and the minimum supports come from the rules. numpy only, imported lazily.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def group_shift(rows: Rows) -> dict[str, Any] | None:
         return None
     minimum = int(rules()["bias_amplification"]["min_group_support"])
     names, counts = np.unique(np.asarray(rows.groups).astype(str), return_counts=True)
-    small = {str(g): int(c) for g, c in zip(names, counts) if c < minimum}
-    kept = [str(g) for g, c in zip(names, counts) if c >= minimum]
+    small = {str(g): int(c) for g, c in zip(names, counts, strict=True) if c < minimum}
+    kept = [str(g) for g, c in zip(names, counts, strict=True) if c >= minimum]
     result: dict[str, Any] = {"too_small": small, "groups": kept, "min_group_support": minimum}
     if len(kept) < 2:
         return result
@@ -148,8 +148,8 @@ def group_shift(rows: Rows) -> dict[str, Any] | None:
 
     point = stats(np.ones((1, len(rows.labels))))
     result.update(
-        student_group_accuracy=dict(zip(kept, point["acc_s"][0].tolist())),
-        teacher_group_accuracy=dict(zip(kept, point["acc_t"][0].tolist())),
+        student_group_accuracy=dict(zip(kept, point["acc_s"][0].tolist(), strict=True)),
+        teacher_group_accuracy=dict(zip(kept, point["acc_t"][0].tolist(), strict=True)),
         student_parity_ratio=float(point["parity_s"][0]),
         teacher_parity_ratio=float(point["parity_t"][0]),
     )

@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 def distillation_score(
     alpha: float, student_size: float, teacher_size: float, student_acc: float, teacher_acc: float
 ) -> tuple[float, float, float]:
-    """DS = alpha*(size ratio) + (1-alpha)*(1 - accuracy ratio); returns (score, size_term, accuracy_term). Lower is better."""
+    """DS = alpha*(size ratio) + (1-alpha)*(1 - accuracy ratio). Lower is better.
+
+    Returns (score, size_term, accuracy_term).
+    """
     size_term = alpha * (student_size / teacher_size)
     accuracy_term = (1 - alpha) * (1 - student_acc / teacher_acc)
     return size_term + accuracy_term, size_term, accuracy_term
@@ -43,7 +46,7 @@ def class_support(labels: np.ndarray) -> dict[str, int]:
     import numpy as np  # lazy: the advisory path must start fast
 
     values, counts = np.unique(labels, return_counts=True)
-    return {str(int(v)): int(n) for v, n in zip(values, counts)}
+    return {str(int(v)): int(n) for v, n in zip(values, counts, strict=True)}
 
 
 def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> list[tuple[float, float, int]]:

@@ -5,7 +5,7 @@ Field names here are the public contract; the MCP tools' JSON Schemas are genera
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -110,8 +110,9 @@ class RunEvidence(BaseModel):
 
 
 RUN_DIR_DESCRIPTION = (
-    "A run folder written by an exported recipe (evidence.json + predictions.npz, or generation_evidence.json): "
-    "fills every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root or the output root)"
+    "A run folder written by an exported recipe (evidence.json + predictions.npz, or generation_evidence.json): fills "
+    "every input the run supplies; numbers you pass override the run's (over MCP it must lie under the data root or "
+    "the output root)"
 )
 
 
@@ -199,45 +200,70 @@ class RecommendMethodRequest(Strict):
         None,
         ge=2,
         le=10**7,
-        description="Generation: the student's vocab_size (config.json: embedding rows, which may exceed the tokenizer's length)",
+        description=(
+            "Generation: the student's vocab_size (config.json: embedding rows, which may exceed the tokenizer's "
+            "length)"
+        ),
     )
     teacher_vocab_size: int | None = Field(
         None,
         ge=2,
         le=10**7,
-        description="Generation: the teacher's vocab_size (config.json); one tokenizer can come with two sizes (Qwen2.5 0.5B-3B 151,936, 7B+ 152,064)",
+        description=(
+            "Generation: the teacher's vocab_size (config.json); one tokenizer can come with two sizes (Qwen2.5 "
+            "0.5B-3B 151,936, 7B+ 152,064)"
+        ),
     )
     same_vocab_size: bool | None = Field(
         None,
-        description="Generation: whether teacher and student configs have the same vocab_size (instead of giving both sizes)",
+        description=(
+            "Generation: whether teacher and student configs have the same vocab_size (instead of giving both sizes)"
+        ),
     )
     purpose: Literal["general", "chat", "code", "reasoning", "draft_model", "summarisation", "translation"] | None = (
         Field(
             None,
-            description="Generation: what the student is for; reasoning selects answer-checked chain-of-thought distillation, draft_model a speculative-decoding draft (DistillSpec)",
+            description=(
+                "Generation: what the student is for; reasoning selects answer-checked chain-of-thought distillation, "
+                "draft_model a speculative-decoding draft (DistillSpec)"
+            ),
         )
     )
     teacher_serving: Literal["local", "vllm_server", "api"] | None = Field(
         None,
-        description="Generation: where the teacher runs: local (beside the student), vllm_server (scores over the network, top-k log-probs), api (a hosted model: text only)",
+        description=(
+            "Generation: where the teacher runs: local (beside the student), vllm_server (scores over the network, "
+            "top-k log-probs), api (a hosted model: text only)"
+        ),
     )
     student_finetuned: bool | None = Field(
         None,
-        description="Generation: whether the student was already fine-tuned on the task (on-policy KD wants a warm-started student)",
+        description=(
+            "Generation: whether the student was already fine-tuned on the task (on-policy KD wants a warm-started "
+            "student)"
+        ),
     )
     teacher_active_params: int | None = Field(
         None,
         ge=1,
         le=10**13,
-        description="Generation: active parameters per token of a mixture-of-experts teacher (teacher_params stays the total)",
+        description=(
+            "Generation: active parameters per token of a mixture-of-experts teacher (teacher_params stays the total)"
+        ),
     )
     student_source: Literal["pretrained", "prune_teacher", "scratch"] | None = Field(
         None,
-        description="Generation: where the student comes from; prune_teacher cuts it from the teacher (Minitron prune-then-distil)",
+        description=(
+            "Generation: where the student comes from; prune_teacher cuts it from the teacher (Minitron "
+            "prune-then-distil)"
+        ),
     )
     language_model: bool | None = Field(
         None,
-        description="Whether teacher and student are language models; with task_type classification or regression it means a head on a language model (distilled on its class logits)",
+        description=(
+            "Whether teacher and student are language models; with task_type classification or regression it means a "
+            "head on a language model (distilled on its class logits)"
+        ),
     )
 
     @model_validator(mode="before")
@@ -253,8 +279,8 @@ class RecommendMethodRequest(Strict):
             unknown_teacher and self.teacher_params is None
         ):
             raise ValueError(
-                "teacher_params and student_params go together; pass both or neither (student_params alone "
-                "only for a teacher of unknown size: teacher_serving api or vllm_server, or teacher_access outputs_only)"
+                "teacher_params and student_params go together; pass both or neither (student_params alone only for a "
+                "teacher of unknown size: teacher_serving api or vllm_server, or teacher_access outputs_only)"
             )
         if self.teacher_params is not None and self.student_params is not None:
             if self.student_params > self.teacher_params:
@@ -265,7 +291,8 @@ class RecommendMethodRequest(Strict):
             ratio = (self.teacher_active_params or self.teacher_params) / self.student_params
             if self.compression_ratio is not None and abs(ratio - self.compression_ratio) > 0.01 * ratio:
                 raise ValueError(
-                    f"compression_ratio ({self.compression_ratio}) disagrees with teacher_params / student_params ({ratio:.3g}); pass one of them"
+                    f"compression_ratio ({self.compression_ratio}) disagrees with teacher_params / student_params "
+                    f"({ratio:.3g}); pass one of them"
                 )
         return self
 
@@ -278,13 +305,14 @@ class RecommendMethodRequest(Strict):
                 )
             if self.teacher_active_params > self.teacher_params:
                 raise ValueError(
-                    f"teacher_active_params ({self.teacher_active_params}) exceeds teacher_params ({self.teacher_params}); "
-                    "teacher_params is the total over all experts"
+                    f"teacher_active_params ({self.teacher_active_params}) exceeds teacher_params "
+                    f"({self.teacher_params}); teacher_params is the total over all experts"
                 )
         sizes = (self.student_vocab_size, self.teacher_vocab_size)
         if self.same_vocab_size is not None and None not in sizes and (sizes[0] == sizes[1]) != self.same_vocab_size:
             raise ValueError(
-                f"same_vocab_size {self.same_vocab_size} disagrees with student_vocab_size {sizes[0]} and teacher_vocab_size {sizes[1]}; pass one of them"
+                f"same_vocab_size {self.same_vocab_size} disagrees with student_vocab_size {sizes[0]} and "
+                f"teacher_vocab_size {sizes[1]}; pass one of them"
             )
         return self
 
@@ -373,11 +401,15 @@ class Candidate(Strict):
 class ScoreDistillationRequest(Strict):
     alpha: Fraction | None = Field(
         None,
-        description="Size-versus-accuracy priority (kd_choose_alpha), not a loss weight (required unless from_run supplies it)",
+        description=(
+            "Size-versus-accuracy priority (kd_choose_alpha), not a loss weight (required unless from_run supplies it)"
+        ),
     )
     teacher_size: PositiveFloat | None = Field(
         None,
-        description="Teacher size (MB, parameters: any unit, the same for students) (required unless from_run supplies it)",
+        description=(
+            "Teacher size (MB, parameters: any unit, the same for students) (required unless from_run supplies it)"
+        ),
     )
     teacher_accuracy: Accuracy | None = Field(
         None, description="Teacher accuracy as a fraction (required unless from_run supplies it)"
@@ -389,8 +421,8 @@ class ScoreDistillationRequest(Strict):
     )
     min_student_accuracy: Accuracy | None = Field(
         None,
-        description="Accuracy floor a student must reach (the guidance's 'maintain > 90%' is 0.9); students below it are marked "
-        "and ranked after every student that meets it",
+        description="Accuracy floor a student must reach (the guidance's 'maintain > 90%' is 0.9); students below it "
+        "are marked and ranked after every student that meets it",
     )
     from_run: str | None = Field(
         None,
@@ -612,7 +644,12 @@ class QualityGatesResponse(Advice):
 
 _ROUTE = get_rules().boundaries
 # primary_goal values: distillation, then each sibling's and each boundary's goal, as the rule file names them
-RouteGoal = Literal[("distill", *(s["goal"] for s in _ROUTE["siblings"]), *(b["goal"] for b in _ROUTE["boundaries"]))]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    RouteGoal = str  # a type checker cannot read the rule file, so it sees the values as text
+else:
+    RouteGoal = Literal[
+        ("distill", *(s["goal"] for s in _ROUTE["siblings"]), *(b["goal"] for b in _ROUTE["boundaries"]))
+    ]
 
 
 class RouteRequest(Strict):
@@ -629,19 +666,26 @@ class RouteRequest(Strict):
     )
     primary_goal: RouteGoal | None = Field(
         None,
-        description="What the user mainly wants done, if the conversation makes it clear: distill (a smaller student from a teacher); "
-        "deploy_or_quantize (quantise, prune for a chip, export, serve); architecture_search; explain_predictions; distributed_training "
-        "(federated or multi-node); adversarial_robustness; interpretable_model (a model people can read); hard_real_time (a guaranteed "
-        "latency under 10 ms); tiny_or_rule_based (rules or under ~1000 parameters); prototype (no performance requirement yet); "
-        "ample_compute (one task, no size or latency limit); other (not about a machine-learning model). Overrides the text.",
+        description="What the user mainly wants done, if the conversation makes it clear: distill (a smaller student "
+        "from a teacher); deploy_or_quantize (quantise, prune for a chip, export, serve); architecture_search; "
+        "explain_predictions; distributed_training (federated or multi-node); adversarial_robustness; "
+        "interpretable_model (a model people can read); hard_real_time (a guaranteed latency under 10 ms); "
+        "tiny_or_rule_based (rules or under ~1000 parameters); prototype (no performance requirement yet); "
+        "ample_compute (one task, no size or latency limit); other (not about a machine-learning model). Overrides the "
+        "text.",
     )
     is_ml_model: bool | None = Field(
         None,
-        description="Whether the request is about a machine-learning model at all (false: 'compress my backups'; true: read 'teacher', 'compress', 'temperature' in their ML sense)",
+        description=(
+            "Whether the request is about a machine-learning model at all (false: 'compress my backups'; true: read "
+            "'teacher', 'compress', 'temperature' in their ML sense)"
+        ),
     )
     has_size_or_latency_budget: bool | None = Field(
         None,
-        description="Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)",
+        description=(
+            "Whether a size, memory or latency budget exists (true lifts the prototype and ample-compute boundaries)"
+        ),
     )
     is_prototype: bool | None = Field(
         None, description="Whether the work is a prototype with no performance requirement yet"
@@ -672,8 +716,12 @@ class IntentScore(BaseModel):
     )
 
 
+RouteVerdict = Literal["in_scope", "delegate", "out_of_scope"]
+RouteConfidence = Literal["high", "medium", "low"]
+
+
 class RouteResponse(Advice):
-    verdict: Literal["in_scope", "delegate", "out_of_scope"]
+    verdict: RouteVerdict
     skill: str | None = Field(None, description="Sibling skill that should handle it")
     boundary: str | None = Field(
         None, description="Not-for boundary that applies (not_ml: not about a machine-learning model)"
@@ -684,16 +732,17 @@ class RouteResponse(Advice):
     fallback: str | None = Field(
         None, description="What to do when the sibling is not installed, or instead of distilling"
     )
-    confidence: Literal["high", "medium", "low"] = Field(
-        description="low: the text leaves it open; ask `question` before acting"
-    )
+    confidence: RouteConfidence = Field(description="low: the text leaves it open; ask `question` before acting")
     question: str | None = Field(None, description="What to ask the user when confidence is not high")
     decided_by: str = Field(
         description="The step that decided: structured input, a numeric boundary, or which scores compared"
     )
     learned_reading: str | None = Field(
         None,
-        description="What the learned reader (trained on labelled requests) reads, with its probability; none when structured inputs decided",
+        description=(
+            "What the learned reader (trained on labelled requests) reads, with its probability; none when structured "
+            "inputs decided"
+        ),
     )
     intents: list[IntentScore] = Field(default_factory=list, description="Scores read from the text, highest first")
     matched: list[str] = Field(default_factory=list, description="Terms and numbers that decided it")

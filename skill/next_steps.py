@@ -52,6 +52,9 @@ def for_run(run_dir: str, alpha: float | None) -> list[NextStep]:
         NextStep(
             tool="kd_release_check",
             cli=f"kd-skill release-check {run_dir}{at}",
-            why="Diagnosis, gates and score of this run together, and the decision: ship, ship with conditions or do not ship.",
+            why=(
+                "Diagnosis, gates and score of this run together, and the decision: ship, ship with conditions or do "
+                "not ship."
+            ),
         )
     ]

@@ -8,6 +8,7 @@ a path to re-open. Messages name the user's input and the root, never where a sy
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -55,7 +56,8 @@ def _inside(raw: str, root: Path, field: str) -> tuple[Path, list[str]]:
     if not resolved.is_relative_to(root):
         raise InputError(
             field,
-            f"{raw!r} lies outside the allowed root {root} (or links out of it); widen it with --data-root / --output-root",
+            f"{raw!r} lies outside the allowed root {root} (or links out of it); widen it with --data-root / "
+            "--output-root",
         )
     return root, list(resolved.relative_to(root).parts)
 
@@ -91,10 +93,8 @@ def _walk(root: Path, parts: list[str], raw: str, field: str, *, create: bool) -
             except FileNotFoundError:
                 if not create:
                     raise InputError(field, f"{raw!r} is not a file under {root}") from None
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
                 child = _open_dir(name, fd, raw, field)
             os.close(fd)
             fd = child
@@ -130,7 +130,10 @@ def open_input(raw: str, root: Path, field: str, *, max_bytes: int | None = None
 
 
 def open_output_dir(raw: str, root: Path, field: str) -> Opened:
-    """Open (creating what is missing) a folder under `root` for writing; a file in the way is refused now, not after training."""
+    """Open (creating what is missing) a folder under `root` for writing.
+
+    A file in the way is refused now, not after training.
+    """
     root, parts = _inside(raw, root, field)
     return Opened(_walk(root, parts, raw, field, create=True), str(root.joinpath(*parts)))
 
@@ -170,8 +173,6 @@ def write_file_at(folder_fd: int, name: str, data: bytes) -> None:
             handle.write(data)
         os.replace(temporary, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary, dir_fd=folder_fd)
-        except FileNotFoundError:
-            pass
         raise

@@ -24,7 +24,7 @@ _SPECIFIC_TEMPERATURE_WARNINGS = {"planned_temperature_too_low", "planned_temper
 def _hyperparameters(method_id: str, request: RecommendMethodRequest, compression: float | None) -> dict[str, Any]:
     """The method's hyperparameters from the rules, with the temperature range picked for the task and student size."""
     rules = get_rules().method
-    hp = {
+    hp: dict[str, Any] = {
         k: (list(v) if isinstance(v, tuple) else v) for k, v in rules["methods"][method_id]["hyperparameters"].items()
     }
     by_task = hp.pop("temperature_range_by_task", None)

@@ -170,17 +170,17 @@ def _merge_missing(missing: list[MissingInput]) -> list[MissingInput]:
 
 def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
     """Whether the two configs' vocab_size differ (both sizes, or the flag), and the pair as text for the warning."""
-    sizes = (request.student_vocab_size, request.teacher_vocab_size)
+    student_rows, teacher_rows = request.student_vocab_size, request.teacher_vocab_size
     padding = get_rules().llm_method["thresholds"]["vocab_padding_rows_at_most"]
     beyond: bool | None = None
-    if None not in sizes:
-        differ: bool | None = sizes[0] != sizes[1]
-        pair = f" (student {sizes[0]:,}, teacher {sizes[1]:,} rows)"
-        beyond = abs(sizes[0] - sizes[1]) > padding
+    if student_rows is not None and teacher_rows is not None:
+        differ: bool | None = student_rows != teacher_rows
+        pair = f" (student {student_rows:,}, teacher {teacher_rows:,} rows)"
+        beyond = abs(student_rows - teacher_rows) > padding
     else:
         differ = None if request.same_vocab_size is None else not request.same_vocab_size
         pair = ""
-    rows = [r for r in sizes if r is not None]
+    rows = [r for r in (student_rows, teacher_rows) if r is not None]
     larger = request.vocab_size > min(rows) if request.vocab_size is not None and rows else None
     return {
         "vocab_sizes_differ": differ,
@@ -191,10 +191,8 @@ def _vocab_inputs(request: RecommendMethodRequest) -> dict[str, Any]:
     }
 
 
-def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
-    """Walk the language-model tree (purpose, tokenizer, teacher access), pick the topology, fire the warnings."""
-    rules = get_rules()
-    llm = rules.llm_method
+def _check_planned_temperature(request: RecommendMethodRequest, llm: Mapping[str, Any]) -> None:
+    """Refuse a planned temperature no language-model recipe can be exported with."""
     top = llm["thresholds"]["planned_temperature_max"]
     if request.planned_temperature is not None and request.planned_temperature > top:
         raise InputError(
@@ -203,10 +201,17 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
             "language-model recipe can be exported with (llm_method.yaml planned_temperature_max); language "
             "models distil at T = 1, with modest changes at most",
         )
-    compression = request.effective_compression()
-    vocab = request.vocab_size or request.teacher_vocab_size
-    storage = logit_storage(request.dataset_tokens, vocab) if request.dataset_tokens and vocab else None
-    memory = memory_plan(request.teacher_params, request.student_params) if request.teacher_params else None
+
+
+def _tree_inputs(
+    request: RecommendMethodRequest,
+    llm: Mapping[str, Any],
+    compression: float | None,
+    storage: dict[str, Any] | None,
+    memory: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the trees read: the request, the thresholds, and what follows from them (whether the teacher's logits are
+    usable, what storing them and holding both models costs)."""
     inputs: dict[str, Any] = request.model_dump() | {"compression_ratio": compression} | dict(llm["thresholds"])
     inputs |= _vocab_inputs(request)
     inputs["teacher_access_given"] = request.teacher_access
@@ -225,6 +230,78 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
         inputs["teacher_weights_gb"] = memory["teacher_weights_bytes"]["bf16"] / 1e9
         inputs["memory_total_gb"] = memory["total_bytes"] / 1e9
         inputs["gpu_memory_gb"] = memory["gpu_memory_gb"]
+    return inputs
+
+
+def _branch_hyperparameters(method_rules: Mapping[str, Any], branch: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's hyperparameters with the branch's replacements, less what the branch drops."""
+    hyperparameters = _plain(method_rules["hyperparameters"]) | _plain(branch.get("hyperparameters_replace", {}))
+    for key in branch.get("hyperparameters_drop", ()):  # e.g. a regression head has no temperature
+        hyperparameters.pop(key, None)
+    return hyperparameters
+
+
+def _storage_note(
+    hyperparameters: dict[str, Any],
+    llm: Mapping[str, Any],
+    method_id: str,
+    inputs: Mapping[str, Any],
+    storage: dict[str, Any] | None,
+    storable: bool,
+) -> list[MissingInput]:
+    """The cost of storing the teacher's logits when they can be stored; the inputs it needs when a token-level
+    method lacks them."""
+    if storage is not None and storable:
+        hyperparameters["teacher_logit_storage"] = storage
+    elif storage is None and method_id in ("token_kd", "prune_then_distil"):
+        absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
+        return [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
+    return []
+
+
+def _memory_note(
+    hyperparameters: dict[str, Any],
+    request: RecommendMethodRequest,
+    llm: Mapping[str, Any],
+    method_id: str,
+    memory: dict[str, Any] | None,
+    logits_usable: bool,
+) -> list[MissingInput]:
+    """What training holds in memory: a sequence method's teacher generates first, then SFT holds the student alone;
+    a logit method holds both. Missing teacher_params when an exported recipe needs the plan."""
+    exported = hyperparameters["export_trainer"] != "none"  # a branch can withhold the export (pre-training)
+    sequence = method_id in ("sequence_kd", "reasoning_trace_kd")
+    if sequence and request.teacher_serving != "api":
+        hyperparameters["generation_memory"] = llm["memory"]["generation_note"]
+    elif memory is not None and logits_usable and exported:
+        hyperparameters["memory_plan"] = memory
+    elif memory is None and exported and not sequence:
+        return [MissingInput(field="teacher_params", effect=llm["memory"]["missing_effect"])]
+    return []
+
+
+def _student_inputs_missing(
+    request: RecommendMethodRequest, llm: Mapping[str, Any], method_id: str
+) -> list[MissingInput]:
+    """The student facts a method needs: its size for reasoning traces, whether it was fine-tuned for on-policy."""
+    missing: list[MissingInput] = []
+    if method_id == "reasoning_trace_kd" and request.student_params is None:
+        missing.append(MissingInput(field="student_params", effect=llm["missing_effects"]["student_params"]))
+    if method_id in ("on_policy_kd", "draft_model_kd") and request.student_finetuned is None:
+        missing.append(MissingInput(field="student_finetuned", effect=llm["missing_effects"]["student_finetuned"]))
+    return missing
+
+
+def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
+    """Walk the language-model tree (purpose, tokenizer, teacher access), pick the topology, fire the warnings."""
+    rules = get_rules()
+    llm = rules.llm_method
+    _check_planned_temperature(request, llm)
+    compression = request.effective_compression()
+    vocab = request.vocab_size or request.teacher_vocab_size
+    storage = logit_storage(request.dataset_tokens, vocab) if request.dataset_tokens and vocab else None
+    memory = memory_plan(request.teacher_params, request.student_params) if request.teacher_params else None
+    inputs = _tree_inputs(request, llm, compression, storage, memory)
     trace: list[TraceEntry] = []
 
     branch, missing = walk_tree(llm["tree"], inputs, "llm_method", trace)
@@ -233,33 +310,16 @@ def recommend_llm(request: RecommendMethodRequest) -> RecommendMethodResponse:
     method_rules = llm["methods"][method_id]
     topology_rules = rules.topology["topologies"][topology_branch["id"]]
     storable = inputs["logits_usable"] and method_id not in llm["logit_storage"]["not_for_methods"]
-    hyperparameters = _plain(method_rules["hyperparameters"]) | _plain(branch.get("hyperparameters_replace", {}))
-    for key in branch.get("hyperparameters_drop", ()):  # e.g. a regression head has no temperature
-        hyperparameters.pop(key, None)
+    hyperparameters = _branch_hyperparameters(method_rules, branch)
     low, high = hyperparameters.get("temperature_range", (None, None))
     derived = {"method": method_id, "logits_storable": storable, "temperature_low": low, "temperature_high": high}
     warnings = fire_warnings(llm["warnings"], inputs | derived, "llm_method", trace)
 
     missing = missing + topo_missing
-    if storage is not None and storable:
-        hyperparameters["teacher_logit_storage"] = storage
-    elif storage is None and method_id in ("token_kd", "prune_then_distil"):
-        absent = [f for f in ("dataset_tokens", "vocab_size") if inputs.get(f) is None]
-        missing += [MissingInput(field=f, effect=llm["logit_storage"]["missing_effect"]) for f in absent]
-    exported = (
-        hyperparameters["export_trainer"] != "none"
-    )  # a branch can withhold the export (pre-training from scratch)
-    sequence = method_id in ("sequence_kd", "reasoning_trace_kd")
-    if sequence and request.teacher_serving != "api":  # the teacher generates first, then SFT holds the student alone
-        hyperparameters["generation_memory"] = llm["memory"]["generation_note"]
-    elif memory is not None and inputs["logits_usable"] and exported:
-        hyperparameters["memory_plan"] = memory
-    elif memory is None and exported and not sequence:
-        missing.append(MissingInput(field="teacher_params", effect=llm["memory"]["missing_effect"]))
-    if method_id == "reasoning_trace_kd" and request.student_params is None:
-        missing.append(MissingInput(field="student_params", effect=llm["missing_effects"]["student_params"]))
-    if method_id in ("on_policy_kd", "draft_model_kd") and request.student_finetuned is None:
-        missing.append(MissingInput(field="student_finetuned", effect=llm["missing_effects"]["student_finetuned"]))
+    missing += _storage_note(hyperparameters, llm, method_id, inputs, storage, storable)
+    missing += _memory_note(hyperparameters, request, llm, method_id, memory, inputs["logits_usable"])
+    missing += _student_inputs_missing(request, llm, method_id)
+    exported = hyperparameters["export_trainer"] != "none"
 
     fill = _template_values(inputs | derived, storage, memory)
     if "generation_memory" in hyperparameters:

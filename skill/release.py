@@ -8,7 +8,9 @@ generation checks of release.yaml. Every threshold is in the rule files; this mo
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +23,7 @@ from skill.models import (
     DiagnoseFailureRequest,
     DiagnoseFailureResponse,
     Fraction,
+    NextStep,
     QualityGatesRequest,
     QualityGatesResponse,
     RunEvidence,
@@ -29,6 +32,11 @@ from skill.models import (
     Strict,
 )
 from skill.rules import get_rules
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from skill.run_evidence import Run
 
 _REF = "references/release-check.md"
 
@@ -138,7 +146,7 @@ _GATE_FACTS = (
 )
 
 
-def _baseline(labels: Any, student: Any, scratch: Any) -> BaselineComparison:
+def _baseline(labels: np.ndarray, student: np.ndarray, scratch: np.ndarray) -> BaselineComparison:
     """Paired bootstrap over test rows (release.yaml baseline_comparison): test-set noise of one run, not seed noise."""
     import numpy as np
 
@@ -260,20 +268,23 @@ def release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
         raise InputError("run_dir", str(exc).removeprefix("from_run: ")) from None
 
 
-def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
-    from skill.diagnose import diagnose_failure
-    from skill.gates import check_quality_gates
-    from skill.run_evidence import read_run
+@dataclass
+class _Reasons:
+    """What stands between the run and shipping, in the order found: blockers, conditions to settle first, and the
+    warnings that go with them."""
+
+    blockers: list[str] = field(default_factory=list)
+    conditions: list[str] = field(default_factory=list)
+    warnings: list[AdviceWarning] = field(default_factory=list)
+
+    def add(self, blocking: bool, text: str) -> None:
+        (self.blockers if blocking else self.conditions).append(text)
+
+
+def _score_run(request: ReleaseCheckRequest) -> tuple[ScoreDistillationResponse | None, str | None]:
+    """The distillation score at the caller's alpha and floor (the plan's by default), or why it cannot be computed."""
     from skill.score import score_distillation
 
-    run = read_run(request.run_dir)
-    rules = get_rules().release
-    facts = {k: getattr(request, k) for k in _GATE_FACTS if getattr(request, k) is not None}
-    gates = check_quality_gates(QualityGatesRequest(from_run=request.run_dir, **facts))
-    diagnosis = (
-        diagnose_failure(DiagnoseFailureRequest(from_run=request.run_dir)) if run.kind == "classification" else None
-    )
-    score, score_missing = None, None
     try:
         score = score_distillation(
             ScoreDistillationRequest(
@@ -287,77 +298,137 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
             )
         )
     except InputError as exc:
-        score_missing = str(exc).removeprefix("from_run: ")
-    assert gates.run_evidence is not None
-    evidence = _merged(
-        [part.run_evidence for part in (gates, diagnosis, score) if part is not None and part.run_evidence is not None]
-    )
-    blockers: list[str] = []
-    conditions: list[str] = []
-    not_applicable = set(rules["generation"]["not_applicable_gates"]) if run.kind == "generation" else set()
-    if run.kind == "generation":
-        gates = _for_generation(gates, not_applicable, rules["generation"].get("gate_fixes") or {})
+        return None, str(exc).removeprefix("from_run: ")
+    return score, None
+
+
+def _gate_reasons(
+    reasons: _Reasons, gates: QualityGatesResponse, not_applicable: set[str], rules: Mapping[str, Any]
+) -> None:
+    """A failed gate blocks unless the rules make it a condition; an unknown one is a condition if the rules say so."""
     for gate in gates.gates:
         if gate.id in not_applicable:
             continue
         if gate.status == "fail":
             text = f"gate {gate.id} fails ({gate.reason.rstrip('.')}); fix: {gate.fix}"
-            (conditions if gate.id in rules["decision"]["failed_gate_is_condition"] else blockers).append(text)
+            reasons.add(gate.id not in rules["decision"]["failed_gate_is_condition"], text)
         elif gate.status == "unknown" and rules["decision"]["unknown_gate_is_condition"]:
-            conditions.append(f"gate {gate.id} unknown ({gate.reason.rstrip('.')}): {gate.fix}")
-    if diagnosis is not None:
-        for finding in diagnosis.findings:
-            if finding.status != "detected":
-                continue
-            text = f"{finding.id}: {finding.diagnosis}"
-            (blockers if finding.id in rules["decision"]["blocking_findings"] else conditions).append(text)
-    comparison = None
-    if run.kind == "classification" and "baseline_probs" in run.arrays:
-        comparison = _baseline(run.arrays["labels"], run.arrays["student_probs"], run.arrays["baseline_probs"])
-        if comparison.verdict == "scratch_better":
-            blockers.append(f"baseline: {comparison.statement}; {_scratch_advice(run, rules)}")
-        elif comparison.verdict == "no_gain_shown":
-            conditions.append(
-                f"baseline: {comparison.statement}; distillation's gain is not shown, so either student may ship"
-            )
-    if score is not None and request.min_student_accuracy is not None and score.ranking is None:
-        student_accuracy = run.model("student").get("accuracy")
-        if isinstance(student_accuracy, (int, float)) and student_accuracy < request.min_student_accuracy:
-            blockers.append(
-                f"student accuracy {student_accuracy:.4f} is below the floor {request.min_student_accuracy:g}"
-            )
-    extra_warnings: list[AdviceWarning] = []
-    if run.kind == "classification":
-        import numpy as np
+            reasons.conditions.append(f"gate {gate.id} unknown ({gate.reason.rstrip('.')}): {gate.fix}")
 
-        present = np.unique(run.arrays["labels"])
-        if len(present) < 2:
-            text = (
-                f"the test set holds one class ({len(run.arrays['labels'])} rows of class {int(present[0])}, "
-                f"of {run.evidence['classes']}; predictions.npz labels): accuracy and the per-class checks say "
-                "nothing about the other classes; test on a set that holds every class"
-            )
-            conditions.append(text)
-            extra_warnings.append(AdviceWarning(id="one_class_test_set", message=text, references=[_REF]))
-    checks: list[GenerationCheck] = []
-    samples: list[dict[str, str]] = []
-    if run.kind == "generation":
-        checks = _generation_checks(run.evidence)
-        for check in checks:
-            if check.status == "fail":
-                text = f"{check.id}: {check.metric} {check.value:.4g} against {check.threshold:g} ({check.why})"
-                (blockers if check.severity == "block" else conditions).append(text)
-            elif check.status == "unknown":
-                conditions.append(f"{check.id}: {check.metric} not measured by this run ({check.reason})")
-        samples = [dict(s) for s in run.evidence["samples"][: int(rules["limits"]["max_samples_shown"])]]
-    decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = (
-        "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
+
+def _finding_reasons(reasons: _Reasons, diagnosis: DiagnoseFailureResponse, rules: Mapping[str, Any]) -> None:
+    """A detected failure mode blocks when the rules list it as blocking, else it is a condition."""
+    for finding in diagnosis.findings:
+        if finding.status == "detected":
+            reasons.add(finding.id in rules["decision"]["blocking_findings"], f"{finding.id}: {finding.diagnosis}")
+
+
+def _baseline_reasons(reasons: _Reasons, run: Run, rules: Mapping[str, Any]) -> BaselineComparison | None:
+    """When the run trained a from-scratch student: a better one blocks, a gain within noise is a condition."""
+    if run.kind != "classification" or "baseline_probs" not in run.arrays:
+        return None
+    comparison = _baseline(run.arrays["labels"], run.arrays["student_probs"], run.arrays["baseline_probs"])
+    if comparison.verdict == "scratch_better":
+        reasons.blockers.append(f"baseline: {comparison.statement}; {_scratch_advice(run, rules)}")
+    elif comparison.verdict == "no_gain_shown":
+        reasons.conditions.append(
+            f"baseline: {comparison.statement}; distillation's gain is not shown, so either student may ship"
+        )
+    return comparison
+
+
+def _floor_reason(
+    reasons: _Reasons, run: Run, request: ReleaseCheckRequest, score: ScoreDistillationResponse | None
+) -> None:
+    """A single student below the caller's accuracy floor blocks (a ranking marks its own students)."""
+    if score is None or request.min_student_accuracy is None or score.ranking is not None:
+        return
+    student_accuracy = run.model("student").get("accuracy")
+    if isinstance(student_accuracy, (int, float)) and student_accuracy < request.min_student_accuracy:
+        reasons.blockers.append(
+            f"student accuracy {student_accuracy:.4f} is below the floor {request.min_student_accuracy:g}"
+        )
+
+
+def _one_class_reason(reasons: _Reasons, run: Run) -> None:
+    """A test set of one class says nothing about the others: a condition, and a warning."""
+    import numpy as np
+
+    present = np.unique(run.arrays["labels"])
+    if len(present) >= 2:
+        return
+    text = (
+        f"the test set holds one class ({len(run.arrays['labels'])} rows of class {int(present[0])}, "
+        f"of {run.evidence['classes']}; predictions.npz labels): accuracy and the per-class checks say "
+        "nothing about the other classes; test on a set that holds every class"
     )
+    reasons.conditions.append(text)
+    reasons.warnings.append(AdviceWarning(id="one_class_test_set", message=text, references=[_REF]))
+
+
+def _generation_reasons(
+    reasons: _Reasons, run: Run, rules: Mapping[str, Any]
+) -> tuple[list[GenerationCheck], list[dict[str, str]]]:
+    """The generation checks (a failure blocks or is a condition by its severity; unknown is a condition) and the
+    samples to read."""
+    checks = _generation_checks(run.evidence)
+    for check in checks:
+        if check.status == "fail":
+            text = f"{check.id}: {check.metric} {check.value:.4g} against {check.threshold:g} ({check.why})"
+            reasons.add(check.severity == "block", text)
+        elif check.status == "unknown":
+            reasons.conditions.append(f"{check.id}: {check.metric} not measured by this run ({check.reason})")
+    samples = [dict(s) for s in run.evidence["samples"][: int(rules["limits"]["max_samples_shown"])]]
+    return checks, samples
+
+
+def _alpha_used(request: ReleaseCheckRequest, run: Run) -> tuple[float | None, str]:
+    """The alpha the score used and where it came from: the caller's, else the plan's."""
     from skill.run_evidence import score_values
 
     plan, plan_source, _ = score_values(run)
     alpha_used = request.alpha if request.alpha is not None else plan.get("alpha")
     alpha_from = "your --alpha" if request.alpha is not None else plan_source.get("alpha", "").split(" (")[0]
+    return alpha_used, alpha_from
+
+
+def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
+    from skill.diagnose import diagnose_failure
+    from skill.gates import check_quality_gates
+    from skill.run_evidence import read_run
+
+    run = read_run(request.run_dir)
+    rules = get_rules().release
+    facts = {k: getattr(request, k) for k in _GATE_FACTS if getattr(request, k) is not None}
+    gates = check_quality_gates(QualityGatesRequest(from_run=request.run_dir, **facts))
+    diagnosis = (
+        diagnose_failure(DiagnoseFailureRequest(from_run=request.run_dir)) if run.kind == "classification" else None
+    )
+    score, score_missing = _score_run(request)
+    assert gates.run_evidence is not None
+    evidence = _merged(
+        [part.run_evidence for part in (gates, diagnosis, score) if part is not None and part.run_evidence is not None]
+    )
+    not_applicable = set(rules["generation"]["not_applicable_gates"]) if run.kind == "generation" else set()
+    if run.kind == "generation":
+        gates = _for_generation(gates, not_applicable, rules["generation"].get("gate_fixes") or {})
+    reasons = _Reasons()
+    _gate_reasons(reasons, gates, not_applicable, rules)
+    if diagnosis is not None:
+        _finding_reasons(reasons, diagnosis, rules)
+    comparison = _baseline_reasons(reasons, run, rules)
+    _floor_reason(reasons, run, request, score)
+    checks: list[GenerationCheck] = []
+    samples: list[dict[str, str]] = []
+    if run.kind == "classification":
+        _one_class_reason(reasons, run)
+    else:
+        checks, samples = _generation_reasons(reasons, run, rules)
+    blockers, conditions = reasons.blockers, reasons.conditions
+    decision: Literal["ship", "ship_with_conditions", "do_not_ship"] = (
+        "do_not_ship" if blockers else "ship_with_conditions" if conditions else "ship"
+    )
+    alpha_used, alpha_from = _alpha_used(request, run)
     return ReleaseCheckResponse(
         decision=decision,
         summary=_summary(decision, run, blockers, conditions, score, comparison, checks, (alpha_used, alpha_from)),
@@ -373,7 +444,7 @@ def _release_check(request: ReleaseCheckRequest) -> ReleaseCheckResponse:
         generation_checks=checks,
         samples=samples,
         warnings=[
-            *extra_warnings,
+            *reasons.warnings,
             *(diagnosis.warnings if diagnosis else []),
             *gates.warnings,
             *(score.warnings if score else []),
@@ -416,7 +487,7 @@ def _for_generation(
     )
 
 
-def _scratch_advice(run: Any, rules: dict[str, Any]) -> str:
+def _scratch_advice(run: Run, rules: Mapping[str, Any]) -> str:
     """Before recommending the from-scratch student, run the same diagnosis on it: a student the same checks would
     block is no recommendation. Worded as what it is, one seed of each."""
     from skill.diagnose import diagnose_failure
@@ -441,11 +512,9 @@ def _scratch_advice(run: Any, rules: dict[str, Any]) -> str:
     )
 
 
-def _next(run: Any, request: ReleaseCheckRequest, alpha: float | None) -> list[Any]:
+def _next(run: Run, request: ReleaseCheckRequest, alpha: float | None) -> list[NextStep]:
     """What to run next for this run: the release check again once the conditions are settled, with the run's own
     alpha (not a generic example)."""
-    from skill.models import NextStep
-
     at = f" --alpha {alpha:g}" if alpha is not None else " --alpha A --alpha-reason '...'"
     return [
         NextStep(
@@ -472,7 +541,7 @@ def _merged(parts: list[RunEvidence]) -> RunEvidence:
 
 def _summary(
     decision: str,
-    run: Any,
+    run: Run,
     blockers: list[str],
     conditions: list[str],
     score: ScoreDistillationResponse | None,

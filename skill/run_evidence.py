@@ -275,13 +275,11 @@ def _config(root: Path, folder: str) -> dict[str, tuple[Any, str]]:
     return {}
 
 
-def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str, np.ndarray]:
-    """predictions.npz: plain arrays only (allow_pickle=False), sizes checked before decompression, shapes after."""
+def _load_npz(data: bytes, shown: str) -> dict[str, np.ndarray]:
+    """The archive's arrays, its member count and expanded size checked before numpy decompresses anything."""
     import numpy as np
 
-    limits, raw_limits = _limits(), get_rules().failure_modes["raw_limits"]
-    shown = f"{folder}/predictions.npz"
-    data = _read(root, folder, "predictions.npz", int(limits["max_predictions_bytes"]))
+    limits = _limits()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
@@ -301,12 +299,18 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
             for member in members:
                 _check_declared(archive, member, shown)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+            return {key: npz[key] for key in npz.files}
     except InputError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise InputError(FIELD, f"{shown} is damaged ({reason}); rerun the recipe's evaluation to rewrite it") from None
+
+
+def _label_count(arrays: dict[str, np.ndarray], shown: str) -> int:
+    """Labels and student probabilities must be there; the labels a non-empty 1-D integer array within the raw
+    diagnosis limit. Returns the number of rows."""
+    raw_limits = get_rules().failure_modes["raw_limits"]
     for key in ("labels", "student_probs"):
         if key not in arrays:
             raise InputError(
@@ -323,6 +327,14 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
         raise InputError(
             FIELD, f"{shown} holds {n} rows; at most {raw_limits['max_samples']} (failure_modes.yaml raw_limits)"
         )
+    return n
+
+
+def _class_width(arrays: dict[str, np.ndarray], shown: str, n: int, classes_hint: int | None) -> int | None:
+    """Every *_probs array: float probability rows for the n labels, all as wide as evidence.json's classes.
+    Returns that width (the hint when no array says otherwise)."""
+    import numpy as np
+
     width = classes_hint
     for key in [k for k in arrays if k.endswith("_probs")]:
         probs = arrays[key]
@@ -346,6 +358,17 @@ def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str,
                 f"{shown} is damaged: {key} rows must be probabilities in [0, 1] summing to 1 "
                 "(the recipe saves softmax outputs; these look like logits or were edited)",
             )
+    return width
+
+
+def _predictions(root: Path, folder: str, classes_hint: int | None) -> dict[str, np.ndarray]:
+    """predictions.npz: plain arrays only (allow_pickle=False), sizes checked before decompression, shapes after."""
+    raw_limits = get_rules().failure_modes["raw_limits"]
+    shown = f"{folder}/predictions.npz"
+    arrays = _load_npz(_read(root, folder, "predictions.npz", int(_limits()["max_predictions_bytes"])), shown)
+    n = _label_count(arrays, shown)
+    width = _class_width(arrays, shown, n, classes_hint)
+    labels = arrays["labels"]
     if width is not None and (labels.min() < 0 or labels.max() >= width):
         raise InputError(
             FIELD,
@@ -460,92 +483,116 @@ def _cross_check(document: dict[str, Any], arrays: dict[str, np.ndarray], folder
             )
 
 
+# generation_evidence.json's numbers: section -> key -> (type, may be null)
+_GENERATION_SHAPES: dict[str, dict[str, tuple[type, bool]]] = {
+    "heldout": {
+        "n_sequences": (int, False),
+        "n_tokens": (int, False),
+        "student_nll_per_token": (float, True),
+        "teacher_nll_per_token": (float, True),
+        "token_kl_teacher_to_student": (float, True),
+        "greedy_next_token_agreement": (float, True),
+    },
+    "models": {
+        "student_params": (int, False),
+        "teacher_params": (int, True),
+        "student_bytes": (int, False),
+        "teacher_bytes": (int, True),
+    },
+}
+
+
+def _damaged(shown: str, where: str, what: str) -> InputError:
+    return InputError(FIELD, f"{shown} is damaged: {where} {what}")
+
+
+def _finite_non_negative(value: Any, kind: type) -> bool:
+    """A finite number >= 0 (an integer where kind is int); a boolean is not a number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or (kind is int and not isinstance(value, int)):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def _check_generation_shapes(document: dict[str, Any], shown: str) -> None:
+    """Each section an object, each number of the right type, finite and non-negative, null only where allowed."""
+    for section, keys in _GENERATION_SHAPES.items():
+        block = document.get(section)
+        if not isinstance(block, dict):
+            raise _damaged(shown, section, "must be an object")
+        for key, (kind, nullable) in keys.items():
+            value = block.get(key)
+            if value is None and nullable and key in block:
+                continue
+            if not _finite_non_negative(value, kind):
+                what = "integer" if kind is int else "number"
+                raise _damaged(
+                    shown,
+                    f"{section}.{key}",
+                    f"must be a finite non-negative {what}{' or null' if nullable else ''}, got {_brief(value)}",
+                )
+
+
+def _check_heldout(held: dict[str, Any], shown: str) -> None:
+    """The held-out numbers agree with each other: per-token means need scored tokens, and the reverse."""
+    same = held.get("same_tokenizer")
+    if same is not None and not isinstance(same, bool):
+        raise _damaged(shown, "heldout.same_tokenizer", f"must be true, false or null, got {_brief(same)}")
+    agreement = held["greedy_next_token_agreement"]
+    if agreement is not None and not 0 <= agreement <= 1:
+        raise _damaged(shown, "heldout.greedy_next_token_agreement", f"must lie in [0, 1], got {_brief(agreement)}")
+    if held["n_tokens"] == 0 and any(
+        held[k] is not None for k in ("student_nll_per_token", "teacher_nll_per_token", "token_kl_teacher_to_student")
+    ):
+        raise _damaged(
+            shown, "heldout.n_tokens", "is 0 but per-token numbers are given: a per-token mean over no token"
+        )
+    if held["n_tokens"] > 0 and held["student_nll_per_token"] is None:
+        raise _damaged(
+            shown, "heldout.student_nll_per_token", f"is null although {held['n_tokens']} tokens were scored"
+        )
+    if held["n_tokens"] < held["n_sequences"]:
+        raise _damaged(shown, "heldout.n_tokens", f"({held['n_tokens']}) is below n_sequences ({held['n_sequences']})")
+
+
+def _check_generation_models(models: dict[str, Any], shown: str) -> None:
+    """A student with parameters, and no larger than its teacher when the teacher's size is known."""
+    if models["student_params"] < 1:
+        raise _damaged(shown, "models.student_params", "must be at least 1: a student without parameters")
+    if models["teacher_params"] is not None and models["student_params"] > models["teacher_params"]:
+        raise _damaged(
+            shown,
+            "models",
+            f"student_params {models['student_params']:,} exceeds teacher_params {models['teacher_params']:,}: "
+            "a distilled student is smaller than its teacher (are the roles swapped?)",
+        )
+
+
 def check_generation(document: dict[str, Any], shown: str) -> dict[str, Any]:
     """generation_evidence.json in exactly its documented shape (schema_version 1); names the first wrong key.
 
     The recipe writes null where a number cannot exist: the teacher's NLL and size with an API teacher (no local
     weights), KL and greedy agreement when the tokenizers differ (no shared vocabulary), the student's NLL when no
     held-out token was scored. Those are accepted; the checks that need them say so instead of failing."""
-
-    def bad(where: str, what: str) -> InputError:
-        return InputError(FIELD, f"{shown} is damaged: {where} {what}")
-
     if (
         document.get("kind") != "generation"
         or document.get("schema_version") != get_rules().release["generation"]["schema_version"]
     ):
-        raise bad(
+        raise _damaged(
+            shown,
             "kind/schema_version",
             f"must be 'generation'/1, got {document.get('kind')!r}/{document.get('schema_version')!r}",
         )
-    # (type, may be null)
-    shapes: dict[str, dict[str, tuple[type, bool]]] = {
-        "heldout": {
-            "n_sequences": (int, False),
-            "n_tokens": (int, False),
-            "student_nll_per_token": (float, True),
-            "teacher_nll_per_token": (float, True),
-            "token_kl_teacher_to_student": (float, True),
-            "greedy_next_token_agreement": (float, True),
-        },
-        "models": {
-            "student_params": (int, False),
-            "teacher_params": (int, True),
-            "student_bytes": (int, False),
-            "teacher_bytes": (int, True),
-        },
-    }
-    for section, keys in shapes.items():
-        block = document.get(section)
-        if not isinstance(block, dict):
-            raise bad(section, "must be an object")
-        for key, (kind, nullable) in keys.items():
-            value = block.get(key)
-            if value is None and nullable and key in block:
-                continue
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or (kind is int and not isinstance(value, int))
-            ):
-                value_ok = False
-            else:
-                value_ok = math.isfinite(value) and value >= 0
-            if not value_ok:
-                what = "integer" if kind is int else "number"
-                raise bad(
-                    f"{section}.{key}",
-                    f"must be a finite non-negative {what}{' or null' if nullable else ''}, got {_brief(value)}",
-                )
-    held, models = document["heldout"], document["models"]
-    same = held.get("same_tokenizer", None)
-    if same is not None and not isinstance(same, bool):
-        raise bad("heldout.same_tokenizer", f"must be true, false or null, got {_brief(same)}")
-    agreement = held["greedy_next_token_agreement"]
-    if agreement is not None and not 0 <= agreement <= 1:
-        raise bad("heldout.greedy_next_token_agreement", f"must lie in [0, 1], got {_brief(agreement)}")
-    if held["n_tokens"] == 0 and any(
-        held[k] is not None for k in ("student_nll_per_token", "teacher_nll_per_token", "token_kl_teacher_to_student")
-    ):
-        raise bad("heldout.n_tokens", "is 0 but per-token numbers are given: a per-token mean over no token")
-    if held["n_tokens"] > 0 and held["student_nll_per_token"] is None:
-        raise bad("heldout.student_nll_per_token", f"is null although {held['n_tokens']} tokens were scored")
-    if held["n_tokens"] < held["n_sequences"]:
-        raise bad("heldout.n_tokens", f"({held['n_tokens']}) is below n_sequences ({held['n_sequences']})")
-    if models["student_params"] < 1:
-        raise bad("models.student_params", "must be at least 1: a student without parameters")
-    if models["teacher_params"] is not None and models["student_params"] > models["teacher_params"]:
-        raise bad(
-            "models",
-            f"student_params {models['student_params']:,} exceeds teacher_params {models['teacher_params']:,}: "
-            "a distilled student is smaller than its teacher (are the roles swapped?)",
-        )
+    _check_generation_shapes(document, shown)
+    _check_heldout(document["heldout"], shown)
+    _check_generation_models(document["models"], shown)
     samples = document.get("samples")
     fields = ("prompt", "teacher", "student")
     if not isinstance(samples, list) or not all(
         isinstance(s, dict) and set(s) == set(fields) and all(isinstance(s[k], str) for k in fields) for s in samples
     ):
-        raise bad("samples", "must be a list of objects with exactly the string keys prompt, teacher, student")
+        raise _damaged(
+            shown, "samples", "must be a list of objects with exactly the string keys prompt, teacher, student"
+        )
     return document
 
 
@@ -716,59 +763,87 @@ def _temperature_tuned(run: Run) -> tuple[bool | None, str]:
     return None, ""
 
 
-def gates_values(
-    run: Run, given: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-    """Every gate input a run can show; per-class thresholds and calibration come from the diagnosis of the same run,
-    the distillation score at the caller's alpha when one is given."""
-    values: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    missing = {
-        name: NOT_FROM_A_RUN
-        for name in (
-            "bias_monitoring",
-            "edge_case_monitoring",
-            "robustness_suite",
-            "rollback_plan",
-            "degradation_alerts",
-            "cascade_evaluated",
-            "latency_budget_ms",
-            "memory_budget_mb",
-            "accuracy_target",
-        )
-    }
-    score, score_source, score_missing = score_values(run)
+# gate inputs only a person can give, and the gates a generation run has no input for
+_DEPLOYMENT_FACTS = (
+    "bias_monitoring",
+    "edge_case_monitoring",
+    "robustness_suite",
+    "rollback_plan",
+    "degradation_alerts",
+    "cascade_evaluated",
+    "latency_budget_ms",
+    "memory_budget_mb",
+    "accuracy_target",
+)
+_NOT_FOR_GENERATION = (
+    "stratified_validation",
+    "per_class_thresholds_met",
+    "temperature",
+    "temperature_tuned",
+    "calibration_validated",
+    "capacity_analysis_done",
+    "latency_ms",
+    "accuracy",
+)
+
+
+@dataclass
+class _Filled:
+    """What a run supplies to one tool: each value with its source, and why each other input is missing."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def put(self, name: str, value: Any, where: str) -> None:
+        self.values[name], self.source[name] = value, where
+
+    def result(self) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+        return self.values, self.source, self.missing
+
+
+def _gate_alpha(filled: _Filled, run: Run, score: dict[str, Any], score_source: dict[str, str]) -> None:
+    """The plan's alpha and the reason recorded for it."""
     if "alpha" in score:
-        values["alpha"], source["alpha"] = score["alpha"], score_source["alpha"]
+        filled.put("alpha", score["alpha"], score_source["alpha"])
     reason, where = _plan(run, "alpha_reason")
     if isinstance(reason, str) and reason.strip():
-        values["alpha_reason"], source["alpha_reason"] = reason[:2000], where
+        filled.put("alpha_reason", reason[:2000], where)
     else:
-        missing["alpha_reason"] = "the run records no alpha_reason; pass alpha_reason (why this alpha)"
+        filled.missing["alpha_reason"] = "the run records no alpha_reason; pass alpha_reason (why this alpha)"
+
+
+def _gate_score(filled: _Filled, run: Run, given: dict[str, Any] | None) -> None:
+    """The distillation score at the caller's alpha (else the plan's) from the run's sizes and accuracies, or every
+    reason it cannot be computed."""
+    score, score_source, score_missing = score_values(run)
+    _gate_alpha(filled, run, score, score_source)
+    needed = ("teacher_size", "student_size", "teacher_accuracy", "student_accuracy")
     alpha = (given or {}).get("alpha", score.get("alpha"))
-    if alpha is not None and {"teacher_size", "student_size", "teacher_accuracy", "student_accuracy"} <= set(score):
+    if alpha is not None and set(needed) <= set(score):
         from skill.metrics import distillation_score
 
-        values["distillation_score"] = round(
-            distillation_score(
-                alpha,
-                score["student_size"],
-                score["teacher_size"],
-                score["student_accuracy"],
-                score["teacher_accuracy"],
-            )[0],
-            6,
-        )
+        value = distillation_score(
+            alpha, score["student_size"], score["teacher_size"], score["student_accuracy"], score["teacher_accuracy"]
+        )[0]
         at = "your alpha" if "alpha" in (given or {}) else score_source["alpha"].split(" (")[0]
-        source["distillation_score"] = f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies"
-    else:
-        needed = ("teacher_size", "student_size", "teacher_accuracy", "student_accuracy")
-        reasons = [score_missing[k] for k in needed if k in score_missing]
-        if alpha is None:
-            reasons.insert(0, score_missing.get("alpha", "no alpha: pass alpha"))
-        missing["distillation_score"] = "not computed: " + (
-            " Also: ".join(dict.fromkeys(r.rstrip(".") + "." for r in reasons)) or "not computable from this run."
+        filled.put(
+            "distillation_score",
+            round(value, 6),
+            f"computed at {at} ({alpha:g}) from evidence.json parameters and accuracies",
         )
+        return
+    reasons = [score_missing[k] for k in needed if k in score_missing]
+    if alpha is None:
+        reasons.insert(0, score_missing.get("alpha", "no alpha: pass alpha"))
+    filled.missing["distillation_score"] = "not computed: " + (
+        " Also: ".join(dict.fromkeys(r.rstrip(".") + "." for r in reasons)) or "not computable from this run."
+    )
+
+
+def _gate_sizes(filled: _Filled, run: Run) -> None:
+    """Compression ratio and the student's memory from the evidence file; one teacher and one student, never
+    several agents."""
     models = run.evidence.get("models") or {}
     if run.kind == "generation":
         t_params, s_params, s_bytes = models["teacher_params"], models["student_params"], models["student_bytes"]
@@ -781,79 +856,91 @@ def gates_values(
         )
         file = "evidence.json"
     if _number(t_params) and _number(s_params):
-        values["compression_ratio"] = max(1.0, t_params / s_params)
-        source["compression_ratio"] = f"{file} teacher / student parameters"
+        filled.put("compression_ratio", max(1.0, t_params / s_params), f"{file} teacher / student parameters")
     if _number(s_bytes) is not None:
-        values["memory_mb"] = s_bytes / 2**20
-        source["memory_mb"] = f"{file} student bytes (weights and buffers)"
+        filled.put("memory_mb", s_bytes / 2**20, f"{file} student bytes (weights and buffers)")
     topology, where = _plan(run, "topology")
-    values["multi_agent"] = False
-    source["multi_agent"] = (
+    filled.put(
+        "multi_agent",
+        False,
         f"one teacher, one student ({where.split(' (')[0]} {topology})"
         if isinstance(topology, str)
-        else "one teacher, one student (what the exported recipe trains)"
+        else "one teacher, one student (what the exported recipe trains)",
     )
-    if run.kind == "generation":
-        missing.update(
-            {
-                name: "does not apply to a generation run (release.yaml generation.not_applicable_gates)"
-                for name in (
-                    "stratified_validation",
-                    "per_class_thresholds_met",
-                    "temperature",
-                    "temperature_tuned",
-                    "calibration_validated",
-                    "capacity_analysis_done",
-                    "latency_ms",
-                    "accuracy",
-                )
-            }
-        )
-        return values, source, missing
-    student = run.model("student")
+
+
+def _gate_measurements(filled: _Filled, run: Run, student: dict[str, Any]) -> None:
+    """A classification run's latency, accuracy and temperature, and whether that temperature was tuned."""
     if _number(student.get("latency_ms_batch1")) is not None:
-        values["latency_ms"] = student["latency_ms_batch1"]
-        source["latency_ms"] = (
-            f"evidence.json models.student.latency_ms_batch1 (batch 1, on {student.get('device', 'the run device')})"
+        filled.put(
+            "latency_ms",
+            student["latency_ms_batch1"],
+            f"evidence.json models.student.latency_ms_batch1 (batch 1, on {student.get('device', 'the run device')})",
         )
     if _number(student.get("accuracy")) is not None:
-        values["accuracy"], source["accuracy"] = student["accuracy"], "evidence.json models.student.accuracy"
+        filled.put("accuracy", student["accuracy"], "evidence.json models.student.accuracy")
     temperature, where = _plan_number(run, "temperature")
     if temperature is not None and temperature > 0:
-        values["temperature"], source["temperature"] = temperature, where
+        filled.put("temperature", temperature, where)
     tuned, why = _temperature_tuned(run)
     if tuned is not None:
-        values["temperature_tuned"], source["temperature_tuned"] = tuned, why
+        filled.put("temperature_tuned", tuned, why)
     else:
-        missing["temperature_tuned"] = "the temperature was set by hand in the export; say whether it was tuned"
+        filled.missing["temperature_tuned"] = "the temperature was set by hand in the export; say whether it was tuned"
+
+
+def _gate_diagnosis(filled: _Filled, run: Run, student: dict[str, Any]) -> None:
+    """The gates the diagnosis of the same run answers: stratified validation, per-class thresholds, calibration,
+    capacity analysis."""
     from skill.diagnose import diagnose_failure
     from skill.models import DiagnoseFailureRequest
 
     diag_values, _, _ = diagnose_values(run)
     findings = {f.id: f for f in diagnose_failure(DiagnoseFailureRequest(**diag_values)).findings}
     if isinstance(student.get("per_class_accuracy"), dict) and isinstance(student.get("class_support"), dict):
-        values["stratified_validation"] = True
-        source["stratified_validation"] = "evidence.json per-class accuracy and support over the whole test set"
+        filled.put(
+            "stratified_validation", True, "evidence.json per-class accuracy and support over the whole test set"
+        )
     mirage = findings["accuracy_mirage"]
     if mirage.status != "not_evaluated":
-        values["per_class_thresholds_met"] = mirage.status == "clear"
-        source["per_class_thresholds_met"] = f"accuracy_mirage {mirage.status} on the run's predictions"
+        filled.put(
+            "per_class_thresholds_met",
+            mirage.status == "clear",
+            f"accuracy_mirage {mirage.status} on the run's predictions",
+        )
     calibration = findings["temperature_blindness"]
     if calibration.status != "not_evaluated":
-        values["calibration_validated"] = calibration.status == "clear"
-        source["calibration_validated"] = (
-            f"temperature_blindness {calibration.status}: student against teacher ECE and error confidence"
+        filled.put(
+            "calibration_validated",
+            calibration.status == "clear",
+            f"temperature_blindness {calibration.status}: student against teacher ECE and error confidence",
         )
     if findings["capacity_cliff"].status != "not_evaluated":
-        values["capacity_analysis_done"] = True
-        source["capacity_analysis_done"] = "size_accuracy_curve of --student-sizes, checked for a cliff"
+        filled.put("capacity_analysis_done", True, "size_accuracy_curve of --student-sizes, checked for a cliff")
     elif "size_accuracy_curve" in diag_values:
-        missing["capacity_analysis_done"] = findings["capacity_cliff"].diagnosis
+        filled.missing["capacity_analysis_done"] = findings["capacity_cliff"].diagnosis
     else:
-        missing["capacity_analysis_done"] = (
+        filled.missing["capacity_analysis_done"] = (
             "the run trained one student size; rerun train.py with --student-sizes W1,W2"
         )
-    return values, source, missing
+
+
+def gates_values(
+    run: Run, given: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Every gate input a run can show; per-class thresholds and calibration come from the diagnosis of the same run,
+    the distillation score at the caller's alpha when one is given."""
+    filled = _Filled(missing={name: NOT_FROM_A_RUN for name in _DEPLOYMENT_FACTS})
+    _gate_score(filled, run, given)
+    _gate_sizes(filled, run)
+    if run.kind == "generation":
+        reason = "does not apply to a generation run (release.yaml generation.not_applicable_gates)"
+        filled.missing.update({name: reason for name in _NOT_FOR_GENERATION})
+        return filled.result()
+    student = run.model("student")
+    _gate_measurements(filled, run, student)
+    _gate_diagnosis(filled, run, student)
+    return filled.result()
 
 
 FILLERS = {

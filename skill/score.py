@@ -27,7 +27,10 @@ def _interpret(score: float, size_term: float, accuracy_term: float, alpha: floa
         head = f"DS {score:.4f} is negative: the student is more accurate than the teacher by more than its size costs."
     else:
         larger = "size" if size_term >= accuracy_term else "accuracy loss"
-        head = f"DS {score:.4f} (lower is better); the {larger} term dominates ({size_term:.4f} size, {accuracy_term:.4f} accuracy)."
+        head = (
+            f"DS {score:.4f} (lower is better); the {larger} term dominates ({size_term:.4f} size, {accuracy_term:.4f} "
+            "accuracy)."
+        )
     return (
         head
         + f" Compare DS values only at the same alpha (this is alpha {alpha:g}): a different alpha changes both terms."
@@ -56,9 +59,10 @@ def _floor_warnings(
                     id="low_accuracy_winner",
                     references=[_REF],
                     message=(
-                        f"The best-scored student ({best.name}, accuracy {best.accuracy:g}) keeps less than {share:g} of the teacher's accuracy "
-                        f"({request.teacher_accuracy:g}); DS ranks it on size. Pass min_student_accuracy (the guidance keeps accuracy above 0.9) "
-                        "so students below the floor rank last."
+                        f"The best-scored student ({best.name}, accuracy {best.accuracy:g}) keeps less than {share:g} "
+                        f"of the teacher's accuracy ({request.teacher_accuracy:g}); DS ranks it on size. Pass "
+                        "min_student_accuracy (the guidance keeps accuracy above 0.9) so students below the floor "
+                        "rank last."
                     ),
                 )
             ], missing
@@ -71,8 +75,8 @@ def _floor_warnings(
                 id="below_accuracy_floor",
                 references=[_REF],
                 message=(
-                    f"The student's accuracy {ranking[0].accuracy:g} is below the accuracy floor {floor:g} (min_student_accuracy): "
-                    "whatever its DS, it does not meet the requirement."
+                    f"The student's accuracy {ranking[0].accuracy:g} is below the accuracy floor {floor:g} "
+                    "(min_student_accuracy): whatever its DS, it does not meet the requirement."
                 ),
             )
         )
@@ -94,8 +98,8 @@ def _floor_warnings(
                 id="floor_above_teacher",
                 references=[_REF],
                 message=(
-                    f"The accuracy floor {floor:g} is above the teacher's accuracy {request.teacher_accuracy:g}; a student rarely beats its "
-                    "teacher, so check the floor or the teacher's number."
+                    f"The accuracy floor {floor:g} is above the teacher's accuracy {request.teacher_accuracy:g}; a "
+                    "student rarely beats its teacher, so check the floor or the teacher's number."
                 ),
             )
         )
@@ -103,8 +107,11 @@ def _floor_warnings(
 
 
 def score_distillation(request: ScoreDistillationRequest) -> ScoreDistillationResponse:
-    """DS for one student, or every candidate ranked best first: those meeting the accuracy floor first, then by DS (ties keep input order).
-    With from_run, the run folder supplies alpha (the plan's), sizes in parameters and accuracies (the caller's values win)."""
+    """DS for one student, or every candidate ranked best first.
+
+    Candidates meeting the accuracy floor come first, then by DS (ties keep input order). With from_run, the run
+    folder supplies alpha (the plan's), sizes in parameters and accuracies (the caller's values win).
+    """
     from skill.run_evidence import apply_run
 
     request, run = apply_run(request)

@@ -1,4 +1,7 @@
-"""Checks pydantic's lax mode skips: `true` is not a number (it would pass as 1), and arguments cannot nest without end."""
+"""Checks pydantic's lax mode skips.
+
+`true` is not a number (it would pass as 1), and arguments cannot nest without end.
+"""
 
 from __future__ import annotations
 

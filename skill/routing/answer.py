@@ -37,11 +37,11 @@ def _intents(ev: Evidence) -> list[IntentScore]:
 
 def answer(request: RouteRequest, decision: Decision, ev: Evidence, rules: Mapping[str, Any]) -> RouteResponse:
     """The response the tool returns: verdict, target, reasons, the evidence read, and the delegations."""
-    entry = decision.entry
-    skill = entry.get("skill") if entry else None
+    entry: Mapping[str, Any] = decision.entry or {}  # empty for in scope
+    skill = entry.get("skill")
     path = find_installed_skill(skill) if skill else None
     reason = (entry.get("covers") or entry["reason"]) if entry else rules["in_scope"]["reason"]
-    delegations = []
+    delegations: list[Delegation] = []
     if skill:
         delegations.append(
             Delegation(skill=skill, reason=reason, installed=path is not None, fallback=entry["fallback"])
@@ -64,18 +64,21 @@ def answer(request: RouteRequest, decision: Decision, ev: Evidence, rules: Mappi
         if value is not None
     ]
     return RouteResponse(
-        verdict=decision.verdict,  # type: ignore[arg-type]
+        verdict=decision.verdict,
         skill=skill,
-        boundary=entry.get("id") if entry else None,
+        boundary=entry.get("id"),
         reason=reason,
         installed=(path is not None) if skill else None,
         installed_path=str(path) if path else None,
         fallback=entry["fallback"] if entry else None,
-        confidence=decision.confidence,  # type: ignore[arg-type]
+        confidence=decision.confidence,
         question=decision.question,
         decided_by=decision.decided_by,
         warnings=decision.warnings,
-        learned_reading=f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} {decision.reading.runner_up_probability:.2f})"
+        learned_reading=(
+            f"{decision.reading.label} ({decision.reading.probability:.2f}; next {decision.reading.runner_up} "
+            f"{decision.reading.runner_up_probability:.2f})"
+        )
         if decision.reading
         else None,
         intents=_intents(ev),

@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skill.conditions import evaluate
-from skill.models import AdviceWarning, RouteRequest, TraceEntry
+from skill.models import AdviceWarning, RouteConfidence, RouteRequest, RouteVerdict, TraceEntry
 from skill.routing.evidence import Evidence
 from skill.routing.learned import Reading, outcome_label, outcomes
 
 
 @dataclass
 class Decision:
-    verdict: str
+    verdict: RouteVerdict
     entry: Mapping[str, Any] | None  # the boundary or sibling rule, None for in scope
     decided_by: str
-    confidence: str = "high"
+    confidence: RouteConfidence = "high"
     question: str | None = None
     trace: list[TraceEntry] = field(default_factory=list)
     reading: Reading | None = None
@@ -96,7 +96,8 @@ def _by_goal(
         return Decision(
             "delegate" if boundary.get("skill") else "out_of_scope",
             boundary,
-            f"primary_goal is distill, but {boundary['when']['field']} is {boundary['when']['op']} {boundary['when']['value']}",
+            f"primary_goal is distill, but {boundary['when']['field']} is {boundary['when']['op']} "
+            f"{boundary['when']['value']}",
             trace=trace,
         )
     absence = _absence_boundary(request, rules, ev)
@@ -128,10 +129,32 @@ def _absence_boundary(request: RouteRequest, rules: Mapping[str, Any], ev: Evide
     return None
 
 
-def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]) -> Decision:
+@dataclass
+class _Standing:
+    """The text's scores once the numbers have spoken, the best-scored boundary and sibling, and the trace so far."""
+
+    scores: dict[str, float]
+    boundary: Mapping[str, Any]
+    sibling: Mapping[str, Any]
+    trace: list[TraceEntry]
+
+    @property
+    def boundary_score(self) -> float:
+        return self.scores[self.boundary["id"]]
+
+    @property
+    def sibling_score(self) -> float:
+        return self.scores[self.sibling["skill"]]
+
+    @property
+    def in_score(self) -> float:
+        return self.scores["in_scope"]
+
+
+def _standing(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]) -> _Standing:
+    """Weigh the numbers into the text's scores: a number past a boundary's threshold states it as firmly as its
+    words; the agent's number saying a boundary does not hold cancels its words."""
     trace: list[TraceEntry] = []
-    questions = rules["questions"]
-    close = float(rules["close_margin"])  # a winner less than this far ahead is a close call: say so and ask
     scores = dict(ev.scores)
     word_boundaries = [b for b in rules["boundaries"] if b.get("groups") and not b.get("suppressed_by_budget")]
     for boundary in _numeric_boundaries(rules, inputs, trace):
@@ -148,77 +171,118 @@ def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inpu
             and not evaluate(when, inputs, f"boundary.{boundary['id']}", [])
         ):
             scores[boundary["id"]] = 0.0  # the agent's number says the boundary does not hold, whatever the words
-    best_boundary = max(word_boundaries, key=lambda b: scores[b["id"]])
-    best_sibling = max(rules["siblings"], key=lambda s: scores[s["skill"]])
-    b_score, s_score, in_score = scores[best_boundary["id"]], scores[best_sibling["skill"]], scores["in_scope"]
+    return _Standing(
+        scores,
+        max(word_boundaries, key=lambda b: scores[b["id"]]),
+        max(rules["siblings"], key=lambda s: scores[s["skill"]]),
+        trace,
+    )
 
-    if b_score > 0 and b_score >= s_score:
-        _compare(trace, best_boundary["id"], b_score, best_sibling["skill"], s_score)
-        verdict = "delegate" if best_boundary.get("skill") else "out_of_scope"
-        decision = Decision(
-            verdict,
-            best_boundary,
-            f"boundary {best_boundary['id']} (score {b_score:g}) is named and no sibling outscores it",
-            trace=trace,
-        )
-        if scores[best_boundary["id"]] > ev.scores[best_boundary["id"]]:
-            decision.firm = f"a number in the text puts it past the {best_boundary['id']} threshold"
-        return decision
+
+def _named_boundary(st: _Standing, ev: Evidence) -> Decision | None:
+    """A not-for boundary named (in words or by a number) that no sibling outscores."""
+    b_score, s_score = st.boundary_score, st.sibling_score
+    if not (b_score > 0 and b_score >= s_score):
+        return None
+    _compare(st.trace, st.boundary["id"], b_score, st.sibling["skill"], s_score)
+    decision = Decision(
+        "delegate" if st.boundary.get("skill") else "out_of_scope",
+        st.boundary,
+        f"boundary {st.boundary['id']} (score {b_score:g}) is named and no sibling outscores it",
+        trace=st.trace,
+    )
+    if b_score > ev.scores[st.boundary["id"]]:
+        decision.firm = f"a number in the text puts it past the {st.boundary['id']} threshold"
+    return decision
+
+
+def _sibling_work(
+    st: _Standing, ev: Evidence, rules: Mapping[str, Any], absence: Mapping[str, Any] | None
+) -> Decision | None:
+    """A sibling's work asked for with no explicit distillation, unless its words are a guess or a not-for boundary
+    answers the question more firmly."""
+    s_score, in_score = st.sibling_score, st.in_score
     # a word that only describes the object ("the student", "my distilled model") does not pull a sibling's work here
     described = max((h.weight for h in ev.counted("in_scope") if h.role == "descriptor"), default=0.0)
-    # a sibling's word with nothing saying machine learning and no model in sight ("shrink the Kubernetes cluster") is a guess
-    guess = ev.unsure_only(best_sibling["skill"]) and not any(
-        h.role == "descriptor" for h in ev.hits.get("in_scope", [])
-    )
+    # a sibling's word with nothing saying machine learning and no model in sight ("shrink the Kubernetes cluster")
+    # is a guess
+    guess = ev.unsure_only(st.sibling["skill"]) and not any(h.role == "descriptor" for h in ev.hits.get("in_scope", []))
     # "idle cards serve our one model; no memory or latency constraints: should I bother?": with no budget, a not-for
     # boundary stated more firmly than a sibling's work answers the question
-    absence = _absence_boundary(request, rules, ev)
-    firmer = absence is not None and not ev.action and in_score > 0 and scores[absence["id"]] > s_score
-    if s_score > 0 and not ev.action and s_score >= in_score - described and not guess and not firmer:
-        _compare(trace, best_sibling["skill"], s_score, "in_scope", in_score - described)
-        decision = Decision(
-            "delegate",
-            best_sibling,
-            f"{best_sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope {in_score - described:g} without words that only describe the object)",
-            trace=trace,
-        )
-        if s_score - in_score < close:
-            decision.confidence, decision.question = (
-                "medium",
-                questions["close_call"].format(covers=best_sibling["covers"].lower()),
-            )
-        return decision
-    if absence and (in_score > 0 or not ev.budget):
-        return Decision(
-            "out_of_scope", absence, f"{absence['id']} is stated and no size or latency budget is", trace=trace
-        )
-    if in_score > 0:
-        how = (
-            "an explicit distillation request"
-            if ev.action
-            else f"in_scope score {in_score:g} over the siblings' {s_score:g}"
-        )
-        _compare(trace, "in_scope", in_score, best_sibling["skill"], s_score, "ge" if ev.action else "gt")
-        decision = Decision("in_scope", None, how, trace=trace)
-        if ev.unsure_only("in_scope", "budget"):
-            decision.confidence, decision.question = "low", questions["no_context"]
-        elif s_score > 0 and in_score - s_score < close:
-            decision.confidence, decision.question = (
-                "medium",
-                questions["close_call"].format(covers=best_sibling["covers"].lower()),
-            )
-        elif not ev.action and in_score < close:
-            decision.confidence, decision.question = "medium", questions["nothing_found"]
-        return decision
+    firmer = absence is not None and not ev.action and in_score > 0 and st.scores[absence["id"]] > s_score
+    if not (s_score > 0 and not ev.action and s_score >= in_score - described and not guess and not firmer):
+        return None
+    _compare(st.trace, st.sibling["skill"], s_score, "in_scope", in_score - described)
+    decision = Decision(
+        "delegate",
+        st.sibling,
+        f"{st.sibling['skill']} (score {s_score:g}) asked for, no explicit distillation (in_scope "
+        f"{in_score - described:g} without words that only describe the object)",
+        trace=st.trace,
+    )
+    if s_score - in_score < float(rules["close_margin"]):
+        decision.confidence, decision.question = "medium", _close_call(rules, st.sibling)
+    return decision
+
+
+def _close_call(rules: Mapping[str, Any], sibling: Mapping[str, Any]) -> str:
+    """The question for a winner less than close_margin ahead: which of the two the user means."""
+    return rules["questions"]["close_call"].format(covers=sibling["covers"].lower())
+
+
+def _in_scope(st: _Standing, ev: Evidence, rules: Mapping[str, Any]) -> Decision:
+    """Something asks for distillation: in scope, less sure when the words are unsure or a sibling is close behind."""
+    questions = rules["questions"]
+    close = float(rules["close_margin"])  # a winner less than this far ahead is a close call: say so and ask
+    in_score, s_score = st.in_score, st.sibling_score
+    how = (
+        "an explicit distillation request"
+        if ev.action
+        else f"in_scope score {in_score:g} over the siblings' {s_score:g}"
+    )
+    _compare(st.trace, "in_scope", in_score, st.sibling["skill"], s_score, "ge" if ev.action else "gt")
+    decision = Decision("in_scope", None, how, trace=st.trace)
+    if ev.unsure_only("in_scope", "budget"):
+        decision.confidence, decision.question = "low", questions["no_context"]
+    elif s_score > 0 and in_score - s_score < close:
+        decision.confidence, decision.question = "medium", _close_call(rules, st.sibling)
+    elif not ev.action and in_score < close:
+        decision.confidence, decision.question = "medium", questions["nothing_found"]
+    return decision
+
+
+def _nothing_asked(st: _Standing, ev: Evidence, rules: Mapping[str, Any]) -> Decision:
+    """No distillation, sibling work or boundary asked for: not about an ML model, low confidence when it might be."""
+    questions = rules["questions"]
     not_ml = next(b for b in rules["boundaries"] if b["id"] == "not_ml")
     decision = Decision(
-        "out_of_scope", not_ml, "nothing asks for distillation, a sibling's work or a boundary", trace=trace
+        "out_of_scope", not_ml, "nothing asks for distillation, a sibling's work or a boundary", trace=st.trace
     )
     if ev.ml_context:
         decision.confidence, decision.question = "low", questions["nothing_found"]
     elif any(h.status == "no_ml_word" for h in ev.hits.get("in_scope", [])):
         decision.confidence, decision.question = "low", questions["no_context"]  # "student" alone: a person or a model?
     return decision
+
+
+def _by_text(request: RouteRequest, rules: Mapping[str, Any], ev: Evidence, inputs: Mapping[str, Any]) -> Decision:
+    """The text's evidence in the module's order: a named boundary, a sibling's work, a not-for boundary while no
+    budget is stated, distillation, else not about an ML model."""
+    st = _standing(request, rules, ev, inputs)
+    decision = _named_boundary(st, ev)
+    if decision is not None:
+        return decision
+    absence = _absence_boundary(request, rules, ev)
+    decision = _sibling_work(st, ev, rules, absence)
+    if decision is not None:
+        return decision
+    if absence and (st.in_score > 0 or not ev.budget):
+        return Decision(
+            "out_of_scope", absence, f"{absence['id']} is stated and no size or latency budget is", trace=st.trace
+        )
+    if st.in_score > 0:
+        return _in_scope(st, ev, rules)
+    return _nothing_asked(st, ev, rules)
 
 
 def _dismissed(reading: Reading, ev: Evidence) -> bool:
@@ -237,7 +301,10 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
         decision.warnings.append(
             AdviceWarning(
                 id="learned_reader_unavailable",
-                message=f"{ev.reader_unavailable}; the rules alone decided. Reinstall the package or retrain with scripts/train_route_reader.py.",
+                message=(
+                    f"{ev.reader_unavailable}; the rules alone decided. Reinstall the package or retrain with "
+                    "scripts/train_route_reader.py."
+                ),
             )
         )
         return decision
@@ -269,7 +336,10 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
             result="true",
         )
     ]
-    how = f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' {decision.label} ({decision.decided_by})"
+    how = (
+        f"the learned reader reads it as {reading.label} (probability {reading.probability:.2f}), over the rules' "
+        f"{decision.label} ({decision.decided_by})"
+    )
     confident = reading.probability >= float(settings["confident_probability"])
     question = (
         None if confident else rules["questions"]["readings_differ"].format(learned=reading.label, rules=decision.label)
@@ -280,7 +350,10 @@ def _second_opinion(rules: Mapping[str, Any], decision: Decision, ev: Evidence) 
 
 
 def decide(request: RouteRequest, ev: Evidence, rules: Mapping[str, Any]) -> Decision:
-    """The agent's structured inputs, else the text's evidence; then the learned reader's second opinion, if it was asked."""
+    """The agent's structured inputs, else the text's evidence.
+
+    Then the learned reader's second opinion, if it was asked.
+    """
     inputs = _inputs(request, ev)
     decision = _by_goal(request, rules, ev, inputs)
     if decision is None:

@@ -19,12 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import numpy as np
 
 from skill.rules import RuleFileError, rules_dir
+
+if TYPE_CHECKING:
+    from skill.models import RouteVerdict
 
 WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 WHITE_SPACES = re.compile(r"\s\s+")
@@ -40,11 +43,11 @@ def outcome_label(verdict: str, skill: str | None, boundary: str | None) -> str:
     return verdict
 
 
-def outcomes(rules: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any] | None]]:
+def outcomes(rules: Mapping[str, Any]) -> dict[str, tuple[RouteVerdict, Mapping[str, Any] | None]]:
     """Every label the rules can answer, with its verdict and sibling or boundary rule (None for in scope)."""
-    found: dict[str, tuple[str, Mapping[str, Any] | None]] = {"in_scope": ("in_scope", None)}
+    found: dict[str, tuple[RouteVerdict, Mapping[str, Any] | None]] = {"in_scope": ("in_scope", None)}
     for entry in (*rules["siblings"], *rules["boundaries"]):
-        verdict = "delegate" if entry.get("skill") else "out_of_scope"
+        verdict: RouteVerdict = "delegate" if entry.get("skill") else "out_of_scope"
         found[outcome_label(verdict, entry.get("skill"), entry.get("id"))] = (verdict, entry)
     return found
 

@@ -77,7 +77,8 @@ def _build_patterns(numbers: Mapping[str, Any]) -> dict[str, str]:
         "latency": rf"{NUMBER}\s?({_units(numbers['latency_units'])})(?!\w)",
         "size": rf"{NUMBER}\s?({_units(numbers['size_units'])})(?!\w)",
         "params": rf"{count}\s?({_units(numbers['multipliers'])})?[\s-]?(?:{'|'.join(numbers['param_words'])})(?!\w)",
-        "reduction": rf"(?<![\w.])({unit})(?:\s+[\w-]+){{0,3}}?\s+(?:{links})\s+(?:(?:a|an|the|about|around|under|below|roughly|~)\s+){{0,2}}({unit})",
+        "reduction": rf"(?<![\w.])({unit})(?:\s+[\w-]+){{0,3}}?\s+(?:{links})\s+"
+        rf"(?:(?:a|an|the|about|around|under|below|roughly|~)\s+){{0,2}}({unit})",
         "size_sweep": rf"(?<![\w.$€£])(\d+(?:\.\d+)?)\s?({_units(numbers['model_size_units'])})(?!\w)",
     }
 
@@ -145,7 +146,10 @@ def find_reduction(text: Text, rules: Mapping[str, Any]) -> tuple[int, str] | No
 
 
 def find_size_sweep(text: Text, rules: Mapping[str, Any], quantities: list[Quantity]) -> tuple[int, str] | None:
-    """Where a second, different model size is stated ("60M params -> 91.5%, 57M -> 84%"): sizes of one model compared."""
+    """Where a second, different model size is stated: sizes of one model compared.
+
+    For example "60M params -> 91.5%, 57M -> 84%".
+    """
     scales = rules["numbers"]["model_size_units"]
     pattern = re.compile(number_patterns(rules)["size_sweep"], re.IGNORECASE)
     sizes: dict[float, tuple[int, str]] = {q.value: (q.start, q.words) for q in quantities if q.kind == "params"}

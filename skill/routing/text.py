@@ -9,6 +9,7 @@ the weights from skill/rules/boundaries.yaml, `reading`.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,10 +65,13 @@ class Text:
     def _split(self, breaks: str, extra_starts: Iterable[int]) -> list[Span]:
         cuts = {0, len(self.raw)} | {m.end() for m in re.finditer(breaks, self.raw)} | set(extra_starts)
         ordered = sorted(cuts)
-        return [Span(a, b) for a, b in zip(ordered, ordered[1:]) if self.raw[a:b].strip()]
+        return [Span(a, b) for a, b in itertools.pairwise(ordered) if self.raw[a:b].strip()]
 
     def _deferred_steps(self, spans: Sequence[Span]) -> list[int]:
-        """Where a put-off step joined by "and" starts: "..., train X from Y and export it afterwards" defers the export only."""
+        """Where a put-off step joined by "and" starts.
+
+        "..., train X from Y and export it afterwards" defers the export only.
+        """
         deferral = compile_terms(tuple(self.reading["deferral_cues"]))
         joiner = compile_terms(tuple(self.reading["step_joiners"]))
         starts = []
@@ -87,7 +91,10 @@ class Text:
         return starts
 
     def _settle(self, phrases: list[Span]) -> list[Span]:
-        """Every phrase of a sentence that calls its own work settled ("..., that part is solved") weighs like a done step."""
+        """Every phrase of a sentence that calls its own work settled weighs like a done step.
+
+        For example "..., that part is solved".
+        """
         settled = compile_terms(tuple(self.reading["settled_cues"]))
         done = [s for s in self.sentences if settled.search(self.raw, s.start, s.end)]
         done_starts = [s.start for s in done]

@@ -20,7 +20,7 @@ def _one_edit_inside(word: str, target: str) -> bool:
     if word == target or abs(len(word) - len(target)) > 1 or word[-1] != target[-1]:
         return False
     if len(word) == len(target):
-        diff = [i for i, (a, b) in enumerate(zip(word, target)) if a != b]
+        diff = [i for i, (a, b) in enumerate(zip(word, target, strict=True)) if a != b]
         swapped = (
             len(diff) == 2
             and diff[1] == diff[0] + 1

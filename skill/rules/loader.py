@@ -98,7 +98,8 @@ def _term_groups(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """Every term group of boundaries.yaml by (owner, group id): in_scope, budget, each boundary id, each sibling skill.
     Read before validation, so it skips what is malformed (the schema reports that)."""
     in_scope, budget = data.get("in_scope"), data.get("budget")
-    owners = [("in_scope", in_scope.get("groups") if isinstance(in_scope, dict) else None)]
+    # owner names are checked below: a malformed file may lack them or name them with a number
+    owners: list[tuple[Any, Any]] = [("in_scope", in_scope.get("groups") if isinstance(in_scope, dict) else None)]
     owners.append(("budget", [budget] if isinstance(budget, dict) else None))
     owners += [(b.get("id"), b.get("groups")) for b in data.get("boundaries") or () if isinstance(b, dict)]
     owners += [(s.get("skill"), s.get("groups")) for s in data.get("siblings") or () if isinstance(s, dict)]
@@ -195,7 +196,10 @@ def _cache_marker(folder: Path) -> Path | None:
 
 
 def load_rules_from(folder: Path) -> RuleSet:
-    """Load every rule file from `folder`, validating unless these exact bytes passed before (tests use broken copies)."""
+    """Load every rule file from `folder`, validating unless these exact bytes passed before.
+
+    The marker is keyed by the files' bytes: tests load broken copies of the folder.
+    """
     marker = _cache_marker(folder)
     known_good = marker is not None and marker.is_file()
     loaded = {
