@@ -7,8 +7,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+Output = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]  # (logits, features, conv maps)
 
-class MLP(nn.Module):
+
+class StudentNet(nn.Module):
+    """What the runner's nets share: `forward` returns Output, and `feature_dim` is the width of the features (the
+    input of a FitNets regressor)."""
+
+    feature_dim = 0  # set by each net (no class annotation: TorchScript cannot read a postponed one)
+
+    def forward(self, x: torch.Tensor) -> Output:
+        raise NotImplementedError
+
+
+class MLP(StudentNet):
     """Linear -> ReLU stack; `forward` returns (logits, last hidden features, [])."""
 
     def __init__(self, in_features: int, hidden: list[int], num_classes: int) -> None:
@@ -27,7 +39,7 @@ class MLP(nn.Module):
         return self.head(h), h, []
 
 
-class _ConvNet(nn.Module):
+class _ConvNet(StudentNet):
     """Two conv blocks (2-D 3x3 on a square image, or 1-D kernel 5 on an ordered signal), pooled; returns the
     conv maps too, for attention transfer."""
 
@@ -69,7 +81,7 @@ class CNN1D(_ConvNet):
 ARCHS = ("mlp", "cnn", "cnn1d")
 
 
-def build(arch: str, in_features: int, hidden: list[int], num_classes: int, side: int | None) -> nn.Module:
+def build(arch: str, in_features: int, hidden: list[int], num_classes: int, side: int | None) -> StudentNet:
     if arch == "cnn":
         if side is None:
             raise ValueError("cnn needs square image inputs")
@@ -198,10 +210,14 @@ def stacked_forward(
         raise TypeError(f"no stacked forward for {type(template).__name__}")
     form = CONV_FORMS["cnn" if isinstance(template, CNN) else "cnn1d"]
     a1 = torch.relu(
-        _grouped_conv(grid, p[f"{prefix}conv1.weight"], p[f"{prefix}conv1.bias"], conv, template.conv1.padding[0], form)
+        _grouped_conv(
+            grid, p[f"{prefix}conv1.weight"], p[f"{prefix}conv1.bias"], conv, int(template.conv1.padding[0]), form
+        )
     )
     a2 = torch.relu(
-        _grouped_conv(a1, p[f"{prefix}conv2.weight"], p[f"{prefix}conv2.bias"], conv, template.conv2.padding[0], form)
+        _grouped_conv(
+            a1, p[f"{prefix}conv2.weight"], p[f"{prefix}conv2.bias"], conv, int(template.conv2.padding[0]), form
+        )
     )
     h = _to_members(pool(a2), M).flatten(2)
     return _linear(p, f"{prefix}head", h), h, [_to_members(a1, M), _to_members(a2, M)]

@@ -24,7 +24,7 @@ from skill.distill import nets
 from skill.distill.losses import FEATURE_LOSSES, RELATION_LOSSES, ce_per_member, dkd_loss, kd_per_member
 
 if TYPE_CHECKING:
-    from skill.distill.targets import SoftTargets
+    from skill.distill.targets import SoftTargets, TargetBatch
 
 
 class Stopped(Exception):
@@ -88,7 +88,7 @@ class Member:
 class TrainSpec:
     """Everything one training stack needs; `build` makes one (untrained) net of the shared architecture."""
 
-    build: Callable[[], nn.Module]
+    build: Callable[[], nets.StudentNet]
     members: list[Member]
     X: torch.Tensor  # student inputs, labelled rows and transfer-set rows
     y: torch.Tensor
@@ -130,15 +130,19 @@ class Result:
     planned_epochs: int = 0
 
 
+# (logits, features, FitNets hints or the features, conv maps); stacked: each with a leading member dim
+StackOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]
+
+
 class _WithRegressor(nn.Module):
     """The net plus an optional FitNets regressor, so the whole student is one stackable module."""
 
-    def __init__(self, net: nn.Module, hint_dim: int | None) -> None:
+    def __init__(self, net: nets.StudentNet, hint_dim: int | None) -> None:
         super().__init__()
         self.net = net
         self.regressor = nn.Linear(net.feature_dim, hint_dim) if hint_dim else None
 
-    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> StackOutput:
         logits, feat, maps = self.net(x)
         return logits, feat, self.regressor(feat) if self.regressor is not None else feat, list(maps)
 
@@ -146,14 +150,14 @@ class _WithRegressor(nn.Module):
 class _Stack:
     """Stacked parameters of M nets (plus their FitNets regressors) and their batched forward."""
 
-    def __init__(self, modules: list[nn.Module]) -> None:
-        params, _ = stack_module_state(modules)
+    def __init__(self, modules: list[_WithRegressor]) -> None:
+        params, _ = stack_module_state(list(modules))
         self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
         self.template = modules[0].net
         self.has_regressor = modules[0].regressor is not None
         self.size = len(modules)
 
-    def __call__(self, x: torch.Tensor, shared: bool = False):  # type: ignore[no-untyped-def]
+    def __call__(self, x: torch.Tensor, shared: bool = False) -> StackOutput:
         """x is [M, B, ...] (one batch per member), or [B, ...] for all members when shared."""
         if shared:
             x = x.expand(self.size, *x.shape)
@@ -183,7 +187,7 @@ class _StackedAdam:
         before = [p.detach().clone() for p in self.params]
         self.opt.step()
         with torch.no_grad():
-            for p, old in zip(self.params, before):
+            for p, old in zip(self.params, before, strict=True):
                 p.copy_(torch.lerp(old, p, self.lrs.view(-1, *[1] * (p.dim() - 1))))
 
     def zero_grad(self) -> None:
@@ -191,7 +195,8 @@ class _StackedAdam:
 
 
 def _augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """Function matching (Beyer et al. 2022): one augmented input per member, seen by its teacher and by it. x: [M, B, F]."""
+    """Function matching (Beyer et al. 2022): one augmented input per member, seen by its teacher and by it.
+    x: [M, B, F]."""
     if kind == "mixup":
         lam = torch.rand(x.shape[0], 1, 1, generator=generator).to(x.device)  # Beta(1, 1) per member
         perm = torch.rand(x.shape[:2], generator=generator).argsort(1).to(x.device)
@@ -203,9 +208,10 @@ def _augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Te
 
 def _orders(spec: TrainSpec, rows: list[torch.Tensor], length: int, generators: list[torch.Generator]) -> torch.Tensor:
     """Each member's rows for one epoch of `length` steps' worth of rows: fresh permutations of its own rows,
-    repeated when it has fewer rows (a scratch student beside a transfer set gets as many steps as the distilled one)."""
+    repeated when it has fewer rows (a scratch student beside a transfer set gets as many steps as the distilled
+    one)."""
     out, seen = [], {}
-    for member, own, gen in zip(spec.members, rows, generators):
+    for member, own, gen in zip(spec.members, rows, generators, strict=True):
         key = (member.order_seed if member.order_seed is not None else member.seed, member.learns_from_targets)
         if key not in seen:
             parts, have = [], 0
@@ -217,7 +223,14 @@ def _orders(spec: TrainSpec, rows: list[torch.Tensor], length: int, generators: 
     return torch.stack(out)
 
 
-def _soft_terms(spec: TrainSpec, out, batch_targets, labels, has_label, T) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _soft_terms(
+    spec: TrainSpec,
+    out: StackOutput,
+    batch_targets: TargetBatch,
+    labels: torch.Tensor,
+    has_label: torch.Tensor,
+    T: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per member: the soft (KD or DKD) term and the auxiliary (hint, attention or relation) term, each [M]."""
     logits, feat, hint, maps = out
     r, zeros = spec.recipe, torch.zeros(len(spec.members), device=logits.device)
@@ -228,8 +241,10 @@ def _soft_terms(spec: TrainSpec, out, batch_targets, labels, has_label, T) -> tu
         soft = kd_per_member(logits, batch_targets.logits, T)
     aux = zeros
     if r.method == "feature" and r.feature_loss == "fitnet":
+        assert batch_targets.feat is not None, "feature targets come with a feature method"
         aux = (hint - batch_targets.feat).pow(2).mean(dim=(1, 2))
     elif r.method == "feature":  # a loop over members: these losses have no fast batching rule in torch.func
+        assert batch_targets.maps is not None, "attention maps come with a feature method"
         aux = torch.stack(
             [
                 FEATURE_LOSSES["attention"]([m[i] for m in maps], [m[i] for m in batch_targets.maps])
@@ -242,65 +257,147 @@ def _soft_terms(spec: TrainSpec, out, batch_targets, labels, has_label, T) -> tu
     return soft, aux
 
 
+@dataclass
+class _Members:
+    """The stack's per-member settings as tensors on the training device, and which rows each walks."""
+
+    T: torch.Tensor
+    w_ce: torch.Tensor
+    w_kd: torch.Tensor
+    w_aux: torch.Tensor
+    augmented: torch.Tensor  # members that see augmented inputs (learners, when the recipe augments)
+    any_augmented: bool
+    uses_targets: bool
+    rows: list[torch.Tensor]  # the row indices each member walks (labelled rows only for non-learners)
+    length: int  # rows per epoch for every member
+
+    @classmethod
+    def of(cls, spec: TrainSpec) -> _Members:
+        members, dev = spec.members, spec.device
+        weights = (torch.tensor([getattr(m, k) for m in members], device=dev) for k in ("ce_weight", "kd_weight"))
+        learners = torch.tensor([m.learns_from_targets for m in members], device=dev)
+        augmented = learners if spec.recipe.augment != "none" else torch.zeros_like(learners)
+        labelled = torch.nonzero(spec.has_label).flatten().cpu()  # orders are drawn on the CPU (seeded generators)
+        everything = torch.arange(len(spec.X))
+        rows = [everything if m.learns_from_targets else labelled for m in members]
+        return cls(
+            T=torch.tensor([m.temperature for m in members], device=dev),
+            w_ce=next(weights),
+            w_kd=next(weights),
+            w_aux=torch.tensor([m.aux_weight for m in members], device=dev),
+            augmented=augmented,
+            any_augmented=bool(augmented.any()),
+            uses_targets=spec.targets is not None and bool(learners.any()),
+            rows=rows,
+            length=spec.epoch_rows or max(len(r) for r in rows),
+        )
+
+
+def _batch_loss(
+    spec: TrainSpec, stack: _Stack, per: _Members, index: torch.Tensor, aug: torch.Generator
+) -> torch.Tensor:
+    """Each member's loss [M] on its batch `index` [M, b]: hard-label cross-entropy on the labelled rows of the clean
+    batch, plus the soft and auxiliary terms for learners (the soft terms carry T^2 inside the loss functions)."""
+    xb, yb, lab = spec.X[index], spec.y[index], spec.has_label[index]
+    x_in = xb
+    if per.any_augmented:
+        x_in = torch.where(per.augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug), xb)
+    out = stack(x_in)
+    clean_logits = stack(xb)[0] if per.any_augmented else out[0]
+    loss = per.w_ce * ce_per_member(clean_logits, yb, lab)
+    if per.uses_targets and spec.targets is not None:
+        batch_targets = spec.targets.get(index, x_in, out[0].detach())
+        soft, aux = _soft_terms(spec, out, batch_targets, yb, lab, per.T)
+        loss = loss + per.w_kd * soft + per.w_aux * aux
+    return loss
+
+
+@dataclass
+class _Best:
+    """Per member: the weights and accuracy of its best validation epoch, epochs without improvement, the epochs it
+    trained and its validation curve; `done` once its patience ran out."""
+
+    weights: dict[str, torch.Tensor]
+    accuracy: torch.Tensor
+    stale: torch.Tensor
+    done: torch.Tensor
+    epochs_run: torch.Tensor
+    curves: list[list[float]]
+
+    @classmethod
+    def start(cls, stack: _Stack, device: torch.device) -> _Best:
+        M = stack.size
+        return cls(
+            weights={k: v.detach().clone() for k, v in stack.params.items()},
+            accuracy=torch.full((M,), -1.0, device=device),
+            stale=torch.zeros(M, dtype=torch.long, device=device),
+            done=torch.zeros(M, dtype=torch.bool, device=device),
+            epochs_run=torch.zeros(M, dtype=torch.long, device=device),
+            curves=[[] for _ in range(M)],
+        )
+
+    def update(self, epoch: int, val_acc: torch.Tensor, stack: _Stack, patience: int) -> None:
+        """After an epoch: the members still training record it, keep improved weights, and count patience."""
+        active = ~self.done
+        self.epochs_run[active] = epoch + 1
+        for curve, acc, on in zip(self.curves, val_acc.tolist(), active.tolist(), strict=True):
+            if on:
+                curve.append(acc)
+        improved = active & (val_acc > self.accuracy)
+        for k, current in stack.params.items():
+            keep = improved.view(-1, *[1] * (current.dim() - 1))
+            self.weights[k] = torch.where(keep, current.detach(), self.weights[k])
+        self.accuracy = torch.where(improved, val_acc, self.accuracy)
+        self.stale = torch.where(improved, torch.zeros_like(self.stale), self.stale + 1)
+        self.done = self.done | (self.stale >= patience)
+
+
+def _results(spec: TrainSpec, best: _Best, steps_per_epoch: int, stopped: str | None) -> list[Result]:
+    """Each member's best-validation net (on the CPU) and how its training went."""
+    results = []
+    for i in range(len(spec.members)):
+        net = spec.build()
+        weights = best.weights.items()
+        net.load_state_dict({k[len("net.") :]: v[i].detach().cpu() for k, v in weights if k.startswith("net.")})
+        net.eval()
+        results.append(
+            Result(
+                model=net,
+                val_accuracy=float(best.accuracy[i]),
+                epochs_run=int(best.epochs_run[i]),
+                steps=int(best.epochs_run[i]) * steps_per_epoch,
+                stopped=stopped,
+                curve=tuple(best.curves[i]),
+                planned_epochs=spec.epochs,
+            )
+        )
+    return results
+
+
 def train(spec: TrainSpec) -> list[Result]:
     """Train every member of the stack; each keeps the weights of its best validation epoch and stops after
     `patience` epochs without improvement (the stack ends when all have stopped)."""
-    members, M = spec.members, len(spec.members)
     modules = []
-    for m in members:
+    for m in spec.members:
         torch.manual_seed(m.seed)  # same seed, same initial weights: paired runs start from one point
         modules.append(_WithRegressor(spec.build(), spec.hint_dim).to(spec.device))
     stack = _Stack(modules)
-    names = list(stack.params)
-    optimizer = _StackedAdam([stack.params[k] for k in names], [m.lr for m in members])
-    generators = [torch.Generator().manual_seed(m.order_seed if m.order_seed is not None else m.seed) for m in members]
-    aug_gen = torch.Generator().manual_seed(members[0].seed + 17)
-    labelled = torch.nonzero(spec.has_label).flatten().cpu()  # batch orders are drawn on the CPU (seeded generators)
-    everything = torch.arange(len(spec.X))
-    rows = [everything if m.learns_from_targets else labelled for m in members]
-    length = spec.epoch_rows or max(len(r) for r in rows)
-    steps_per_epoch = math.ceil(length / spec.batch_size)
-    dev = spec.device
-    T = torch.tensor([m.temperature for m in members], device=dev)
-    w_ce, w_kd, w_aux = (
-        torch.tensor([getattr(m, k) for m in members], device=dev) for k in ("ce_weight", "kd_weight", "aux_weight")
-    )
-    learners = torch.tensor([m.learns_from_targets for m in members], device=dev)
-    augmented = learners if spec.recipe.augment != "none" else torch.zeros(M, dtype=torch.bool, device=dev)
-    any_augmented = bool(augmented.any())
-    uses_targets = spec.targets is not None and bool(learners.any())
-
-    best = {k: v.detach().clone() for k, v in stack.params.items()}
-    best_acc = torch.full((M,), -1.0, device=dev)
-    stale = torch.zeros(M, dtype=torch.long, device=dev)
-    done = torch.zeros(M, dtype=torch.bool, device=dev)
-    epochs_run = torch.zeros(M, dtype=torch.long, device=dev)
-    curves: list[list[float]] = [[] for _ in members]
+    optimizer = _StackedAdam(list(stack.params.values()), [m.lr for m in spec.members])
+    generators = [torch.Generator().manual_seed(m.seed if m.order_seed is None else m.order_seed) for m in spec.members]
+    aug_gen = torch.Generator().manual_seed(spec.members[0].seed + 17)
+    per = _Members.of(spec)
+    steps_per_epoch = math.ceil(per.length / spec.batch_size)
+    best = _Best.start(stack, spec.device)
     stopped, steps = None, 0
     try:
         for epoch in range(spec.epochs):
-            order = _orders(spec, rows, length, generators).to(dev)
-            total = torch.zeros((), device=dev)
-            for start in range(0, length, spec.batch_size):
+            order = _orders(spec, per.rows, per.length, generators).to(spec.device)
+            total = torch.zeros((), device=spec.device)
+            for start in range(0, per.length, spec.batch_size):
                 spec.clock.check()
                 t_step = time.perf_counter()
                 index = order[:, start : start + spec.batch_size]  # [M, b]
-                xb, yb, lab = spec.X[index], spec.y[index], spec.has_label[index]
-                x_in = (
-                    torch.where(
-                        augmented.view(-1, *[1] * (xb.dim() - 1)), _augment(xb, spec.recipe.augment, aug_gen), xb
-                    )
-                    if any_augmented
-                    else xb
-                )
-                out = stack(x_in)
-                # hard-label cross-entropy on the labelled rows of the clean batch
-                clean_logits = stack(xb)[0] if any_augmented else out[0]
-                loss = w_ce * ce_per_member(clean_logits, yb, lab)
-                if uses_targets:
-                    batch_targets = spec.targets.get(index, x_in, out[0].detach())  # type: ignore[union-attr]
-                    soft, aux = _soft_terms(spec, out, batch_targets, yb, lab, T)
-                    loss = loss + w_kd * soft + w_aux * aux  # soft terms always carry T^2 (in the loss functions)
+                loss = _batch_loss(spec, stack, per, index, aug_gen)
                 optimizer.zero_grad()
                 loss.sum().backward()
                 optimizer.step()
@@ -310,40 +407,13 @@ def train(spec: TrainSpec) -> list[Result]:
                     spec.step_seconds.append(time.perf_counter() - t_step)
                     if steps >= spec.max_steps:
                         return []
-            # validation: every member on the same split, one batched forward
-            with torch.no_grad():
+            with torch.no_grad():  # validation: every member on the same split, one batched forward
                 val_acc = (stack(spec.X_val, shared=True)[0].argmax(-1) == spec.y_val).float().mean(1)
-            active = ~done
-            epochs_run[active] = epoch + 1
-            for i, (acc, on) in enumerate(zip(val_acc.tolist(), active.tolist())):
-                if on:
-                    curves[i].append(acc)
-            improved = active & (val_acc > best_acc)
-            for k in names:
-                best[k] = torch.where(improved.view(-1, *[1] * (best[k].dim() - 1)), stack.params[k].detach(), best[k])
-            best_acc = torch.where(improved, val_acc, best_acc)
-            stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
-            done = done | (stale >= spec.patience)
+            best.update(epoch, val_acc, stack, spec.patience)
             if spec.on_epoch:
-                spec.on_epoch(epoch + 1, float(total) / length, val_acc.tolist())
-            if bool(done.all()):
+                spec.on_epoch(epoch + 1, float(total) / per.length, val_acc.tolist())
+            if bool(best.done.all()):
                 break
     except Stopped as exc:
         stopped = exc.reason
-    results = []
-    for i in range(M):
-        net = spec.build()
-        net.load_state_dict({k[len("net.") :]: v[i].detach().cpu() for k, v in best.items() if k.startswith("net.")})
-        net.eval()
-        results.append(
-            Result(
-                model=net,
-                val_accuracy=float(best_acc[i]),
-                epochs_run=int(epochs_run[i]),
-                steps=int(epochs_run[i]) * steps_per_epoch,
-                stopped=stopped,
-                curve=tuple(curves[i]),
-                planned_epochs=spec.epochs,
-            )
-        )
-    return results
+    return _results(spec, best, steps_per_epoch, stopped)
