@@ -27,12 +27,42 @@ E2E_MODULES = {
     "test_mcp_fuzz",  # schema-driven fuzzing of every tool
 }
 
+# single tests that train for seconds, spawn the server or a CLI subprocess, or replay a whole corpus: end to end too
+# (each took 1.5 s or more of the fast subset's three minutes)
+E2E_TESTS = {
+    "test_distill_runner::test_time_budget_cuts_student_epochs_refuses_the_impossible_or_stops_a_long_run",
+    "test_distill_runner::test_cli_distill_json_and_bad_input",
+    "test_distill_runner::test_each_method_and_topology_runs",
+    "test_freeze_server::test_advice_cancel_and_sigterm_are_served_while_the_slowest_requests_run",
+    "test_route_corpus::test_held_out_corpora_with_a_reader_that_never_saw_them",
+    "test_route_corpus::test_corpus_accuracy",
+    "test_route_corpus::test_the_learned_reader_was_trained_on_the_corpora_and_settings_as_they_are",
+    "test_quick_distill_honesty::test_default_budget_finishes_three_seeds_and_restores_threads",
+    "test_skill_docs::test_installs_with_the_skills_installer",
+    "test_distill_experiment_design::test_a_weak_teacher_gives_inconclusive_with_what_to_change",
+    "test_distill_experiment_design::test_a_noisy_probe_that_cut_trials_is_undone_after_the_scratch_students",
+    "test_distill_experiment_design::test_a_strong_given_teacher_with_few_labels_and_unlabelled_rows_is_found_as_a_gain",
+    "test_route::test_route_work_per_request_stays_small",
+    "test_freeze_attacks::test_patterns_on_their_own_pieces_at_the_size_limit",
+    "test_mcp_server::test_stdio_subprocess_end_to_end",
+    "test_distill_jobs::test_every_failed_run_is_one_job_error_with_no_worker_and_no_staging_folder_left",
+}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark end-to-end tests (see the module docstring)."""
+    seen_modules, seen_tests = set(), set()
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in E2E_MODULES or item.get_closest_marker("slow"):
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        test = f"{module}::{item.originalname}"
+        seen_modules.add(module)
+        seen_tests.add(test)
+        if module in E2E_MODULES or test in E2E_TESTS or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.e2e)
+    # a renamed test must not drop out of the list silently (it would run in the fast subset again)
+    missing = {t for t in E2E_TESTS - seen_tests if t.split("::")[0] in seen_modules}
+    if missing and not any(item.config.option.keyword for item in items[:1]):
+        raise pytest.UsageError(f"tests/conftest.py E2E_TESTS names tests that do not exist: {sorted(missing)}")
 
 
 @pytest.fixture
@@ -50,3 +80,4 @@ def run_cli():
         return proc.returncode, data, proc.stderr
 
     return _run
+
