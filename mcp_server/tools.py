@@ -141,7 +141,7 @@ class Tools:
 
     async def quick_distill(self, ctx: ServerRequestContext, arguments: dict[str, Any]) -> types.CallToolResult:
         """A killable job with progress notifications; the plot comes back as an image beside the report."""
-        from mcp_server.torch_env import missing_message
+        from skill.distill.requirements import missing_message
         from skill.errors import InputError
 
         if (missing := missing_message()) is not None:  # without the [distill] extra: the command that installs it

@@ -51,7 +51,7 @@ def test_wheel_contents(built):
     lexicon = {f"skill/rules/lexicon/{p.name}" for p in (ROOT / "skill" / "rules" / "lexicon").glob("*.yaml")}
     assert len(lexicon) >= 6 and lexicon <= names  # routing's words: without them the rules cannot load
     assert {f"skill/routing/{p.name}" for p in (ROOT / "skill" / "routing").glob("*.py")} <= names
-    assert {"skill/distill/runner.py", "mcp_server/__main__.py", "mcp_server/torch_env.py", "skill/cli.py", "mcp_server/tools.json"} <= names
+    assert {"skill/distill/runner.py", "mcp_server/__main__.py", "skill/distill/requirements.py", "skill/cli.py", "mcp_server/tools.json"} <= names
     assert {f"skill/export/templates/kd_recipe/{p.name}" for p in (ROOT / "skill" / "export" / "templates" / "kd_recipe").glob("*.py")} <= names
     info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
