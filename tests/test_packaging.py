@@ -15,7 +15,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from mcp_server import docs
+from skill import docs
 from tests.install_helpers import clean_clone, run, user_env
 from tests.mcp_helpers import text_of
 
@@ -106,7 +106,7 @@ def test_installed_docs_are_found_under_the_prefix(tmp_path, monkeypatch):
     (share / "SKILL.md").write_text("---\nname: knowledge-distillation-deep\n---\n")
     (share / "references" / "methods.md").write_text("# Methods\n")
     monkeypatch.delenv("KD_SKILL_ROOT", raising=False)
-    monkeypatch.setattr(docs, "__file__", str(tmp_path / "site-packages" / "mcp_server" / "docs.py"))
+    monkeypatch.setattr(docs, "__file__", str(tmp_path / "site-packages" / "skill" / "docs.py"))
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     assert docs.skill_root() == share
     assert docs.reference_topics() == ["methods"] and docs.read_reference("methods") == "# Methods\n"
