@@ -1,6 +1,6 @@
 """The tool manifest: each tool's name, title, description, annotations and JSON Schemas, generated from the
-pydantic models in `specs.py` and stored in `tools.json`, so the server lists its tools without importing or
-building a single model (the first call pays that instead). A test fails when the file is stale.
+library's tool specs (`skill.tool_specs`) and stored in `tools.json`, so the server lists its tools without importing
+or building a single model (the first call pays that instead). A test fails when the file is stale.
 
     python -m mcp_server.manifest --write    # regenerate after changing a model, a description or a rule bound
     python -m mcp_server.manifest --check    # exit 1 when tools.json is out of date
@@ -19,14 +19,22 @@ PATH = Path(__file__).with_name("tools.json")
 
 def generate() -> list[dict[str, Any]]:
     """The manifest as the models define it today."""
-    from mcp_server.specs import SPECS, request_model
+    from dataclasses import asdict
+
+    from mcp.types import ToolAnnotations
+
+    from skill.tool_specs import SPECS, Effects, request_model
+
+    def annotations(effects: Effects) -> dict[str, Any]:
+        hints = ToolAnnotations(**{f"{k}_hint": v for k, v in asdict(effects).items()})  # read_only -> read_only_hint
+        return hints.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     return [
         {
             "name": spec.name,
             "title": spec.title,
             "description": spec.description,
-            "annotations": spec.annotations.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "annotations": annotations(spec.effects),
             "input_schema": request_model(spec).model_json_schema(by_alias=True),
             "output_schema": spec.response.model_json_schema(by_alias=True),
         }

@@ -13,13 +13,7 @@ from mcp_server import docs, prompts
 from mcp_server.tools import Tools
 from skill import __version__
 from skill.distill.jobs import Limits, limits_from_env
-
-INSTRUCTIONS = (
-    "Knowledge distillation advisor. Start with kd_route_request, then kd_recommend_method and kd_choose_alpha; "
-    "run kd_run_quick_distill for evidence, then kd_export_recipe for the full-scale run; score students with "
-    "kd_score_distillation, check them with kd_diagnose_failure and kd_check_quality_gates. "
-    "Read kd://skill for the workflow."
-)
+from skill.workflow import INSTRUCTIONS
 
 
 def build_server(limits: Limits | None = None, advisory_timeout_s: float | None = None) -> Server:

@@ -1,9 +1,10 @@
 """The tools: listed from tools.json, each call checked by the library's model and answered by the library.
 
 Listing imports nothing from `skill`'s models (the manifest is stored JSON). A call is translated, never decided:
-advisory tools run `skill.commands.COMMANDS` in a worker thread under a cap (so other calls, cancels and SIGTERM are
-served meanwhile), the export runs `skill.export.confined`, the quick distill runs a `skill.distill.jobs` job. Every
-failure comes back as an isError result with one line naming the field, never a protocol error or a traceback.
+its arguments go through `skill.strict_json.validate` (the advertised schemas are not trusted), advisory tools run
+`skill.commands` in a worker thread under a cap (so other calls, cancels and SIGTERM are served meanwhile), the
+export runs `skill.export.confined`, the quick distill runs a `skill.distill.jobs` job. Every failure comes back as
+an isError result with one line naming the field, never a protocol error or a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from mcp.server import ServerRequestContext
 from pydantic import BaseModel
 
 from mcp_server import manifest
-from mcp_server.arguments import BadArguments, describe, parse_request
 from skill.distill.jobs import JobError, Jobs, Limits
 
 if TYPE_CHECKING:
@@ -46,14 +46,7 @@ def advisory_timeout_s() -> float:
 def listed() -> list[types.Tool]:
     """Each tool as the manifest describes it: names, text, annotations, input and output schemas."""
     return [
-        types.Tool(
-            name=e["name"],
-            title=e["title"],
-            description=e["description"],
-            input_schema=e["input_schema"],
-            output_schema=e["output_schema"],
-            annotations=types.ToolAnnotations(title=e["title"], **e["annotations"]),
-        )
+        types.Tool(**{**e, "annotations": types.ToolAnnotations(title=e["title"], **e["annotations"])})
         for e in manifest.load()
     ]
 
@@ -67,6 +60,34 @@ def structured(response: BaseModel, extra: list[types.ContentBlock] | None = Non
 
 def failed(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+class BadArguments(ValueError):
+    """The one-line message a client gets back as an isError result."""
+
+
+def describe(exc: Exception) -> BadArguments:
+    """'Invalid arguments: <field>: <problem> (got <value>)', from a pydantic error or an InputError."""
+    from pydantic import ValidationError
+
+    from skill.errors import describe_validation_error
+
+    text = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+    return BadArguments(f"Invalid arguments: {text}")
+
+
+def parse_request(name: str, arguments: dict[str, Any]) -> BaseModel:
+    """The tool's request model, validated by the library; BadArguments otherwise."""
+    from pydantic import ValidationError
+
+    from skill.errors import InputError
+    from skill.strict_json import validate
+    from skill.tool_specs import BY_NAME, request_model
+
+    try:
+        return validate(request_model(BY_NAME[name]), arguments)
+    except (InputError, ValidationError) as exc:
+        raise describe(exc) from exc
 
 
 class Tools:
@@ -101,15 +122,11 @@ class Tools:
 
     def advise(self, name: str, arguments: dict[str, Any]) -> BaseModel:
         """One advisory command; run folders (from_run, run_dir) may lie under either root, read-only."""
-        from mcp_server.specs import BY_NAME
-        from skill.commands import COMMANDS
-        from skill.run_evidence import RUN_ROOT
+        from skill.commands import run_under
+        from skill.tool_specs import BY_NAME
 
-        token = RUN_ROOT.set((self.limits.data_root, self.limits.output_root))
-        try:
-            return COMMANDS[BY_NAME[name].command].run(parse_request(name, arguments))
-        finally:
-            RUN_ROOT.reset(token)
+        roots = (self.limits.data_root, self.limits.output_root)
+        return run_under(BY_NAME[name].command, parse_request(name, arguments), roots)
 
     def export(self, arguments: dict[str, Any]) -> BaseModel:
         from skill.export.confined import export_confined
@@ -141,7 +158,7 @@ class Tools:
 
     async def quick_distill(self, ctx: ServerRequestContext, arguments: dict[str, Any]) -> types.CallToolResult:
         """A killable job with progress notifications; the plot comes back as an image beside the report."""
-        from mcp_server.torch_env import missing_message
+        from skill.distill.requirements import missing_message
         from skill.errors import InputError
 
         if (missing := missing_message()) is not None:  # without the [distill] extra: the command that installs it

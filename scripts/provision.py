@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mcp_server.torch_env import CPU_TORCH_INDEX  # noqa: E402  (standard library only, like this script)
+from skill.distill.requirements import CPU_TORCH_INDEX  # noqa: E402  (standard library only, like this script)
 
 READY = ".kd-ready"  # written last: its presence means the environment is complete
 EXTRAS_FILE = ".kd-extras"  # extras installed on request, carried into the next environment

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -62,3 +63,15 @@ COMMANDS: dict[str, Command] = {
         ),
     )
 }
+
+
+def run_under(name: str, request: BaseModel, roots: tuple[Path, ...]) -> BaseModel:
+    """Run one command with the run folders it reads (from_run, run_dir) confined to `roots`, read-only (a server's
+    data and output roots: recipes and their runs are written under the output root)."""
+    from skill.run_evidence import RUN_ROOT
+
+    token = RUN_ROOT.set(roots)
+    try:
+        return COMMANDS[name].run(request)
+    finally:
+        RUN_ROOT.reset(token)

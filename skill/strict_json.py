@@ -1,17 +1,22 @@
 """Checks pydantic's lax mode skips.
 
-`true` is not a number (it would pass as 1), and arguments cannot nest without end.
+`true` is not a number (it would pass as 1), and arguments cannot nest without end. `validate` applies them to a
+tool call's arguments (the JSON Schemas a server advertises are not trusted: the library's model decides).
 """
 
 from __future__ import annotations
 
+import json
 import types
 import typing
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from skill.errors import InputError
+
 MAX_DEPTH = 32
+Request = TypeVar("Request", bound=BaseModel)
 
 
 def _members(annotation: Any) -> tuple[Any, ...]:
@@ -65,3 +70,25 @@ def depth(value: Any, limit: int = MAX_DEPTH) -> int:
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)
     return deepest
+
+
+def validate(model: type[Request], arguments: dict[str, Any]) -> Request:
+    """`model` from a tool call's arguments: objects sent as JSON strings (some clients do) are decoded first, then
+    nesting and true/false for a number are refused (InputError naming the field), then pydantic validates."""
+    decoded = dict(arguments)
+    for key, value in arguments.items():
+        field = model.model_fields.get(key)
+        if field is not None and isinstance(value, str) and field.annotation is not str and value[:1] in "[{":
+            try:
+                decoded[key] = json.loads(value)
+            except ValueError:
+                pass
+            except RecursionError:
+                raise InputError(key, f"the JSON string nests too deeply; at most {MAX_DEPTH} levels") from None
+    for key, value in decoded.items():
+        if depth(value) > MAX_DEPTH:
+            raise InputError(key, f"nests more than {MAX_DEPTH} levels deep")
+    flagged = bool_as_number(model, decoded)
+    if flagged:
+        raise InputError(flagged, "true/false is not a number; give a number")
+    return model.model_validate(decoded)

@@ -15,7 +15,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from mcp_server import docs
+from skill import docs
 from tests.install_helpers import clean_clone, run, user_env
 from tests.mcp_helpers import text_of
 
@@ -51,7 +51,7 @@ def test_wheel_contents(built):
     lexicon = {f"skill/rules/lexicon/{p.name}" for p in (ROOT / "skill" / "rules" / "lexicon").glob("*.yaml")}
     assert len(lexicon) >= 6 and lexicon <= names  # routing's words: without them the rules cannot load
     assert {f"skill/routing/{p.name}" for p in (ROOT / "skill" / "routing").glob("*.py")} <= names
-    assert {"skill/distill/runner.py", "mcp_server/__main__.py", "mcp_server/torch_env.py", "skill/cli.py", "mcp_server/tools.json"} <= names
+    assert {"skill/distill/runner.py", "mcp_server/__main__.py", "skill/distill/requirements.py", "skill/cli.py", "mcp_server/tools.json"} <= names
     assert {f"skill/export/templates/kd_recipe/{p.name}" for p in (ROOT / "skill" / "export" / "templates" / "kd_recipe").glob("*.py")} <= names
     info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
@@ -106,7 +106,7 @@ def test_installed_docs_are_found_under_the_prefix(tmp_path, monkeypatch):
     (share / "SKILL.md").write_text("---\nname: knowledge-distillation-deep\n---\n")
     (share / "references" / "methods.md").write_text("# Methods\n")
     monkeypatch.delenv("KD_SKILL_ROOT", raising=False)
-    monkeypatch.setattr(docs, "__file__", str(tmp_path / "site-packages" / "mcp_server" / "docs.py"))
+    monkeypatch.setattr(docs, "__file__", str(tmp_path / "site-packages" / "skill" / "docs.py"))
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     assert docs.skill_root() == share
     assert docs.reference_topics() == ["methods"] and docs.read_reference("methods") == "# Methods\n"

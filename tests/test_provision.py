@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server import torch_env
+from skill.distill import requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("kd_provision", ROOT / "scripts" / "provision.py")
@@ -23,8 +23,8 @@ def test_requirements_come_from_pyproject_and_torch_only_with_the_distill_extra(
     assert any(r.startswith("mcp") for r in core) and not provision.needs_torch(core)
     with_distill = provision.requirements(ROOT, ["distill"])
     assert with_distill[: len(core)] == core and provision.needs_torch(with_distill)
-    names = [torch_env.requirement_name(r) for r in torch_env.distill_requirements()]
-    assert [torch_env.requirement_name(r) for r in with_distill[len(core):]] == names  # the server's answer names the same list
+    names = [requirements.requirement_name(r) for r in requirements.distill_requirements()]
+    assert [requirements.requirement_name(r) for r in with_distill[len(core):]] == names  # the server's answer names the same list
 
 
 def test_an_unknown_extra_is_refused_with_the_known_ones():
@@ -68,6 +68,6 @@ def test_the_install_answer_names_the_launcher_and_its_environment(monkeypatch, 
     launcher.write_text("")
     monkeypatch.setenv("KD_LAUNCHER", str(launcher))
     monkeypatch.setenv("KD_ENV_DIR", str(tmp_path / "data dir"))
-    assert torch_env.install_command() == f"bash '{launcher}' --install-distill '{tmp_path / 'data dir'}'"
+    assert requirements.install_command() == f"bash '{launcher}' --install-distill '{tmp_path / 'data dir'}'"
     monkeypatch.delenv("KD_LAUNCHER")
-    assert torch_env.install_command().startswith(f"{sys.executable} -m pip install 'torch")
+    assert requirements.install_command().startswith(f"{sys.executable} -m pip install 'torch")

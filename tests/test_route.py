@@ -276,7 +276,7 @@ def test_skill_md_tells_the_agent_to_fill_the_inputs_and_ask_before_dropping():
 
 
 def test_tool_description_tells_the_agent_to_fill_the_inputs():
-    from mcp_server.specs import SPECS
+    from skill.tool_specs import SPECS
 
     spec = next(s for s in SPECS if s.name == "kd_route_request")
     for name in ("primary_goal", "is_ml_model", "has_size_or_latency_budget", "is_prototype"):
@@ -285,7 +285,7 @@ def test_tool_description_tells_the_agent_to_fill_the_inputs():
 
 
 def test_plan_prompt_asks_before_dropping_a_delegated_task():
-    from mcp_server.prompts import plan_distillation
+    from skill.workflow import plan_distillation
 
     text = plan_distillation("800 MB BERT sentiment")
     assert "never drop the task silently" in text and "primary_goal" in text and "ask the returned question" in text

@@ -266,7 +266,7 @@ def test_small_student_warning_is_described_as_it_fires():
 def test_routing_presents_the_structured_inputs_first_and_the_text_as_the_fallback():
     """SKILL.md's Route step and the route tool's description name every structured input before the user's words,
     and call the text the fallback (issue 19): an agent fills what it knows before the router reads words."""
-    from mcp_server.specs import SPECS
+    from skill.tool_specs import SPECS
     from skill.models import RouteRequest
 
     structured = [name for name in RouteRequest.model_fields if name != "request"]

@@ -1,15 +1,14 @@
-"""Every tool's name, title, description, annotations and its request/response models.
+"""The tools the skill offers an agent: each one's name, title, description, effects and request/response models.
 
-Used to generate the stored manifest (`python -m mcp_server.manifest --write`) and, at call time, to
-validate arguments with the library's own request model. Importing it imports the pydantic models, so the
-server does not import it at start.
+The descriptions are the contract an agent reads, so they live with the models they describe. The MCP adapter
+stores them as its manifest (`python -m mcp_server.manifest --write`) and validates each call with `request_model`.
+Importing this module imports the pydantic models; the server does not import it at start.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 from skill import models
@@ -19,11 +18,22 @@ from skill.export.request import ExportRequest, ExportResponse
 from skill.release import ReleaseCheckResponse
 from skill.rules import get_rules
 
+
+@dataclass(frozen=True)
+class Effects:
+    """What a call does to the world, for a client deciding whether to ask before it (MCP's tool annotations)."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
+
+
 _RAW = get_rules().failure_modes["raw_limits"]
-ADVISORY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+ADVISORY = Effects(read_only=True, destructive=False, idempotent=True, open_world=False)
 # writes only inside the output root, never deletes, the same request rewrites the same folder
-EXPORTER = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-RUNNER = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+EXPORTER = Effects(read_only=False, destructive=False, idempotent=True, open_world=False)
+RUNNER = Effects(read_only=False, destructive=False, idempotent=False, open_world=False)
 DESCRIPTION = (
     "Run a real, small teacher -> student distillation with PyTorch on the CPU and return the report: accuracy, "
     "per-class accuracy, ECE, size, latency of teacher, from-scratch student and distilled student (paired seeds), the "
@@ -43,7 +53,7 @@ class ToolSpec:
     response: type[BaseModel]
     title: str
     description: str
-    annotations: ToolAnnotations = field(default_factory=lambda: ADVISORY)
+    effects: Effects = ADVISORY
 
 
 SPECS = [

@@ -36,7 +36,7 @@ def distill_requirements() -> list[str]:
     reqs = [r.split(";")[0].strip() for r in declared if re.search(rf"extra\s*==\s*['\"]{EXTRA}['\"]", r)]
     if reqs:
         return reqs
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10 without metadata: name the essentials
