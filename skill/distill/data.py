@@ -35,9 +35,9 @@ class Dataset:
     num_classes: int
     name: str
     # indices into the original train split, so precomputed teacher logits can be aligned
-    train_index: np.ndarray | None = None
-    val_index: np.ndarray | None = None
-    unlabeled_from_train_index: np.ndarray | None = None
+    train_index: np.ndarray
+    val_index: np.ndarray
+    unlabeled_from_train_index: np.ndarray
 
     @property
     def image_side(self) -> int | None:
