@@ -1,4 +1,5 @@
-"""Write the run's artifacts atomically (temporary name, then rename) through a folder descriptor: weights, report, plot.
+"""Write the run's artifacts atomically (temporary name, then rename) through a folder descriptor: weights, report,
+plot.
 
 Under the MCP server the folder is the descriptor the server opened (a staging folder it renames into place only
 when the run finished), so a path swapped meanwhile cannot redirect a write; the CLI opens its own fresh folder.
@@ -48,13 +49,14 @@ def _plot(report: DistillReport) -> bytes:
         for (n, m), c in zip(
             (("teacher", report.teacher), ("scratch", report.scratch), ("distilled", report.distilled)),
             ("#444", "#c55", "#37a"),
+            strict=True,
         )
         if m is not None
     ]
     ax1.plot([0, 1], [0, 1], ":", color="gray", lw=1)
     for name, m, colour in models:
         if m.reliability:
-            conf, acc, _ = zip(*m.reliability)
+            conf, acc, _ = zip(*m.reliability, strict=True)
             ax1.plot(conf, acc, "o-", color=colour, ms=3, label=f"{name} (ECE {m.ece:.3f})")
     ax1.set(title="Reliability diagram (15 bins)", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     ax1.legend(loc="upper left", fontsize=8)
@@ -81,7 +83,8 @@ def write_artifacts(
     from safetensors.torch import save
 
     given_fd = sources.output_dir_fd(requested)
-    folder = Path(requested) if given_fd is not None else fresh_output_dir(requested)
+    # a descriptor is only ever given for a requested folder (the MCP server's staging folder)
+    folder = Path(requested) if given_fd is not None and requested is not None else fresh_output_dir(requested)
     folder_fd = given_fd if given_fd is not None else os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
@@ -89,8 +92,9 @@ def write_artifacts(
         meta = net_spec_metadata(report.settings.arch, report.settings.student_hidden, scaler)
         write_file_at(folder_fd, "student.safetensors", save(state, metadata=meta))
         write_file_at(folder_fd, "plot.png", _plot(report))
-        scaler_name = "scaler.safetensors" if scaler is not None else None
+        scaler_name: str | None = None
         if scaler is not None:  # the input scaling the student was trained with: without it the weights are unusable
+            scaler_name = "scaler.safetensors"
             write_file_at(folder_fd, scaler_name, save({k: v.contiguous() for k, v in scaler.items()}))
         artifacts = Artifacts(
             output_dir=str(folder),

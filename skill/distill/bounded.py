@@ -1,10 +1,12 @@
-"""Bounded readers for user files: a small archive cannot decompress into gigabytes, a CSV cannot flood memory or time.
+"""Bounded readers for user files: a small archive cannot decompress into gigabytes, a CSV cannot flood memory or
+time.
 
 .npz: only the expected members are read; the entry count comes from the end-of-central-directory record before
 the archive is parsed, and each array's size from its .npy header before a byte is decompressed; then exactly
 that many bytes are read (a lying zip header cannot make it read more). No pickle, ever.
 .csv: streamed row by row into float32 chunks with caps on bytes, rows, columns and fields; labels go through a
-dict (first seen -> id), refused as soon as there are too many distinct ones. The loading guard is checked as it goes.
+dict (first seen -> id), refused as soon as there are too many distinct ones. The loading guard is checked as it
+goes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import re
 import struct
 import zipfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import numpy as np
 
 from skill.distill import sources
 from skill.errors import InputError
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 MAX_ROWS = 200_000
 MAX_FEATURES = 10_000
@@ -61,7 +66,8 @@ LOGIT_MEMBERS = {
 
 
 def zip_entry_count(handle: BinaryIO) -> int:
-    """Entries declared by the end-of-central-directory record (zip64 aware), read before zipfile parses the directory."""
+    """Entries declared by the end-of-central-directory record (zip64 aware), read before zipfile parses the
+    directory."""
     handle.seek(0, io.SEEK_END)
     size = handle.tell()
     tail_len = min(size, 22 + 65535)
@@ -84,7 +90,8 @@ def _read_member(
     archive: zipfile.ZipFile, key: str, spec: Member, source: str, field: str, budget: list[int]
 ) -> np.ndarray:
     info = archive.getinfo(f"{key}.npy")
-    with archive.open(info) as member:
+    # typeshed types ZipFile.open as IO[bytes]; in read mode it returns a ZipExtFile, which has readinto
+    with cast(zipfile.ZipExtFile, archive.open(info)) as member:
         try:
             version = np.lib.format.read_magic(member)
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -159,74 +166,96 @@ def _label_order(label: str) -> tuple[bool, int, str]:
     return (not numeric, int(label) if numeric else 0, label)
 
 
+def _read_header(reader: Reader, source: str, label_column: str | None) -> tuple[list[str], int]:
+    """The header row and the label column's index: checked before a data row is read, so a wrong file fails fast."""
+    try:
+        header = next(reader, None)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError("dataset", f"{source} is not a readable UTF-8 CSV file: {str(exc)[:120]}") from exc
+    if not header:
+        raise InputError("dataset", f"{source} needs a header row and at least two rows")
+    if len(header) > MAX_FEATURES + 1:
+        raise InputError("dataset", f"{source} has {len(header)} columns; at most {MAX_FEATURES + 1}")
+    column = label_column if label_column is not None else header[-1]
+    if column not in header:
+        raise InputError("label_column", f"{column!r} is not a column of {source}; columns: {', '.join(header[:20])}")
+    return header, header.index(column)
+
+
+def _label_id(value: str, column: str, source: str, line: int, labels: dict[str, int]) -> int:
+    """The id of one row's label (first seen -> next id), refused as soon as there are too many distinct labels."""
+    label = value.strip()
+    if not label:
+        raise InputError("dataset", f"{source} line {line}: the label column {column!r} is empty")
+    ident = labels.setdefault(label, len(labels))
+    if len(labels) > MAX_CLASSES:
+        raise InputError(
+            "dataset",
+            f"{source}: the label column {column!r} has more than {MAX_CLASSES} distinct values by line {line}; "
+            "is it the right column (label_column)?",
+        )
+    return ident
+
+
+def _features(row: list[str], j: int, header: list[str], source: str, line: int) -> list[float]:
+    """One row's feature values (every column but the label's); a non-numeric field is named by line and column."""
+    try:
+        return [float(v) for i, v in enumerate(row) if i != j]
+    except ValueError:
+        bad = next(i for i, v in enumerate(row) if i != j and not _is_float(v))
+        raise InputError(
+            "dataset",
+            f"{source} line {line}, column {header[bad]!r}: {row[bad][:40]!r} is not a number; "
+            "every feature column must be numeric",
+        ) from None
+
+
+def _read_rows(
+    reader: Reader, header: list[str], j: int, source: str
+) -> tuple[list[np.ndarray], list[int], dict[str, int]]:
+    """The data rows as float32 chunks, their label ids and the label -> id map, within the row and value caps."""
+    width = len(header)
+    max_rows = min(MAX_ROWS, MAX_CSV_VALUES // width)
+    labels: dict[str, int] = {}
+    chunks: list[np.ndarray] = []
+    rows: list[list[float]] = []
+    ids: list[int] = []
+    for row in reader:
+        if not row:
+            continue
+        line = reader.line_num
+        if len(row) != width:
+            raise InputError("dataset", f"{source} line {line} has {len(row)} fields; the header has {width}")
+        if len(ids) >= max_rows:
+            raise InputError(
+                "dataset", f"{source} has more than {max_rows} rows; at most {max_rows} with {width} columns"
+            )
+        ids.append(_label_id(row[j], header[j], source, line, labels))
+        rows.append(_features(row, j, header, source, line))
+        if len(rows) * width >= 1_000_000:  # about 4 MB per float32 chunk; Python floats never pile up
+            chunks.append(np.asarray(rows, dtype=np.float32))
+            rows = []
+            sources.checkpoint()
+    if rows:
+        chunks.append(np.asarray(rows, dtype=np.float32))
+    return chunks, ids, labels
+
+
 def read_csv_bounded(handle: BinaryIO, source: str, label_column: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Features (float32) and label ids of a CSV with a header row; one pass, bounded memory and time."""
-    text = io.TextIOWrapper(
-        handle, encoding="utf-8-sig", newline=""
-    )  # -sig: a BOM is not part of the first column's name
+    # -sig: a BOM is not part of the first column's name
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
     previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
         reader = csv.reader(text)
+        header, j = _read_header(reader, source, label_column)
         try:
-            header = next(reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError("dataset", f"{source} is not a readable UTF-8 CSV file: {str(exc)[:120]}") from exc
-        if not header:
-            raise InputError("dataset", f"{source} needs a header row and at least two rows")
-        if len(header) > MAX_FEATURES + 1:
-            raise InputError("dataset", f"{source} has {len(header)} columns; at most {MAX_FEATURES + 1}")
-        column = label_column if label_column is not None else header[-1]
-        if column not in header:
-            raise InputError(
-                "label_column", f"{column!r} is not a column of {source}; columns: {', '.join(header[:20])}"
-            )
-        j, width = header.index(column), len(header)
-        max_rows = min(MAX_ROWS, MAX_CSV_VALUES // width)
-        labels: dict[str, int] = {}
-        chunks: list[np.ndarray] = []
-        rows: list[list[float]] = []
-        ids: list[int] = []
-        try:
-            for row in reader:
-                if not row:
-                    continue
-                line = reader.line_num
-                if len(row) != width:
-                    raise InputError("dataset", f"{source} line {line} has {len(row)} fields; the header has {width}")
-                if len(ids) >= max_rows:
-                    raise InputError(
-                        "dataset", f"{source} has more than {max_rows} rows; at most {max_rows} with {width} columns"
-                    )
-                label = row[j].strip()
-                if not label:
-                    raise InputError("dataset", f"{source} line {line}: the label column {column!r} is empty")
-                ids.append(labels.setdefault(label, len(labels)))
-                if len(labels) > MAX_CLASSES:
-                    raise InputError(
-                        "dataset",
-                        f"{source}: the label column {column!r} has more than {MAX_CLASSES} distinct values by line {line}; "
-                        "is it the right column (label_column)?",
-                    )
-                try:
-                    rows.append([float(v) for i, v in enumerate(row) if i != j])
-                except ValueError:
-                    bad = next(i for i, v in enumerate(row) if i != j and not _is_float(v))
-                    raise InputError(
-                        "dataset",
-                        f"{source} line {line}, column {header[bad]!r}: {row[bad][:40]!r} is not a number; "
-                        "every feature column must be numeric",
-                    ) from None
-                if len(rows) * width >= 1_000_000:  # about 4 MB per float32 chunk; Python floats never pile up
-                    chunks.append(np.asarray(rows, dtype=np.float32))
-                    rows = []
-                    sources.checkpoint()
+            chunks, ids, labels = _read_rows(reader, header, j, source)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError("dataset", f"{source} is not a readable UTF-8 CSV file: {str(exc)[:120]}") from exc
     finally:
         csv.field_size_limit(previous_limit)
         text.detach()
-    if rows:
-        chunks.append(np.asarray(rows, dtype=np.float32))
     if len(ids) < 2:
         raise InputError("dataset", f"{source} needs a header row and at least two rows")
     order = sorted(labels, key=_label_order)

@@ -68,7 +68,8 @@ def measured_flops_per_s() -> float:
 def check_run_size(cfg: Any, arch: str, data: Dataset, teacher_hidden: list[int] | None = None) -> None:
     """Refuse, with the numbers, a run whose nets or steps cannot fit the caps and the time budget.
 
-    teacher_hidden: the sizes the run will really build (a conv teacher has its own default), else cfg.teacher_hidden."""
+    teacher_hidden: the sizes the run will really build (a conv teacher has its own default), else
+    cfg.teacher_hidden."""
     features, batch = data.X_train.shape[1], min(cfg.batch_size, max(len(data.X_train), 1))
     nets_of_run: list[tuple[str, list[int], int, bool]] = []  # name, hidden, copies, trained here
     if cfg.teacher == "train":
@@ -92,7 +93,8 @@ def check_run_size(cfg: Any, arch: str, data: Dataset, teacher_hidden: list[int]
         if total_params > MAX_PARAMS:
             raise InputError(
                 name,
-                f"{arch} {hidden} on {features} inputs and {data.num_classes} classes has {params:,} parameters (x{copies} nets); "
+                f"{arch} {hidden} on {features} inputs and {data.num_classes} classes has {params:,} parameters "
+                f"(x{copies} nets); "
                 f"a quick distill allows {MAX_PARAMS:,} in all",
             )
         flops = _forward_flops(_real_net(arch, data, hidden), batch, features) * TRAIN_STEP_FORWARDS
@@ -102,7 +104,8 @@ def check_run_size(cfg: Any, arch: str, data: Dataset, teacher_hidden: list[int]
             raise InputError(
                 name,
                 f"one training step of the {arch} {hidden} at batch_size {batch} needs about {flops / 1e9:.1f} GFLOP, "
-                f"about {step_s:.2f} s here ({speed / 1e9:.0f} GFLOP/s measured with {torch.get_num_threads()} threads); "
+                f"about {step_s:.2f} s here ({speed / 1e9:.0f} GFLOP/s measured with {torch.get_num_threads()} "
+                "threads); "
                 f"time_budget_s {cfg.time_budget_s:g} allows {cfg.time_budget_s * STEP_SHARE:.2f} s per step; "
                 "lower batch_size or the hidden sizes, or raise time_budget_s",
             )

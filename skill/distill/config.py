@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,7 +21,10 @@ class DistillConfig(BaseModel):
     dataset: str = Field(
         "digits",
         max_length=1000,
-        description="'digits' (bundled with scikit-learn) or a path to .npz (X_train, y_train, X_test, y_test, optional X_unlabeled, groups_test) or .csv",
+        description=(
+            "'digits' (bundled with scikit-learn) or a path to .npz (X_train, y_train, X_test, y_test, optional "
+            "X_unlabeled, groups_test) or .csv"
+        ),
     )
     label_column: str | None = Field(
         None, max_length=200, description="Label column of a .csv dataset (default: the last column)"
@@ -35,46 +39,74 @@ class DistillConfig(BaseModel):
         1.0,
         ge=0.01,
         le=1.0,
-        description="Keep this share of training labels; the rest becomes the unlabeled transfer set (simulates the semi-supervised case)",
+        description=(
+            "Keep this share of training labels; the rest becomes the unlabeled transfer set (simulates the "
+            "semi-supervised case)"
+        ),
     )
     teacher: str = Field(
         "train",
         max_length=1000,
-        description="'train' to train one here, or a path: precomputed teacher logits (.npz with logits_train, logits_test, optional logits_val, logits_unlabeled), safetensors weights of the runner's own net (architecture from the file's kd_arch/kd_hidden metadata, else arch and teacher_hidden), or TorchScript (.pt/.ts; a program: over MCP only when the server runs with --allow-torchscript)",
+        description=(
+            "'train' to train one here, or a path: precomputed teacher logits (.npz with logits_train, logits_test, "
+            "optional logits_val, logits_unlabeled), safetensors weights of the runner's own net (architecture from "
+            "the file's kd_arch/kd_hidden metadata, else arch and teacher_hidden), or TorchScript (.pt/.ts; a "
+            "program: over MCP only when the server runs with --allow-torchscript)"
+        ),
     )
     arch: Literal["mlp", "cnn", "cnn1d", "auto"] = Field(
         "auto",
-        description="mlp, cnn (square image inputs), cnn1d (ordered signals), or auto (cnn1d when input_layout is sequence, cnn for feature/attention on images, else mlp)",
+        description=(
+            "mlp, cnn (square image inputs), cnn1d (ordered signals), or auto (cnn1d when input_layout is sequence, "
+            "cnn for feature/attention on images, else mlp)"
+        ),
     )
     input_layout: Literal["flat", "sequence"] = Field(
         "flat",
-        description="flat: unordered features (tabular, or square images); sequence: the columns are ordered in time or space (a signal, a time series): auto then picks a 1-D CNN",
+        description=(
+            "flat: unordered features (tabular, or square images); sequence: the columns are ordered in time or "
+            "space (a signal, a time series): auto then picks a 1-D CNN"
+        ),
     )
     standardize: Literal["auto", "per_feature", "global", "none"] = Field(
         "auto",
-        description="Feature scaling fitted on training inputs only and saved with the student: auto = per_feature for tabular data, one global mean/std for images and sequences; raw scales let large columns dominate",
+        description=(
+            "Feature scaling fitted on training inputs only and saved with the student: auto = per_feature for "
+            "tabular data, one global mean/std for images and sequences; raw scales let large columns dominate"
+        ),
     )
     teacher_hidden: list[int] = Field(
         [256, 256],
         min_length=1,
         max_length=6,
-        description="Teacher MLP hidden sizes (CNN: channels; a CNN teacher defaults to [32, 32] when this is not given)",
+        description=(
+            "Teacher MLP hidden sizes (CNN: channels; a CNN teacher defaults to [32, 32] when this is not given)"
+        ),
     )
     student_hidden: list[int] | None = Field(
         None,
         min_length=1,
         max_length=6,
-        description="Student hidden sizes; default from target_compression (a given teacher of unknown size, precomputed logits: the largest that fits the data and the budget)",
+        description=(
+            "Student hidden sizes; default from target_compression (a given teacher of unknown size, precomputed "
+            "logits: the largest that fits the data and the budget)"
+        ),
     )
     target_compression: float = Field(
         25.0,
         ge=1,
         le=10000,
-        description="Teacher params / student params when student_hidden is not given (25x: small enough to matter, big enough to learn)",
+        description=(
+            "Teacher params / student params when student_hidden is not given (25x: small enough to matter, big "
+            "enough to learn)"
+        ),
     )
     method: Method = Field(
         "response",
-        description="response (Hinton KD), feature (FitNets hint / attention), relation (RKD + similarity-preserving), cascade, auto (ask recommend_method)",
+        description=(
+            "response (Hinton KD), feature (FitNets hint / attention), relation (RKD + similarity-preserving), "
+            "cascade, auto (ask recommend_method)"
+        ),
     )
     response_loss: Literal["kd", "dkd"] = Field(
         "kd", description="Response method's soft loss: Hinton KD, or decoupled KD (DKD, Zhao et al. 2022)"
@@ -84,11 +116,16 @@ class DistillConfig(BaseModel):
     )
     relation_loss: Literal["rkd", "sp"] = Field(
         "sp",
-        description="Relation method: RKD distance+angle or similarity-preserving (measured about +2.5 points over logit KD on a capacity-limited student)",
+        description=(
+            "Relation method: RKD distance+angle or similarity-preserving (measured about +2.5 points over logit KD "
+            "on a capacity-limited student)"
+        ),
     )
     topology: Topology = Field(
         "teacher_student",
-        description="teacher_student, ensemble (several teachers), online (deep mutual learning), self (born-again generations)",
+        description=(
+            "teacher_student, ensemble (several teachers), online (deep mutual learning), self (born-again generations)"
+        ),
     )
     num_teachers: int = Field(3, ge=2, le=8, description="Ensemble size")
     ensemble_weights: list[float] | None = Field(
@@ -103,7 +140,10 @@ class DistillConfig(BaseModel):
         None,
         ge=0.5,
         le=50,
-        description="Fix T; default: tuned on the validation split over temperature_grid (the scratch student then gets as many learning rates, so both sides are selected from equally many trials)",
+        description=(
+            "Fix T; default: tuned on the validation split over temperature_grid (the scratch student then gets as "
+            "many learning rates, so both sides are selected from equally many trials)"
+        ),
     )
     kd_loss_weight: float | None = Field(
         None,
@@ -130,13 +170,19 @@ class DistillConfig(BaseModel):
         120,
         ge=1,
         le=2000,
-        description="Student epochs, the same for scratch and distilled (paired budget); distillation needs the longer schedule, early stopping ends scratch sooner",
+        description=(
+            "Student epochs, the same for scratch and distilled (paired budget); distillation needs the longer "
+            "schedule, early stopping ends scratch sooner"
+        ),
     )
     teacher_epochs: int = Field(
         200,
         ge=1,
         le=2000,
-        description="Most epochs for a teacher trained here: it trains first, until validation accuracy stops improving (the rules' teacher_patience), within its guaranteed share of the budget",
+        description=(
+            "Most epochs for a teacher trained here: it trains first, until validation accuracy stops improving "
+            "(the rules' teacher_patience), within its guaranteed share of the budget"
+        ),
     )
     batch_size: int = Field(64, ge=8, le=4096)
     learning_rate: float = Field(3e-3, ge=1e-6, le=1.0)
@@ -148,7 +194,10 @@ class DistillConfig(BaseModel):
         1,
         ge=1,
         le=10,
-        description="Paired seeds; with 3 or more (the runner rules' seed_floor_for_verdict) the report gives a 95 percent interval of the mean gain (seeds and test rows) and a verdict; fewer give the intervals and no verdict",
+        description=(
+            "Paired seeds; with 3 or more (the runner rules' seed_floor_for_verdict) the report gives a 95 percent "
+            "interval of the mean gain (seeds and test rows) and a verdict; fewer give the intervals and no verdict"
+        ),
     )
     alpha: float = Field(
         0.5, ge=0, le=1, description="Size-versus-accuracy priority for the distillation score (kd_choose_alpha)"
@@ -165,13 +214,21 @@ class DistillConfig(BaseModel):
     )
     fit_to_budget: bool = Field(
         True,
-        description="Plan the run from measured steps before training: the teacher first (early stopping, a guaranteed share), then the students; when the full experiment cannot fit time_budget_s, cut trials, then seeds, then student epochs (and say so), or refuse with the budget that would fit, instead of stopping part-way",
+        description=(
+            "Plan the run from measured steps before training: the teacher first (early stopping, a guaranteed "
+            "share), then the students; when the full experiment cannot fit time_budget_s, cut trials, then seeds, "
+            "then student epochs (and say so), or refuse with the budget that would fit, instead of stopping "
+            "part-way"
+        ),
     )
     threads: int | None = Field(
         None,
         ge=1,
         le=256,
-        description="torch threads for this run, restored afterwards (default: chosen from the work per step: 1 for nets this small)",
+        description=(
+            "torch threads for this run, restored afterwards (default: chosen from the work per step: 1 for nets "
+            "this small)"
+        ),
     )
     output_dir: str | None = Field(
         None, max_length=1000, description="Folder for artifacts (created fresh; default kd_runs/<time>-<id>)"
@@ -179,7 +236,10 @@ class DistillConfig(BaseModel):
     save_artifacts: bool = Field(True, description="Write student weights, report JSON and the PNG")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto",
-        description="Where to train: auto uses an accelerator when torch sees one (CUDA, then Apple MPS), else the CPU; cuda or mps is refused when not available",
+        description=(
+            "Where to train: auto uses an accelerator when torch sees one (CUDA, then Apple MPS), else the CPU; "
+            "cuda or mps is refused when not available"
+        ),
     )
 
     @model_validator(mode="after")
@@ -197,10 +257,11 @@ class DistillConfig(BaseModel):
             ("teacher_hidden", self.teacher_hidden, self.num_teachers if self.topology == "ensemble" else 1),
             ("student_hidden", self.student_hidden or [], self.num_peers if self.topology == "online" else 1),
         ):
-            weights = copies * sum(a * b for a, b in zip(hidden, hidden[1:]))
+            weights = copies * sum(a * b for a, b in pairwise(hidden))
             if weights > MAX_HIDDEN_WEIGHTS:
                 raise ValueError(
-                    f"{name} {hidden} needs about {weights:,} hidden weights (x{copies} nets); a quick distill allows {MAX_HIDDEN_WEIGHTS:,}"
+                    f"{name} {hidden} needs about {weights:,} hidden weights (x{copies} nets); a quick distill allows "
+                    f"{MAX_HIDDEN_WEIGHTS:,}"
                 )
         if any(not 0.5 <= t <= 50 for t in self.temperature_grid):
             raise ValueError("temperature_grid values must lie in 0.5..50")

@@ -11,6 +11,7 @@ becomes the run folder only when the run finished; otherwise it is removed. Impo
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib.util
 import json
 import logging
@@ -208,10 +209,8 @@ def stop_all() -> None:
     for staged in list(_ACTIVE.values()):
         if staged.process is not None:
             _kill(staged.process)
-        try:
+        with contextlib.suppress(OSError):
             staged.discard()
-        except OSError:
-            pass
 
 
 _PASSED_ENV = (
@@ -250,10 +249,8 @@ def _worker_env(threads: int | None) -> dict[str, str]:
 
 def _kill(process: Process) -> None:
     """SIGKILL the worker's whole process group (it runs in its own session)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _death(returncode: int | None, limits: Limits) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -82,12 +82,116 @@ def seed_floor(requested: int, rule_floor: int) -> int:
     return requested if requested < 2 else min(requested, rule_floor)
 
 
+ProbeResult = tuple[int, int | None] | tuple[int, int | None, bool]
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What the students' probe found: the fewest epochs worth running, where validation plateaued, and whether its
+    time ended while validation still improved (then min_epochs is a lower bound)."""
+
+    min_epochs: int
+    plateau: int | None
+    lower: bool
+
+    @classmethod
+    def of(cls, result: ProbeResult) -> _Probe:
+        return cls(result[0], result[1], len(result) > 2 and bool(result[2]))
+
+
+class _LazyProbe:
+    """Runs the probe (min_epochs) at most once, and only when a plan needs its answer: it costs training time."""
+
+    def __init__(self, run: Callable[[], ProbeResult]) -> None:
+        self._run = run
+        self.result: _Probe | None = None
+
+    def __call__(self) -> _Probe:
+        if self.result is None:
+            self.result = _Probe.of(self._run())
+        return self.result
+
+
+def _early_stopping_costs(costs: Costs, full: Shape, probe: _LazyProbe, patience: int) -> Costs:
+    """The costs counting the epochs early stopping is expected to use, when the probe saw validation plateau (a
+    probe still improving when its time ended says nothing about when the students stop: the cap stays)."""
+    first = probe()
+    if not first.lower and first.plateau is not None:
+        return replace(costs, expected_epochs=expected_epochs(full.epochs, int(first.min_epochs), patience))
+    return costs
+
+
+def _cut_trials(shape: Shape, full: Shape, limit_s: float, costs: Costs) -> tuple[Shape, str | None]:
+    """Fewer validation-selected trials per side, one at a time, until the experiment fits (never below one)."""
+    for trials in range(shape.trials - 1, 0, -1):
+        shape = shape._replace(trials=trials)
+        if costs.students_s(shape) <= limit_s:
+            break
+    cut = f"trials per side {full.trials} -> {shape.trials}" if shape.trials != full.trials else None
+    return shape, cut
+
+
+def _cut_seeds(shape: Shape, full: Shape, limit_s: float, costs: Costs, floor: int) -> tuple[Shape, str | None]:
+    """Fewer paired seeds, one at a time, until the experiment fits (never below the verdict floor)."""
+    for seeds in range(shape.seeds - 1, floor - 1, -1):
+        shape = shape._replace(seeds=seeds)
+        if costs.students_s(shape) <= limit_s:
+            break
+    if shape.seeds == full.seeds:
+        return shape, None
+    return shape, f"seeds {full.seeds} -> {shape.seeds}" + (
+        " (the floor for a verdict)" if shape.seeds == floor >= 2 else ""
+    )
+
+
+def _cut_epochs(
+    shape: Shape, full: Shape, limit_s: float, costs: Costs, probe: _LazyProbe
+) -> tuple[Shape, str | None, _Probe]:
+    """Fewer student epochs, as many as fit, but never below the probe's minimum (where validation plateaued)."""
+    per_epoch = costs.students_s(shape._replace(epochs=1))
+    fit = int(limit_s // per_epoch) if per_epoch > 0 else full.epochs
+    found = probe()
+    need = min(found.min_epochs, full.epochs)
+    epochs = max(need, min(fit, shape.epochs))
+    cut = None
+    if epochs != full.epochs:
+        where = (
+            f"the probe's validation was still improving at epoch {found.plateau} when its time ended"
+            if found.lower
+            else f"the probe's validation plateaued at epoch {found.plateau}"
+            if found.plateau
+            else "the smallest useful schedule"
+        )
+        cut = f"student epochs {full.epochs} -> {epochs} (not below {need}: {where})"
+    return shape._replace(epochs=epochs), cut, found
+
+
+def _infeasible(shape: Shape, costs: Costs, found: _Probe | None) -> Infeasible:
+    """The smallest experiment did not fit: its cost, and what the probe said when the epochs were cut."""
+    plateau, lower = (found.plateau, found.lower) if found is not None else (None, False)
+    return Infeasible(
+        costs.students_s(shape),
+        shape,
+        f"the smallest experiment that can answer ({shape.trials} trial(s) per side, {shape.seeds} seed(s), "
+        f"{shape.epochs} student epochs"
+        + (
+            f": validation was still improving at epoch {plateau} when the probe's time ended, so this is a lower bound"
+            if lower
+            else f": validation plateaued at epoch {plateau} in the probe"
+            if plateau
+            else ""
+        )
+        + ")",
+        lower_bound=lower,
+    )
+
+
 def fit_students(
     full: Shape,
     limit_s: float,
     costs: Costs,
     floor: int,
-    min_epochs: Callable[[], tuple[int, int | None] | tuple[int, int | None, bool]],
+    min_epochs: Callable[[], ProbeResult],
     trials_cuttable: bool = True,
     order: tuple[str, ...] = ("trials", "seeds", "student_epochs"),
     patience: int | None = None,
@@ -102,77 +206,27 @@ def fit_students(
     that will never run."""
     if costs.students_s(full) <= limit_s:
         return StudentPlan(full, costs.students_s(full))
-    probed: list[tuple] = []
-
-    def probe() -> tuple:
-        if not probed:
-            probed.append(tuple(min_epochs()))
-        return probed[0]
-
+    probe = _LazyProbe(min_epochs)
     if patience is not None:
-        first = probe()
-        if not (len(first) > 2 and first[2]) and first[1] is not None:
-            costs = replace(costs, expected_epochs=expected_epochs(full.epochs, int(first[0]), patience))
+        costs = _early_stopping_costs(costs, full, probe, patience)
         if costs.students_s(full) <= limit_s:
-            return StudentPlan(full, costs.students_s(full), (), first[1], costs.expected_epochs)
+            return StudentPlan(full, costs.students_s(full), (), probe().plateau, costs.expected_epochs)
     cuts: list[str] = []
-    shape, plateau, lower = full, None, False
-
-    def done() -> StudentPlan:
-        seen = plateau if plateau is not None else (probed[0][1] if probed else None)
-        return StudentPlan(shape, costs.students_s(shape), tuple(cuts), seen, costs.expected_epochs)
-
+    shape, epochs_probe = full, None
     for step in order:
+        cut = None
         if step == "trials" and trials_cuttable:
-            for trials in range(shape.trials - 1, 0, -1):
-                shape = shape._replace(trials=trials)
-                if costs.students_s(shape) <= limit_s:
-                    break
-            if shape.trials != full.trials:
-                cuts.append(f"trials per side {full.trials} -> {shape.trials}")
+            shape, cut = _cut_trials(shape, full, limit_s, costs)
         elif step == "seeds":
-            for seeds in range(shape.seeds - 1, floor - 1, -1):
-                shape = shape._replace(seeds=seeds)
-                if costs.students_s(shape) <= limit_s:
-                    break
-            if shape.seeds != full.seeds:
-                cuts.append(
-                    f"seeds {full.seeds} -> {shape.seeds}"
-                    + (" (the floor for a verdict)" if shape.seeds == floor >= 2 else "")
-                )
+            shape, cut = _cut_seeds(shape, full, limit_s, costs, floor)
         elif step == "student_epochs":
-            per_epoch = costs.students_s(shape._replace(epochs=1))
-            fit = int(limit_s // per_epoch) if per_epoch > 0 else full.epochs
-            probe_ = probe()
-            need, plateau = min(probe_[0], full.epochs), probe_[1]
-            lower = len(probe_) > 2 and bool(probe_[2])
-            epochs = max(need, min(fit, shape.epochs))
-            if epochs != full.epochs:
-                where = (
-                    f"the probe's validation was still improving at epoch {plateau} when its time ended"
-                    if lower
-                    else f"the probe's validation plateaued at epoch {plateau}"
-                    if plateau
-                    else "the smallest useful schedule"
-                )
-                cuts.append(f"student epochs {full.epochs} -> {epochs} (not below {need}: {where})")
-            shape = shape._replace(epochs=epochs)
+            shape, cut, epochs_probe = _cut_epochs(shape, full, limit_s, costs, probe)
+        if cut is not None:
+            cuts.append(cut)
         if costs.students_s(shape) <= limit_s:
-            return done()
-    return Infeasible(
-        costs.students_s(shape),
-        shape,
-        f"the smallest experiment that can answer ({shape.trials} trial(s) per side, {shape.seeds} seed(s), {shape.epochs} student epochs"
-        + (
-            f": validation was still improving at epoch {plateau} when the probe's time ended, so this is a lower bound"
-            if lower
-            else f": validation plateaued at epoch {plateau} in the probe"
-            if plateau
-            else ""
-        )
-        + ")",
-        lower_bound=lower,
-    )
+            seen = probe.result.plateau if probe.result is not None else None
+            return StudentPlan(shape, costs.students_s(shape), tuple(cuts), seen, costs.expected_epochs)
+    return _infeasible(shape, costs, epochs_probe)
 
 
 def expected_epochs(cap: int, min_epochs: int, patience: int) -> int:
@@ -239,9 +293,11 @@ class BudgetRules:
     cut_order: tuple[str, ...] = field(default=("trials", "seeds", "student_epochs"))
 
     @classmethod
-    def from_rules(cls, rules: Mapping[str, object]) -> BudgetRules:
-        b = rules["budget"]
-        return cls(**{k: (tuple(b[k]) if k == "cut_order" else b[k]) for k in cls.__dataclass_fields__})  # type: ignore[index]
+    def from_rules(cls, rules: Mapping[str, Any]) -> BudgetRules:
+        budget = rules["budget"]
+        values = {k: budget[k] for k in cls.__dataclass_fields__}
+        values["cut_order"] = tuple(values["cut_order"])
+        return cls(**values)
 
     def reserve_s(self, budget_s: float) -> float:
         """Evaluation reserve: the rule's seconds, but never more than a fifth of a small budget."""

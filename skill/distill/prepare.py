@@ -63,7 +63,7 @@ def check_leaks(data: Dataset) -> list[str]:
     """Refuse a user's transfer set that contains test rows (the teacher would label the test set for the student);
     return warnings for test rows that also appear among the training or validation rows."""
     test = set(_keys(data.X_test))
-    moved = len(data.unlabeled_from_train_index) if data.unlabeled_from_train_index is not None else 0
+    moved = len(data.unlabeled_from_train_index)
     external = data.X_unlabeled[moved:]  # X_unlabeled = rows moved from the train split, then the user's own rows
     leaked = sum(k in test for k in _keys(external))
     if leaked:

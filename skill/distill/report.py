@@ -78,7 +78,8 @@ class Comparison(BaseModel):
         description="Exact McNemar test on the saved seed's paired test predictions (Dietterich 1998)"
     )
     verdict: Literal["gain", "loss", "no_gain", "no_verdict", "inconclusive"] = Field(
-        description="gain/loss only when the combined interval excludes 0, the exact test over rows agrees and the teacher beats scratch; "
+        description="gain/loss only when the combined interval excludes 0, the exact test over rows agrees and the "
+        "teacher beats scratch; "
         "no_verdict below the rules' seed_floor_for_verdict paired seeds; "
         "inconclusive when the teacher is no better than a scratch student"
     )
@@ -147,7 +148,10 @@ class Settings(BaseModel):
     steps_distilled: int
     steps_scratch: int
     teacher_epochs: int | None = Field(
-        description="Most epochs for a teacher trained here (early stopping on validation ends it sooner); None for a given teacher"
+        description=(
+            "Most epochs for a teacher trained here (early stopping on validation ends it sooner); None for a given "
+            "teacher"
+        )
     )
     augment: str
     transfer_set_size: int
@@ -234,7 +238,9 @@ class Artifacts(BaseModel):
     scaler: str | None = Field(None, description="safetensors with 'mean' and 'std': feed the student (x - mean) / std")
     saved_student: str | None = Field(
         None,
-        description="Which student the weights file holds: the distilled one, or scratch when distillation did not help",
+        description=(
+            "Which student the weights file holds: the distilled one, or scratch when distillation did not help"
+        ),
     )
 
 
@@ -248,7 +254,9 @@ class DistillReport(BaseModel):
     scratch: ModelMetrics | None
     distilled: ModelMetrics | None
     gain_points: float | None = Field(
-        description="Distilled minus scratch test accuracy of the saved seed's pair, in points (see comparison for all seeds)"
+        description=(
+            "Distilled minus scratch test accuracy of the saved seed's pair, in points (see comparison for all seeds)"
+        )
     )
     teacher_share_kept: float | None = Field(description="Distilled accuracy / teacher accuracy")
     compression_ratio: float | None

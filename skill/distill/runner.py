@@ -49,7 +49,8 @@ def run_quick_distill(
                 raise
             raise InputError(
                 "time_budget_s",
-                f"the time budget ran out before the teacher finished an epoch; raise time_budget_s (now {cfg.time_budget_s:g} s)",
+                "the time budget ran out before the teacher finished an epoch; raise time_budget_s (now "
+                f"{cfg.time_budget_s:g} s)",
             ) from None
         trials = stages.students(ctx, data, nets_, choice, plan, teacher)
         report = evaluate(ctx, data, nets_, choice, plan, teacher, trials)
@@ -62,7 +63,7 @@ def run_quick_distill(
     return report
 
 
-# ---- evaluate + verdict ------------------------------------------------------------------------------------------------
+# ---- evaluate + verdict ----------------------------------------------------------------------------------------------
 def evaluate(
     ctx: Context, data: Data, nets_: Nets, choice: MethodChoice, plan: Plan, teacher: Teachers, trials: Trials
 ) -> DistillReport:
@@ -161,7 +162,8 @@ def _ties(rows: list[Trial], n_val: int) -> list[str]:
         if r.selected and r.tied:
             sides.setdefault(r.role, []).append(r.seed)
     return [
-        f"the {side} trials tied on validation for seed(s) {', '.join(map(str, seeds))} (the best within {tie_rows} of {n_val} rows of "
+        f"the {side} trials tied on validation for seed(s) {', '.join(map(str, seeds))} (the best within {tie_rows} "
+        f"of {n_val} rows of "
         "the next): which of them was selected is noise"
         for side, seeds in sides.items()
     ]
@@ -180,10 +182,16 @@ def _reference(
             if r.member.role == "peer" and r.seed == cfg.seed and r.result.val_accuracy >= 0
         ]
         module = EnsembleTeacher(peers, [1.0] * len(peers)) if peers else None
-        what = f"online has no teacher: the 'teacher' is the average of the {cfg.num_peers} peers' probabilities (seed {cfg.seed}), {cfg.num_peers}x one student"
+        what = (
+            f"online has no teacher: the 'teacher' is the average of the {cfg.num_peers} peers' probabilities (seed "
+            f"{cfg.seed}), {cfg.num_peers}x one student"
+        )
     elif cfg.topology == "self":
         module = saved.scratch.result.model if saved else None
-        what = "self has no teacher: the 'teacher' is generation 0 (the selected scratch student), the same size (compression 1x)"
+        what = (
+            "self has no teacher: the 'teacher' is generation 0 (the selected scratch student), the same size "
+            "(compression 1x)"
+        )
     elif nets_.cached_logits:
         probs = torch.softmax(torch.from_numpy(nets_.cached_logits["test"]), 1).numpy()
         return (
@@ -232,7 +240,7 @@ def _settings(
 ) -> Settings:
     cfg = ctx.cfg
     scratch, learner = (saved.scratch, saved.learner) if saved else (None, None)
-    given = not cfg.teacher == "train"
+    given = cfg.teacher != "train"
     return Settings(
         seed=cfg.seed,
         method=choice.name,
@@ -273,8 +281,10 @@ def _settings(
         if cfg.topology in ("teacher_student", "ensemble")
         else [],
         distilled_lr_rule=(
-            "each seed's distilled trials train at the learning rate its scratch search selected (the common protocol: the "
-            "baseline's tuned optimiser settings are reused, then T and the loss weight are tuned), so both sides search the "
+            "each seed's distilled trials train at the learning rate its scratch search selected (the common "
+            "protocol: the "
+            "baseline's tuned optimiser settings are reused, then T and the loss weight are tuned), so both sides "
+            "search the "
             "same learning rates and are each the best of the same number of trials"
         ),
         device=f"{ctx.device.type} ({ctx.device_reason})",
@@ -314,7 +324,7 @@ def _diagnose(
     compression: float | None,
     choice: MethodChoice,
 ) -> None:
-    """kd_diagnose_failure on the saved student's predictions, then the quality gates with the saved student's real T."""
+    """kd_diagnose_failure on the saved student's predictions, then the quality gates with that student's real T."""
     if distilled_probs is None:
         return
     from skill.diagnose import diagnose_failure
@@ -356,17 +366,20 @@ def _summary(r: DistillReport) -> str:
     the interval is about (the saved seed's own values beside them), so the headline and the gain agree."""
     parts = [f"teacher {r.teacher.accuracy:.4f}"]
     c = r.comparison
-    several = c is not None and len(c.pairs) > 1 and c.scratch_mean_accuracy is not None
+    # the comparison when there are several paired seeds to report means of, else None
+    several = c if c is not None and len(c.pairs) > 1 and c.scratch_mean_accuracy is not None else None
     seed = r.settings.seed
     if r.scratch:
         parts.append(
-            f"scratch {c.scratch_mean_accuracy:.4f} (mean of {len(c.pairs)} seeds; seed {seed}: {r.scratch.accuracy:.4f})"  # type: ignore[union-attr]
+            f"scratch {several.scratch_mean_accuracy:.4f} (mean of {len(several.pairs)} seeds; seed {seed}: "
+            f"{r.scratch.accuracy:.4f})"
             if several
             else f"scratch {r.scratch.accuracy:.4f}"
         )
     if r.distilled:
         parts.append(
-            f"distilled {c.distilled_mean_accuracy:.4f} (mean of {len(c.pairs)} seeds; seed {seed}: {r.distilled.accuracy:.4f}, "  # type: ignore[union-attr]
+            f"distilled {several.distilled_mean_accuracy:.4f} (mean of {len(several.pairs)} seeds; seed {seed}: "
+            f"{r.distilled.accuracy:.4f}, "
             f"ECE {r.distilled.ece:.3f})"
             if several
             else f"distilled {r.distilled.accuracy:.4f} (ECE {r.distilled.ece:.3f})"
@@ -379,7 +392,7 @@ def _summary(r: DistillReport) -> str:
     return "; ".join(parts + r.warnings)
 
 
-# ---- artifacts ------------------------------------------------------------------------------------------------------------
+# ---- artifacts -------------------------------------------------------------------------------------------------------
 def save_artifacts(cfg: DistillConfig, data: Data, trials: Trials, report: DistillReport) -> None:
     """The student the verdict recommends, with the input scaling it was trained with."""
     keep = report.artifacts.saved_student or "distilled"

@@ -1,4 +1,5 @@
-"""Where the runner's files come from: descriptors the server opened (race-free), or plain paths (the CLI user's own files).
+"""Where the runner's files come from: descriptors the server opened (race-free), or plain paths (the CLI user's
+own files).
 
 The MCP server resolves every path once and hands the worker open descriptors; the worker registers them here
 under the path shown to the user, and the loaders ask `open_binary` / `output_dir_fd` instead of re-opening a
@@ -91,5 +92,5 @@ def size_of(shown: str) -> int:
 
 
 def redact_paths(text: str) -> str:
-    """Absolute paths in a message from torch or a teacher become <path>: the client learns nothing about the machine."""
+    """Absolute paths in a message from torch or a teacher become <path>: the client learns nothing of the machine."""
     return _ABSOLUTE_PATH.sub("<path>", text)

@@ -74,7 +74,7 @@ class Progress:
     def hook(self, phase: str, epochs: int, roles: list[str]) -> Callable[[int, float, list[float]], None]:
         def on_epoch(epoch: int, loss: float, val: list[float]) -> None:
             self.done += 1
-            best = {r: max(v for v, rr in zip(val, roles) if rr == r) for r in dict.fromkeys(roles)}
+            best = {r: max(v for v, rr in zip(val, roles, strict=True) if rr == r) for r in dict.fromkeys(roles)}
             accs = " ".join(f"{r} {v:.4f}" for r, v in best.items())
             self.say(f"{phase}: epoch {epoch}/{epochs} loss {loss:.4f} val_acc {accs}")
 
@@ -98,10 +98,11 @@ class Context:
         return get_rules().runner["selection"]
 
 
-# ---- 1. load --------------------------------------------------------------------------------------------------------
+# ---- 1. load ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Data:
-    """The standardised split, its scaler, and the tensors training reads (on the run's device; X_test stays on the CPU)."""
+    """The standardised split, its scaler, and the tensors training reads (on the run's device; X_test stays on the
+    CPU)."""
 
     dataset: Dataset
     scaler: Scaler
@@ -149,7 +150,7 @@ def load(ctx: Context) -> Data:
     return Data(d, scaler, tensors, tuple(warnings))
 
 
-# ---- 2. architecture and sizes ----------------------------------------------------------------------------------------
+# ---- 2. architecture and sizes ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Nets:
     """The architecture, both sizes (and why the student has its size), and a given teacher when there is one."""
@@ -202,24 +203,26 @@ def architecture(ctx: Context, data: Data) -> Nets:
             "feature_loss",
             "attention transfer needs convolutional nets: set arch to cnn (square images) or cnn1d (sequences)",
         )
-    teacher_hidden = (
+    hidden = (
         list(cfg.teacher_hidden)
         if ("teacher_hidden" in cfg.model_fields_set or arch == "mlp")
         else list(CONV_TEACHER_DEFAULT)
     )
     if cfg.teacher != "train":
         teacher_kind(Path(cfg.teacher))  # an unknown extension is refused before any work
-    check_run_size(
-        cfg, arch, d, teacher_hidden=teacher_hidden
-    )  # every parameter and the work per step, against the budget
-    external, cached, source, teacher_params = None, {}, "trained here", 0
+    # every parameter and the work per step, against the budget
+    check_run_size(cfg, arch, d, teacher_hidden=hidden)
+    teacher_hidden: list[int] | None = hidden  # None when a given teacher takes the place of one trained here
+    external: torch.nn.Module | None = None
+    cached: dict[str, np.ndarray] = {}
+    source, teacher_params = "trained here", 0
     if cfg.teacher != "train":
-        external, cached, source = _load_user_teacher(cfg, data, arch, teacher_hidden, Path(cfg.teacher))
+        external, cached, source = _load_user_teacher(cfg, data, arch, hidden, Path(cfg.teacher))
         teacher_hidden = None
         teacher_params = netlib.count_params(external) if external is not None else 0
     elif cfg.topology in ("teacher_student", "ensemble"):
         teacher_params = netlib.count_params(
-            netlib.build(arch, d.X_train.shape[1], teacher_hidden, d.num_classes, d.image_side)
+            netlib.build(arch, d.X_train.shape[1], hidden, d.num_classes, d.image_side)
         )
     depth = 1 if arch == "mlp" else 2
     if cfg.student_hidden:
@@ -234,7 +237,10 @@ def architecture(ctx: Context, data: Data) -> Nets:
             student_hidden = netlib.student_hidden_for(
                 arch, d.X_train.shape[1], reference, cfg.target_compression, d.num_classes, d.image_side, depth
             )
-            reason = f"target_compression {cfg.target_compression:g}x of {'the teacher' if teacher_params else 'a teacher of teacher_hidden'} ({reference:,} parameters)"
+            reason = (
+                f"target_compression {cfg.target_compression:g}x of "
+                f"{'the teacher' if teacher_params else 'a teacher of teacher_hidden'} ({reference:,} parameters)"
+            )
         else:
             student_hidden, reason = _student_for_unknown_teacher(ctx, data, arch)
     student_params = netlib.count_params(
@@ -282,16 +288,17 @@ def _student_for_unknown_teacher(ctx: Context, data: Data, arch: str) -> tuple[l
         if params <= cap and seconds <= budget:
             chosen = hidden
             why = (
-                f"the teacher was given as logits (size unknown), so the student is the largest {arch} of {[list(c) for c in candidates]} "
-                f"with at most {float(rules['params_per_row']):g} parameters per training row ({params:,} <= {cap:,.0f} for {rows:,} rows) "
-                f"whose {members} trials x {cfg.epochs} epochs fit the budget by their arithmetic (about {seconds:.0f} s)"
+                f"the teacher was given as logits (size unknown), so the student is the largest {arch} of "
+                f"{[list(c) for c in candidates]} with at most {float(rules['params_per_row']):g} parameters per "
+                f"training row ({params:,} <= {cap:,.0f} for {rows:,} rows) whose {members} trials x {cfg.epochs} "
+                f"epochs fit the budget by their arithmetic (about {seconds:.0f} s)"
             )
             break
     if chosen is None:
         chosen = candidates[-1]
         why = (
-            f"the teacher was given as logits (size unknown); no candidate of {candidates} fits {rows:,} training rows and the budget, "
-            f"so the smallest"
+            f"the teacher was given as logits (size unknown); no candidate of {candidates} fits {rows:,} training "
+            "rows and the budget, so the smallest"
         )
     return chosen, why
 
@@ -305,12 +312,13 @@ def _load_user_teacher(
             "topology", f"{cfg.topology} trains its own nets here; a given teacher needs topology teacher_student"
         )
     if teacher_kind(path) == "logits":
-        n_total = len(d.train_index) + len(d.val_index) + len(d.unlabeled_from_train_index)  # type: ignore[arg-type]
+        n_total = len(d.train_index) + len(d.val_index) + len(d.unlabeled_from_train_index)
         cached = load_logits(path, n_total, len(d.X_test), d.num_classes)
         if cfg.method in ("feature", "relation") or cfg.augment != "none":
             raise InputError(
                 "teacher",
-                "precomputed logits support method response or cascade without augmentation; feature, relation and augmented runs need a teacher module",
+                "precomputed logits support method response or cascade without augmentation; feature, relation and "
+                "augmented runs need a teacher module",
             )
         tl = cached["logits_train"]
         unl = np.concatenate(
@@ -319,8 +327,9 @@ def _load_user_teacher(
         if len(unl) != len(d.X_unlabeled):
             raise InputError(
                 "teacher",
-                f"logits_unlabeled must have {len(d.X_unlabeled) - len(d.unlabeled_from_train_index)} rows aligned with X_unlabeled",
-            )  # type: ignore[arg-type]
+                f"logits_unlabeled must have {len(d.X_unlabeled) - len(d.unlabeled_from_train_index)} rows aligned "
+                "with X_unlabeled",
+            )
         return (
             None,
             {"kd": np.concatenate([tl[d.train_index], unl]), "test": cached["logits_test"]},
@@ -336,7 +345,8 @@ def _load_user_teacher(
     except Exception as exc:
         raise InputError(
             "teacher",
-            f"{path.name} failed on two training rows: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
+            f"{path.name} failed on two training rows: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
         ) from exc
     if (
         not isinstance(logits, torch.Tensor)
@@ -346,13 +356,14 @@ def _load_user_teacher(
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise InputError(
             "teacher",
-            f"{path.name} must return logits of shape (rows, {d.num_classes}) (or a tuple starting with them); got {shape}",
+            f"{path.name} must return logits of shape (rows, {d.num_classes}) (or a tuple starting with them); got "
+            f"{shape}",
         )
     kind = "safetensors weights" if teacher_kind(path) == "safetensors" else "TorchScript"
     return module, {}, f"given: {kind} ({path.name})"
 
 
-# ---- 3. method ------------------------------------------------------------------------------------------------------------
+# ---- 3. method -------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MethodChoice:
     name: str
@@ -364,6 +375,7 @@ class MethodChoice:
 def method(ctx: Context, data: Data, nets: Nets) -> MethodChoice:
     cfg = ctx.cfg
     compression = nets.teacher_params / nets.student_params if nets.teacher_params else cfg.target_compression
+    name: str  # the caller's method, or the one recommend_method names
     if cfg.method != "auto":
         # only a method the caller named is "fixed"; the default is not a choice anyone made
         name, reason = (
@@ -464,7 +476,7 @@ def trials_full(cfg: DistillConfig, choice: MethodChoice) -> int:
     return {"online": cfg.num_peers, "self": cfg.generations}.get(cfg.topology, len(choice.settings))
 
 
-# ---- 4. plan: threads, costs from measured steps, the teacher's share, the student experiment that fits -------------------
+# ---- 4. plan: threads, costs from measured steps, the teacher's share, the student experiment that fits --------------
 @dataclass(frozen=True)
 class Plan:
     threads: int
@@ -503,8 +515,9 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         stacked = nets.student_params * full.trials * full.seeds * 2
         raise InputError(
             "seeds",
-            f"{full.trials * full.seeds * 2} students of {nets.student_params:,} weights each ({stacked:,} in all) exceed the "
-            f"{MAX_STACKED_WEIGHTS:,} a quick distill trains at once: reduce seeds, temperature_grid, weight_grid or the student size",
+            f"{full.trials * full.seeds * 2} students of {nets.student_params:,} weights each ({stacked:,} in all) "
+            f"exceed the {MAX_STACKED_WEIGHTS:,} a quick distill trains at once: reduce seeds, temperature_grid, "
+            "weight_grid or the student size",
         )
     macs = (
         cfg.batch_size
@@ -580,9 +593,8 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
                 f"{cfg.time_budget_s:g} s cannot fit "
                 + ("a teacher trained until it converges and " if trains_teacher else "")
                 + f"{fitted.reason}: "
-                f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to {needed:.0f}"
-                + (" or more" if fitted.lower_bound else "")
-                + ", "
+                f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to "
+                f"{needed:.0f}" + (" or more" if fitted.lower_bound else "") + ", "
                 "or lower seeds, temperature_grid or epochs yourself",
             )
         shape, cuts, plateau = fitted.shape, list(fitted.cuts), fitted.plateau_epoch
@@ -590,7 +602,8 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         students_full = costs.students_s(full)  # at the epochs early stopping is expected to use
         if cuts:
             warnings.append(
-                f"the full experiment needs about {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: cut "
+                f"the full experiment needs about {students_full + teacher_need:.0f} s but the budget leaves "
+                f"{left:.0f} s: cut "
                 + "; ".join(cuts)
                 + (" (the teacher was not cut: it keeps its share)" if trains_teacher else "")
             )
@@ -598,7 +611,8 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         shape, cuts, plateau = full, [], None
         if students_full + teacher_need > left:
             warnings.append(
-                f"estimated {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: the run will stop part-way (fit_to_budget is off)"
+                f"estimated {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: the run will "
+                "stop part-way (fit_to_budget is off)"
             )
     estimate = round((min(teacher_need, share) if share is not None else 0.0) + costs.students_s(shape), 1)
     ctx.progress.total = float(
@@ -607,7 +621,8 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
     ctx.wall.plan = time.monotonic() - t0
     ctx.progress.say(
         f"plan: teacher first ({'up to ' + format(share, '.0f') + ' s' if share is not None else 'given'}), then "
-        f"{shape.trials} trial(s) per side x {shape.seeds} seed(s) x {shape.epochs} epochs, {threads} thread(s), about {estimate:.0f} s"
+        f"{shape.trials} trial(s) per side x {shape.seeds} seed(s) x {shape.epochs} epochs, {threads} thread(s), "
+        f"about {estimate:.0f} s"
     )
     report = PlanReport(
         budget_s=cfg.time_budget_s,
@@ -755,7 +770,7 @@ def tie_rows(ctx: Context) -> int:
     return int(ctx.selection["tie_rows"])
 
 
-# ---- 5. teachers ----------------------------------------------------------------------------------------------------------
+# ---- 5. teachers -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Teachers:
     """The teacher the students learn from (None for online/self and for given logits) and how its training ended."""
@@ -812,12 +827,14 @@ def teachers(ctx: Context, data: Data, nets: Nets, plan: Plan) -> Teachers:
     warnings = []
     if stopped_by == "budget_share":
         warnings.append(
-            f"the teacher used its whole budget share ({share:.0f} s, {first.epochs_run} epochs) while validation accuracy was still "
-            "improving: it may be under-trained; a larger time_budget_s lets it train until it converges"
+            f"the teacher used its whole budget share ({share:.0f} s, {first.epochs_run} epochs) while validation "
+            "accuracy was still improving: it may be under-trained; a larger time_budget_s lets it train until it "
+            "converges"
         )
     elif stopped_by == "epoch_cap":
         warnings.append(
-            f"the teacher reached teacher_epochs ({plan.teacher_epochs}) before validation stopped improving: raise teacher_epochs"
+            f"the teacher reached teacher_epochs ({plan.teacher_epochs}) before validation stopped improving: raise "
+            "teacher_epochs"
         )
     module = (
         EnsembleTeacher([r.model for r in results], list(cfg.ensemble_weights or [r.val_accuracy for r in results]))
@@ -831,7 +848,7 @@ def teachers(ctx: Context, data: Data, nets: Nets, plan: Plan) -> Teachers:
     return Teachers(module, first.epochs_run, stopped_by, tuple(warnings))
 
 
-# ---- 6. students: the scratch search, then the learners at the learning rate scratch selected ------------------------------
+# ---- 6. students: the scratch search, then the learners at the learning rate scratch selected ------------------------
 class TrialRun(NamedTuple):
     member: Member
     result: Result
@@ -860,7 +877,8 @@ class Trials:
     replanned: tuple[str, ...] = ()
 
     def selected(self, seed: int, roles: tuple[str, ...]) -> TrialRun:
-        """The trial of `seed` with the best validation accuracy among `roles` (the first in search order on equal accuracy)."""
+        """The trial of `seed` with the best validation accuracy among `roles` (the first in search order on equal
+        accuracy)."""
         candidates = [r for r in self.runs if r.member.role in roles and r.seed == seed and r.result.val_accuracy >= 0]
         if not candidates:
             raise LookupError(seed)
@@ -898,7 +916,7 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
                 f"scratch students ({len(rates)} learning rates x {len(seeds)} seed(s))",
             )
         )
-        runs += [TrialRun(m, r) for m, r in zip(scratch, results)]
+        runs += [TrialRun(m, r) for m, r in zip(scratch, results, strict=True)]
         stop = results[0].stopped or "finished"
         if stop == "finished" and cfg.topology in ("teacher_student", "ensemble"):
             restored = _restore_trials(
@@ -948,7 +966,7 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
                     targets=PeerTargets(groups),
                 )
             )
-            runs += [TrialRun(m, r) for m, r in zip(peers, results)]
+            runs += [TrialRun(m, r) for m, r in zip(peers, results, strict=True)]
         else:
             learners = [
                 Member(
@@ -973,7 +991,10 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
                 data.tensors["X"],
                 precomputed=_probe_logits(nets, len(data.tensors["X"]), ctx.device),
             )
-            phase = f"distilled students ({choice.name}, {len(settings)} setting(s) x {len(seeds)} seed(s), at scratch's learning rate)"
+            phase = (
+                f"distilled students ({choice.name}, {len(settings)} setting(s) x {len(seeds)} seed(s), at scratch's "
+                "learning rate)"
+            )
             results = train(
                 _spec(
                     ctx,
@@ -987,7 +1008,7 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
                     hint_dim=hint_dim,
                 )
             )
-            runs += [TrialRun(m, r) for m, r in zip(learners, results)]
+            runs += [TrialRun(m, r) for m, r in zip(learners, results, strict=True)]
         stop = runs[-1].result.stopped or "finished"
     except Stopped as exc:
         stop = exc.reason
@@ -1037,8 +1058,8 @@ def _restore_trials(
     extra = [Member("scratch", seed, lr) for seed in seeds for lr in extra_rates]
     ctx.progress.total += shape.epochs * 2  # one more scratch stack; the distilled stack was counted already
     note = (
-        f"trials per side {shape.trials} -> {shape.trials + len(extra_rates)}: the scratch students finished in {scratch_s:.1f} s "
-        f"({epochs_run} of {shape.epochs} epochs), leaving {left:.0f} s; the cut learning rates "
+        f"trials per side {shape.trials} -> {shape.trials + len(extra_rates)}: the scratch students finished in "
+        f"{scratch_s:.1f} s ({epochs_run} of {shape.epochs} epochs), leaving {left:.0f} s; the cut learning rates "
         f"{', '.join(format(lr, 'g') for lr in extra_rates)} trained as a second scratch stack"
     )
     results2 = train(
@@ -1051,7 +1072,7 @@ def _restore_trials(
             f"scratch students, restored ({len(extra_rates)} learning rate(s) x {len(seeds)} seed(s))",
         )
     )
-    runs = [TrialRun(m, r) for m, r in zip(extra, results2)]
+    runs = [TrialRun(m, r) for m, r in zip(extra, results2, strict=True)]
     return runs, shape._replace(trials=shape.trials + len(extra_rates)), list(rates) + extra_rates, note
 
 
@@ -1079,7 +1100,7 @@ def _replan(ctx: Context, plan: Plan) -> tuple[Shape, tuple[str, ...]]:
     return shape, tuple(changes)
 
 
-def _spec(ctx: Context, data: Data, nets: Nets, members: list[Member], epochs: int, phase: str, **kw) -> TrainSpec:  # type: ignore[no-untyped-def]
+def _spec(ctx: Context, data: Data, nets: Nets, members: list[Member], epochs: int, phase: str, **kw: Any) -> TrainSpec:
     t = data.tensors
     return TrainSpec(
         build=nets.build_student,
@@ -1128,7 +1149,9 @@ def _teacher_targets(
     hint_dim = None
     if choice.name == "feature" and cfg.feature_loss == "fitnet":
         with torch.no_grad():
-            hint_dim = split_outputs(teacher(nets.to_teacher(X[:2])))[1].shape[-1]  # type: ignore[union-attr]
+            feat = split_outputs(teacher(nets.to_teacher(X[:2])))[1]
+        assert feat is not None, "method() refuses the FitNets hint for a teacher without features"
+        hint_dim = feat.shape[-1]
     return targets, hint_dim
 
 
@@ -1165,14 +1188,14 @@ def _generations(
                 targets=targets,
             )
         )
-        runs += [TrialRun(m, r, g + 1) for m, r in zip(members, results)]
+        runs += [TrialRun(m, r, g + 1) for m, r in zip(members, results, strict=True)]
         if results[0].stopped:
             break
         previous = [r.model for r in results]
     return runs
 
 
-# ---- rows for the report ----------------------------------------------------------------------------------------------------
+# ---- rows for the report ---------------------------------------------------------------------------------------------
 def _rows_right(accuracy: float, n_val: int) -> int:
     """Validation rows a trial got right: accuracies are float32 means (94/95 - 92/95 = 2.0000026 rows), so ties are
     decided on whole rows, never on a fraction with a tolerance."""

@@ -3,9 +3,11 @@ ensemble that averages probabilities, or the other peers of deep mutual learning
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,13 +27,17 @@ class SoftTargets(Protocol):
     def get(self, index: torch.Tensor, x_in: torch.Tensor, student_logits: torch.Tensor) -> TargetBatch: ...
 
 
-def split_outputs(out: object) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+# what a net's forward returns: the runner's nets give (logits, features, maps); a teacher may give logits alone
+NetOutput = torch.Tensor | tuple[Any, ...] | list[Any]
+
+
+def split_outputs(out: NetOutput) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
     """(logits, features or None, maps) from a net's forward; a logits-only teacher has no features."""
     if isinstance(out, (tuple, list)):
         feat = out[1] if len(out) > 1 and isinstance(out[1], torch.Tensor) else None
         maps = list(out[2]) if len(out) > 2 and isinstance(out[2], (list, tuple)) else []
         return out[0], feat, maps
-    return out, None, []  # type: ignore[return-value]
+    return out, None, []
 
 
 class EnsembleTeacher(nn.Module):
@@ -45,10 +51,12 @@ class EnsembleTeacher(nn.Module):
         self.weights = [w / total for w in weights]
         self.lead = max(range(len(weights)), key=lambda i: self.weights[i])
 
-    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         outs = [split_outputs(m(x)) for m in self.members]
-        probs = sum(w * F.softmax(o[0], dim=-1) for w, o in zip(self.weights, outs))
-        return torch.log(probs.clamp_min(1e-12)), outs[self.lead][1], outs[self.lead][2]  # type: ignore[union-attr]
+        probs = functools.reduce(
+            operator.add, [w * F.softmax(o[0], dim=-1) for w, o in zip(self.weights, outs, strict=True)]
+        )
+        return torch.log(probs.clamp_min(1e-12)), outs[self.lead][1], outs[self.lead][2]
 
 
 class TeacherTargets:
@@ -87,7 +95,8 @@ class TeacherTargets:
                 part = x[start : start + 8192]
                 chunks.append(split_outputs(teacher(self.to_teacher(part) if self.to_teacher else part)))
         logits = torch.cat([c[0] for c in chunks])
-        feat = torch.cat([c[1] for c in chunks]) if chunks[0][1] is not None else None  # type: ignore[misc]
+        # one net gives every chunk: all have features or none has
+        feat = torch.cat([c[1] for c in chunks if c[1] is not None]) if chunks[0][1] is not None else None
         maps = [torch.cat([c[2][k] for c in chunks]) for k in range(len(chunks[0][2]))] if self.need_maps else []
         return logits, feat, maps
 
@@ -100,9 +109,13 @@ class TeacherTargets:
                 )
             parts = [self.cached[int(t)] for t in self.assignment]
             return TargetBatch(
-                torch.stack([p[0][i] for p, i in zip(parts, index)]),
-                torch.stack([p[1][i] for p, i in zip(parts, index)]) if parts[0][1] is not None else None,
-                [torch.stack([p[2][k][i] for p, i in zip(parts, index)]) for k in range(len(parts[0][2]))] or None,
+                torch.stack([p[0][i] for p, i in zip(parts, index, strict=True)]),
+                # the teachers are nets of one kind: all have features or none has
+                torch.stack([p[1][i] for p, i in zip(parts, index, strict=True) if p[1] is not None])
+                if parts[0][1] is not None
+                else None,
+                [torch.stack([p[2][k][i] for p, i in zip(parts, index, strict=True)]) for k in range(len(parts[0][2]))]
+                or None,
             )
         # inputs are augmented (or maps too big to keep): run the teacher on every member's batch
         if self.single:  # one call on all members' rows at once
@@ -118,7 +131,7 @@ class TeacherTargets:
             outs.append(self._run(self.teachers[t], x_in[i]))
         return TargetBatch(
             torch.stack([o[0] for o in outs]),
-            torch.stack([o[1] for o in outs]) if outs[0][1] is not None else None,
+            torch.stack([o[1] for o in outs if o[1] is not None]) if outs[0][1] is not None else None,
             [torch.stack([o[2][k] for o in outs]) for k in range(len(outs[0][2]))] or None,
         )
 
@@ -127,7 +140,7 @@ class PeerTargets:
     """Deep mutual learning (Zhang et al. 2018): each peer's target is the mean probability of the other peers of
     its group on the same batch (detached); members outside a group get their own output (a zero KL term)."""
 
-    def __init__(self, groups: list[int | None]) -> None:
+    def __init__(self, groups: Sequence[int | None]) -> None:
         M = len(groups)
         A = torch.zeros(M, M)
         for i, g in enumerate(groups):

@@ -1,4 +1,5 @@
-"""Get a teacher from the user: precomputed logits (.npz), safetensors weights of one of the runner's own nets, or TorchScript.
+"""Get a teacher from the user: precomputed logits (.npz), safetensors weights of one of the runner's own nets, or
+TorchScript.
 
 Trust: logits and safetensors are data, read without pickle and within size caps. TorchScript is a program (it can
 read and write files, loop forever), so it is loaded only where the policy allows it: the CLI (the user's own file,
@@ -17,6 +18,7 @@ import torch
 from skill.distill import nets, sources
 from skill.distill.bounded import LOGIT_MEMBERS, read_npz_members
 from skill.distill.sources import TORCHSCRIPT_REFUSED, redact_paths
+from skill.distill.targets import NetOutput
 from skill.errors import InputError
 
 MAX_WEIGHTS_BYTES = 2 * 1024**3
@@ -30,7 +32,8 @@ def load_torchscript(path: Path) -> torch.nn.Module:
         raise InputError("teacher", TORCHSCRIPT_REFUSED)
     if TORCHSCRIPT_POLICY == "warn":
         sys.stderr.write(
-            f"warning: teacher {path.name} is TorchScript, a program that runs with your permissions; load only files you trust\n"
+            f"warning: teacher {path.name} is TorchScript, a program that runs with your permissions; load only files "
+            "you trust\n"
         )
     with sources.open_binary(str(path), "teacher") as handle:
         try:
@@ -46,27 +49,27 @@ def load_torchscript(path: Path) -> torch.nn.Module:
 
 
 class _Guarded(torch.nn.Module):
-    """A TorchScript teacher whose run-time failure becomes one line naming the teacher, not an interpreter traceback."""
+    """A TorchScript teacher whose run-time failure becomes one line naming the teacher, not an interpreter
+    traceback."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
         self.inner = inner
 
-    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> NetOutput:
         try:
             return self.inner(x)
         except Exception as exc:  # torch.jit.Error, or RuntimeError("...failed in the TorchScript interpreter...")
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            last = redact_paths(lines[-1] if lines else "no message")[
-                :200
-            ]  # a teacher must not probe the disk through its errors
-            raise InputError(
-                "teacher", f"the TorchScript teacher failed while running: {last}"
-            ) from exc  # cause: operator log
+            # a teacher must not probe the disk through its errors
+            last = redact_paths(lines[-1] if lines else "no message")[:200]
+            # the cause goes to the operator's log
+            raise InputError("teacher", f"the TorchScript teacher failed while running: {last}") from exc
 
 
 def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:
-    """Teacher logits aligned with the dataset: logits_train (all X_train rows), logits_test, optional logits_val, logits_unlabeled."""
+    """Teacher logits aligned with the dataset: logits_train (all X_train rows), logits_test, optional logits_val,
+    logits_unlabeled."""
     with sources.open_binary(str(path), "teacher") as handle:
         arrays = read_npz_members(handle, path.name, "teacher", LOGIT_MEMBERS)
     for key, rows in (("logits_train", n_train_total), ("logits_test", n_test)):
@@ -83,7 +86,8 @@ def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -
 
 def net_spec_metadata(arch: str, hidden: list[int], scaler: dict[str, torch.Tensor] | None = None) -> dict[str, str]:
     """What a safetensors file needs to say to be loaded back as a teacher (written with every student): the net, and
-    the input scaling it was trained with, so a later run can feed it raw inputs (the scaler file beside it says the same)."""
+    the input scaling it was trained with, so a later run can feed it raw inputs (the scaler file beside it says the
+    same)."""
     meta = {"kd_arch": arch, "kd_hidden": json.dumps([int(h) for h in hidden])}
     if scaler is not None:
         meta |= {
@@ -96,13 +100,16 @@ def net_spec_metadata(arch: str, hidden: list[int], scaler: dict[str, torch.Tens
 class Standardised(torch.nn.Module):
     """A saved student with the input scaling it was trained with in front: it takes raw inputs, as teachers do."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, net: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
         self.net = net
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
 
-    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> NetOutput:
         return self.net((x - self.mean) / self.std)
 
 
@@ -131,7 +138,8 @@ def _input_scaling(meta: dict[str, str], name: str, in_features: int) -> tuple[t
 def load_safetensors(
     path: Path, arch: str, hidden: list[int], in_features: int, num_classes: int, side: int | None
 ) -> torch.nn.Module:
-    """Weights for one of the runner's nets: the architecture from the file's metadata (kd_arch, kd_hidden) or the request."""
+    """Weights for one of the runner's nets: the architecture from the file's metadata (kd_arch, kd_hidden) or the
+    request."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -147,13 +155,8 @@ def load_safetensors(
             else {}
         )
         state = load(blob)
-    except (
-        SafetensorError,
-        ValueError,
-        UnicodeDecodeError,
-        AttributeError,
-        RecursionError,
-    ) as exc:  # RecursionError: a deeply nested header
+    # RecursionError: a deeply nested header
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
         raise InputError("teacher", f"{path.name} is not a readable safetensors file ({str(exc)[:120]})") from exc
     if "kd_arch" in meta:
         arch = meta["kd_arch"]
@@ -166,8 +169,8 @@ def load_safetensors(
     if arch not in ("mlp", "cnn", "cnn1d") or not hidden or any(not 1 <= h <= 4096 for h in hidden) or len(hidden) > 6:
         raise InputError(
             "teacher",
-            f"{path.name}: architecture {arch!r} {hidden} is not one of the runner's nets (mlp, cnn or cnn1d, 1-6 sizes in 1..4096); "
-            "set arch and teacher_hidden to the net the weights belong to",
+            f"{path.name}: architecture {arch!r} {hidden} is not one of the runner's nets (mlp, cnn or cnn1d, 1-6 "
+            "sizes in 1..4096); set arch and teacher_hidden to the net the weights belong to",
         )
     try:
         module = nets.build(arch, in_features, hidden, num_classes, side)

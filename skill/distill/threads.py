@@ -30,7 +30,8 @@ def choose_threads(requested: int | None, macs_per_step: float) -> tuple[int, st
     if macs_per_step < ONE_THREAD_BELOW:
         return (
             1,
-            f"{macs_per_step / 1e6:.1f} M multiply-adds per step: one thread is fastest at this size and never oversubscribes",
+            f"{macs_per_step / 1e6:.1f} M multiply-adds per step: one thread is fastest at this size and never "
+            "oversubscribes",
         )
     n = min(MAX_AUTO_THREADS, free_cores())
     return n, f"{macs_per_step / 1e6:.0f} M multiply-adds per step: {n} thread(s), the cores not busy with other work"

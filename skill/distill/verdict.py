@@ -54,7 +54,8 @@ def compare(
     floor = verdict_seed_floor()
     rows = stats.rows_sign_test(scratch_correct, distilled_correct)
     alpha = float(get_rules().runner["verdict"]["rows_test_alpha"])
-    teacher_interval, teacher_better = None, None
+    teacher_interval: list[float] | None = None
+    teacher_better: bool | None = None
     if teacher_correct is not None:
         t_mean, _, _, t_both, _ = _paired(n, scratch_correct, np.broadcast_to(teacher_correct, scratch_correct.shape))
         margin = float(get_rules().runner["verdict"]["teacher_margin_points"])
@@ -62,7 +63,7 @@ def compare(
     observed = f"distilled minus scratch {mean:+.2f} points over {n} paired seed(s), 95% interval {_fmt(both)}" + (
         f" (seeds {_fmt(by_seed)}, test rows {_fmt(by_test)})" if by_seed else f" (test rows {_fmt(by_test)})"
     )
-    if teacher_better is False:
+    if teacher_interval is not None and teacher_better is False:
         verdict = "inconclusive"
         converged_words = (
             "The teacher converged (early stopping on validation), so more time will not help it. "
@@ -70,9 +71,9 @@ def compare(
             else ""
         )
         statement = (
-            f"Inconclusive: the teacher is no better than a scratch student (teacher minus scratch {t_mean:+.2f} points, 95% interval "
-            f"{teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f}), so this run cannot tell whether distillation helps; "  # type: ignore[index]
-            f"{observed}. "
+            f"Inconclusive: the teacher is no better than a scratch student (teacher minus scratch {t_mean:+.2f} "
+            f"points, 95% interval {teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f}), so this run cannot tell "
+            f"whether distillation helps; {observed}. "
             + converged_words
             + f"To get an answer: {inconclusive_advice(teacher_converged, teacher_given)}"
         )
@@ -86,14 +87,14 @@ def compare(
     else:
         verdict = "gain" if both.low > 0 else "loss" if both.high < 0 else "no_gain"
         exact = (
-            f"exact McNemar test on the {rows.discordant} test rows where the sides differ ({rows.favour_b} favour distilled, "
-            f"{rows.favour_a} scratch): p = {rows.p:.3g}"
+            f"exact McNemar test on the {rows.discordant} test rows where the sides differ ({rows.favour_b} favour "
+            f"distilled, {rows.favour_a} scratch): p = {rows.p:.3g}"
         )
         if verdict != "no_gain" and not (rows.p < alpha and (rows.favour_b > rows.favour_a) == (verdict == "gain")):
             verdict = "no_gain"
             noun = (
-                f"no demonstrated change: the interval excludes 0, but the {exact} is not below {alpha:g}, so too few rows "
-                "differ to tell"
+                f"no demonstrated change: the interval excludes 0, but the {exact} is not below {alpha:g}, so too few "
+                "rows differ to tell"
             )
         else:
             noun = {"gain": "a gain", "loss": "a loss", "no_gain": "no demonstrated change (the interval includes 0)"}[
@@ -101,18 +102,20 @@ def compare(
             ]
             if verdict != "no_gain":
                 noun += f" ({exact})"
+        # by_seed is None only for a single seed, which a seed floor of two or more never lets through
+        seed_words = f"seeds {_fmt(by_seed)}, " if by_seed else ""
         statement = (
             f"Distillation changes accuracy by {mean:+.2f} points over {n} paired seeds, 95% interval {_fmt(both)} "
-            f"(seeds {_fmt(by_seed)}, test rows {_fmt(by_test)}): {noun}"
-        )  # type: ignore[arg-type]
-        if teacher_better:
+            f"({seed_words}test rows {_fmt(by_test)}): {noun}"
+        )
+        if teacher_interval is not None and teacher_better:
             statement += (
-                f" (the teacher beats scratch by {teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f} points)"  # type: ignore[index]
+                f" (the teacher beats scratch by {teacher_interval[0]:+.2f} to {teacher_interval[1]:+.2f} points)"
             )
     return Comparison(
         pairs=[
             SeedPair(seed=s, scratch_accuracy=float(a.mean()), distilled_accuracy=float(b.mean()), gain_points=float(g))
-            for s, a, b, g in zip(seeds, scratch_correct, distilled_correct, gains)
+            for s, a, b, g in zip(seeds, scratch_correct, distilled_correct, gains, strict=True)
         ],
         mean_gain_points=mean,
         std_gain_points=float(np.std(gains, ddof=1)) if n > 1 else None,
@@ -151,8 +154,8 @@ def advice(
             )
     elif comparison.verdict == "inconclusive":
         parts.append(
-            "inconclusive: the teacher is no better than a scratch student, so distillation was not tested; keep the scratch student "
-            "and get a better teacher first (what to change is in the comparison)"
+            "inconclusive: the teacher is no better than a scratch student, so distillation was not tested; keep the "
+            "scratch student and get a better teacher first (what to change is in the comparison)"
         )
         keep = "scratch"
     elif comparison.verdict == "gain":
@@ -165,8 +168,8 @@ def advice(
         keep = "scratch"
     else:
         parts.append(
-            f"no verdict from fewer than {verdict_seed_floor()} paired seeds: run seeds >= {verdict_seed_floor()} before choosing "
-            "(the distilled student is saved meanwhile)"
+            f"no verdict from fewer than {verdict_seed_floor()} paired seeds: run seeds >= {verdict_seed_floor()} "
+            "before choosing (the distilled student is saved meanwhile)"
         )
     if ties:
         parts.append("; ".join(ties))

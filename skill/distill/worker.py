@@ -56,7 +56,7 @@ def _address_space() -> int:
 
 
 def _limit_memory(memory_mb: int) -> None:
-    """After the imports: the run may map `memory_mb` more than the loaded libraries (a CUDA build of torch maps gigabytes)."""
+    """After the imports: the run may map `memory_mb` more than the loaded libraries (a CUDA torch maps gigabytes)."""
     if memory_mb > 0:
         limit = _address_space() + memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -87,7 +87,8 @@ def _describe(exc: BaseException) -> tuple[str, str]:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return (
             "failure",
-            f"teacher: the TorchScript teacher failed while running: {redact_paths(lines[-1] if lines else type(exc).__name__)[:200]}",
+            "teacher: the TorchScript teacher failed while running: "
+            f"{redact_paths(lines[-1] if lines else type(exc).__name__)[:200]}",
         )
     first = redact_paths((str(exc).splitlines() or [""])[0])[:200]  # the server's own paths stay private
     return "failure", f"the run failed: {type(exc).__name__}: {first}"
@@ -112,7 +113,7 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
     try:
         from skill.distill import run_quick_distill, sources, teacher
         from skill.distill.config import DistillConfig
-        from skill.distill.runner import run_quick_distill as _load_runner  # noqa: F401  (imports torch before "started")
+        from skill.distill.runner import run_quick_distill as _load_runner  # noqa: F401  (loads torch before "started")
         from skill.distill.write_lock import lock_writes
 
         teacher.TORCHSCRIPT_POLICY = "allow" if job.get("allow_torchscript") else "refuse"
@@ -128,10 +129,11 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
             sources.register_output_dir(output["shown"], output["fd"])
         config = DistillConfig.model_validate(config_data)
         tempfile.gettempdir()  # found (by a test write) and cached now: torch's lazy imports ask for it after the lock
-        # The first optimiser imports torch._dynamo, whose import creates $TMPDIR/torchinductor_<user>: on a machine where
-        # that folder did not exist yet the lock refused it (a CI flake). Import it now, while writes are still allowed.
+        # The first optimiser imports torch._dynamo, whose import creates $TMPDIR/torchinductor_<user>: on a
+        # machine where that folder did not exist yet the lock refused it (a CI flake). Import it now, while writes
+        # are still allowed.
         import joblib  # noqa: F401  (scikit-learn's; its import probes /dev/shm with a semaphore)
-        import torch._dynamo  # noqa: F401
+        import torch._dynamo  # noqa: F401  (creates torchinductor's folder before writes are locked)
 
         _limit_memory(int(job.get("memory_mb", 0)))
         # from here on, no file can be written outside the staging folder (Landlock, where the kernel has it)
@@ -142,7 +144,8 @@ def run(job: dict[str, Any], channel: TextIO) -> None:
         )
         _send(channel, {"type": "result", "report": report.model_dump(mode="json")})
     except Exception as exc:  # every failure becomes one line for the client
-        # the operator's log (the server relays the worker's stderr) keeps the unredacted cause; the client gets one line
+        # the operator's log (the server relays the worker's stderr) keeps the unredacted cause; the client gets
+        # one line
         print("worker failure:", _cause_chain(exc), file=sys.stderr, flush=True)
         kind, text = _describe(exc)
         _send(channel, {"type": "error", "kind": kind, "message": text})

@@ -63,12 +63,18 @@ def lock_writes(writable_dir_fd: int | None) -> str:
                 )
                 != 0
             ):
-                return f"Landlock refused the staging rule ({os.strerror(ctypes.get_errno())}): file writes are not restricted"
+                return (
+                    f"Landlock refused the staging rule ({os.strerror(ctypes.get_errno())}): file writes are not "
+                    "restricted"
+                )
         if (
             libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
             or libc.syscall(_RESTRICT, ruleset, ctypes.c_uint32(0)) != 0
         ):
-            return f"Landlock could not restrict this process ({os.strerror(ctypes.get_errno())}): file writes are not restricted"
+            return (
+                f"Landlock could not restrict this process ({os.strerror(ctypes.get_errno())}): file writes are not "
+                "restricted"
+            )
     finally:
         os.close(ruleset)
     return f"Landlock ABI {abi}: file writes allowed only in the staging folder"

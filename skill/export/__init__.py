@@ -21,6 +21,12 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where they are used: the registry stays free of pydantic models at import
+    from pathlib import Path
+
+    from skill.export.request import ExportRequest, ExportResponse
 
 ENGINES: dict[str, str] = {
     "torchrun": "skill.export.torchrun",  # PyTorch DDP launched by torchrun: vision / tabular classification
@@ -37,7 +43,7 @@ def engine_module(name: str) -> ModuleType:
     return importlib.import_module(ENGINES[name])
 
 
-def export_recipe(request, output_root=None):  # type: ignore[no-untyped-def]
+def export_recipe(request: ExportRequest, output_root: Path | None = None) -> ExportResponse:
     """Validate the request against its engine, write the folder, and describe what was written; with `output_root`
     the folder must lie under it and is written through descriptors (the MCP server)."""
     from skill.export.service import export_recipe as _export

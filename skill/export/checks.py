@@ -10,7 +10,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -41,7 +41,8 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
     if source is None:
         raise InputError(
             field,
-            f"module {module!r} of {spec!r} is not on the Python path; add its folder to PYTHONPATH, or set check_imports false to export for another machine",
+            f"module {module!r} of {spec!r} is not on the Python path; add its folder to PYTHONPATH, or set "
+            "check_imports false to export for another machine",
         )
     try:
         tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
@@ -57,7 +58,8 @@ def check_import_path(spec: str, field: str, search: list[str] | None = None) ->
     if attr not in names and not dynamic:
         raise InputError(
             field,
-            f"module {module!r} ({source.name}) defines no top-level {attr!r} (found: {', '.join(sorted(names)[:12]) or 'nothing'})",
+            f"module {module!r} ({source.name}) defines no top-level {attr!r} (found: "
+            f"{', '.join(sorted(names)[:12]) or 'nothing'})",
         )
     return source
 
@@ -100,11 +102,14 @@ def _replaces_itself(tree: ast.Module) -> bool:
     return False
 
 
-def _npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+def _npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
     version = np.lib.format.read_magic(handle)
     # the header only: the data stays on disk
     read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-    shape, _, dtype = read(handle) if read else np.lib.format._read_array_header(handle, version)
+    if read:
+        shape, _, dtype = read(handle)
+    else:  # format 3.0 (utf-8 field names): numpy's only reader is private, and absent from its type stubs
+        shape, _, dtype = np.lib.format._read_array_header(handle, version)  # type: ignore[attr-defined]
     return shape, dtype
 
 
@@ -124,7 +129,8 @@ def _largest_label(archive: zipfile.ZipFile, key: str, name: str) -> int:
             raise InputError(
                 "data",
                 f"{name}: {key} declares {count:,} labels ({count * dtype.itemsize / 2**20:.0f} MiB); at most "
-                f"{MAX_LABEL_BYTES // 2**20} MiB of labels are checked at export: give a Dataset factory import path instead",
+                f"{MAX_LABEL_BYTES // 2**20} MiB of labels are checked at export: give a Dataset factory import path "
+                "instead",
             )
         largest, left, step = -1, count, max(1, _CHUNK_BYTES // dtype.itemsize)
         while left:
@@ -208,8 +214,9 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
             if size > MAX_FILE_BYTES:
                 raise InputError(
                     "data",
-                    f"{path.name} is {size / 2**20:.0f} MiB; a CSV is checked and loaded up to {MAX_FILE_BYTES // 2**20} MiB "
-                    "(the recipe reads it whole): give a Dataset factory import path 'package.module:factory' instead",
+                    f"{path.name} is {size / 2**20:.0f} MiB; a CSV is checked and loaded up to "
+                    f"{MAX_FILE_BYTES // 2**20} MiB (the recipe reads it whole): give a Dataset factory import path "
+                    "'package.module:factory' instead",
                 )
             with io.TextIOWrapper(
                 raw, newline="", encoding="utf-8-sig"
@@ -219,7 +226,8 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
                 if len(header) > MAX_FEATURES + 1:
                     raise InputError(
                         "data",
-                        f"{path.name} has {len(header):,} columns; at most {MAX_FEATURES + 1:,} (features and the label)",
+                        f"{path.name} has {len(header):,} columns; at most {MAX_FEATURES + 1:,} (features and the "
+                        "label)",
                     )
                 column = label_column if label_column is not None else (header[-1] if header else "")
                 if column not in header:
@@ -235,13 +243,15 @@ def csv_shape(path: Path, label_column: str | None) -> tuple[int, int]:
                     if rows > max_rows:
                         raise InputError(
                             "data",
-                            f"{path.name} has more than {max_rows:,} rows of {len(header):,} columns; the recipe loads a CSV "
-                            f"whole, up to {MAX_CSV_VALUES:,} values: give a Dataset factory import path instead",
+                            f"{path.name} has more than {max_rows:,} rows of {len(header):,} columns; the recipe "
+                            f"loads a CSV whole, up to {MAX_CSV_VALUES:,} values: give a Dataset factory import path "
+                            "instead",
                         )
                     if len(row) > MAX_FEATURES + 1:
                         raise InputError(
                             "data",
-                            f"{path.name} line {reader.line_num} has {len(row):,} fields; the header has {len(header):,}",
+                            f"{path.name} line {reader.line_num} has {len(row):,} fields; the header has "
+                            f"{len(header):,}",
                         )
                     if len(row) > j:
                         labels.add(row[j])
@@ -291,7 +301,8 @@ def check_safetensors(path: Path, field: str) -> None:
         if not 2 <= length <= MAX_SAFETENSORS_HEADER:
             raise InputError(
                 field,
-                f"{path.name} is not a safetensors file (header length {length}; at most {MAX_SAFETENSORS_HEADER // 2**20} MiB)",
+                f"{path.name} is not a safetensors file (header length {length}; at most "
+                f"{MAX_SAFETENSORS_HEADER // 2**20} MiB)",
             )
         try:
             header = json.loads(handle.read(length))
@@ -313,7 +324,8 @@ def check_safetensors(path: Path, field: str) -> None:
         if not fits:
             raise InputError(
                 field,
-                f"{path.name}: tensor {str(name)[:80]!r} does not match its bytes (shape, dtype or offsets); the file is damaged or forged",
+                f"{path.name}: tensor {str(name)[:80]!r} does not match its bytes (shape, dtype or offsets); the file "
+                "is damaged or forged",
             )
 
 

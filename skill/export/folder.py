@@ -1,4 +1,5 @@
-"""Write a recipe into a folder held by descriptor (the MCP server's output folder), so a swapped symlink cannot redirect it.
+"""Write a recipe into a folder held by descriptor (the MCP server's output folder), so a swapped symlink cannot
+redirect it.
 
 The engine writes into a private staging folder; the files are then copied in through the folder's descriptor:
 every step opened with O_NOFOLLOW, every file written under a fresh name and renamed over the old one (a planted
@@ -8,6 +9,7 @@ whose user writes to their own disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -37,10 +39,8 @@ def check_folder(fd: int, shown: str, marker: str) -> None:
 
 
 def _open_subdir(parent: int, name: str) -> int:
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o755, dir_fd=parent)
-    except FileExistsError:
-        pass
     return os.open(name, _DIR_FLAGS, dir_fd=parent)
 
 

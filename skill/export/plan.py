@@ -96,6 +96,7 @@ class Plan:
         default_evidence: str | None = None,
     ) -> Any:
         """Request, then report, then default; the evidence says which one and the numbers behind it."""
+        evidence: str | None
         if given is not None:
             value, evidence = given, "set in the export request"
         elif reported is not None:
@@ -108,7 +109,8 @@ class Plan:
     # ---- what the report says, in words -----------------------------------------------------
 
     def report_settings(self) -> dict[str, Any]:
-        """The report's settings, each kept only when it has the type and range the runner writes (a report is user input)."""
+        """The report's settings, each kept only when it has the type and range the runner writes (a report is user
+        input)."""
         raw = dict(self.report.get("settings") or {}) if self.report else {}
         kept = {k: raw[k] for k in ("method", "topology", "arch") if isinstance(raw.get(k), str) and len(raw[k]) <= 100}
         kept.update(
@@ -177,7 +179,8 @@ class Plan:
         one_seed = isinstance(seeds, dict) and seeds.get("verdict") == "no_verdict"
         if no_gain:
             notes.append(
-                f"the quick distill did not show a gain beyond the noise ({report_text(seeds.get('statement')) or 'see the report'}); the full run may not pay off"
+                "the quick distill did not show a gain beyond the noise "
+                f"({report_text(seeds.get('statement')) or 'see the report'}); the full run may not pay off"
             )
         elif one_seed or (not isinstance(seeds, dict) and _num(r.get("gain_points")) is not None):
             notes.append("the quick distill ran one seed: its gain is not yet evidence (run seeds >= 3)")
@@ -188,8 +191,9 @@ class Plan:
             and not (isinstance(seeds, dict) and seeds.get("gain_beats_noise") is not None)
         ):
             notes.append(
-                f"the quick distill's distilled student scored {-gain:.2f} points BELOW the from-scratch student; check the teacher, "
-                "T and the epochs (or run seeds >= 3) before spending full-scale compute on these settings"
+                f"the quick distill's distilled student scored {-gain:.2f} points BELOW the from-scratch student; "
+                "check the teacher, T and the epochs (or run seeds >= 3) before spending full-scale compute on these "
+                "settings"
             )
         if r.get("complete") is False:
             reason = (

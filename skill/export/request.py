@@ -7,7 +7,7 @@ it with its evidence, else the rule files' default with the rule's reason.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,7 +17,10 @@ from skill.models import Value
 IMPORT_PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
 RUNNER_NETS = ("mlp", "cnn")
 
-EngineName = Literal[tuple(ENGINES)]  # type: ignore[valid-type]  # the registry's names, so the schema lists them
+if TYPE_CHECKING:  # a Literal built at run time is no static type: the checker sees a name
+    EngineName = str
+else:
+    EngineName = Literal[tuple(ENGINES)]  # the registry's names, so the schema lists them
 
 
 def is_import_path(value: str) -> bool:
@@ -32,7 +35,13 @@ class ExportRequest(BaseModel):
     engine: EngineName = Field("torchrun", description=f"Training engine the recipe targets: {', '.join(ENGINES)}")
     engine_options: dict[str, Any] | None = Field(
         None,
-        description="Engine-specific settings, validated by the engine (torchrun: groups, student_sizes, alpha, alpha_reason for the release evidence; trl: beta, lmbda, sampling_temperature, max_new_tokens, max_length, max_steps, gradient_checkpointing, accelerate, num_processes, use_vllm, vllm_mode, teacher_decoding, samples_per_prompt, teacher_sampling_temperature, teacher_top_p, verify, heldout_rows, teacher_server_url, teacher_top_k, serving_temperature)",
+        description=(
+            "Engine-specific settings, validated by the engine (torchrun: groups, student_sizes, alpha, alpha_reason "
+            "for the release evidence; trl: beta, lmbda, sampling_temperature, max_new_tokens, max_length, max_steps, "
+            "gradient_checkpointing, accelerate, num_processes, use_vllm, vllm_mode, teacher_decoding, "
+            "samples_per_prompt, teacher_sampling_temperature, teacher_top_p, verify, heldout_rows, "
+            "teacher_server_url, teacher_top_k, serving_temperature)"
+        ),
     )
     output_dir: str | None = Field(
         None,
@@ -44,14 +53,21 @@ class ExportRequest(BaseModel):
         None,
         min_length=1,
         max_length=1000,
-        description="A quick-distill report.json whose tuned settings and evidence are carried over; fields given here override it",
+        description=(
+            "A quick-distill report.json whose tuned settings and evidence are carried over; fields given here "
+            "override it"
+        ),
     )
     # ---- models -----------------------------------------------------------------------------
     teacher: str | None = Field(
         None,
         min_length=1,
         max_length=300,
-        description="The teacher, in the engine's terms; torchrun: 'mlp' or 'cnn' (the quick-distill runner's nets, sized by teacher_hidden) or an import path 'package.module:factory' returning a torch.nn.Module; default: the report's arch, else 'mlp'",
+        description=(
+            "The teacher, in the engine's terms; torchrun: 'mlp' or 'cnn' (the quick-distill runner's nets, sized by "
+            "teacher_hidden) or an import path 'package.module:factory' returning a torch.nn.Module; default: the "
+            "report's arch, else 'mlp'"
+        ),
     )
     teacher_hidden: list[int] | None = Field(
         None,
@@ -62,13 +78,19 @@ class ExportRequest(BaseModel):
     teacher_weights: str | None = Field(
         None,
         max_length=1000,
-        description="A .safetensors state dict loaded into the teacher; without it a runner-net teacher is trained first by train.py and a factory must return a trained model",
+        description=(
+            "A .safetensors state dict loaded into the teacher; without it a runner-net teacher is trained first by "
+            "train.py and a factory must return a trained model"
+        ),
     )
     student: str | None = Field(
         None,
         min_length=1,
         max_length=300,
-        description="The student, in the engine's terms; torchrun: 'mlp' or 'cnn' (sized by student_hidden) or an import path 'package.module:factory' returning a torch.nn.Module; default: the report's arch, else 'mlp'",
+        description=(
+            "The student, in the engine's terms; torchrun: 'mlp' or 'cnn' (sized by student_hidden) or an import path "
+            "'package.module:factory' returning a torch.nn.Module; default: the report's arch, else 'mlp'"
+        ),
     )
     student_hidden: list[int] | None = Field(
         None,
@@ -81,7 +103,11 @@ class ExportRequest(BaseModel):
         None,
         min_length=1,
         max_length=1000,
-        description="'digits', a .npz (X_train, y_train, X_test, y_test) or .csv file, or an import path 'package.module:factory' called as factory(split) with split 'train' or 'test', returning a torch Dataset of (input, label); default: the report's dataset when it is 'digits'",
+        description=(
+            "'digits', a .npz (X_train, y_train, X_test, y_test) or .csv file, or an import path "
+            "'package.module:factory' called as factory(split) with split 'train' or 'test', returning a torch "
+            "Dataset of (input, label); default: the report's dataset when it is 'digits'"
+        ),
     )
     label_column: str | None = Field(
         None, max_length=200, description="Label column of a .csv (default: the last column)"
@@ -103,8 +129,10 @@ class ExportRequest(BaseModel):
         | None
     ) = Field(
         None,
-        description="Distillation method (cascade trains a response-based student and records the routing threshold); engine trl: token_kd, on_policy_kd, "
-        "sequence_kd, reasoning_trace_kd, draft_model_kd or prune_then_distil",
+        description=(
+            "Distillation method (cascade trains a response-based student and records the routing threshold); engine "
+            "trl: token_kd, on_policy_kd, sequence_kd, reasoning_trace_kd, draft_model_kd or prune_then_distil"
+        ),
     )
     response_loss: Literal["kd", "dkd"] | None = Field(
         None, description="Soft loss for response/cascade: Hinton KD or decoupled KD"
@@ -129,7 +157,10 @@ class ExportRequest(BaseModel):
         None,
         ge=1,
         le=1_000_000,
-        description="Samples per optimizer step over all processes and accumulation steps (default: the report's batch, else 64)",
+        description=(
+            "Samples per optimizer step over all processes and accumulation steps (default: the report's batch, else "
+            "64)"
+        ),
     )
     accumulation_steps: int = Field(
         1, ge=1, le=1024, description="Micro-batches per optimizer step on each process; the loss is divided by it"
@@ -143,14 +174,20 @@ class ExportRequest(BaseModel):
     )
     teacher_cache: bool = Field(
         False,
-        description="Compute the teacher's logits once in a first pass and cache them to disk (response/cascade, deterministic inputs only)",
+        description=(
+            "Compute the teacher's logits once in a first pass and cache them to disk (response/cascade, "
+            "deterministic inputs only)"
+        ),
     )
     baseline: bool = Field(
         False, description="Also train a from-scratch student with the same budget and report it in metrics.json"
     )
     check_imports: bool = Field(
         True,
-        description="Check at export time, without running them, that import paths name an existing module and attribute on this Python path",
+        description=(
+            "Check at export time, without running them, that import paths name an existing module and attribute on "
+            "this Python path"
+        ),
     )
 
     @field_validator("output_dir", "from_report", "data", "teacher_weights", "teacher", "student", "label_column")

@@ -75,7 +75,8 @@ def _write(module: Any, request: ExportRequest, out_dir: Path) -> tuple[list[str
 def _write_under(
     module: Any, request: ExportRequest, output_root: Path
 ) -> tuple[Path, list[str], list[ExportSetting], list[str]]:
-    """Open output_dir under the root once (no symlink followed), stage the recipe privately, copy it in by descriptor."""
+    """Open output_dir under the root once (no symlink followed), stage the recipe privately, copy it in by
+    descriptor."""
     import tempfile
 
     from skill.export.folder import check_folder, copy_into

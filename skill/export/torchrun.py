@@ -129,30 +129,42 @@ def resolve(request: ExportRequest) -> Plan:
     if request.method in LLM_METHODS:
         raise InputError(
             "method",
-            f"{request.method!r} distils a language model; export it with engine 'trl' (torchrun takes response, relation, feature, cascade)",
+            f"{request.method!r} distils a language model; export it with engine 'trl' (torchrun takes response, "
+            "relation, feature, cascade)",
         )
     report = read_report(request.from_report) if request.from_report else None
     plan = Plan(request=request, report=report)
     plan.warnings += plan.report_warnings()
     rs = plan.report_settings()
     rules, quick = _rules(), _quick_defaults()
-    response_hp, tuning, outcome = (
-        rules["methods"]["response"]["hyperparameters"],
-        plan.tuning_evidence(),
-        plan.outcome_evidence(),
-    )
+    tuning, outcome = plan.tuning_evidence(), plan.outcome_evidence()
 
     topology = request.topology or rs.get("topology") or "teacher_student"
     if topology != "teacher_student":
         raise InputError(
             "from_report" if request.topology is None else "topology",
-            f"topology {topology!r} is not exported; torchrun recipes are teacher_student (ensemble, online and self stay in the quick distill)",
+            f"topology {topology!r} is not exported; torchrun recipes are teacher_student (ensemble, online and self "
+            "stay in the quick distill)",
         )
+    source, features, classes = _data_settings(plan, request, options, quick)
+    _model_settings(plan, request, rs, quick, features, classes)
+    _distill_settings(plan, request, rs, rules, quick, tuning)
+    _train_settings(plan, request, options, rs, quick, features)
+    _eval_settings(plan, rules)
+    _release_settings(plan, request, options, outcome)
+    return plan
+
+
+def _data_settings(
+    plan: Plan, request: ExportRequest, options: TorchrunOptions, quick: dict[str, Any]
+) -> tuple[str, int | None, int | None]:
+    """data.*: what train.py reads, checked now; (source, input features, classes), the features without a group
+    column."""
     source, features, classes = _data(plan)
-    arch = rs.get("arch") if rs.get("arch") in RUNNER_NETS else None
     plan.add(
         "data.source",
-        "What train.py trains and tests on (.npz/.csv read without pickle; a factory is called with 'train' and 'test')",
+        "What train.py trains and tests on (.npz/.csv read without pickle; a factory is called with 'train' and "
+        "'test')",
         given=request.data,
         reported=source if request.data is None else None,
         report_evidence="the quick distill's dataset",
@@ -183,7 +195,19 @@ def resolve(request: ExportRequest) -> Plan:
     )
     if options.groups is not None and str(source).endswith(".csv") and features:
         features -= 1  # the group column is evidence, not an input: train.py drops it from the features
+    return source, features, classes
 
+
+def _model_settings(
+    plan: Plan,
+    request: ExportRequest,
+    rs: dict[str, Any],
+    quick: dict[str, Any],
+    features: int | None,
+    classes: int | None,
+) -> None:
+    """teacher.* and student.*: the nets (a runner net, or the user's factory), their sizes checked against the data."""
+    arch = rs.get("arch") if rs.get("arch") in RUNNER_NETS else None
     teacher = _model_spec(request.teacher or arch or "mlp", "teacher", request)
     student = _model_spec(request.student or arch or "mlp", "student", request)
     plan.add(
@@ -215,7 +239,8 @@ def resolve(request: ExportRequest) -> Plan:
         weights = str(path)
     plan.add(
         "teacher.weights",
-        "A trained teacher's state dict (safetensors: tensors only, no code); null: a runner-net teacher is trained first",
+        "A trained teacher's state dict (safetensors: tensors only, no code); null: a runner-net teacher is trained "
+        "first",
         given=weights,
     )
     plan.add(
@@ -238,12 +263,26 @@ def resolve(request: ExportRequest) -> Plan:
         "Hidden sizes of a runner-net student",
         given=request.student_hidden,
         reported=rs.get("student_hidden"),
-        report_evidence=f"the quick distill's student ({_ratio((plan.report or {}).get('compression_ratio'))} smaller than its teacher)",
+        report_evidence=(
+            f"the quick distill's student ({_ratio((plan.report or {}).get('compression_ratio'))} smaller than its "
+            "teacher)"
+        ),
         default=[32],
         default_evidence="a small MLP for the demo; size it from your budget (kd_score_distillation)",
     )
     _check_sizes(plan, features, classes)
 
+
+def _distill_settings(
+    plan: Plan,
+    request: ExportRequest,
+    rs: dict[str, Any],
+    rules: dict[str, Any],
+    quick: dict[str, Any],
+    tuning: str | None,
+) -> None:
+    """distill.*: the method and its loss weights, from the request, the quick distill's tuning, or method.yaml."""
+    response_hp = rules["methods"]["response"]["hyperparameters"]
     method = plan.add(
         "distill.method",
         "What the student learns from the teacher",
@@ -265,7 +304,9 @@ def resolve(request: ExportRequest) -> Plan:
         "Relation method's loss",
         given=request.relation_loss,
         default=quick["relation_loss"],
-        default_evidence="the quick distill's default: SP measured about +2.5 points over logit KD on a capacity-limited student",
+        default_evidence=(
+            "the quick distill's default: SP measured about +2.5 points over logit KD on a capacity-limited student"
+        ),
     )
     plan.add(
         "distill.topology",
@@ -307,7 +348,8 @@ def resolve(request: ExportRequest) -> Plan:
         )
     if method == "feature":
         plan.warnings.append(
-            "feature exports the FitNets hint: the models must return (logits, features, ...); attention transfer stays in the quick distill"
+            "feature exports the FitNets hint: the models must return (logits, features, ...); attention transfer "
+            "stays in the quick distill"
         )
     if method == "cascade":
         plan.add(
@@ -320,7 +362,8 @@ def resolve(request: ExportRequest) -> Plan:
     if request.teacher_cache and method in ("relation", "feature"):
         raise InputError(
             "teacher_cache",
-            f"caches logits only, but method {method!r} needs the teacher's features every step; set teacher_cache false",
+            f"caches logits only, but method {method!r} needs the teacher's features every step; set teacher_cache "
+            "false",
         )
     plan.add(
         "distill.teacher_cache",
@@ -330,6 +373,16 @@ def resolve(request: ExportRequest) -> Plan:
         default_evidence="off: right for deterministic inputs only (no random augmentation)",
     )
 
+
+def _train_settings(
+    plan: Plan,
+    request: ExportRequest,
+    options: TorchrunOptions,
+    rs: dict[str, Any],
+    quick: dict[str, Any],
+    features: int | None,
+) -> None:
+    """train.*: the schedule, batch and seed, the same for one process or many."""
     plan.add(
         "train.epochs",
         "Student epochs; distillation needs a longer schedule than cross-entropy (at least twice)",
@@ -399,6 +452,10 @@ def resolve(request: ExportRequest) -> Plan:
         default=None,
         default_evidence="none: pass --student-sizes W1,W2 to train.py for the curve",
     )
+
+
+def _eval_settings(plan: Plan, rules: dict[str, Any]) -> None:
+    """eval.*: how train.py measures the student, within the release check's raw limits."""
     plan.add(
         "eval.ece_bins",
         "Equal-width confidence bins for the expected calibration error",
@@ -424,6 +481,10 @@ def resolve(request: ExportRequest) -> Plan:
         default=256,
         default_evidence="the quick distill's throughput batch",
     )
+
+
+def _release_settings(plan: Plan, request: ExportRequest, options: TorchrunOptions, outcome: Any) -> None:
+    """release.* and evidence.*: what the release check scores the student at, and what the quick distill measured."""
     report_alpha = _float((plan.report or {}).get("alpha"))
     alpha_rule = next(b for b in get_rules().alpha["tree"] if "when" not in b)
     plan.add(
@@ -445,7 +506,6 @@ def resolve(request: ExportRequest) -> Plan:
             default=outcome,
             default_evidence=f"from {request.from_report}",
         )
-    return plan
 
 
 def _ratio(value: Any) -> str:
@@ -482,7 +542,8 @@ def _check_sizes(plan: Plan, features: int | None, classes: int | None) -> None:
         if sp > tp:
             raise InputError(
                 "student_hidden",
-                f"{plan.value('student.hidden')} gives the student {sp:,} parameters, more than the teacher's {tp:,}; choose smaller widths",
+                f"{plan.value('student.hidden')} gives the student {sp:,} parameters, more than the teacher's {tp:,}; "
+                "choose smaller widths",
             )
         plan.warnings.append(f"sizes: teacher {tp:,} parameters, student {sp:,} ({tp / sp:.1f}x smaller)")
 
@@ -535,10 +596,12 @@ def _readme(plan: Plan) -> str:
     evidence = plan.settings.get("evidence.quick_distill")
     notes = "".join(f"{chr(10)}- {w}" for w in plan.warnings)
     notes = f"{chr(10)}Read before spending compute:{notes}{chr(10)}" if notes else ""
+    teacher, student, method = (plan.value(k) for k in ("teacher.model", "student.model", "distill.method"))
+    temperature, kd_weight = plan.value("distill.temperature"), plan.value("distill.kd_loss_weight")
     return f"""# Distillation recipe (torchrun + DDP)
 
-Written by `kd-skill export`. `train.py` distils `{plan.value("teacher.model")}` into `{plan.value("student.model")}` with
-method `{plan.value("distill.method")}` at T = {plan.value("distill.temperature")} and soft-loss weight {plan.value("distill.kd_loss_weight")};
+Written by `kd-skill export`. `train.py` distils `{teacher}` into `{student}` with
+method `{method}` at T = {temperature} and soft-loss weight {kd_weight};
 every setting, its reason and its evidence are in `config.yaml`.
 {f"{chr(10)}Evidence: {evidence.value}{chr(10)}" if evidence else ""}{notes}
 Needs: Python 3.10+, `torch`, `numpy`, `pyyaml` and `safetensors`.
@@ -556,7 +619,8 @@ User models and data factories (`package.module:factory`) are imported: put thei
 | N GPUs, one machine | `{cmds["N GPUs, one machine"]}` |
 | several nodes (run on each) | `{cmds["several nodes"].split("  #")[0]}` |
 
-- The backend follows the hardware: nccl on GPUs, gloo on CPUs. AMP (bfloat16, or float16 with a gradient scaler) is on for GPUs.
+- The backend follows the hardware: nccl on GPUs, gloo on CPUs. AMP (bfloat16, or float16 with a gradient scaler) is on
+  for GPUs.
 - `train.global_batch_size` is the batch of one optimizer step over all processes: each process takes
   global / (processes x accumulation steps), so 1 or 8 GPUs follow the same optimisation path.
 - Every epoch rank 0 writes `checkpoint-<phase>.pt` atomically; start the same command again to resume
@@ -570,9 +634,10 @@ User models and data factories (`package.module:factory`) are imported: put thei
   capacity-cliff check needs.
 - A runner-net teacher without `teacher.weights` is trained first (its weights land in `teacher.safetensors`).
 - The saved student is the last epoch's (no early stopping at full scale): validate it on held-out data of your own.
-- `train.py` imports and calls the factories named in `config.yaml` (`package.module:factory`): read them before running it.
-- Flags: `--epochs`, `--teacher-epochs`, `--accumulation-steps`, `--baseline`, `--student-sizes`, `--output-dir`, `--no-resume`,
-  `--cpu`, `--config`.
+- `train.py` imports and calls the factories named in `config.yaml` (`package.module:factory`): read them before
+  running it.
+- Flags: `--epochs`, `--teacher-epochs`, `--accumulation-steps`, `--baseline`, `--student-sizes`, `--output-dir`,
+  `--no-resume`, `--cpu`, `--config`.
 
 ## Settings
 

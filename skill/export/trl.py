@@ -104,7 +104,9 @@ class Options(BaseModel):
     )
     gradient_checkpointing: bool = Field(
         True,
-        description="Recompute activations in the backward pass: less memory, about a third more compute (TRL's default)",
+        description=(
+            "Recompute activations in the backward pass: less memory, about a third more compute (TRL's default)"
+        ),
     )
     accelerate: Literal["multi_gpu", "fsdp", "deepspeed_zero3"] = Field(
         "multi_gpu", description="Launch of accelerate.yaml: data parallel, FSDP2, or DeepSpeed ZeRO-3"
@@ -139,7 +141,8 @@ class Options(BaseModel):
         None,
         max_length=300,
         description="On-policy: the teacher behind `trl vllm-serve` at this URL "
-        "(TRL's experimental ServerDistillationTrainer, top-k log-probabilities); the trainer then holds only the student",
+        "(TRL's experimental ServerDistillationTrainer, top-k log-probabilities); the trainer then holds only the "
+        "student",
     )
     serving_temperature: float | None = Field(
         None,
@@ -197,7 +200,8 @@ def _model_spec(value: str | None, field: str) -> str | None:
         if not folder.is_dir():
             raise InputError(
                 field,
-                f"{value!r} is not a folder; give a Hugging Face model folder (config.json, model.safetensors) or a hub id",
+                f"{value!r} is not a folder; give a Hugging Face model folder (config.json, model.safetensors) or a "
+                "hub id",
             )
         return str(folder)
     if not HUB_ID.fullmatch(value):
@@ -284,7 +288,8 @@ def resolve(request: ExportRequest) -> Plan:
     if method not in LLM_METHODS:
         raise InputError(
             "method",
-            f"{method!r} is a classification method; engine trl takes {', '.join(LLM_METHODS)} (kd_recommend_method with task_type generation)",
+            f"{method!r} is a classification method; engine trl takes {', '.join(LLM_METHODS)} (kd_recommend_method "
+            "with task_type generation)",
         )
     hp = llm["methods"][method]["hyperparameters"]
 
@@ -295,7 +300,8 @@ def resolve(request: ExportRequest) -> Plan:
     if method not in SEQUENCE and teacher is None:
         raise InputError(
             "teacher",
-            f"{method} needs the teacher's logits: give its model folder or hub id (an API-only teacher: use sequence_kd)",
+            f"{method} needs the teacher's logits: give its model folder or hub id (an API-only teacher: use "
+            "sequence_kd)",
         )
 
     plan.add(
@@ -373,7 +379,8 @@ def resolve(request: ExportRequest) -> Plan:
     if batch % (accumulation * options.num_processes):
         raise InputError(
             "global_batch_size",
-            f"{batch} is not a multiple of accumulation_steps x num_processes ({accumulation} x {options.num_processes})",
+            f"{batch} is not a multiple of accumulation_steps x num_processes ({accumulation} x "
+            f"{options.num_processes})",
         )
     _require_one_batch(plan, method, rows, completed, batch)
     trainer_name = plan.value("distill.trainer")
@@ -401,13 +408,15 @@ def resolve(request: ExportRequest) -> Plan:
     trainer = plan.value("distill.trainer")
     plan.add(
         "versions.trl",
-        "TRL version the recipe was written for (DistillationTrainer is stable; GKDTrainer lives in trl.experimental and can change)",
+        "TRL version the recipe was written for (DistillationTrainer is stable; GKDTrainer lives in trl.experimental "
+        "and can change)",
         default=_installed("trl"),
         default_evidence="installed where the recipe was exported",
     )
     plan.add(
         "versions.trl_fields_checked",
-        f"Arguments of the installed TRL's {TRL_CONFIGS[trainer][1] if trainer in TRL_CONFIGS else 'SFTConfig'} this recipe passes",
+        f"Arguments of the installed TRL's {TRL_CONFIGS[trainer][1] if trainer in TRL_CONFIGS else 'SFTConfig'} this "
+        "recipe passes",
         default=_check_trl_signature(plan, trainer),
         default_evidence="read from the installed TRL's source at export (train.py checks again at start)",
     )
@@ -415,7 +424,8 @@ def resolve(request: ExportRequest) -> Plan:
 
 
 def _check_trl_signature(plan: Plan, trainer: str) -> str:
-    """The installed TRL's config class must take the arguments train.py passes; read its dataclass fields from source."""
+    """The installed TRL's config class must take the arguments train.py passes; read its dataclass fields from
+    source."""
     if trainer not in TRL_CONFIGS:
         return "not needed: SFTConfig takes only the common training arguments"
     spec = importlib.util.find_spec("trl")  # finds the package without importing it (and torch with it)
@@ -445,8 +455,8 @@ def _check_trl_signature(plan: Plan, trainer: str) -> str:
     missing = [f for f in TRL_FIELDS[trainer] if f not in fields]
     if missing:
         plan.warnings.append(
-            f"the installed TRL's {name} has no {', '.join(missing)}: train.py will stop at start; install the TRL version "
-            "the recipe names or export again with a TRL that has them"
+            f"the installed TRL's {name} has no {', '.join(missing)}: train.py will stop at start; install the TRL "
+            "version the recipe names or export again with a TRL that has them"
         )
         return f"missing in the installed TRL: {', '.join(missing)}"
     return f"{name}: {', '.join(TRL_FIELDS[trainer])} present"
@@ -494,15 +504,16 @@ def _tokenizer_length(folder: Path) -> int | None:
     data = _read_json(folder / "tokenizer.json", MAX_TOKENIZER_BYTES)
     if not isinstance(data, dict) or not isinstance((data.get("model") or {}).get("vocab"), dict):
         return None
-    ids = set(data["model"]["vocab"].values()) | {
+    found = set(data["model"]["vocab"].values()) | {
         t.get("id") for t in data.get("added_tokens") or [] if isinstance(t, dict)
     }
-    ids = {i for i in ids if isinstance(i, int)}
+    ids = {i for i in found if isinstance(i, int)}
     return max(ids) + 1 if ids else None
 
 
 def _vocab_check(plan: Plan, teacher: str | None, student: str) -> None:
-    """Same tokenizer, different vocab_size (Qwen2.5 0.5B-3B vs 7B+): sliceable when the smaller covers the tokenizer."""
+    """Same tokenizer, different vocab_size (Qwen2.5 0.5B-3B vs 7B+): sliceable when the smaller covers the
+    tokenizer."""
     folders = [Path(m) for m in (teacher, student) if m and Path(m).is_absolute()]
     if len(folders) < 2:
         plan.add(
@@ -532,8 +543,9 @@ def _vocab_check(plan: Plan, teacher: str | None, student: str) -> None:
         field = "teacher" if t_rows < s_rows else "student"
         raise InputError(
             field,
-            f"vocab_size {shared} is smaller than the tokenizer's {tokens} tokens (teacher {t_rows}, student {s_rows}): "
-            "the larger head cannot be sliced to it without losing real tokens; use models whose vocab_size covers the tokenizer, or sequence_kd",
+            f"vocab_size {shared} is smaller than the tokenizer's {tokens} tokens (teacher {t_rows}, student "
+            f"{s_rows}): the larger head cannot be sliced to it without losing real tokens; use models whose "
+            "vocab_size covers the tokenizer, or sequence_kd",
         )
     cut = "teacher" if t_rows > s_rows else "student"
     covered = f"tokenizer {tokens} tokens" if tokens is not None else "tokenizer length checked at start"
@@ -544,8 +556,9 @@ def _vocab_check(plan: Plan, teacher: str | None, student: str) -> None:
         default_evidence=f"config.json of both models; {covered}; rows past the tokenizer are padding (TRL PR 6252)",
     )
     plan.warnings.append(
-        f"vocab_size differs (teacher {t_rows}, student {s_rows}) over one tokenizer: train.py cuts the {cut}'s embedding and head to "
-        f"the shared {shared} rows at start, since rows past the tokenizer are padding; TRL would otherwise stop at start"
+        f"vocab_size differs (teacher {t_rows}, student {s_rows}) over one tokenizer: train.py cuts the {cut}'s "
+        f"embedding and head to the shared {shared} rows at start, since rows past the tokenizer are padding; TRL "
+        "would otherwise stop at start"
     )
 
 
@@ -565,68 +578,11 @@ def _method_settings(
     trainer = hp["export_trainer"]
     why_trainer = hp["trl_trainer"]
     temperature = _serving_temperature(plan, method, hp, options, temperature)
-    if (
-        method == "draft_model_kd"
-        and options.sampling_temperature is not None
-        and options.sampling_temperature != (temperature or hp["default_temperature"])
-    ):
-        raise InputError(
-            "engine_options",
-            f"sampling_temperature {options.sampling_temperature} differs from the loss temperature "
-            f"{temperature or hp['default_temperature']}: a draft is distilled at its serving temperature for both "
-            "(DistillationTrainer); GKDTrainer could split them but computes its loss at T = 1. Set temperature "
-            "or engine_options.serving_temperature instead",
-        )
-    if method in ON_POLICY and (
-        (options.lmbda is not None and options.lmbda < 1)
-        or (
-            options.sampling_temperature is not None
-            and options.sampling_temperature != (temperature or hp["default_temperature"])
-        )
-    ):
-        trainer = "GKDTrainer"
-        why_trainer = (
-            "GKDTrainer (trl.experimental): DistillationTrainer cannot express this plan, since it samples every batch from the student "
-            "(no lmbda below 1) and uses one temperature for sampling and loss"
-        )
-        plan.warnings.append(
-            "trainer switched to GKDTrainer (trl.experimental): DistillationTrainer has no lmbda below 1 and one "
-            "temperature for sampling and loss; GKDTrainer's loss runs at T = 1 whatever the sampling temperature"
-        )
+    trainer, why_trainer = _gkd_if_needed(plan, method, hp, options, temperature, trainer, why_trainer)
+    loss_t = _loss_temperature(method, hp, trainer, temperature)
     low, high = hp["temperature_range"]
-    loss_t = temperature if temperature is not None else hp["default_temperature"]
-    if not low <= loss_t <= high:
-        where = (
-            "GKDTrainer's loss runs at T = 1"
-            if trainer == "GKDTrainer"
-            else (
-                "sequence-level methods train with plain cross-entropy"
-                if trainer == "SFTTrainer"
-                else f"{method} takes {low} to {high}"
-            )
-        )
-        raise InputError(
-            "temperature",
-            f"{temperature} given, but {where}; the sampling temperature of student generations is "
-            "engine_options.sampling_temperature",
-        )
     if options.teacher_server_url is not None:
-        if trainer != "DistillationTrainer":
-            raise InputError(
-                "engine_options",
-                f"teacher_server_url serves the teacher to on-policy KD (on_policy_kd, draft_model_kd at lmbda 1); {method} runs {trainer}",
-            )
-        if not SERVER_URL.fullmatch(options.teacher_server_url):
-            raise InputError(
-                "engine_options", f"teacher_server_url {options.teacher_server_url!r} is not an http(s)://host:port URL"
-            )
-        trainer, why_trainer = (
-            "ServerDistillationTrainer",
-            (
-                "ServerDistillationTrainer (trl.experimental, may change in any release): the teacher runs "
-                "behind `trl vllm-serve` and returns top-k log-probabilities for the student's samples"
-            ),
-        )
+        trainer, why_trainer = _served_trainer(method, trainer, options.teacher_server_url)
     plan.add("distill.trainer", "The TRL trainer that runs it", default=trainer, default_evidence=why_trainer)
     plan.add(
         "distill.loss_temperature",
@@ -649,6 +605,92 @@ def _method_settings(
     if method in SEQUENCE:
         _sequence_settings(plan, method, hp, options, rows, completed, teacher)
         return
+    beta, lmbda = _student_sampling_settings(plan, hp, options, trainer, loss_t, evidence)
+    if trainer == "ServerDistillationTrainer":
+        _served_teacher_settings(plan, options, beta)
+    _divergence_warnings(plan, method, beta, lmbda, rows, completed)
+
+
+def _gkd_if_needed(
+    plan: Plan, method: str, hp: Any, options: Options, temperature: float | None, trainer: str, why_trainer: str
+) -> tuple[str, str]:
+    """The trainer and why: a draft samples and scores at one temperature, and an on-policy plan DistillationTrainer
+    cannot express (lmbda below 1, a sampling temperature of its own) switches to GKDTrainer."""
+    if (
+        method == "draft_model_kd"
+        and options.sampling_temperature is not None
+        and options.sampling_temperature != (temperature or hp["default_temperature"])
+    ):
+        raise InputError(
+            "engine_options",
+            f"sampling_temperature {options.sampling_temperature} differs from the loss temperature "
+            f"{temperature or hp['default_temperature']}: a draft is distilled at its serving temperature for both "
+            "(DistillationTrainer); GKDTrainer could split them but computes its loss at T = 1. Set temperature "
+            "or engine_options.serving_temperature instead",
+        )
+    if method in ON_POLICY and (
+        (options.lmbda is not None and options.lmbda < 1)
+        or (
+            options.sampling_temperature is not None
+            and options.sampling_temperature != (temperature or hp["default_temperature"])
+        )
+    ):
+        trainer = "GKDTrainer"
+        why_trainer = (
+            "GKDTrainer (trl.experimental): DistillationTrainer cannot express this plan, since it samples every "
+            "batch from the student (no lmbda below 1) and uses one temperature for sampling and loss"
+        )
+        plan.warnings.append(
+            "trainer switched to GKDTrainer (trl.experimental): DistillationTrainer has no lmbda below 1 and one "
+            "temperature for sampling and loss; GKDTrainer's loss runs at T = 1 whatever the sampling temperature"
+        )
+    return trainer, why_trainer
+
+
+def _loss_temperature(method: str, hp: Any, trainer: str, temperature: float | None) -> float:
+    """The loss temperature (given, else the rules' default), refused outside the range the trainer can use."""
+    low, high = hp["temperature_range"]
+    loss_t = temperature if temperature is not None else hp["default_temperature"]
+    if not low <= loss_t <= high:
+        where = (
+            "GKDTrainer's loss runs at T = 1"
+            if trainer == "GKDTrainer"
+            else (
+                "sequence-level methods train with plain cross-entropy"
+                if trainer == "SFTTrainer"
+                else f"{method} takes {low} to {high}"
+            )
+        )
+        raise InputError(
+            "temperature",
+            f"{temperature} given, but {where}; the sampling temperature of student generations is "
+            "engine_options.sampling_temperature",
+        )
+    return loss_t
+
+
+def _served_trainer(method: str, trainer: str, url: str) -> tuple[str, str]:
+    """The trainer and why with a served teacher (teacher_server_url): on-policy KD only, at an http(s)://host:port
+    URL."""
+    if trainer != "DistillationTrainer":
+        raise InputError(
+            "engine_options",
+            "teacher_server_url serves the teacher to on-policy KD (on_policy_kd, draft_model_kd at lmbda 1); "
+            f"{method} runs {trainer}",
+        )
+    if not SERVER_URL.fullmatch(url):
+        raise InputError("engine_options", f"teacher_server_url {url!r} is not an http(s)://host:port URL")
+    return (
+        "ServerDistillationTrainer",
+        "ServerDistillationTrainer (trl.experimental, may change in any release): the teacher runs behind `trl "
+        "vllm-serve` and returns top-k log-probabilities for the student's samples",
+    )
+
+
+def _student_sampling_settings(
+    plan: Plan, hp: Any, options: Options, trainer: str, loss_t: float, evidence: str
+) -> tuple[Any, Any]:
+    """generation.* and the divergence's knobs of the on-policy and token methods; (beta, lmbda)."""
     gen_why = "Generate the student's samples with vLLM (DistillationTrainer's use_vllm): the slow part of on-policy KD"
     plan.add("generation.use_vllm", gen_why, **_option(options, "use_vllm"))
     plan.add(
@@ -685,49 +727,61 @@ def _method_settings(
         else hp.get("sampling_temperature", 1.0),
         default_evidence=evidence,
     )
-    if trainer == "ServerDistillationTrainer":
-        plan.add(
-            "distill.teacher_server_url",
-            "The teacher's vLLM server (start it with `trl vllm-serve --model TEACHER`, which lifts vLLM's 20 log-prob cap)",
-            given=options.teacher_server_url,
+    return beta, lmbda
+
+
+def _served_teacher_settings(plan: Plan, options: Options, beta: Any) -> None:
+    """distill.teacher_server_url and teacher_top_k: what the served teacher returns, and what the loss then sees."""
+    plan.add(
+        "distill.teacher_server_url",
+        "The teacher's vLLM server (start it with `trl vllm-serve --model TEACHER`, which lifts vLLM's 20 log-prob "
+        "cap)",
+        given=options.teacher_server_url,
+    )
+    top_k = _llm_rules()["logit_storage"]["top_k"] if beta == 0 else 1
+    given_k = options.teacher_top_k
+    if given_k is not None and beta > 0 and given_k != 1:
+        raise InputError(
+            "engine_options",
+            f"teacher_top_k {given_k} with beta {beta}: TRL's server distillation supports only top-1 when beta is "
+            "above 0",
         )
-        top_k = _llm_rules()["logit_storage"]["top_k"] if beta == 0 else 1
-        given_k = options.teacher_top_k
-        if given_k is not None and beta > 0 and given_k != 1:
-            raise InputError(
-                "engine_options",
-                f"teacher_top_k {given_k} with beta {beta}: TRL's server distillation supports only top-1 when beta is above 0",
-            )
-        plan.add(
-            "distill.teacher_top_k",
-            "Teacher log-probabilities per token the loss uses, plus one tail bucket for the rest of the mass",
-            given=given_k,
-            default=top_k,
-            default_evidence="beta 0: the top-k of llm_method.yaml logit_storage; beta above 0: TRL supports top-1 only",
-        )
+    plan.add(
+        "distill.teacher_top_k",
+        "Teacher log-probabilities per token the loss uses, plus one tail bucket for the rest of the mass",
+        given=given_k,
+        default=top_k,
+        default_evidence="beta 0: the top-k of llm_method.yaml logit_storage; beta above 0: TRL supports top-1 only",
+    )
+    plan.warnings.append(
+        "the teacher is served: start `trl vllm-serve --model <teacher>` at distill.teacher_server_url before "
+        "train.py; the loss sees the teacher's top-k log-probabilities only (ServerDistillationTrainer is "
+        "experimental)"
+    )
+    if beta > 0:
+        top = _llm_rules()["logit_storage"]["top_k"]
         plan.warnings.append(
-            "the teacher is served: start `trl vllm-serve --model <teacher>` at distill.teacher_server_url before train.py; "
-            "the loss sees the teacher's top-k log-probabilities only (ServerDistillationTrainer is experimental)"
+            f"beta {beta} with a served teacher: TRL's server distillation then uses the teacher's top-1 "
+            "log-probability only (plus a tail bucket), a much weaker target than the full distribution; for a served "
+            f"target use beta 0 (forward KL) with the top-{top} (engine_options beta 0)"
         )
-        if beta > 0:
-            top = _llm_rules()["logit_storage"]["top_k"]
-            plan.warnings.append(
-                f"beta {beta} with a served teacher: TRL's server distillation then uses the teacher's top-1 "
-                f"log-probability only (plus a tail bucket), a much weaker target than the full distribution; "
-                f"for a served target use beta 0 (forward KL) with the top-{top} (engine_options beta 0)"
-            )
+
+
+def _divergence_warnings(plan: Plan, method: str, beta: Any, lmbda: Any, rows: int, completed: int) -> None:
+    """Warnings on beta near an endpoint, a sampling lmbda outside on-policy KD and the pruned student; off-policy
+    batches need the data's completions."""
     margin = _llm_rules()["thresholds"]["beta_endpoint_margin"]
     if 0 < beta < margin or 1 - margin < beta < 1:
         plan.warnings.append(
-            f"beta {beta} is within {margin} of an endpoint: TRL treats exactly 0 and 1 as forward and reverse KL, but near "
-            "them the generalised JSD shrinks towards zero (TRL PR 3043); use 0, 0.5 or 1"
+            f"beta {beta} is within {margin} of an endpoint: TRL treats exactly 0 and 1 as forward and reverse KL, "
+            "but near them the generalised JSD shrinks towards zero (TRL PR 3043); use 0, 0.5 or 1"
         )
     if method in ("token_kd", "prune_then_distil") and lmbda > 0:
         plan.warnings.append(f"lmbda {lmbda} samples from the student: that is on-policy KD, not {method}")
     if method == "prune_then_distil":
         plan.warnings.append(
-            "prune_then_distil: the student folder must already be the pruned teacher (NVIDIA ModelOpt or NeMo prune it); "
-            "this recipe runs the distillation half (forward KL on the teacher's logits)"
+            "prune_then_distil: the student folder must already be the pruned teacher (NVIDIA ModelOpt or NeMo prune "
+            "it); this recipe runs the distillation half (forward KL on the teacher's logits)"
         )
     if lmbda < 1 and completed < rows:
         raise InputError(
@@ -773,12 +827,14 @@ def _serving_temperature(plan: Plan, method: str, hp: Any, options: Options, tem
 def _sequence_settings(
     plan: Plan, method: str, hp: Any, options: Options, rows: int, completed: int, teacher: str | None
 ) -> None:
-    """Who writes the completions and how: greedy (translation practice) or sampled and answer-checked (reasoning traces)."""
+    """Who writes the completions and how: greedy (translation practice) or sampled and answer-checked (reasoning
+    traces)."""
     evidence = f"llm_method.yaml {method}"
     if options.beta is not None or options.lmbda is not None:
         raise InputError(
             "engine_options",
-            f"beta and lmbda are token-level settings; {method} fine-tunes on teacher text (use token_kd or on_policy_kd)",
+            f"beta and lmbda are token-level settings; {method} fine-tunes on teacher text (use token_kd or "
+            "on_policy_kd)",
         )
     if completed < rows and teacher is None:
         raise InputError(
@@ -824,7 +880,8 @@ def _sequence_settings(
     if verify and decoding != "sample":
         raise InputError(
             "engine_options",
-            "verify checks sampled traces; set teacher_decoding sample (one greedy answer per prompt leaves nothing to choose from)",
+            "verify checks sampled traces; set teacher_decoding sample (one greedy answer per prompt leaves nothing "
+            "to choose from)",
         )
     if completed < rows:
         how = (
@@ -835,11 +892,13 @@ def _sequence_settings(
             else "greedy"
         )
         plan.warnings.append(
-            f"{rows - completed} rows have no completion: train.py first generates them with the teacher ({how}, its own tokenizer)"
+            f"{rows - completed} rows have no completion: train.py first generates them with the teacher ({how}, its "
+            "own tokenizer)"
         )
     if method == "reasoning_trace_kd" and not verify:
         plan.warnings.append(
-            "reasoning traces without an answer check: a trace that reaches a wrong answer teaches confident wrong reasoning"
+            "reasoning traces without an answer check: a trace that reaches a wrong answer teaches confident wrong "
+            "reasoning"
         )
 
 
@@ -921,8 +980,8 @@ def _accelerate_yaml(launch: str, processes: int) -> str:
     if launch == "multi_gpu" and processes == 1:
         config = {**config, "distributed_type": "NO"}
     return (
-        "# Accelerate launch config (accelerate launch --config_file accelerate.yaml train.py); TRL ships the same layouts.\n"
-        + yaml.safe_dump(config, sort_keys=True)
+        "# Accelerate launch config (accelerate launch --config_file accelerate.yaml train.py); TRL ships the same "
+        "layouts.\n" + yaml.safe_dump(config, sort_keys=True)
     )
 
 
@@ -937,16 +996,17 @@ def _accelerate_cpu_yaml() -> str:
         "use_cpu": True,
     }
     return (
-        "# One CPU process: the smoke test (accelerate launch --config_file accelerate_cpu.yaml train.py --max-steps 2).\n"
-        + yaml.safe_dump(config, sort_keys=True)
+        "# One CPU process: the smoke test (accelerate launch --config_file accelerate_cpu.yaml train.py --max-steps "
+        "2).\n" + yaml.safe_dump(config, sort_keys=True)
     )
 
 
 NEXT_STEPS = [
     "Run the CPU smoke test first (2 steps): it proves the recipe, the tokenizers and the data on this machine.",
-    "Then launch on GPUs with accelerate.yaml; watch the loss in metrics.json and read generation_evidence.json: the student's held-out NLL, "
-    "its KL from the teacher and next-token agreement, and completions side by side.",
-    "For a draft model, measure the acceptance rate with the target at serving settings; for reasoning, the answer accuracy on held-out problems.",
+    "Then launch on GPUs with accelerate.yaml; watch the loss in metrics.json and read generation_evidence.json: the "
+    "student's held-out NLL, its KL from the teacher and next-token agreement, and completions side by side.",
+    "For a draft model, measure the acceptance rate with the target at serving settings; for reasoning, the answer "
+    "accuracy on held-out problems.",
 ]
 
 
@@ -962,8 +1022,9 @@ def commands(out_dir: Path) -> dict[str, str]:
         "GPUs, one machine": f"accelerate launch --config_file {gpu} {script}",
         # accelerate's num_processes counts every process of the job (it runs num_processes // num_machines per machine)
         "several machines": (
-            f"accelerate launch --config_file {gpu} --num_machines NODES --num_processes TOTAL_GPUS --machine_rank RANK "
-            f"--main_process_ip HOST --main_process_port 29500 {script} --output-dir /shared/run  # on every machine"
+            f"accelerate launch --config_file {gpu} --num_machines NODES --num_processes TOTAL_GPUS --machine_rank "
+            f"RANK --main_process_ip HOST --main_process_port 29500 {script} --output-dir /shared/run  # on every "
+            "machine"
         ),
     }
 
@@ -974,14 +1035,14 @@ def _readme(plan: Plan) -> str:
     method, trainer = plan.value("distill.method"), plan.value("distill.trainer")
     if trainer == "DistillationTrainer":
         loss = (
-            f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples, every batch (on-policy; "
-            "TRL's stable DistillationTrainer)"
+            f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples, every batch "
+            "(on-policy; TRL's stable DistillationTrainer)"
         )
     elif trainer == "ServerDistillationTrainer":
         loss = (
             f"generalised JSD (beta {plan.value('distill.beta')}) on the student's own samples against the top "
-            f"{plan.value('distill.teacher_top_k')} log-probabilities of a teacher served at {plan.value('distill.teacher_server_url')} "
-            "(TRL's experimental ServerDistillationTrainer)"
+            f"{plan.value('distill.teacher_top_k')} log-probabilities of a teacher served at "
+            f"{plan.value('distill.teacher_server_url')} (TRL's experimental ServerDistillationTrainer)"
         )
     elif trainer == "GKDTrainer" and plan.value("distill.lmbda") == 0:
         loss = (
@@ -996,12 +1057,14 @@ def _readme(plan: Plan) -> str:
     else:
         loss = "cross-entropy on the teacher's completions (SFTTrainer)"
     notes = "".join(f"- {w}\n" for w in plan.warnings)
+    trl_version, fields_checked = plan.value("versions.trl"), plan.value("versions.trl_fields_checked")
+    launch, processes = plan.value("launch.accelerate"), plan.value("launch.num_processes")
     return f"""# Language-model distillation recipe (TRL + Accelerate)
 
 Written by `kd-skill export --engine trl`. `train.py` distils `{plan.value("models.teacher")}` into
 `{plan.value("models.student")}` with `{method}`: {loss}, loss at T = {plan.value("distill.loss_temperature")}.
 Every setting, why it has its value and where the value came from are in `config.yaml`.
-Written for TRL {plan.value("versions.trl")} ({plan.value("versions.trl_fields_checked")}); DistillationTrainer is stable,
+Written for TRL {trl_version} ({fields_checked}); DistillationTrainer is stable,
 GKDTrainer lives in `trl.experimental` and may move between releases.
 {f"{chr(10)}Notes:{chr(10)}{notes}" if notes else ""}
 {_memory_section(plan)}
@@ -1016,7 +1079,7 @@ Needs: Python 3.10+, `torch`, `transformers`, `trl`, `datasets`, `accelerate`, `
 | GPUs, one machine | `{cmds["GPUs, one machine"]}` |
 | several machines (run on each) | `{cmds["several machines"].split("  #")[0]}` |
 
-- `accelerate.yaml` holds the launch (`{plan.value("launch.accelerate")}`, {plan.value("launch.num_processes")} processes); edit
+- `accelerate.yaml` holds the launch (`{launch}`, {processes} processes); edit
   `num_processes` to your GPU count. On several machines accelerate counts every process of the job, so the command
   passes the total (`--num_processes TOTAL_GPUS`, machines x GPUs each). DeepSpeed needs `pip install deepspeed`.
 - `train.global_batch_size` is the batch of one optimizer step over all processes: each process takes
@@ -1127,7 +1190,10 @@ def _generation_memory(plan: Plan, teacher: str | None, t_params: int | None, s_
         else "Training: SFT then holds the student alone.\n"
     )
     if teacher is None:
-        return f"## Memory plan\n\nThe data carries the teacher's completions (an API teacher): nothing to generate.\n{student}"
+        return (
+            "## Memory plan\n\nThe data carries the teacher's completions (an API teacher): nothing to "
+            f"generate.\n{student}"
+        )
     new_tokens = plan.value("distill.max_new_tokens")
     samples = plan.value("distill.samples_per_prompt") if plan.value("distill.teacher_decoding") == "sample" else 1
     in_flight = 8 * samples  # train.py generates 8 prompts at a time, each with `samples` sequences
@@ -1141,8 +1207,8 @@ def _generation_memory(plan: Plan, teacher: str | None, t_params: int | None, s_
         tokens = in_flight * plan.value("data.max_length")
         cache = (
             f"KV cache {kv:,} bytes per token (2 x layers x kv_heads x head_dim x 2 bytes, from its config.json): "
-            f"{in_flight} sequences ({samples} per prompt, 8 prompts a batch) x up to {plan.value('data.max_length'):,} "
-            f"tokens = {human_bytes(kv * tokens)}"
+            f"{in_flight} sequences ({samples} per prompt, 8 prompts a batch) x up to "
+            f"{plan.value('data.max_length'):,} tokens = {human_bytes(kv * tokens)}"
         )
     else:
         cache = (
@@ -1159,7 +1225,8 @@ def _generation_memory(plan: Plan, teacher: str | None, t_params: int | None, s_
 
 
 def _memory_section(plan: Plan) -> str:
-    """The teacher's memory per choice, from the models' sizes (safetensors headers) and the rules' bytes per parameter."""
+    """The teacher's memory per choice, from the models' sizes (safetensors headers) and the rules' bytes per
+    parameter."""
     from skill.recommend_llm import memory_plan
 
     method = plan.value("distill.method")
@@ -1170,10 +1237,11 @@ def _memory_section(plan: Plan) -> str:
     if t_params is None:
         spec = _llm_rules()["memory"]
         return (
-            "## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights are "
-            f"{spec['teacher_bytes_per_param']['bf16']:g} bytes per parameter on one GPU, that divided by N under FSDP/ZeRO-3 "
-            "over N GPUs, or none in the trainer with the teacher behind a vLLM server (top-k log-probabilities only); the "
-            f"student's training state is about {spec['student_training_bytes_per_param']:g} bytes per parameter.\n"
+            "## Memory plan\n\nThe teacher is a hub id, so its size was not read at export. Per choice: bf16 weights "
+            f"are {spec['teacher_bytes_per_param']['bf16']:g} bytes per parameter on one GPU, that divided by N under "
+            "FSDP/ZeRO-3 over N GPUs, or none in the trainer with the teacher behind a vLLM server (top-k "
+            "log-probabilities only); the student's training state is about "
+            f"{spec['student_training_bytes_per_param']:g} bytes per parameter.\n"
         )
     memo = memory_plan(t_params, s_params)
     if plan.value("distill.trainer") == "ServerDistillationTrainer":
@@ -1183,6 +1251,6 @@ def _memory_section(plan: Plan) -> str:
         f"## Memory plan\n\nTeacher {t_params:,} parameters"
         + (f", student {s_params:,}" if s_params else "")
         + f" (read from the safetensors headers). {memo['note']}\n\n"
-        f"| choice | memory |\n|---|---|\n{lines}\n\nUse `accelerate.yaml` with fsdp or deepspeed_zero3 (engine_options.accelerate) "
-        "to shard; DistillationTrainer prepares the frozen teacher for DeepSpeed itself.\n"
+        f"| choice | memory |\n|---|---|\n{lines}\n\nUse `accelerate.yaml` with fsdp or deepspeed_zero3 "
+        "(engine_options.accelerate) to shard; DistillationTrainer prepares the frozen teacher for DeepSpeed itself.\n"
     )

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # this folder first: its kd_vendor/ and kd_recipe/ win over anything installed
 from kd_recipe import RecipeError, evidence  # noqa: E402
 from kd_recipe.config import load_config, recorded_plan  # noqa: E402
-from kd_recipe.data import Batches, data_shape, import_object, load_data  # noqa: E402
+from kd_recipe.data import Batches, data_shape, import_object, length, load_data  # noqa: E402
 from kd_recipe.distributed import Dist, atomic_write, log, shard_record  # noqa: E402
 from kd_recipe.teacher import TeacherSignal, cache_teacher_logits, split_outputs  # noqa: E402
 from kd_recipe.weights import load_weights, probe_outputs, save_weights  # noqa: E402
@@ -206,7 +206,9 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
     accum = cfg.train_accumulation_steps
     micro = cfg.train_global_batch_size // (env.world * accum)  # checked at setup: the global batch is fixed
     model.to(env.device)
-    ddp = DDP(model, device_ids=[env.local_rank] if env.cuda else None) if env.world > 1 else model
+    # one process: no DDP wrapper, nothing to all-reduce
+    ddp = DDP(model, device_ids=[env.local_rank] if env.cuda else None) if env.world > 1 else None
+    net = ddp if ddp is not None else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train_learning_rate)
     amp_dtype = None
     if env.cuda and cfg.train_amp == "auto":  # bfloat16 needs no loss scaling; float16 does
@@ -228,14 +230,16 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
         )
     resumed_from = int(state["epoch"])
     # drop_last: every rank gets the same number of rows, so no rank waits at an all-reduce the others skip
-    sampler = DistributedSampler(run.train, env.world, env.rank, shuffle=True, seed=cfg.train_seed, drop_last=True)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        run.train, env.world, env.rank, shuffle=True, seed=cfg.train_seed, drop_last=True
+    )
     loader = Batches(run.train, sampler, micro, cfg.train_workers, env.cuda)
     for epoch in range(resumed_from, epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank, so shards stay disjoint
         torch.manual_seed(cfg.train_seed + 1000 * epoch + env.rank)  # dropout / augmentation draws survive a resume
         if epoch == resumed_from:  # once per run and phase: enough to show the split, cheap for any size
-            shards = shard_record(env, sampler, epoch, len(run.train))  # type: ignore[arg-type]
+            shards = shard_record(env, sampler, epoch, length(run.train))
             state["shards"].append(shards)
             log(
                 env,
@@ -244,7 +248,7 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
                 {"phase": phase, "event": "shards", **shards},
                 run.out,
             )
-        ddp.train()
+        net.train()
         if teacher is not None:
             teacher.model.eval()  # frozen: batch-norm statistics and dropout stay as trained
         loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)  # summed on the device: no sync per step
@@ -255,10 +259,10 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
             group_size = accum if i // accum < steps - 1 else len(loader) - (steps - 1) * accum  # the last may be short
             last_in_group = (i + 1) % accum == 0 or i + 1 == len(loader)
             # all-reduce once per optimizer step, not once per micro-batch
-            sync = contextlib.nullcontext() if last_in_group or env.world == 1 else ddp.no_sync()
+            sync = ddp.no_sync() if ddp is not None and not last_in_group else contextlib.nullcontext()
             with sync:
                 with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                    logits, feat, projected = ddp(x)
+                    logits, feat, projected = net(x)
                     if teacher is None:
                         loss = F.cross_entropy(logits.float(), y)
                     else:
@@ -292,35 +296,62 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
             run.out,
         )
         if env.main:
-            payload = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "state": state,
-            }
-            atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
+            save_checkpoint(ckpt, model, optimizer, scaler, state)
         env.barrier()  # nobody runs ahead of a checkpoint that is still being written
     model.eval()
     return {**state, "resumed_from_epoch": resumed_from, "micro_batch_size": micro}
 
 
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: dict[str, Any]
+) -> None:
+    """The epoch's checkpoint (weights, optimizer, loss scaler, progress), written atomically: a resume reads it."""
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "state": state,
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
 # ---- setup -------------------------------------------------------------------------------------
+
+
+def parse_sizes(value: str | None) -> list[int] | None:
+    """--student-sizes 8,16 as widths (None when the flag is not given)."""
+    if value is None:
+        return None
+    try:
+        return [int(w) for w in str(value).split(",") if w.strip()]
+    except ValueError:
+        raise RecipeError("--student-sizes", f"{value!r} is not a list of widths like 8,16") from None
+
+
+def check_student_sizes(cfg: Config, features: int, classes: int, t_params: int) -> None:
+    """The curve's extra students (--student-sizes): runner nets only, each with 1 to the teacher's parameters."""
+    if not cfg.train_student_sizes:
+        return
+    if cfg.student_model not in ("mlp", "cnn"):
+        raise RecipeError("--student-sizes", f"sizes runner-net students ('mlp', 'cnn'), not {cfg.student_model!r}")
+    for width in cfg.train_student_sizes:
+        other = build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width))
+        params = evidence.size_of(other)["params"]
+        if width < 1 or params > t_params:
+            raise RecipeError(
+                "--student-sizes",
+                f"width {width} gives {params:,} parameters; a student needs 1 to {t_params:,} (the teacher's)",
+            )
 
 
 def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn.Module, nn.Module, int, int]:
     """Everything that can fail on a bad setting, before any process group exists (so no rank hangs)."""
-    sizes = None
-    if args.student_sizes is not None:
-        try:
-            sizes = [int(w) for w in str(args.student_sizes).split(",") if w.strip()]
-        except ValueError:
-            raise RecipeError("--student-sizes", f"{args.student_sizes!r} is not a list of widths like 8,16") from None
     flags = {
         "train_epochs": args.epochs,
         "teacher_epochs": args.teacher_epochs,
         "train_baseline": args.baseline,
         "train_accumulation_steps": args.accumulation_steps,
-        "train_student_sizes": sizes,
+        "train_student_sizes": parse_sizes(args.student_sizes),
     }
     cfg = load_config(Config, args.config, flags)
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -333,8 +364,8 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn
         cfg.data_source, HERE, cfg.data_label_column, cfg.data_groups, cfg.data_test_fraction, cfg.train_seed
     )
     features, classes = data_shape(train, cfg.data_num_classes)
-    if len(train) < world or len(test) == 0:  # type: ignore[arg-type]
-        rows = f"{len(train)} training rows for {world} processes and {len(test)} test rows"  # type: ignore[arg-type]
+    if length(train) < world or length(test) == 0:
+        rows = f"{length(train)} training rows for {world} processes and {length(test)} test rows"
         raise RecipeError("data.source", f"{rows}; need at least one row per process and a test set")
     torch.manual_seed(cfg.train_seed)
     teacher = build_model("teacher", cfg, features, classes)
@@ -349,17 +380,7 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn
             f"the student has {s_params:,} parameters, more than the teacher's "
             f"{t_params:,}; distil into a smaller model",
         )
-    if cfg.train_student_sizes:
-        if cfg.student_model not in ("mlp", "cnn"):
-            raise RecipeError("--student-sizes", f"sizes runner-net students ('mlp', 'cnn'), not {cfg.student_model!r}")
-        for width in cfg.train_student_sizes:
-            other = build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width))
-            params = evidence.size_of(other)["params"]
-            if width < 1 or params > t_params:
-                raise RecipeError(
-                    "--student-sizes",
-                    f"width {width} gives {params:,} parameters; a student needs 1 to {t_params:,} (the teacher's)",
-                )
+    check_student_sizes(cfg, features, classes, t_params)
     if cfg.teacher_weights:
         load_weights(teacher, HERE / cfg.teacher_weights, "teacher.weights")  # relative to this folder; absolute stays
     return cfg, train, test, groups, teacher, student, features, classes
@@ -429,7 +450,7 @@ def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> di
     cfg, env = run.cfg, run.env
     # keep at most this many test rows of probabilities: what one release check may read (a seeded sample beyond)
     limit = max(1, min(cfg.eval_max_prediction_rows, cfg.eval_max_prediction_values // (2 * run.classes)))
-    keep = evidence.kept_rows(len(run.test), limit, cfg.train_seed)  # type: ignore[arg-type]
+    keep = evidence.kept_rows(length(run.test), limit, cfg.train_seed)
     scored: dict[str, dict[str, Any]] = {}
     probs: dict[str, np.ndarray] = {}
     for name, model in models.items():

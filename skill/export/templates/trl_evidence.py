@@ -115,7 +115,7 @@ def write_generation_evidence(
         m.eval()
     s_nll = t_nll = kl = accept = 0.0
     agree = n_tokens = t_tokens = n_seq = 0
-    samples = []
+    samples: list[dict[str, Any]] = []
     with torch.no_grad():
         for row in heldout:
             completion = row.get("completion")
@@ -154,7 +154,7 @@ def write_generation_evidence(
                         "student": _generate(student, tokenizer, row, max_new_tokens),
                     }
                 )
-    for m, mode in zip(models, modes):
+    for m, mode in zip(models, modes, strict=True):
         m.train(mode)
 
     def ratio(num: float, den: int, ok: bool = True) -> float | None:

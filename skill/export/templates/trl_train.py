@@ -104,7 +104,7 @@ def as_jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": row["prompt"], "completion": row["completion"]}
 
 
-def load_model(name: str, dtype: Any, device_map: str | None = None):
+def load_model(name: str, dtype: Any, device_map: str | None = None) -> Any:
     """safetensors only (a pickled checkpoint is code), and never remote code; device_map "auto" spreads a model
     that one GPU cannot hold over every visible GPU (and CPU), for the teacher's one-process generation."""
     from transformers import AutoModelForCausalLM
@@ -217,7 +217,7 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
     sample = s.get("distill.teacher_decoding", "greedy") == "sample"
     n = int(s.get("distill.samples_per_prompt", 1)) if sample else 1
     verify = load_verifier() if sample and s.get("distill.verify", False) else None
-    tokenizer = AutoTokenizer.from_pretrained(s["models.teacher"], trust_remote_code=False)
+    tokenizer: Any = AutoTokenizer.from_pretrained(s["models.teacher"], trust_remote_code=False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -226,14 +226,45 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
     else:
         teacher = load_model(s["models.teacher"], dtype).eval()
     limit = int(s["distill.max_new_tokens"])
-    decoding: dict[str, Any] = {"do_sample": False}
-    if sample:
-        decoding = {
-            "do_sample": True,
-            "temperature": float(s["distill.teacher_sampling_temperature"]),
-            "top_p": float(s["distill.teacher_top_p"]),
-            "num_return_sequences": n,
-        }
+    decoding = teacher_decoding(s, n) if sample else {"do_sample": False}
+    written = write_completions(teacher, tokenizer, missing, n, limit, decoding, verify, counts)
+    del teacher
+    kept = with_completions(rows, written, counts)
+    if counts["hit_max_new_tokens"]:
+        print(
+            f"{counts['hit_max_new_tokens']} of {counts['sampled']} teacher completions stopped at max_new_tokens "
+            f"{limit}: traces are being cut; raise distill.max_new_tokens",
+            flush=True,
+        )
+    if not kept:
+        sys.exit("no training rows left: the verifier rejected every sampled trace (see trl_verify.py)")
+    return kept, counts
+
+
+def teacher_decoding(s: dict[str, Any], n: int) -> dict[str, Any]:
+    """generate()'s settings for sampled traces: n per prompt at the teacher's sampling temperature and top-p."""
+    return {
+        "do_sample": True,
+        "temperature": float(s["distill.teacher_sampling_temperature"]),
+        "top_p": float(s["distill.teacher_top_p"]),
+        "num_return_sequences": n,
+    }
+
+
+def write_completions(
+    teacher: Any,
+    tokenizer: Any,
+    missing: Rows,
+    n: int,
+    limit: int,
+    decoding: dict[str, Any],
+    verify: Any,
+    counts: dict[str, int],
+) -> dict[int, list[str]]:
+    """The teacher's completions of the rows that lack one, by row id, in batches of 8 prompts; the rejected and the
+    unchecked traces and those cut at max_new_tokens are counted in `counts`."""
+    import torch
+
     written: dict[int, list[str]] = {}
     for start in range(0, len(missing), 8):
         batch = missing[start : start + 8]
@@ -254,7 +285,12 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
                 counts["rejected"] += 1
                 continue
             written.setdefault(id(row), []).append(text)  # an assistant turn: no joining space
-    del teacher
+    return written
+
+
+def with_completions(rows: Rows, written: dict[int, list[str]], counts: dict[str, int]) -> Rows:
+    """The rows to train on: each row that had a completion, and one row per distinct written completion of the
+    others (a prompt with none is dropped and counted)."""
     kept: list[dict[str, Any]] = []
     for row in rows:
         if row.get("completion"):
@@ -264,15 +300,7 @@ def complete_with_teacher(rows: Rows, s: dict[str, Any], dtype: Any) -> tuple[Ro
         counts["prompts_dropped"] += int(not texts)
         kept += [{**row, "completion": t} for t in texts]
         counts["written"] += len(texts)
-    if counts["hit_max_new_tokens"]:
-        print(
-            f"{counts['hit_max_new_tokens']} of {counts['sampled']} teacher completions stopped at max_new_tokens "
-            f"{limit}: traces are being cut; raise distill.max_new_tokens",
-            flush=True,
-        )
-    if not kept:
-        sys.exit("no training rows left: the verifier rejected every sampled trace (see trl_verify.py)")
-    return kept, counts
+    return kept
 
 
 def require_steps(steps: int, rows: int, global_batch: int) -> None:
@@ -315,17 +343,19 @@ def build_training_args(trainer_name: str, s: dict[str, Any], common: dict[str, 
         from trl import SFTConfig
 
         return SFTConfig(**common)
+    config_class: type[Any]  # one of TRL's config dataclasses
     if trainer_name == "DistillationTrainer":
-        from trl import DistillationConfig as config_class
+        from trl import DistillationConfig
 
-        kwargs = distill_config_kwargs(s, common)
+        config_class, kwargs = DistillationConfig, distill_config_kwargs(s, common)
     elif trainer_name == "ServerDistillationTrainer":
-        from trl.experimental.server_distillation import ServerDistillationConfig as config_class
+        from trl.experimental.server_distillation import ServerDistillationConfig
 
-        kwargs = server_config_kwargs(s, common)
+        config_class, kwargs = ServerDistillationConfig, server_config_kwargs(s, common)
     else:
-        from trl.experimental.gkd import GKDConfig as config_class
+        from trl.experimental.gkd import GKDConfig
 
+        config_class = GKDConfig
         kwargs = dict(
             common,
             lmbda=float(s["distill.lmbda"]),
@@ -350,18 +380,20 @@ def fit_prompts(rows: list[dict[str, Any]], tokenizer: Any, max_prompt_tokens: i
 
 
 def on_policy_rows(rows: list[dict[str, Any]], tokenizer: Any, s: dict[str, Any]) -> list[dict[str, Any]]:
-    """data.max_length for on-policy trainers: prompt + max_new_tokens must fit, so longer prompts are dropped (counted)."""
+    """data.max_length for on-policy trainers: prompt + max_new_tokens must fit, so longer prompts are dropped
+    (counted)."""
     limit = int(s["data.max_length"]) - int(s["distill.max_new_tokens"])
     kept, dropped = fit_prompts(rows, tokenizer, max(limit, 1))
     if dropped:
         print(
-            f"{dropped} of {len(rows)} prompts are longer than data.max_length - distill.max_new_tokens ({limit} tokens) "
-            "and were dropped",
+            f"{dropped} of {len(rows)} prompts are longer than data.max_length - distill.max_new_tokens ({limit} "
+            "tokens) and were dropped",
             flush=True,
         )
     if not kept:
         sys.exit(
-            f"no prompt fits data.max_length {s['data.max_length']} with distill.max_new_tokens {s['distill.max_new_tokens']}"
+            f"no prompt fits data.max_length {s['data.max_length']} with distill.max_new_tokens "
+            f"{s['distill.max_new_tokens']}"
         )
     return kept
 
@@ -385,16 +417,20 @@ def main() -> int:
     import transformers
     import trl
     from accelerate import PartialState
-    from datasets import Dataset
     from transformers import AutoTokenizer, set_seed
 
     sys.path.insert(0, str(HERE))
-    from trl_evidence import split_heldout, write_generation_evidence
+    from trl_evidence import split_heldout
 
+    versions = {
+        "trl": trl.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "datasets": datasets.__version__,
+    }
     started = time.time()
     set_seed(int(s["train.seed"]))
     state = PartialState()
-    method, trainer_name = s["distill.method"], s["distill.trainer"]
     on_gpu = torch.cuda.is_available() and not args.cpu
     bf16 = on_gpu and torch.cuda.is_bf16_supported() if s["train.bf16"] == "auto" else bool(s["train.bf16"])
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -403,8 +439,8 @@ def main() -> int:
     )
     if per_device < 1 or remainder:
         sys.exit(
-            f"train.global_batch_size {s['train.global_batch_size']} is not a multiple of accumulation_steps x processes "
-            f"({s['train.accumulation_steps']} x {state.num_processes})"
+            f"train.global_batch_size {s['train.global_batch_size']} is not a multiple of accumulation_steps x "
+            f"processes ({s['train.accumulation_steps']} x {state.num_processes})"
         )
 
     tokenizer = AutoTokenizer.from_pretrained(s["models.student"], trust_remote_code=False)
@@ -430,124 +466,189 @@ def main() -> int:
         save_strategy="no",
         report_to="none",
     )
-    counts: dict[str, int] = {}
-    vocab_note = None
-    teacher_model = None
-    if trainer_name == "SFTTrainer":
-        from trl import SFTTrainer
-
-        missing = sum(not r["completion"] for r in rows)
-        if missing and state.num_processes > 1:
-            sys.exit(
-                f"{missing} rows need the teacher's completion: run once with one process (python train.py), then point "
-                "data.source at run/teacher_completions.jsonl and launch on N processes"
-            )
-        rows, counts = complete_with_teacher(rows, s, dtype)
-        if counts.get("written"):
-            with (out / "teacher_completions.jsonl").open("w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(as_jsonl_row(r)) + "\n" for r in rows)
-        # conversational for every row (TRL applies the chat template), as the teacher's prompts were formatted
-        if tokenizer.chat_template is None:
-            tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
-        examples = sft_examples(rows)
-        args = build_training_args(trainer_name, s, common)  # before the student loads (ZeRO-3 partitions at load)
-        trainer = SFTTrainer(
-            model=load_model(s["models.student"], dtype),
-            args=args,
-            train_dataset=Dataset.from_list(examples),
-            processing_class=tokenizer,
-        )
-    elif trainer_name == "ServerDistillationTrainer":
-        from trl.experimental.server_distillation import ServerDistillationTrainer
-
-        check_same_tokenizer(s["models.teacher"], tokenizer)  # the served teacher's tokenizer files, read locally
-        if tokenizer.chat_template is None:
-            tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
-        tokenizer.padding_side = "left"
-        rows = on_policy_rows(rows, tokenizer, s)
-        args = build_training_args(trainer_name, s, common)  # before the student loads (ZeRO-3 partitions at load)
-        prompts = Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows])
-        trainer = ServerDistillationTrainer(
-            model=load_model(s["models.student"], dtype), args=args, train_dataset=prompts, processing_class=tokenizer
-        )
-    elif trainer_name in ("DistillationTrainer", "GKDTrainer"):
-        check_same_tokenizer(s["models.teacher"], tokenizer)
-        if tokenizer.chat_template is None:
-            tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
-        if trainer_name == "DistillationTrainer":
-            tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
-            rows = on_policy_rows(rows, tokenizer, s)
-        # the training arguments first: under `accelerate launch` with DeepSpeed ZeRO-3 they create the live
-        # HfDeepSpeedConfig that makes from_pretrained partition each model as it loads (zero.Init) instead of
-        # materialising full copies of teacher and student on every rank
-        args = build_training_args(trainer_name, s, common)
-        student_model, teacher_model = load_model(s["models.student"], dtype), load_model(s["models.teacher"], dtype)
-        vocab_note = align_vocab(student_model, teacher_model, tokenizer)
-        if trainer_name == "DistillationTrainer":
-            from trl import DistillationTrainer
-
-            prompts = [{"prompt": prompt_turns(r)} for r in rows]
-            trainer = DistillationTrainer(
-                model=student_model,
-                teacher_model=teacher_model,
-                args=args,
-                train_dataset=Dataset.from_list(prompts),
-                processing_class=tokenizer,
-            )
-        else:
-            from trl.experimental.gkd import GKDTrainer
-
-            conversations = [
-                {"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]} for r in rows
-            ]
-            trainer = GKDTrainer(
-                model=student_model,
-                teacher_model=teacher_model,
-                args=args,
-                train_dataset=Dataset.from_list(conversations),
-                processing_class=tokenizer,
-            )
-    else:
-        sys.exit(
-            f"distill.trainer {trainer_name!r} is not one this script runs "
-            "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)"
-        )
-
+    built = build_trainer(s, common, rows, tokenizer, dtype, out, state)
+    trainer = built.trainer
     trainer.train()
-    require_steps(trainer.state.global_step, len(rows), int(s["train.global_batch_size"]))
+    require_steps(trainer.state.global_step, len(built.rows), int(s["train.global_batch_size"]))
     trainer.save_model(str(out / "student"))
     if state.is_main_process:
         tokenizer.save_pretrained(str(out / "student"))
-        steps = [e for e in trainer.state.log_history if "loss" in e]
-        metrics = {
-            "method": method,
-            "trainer": type(trainer).__name__,
-            "steps": trainer.state.global_step,
-            "processes": state.num_processes,
-            "per_device_batch_size": per_device,
-            "teacher_completions_written": counts.get("written", 0),
-            "trace_counts": counts,
-            "vocab_alignment": vocab_note,
-            "heldout_rows": len(heldout),
-            "loss": [{"step": e["step"], "loss": e["loss"]} for e in steps],
-            "wall_time_s": round(time.time() - started, 2),
-            "versions": {
-                "trl": trl.__version__,
-                "transformers": transformers.__version__,
-                "torch": torch.__version__,
-                "datasets": datasets.__version__,
-            },
-        }
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        print(json.dumps({k: metrics[k] for k in ("method", "trainer", "steps", "loss", "wall_time_s")}), flush=True)
-        evidence_note, acceptance = write_evidence(
-            out, s, trainer, teacher_model, tokenizer, heldout, state, dtype, write_generation_evidence
-        )
-        print(evidence_note, flush=True)
-        if acceptance is not None:  # a draft model's figure of merit; a general proximity measure otherwise
-            metrics["heldout_expected_acceptance_rate"] = acceptance
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        write_metrics(out, s, built, tokenizer, heldout, state, dtype, per_device, started, versions)
     return 0
+
+
+class Built:
+    """A trainer ready to train, and what building it found: the rows it trains on, the teacher's completion counts
+    (sequence-level methods), the vocabulary alignment note and the teacher it holds (token-level methods). A plain
+    class: tests load this script without registering it as a module, which a dataclass needs."""
+
+    def __init__(
+        self,
+        trainer: Any,
+        rows: Rows,
+        counts: dict[str, int] | None = None,
+        vocab_note: str | None = None,
+        teacher_model: Any = None,
+    ) -> None:
+        self.trainer, self.rows = trainer, rows
+        self.counts = counts if counts is not None else {}
+        self.vocab_note, self.teacher_model = vocab_note, teacher_model
+
+
+def build_trainer(
+    s: dict[str, Any], common: dict[str, Any], rows: Rows, tokenizer: Any, dtype: Any, out: Path, state: Any
+) -> Built:
+    """The trainer distill.trainer names; its training arguments are built before any model loads (under
+    DeepSpeed ZeRO-3 they make from_pretrained partition each model as it loads)."""
+    trainer_name = s["distill.trainer"]
+    if trainer_name == "SFTTrainer":
+        return sft_trainer(s, common, rows, tokenizer, dtype, out, state)
+    if trainer_name == "ServerDistillationTrainer":
+        return server_trainer(s, common, rows, tokenizer, dtype)
+    if trainer_name in ("DistillationTrainer", "GKDTrainer"):
+        return teacher_trainer(trainer_name, s, common, rows, tokenizer, dtype)
+    sys.exit(
+        f"distill.trainer {trainer_name!r} is not one this script runs "
+        "(DistillationTrainer, ServerDistillationTrainer, GKDTrainer, SFTTrainer)"
+    )
+
+
+def sft_trainer(
+    s: dict[str, Any], common: dict[str, Any], rows: Rows, tokenizer: Any, dtype: Any, out: Path, state: Any
+) -> Built:
+    """Sequence-level KD: SFT on the teacher's completions, the missing ones written first by one process."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    missing = sum(not r["completion"] for r in rows)
+    if missing and state.num_processes > 1:
+        sys.exit(
+            f"{missing} rows need the teacher's completion: run once with one process (python train.py), then point "
+            "data.source at run/teacher_completions.jsonl and launch on N processes"
+        )
+    rows, counts = complete_with_teacher(rows, s, dtype)
+    if counts.get("written"):
+        with (out / "teacher_completions.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(as_jsonl_row(r)) + "\n" for r in rows)
+    # conversational for every row (TRL applies the chat template), as the teacher's prompts were formatted
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    examples = sft_examples(rows)
+    args = build_training_args("SFTTrainer", s, common)  # before the student loads (ZeRO-3 partitions at load)
+    trainer = SFTTrainer(
+        model=load_model(s["models.student"], dtype),
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+    )
+    return Built(trainer, rows, counts)
+
+
+def server_trainer(s: dict[str, Any], common: dict[str, Any], rows: Rows, tokenizer: Any, dtype: Any) -> Built:
+    """On-policy KD against a served teacher: this process holds the student only."""
+    from datasets import Dataset
+    from trl.experimental.server_distillation import ServerDistillationTrainer
+
+    check_same_tokenizer(s["models.teacher"], tokenizer)  # the served teacher's tokenizer files, read locally
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    tokenizer.padding_side = "left"
+    rows = on_policy_rows(rows, tokenizer, s)
+    # before the student loads (ZeRO-3 partitions at load)
+    args = build_training_args("ServerDistillationTrainer", s, common)
+    prompts = Dataset.from_list([{"prompt": prompt_turns(r)} for r in rows])
+    trainer = ServerDistillationTrainer(
+        model=load_model(s["models.student"], dtype), args=args, train_dataset=prompts, processing_class=tokenizer
+    )
+    return Built(trainer, rows)
+
+
+def teacher_trainer(
+    trainer_name: str, s: dict[str, Any], common: dict[str, Any], rows: Rows, tokenizer: Any, dtype: Any
+) -> Built:
+    """Token-level KD with the teacher in this process: DistillationTrainer (on-policy) or GKDTrainer."""
+    from datasets import Dataset
+
+    check_same_tokenizer(s["models.teacher"], tokenizer)
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    if trainer_name == "DistillationTrainer":
+        tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
+        rows = on_policy_rows(rows, tokenizer, s)
+    # the training arguments first: under `accelerate launch` with DeepSpeed ZeRO-3 they create the live
+    # HfDeepSpeedConfig that makes from_pretrained partition each model as it loads (zero.Init) instead of
+    # materialising full copies of teacher and student on every rank
+    args = build_training_args(trainer_name, s, common)
+    student_model, teacher_model = load_model(s["models.student"], dtype), load_model(s["models.teacher"], dtype)
+    vocab_note = align_vocab(student_model, teacher_model, tokenizer)
+    trainer: Any
+    if trainer_name == "DistillationTrainer":
+        from trl import DistillationTrainer
+
+        prompts = [{"prompt": prompt_turns(r)} for r in rows]
+        trainer = DistillationTrainer(
+            model=student_model,
+            teacher_model=teacher_model,
+            args=args,
+            train_dataset=Dataset.from_list(prompts),
+            processing_class=tokenizer,
+        )
+    else:
+        from trl.experimental.gkd import GKDTrainer
+
+        conversations = [
+            {"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]} for r in rows
+        ]
+        trainer = GKDTrainer(
+            model=student_model,
+            teacher_model=teacher_model,
+            args=args,
+            train_dataset=Dataset.from_list(conversations),
+            processing_class=tokenizer,
+        )
+    return Built(trainer, rows, vocab_note=vocab_note, teacher_model=teacher_model)
+
+
+def write_metrics(
+    out: Path,
+    s: dict[str, Any],
+    built: Built,
+    tokenizer: Any,
+    heldout: Rows,
+    state: Any,
+    dtype: Any,
+    per_device: int,
+    started: float,
+    versions: dict[str, str],
+) -> None:
+    """Main process: metrics.json (steps, losses, versions), then the held-out generation evidence beside it."""
+    from trl_evidence import write_generation_evidence
+
+    trainer = built.trainer
+    steps = [e for e in trainer.state.log_history if "loss" in e]
+    metrics = {
+        "method": s["distill.method"],
+        "trainer": type(trainer).__name__,
+        "steps": trainer.state.global_step,
+        "processes": state.num_processes,
+        "per_device_batch_size": per_device,
+        "teacher_completions_written": built.counts.get("written", 0),
+        "trace_counts": built.counts,
+        "vocab_alignment": built.vocab_note,
+        "heldout_rows": len(heldout),
+        "loss": [{"step": e["step"], "loss": e["loss"]} for e in steps],
+        "wall_time_s": round(time.time() - started, 2),
+        "versions": versions,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    print(json.dumps({k: metrics[k] for k in ("method", "trainer", "steps", "loss", "wall_time_s")}), flush=True)
+    evidence_note, acceptance = write_evidence(
+        out, s, trainer, built.teacher_model, tokenizer, heldout, state, dtype, write_generation_evidence
+    )
+    print(evidence_note, flush=True)
+    if acceptance is not None:  # a draft model's figure of merit; a general proximity measure otherwise
+        metrics["heldout_expected_acceptance_rate"] = acceptance
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
 
 
 def write_evidence(

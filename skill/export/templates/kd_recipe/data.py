@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,20 @@ def import_object(spec: str, field: str) -> Any:
     if not hasattr(module, attr):
         raise RecipeError(field, f"module {module_name!r} has no attribute {attr!r}")
     return getattr(module, attr)
+
+
+def length(data: Dataset) -> int:
+    """Rows of a split. torch's Dataset declares no __len__ (an iterable-style one has none); the splits here are
+    map-style, indexed by row, so they have one."""
+    return len(cast(Sized, data))
+
+
+class NamedClasses(TensorDataset):
+    """A CSV's test split whose labels were text: it keeps their names for the release check's report."""
+
+    def __init__(self, *tensors: torch.Tensor, class_names: list[str]) -> None:
+        super().__init__(*tensors)
+        self.class_names = class_names
 
 
 def _tensor_split(X: np.ndarray, y: np.ndarray, name: str) -> TensorDataset:
@@ -68,7 +82,7 @@ def _read_csv(
     groups = np.array([body[i][g] for i in test]) if g is not None else None
     test_set = _tensor_split(X[test], y[test], "test")
     if any(_class_order(c)[0] for c in classes):  # text labels: keep their names for the release check's report
-        test_set.class_names = [c[:200] for c in classes]  # type: ignore[attr-defined]
+        test_set = NamedClasses(*test_set.tensors, class_names=[c[:200] for c in classes])
     return _tensor_split(X[train], y[train], "train"), test_set, groups
 
 
@@ -111,7 +125,7 @@ class Indexed(Dataset):
         self.base = base
 
     def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
+        return length(self.base)
 
     def __getitem__(self, i: int) -> tuple[Any, Any, int]:
         x, y = self.base[i]
@@ -123,9 +137,10 @@ class Batches:
     directly (a DataLoader would collate row by row); any other Dataset goes through a DataLoader."""
 
     def __init__(self, data: Dataset, sampler: DistributedSampler, batch: int, workers: int, pin: bool) -> None:
-        self.data, self.sampler, self.batch = data, sampler, batch
-        self.loader = (
-            None
+        self.sampler, self.batch = sampler, batch
+        # in-memory arrays are sliced directly; any other Dataset is read through a DataLoader
+        self.source: DataLoader | tuple[torch.Tensor, ...] = (
+            data.tensors
             if isinstance(data, TensorDataset)
             else DataLoader(Indexed(data), batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin)
         )
@@ -134,10 +149,10 @@ class Batches:
         return -(-len(self.sampler) // self.batch)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        if self.loader is not None:
-            yield from self.loader
+        if isinstance(self.source, DataLoader):
+            yield from self.source
             return
-        X, y = self.data.tensors  # type: ignore[attr-defined]
+        X, y = self.source
         rows = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
         for start in range(0, len(rows), self.batch):
             index = rows[start : start + self.batch]
@@ -151,4 +166,4 @@ def data_shape(train: Dataset, num_classes: int | None) -> tuple[int, int]:
         return features, int(num_classes)
     if isinstance(train, TensorDataset):
         return features, int(train.tensors[1].max()) + 1
-    return features, int(max(int(train[i][1]) for i in range(len(train)))) + 1  # type: ignore[arg-type]
+    return features, int(max(int(train[i][1]) for i in range(length(train)))) + 1

@@ -70,7 +70,7 @@ def log(env: Dist, message: str, record: dict[str, Any] | None = None, path: Pat
             handle.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write to a temporary name and rename: a crash never leaves half a checkpoint or weight file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from kd_recipe.data import length
 from kd_recipe.distributed import Dist, atomic_write
 from kd_recipe.teacher import split_outputs
 
@@ -33,7 +35,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Accuracy, ECE, per-class accuracy and support over the whole test set (each rank scores rows rank::world,
     the counts are all-reduced), plus the probabilities of the kept rows, gathered on rank 0 (None elsewhere)."""
-    rows = np.arange(env.rank, len(test), env.world)  # type: ignore[arg-type]
+    rows = np.arange(env.rank, length(test), env.world)
     table = torch.zeros(3, bins, dtype=torch.float64)  # per confidence bin: count, sum of confidence, correct
     per_class = torch.zeros(2, classes, dtype=torch.float64)  # per true class: correct, support
     wrong = torch.zeros(2, dtype=torch.float64)  # errors: sum of their confidence, count
@@ -101,7 +103,7 @@ def size_of(model: nn.Module) -> dict[str, int]:
 def speed(model: nn.Module, test: Dataset, batch: int, device: torch.device, repeats: int = 30) -> dict[str, Any]:
     """Median latency of one sample at batch 1 and samples per second at `batch`, on the run's device, after a
     warm-up (the first calls allocate). Medians, because one descheduled call on a shared machine is an outlier."""
-    rows = [i % len(test) for i in range(batch)]  # type: ignore[arg-type]
+    rows = [i % length(test) for i in range(batch)]
     big = torch.stack([torch.as_tensor(test[i][0]) for i in rows]).to(device)
     one = big[:1]
 
@@ -135,7 +137,8 @@ def write(
     out: Path, labels: np.ndarray, probs: dict[str, np.ndarray], groups: np.ndarray | None, summary: dict[str, Any]
 ) -> None:
     """predictions.npz (labels, <model>_probs, groups) and evidence.json, each atomically; rank 0 only."""
-    arrays: dict[str, np.ndarray] = {"labels": labels.astype(np.int64)}
+    # Any: numpy's stub lets ** fill savez_compressed's allow_pickle flag too, so arrays there do not type-check
+    arrays: dict[str, Any] = {"labels": labels.astype(np.int64)}
     arrays.update({f"{name}_probs": p.astype(np.float32) for name, p in probs.items()})
     if groups is not None:
         arrays["groups"] = groups.astype(str)  # a unicode array: readable with allow_pickle=False
@@ -156,7 +159,7 @@ def write_run(
     groups: np.ndarray | None,
     scored: dict[str, dict[str, Any]],
     probs: dict[str, np.ndarray],
-    models: dict[str, nn.Module | None],
+    models: Mapping[str, nn.Module | None],
     device: torch.device,
     batch: int,
     settings: dict[str, Any],
@@ -186,12 +189,12 @@ def write_run(
         probs,
         groups[keep] if groups is not None else None,
         {
-            "test_rows": len(test),
-            "classes": len(next(iter(probs.values()))[0]) if probs else None,  # type: ignore[arg-type]
+            "test_rows": length(test),
+            "classes": len(next(iter(probs.values()))[0]) if probs else None,
             "predictions": {
                 "file": "predictions.npz",
                 "rows": int(len(keep)),
-                "sampled": bool(len(keep) < len(test)),  # type: ignore[arg-type]
+                "sampled": bool(len(keep) < length(test)),
                 "groups": settings.get("groups"),
             },
             "models": described,

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from kd_recipe.data import length
 from kd_recipe.distributed import Dist, atomic_write
 
 
@@ -46,7 +47,7 @@ def cache_teacher_logits(env: Dist, teacher: nn.Module, train: Dataset, out: Pat
     if env.main:
         folder.mkdir(parents=True, exist_ok=True)
     env.barrier()
-    n = len(train)  # type: ignore[arg-type]
+    n = length(train)
     mine = folder / f"rank{env.rank}of{env.world}.npz"
     if not mine.is_file():
         rows = list(range(env.rank, n, env.world))
