@@ -12,7 +12,7 @@ import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,6 +21,8 @@ from skill.errors import InputError, describe_validation_error
 from skill.formatting import to_text
 
 EXIT_BAD_INPUT = 2
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def _is_plain_string(annotation: Any) -> bool:
@@ -69,7 +71,7 @@ def _load_json(spec: str) -> dict[str, Any]:
     return data
 
 
-def request_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseModel:
+def request_from_args(model: type[Model], args: argparse.Namespace) -> Model:
     data = _load_json(args._json) if args._json else {}
     for name, field in model.model_fields.items():
         raw = getattr(args, name)

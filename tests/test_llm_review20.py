@@ -212,22 +212,30 @@ def test_learning_rate_is_the_trainers_own_default(tiny, tmp_path):
 
 def test_training_arguments_exist_before_any_model_loads():
     """transformers' from_pretrained partitions at load (zero.Init) only when a live HfDeepSpeedConfig exists, which
-    TrainingArguments.__post_init__ creates under `accelerate launch` with DeepSpeed: so every config is built first."""
+    TrainingArguments.__post_init__ creates under `accelerate launch` with DeepSpeed: so every config is built first.
+    Checked in every function of the recipe that loads a model for training (one builder per trainer)."""
     tree = ast.parse((TEMPLATES / "trl_train.py").read_text())
-    main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+
     def called(node: ast.AST, name: str) -> bool:
         return any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == name for n in ast.walk(node))
 
-    checked = 0
-    for branch in [n for n in ast.walk(main) if isinstance(n, ast.If)]:
-        for body in (branch.body, branch.orelse):
+    # loads that are not for training: the teacher's one-process generation before SFT (unpartitioned on purpose:
+    # generate needs whole weights) and the evaluation after training
+    not_training = {"load_model", "complete_with_teacher", "write_evidence"}
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    assert not_training <= {f.name for f in functions}  # the exemptions still name real functions
+    checked, loaders = 0, set()
+    for function in functions:
+        if function.name in not_training:
+            continue
+        blocks = [function.body] + [b for n in ast.walk(function) if isinstance(n, ast.If) for b in (n.body, n.orelse)]
+        for body in blocks:
             for i, statement in enumerate(body):
-                direct = not isinstance(statement, ast.If) and called(statement, "load_model")
-                if direct:  # a model loads in this statement: the arguments were built earlier in the same block
+                if not isinstance(statement, ast.If) and called(statement, "load_model"):
                     assert any(called(earlier, "build_training_args") for earlier in body[:i]), statement.lineno
                     checked += 1
-    assert checked >= 3  # SFT, server, and the local-teacher trainers
-    # (the teacher's one-process generation before SFT loads unpartitioned on purpose: generate needs whole weights)
+                    loaders.add(function.name)
+    assert checked >= 3 and len(loaders) >= 3, loaders  # SFT, server, and the local-teacher trainers
 
 
 # ---- 11: scratch students are not a TRL chat recipe ---------------------------------------------------------

@@ -108,9 +108,8 @@ FEATURE_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"fitnet": fitnet_hint,
 
 
 def _relation_weight(name: str) -> float:
-    # skill is absent where this file is vendored (an exported recipe's kd_vendor/, type-checked there too); only the
-    # runner calls this, so the import is found in one mypy run and missing in the other
-    from skill.rules import get_rules  # type: ignore[import-not-found, unused-ignore]
+    # skill is absent where this file is vendored (an exported recipe's kd_vendor/); only the runner calls this
+    from skill.rules import get_rules
 
     return float(get_rules().method["methods"]["relation"]["hyperparameters"][name])
 

@@ -171,10 +171,10 @@ class Nets:
         default_factory=dict
     )  # the user's logits: "kd" aligned with X, "test"
 
-    def build_student(self) -> torch.nn.Module:
+    def build_student(self) -> netlib.StudentNet:
         return netlib.build(self.arch, self.in_features, self.student_hidden, self.num_classes, self.side)
 
-    def build_teacher(self) -> torch.nn.Module:
+    def build_teacher(self) -> netlib.StudentNet:
         return netlib.build(self.arch, self.in_features, self.teacher_hidden or [], self.num_classes, self.side)
 
     def to_teacher(self, x: torch.Tensor) -> torch.Tensor:

@@ -173,7 +173,7 @@ def load_safetensors(
             "sizes in 1..4096); set arch and teacher_hidden to the net the weights belong to",
         )
     try:
-        module = nets.build(arch, in_features, hidden, num_classes, side)
+        module: torch.nn.Module = nets.build(arch, in_features, hidden, num_classes, side)
         module.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
         raise InputError(
