@@ -606,7 +606,8 @@ every setting, its reason and its evidence are in `config.yaml`.
 {f"{chr(10)}Evidence: {evidence.value}{chr(10)}" if evidence else ""}{notes}
 Needs: Python 3.10+, `torch`, `numpy`, `pyyaml` and `safetensors`.
 The losses and nets are the copies in `kd_vendor/` here, always (installing or upgrading the package changes nothing);
-`kd_recipe/` holds the helpers (process group, data, cached teacher logits, the release evidence).
+`kd_recipe/` holds the helpers (the typed settings, process group, data, cached teacher logits, checkpoints,
+the release evidence).
 User models and data factories (`package.module:factory`) are imported: put their folder on `PYTHONPATH`.
 
 ## Run it

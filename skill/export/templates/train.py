@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -34,89 +33,26 @@ from torch.utils.data import Dataset, DistributedSampler
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # this folder first: its kd_vendor/ and kd_recipe/ win over anything installed
 from kd_recipe import RecipeError, evidence  # noqa: E402
-from kd_recipe.config import load_config, recorded_plan  # noqa: E402
+from kd_recipe.config import Config, parse_args, recorded_plan, settings  # noqa: E402
 from kd_recipe.data import Batches, data_shape, import_object, length, load_data  # noqa: E402
-from kd_recipe.distributed import Dist, atomic_write, log, shard_record  # noqa: E402
+from kd_recipe.distributed import Dist, log, shard_record  # noqa: E402
 from kd_recipe.teacher import TeacherSignal, cache_teacher_logits, split_outputs  # noqa: E402
-from kd_recipe.weights import load_weights, probe_outputs, save_weights  # noqa: E402
+from kd_recipe.weights import (  # noqa: E402
+    check_sizes,
+    load_checkpoint,
+    load_weights,
+    probe_outputs,
+    save_checkpoint,
+    save_weights,
+    size_of,
+)
 from kd_vendor import losses, nets  # noqa: E402
 
 LOSSES_FROM = "kd_vendor/losses.py"
 
 
-# ---- settings ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Config:
-    """Every setting train.py reads, typed. config.yaml holds `section.name` -> {value, why, evidence}; each field
-    here is `section_name`. The defaults only serve folders exported before a setting existed."""
-
-    data_source: str = "data/digits.npz"
-    data_label_column: str | None = None
-    data_num_classes: int | None = None  # null: read from the training labels
-    data_test_fraction: float = 0.25  # held-out share when a CSV has no split
-    data_groups: str | None = None  # a .npz array / .csv column of test-row groups, for the bias check
-    teacher_model: str = "mlp"
-    teacher_hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
-    teacher_weights: str | None = None  # null: a runner-net teacher is trained here first
-    teacher_epochs: int = 30
-    student_model: str = "mlp"
-    student_hidden: list[int] = dataclasses.field(default_factory=lambda: [32])
-    distill_method: str = "response"
-    distill_response_loss: str = "kd"
-    distill_relation_loss: str = "sp"
-    distill_topology: str = "teacher_student"
-    distill_temperature: float = 4.0
-    distill_kd_loss_weight: float = 0.5
-    distill_dkd_alpha: float = 1.0
-    distill_dkd_beta: float = 8.0
-    distill_sp_weight: float = 1.0
-    distill_rkd_distance_weight: float = 1.0
-    distill_rkd_angle_weight: float = 2.0
-    distill_hint_loss_weight: float = 1.0
-    distill_cascade_threshold: float | None = None  # serving only: the student trains as response KD
-    distill_teacher_cache: bool = False
-    train_epochs: int = 120
-    train_global_batch_size: int = 64  # over all processes and accumulation steps: the same path for 1 or N
-    train_accumulation_steps: int = 1
-    train_learning_rate: float = 3e-3
-    train_seed: int = 0
-    train_amp: str = "auto"
-    train_baseline: bool = False
-    train_workers: int = 0
-    train_student_sizes: list[int] | None = None  # extra student widths for the capacity curve
-    eval_ece_bins: int = 15
-    eval_max_prediction_rows: int = 20000  # test rows of probabilities kept in predictions.npz
-    eval_max_prediction_values: int = 400000  # rows x classes x 2 models: what the release check reads in one call
-    eval_throughput_batch: int = 256
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=HERE / "config.yaml")
-    p.add_argument(
-        "--output-dir",
-        type=Path,
-        default=None,
-        help="Where checkpoints, the student, metrics.json and the evidence go (default: run/ here)",
-    )
-    p.add_argument("--epochs", type=int, default=None, help="Student epochs (overrides train.epochs)")
-    p.add_argument("--teacher-epochs", type=int, default=None, help="Epochs when the teacher is trained here first")
-    p.add_argument("--accumulation-steps", type=int, default=None, help="Micro-batches per optimizer step")
-    p.add_argument("--baseline", action="store_true", default=None, help="Also train a from-scratch student")
-    p.add_argument(
-        "--student-sizes",
-        default=None,
-        metavar="W1,W2",
-        help="Also distil students of these first-layer widths (same settings) for the capacity curve",
-    )
-    p.add_argument("--no-resume", action="store_true", help="Ignore existing checkpoints and start over")
-    p.add_argument("--cpu", action="store_true", help="Stay on the CPU (gloo) even when GPUs are present")
-    return p.parse_args(argv)
-
-
-# ---- models ------------------------------------------------------------------------------------
+# ---- settings, models and the loss ------------------------------------------------------------
+# The settings are one typed Config (kd_recipe/config.py): config.yaml, then the flags, read once at setup.
 
 
 def build_model(role: str, cfg: Config, features: int, classes: int, hidden: list[int] | None = None) -> nn.Module:
@@ -217,11 +153,7 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
     ckpt = run.out / f"checkpoint-{phase}.pt"
     state: dict[str, Any] = {"epoch": 0, "loss_history": [], "epoch_seconds": [], "shards": []}
     if run.resume and ckpt.is_file():
-        saved = torch.load(ckpt, map_location=env.device, weights_only=True)  # tensors and plain values, never code
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scaler.load_state_dict(saved["scaler"])
-        state = saved["state"]
+        state = load_checkpoint(ckpt, model, optimizer, scaler, env.device)  # weights, optimizer, scaler, progress
         log(
             env,
             f"[{phase}] resumed from {ckpt.name} at epoch {state['epoch']}",
@@ -302,58 +234,12 @@ def fit(run: Run, phase: str, model: Distiller, epochs: int, teacher: TeacherSig
     return {**state, "resumed_from_epoch": resumed_from, "micro_batch_size": micro}
 
 
-def save_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: dict[str, Any]
-) -> None:
-    """The epoch's checkpoint (weights, optimizer, loss scaler, progress), written atomically: a resume reads it."""
-    payload = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "state": state,
-    }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
 # ---- setup -------------------------------------------------------------------------------------
-
-
-def parse_sizes(value: str | None) -> list[int] | None:
-    """--student-sizes 8,16 as widths (None when the flag is not given)."""
-    if value is None:
-        return None
-    try:
-        return [int(w) for w in str(value).split(",") if w.strip()]
-    except ValueError:
-        raise RecipeError("--student-sizes", f"{value!r} is not a list of widths like 8,16") from None
-
-
-def check_student_sizes(cfg: Config, features: int, classes: int, t_params: int) -> None:
-    """The curve's extra students (--student-sizes): runner nets only, each with 1 to the teacher's parameters."""
-    if not cfg.train_student_sizes:
-        return
-    if cfg.student_model not in ("mlp", "cnn"):
-        raise RecipeError("--student-sizes", f"sizes runner-net students ('mlp', 'cnn'), not {cfg.student_model!r}")
-    for width in cfg.train_student_sizes:
-        other = build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width))
-        params = evidence.size_of(other)["params"]
-        if width < 1 or params > t_params:
-            raise RecipeError(
-                "--student-sizes",
-                f"width {width} gives {params:,} parameters; a student needs 1 to {t_params:,} (the teacher's)",
-            )
 
 
 def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn.Module, nn.Module, int, int]:
     """Everything that can fail on a bad setting, before any process group exists (so no rank hangs)."""
-    flags = {
-        "train_epochs": args.epochs,
-        "teacher_epochs": args.teacher_epochs,
-        "train_baseline": args.baseline,
-        "train_accumulation_steps": args.accumulation_steps,
-        "train_student_sizes": parse_sizes(args.student_sizes),
-    }
-    cfg = load_config(Config, args.config, flags)
+    cfg = settings(args)
     world = int(os.environ.get("WORLD_SIZE", 1))
     accum, batch = cfg.train_accumulation_steps, cfg.train_global_batch_size
     if cfg.train_epochs < 1 or accum < 1:
@@ -373,14 +259,14 @@ def prepare(args: argparse.Namespace) -> tuple[Config, Dataset, Dataset, Any, nn
     student = build_model("student", cfg, features, classes)
     for role, model in (("teacher", teacher), ("student", student)):
         probe_outputs(role, model, train, classes)
-    t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
-    if s_params > t_params:
-        raise RecipeError(
-            "student.model",
-            f"the student has {s_params:,} parameters, more than the teacher's "
-            f"{t_params:,}; distil into a smaller model",
-        )
-    check_student_sizes(cfg, features, classes, t_params)
+    # a student bigger than its teacher distils nothing; each extra width of the capacity curve is built to check it
+    check_sizes(
+        teacher,
+        student,
+        cfg.student_model,
+        cfg.train_student_sizes,
+        lambda width: build_model("student", cfg, features, classes, scaled_hidden(cfg.student_hidden, width)),
+    )
     if cfg.teacher_weights:
         load_weights(teacher, HERE / cfg.teacher_weights, "teacher.weights")  # relative to this folder; absolute stays
     return cfg, train, test, groups, teacher, student, features, classes
@@ -445,60 +331,8 @@ def train_all(run: Run, teacher: nn.Module, student: nn.Module) -> tuple[dict[st
     return models, phases
 
 
-def report(run: Run, models: dict[str, nn.Module], phases: dict[str, Any]) -> dict[str, Any]:
-    """Every model scored on the whole test set; rank 0 writes the student, metrics.json and the release evidence."""
-    cfg, env = run.cfg, run.env
-    # keep at most this many test rows of probabilities: what one release check may read (a seeded sample beyond)
-    limit = max(1, min(cfg.eval_max_prediction_rows, cfg.eval_max_prediction_values // (2 * run.classes)))
-    keep = evidence.kept_rows(length(run.test), limit, cfg.train_seed)
-    scored: dict[str, dict[str, Any]] = {}
-    probs: dict[str, np.ndarray] = {}
-    for name, model in models.items():
-        scored[name], kept = evidence.evaluate(
-            env, model, run.test, cfg.train_global_batch_size, cfg.eval_ece_bins, run.classes, keep
-        )
-        if kept is not None and name in ("teacher", "student", "baseline"):
-            probs[name] = kept
-    sizes = {name: evidence.size_of(models[name])["params"] for name in ("teacher", "student")}
-    brief = {name: {k: m[k] for k in ("accuracy", "ece", "test_rows")} for name, m in scored.items()}
-    metrics = {
-        "world_size": env.world,
-        "backend": env.backend,
-        "device": env.device.type,
-        "losses_from": LOSSES_FROM,
-        "global_batch_size": cfg.train_global_batch_size,
-        "accumulation_steps": cfg.train_accumulation_steps,
-        "teacher": {"params": sizes["teacher"], **brief["teacher"]},
-        "student": {"params": sizes["student"], **brief["student"]},
-        "baseline": brief.get("baseline"),
-        "compression_ratio": sizes["teacher"] / sizes["student"],
-        "phases": phases,
-    }
-    if "baseline" in scored:
-        metrics["gain_points"] = (scored["student"]["accuracy"] - scored["baseline"]["accuracy"]) * 100
-    if env.main:
-        save_weights(models["student"], run.out / "student.safetensors")
-        text = json.dumps(metrics, indent=1)
-        atomic_write(run.out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        settings = {
-            "groups": cfg.data_groups,
-            "method": cfg.distill_method,
-            "temperature": cfg.distill_temperature,
-            "kd_loss_weight": cfg.distill_kd_loss_weight,
-            "epochs": cfg.train_epochs,
-            "student_sizes": cfg.train_student_sizes,
-            "world_size": env.world,
-            **run.plan,
-            "class_names": getattr(run.test, "class_names", None),
-        }
-        evidence.write_run(
-            run.out, run.test, keep, run.groups, scored, probs, models, env.device, cfg.eval_throughput_batch, settings
-        )
-    return metrics
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, (__doc__ or "").split("\n\n")[0], HERE)
     try:
         cfg, train, test, groups, teacher, student, features, classes = prepare(args)
     except RecipeError as exc:
@@ -522,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         resume=not args.no_resume,
         plan=recorded_plan(args.config),
     )
-    t_params, s_params = evidence.size_of(teacher)["params"], evidence.size_of(student)["params"]
+    t_params, s_params = size_of(teacher)["params"], size_of(student)["params"]
     log(
         env,
         f"world {env.world} ({env.backend}, {env.device.type}); teacher {t_params:,} params, "
@@ -543,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"train.py: error: {exc}", file=sys.stderr)
         env.close()
         return 2
-    m = report(run, models, phases)
+    m = evidence.report(cfg, env, out, test, groups, classes, run.plan, models, phases, LOSSES_FROM)
     scratch = f"; scratch {m['baseline']['accuracy']:.4f}" if m["baseline"] else ""
     log(
         env,

@@ -1,4 +1,5 @@
-"""Helpers of the exported train.py: the process group, the data, the teacher's cached logits and the release evidence.
+"""Helpers of the exported train.py: the typed settings, the process group, the data, the teacher's cached logits,
+the weights and checkpoints, and the report (metrics.json and the release evidence).
 
 Written by `kd-skill export` beside train.py; they need torch, numpy and (for config.yaml) pyyaml, never the package."""
 

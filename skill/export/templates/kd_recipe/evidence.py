@@ -1,6 +1,7 @@
-"""What the release check reads, written at the end of the run: predictions on the test set, per-class accuracy,
-sizes and speed. Everything here is bounded: at most `max_rows` test rows of probabilities are kept (a seeded
-sample beyond that), the counts behind per-class accuracy always cover the whole test set."""
+"""What the run reports at its end: the student's weights, metrics.json, and what the release check reads
+(predictions on the test set, per-class accuracy, sizes and speed). Everything here is bounded: at most `max_rows`
+test rows of probabilities are kept (a seeded sample beyond that), the counts behind per-class accuracy always cover
+the whole test set."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from kd_recipe.config import Config
 from kd_recipe.data import length
 from kd_recipe.distributed import Dist, atomic_write
 from kd_recipe.teacher import split_outputs
+from kd_recipe.weights import save_weights, size_of
 
 SCHEMA_VERSION = 1
 
@@ -89,15 +92,6 @@ def evaluate(
         for row_ids, p in part:
             probs_kept[[position[int(r)] for r in row_ids]] = p
     return result, probs_kept
-
-
-def size_of(model: nn.Module) -> dict[str, int]:
-    """Parameters, and the bytes of parameters plus buffers (what a saved state dict holds)."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return {
-        "params": sum(p.numel() for p in model.parameters()),
-        "bytes": sum(t.numel() * t.element_size() for t in tensors),
-    }
 
 
 def speed(model: nn.Module, test: Dataset, batch: int, device: torch.device, repeats: int = 30) -> dict[str, Any]:
@@ -202,3 +196,61 @@ def write_run(
             "settings": settings,
         },
     )
+
+
+def report(
+    cfg: Config,
+    env: Dist,
+    out: Path,
+    test: Dataset,
+    groups: np.ndarray | None,
+    classes: int,
+    plan: dict[str, Any],
+    models: dict[str, nn.Module],
+    phases: dict[str, Any],
+    losses_from: str,
+) -> dict[str, Any]:
+    """Every model scored on the whole test set; rank 0 writes the student, metrics.json and the release evidence."""
+    # keep at most this many test rows of probabilities: what one release check may read (a seeded sample beyond)
+    limit = max(1, min(cfg.eval_max_prediction_rows, cfg.eval_max_prediction_values // (2 * classes)))
+    keep = kept_rows(length(test), limit, cfg.train_seed)
+    scored: dict[str, dict[str, Any]] = {}
+    probs: dict[str, np.ndarray] = {}
+    for name, model in models.items():
+        scored[name], kept = evaluate(env, model, test, cfg.train_global_batch_size, cfg.eval_ece_bins, classes, keep)
+        if kept is not None and name in ("teacher", "student", "baseline"):
+            probs[name] = kept
+    sizes = {name: size_of(models[name])["params"] for name in ("teacher", "student")}
+    brief = {name: {k: m[k] for k in ("accuracy", "ece", "test_rows")} for name, m in scored.items()}
+    metrics = {
+        "world_size": env.world,
+        "backend": env.backend,
+        "device": env.device.type,
+        "losses_from": losses_from,
+        "global_batch_size": cfg.train_global_batch_size,
+        "accumulation_steps": cfg.train_accumulation_steps,
+        "teacher": {"params": sizes["teacher"], **brief["teacher"]},
+        "student": {"params": sizes["student"], **brief["student"]},
+        "baseline": brief.get("baseline"),
+        "compression_ratio": sizes["teacher"] / sizes["student"],
+        "phases": phases,
+    }
+    if "baseline" in scored:
+        metrics["gain_points"] = (scored["student"]["accuracy"] - scored["baseline"]["accuracy"]) * 100
+    if env.main:
+        save_weights(models["student"], out / "student.safetensors")
+        text = json.dumps(metrics, indent=1)
+        atomic_write(out / "metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        settings = {
+            "groups": cfg.data_groups,
+            "method": cfg.distill_method,
+            "temperature": cfg.distill_temperature,
+            "kd_loss_weight": cfg.distill_kd_loss_weight,
+            "epochs": cfg.train_epochs,
+            "student_sizes": cfg.train_student_sizes,
+            "world_size": env.world,
+            **plan,
+            "class_names": getattr(test, "class_names", None),
+        }
+        write_run(out, test, keep, groups, scored, probs, models, env.device, cfg.eval_throughput_batch, settings)
+    return metrics

@@ -1,9 +1,12 @@
-"""Model weights in and out as safetensors (tensors only: a pickled checkpoint could run code), and the probe that
-makes a model that does not fit the data fail in one line before any process group exists."""
+"""Model weights in and out as safetensors (tensors only: a pickled checkpoint could run code), the epoch checkpoints
+a resume reads, model sizes, and the checks that make a model that does not fit the data, or a student no smaller
+than its teacher, fail in one line before any process group exists."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,3 +51,66 @@ def probe_outputs(role: str, model: nn.Module, train: Dataset, classes: int) -> 
             f"{role}.model",
             f"returns outputs of shape {tuple(logits.shape)}; expected (batch, {classes}) logits for {classes} classes",
         )
+
+
+def size_of(model: nn.Module) -> dict[str, int]:
+    """Parameters, and the bytes of parameters plus buffers (what a saved state dict holds)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "bytes": sum(t.numel() * t.element_size() for t in tensors),
+    }
+
+
+def check_sizes(
+    teacher: nn.Module,
+    student: nn.Module,
+    student_model: str,
+    widths: list[int] | None,
+    build: Callable[[int], nn.Module],
+) -> None:
+    """The student must not outgrow its teacher; nor may the curve's extra students (--student-sizes, built by
+    `build(width)`): runner nets only, each with 1 to the teacher's parameters."""
+    t_params, s_params = size_of(teacher)["params"], size_of(student)["params"]
+    if s_params > t_params:
+        raise RecipeError(
+            "student.model",
+            f"the student has {s_params:,} parameters, more than the teacher's "
+            f"{t_params:,}; distil into a smaller model",
+        )
+    if not widths:
+        return
+    if student_model not in ("mlp", "cnn"):
+        raise RecipeError("--student-sizes", f"sizes runner-net students ('mlp', 'cnn'), not {student_model!r}")
+    for width in widths:
+        params = size_of(build(width))["params"]
+        if width < 1 or params > t_params:
+            raise RecipeError(
+                "--student-sizes",
+                f"width {width} gives {params:,} parameters; a student needs 1 to {t_params:,} (the teacher's)",
+            )
+
+
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: dict[str, Any]
+) -> None:
+    """The epoch's checkpoint (weights, optimizer, loss scaler, progress), written atomically: a resume reads it."""
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "state": state,
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device: torch.device
+) -> dict[str, Any]:
+    """Put the weights, optimizer and loss scaler back as save_checkpoint wrote them; return the progress."""
+    saved = torch.load(path, map_location=device, weights_only=True)  # tensors and plain values, never code
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scaler.load_state_dict(saved["scaler"])
+    state: dict[str, Any] = saved["state"]
+    return state
