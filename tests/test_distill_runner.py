@@ -217,6 +217,35 @@ def test_torchscript_teacher(tmp_path):
     assert report.teacher.params > report.distilled.params and report.complete
 
 
+@pytest.mark.parametrize("depth", [1, 3])
+def test_attention_transfer_from_a_teacher_of_another_depth(tmp_path, depth):
+    """Outside review: a TorchScript CNN teacher with 1 or 3 conv maps (the student has 2) crashed attention transfer
+    once its layer pairing became strict; the maps pair from the first layer, as before."""
+    from typing import List, Tuple  # noqa: UP035 - TorchScript reads these annotations
+
+    import torch
+
+    class Deep(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.convs = torch.nn.ModuleList([torch.nn.Conv2d(1 if i == 0 else 8, 8, 3, padding=1) for i in range(depth)])
+            self.head = torch.nn.Linear(8, 10)
+
+        def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+            a, maps = x.view(-1, 1, 8, 8), []
+            for conv in self.convs:
+                a = torch.relu(conv(a))
+                maps.append(a)
+            h = a.mean((2, 3))
+            return self.head(h), h, maps
+
+    path = tmp_path / f"deep{depth}.pt"
+    torch.jit.script(Deep()).save(str(path))
+    report = _run(tmp_path, teacher=str(path), method="feature", feature_loss="attention", arch="cnn",
+                  student_hidden=[2, 2])
+    assert report.complete and 0.0 <= report.distilled.accuracy <= 1.0
+
+
 @pytest.mark.parametrize("kw, field", [({"epochs": 0}, "epochs"), ({"time_budget_s": 601}, "time_budget_s"), ({"method": "magic"}, "method"),
                                         ({"ensemble_weights": [1.0]}, "ensemble_weights"), ({"colour": 1}, "colour"),
                                         ({"teacher_hidden": [4096] * 6}, "teacher_hidden"),

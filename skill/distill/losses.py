@@ -66,11 +66,11 @@ def _attention_map(a: torch.Tensor) -> torch.Tensor:
 
 
 def attention_transfer(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor]) -> torch.Tensor:
-    """Zagoruyko and Komodakis 2017: distance between normalised spatial attention maps, layer by layer."""
-    per_layer = [
-        (_attention_map(s) - _attention_map(t)).pow(2).mean() for s, t in zip(student_maps, teacher_maps, strict=True)
-    ]
-    return functools.reduce(operator.add, per_layer)
+    """Zagoruyko and Komodakis 2017: distance between normalised spatial attention maps, layer by layer. A teacher
+    with more (or fewer) maps than the student is paired layer by layer from the first; the rest are left out."""
+    pairs = zip(student_maps, teacher_maps, strict=False)  # not strict: a user's teacher may have another depth
+    per_layer = [(_attention_map(s) - _attention_map(t)).pow(2).mean() for s, t in pairs]
+    return functools.reduce(operator.add, per_layer, torch.zeros(()))
 
 
 def _pairwise_distances(x: torch.Tensor) -> torch.Tensor:
