@@ -13,6 +13,7 @@ import pytest
 from skill.distill import run_quick_distill
 from skill.distill.config import DistillConfig
 from skill.errors import InputError
+from skill.rules import get_rules
 
 FAST = dict(teacher_hidden=[64], epochs=6, teacher_epochs=6, temperature=4.0, kd_loss_weight=0.9, patience=50, time_budget_s=60, threads=1)
 
@@ -109,6 +110,9 @@ def test_time_budget_cuts_student_epochs_refuses_the_impossible_or_stops_a_long_
         run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=2, temperature=4, seeds=3,
                                         batch_size=8, kd_loss_weight=0.9, save_artifacts=False, threads=1))
     assert err.value.field == "time_budget_s" and "nothing was trained" in str(err.value) and "Raise time_budget_s to" in str(err.value)
+    # the budget it asks for holds the teacher's share, not a converged teacher: it says so, never promising more
+    share = get_rules().runner["budget"]["teacher_share_min"]
+    assert f"guaranteed share ({share:.0%} of the budget" in str(err.value) and "until it converges" not in str(err.value)
     t0 = time.monotonic()
     report = run_quick_distill(DistillConfig(epochs=2000, teacher_epochs=5, teacher_hidden=[64], patience=1000, time_budget_s=3, fit_to_budget=False,
                                              temperature=4, kd_loss_weight=0.9, output_dir=str(tmp_path / "p"), threads=1))

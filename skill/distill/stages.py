@@ -591,7 +591,12 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
             raise InputError(
                 "time_budget_s",
                 f"{cfg.time_budget_s:g} s cannot fit "
-                + ("a teacher trained until it converges and " if trains_teacher else "")
+                + (
+                    f"the teacher's guaranteed share ({rules.teacher_share_min:.0%} of the budget: it trains until "
+                    "validation stops improving or the share ends, and a slow teacher converges only with more) and "
+                    if trains_teacher
+                    else ""
+                )
                 + f"{fitted.reason}: "
                 f"measured steps put that at {at} {needed:.0f} s{more}; nothing was trained. Raise time_budget_s to "
                 f"{needed:.0f}" + (" or more" if fitted.lower_bound else "") + ", "
