@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 import torch
@@ -99,6 +99,16 @@ class Context:
 
 
 # ---- 1. load ---------------------------------------------------------------------------------------------------------
+class TrainingTensors(TypedDict):
+    """The tensors of a TrainSpec that come from the data (passed as **data.training())."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    has_label: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+
+
 @dataclass(frozen=True)
 class Data:
     """The standardised split, its scaler, and the tensors training reads (on the run's device; X_test stays on the
@@ -112,6 +122,11 @@ class Data:
     @property
     def n_labelled(self) -> int:
         return len(self.dataset.X_train)
+
+    def training(self) -> TrainingTensors:
+        """What every training stack reads: the transfer set with its labels and mask, and the validation split."""
+        t = self.tensors
+        return TrainingTensors(X=t["X"], y=t["y"], has_label=t["has_label"], X_val=t["X_val"], y_val=t["y_val"])
 
 
 def load(ctx: Context) -> Data:
@@ -744,11 +759,7 @@ def _plateau(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> tupl
     spec = TrainSpec(
         build=nets.build_student,
         members=[member],
-        X=t["X"],
-        y=t["y"],
-        has_label=t["has_label"],
-        X_val=t["X_val"],
-        y_val=t["y_val"],
+        **data.training(),
         epochs=min(rules.probe_max_epochs, cfg.epochs),
         batch_size=cfg.batch_size,
         patience=rules.teacher_patience,
@@ -804,17 +815,12 @@ def teachers(ctx: Context, data: Data, nets: Nets, plan: Plan) -> Teachers:
         f"at most {plan.teacher_epochs} epochs and {share:.0f} s"
     )
     clock = Clock(deadline=min(ctx.clock.deadline, time.monotonic() + share), stop=ctx.clock.stop)
-    t = data.tensors
     phase = "teacher" if count == 1 else f"{count} teachers"
     results = train(
         TrainSpec(
             build=nets.build_teacher,
             members=members,
-            X=t["X"],
-            y=t["y"],
-            has_label=t["has_label"],
-            X_val=t["X_val"],
-            y_val=t["y_val"],
+            **data.training(),
             epochs=plan.teacher_epochs,
             batch_size=cfg.batch_size,
             patience=ctx.rules.teacher_patience,
@@ -1110,11 +1116,7 @@ def _spec(ctx: Context, data: Data, nets: Nets, members: list[Member], epochs: i
     return TrainSpec(
         build=nets.build_student,
         members=members,
-        X=t["X"],
-        y=t["y"],
-        has_label=t["has_label"],
-        X_val=t["X_val"],
-        y_val=t["y_val"],
+        **data.training(),
         epochs=epochs,
         batch_size=ctx.cfg.batch_size,
         patience=ctx.cfg.patience,
