@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 
 import http.client
 import json
 from urllib.parse import urlparse
 import pytest
 
-from tests.mcp_helpers import ROOT
+from tests.mcp_helpers import ROOT, http_server
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}}
@@ -38,36 +35,8 @@ def post(url: str, body: dict, headers: dict[str, str]) -> Reply:
         conn.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def http_server(*extra: str, env: dict[str, str] | None = None):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mcp_server", "--transport", "http", "--port", str(port), *extra],
-                            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(proc.stderr.read().decode())
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stderr.close()
-
-
 def test_http_serves_and_refuses_foreign_host():
-    with http_server() as url:
+    with http_server() as (url, _):
         ok = post(url, INIT, HEADERS)
         assert ok.status_code == 200 and "knowledge-distillation" in ok.text
         evil = post(url, INIT, {**HEADERS, "Host": "evil.example.com"})
@@ -75,7 +44,7 @@ def test_http_serves_and_refuses_foreign_host():
 
 
 def test_http_token_required_when_set():
-    with http_server("--token-env", "KD_TEST_TOKEN", env={"KD_TEST_TOKEN": "s3cret"}) as url:
+    with http_server("--token-env", "KD_TEST_TOKEN", env={"KD_TEST_TOKEN": "s3cret"}) as (url, _):
         assert post(url, INIT, HEADERS).status_code == 401
         assert post(url, INIT, {**HEADERS, "Authorization": "Bearer wrong"}).status_code == 401
         good = post(url, INIT, {**HEADERS, "Authorization": "Bearer s3cret"})
