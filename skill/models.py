@@ -325,19 +325,23 @@ class RecommendMethodRequest(Strict):
         return None
 
 
+# every method the skill recommends and exports (the method rules' ids; tests/test_rules checks they agree)
+MethodId = Literal[
+    "response",
+    "feature",
+    "cascade",
+    "relation",
+    "token_kd",
+    "on_policy_kd",
+    "sequence_kd",
+    "reasoning_trace_kd",
+    "draft_model_kd",
+    "prune_then_distil",
+]
+
+
 class MethodChoice(BaseModel):
-    id: Literal[
-        "response",
-        "feature",
-        "cascade",
-        "relation",
-        "token_kd",
-        "on_policy_kd",
-        "sequence_kd",
-        "reasoning_trace_kd",
-        "draft_model_kd",
-        "prune_then_distil",
-    ]
+    id: MethodId
     name: str
     reason: str
     hyperparameters: dict[str, Value]

@@ -221,3 +221,15 @@ def test_the_lexicon_files_are_readable_as_rule_files_too():
     assert "terms:" in rule_file_text("lexicon.siblings") and "negation_cues:" in rule_file_text("lexicon.negation")
     with pytest.raises(KeyError, match="lexicon.typos"):
         rule_file_text("lexicon.nope")
+
+
+def test_the_method_ids_the_models_accept_are_the_rules_methods():
+    """MethodId (the recommendation's id and the export's method) lists exactly the methods the rules define: a
+    method added to the rules but not to the models (or the reverse) would be refused, or accepted with no rule."""
+    import typing
+
+    from skill.models import MethodId
+    from skill.rules import get_rules
+
+    rules = get_rules()
+    assert set(typing.get_args(MethodId)) == set(rules.method["methods"]) | set(rules.llm_method["methods"])

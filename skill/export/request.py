@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skill.export import ENGINES
-from skill.models import Value
+from skill.models import MethodId, Value
 
 IMPORT_PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
 RUNNER_NETS = ("mlp", "cnn")
@@ -113,21 +113,7 @@ class ExportRequest(BaseModel):
         None, max_length=200, description="Label column of a .csv (default: the last column)"
     )
     # ---- the plan ---------------------------------------------------------------------------
-    method: (
-        Literal[
-            "response",
-            "relation",
-            "feature",
-            "cascade",
-            "token_kd",
-            "on_policy_kd",
-            "sequence_kd",
-            "reasoning_trace_kd",
-            "draft_model_kd",
-            "prune_then_distil",
-        ]
-        | None
-    ) = Field(
+    method: MethodId | None = Field(
         None,
         description=(
             "Distillation method (cascade trains a response-based student and records the routing threshold); engine "
