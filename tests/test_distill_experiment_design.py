@@ -342,6 +342,9 @@ def test_the_reference_states_the_runner_rules():
     assert f"lower quartile of {PROBE_STEPS - PROBE_WARMUP} probe steps after {PROBE_WARMUP} warm-up steps" in text
     assert "`plan.expected_epochs`" in text
     assert list(b["cut_order"]) == ["trials", "seeds", "student_epochs"] and "trials per side (the base" in text
+    forms = get_rules().runner["stacked_conv_form"]
+    assert forms == {"cnn": "channels_last", "cnn1d": "grouped"}, "update the reference's stacked convolutions line"
+    assert "`cnn` runs the students' convolutions as one grouped convolution\n  on the channels-last layout" in text
 
 
 def test_time_the_teacher_did_not_use_goes_back_to_the_students_in_reverse_cut_order():
