@@ -62,6 +62,8 @@ def plain_words(name: str, report: dict) -> str:
     interval = f"{c['mean_gain_points']:+.1f} points, 95% interval {c['interval'][0]:+.1f} to {c['interval'][1]:+.1f}, {len(c['pairs'])} paired seeds"
     if verdict == "gain":
         return f"{name}: distillation HELPS here: the distilled student beats the one trained alone by {interval} (verdict: gain)"
+    if c.get("inconclusive_reason") == "unequal_training":
+        return f"{name}: no answer yet: the time budget cut the distilled students short ({interval}; verdict: inconclusive)"
     if verdict == "inconclusive":
         return (f"{name}: distillation has nothing to give here: the teacher ({teacher:.3f}) is no better than a student trained alone "
                 f"({scratch:.3f}), so no student can learn more from it ({interval}; verdict: inconclusive)")

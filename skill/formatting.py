@@ -153,7 +153,7 @@ def _plan_line(p: dict[str, Any]) -> str:
     return (
         f"  plan: teacher first ({teacher}), then {p['trials_per_side']} trial(s) per side x {p['seeds']} "
         f"seed(s) x {p['epochs']} epochs; cut: {'; '.join(p['cuts']) or 'nothing'}"
-        + (f"; restored: {'; '.join(p['replanned'])}" if p.get("replanned") else "")
+        + (f"; re-planned: {'; '.join(p['replanned'])}" if p.get("replanned") else "")
     )
 
 

@@ -422,11 +422,11 @@ def test_a_noisy_probe_that_cut_trials_is_undone_after_the_scratch_students(tmp_
     assert report.plan.cuts and report.plan.cuts[0].startswith("trials per side 3 -> "), report.plan
     assert report.settings.trials_per_side == 3 and report.plan.trials_per_side == 3, report.plan
     assert any(r.startswith("trials per side") and "second scratch stack" in r for r in report.plan.replanned)
-    assert any("restored" in w for w in report.warnings)
+    assert any(w.startswith("re-planned with the time left: trials per side") for w in report.warnings)
     from skill.formatting import to_text
 
     plan_line = next(line for line in to_text(report).splitlines() if line.strip().startswith("plan:"))
-    assert "restored: trials per side" in plan_line
+    assert "re-planned: trials per side" in plan_line
     for seed in (0, 1, 2):
         scratch = [t for t in report.trials if t.role == "scratch" and t.seed == seed]
         distilled = [t for t in report.trials if t.role == "distilled" and t.seed == seed]

@@ -48,10 +48,11 @@ class DistillConfig(BaseModel):
         "train",
         max_length=1000,
         description=(
-            "'train' to train one here, or a path: precomputed teacher logits (.npz with logits_train, logits_test, "
-            "optional logits_val, logits_unlabeled), safetensors weights of the runner's own net (architecture from "
-            "the file's kd_arch/kd_hidden metadata, else arch and teacher_hidden), or TorchScript (.pt/.ts; a "
-            "program: over MCP only when the server runs with --allow-torchscript)"
+            "'train' to train one here, or a path: precomputed teacher logits (.npz with logits_train for every "
+            "X_train row, logits_test, and logits_unlabeled when X_unlabeled is given), safetensors weights of the "
+            "runner's own net (architecture from the file's kd_arch/kd_hidden metadata, else arch and "
+            "teacher_hidden), or TorchScript (.pt/.ts; a program: over MCP only when the server runs with "
+            "--allow-torchscript)"
         ),
     )
     arch: Literal["mlp", "cnn", "cnn1d", "auto"] = Field(
@@ -250,8 +251,9 @@ class DistillConfig(BaseModel):
             )
         if self.ensemble_weights is not None and (min(self.ensemble_weights) < 0 or sum(self.ensemble_weights) <= 0):
             raise ValueError("ensemble_weights must be non-negative with a positive sum")
-        if any(h < 1 or h > 4096 for h in self.teacher_hidden + (self.student_hidden or [])):
-            raise ValueError("hidden sizes must lie in 1..4096")
+        for name, sizes in (("teacher_hidden", self.teacher_hidden), ("student_hidden", self.student_hidden or [])):
+            if any(h < 1 or h > 4096 for h in sizes):
+                raise ValueError(f"{name}: hidden sizes must lie in 1..4096; got {sizes}")
         # a quick distill is a CPU experiment: refuse nets whose hidden-to-hidden weights alone pass the cap
         for name, hidden, copies in (
             ("teacher_hidden", self.teacher_hidden, self.num_teachers if self.topology == "ensemble" else 1),

@@ -80,3 +80,26 @@ def check_leaks(data: Dataset) -> list[str]:
                 f"{dup} {name} rows are identical to test rows: test accuracy may be optimistic; deduplicate the data"
             )
     return warnings
+
+
+def class_gaps(data: Dataset) -> list[str]:
+    """Warnings for class ids the labelled rows never show: test classes no student can learn (they cap every
+    side's accuracy alike), and ids below the largest that no split has (the classes are counted as 0..largest)."""
+    seen = set(np.unique(np.concatenate([data.y_train, data.y_val])).tolist())
+    in_test = set(np.unique(data.y_test).tolist())
+    warnings = []
+    unseen = sorted(in_test - seen)
+    if unseen:
+        share = float(np.isin(data.y_test, unseen).mean())
+        warnings.append(
+            f"y_test has class(es) {unseen} that no labelled training row has: no student can predict them, which "
+            f"caps every accuracy at {1 - share:.1%} ({share:.1%} of the test rows); check that both splits use the "
+            "same class ids"
+        )
+    absent = sorted(set(range(data.num_classes)) - seen - in_test)
+    if absent:
+        warnings.append(
+            f"class id(s) {absent} appear in no split: the run counts {data.num_classes} classes (0 to the largest "
+            "id); relabel the classes as 0..K-1 if these do not exist"
+        )
+    return warnings

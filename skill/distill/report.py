@@ -81,7 +81,13 @@ class Comparison(BaseModel):
         description="gain/loss only when the combined interval excludes 0, the exact test over rows agrees and the "
         "teacher beats scratch; "
         "no_verdict below the rules' seed_floor_for_verdict paired seeds; "
-        "inconclusive when the teacher is no better than a scratch student"
+        "inconclusive when the teacher is no better than a scratch student, or when the time budget stopped the "
+        "distilled students short of the epochs the scratch students trained"
+    )
+    inconclusive_reason: Literal["teacher_no_better", "unequal_training"] | None = Field(
+        None,
+        description="Why the verdict is inconclusive: the teacher does not beat scratch beyond noise, or the two "
+        "sides did not train alike (the budget cut the distilled students short); None otherwise",
     )
     statement: str
     teacher_interval: list[float] | None = Field(

@@ -94,6 +94,7 @@ def evaluate(
             (teacher_probs.argmax(1) == y).astype(float) if has_teacher else None,
             teacher_converged=teacher.stopped_by == "early_stopping",
             teacher_given=cfg.teacher != "train",
+            cut_short=trials.cut_short.sentence() if trials.cut_short else None,
         )
     rows = stages.trial_rows(trials, seeds, stages.tie_rows(ctx), len(d.X_val))
     ties = _ties(rows, len(d.X_val))
@@ -113,7 +114,7 @@ def evaluate(
     compression = ref_params / nets_.student_params if ref_params else None
     warnings = list(data.warnings) + list(plan.warnings) + list(teacher.warnings)
     if trials.replanned:
-        warnings.append("re-planned with the time left (restored): " + "; ".join(trials.replanned))
+        warnings.append("re-planned with the time left: " + "; ".join(trials.replanned))
     plan_report = plan.report.model_copy(
         update={
             "replanned": list(trials.replanned),

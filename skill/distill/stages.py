@@ -23,6 +23,7 @@ from skill.distill import topologies
 from skill.distill.budget import _forward_flops, check_run_size, measured_flops_per_s
 from skill.distill.config import DistillConfig
 from skill.distill.data import Dataset, load_dataset
+from skill.distill.equal_terms import CutShort, cut_short, ended_by_share, learner_epoch_cap, share_clock
 from skill.distill.evaluate import latency, logits_of, model_metrics
 from skill.distill.plan import (
     BudgetRules,
@@ -37,7 +38,7 @@ from skill.distill.plan import (
     smallest_budget,
     teacher_share,
 )
-from skill.distill.prepare import Scaler, check_leaks, fit_scaler, standardise
+from skill.distill.prepare import Scaler, check_leaks, class_gaps, fit_scaler, standardise
 from skill.distill.report import ModelMetrics, Trial, WallTime
 from skill.distill.report import Plan as PlanReport
 from skill.distill.targets import EnsembleTeacher, PeerTargets, SoftTargets, TeacherTargets, split_outputs
@@ -142,7 +143,7 @@ def load(ctx: Context) -> Data:
     )
     if ctx.clock.stop():  # a cancel during the imports and the data load takes effect here
         raise Stopped("cancelled")
-    warnings = check_leaks(raw)
+    warnings = check_leaks(raw) + class_gaps(raw)
     kind = cfg.standardize
     if kind == "auto":
         kind = "global" if (cfg.input_layout == "sequence" or raw.image_side) else "per_feature"
@@ -632,7 +633,8 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         if students_full + teacher_need > left:
             warnings.append(
                 f"estimated {students_full + teacher_need:.0f} s but the budget leaves {left:.0f} s: the run will "
-                "stop part-way (fit_to_budget is off)"
+                "stop part-way (fit_to_budget is off; each side of the comparison trains within its share of the time "
+                "left, the learners for no more epochs than scratch reached)"
             )
     estimate = round((min(teacher_need, share) if share is not None else 0.0) + costs.students_s(shape), 1)
     ctx.progress.total = float(
@@ -886,6 +888,7 @@ class Trials:
     scratch_search: tuple[float, ...]
     distilled_search: tuple[tuple[float, float], ...]
     replanned: tuple[str, ...] = ()
+    cut_short: CutShort | None = None  # the budget stopped the learners short of the scratch students' epochs
 
     def selected(self, seed: int, roles: tuple[str, ...]) -> TrialRun:
         """The trial of `seed` with the best validation accuracy among `roles` (the first in search order on equal
@@ -906,6 +909,25 @@ class Trials:
         return out
 
 
+def _stop_of(results: list[Result]) -> str:
+    """Why a stack ended for the run: the budget or a cancel stop it; early stopping, the cap and a side's share of
+    the time (`budget_share`, after at least one epoch) do not."""
+    reason = results[0].stopped if results else None
+    if reason == "budget_share":
+        return "finished" if ended_by_share(results) else "time_budget"
+    return reason if reason in ("time_budget", "cancelled") else "finished"
+
+
+def _scratch_stack(
+    ctx: Context, data: Data, nets: Nets, plan: Plan, shape: Shape, members: list[Member], phase: str, left_s: float
+) -> list[Result]:
+    """One scratch stack within its share of `left_s`: the learners' stacks after it get the rest."""
+    learner_stacks = plan.costs.stacks(shape.trials, shape.seeds)[1:]
+    costs = [plan.costs.step_s(len(members))] + [plan.costs.step_s(m) for m in learner_stacks]
+    clock = share_clock(ctx.clock, left_s, costs)
+    return train(_spec(ctx, data, nets, members, shape.epochs, phase, clock=clock))
+
+
 def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: Plan, teacher: Teachers) -> Trials:
     cfg, t0 = ctx.cfg, time.monotonic()
     shape, replanned = _replan(ctx, plan)
@@ -914,22 +936,15 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
     settings = choice.settings[: shape.trials] if cfg.topology in ("teacher_student", "ensemble") else choice.settings
     scratch = [Member("scratch", seed, lr) for seed in seeds for lr in rates]
     runs: list[TrialRun] = []
-    stop = "finished"
+    stop, short = "finished", None
     try:
         t_scratch = time.monotonic()
-        results = train(
-            _spec(
-                ctx,
-                data,
-                nets,
-                scratch,
-                shape.epochs,
-                f"scratch students ({len(rates)} learning rates x {len(seeds)} seed(s))",
-            )
-        )
+        left = ctx.clock.left() - ctx.rules.reserve_s(cfg.time_budget_s)
+        phase = f"scratch students ({len(rates)} learning rates x {len(seeds)} seed(s))"
+        results = _scratch_stack(ctx, data, nets, plan, shape, scratch, phase, left)
         runs += [TrialRun(m, r) for m, r in zip(scratch, results, strict=True)]
-        stop = results[0].stopped or "finished"
-        if stop == "finished" and cfg.topology in ("teacher_student", "ensemble"):
+        stop = _stop_of(results)
+        if stop == "finished" and not ended_by_share(results) and cfg.topology in ("teacher_student", "ensemble"):
             restored = _restore_trials(
                 ctx, data, nets, plan, shape, seeds, rates, results, time.monotonic() - t_scratch
             )
@@ -938,93 +953,108 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
                 runs += extra_runs
                 replanned += (note,)
                 settings = choice.settings[: shape.trials]
-                stop = extra_runs[0].result.stopped or "finished"
+                stop = _stop_of([r.result for r in extra_runs])
         if stop != "finished":
             ctx.wall.students = time.monotonic() - t0
             return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned)
-        chosen = {seed: Trials(tuple(runs), shape, stop, (), ()).selected(seed, ("scratch",)) for seed in seeds}
-        lr = {seed: chosen[seed].member.lr for seed in seeds}
-        if cfg.topology == "self":
-            runs += _generations(ctx, data, nets, choice, seeds, lr, chosen, shape)
-        elif cfg.topology == "online":
-            peers, groups = [], []
-            for seed in seeds:
-                for i in range(cfg.num_peers):
-                    T = (
-                        cfg.temperature if cfg.temperature is not None else 1.0
-                    )  # DML's published setting: KL between peers at T = 1
-                    peers.append(
-                        Member(
-                            "peer",
-                            seed + i * 7919,
-                            lr[seed],
-                            order_seed=seed,
-                            temperature=T,
-                            ce_weight=1.0,
-                            kd_weight=1.0,
-                        )
-                    )
-                    groups.append(seed)
-            results = train(
-                _spec(
-                    ctx,
-                    data,
-                    nets,
-                    peers,
-                    shape.epochs,
-                    f"online peers ({cfg.num_peers} per seed)",
-                    recipe=recipe(cfg, choice),
-                    targets=PeerTargets(groups),
-                )
+        scratch_results = [r.result for r in runs]
+        cap = learner_epoch_cap(scratch_results, shape.epochs)
+        if cap < shape.epochs:
+            replanned += (
+                f"the scratch students reached their share of the time after {cap} epoch(s): the learners train at "
+                f"most {cap} epochs too, so both sides get the same",
             )
-            runs += [TrialRun(m, r) for m, r in zip(peers, results, strict=True)]
-        else:
-            learners = [
-                Member(
-                    "distilled",
-                    seed,
-                    lr[seed],
-                    temperature=T,
-                    ce_weight=1 - w,
-                    kd_weight=w,
-                    aux_weight=choice.aux_weight,
-                )
-                for seed in seeds
-                for T, w in settings
-            ]
-            source = teacher.module
-            targets, hint_dim = _teacher_targets(
-                ctx,
-                data,
-                nets,
-                choice,
-                source,
-                data.tensors["X"],
-                precomputed=_probe_logits(nets, len(data.tensors["X"]), ctx.device),
-            )
-            phase = (
-                f"distilled students ({choice.name}, {len(settings)} setting(s) x {len(seeds)} seed(s), at scratch's "
-                "learning rate)"
-            )
-            results = train(
-                _spec(
-                    ctx,
-                    data,
-                    nets,
-                    learners,
-                    shape.epochs,
-                    phase,
-                    recipe=recipe(cfg, choice),
-                    targets=targets,
-                    hint_dim=hint_dim,
-                )
-            )
-            runs += [TrialRun(m, r) for m, r in zip(learners, results, strict=True)]
-        stop = runs[-1].result.stopped or "finished"
+        t_learners = time.monotonic()
+        learner_runs = _learners(ctx, data, nets, choice, teacher, runs, shape._replace(epochs=cap), settings)
+        runs += learner_runs
+        stop = learner_runs[-1].result.stopped or "finished"
+        short = cut_short(
+            scratch_results,
+            [r.result for r in learner_runs],
+            time.monotonic() - t_learners,
+            cfg.time_budget_s,
+            plan.costs.safety,
+        )
     except Stopped as exc:
         stop = exc.reason
     ctx.wall.students = time.monotonic() - t0
-    return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned)
+    return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned, short)
+
+
+def _learners(
+    ctx: Context,
+    data: Data,
+    nets: Nets,
+    choice: MethodChoice,
+    teacher: Teachers,
+    scratch: list[TrialRun],
+    shape: Shape,
+    settings: tuple[tuple[float, float], ...] | list[tuple[float, float]],
+) -> list[TrialRun]:
+    """The learners of the topology (born-again generations, online peers, or distilled students), each seed at the
+    learning rate its scratch search selected, for at most shape.epochs."""
+    cfg = ctx.cfg
+    seeds = sorted({r.seed for r in scratch})
+    chosen = {seed: Trials(tuple(scratch), shape, "finished", (), ()).selected(seed, ("scratch",)) for seed in seeds}
+    lr = {seed: chosen[seed].member.lr for seed in seeds}
+    if cfg.topology == "self":
+        return _generations(ctx, data, nets, choice, seeds, lr, chosen, shape)
+    if cfg.topology == "online":
+        return _peers(ctx, data, nets, choice, seeds, lr, shape)
+    learners = [
+        Member("distilled", seed, lr[seed], temperature=T, ce_weight=1 - w, kd_weight=w, aux_weight=choice.aux_weight)
+        for seed in seeds
+        for T, w in settings
+    ]
+    targets, hint_dim = _teacher_targets(
+        ctx,
+        data,
+        nets,
+        choice,
+        teacher.module,
+        data.tensors["X"],
+        precomputed=_probe_logits(nets, len(data.tensors["X"]), ctx.device),
+    )
+    phase = (
+        f"distilled students ({choice.name}, {len(settings)} setting(s) x {len(seeds)} seed(s), at scratch's "
+        "learning rate)"
+    )
+    spec = _spec(
+        ctx, data, nets, learners, shape.epochs, phase, recipe=recipe(cfg, choice), targets=targets, hint_dim=hint_dim
+    )
+    return [TrialRun(m, r) for m, r in zip(learners, train(spec), strict=True)]
+
+
+def _peers(
+    ctx: Context,
+    data: Data,
+    nets: Nets,
+    choice: MethodChoice,
+    seeds: list[int],
+    lr: dict[int, float],
+    shape: Shape,
+) -> list[TrialRun]:
+    """Online (deep mutual learning): num_peers peers per seed learn from each other, KL at T = 1 as published."""
+    cfg = ctx.cfg
+    T = cfg.temperature if cfg.temperature is not None else 1.0
+    peers, groups = [], []
+    for seed in seeds:
+        for i in range(cfg.num_peers):
+            peers.append(
+                Member("peer", seed + i * 7919, lr[seed], order_seed=seed, temperature=T, ce_weight=1.0, kd_weight=1.0)
+            )
+            groups.append(seed)
+    spec = _spec(
+        ctx,
+        data,
+        nets,
+        peers,
+        shape.epochs,
+        f"online peers ({cfg.num_peers} per seed)",
+        recipe=recipe(cfg, choice),
+        targets=PeerTargets(groups),
+    )
+    return [TrialRun(m, r) for m, r in zip(peers, train(spec), strict=True)]
 
 
 def _restore_trials(
@@ -1073,18 +1103,11 @@ def _restore_trials(
         f"{scratch_s:.1f} s ({epochs_run} of {shape.epochs} epochs), leaving {left:.0f} s; the cut learning rates "
         f"{', '.join(format(lr, 'g') for lr in extra_rates)} trained as a second scratch stack"
     )
-    results2 = train(
-        _spec(
-            ctx,
-            data,
-            nets,
-            extra,
-            shape.epochs,
-            f"scratch students, restored ({len(extra_rates)} learning rate(s) x {len(seeds)} seed(s))",
-        )
-    )
+    restored = shape._replace(trials=shape.trials + len(extra_rates))
+    phase = f"scratch students, restored ({len(extra_rates)} learning rate(s) x {len(seeds)} seed(s))"
+    results2 = _scratch_stack(ctx, data, nets, plan, restored, extra, phase, left)
     runs = [TrialRun(m, r) for m, r in zip(extra, results2, strict=True)]
-    return runs, shape._replace(trials=shape.trials + len(extra_rates)), list(rates) + extra_rates, note
+    return runs, restored, list(rates) + extra_rates, note
 
 
 def _replan(ctx: Context, plan: Plan) -> tuple[Shape, tuple[str, ...]]:
@@ -1120,7 +1143,7 @@ def _spec(ctx: Context, data: Data, nets: Nets, members: list[Member], epochs: i
         epochs=epochs,
         batch_size=ctx.cfg.batch_size,
         patience=ctx.cfg.patience,
-        clock=ctx.clock,
+        clock=kw.pop("clock", ctx.clock),
         on_epoch=ctx.progress.hook(phase, epochs, [m.role for m in members]),
         device=ctx.device,
         epoch_rows=len(t["X"]),

@@ -68,8 +68,9 @@ class _Guarded(torch.nn.Module):
 
 
 def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -> dict[str, np.ndarray]:
-    """Teacher logits aligned with the dataset: logits_train (all X_train rows), logits_test, optional logits_val,
-    logits_unlabeled."""
+    """Teacher logits aligned with the dataset: logits_train (all X_train rows), logits_test, optional
+    logits_unlabeled (X_unlabeled's rows); logits_val is accepted and checked but not needed (validation rows come
+    out of X_train, whose logits are in logits_train)."""
     with sources.open_binary(str(path), "teacher") as handle:
         arrays = read_npz_members(handle, path.name, "teacher", LOGIT_MEMBERS)
     for key, rows in (("logits_train", n_train_total), ("logits_test", n_test)):
@@ -77,6 +78,12 @@ def load_logits(path: Path, n_train_total: int, n_test: int, num_classes: int) -
         if a.ndim != 2 or a.shape != (rows, num_classes):
             raise InputError(
                 "teacher", f"{key} has shape {a.shape}; expected ({rows}, {num_classes}) aligned with the dataset"
+            )
+    for key in ("logits_unlabeled", "logits_val"):  # logits_unlabeled's rows are checked against X_unlabeled later
+        extra = arrays.get(key)
+        if extra is not None and (extra.ndim != 2 or extra.shape[1] != num_classes):
+            raise InputError(
+                "teacher", f"{key} has shape {extra.shape}; expected (rows, {num_classes}): one column per class"
             )
     for key, a in arrays.items():
         if not np.isfinite(a).all():

@@ -44,11 +44,14 @@ def compare(
     teacher_correct: np.ndarray | None = None,
     teacher_converged: bool = False,
     teacher_given: bool = False,
+    cut_short: str | None = None,
 ) -> Comparison:
     """scratch_correct, distilled_correct: [seeds, test rows] of 0/1; row 0 is the saved seed's pair. teacher_correct:
     [test rows] of 0/1 for a teacher (None for online and self): a verdict about distillation needs a teacher that
     beats the scratch student beyond noise, else it is inconclusive. A gain or loss also needs seed_floor_for_verdict
-    paired seeds and the rows on which the sides differ to survive the exact test (stats.rows_sign_test)."""
+    paired seeds and the rows on which the sides differ to survive the exact test (stats.rows_sign_test). cut_short:
+    why the budget stopped the learners short of the scratch students' epochs (equal_terms.CutShort), which makes
+    the comparison unequal and the verdict inconclusive."""
     mean, by_seed, by_test, both, gains = _paired(len(seeds), scratch_correct, distilled_correct)
     n = len(seeds)
     floor = verdict_seed_floor()
@@ -63,8 +66,9 @@ def compare(
     observed = f"distilled minus scratch {mean:+.2f} points over {n} paired seed(s), 95% interval {_fmt(both)}" + (
         f" (seeds {_fmt(by_seed)}, test rows {_fmt(by_test)})" if by_seed else f" (test rows {_fmt(by_test)})"
     )
+    reason = None
     if teacher_interval is not None and teacher_better is False:
-        verdict = "inconclusive"
+        verdict, reason = "inconclusive", "teacher_no_better"
         converged_words = (
             "The teacher converged (early stopping on validation), so more time will not help it. "
             if teacher_converged and not teacher_given
@@ -77,6 +81,9 @@ def compare(
             + converged_words
             + f"To get an answer: {inconclusive_advice(teacher_converged, teacher_given)}"
         )
+    elif cut_short is not None:
+        verdict, reason = "inconclusive", "unequal_training"
+        statement = f"Inconclusive: {cut_short}. What was measured: {observed}"
     elif n < floor:
         verdict = "no_verdict"
         what = "seed-to-seed noise is unmeasured" if n < 2 else f"{n} seeds measure seed-to-seed noise too poorly"
@@ -124,6 +131,7 @@ def compare(
         interval=[both.low, both.high],
         mcnemar_p=stats.mcnemar_p(scratch_correct[0], distilled_correct[0]),
         verdict=verdict,
+        inconclusive_reason=reason,
         statement=statement,
         teacher_interval=teacher_interval,
         teacher_better=teacher_better,
@@ -152,6 +160,13 @@ def advice(
                 f"no comparison: the run stopped ({stop_reason}) after {ran}"
                 + (f", before the {' and '.join(missing)} students finished an epoch" if missing else "")
             )
+    elif comparison.inconclusive_reason == "unequal_training":
+        parts.append(
+            "inconclusive: the time budget cut the distilled students short of the epochs the scratch students "
+            "trained, so the sides were not compared alike; keep the scratch student for now and rerun with the "
+            "time_budget_s the comparison names"
+        )
+        keep = "scratch"
     elif comparison.verdict == "inconclusive":
         parts.append(
             "inconclusive: the teacher is no better than a scratch student, so distillation was not tested; keep the "

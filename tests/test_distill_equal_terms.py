@@ -1,0 +1,116 @@
+"""Both sides train on equal terms (skill/distill/equal_terms.py). Found from outside: a scratch stack whose slowest
+learning rate trained for 76 epochs took the time the distilled students needed; the budget stopped them at epoch 31
+and the report still said "no_gain: keep the scratch student" against a 100%-accurate teacher."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from skill.distill import run_quick_distill
+from skill.distill.config import DistillConfig
+from skill.distill.equal_terms import cut_short, ended_by_share, learner_epoch_cap, share_clock
+from skill.distill.train import Clock, Result, Stopped
+from skill.distill.verdict import advice, compare
+
+
+def _result(epochs: int, stopped: str | None = None, planned: int = 120) -> Result:
+    return Result(torch.nn.Linear(1, 1), 0.5, epochs, epochs * 10, stopped, planned_epochs=planned)
+
+
+def test_each_stack_gets_its_cost_share_of_the_time_left_within_the_run_deadline():
+    run = Clock(deadline=time.monotonic() + 1000)
+    first = share_clock(run, 100.0, [1.0, 3.0])  # scratch costs a quarter of the steps still to train
+    assert 24.0 < first.left() <= 25.0
+    assert share_clock(run, 100.0, [2.0]).left() > 99.0  # the last stack gets everything left
+    soon = Clock(deadline=time.monotonic() + 5)
+    assert share_clock(soon, 100.0, [1.0, 1.0]).left() <= 5.0  # never past the run's own deadline
+    assert share_clock(run, -3.0, [1.0, 1.0]).left() <= 0.0  # no time left: no share
+
+
+def test_a_share_stop_ends_only_that_side_and_caps_the_learners_at_the_epochs_it_reached():
+    spent = share_clock(Clock(deadline=time.monotonic() + 100), 100.0, [1e-9, 1.0])  # a share of about nothing
+    time.sleep(0.01)
+    with pytest.raises(Stopped) as err:
+        spent.check()
+    assert err.value.reason == "budget_share"
+    # the run's own clock still decides first: its deadline and a cancel stop the run, not just the side
+    over = share_clock(Clock(deadline=time.monotonic() - 1), 100.0, [1.0, 1.0])
+    with pytest.raises(Stopped) as err:
+        over.check()
+    assert err.value.reason == "time_budget"
+    cancelled = share_clock(Clock(deadline=time.monotonic() + 100, stop=lambda: True), 100.0, [1.0, 1.0])
+    with pytest.raises(Stopped) as err:
+        cancelled.check()
+    assert err.value.reason == "cancelled"
+    stopped = [_result(40, "budget_share"), _result(12)]
+    assert ended_by_share(stopped) and stopped[0].stopped_by == "budget_share" and stopped[1].stopped_by == "early_stopping"
+    assert learner_epoch_cap(stopped, 120) == 40
+    assert learner_epoch_cap([_result(30), _result(120)], 120) == 120  # early stopping and the cap: no share stop
+    assert not ended_by_share([_result(0, "budget_share")])  # not one epoch: no comparison can come of it
+    assert not ended_by_share([_result(40, "time_budget")])
+
+
+def test_learners_the_budget_stopped_short_of_the_scratch_epochs_make_the_comparison_unequal():
+    scratch = [_result(76), _result(40), _result(33)]
+    short = cut_short(scratch, [_result(31, "time_budget")] * 3, learner_s=62.0, budget_s=150, safety=1.25)
+    assert short is not None and (short.learner_epochs, short.scratch_epochs) == (31, 76)
+    assert short.suggested_budget_s == int(np.ceil(150 + 45 * 2.0 * 1.25))  # the missing epochs at the learners' pace
+    assert "raise time_budget_s to about 263 s" in short.sentence()
+    # learners that finished (early stopping or their cap), or that the budget stopped at or past scratch's epochs: equal
+    assert cut_short(scratch, [_result(20), _result(50)], 60.0, 150, 1.25) is None
+    assert cut_short(scratch, [_result(76, "time_budget")], 60.0, 150, 1.25) is None
+    assert cut_short([], [_result(3, "time_budget")], 6.0, 150, 1.25) is None
+
+
+def test_an_unequal_comparison_is_inconclusive_even_with_a_strong_teacher_and_a_clear_gap():
+    rng = np.random.default_rng(0)
+    n = 400
+    scratch = (rng.random((3, n)) < 0.80).astype(float)
+    distilled = np.maximum(scratch, (rng.random((3, n)) < 0.5).astype(float))  # far better on every seed
+    teacher = np.ones(n)
+    fair = compare([0, 1, 2], scratch, distilled, teacher)
+    assert fair.verdict == "gain" and fair.inconclusive_reason is None
+    why = "the time budget stopped the distilled students after 31 epoch(s), while the scratch students trained up to 76"
+    unequal = compare([0, 1, 2], scratch, distilled, teacher, cut_short=why)
+    assert unequal.verdict == "inconclusive" and unequal.inconclusive_reason == "unequal_training"
+    assert why in unequal.statement and unequal.interval == fair.interval  # what was measured is still shown
+    words, keep = advice(unequal, "time_budget", [])
+    assert "cut the distilled students short" in words and "better teacher" not in words and keep == "scratch"
+    # a teacher no better than scratch stays the first reason: distillation was not tested at all
+    weak = compare([0, 1, 2], scratch, distilled, scratch[0], cut_short=why)
+    assert weak.inconclusive_reason == "teacher_no_better"
+
+
+def test_a_scratch_stack_that_would_take_the_whole_budget_leaves_the_learners_as_many_epochs(tmp_path):
+    # no early stopping (patience 1000) and 2,000 epochs with no fitting to the budget: before, the scratch students
+    # trained until the budget ended and the distilled students never started
+    report = run_quick_distill(
+        DistillConfig(
+            epochs=2000,
+            teacher_epochs=5,
+            teacher_hidden=[64],
+            patience=1000,
+            time_budget_s=14,
+            fit_to_budget=False,
+            temperature=4,
+            kd_loss_weight=0.9,
+            seeds=3,
+            save_artifacts=False,
+            threads=1,
+        )
+    )
+    scratch = [t.epochs for t in report.trials if t.role == "scratch"]
+    learners = [t.epochs for t in report.trials if t.role == "distilled"]
+    cap = max(scratch)
+    assert 0 < cap < 2000 and learners and max(learners) <= cap, (scratch, learners)
+    assert any(f"the learners train at most {cap} epochs too" in note for note in report.plan.replanned)
+    c = report.comparison
+    assert c is not None
+    if min(learners) < cap:  # the budget still cut them: no verdict drawn from it
+        assert c.verdict == "inconclusive" and c.inconclusive_reason in ("unequal_training", "teacher_no_better")
+    else:
+        assert c.inconclusive_reason != "unequal_training"
