@@ -1,8 +1,9 @@
 """Both sides of the comparison train on equal terms. The stacks train one after another (scratch first, the
 learners last), so a slow scratch stack could take the time the learners need and leave them cut short, which biases
-every verdict against distillation. Three rules prevent it: each stack gets its cost's share of the time left; a
-scratch stack that ran out of its share caps the learners at the epochs it reached; and a learner stack the budget
-still cut short of the scratch students' epochs makes the comparison unequal, so no verdict is drawn from it."""
+every verdict against distillation. Three rules prevent it: each scratch stack gets a share of the time left in
+proportion to its step cost (the learners' stacks get the rest); a scratch stack that ran out of its share caps the
+learners at the epochs it reached; and a learner stack the budget still cut short of the scratch students' epochs
+makes the comparison unequal, so no verdict is drawn from it."""
 
 from __future__ import annotations
 
