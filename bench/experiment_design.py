@@ -10,6 +10,9 @@ images? Prints Markdown tables. Sections (all by default, or name some):
   batch 64, Adam, KD on teacher logits cached once: the strongest plain loop; and, for reference, the same loop running
   the teacher on every batch as KD loops are usually written) against the runner's stacked trainer (9 distilled
   students: 3 seeds x 3 temperatures), with each stacked convolution form (nets.FORMS), alternating, fastest of ROUNDS.
+- floor: where the stacked trainer's time goes on that job, against the plain loop: the profiler's split of one epoch
+  (convolutions against everything else, per 9 student-steps), and the same step's convolutions timed alone on hot
+  caches (the least they cost with these kernels).
 
 Images: Fashion-MNIST when its files are on the machine (KD_MNIST_DIR, or Debian's dataset-fashion-mnist package
 in /usr/share/datasets/fashion-mnist; nothing is downloaded), else 28x28 digits made from scikit-learn's 8x8 ones
@@ -274,7 +277,104 @@ def speed() -> None:
         print(f"| {name} | {min(times):.3f} | {', '.join(f'{t:.3f}' for t in times)} | {min(times) / base:.2f} |")
 
 
-SECTIONS = {"table": table, "images": image_table, "speed": speed}
+def _conv_ms(prof: object) -> tuple[float, float]:
+    """(convolution ms, all ms) of a profile's top-level operators."""
+    events = prof.key_averages()  # type: ignore[attr-defined]
+    total = sum(e.self_cpu_time_total for e in events) / 1e3
+    conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key) / 1e3
+    return conv, total
+
+
+def floor() -> None:
+    """The profiler's split of a stacked epoch and of nine plain student-epochs, then the step's convolutions alone."""
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from skill.distill import nets
+    from skill.distill.targets import TeacherTargets
+    from skill.distill.train import Clock, Member, TrainSpec, train
+
+    torch.set_num_threads(int(os.environ.get("THREADS", 2)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path, what = images(Path(tmp))
+        with np.load(path) as z:
+            X = torch.from_numpy((z["X_train"] - z["X_train"].mean()) / z["X_train"].std())
+            y = torch.from_numpy(z["y_train"])
+    teacher = nets.CNN(28, [32, 32], 10).eval()
+    with torch.no_grad():
+        cached = teacher(X)[0]
+    M, B, C = 9, 64, [5, 5]
+    steps = math.ceil(len(X) / B)
+    ms = [
+        Member("distilled", s, 3e-3, temperature=T, ce_weight=0.1, kd_weight=0.9) for s in range(3) for T in (2, 4, 8)
+    ]
+
+    def stacked() -> None:
+        spec = TrainSpec(
+            build=lambda: nets.CNN(28, C, 10),
+            members=ms,
+            X=X,
+            y=y,
+            has_label=torch.ones(len(y), dtype=torch.bool),
+            X_val=X[:600],
+            y_val=y[:600],
+            epochs=1,
+            batch_size=B,
+            patience=1,
+            clock=Clock(time.monotonic() + 3600),
+            targets=TeacherTargets([], [0], X, cache=True, precomputed=cached),
+        )
+        train(spec)
+
+    def plain() -> None:
+        for seed in range(M):
+            torch.manual_seed(seed)
+            net = nets.CNN(28, C, 10)
+            opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+            for idx in torch.randperm(len(X)).split(B):
+                logits = net(X[idx])[0]
+                soft = F.kl_div(F.log_softmax(logits / 4, 1), F.softmax(cached[idx] / 4, 1), reduction="batchmean")
+                loss = 0.1 * F.cross_entropy(logits, y[idx]) + 0.9 * 16 * soft
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+    print(f"\n### Where the time goes: {what}; CNN student {C}, batch {B}, 9 students, load {load()}\n")
+    print("| trainer | ms per 9 student-steps | of which convolutions | everything else |")
+    print("|---|---|---|---|")
+    for name, run in (("stacked (channels_last)", stacked), ("plain loop, 9 students one by one", plain)):
+        run()  # warm: oneDNN builds its kernels on first use
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        conv, total = _conv_ms(prof)
+        print(f"| {name} | {total / steps:.1f} | {conv / steps:.1f} | {(total - conv) / steps:.1f} |")
+
+    def alone(fn: object, n: int = 20) -> float:
+        fn()  # type: ignore[operator]
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1e3
+
+    cb, cl = torch.ops.aten.convolution_backward, torch.channels_last
+    x1 = torch.randn(B, M, 28, 28).contiguous(memory_format=cl)
+    w1 = torch.randn(M * C[0], 1, 3, 3).contiguous(memory_format=cl)
+    x2 = torch.randn(B, M * C[0], 28, 28).contiguous(memory_format=cl)
+    w2 = torch.randn(M * C[1], C[0], 3, 3).contiguous(memory_format=cl)
+    g = torch.randn(B, M * C[1], 28, 28).contiguous(memory_format=cl)
+
+    def step(x: torch.Tensor, w: torch.Tensor, grad_input: bool) -> None:
+        F.conv2d(x, w, None, padding=1, groups=M)
+        cb(g, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], M, [grad_input, True, False])
+
+    both = alone(lambda: step(x1, w1, False)) + alone(lambda: step(x2, w2, True))
+    print(f"\nThe same step's two grouped channels-last convolutions alone, forward and backward: {both:.1f} ms")
+
+
+SECTIONS = {"table": table, "images": image_table, "speed": speed, "floor": floor}
 
 if __name__ == "__main__":
     print(f"machine: {os.cpu_count()} cores, load average {load()}")
