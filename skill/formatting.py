@@ -143,7 +143,7 @@ def _trial_line(t: dict[str, Any]) -> str:
     chosen = "  <- selected" if t.get("selected") else ""
     return (
         f"  trial {t['role']} seed {t['seed']} {setting}{generation}: val acc {t['val_accuracy']:.4f} "
-        f"({t['epochs']} epochs){chosen}"
+        f"({t['epochs']} epochs, {t.get('stopped_by', 'early_stopping').replace('_', ' ')}){chosen}"
     )
 
 

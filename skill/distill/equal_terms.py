@@ -43,9 +43,9 @@ def ended_by_share(results: list[Result]) -> bool:
 
 
 def learner_epoch_cap(scratch: list[Result], cap: int) -> int:
-    """The learners' epoch cap: the planned cap, or the most epochs a scratch student reached when its share of the
-    time ended its stack (the learners then get no more epochs than scratch had)."""
-    if any(r.stopped == "budget_share" for r in scratch):
+    """The learners' epoch cap from the scratch search's stack: the planned cap, or the most epochs a scratch student
+    reached when its share of the time ended the stack (the learners then get no more epochs than scratch had)."""
+    if ended_by_share(scratch):
         return max(r.epochs_run for r in scratch)
     return cap
 
@@ -55,26 +55,48 @@ class CutShort(NamedTuple):
 
     learner_epochs: int
     scratch_epochs: int
-    suggested_budget_s: int
+    suggested_budget_s: int | None  # None when scratch itself was held to its share: no budget is known to fit
 
     def sentence(self) -> str:
-        return (
+        said = (
             f"the time budget stopped the distilled students after {self.learner_epochs} epoch(s), while the scratch "
-            f"students trained up to {self.scratch_epochs}, so the two sides did not train alike; raise "
-            f"time_budget_s to about {self.suggested_budget_s} s so the distilled students can train as long"
+            f"students trained up to {self.scratch_epochs}, so the two sides did not train alike"
+        )
+        if self.suggested_budget_s is not None:
+            return (
+                f"{said}; raise time_budget_s to about {self.suggested_budget_s} s so the distilled students can "
+                "train as long"
+            )
+        return (
+            f"{said}; they cost more a step than the plan measured before training, so a larger budget gives both "
+            "sides more epochs without closing the gap: rerun (the plan measures again), or give a budget in which "
+            "the scratch students stop by early stopping before their share ends"
         )
 
 
 def cut_short(
-    scratch: list[Result], learners: list[Result], learner_s: float, budget_s: float, safety: float
+    scratch: list[Result],
+    learner_stacks: list[list[Result]],
+    planned_stacks: int,
+    learner_s: float,
+    budget_s: float,
+    safety: float,
 ) -> CutShort | None:
-    """Whether the budget cut the learners short of the scratch students' epochs, with the budget that would let them
-    finish: this one plus the missing epochs at the learners' measured pace, with the plan's safety factor."""
-    cut = [r for r in learners if r.stopped == "time_budget"]
-    if not cut or not scratch:
+    """Whether the budget cut the learners (their stacks in training order; born-again generations are several)
+    short of the scratch students' epochs. The budget that lets them finish is this one plus the missing epochs (the
+    cut stack's, and those of stacks never started) at the learners' measured seconds per epoch, with the plan's
+    safety factor; none is given when scratch was held to its share, since any larger budget grows its share too."""
+    if not scratch or not learner_stacks or not learner_stacks[-1]:
         return None
-    reached, wanted = max(r.epochs_run for r in cut), max(r.epochs_run for r in scratch)
+    last = learner_stacks[-1]
+    if last[0].stopped != "time_budget":
+        return None
+    reached, wanted = max(r.epochs_run for r in last), max(r.epochs_run for r in scratch)
     if reached >= wanted:
         return None
-    per_epoch = learner_s / max(reached, 1)
-    return CutShort(reached, wanted, math.ceil(budget_s + (wanted - reached) * per_epoch * safety))
+    if ended_by_share(scratch):
+        return CutShort(reached, wanted, None)
+    trained = sum(max(r.epochs_run for r in stack) for stack in learner_stacks)
+    missing = wanted - reached + wanted * max(0, planned_stacks - len(learner_stacks))
+    per_epoch = learner_s / max(trained, 1)
+    return CutShort(reached, wanted, math.ceil(budget_s + missing * per_epoch * safety))

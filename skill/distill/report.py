@@ -34,6 +34,11 @@ class Trial(BaseModel):
     generation: int | None = None
     val_accuracy: float
     epochs: int = Field(description="Epochs run before early stopping (or the stop)")
+    stopped_by: str = Field(
+        "early_stopping",
+        description="Why it ended: early_stopping, epoch_cap, budget_share (its side's share of the time ended; the "
+        "learners then train no more epochs), time_budget or cancelled",
+    )
     steps: int = Field(
         description="Optimiser steps; scratch and distilled get the same number per epoch (step-matched)"
     )

@@ -505,6 +505,7 @@ class Plan:
     estimate_s: float
     report: PlanReport
     warnings: tuple[str, ...]
+    learner_step_ratio: float = 1.0  # a learner stack's step over a scratch stack's of as many members (measured)
 
 
 def _trains_teacher(cfg: DistillConfig) -> bool:
@@ -670,6 +671,7 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         estimate,
         report,
         tuple(warnings),
+        _learner_step_ratio(ctx, data, nets, choice, big, t_big),
     )
 
 
@@ -692,15 +694,51 @@ def _learners_for_probe(cfg: DistillConfig, choice: MethodChoice, count: int) ->
     return [Member("scratch", cfg.seed + i, cfg.learning_rate) for i in range(count)]
 
 
+def _learner_step_ratio(
+    ctx: Context, data: Data, nets: Nets, choice: MethodChoice, probed: list[Member], probed_s: float
+) -> float:
+    """A learner stack's seconds per step over a scratch stack's of as many members: the scratch students' share of
+    the time (equal_terms) needs both, and the plan probed one kind only (learners for teacher_student and ensemble,
+    scratch for online and self, whose peers and generations cost more a step than scratch)."""
+    cfg, count = ctx.cfg, len(probed)
+    if cfg.topology in ("teacher_student", "ensemble"):
+        scratch_s = _probe(
+            ctx, data, nets, choice, [Member("scratch", cfg.seed + i, cfg.learning_rate) for i in range(count)]
+        )
+        return probed_s / scratch_s if scratch_s > 0 else 1.0
+    n = min(len(data.tensors["X"]), PROBE_STEPS * cfg.batch_size)
+    targets: SoftTargets
+    if cfg.topology == "online":
+        members = [
+            Member("peer", cfg.seed + i, cfg.learning_rate, temperature=1.0, kd_weight=1.0) for i in range(count)
+        ]
+        targets = PeerTargets([i // max(cfg.num_peers, 1) for i in range(count)])
+    else:  # self: each generation learns from the one before, a student-sized net
+        members = [
+            Member("generation", cfg.seed + i, cfg.learning_rate, temperature=4.0, ce_weight=0.5, kd_weight=0.5)
+            for i in range(count)
+        ]
+        previous = nets.build_student().to(ctx.device).eval()
+        targets = TeacherTargets([previous], [0] * count, data.tensors["X"][:n], cache=cfg.augment == "none")
+    learner_s = _probe(ctx, data, nets, choice, members, targets=targets)
+    return learner_s / probed_s if probed_s > 0 else 1.0
+
+
 def _probe(
-    ctx: Context, data: Data, nets: Nets, choice: MethodChoice, members: list[Member], teacher: bool = False
+    ctx: Context,
+    data: Data,
+    nets: Nets,
+    choice: MethodChoice,
+    members: list[Member],
+    teacher: bool = False,
+    targets: SoftTargets | None = None,
 ) -> float:
     """Seconds per step of this stack: the lower quartile of real steps after the warm-up, on the first rows only."""
     cfg, t = ctx.cfg, data.tensors
     n = min(len(t["X"]), PROBE_STEPS * cfg.batch_size)
     rows = {"X": t["X"][:n], "y": t["y"][:n], "has_label": torch.ones(n, dtype=torch.bool, device=ctx.device)}
-    targets, hint_dim = None, None
-    if not teacher and any(m.learns_from_targets for m in members):
+    hint_dim = None
+    if targets is None and not teacher and any(m.learns_from_targets for m in members):
         source = nets.external if nets.external is not None else (None if nets.cached_logits else nets.build_teacher())
         targets, hint_dim = _teacher_targets(
             ctx, data, nets, choice, source, rows["X"], precomputed=_probe_logits(nets, n, ctx.device)
@@ -921,9 +959,11 @@ def _stop_of(results: list[Result]) -> str:
 def _scratch_stack(
     ctx: Context, data: Data, nets: Nets, plan: Plan, shape: Shape, members: list[Member], phase: str, left_s: float
 ) -> list[Result]:
-    """One scratch stack within its share of `left_s`: the learners' stacks after it get the rest."""
+    """One scratch stack within its share of `left_s`: the learners' stacks after it get the rest. They train last
+    and so bear every estimate's error: their measured cost counts with the plan's safety factor."""
     learner_stacks = plan.costs.stacks(shape.trials, shape.seeds)[1:]
-    costs = [plan.costs.step_s(len(members))] + [plan.costs.step_s(m) for m in learner_stacks]
+    weight = plan.learner_step_ratio * plan.costs.safety
+    costs = [plan.costs.step_s(len(members))] + [weight * plan.costs.step_s(m) for m in learner_stacks]
     clock = share_clock(ctx.clock, left_s, costs)
     return train(_spec(ctx, data, nets, members, shape.epochs, phase, clock=clock))
 
@@ -958,7 +998,7 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
             ctx.wall.students = time.monotonic() - t0
             return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned)
         scratch_results = [r.result for r in runs]
-        cap = learner_epoch_cap(scratch_results, shape.epochs)
+        cap = learner_epoch_cap(results, shape.epochs)
         if cap < shape.epochs:
             replanned += (
                 f"the scratch students reached their share of the time after {cap} epoch(s): the learners train at "
@@ -967,10 +1007,11 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
         t_learners = time.monotonic()
         learner_runs = _learners(ctx, data, nets, choice, teacher, runs, shape._replace(epochs=cap), settings)
         runs += learner_runs
-        stop = learner_runs[-1].result.stopped or "finished"
+        stop = learner_runs[-1].result.stopped or ("budget_share" if cap < shape.epochs else "finished")
         short = cut_short(
             scratch_results,
-            [r.result for r in learner_runs],
+            _stacks_of(learner_runs),
+            cfg.generations if cfg.topology == "self" else 1,
             time.monotonic() - t_learners,
             cfg.time_budget_s,
             plan.costs.safety,
@@ -979,6 +1020,14 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
         stop = exc.reason
     ctx.wall.students = time.monotonic() - t0
     return Trials(tuple(runs), shape, stop, tuple(rates), tuple(settings), replanned, short)
+
+
+def _stacks_of(runs: list[TrialRun]) -> list[list[Result]]:
+    """The learners' results per stack, in training order (born-again generations train one stack each)."""
+    stacks: dict[int | None, list[Result]] = {}
+    for run in runs:
+        stacks.setdefault(run.generation, []).append(run.result)
+    return list(stacks.values())
 
 
 def _learners(
@@ -1106,6 +1155,13 @@ def _restore_trials(
     restored = shape._replace(trials=shape.trials + len(extra_rates))
     phase = f"scratch students, restored ({len(extra_rates)} learning rate(s) x {len(seeds)} seed(s))"
     results2 = _scratch_stack(ctx, data, nets, plan, restored, extra, phase, left)
+    if results2[0].stopped == "budget_share":  # cut trials would be a handicap to scratch's search, not trials
+        lrs, reached = ", ".join(format(lr, "g") for lr in extra_rates), max(r.epochs_run for r in results2)
+        dropped = (
+            f"the cut learning rates {lrs} started as a second scratch stack, but their share of the time ended "
+            f"after {reached} epoch(s): dropped, so each side stays the best of {shape.trials} trial(s)"
+        )
+        return [], shape, list(rates), dropped
     runs = [TrialRun(m, r) for m, r in zip(extra, results2, strict=True)]
     return runs, restored, list(rates) + extra_rates, note
 
@@ -1257,6 +1313,7 @@ def trial_rows(trials: Trials, seeds: list[int], tie_rows: int, n_val: int) -> l
             generation=r.generation,
             val_accuracy=r.result.val_accuracy,
             epochs=r.result.epochs_run,
+            stopped_by=r.result.stopped_by,
             steps=r.result.steps,
             selected=id(r.result) in chosen,
             tied=chosen.get(id(r.result), False),

@@ -161,12 +161,13 @@ def advice(
                 + (f", before the {' and '.join(missing)} students finished an epoch" if missing else "")
             )
     elif comparison.inconclusive_reason == "unequal_training":
+        ahead = (comparison.distilled_mean_accuracy or 0.0) >= (comparison.scratch_mean_accuracy or 0.0)
+        keep = "distilled" if ahead else "scratch"
         parts.append(
             "inconclusive: the time budget cut the distilled students short of the epochs the scratch students "
-            "trained, so the sides were not compared alike; keep the scratch student for now and rerun with the "
-            "time_budget_s the comparison names"
+            f"trained, so the sides were not compared alike; the {keep} student is saved for now (its mean test "
+            "accuracy is the higher, which proves nothing yet): rerun as the comparison says"
         )
-        keep = "scratch"
     elif comparison.verdict == "inconclusive":
         parts.append(
             "inconclusive: the teacher is no better than a scratch student, so distillation was not tested; keep the "
@@ -188,6 +189,11 @@ def advice(
         )
     if ties:
         parts.append("; ".join(ties))
-    if stop_reason != "finished":
+    if stop_reason == "budget_share":
+        parts.append(
+            "SHORTENED (budget_share): the time budget held both sides to the same number of epochs (plan.replanned), "
+            "so they compare alike at that length, but the students may not have finished learning"
+        )
+    elif stop_reason != "finished":
         parts.append(f"INCOMPLETE ({stop_reason}): the numbers come from a shortened run")
     return "; ".join(parts), keep
