@@ -29,12 +29,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 
 from skill.distill import run_quick_distill  # noqa: E402
 from skill.distill.config import DistillConfig  # noqa: E402
@@ -181,23 +185,66 @@ def image_table() -> None:
 
 
 # ---- speed on images -------------------------------------------------------------------------------------------------
-def speed() -> None:
+def _image_job() -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module, torch.Tensor, str]:
+    """(X standardised, y, a 32-channel CNN teacher, its logits cached once, what the images are) of the speed job."""
     import torch
-    import torch.nn.functional as F
 
     from skill.distill import nets
-    from skill.distill.targets import TeacherTargets
-    from skill.distill.train import Clock, Member, TrainSpec, train
 
-    threads = int(os.environ.get("THREADS", 2))
-    torch.set_num_threads(threads)
-    epochs = int(os.environ.get("E", 2))
     with tempfile.TemporaryDirectory() as tmp:
         path, what = images(Path(tmp))
         with np.load(path) as z:
             X = torch.from_numpy((z["X_train"] - z["X_train"].mean()) / z["X_train"].std())
             y = torch.from_numpy(z["y_train"])
     teacher = nets.CNN(28, [32, 32], 10).eval()
+    with torch.no_grad():
+        cached = teacher(X)[0]
+    return X, y, teacher, cached, what
+
+
+def _train_stack(
+    X: torch.Tensor, y: torch.Tensor, cached: torch.Tensor, hidden: list[int], seeds: int, epochs: int
+) -> None:
+    """The runner's stacked trainer on the speed job: seeds x 3 temperatures distilled students, batch 64, KD on the
+    cached logits."""
+    import torch
+
+    from skill.distill import nets
+    from skill.distill.targets import TeacherTargets
+    from skill.distill.train import Clock, Member, TrainSpec, train
+
+    members = [
+        Member("distilled", s, 3e-3, temperature=T, ce_weight=0.1, kd_weight=0.9)
+        for s in range(seeds)
+        for T in (2, 4, 8)
+    ]
+    spec = TrainSpec(
+        build=lambda: nets.CNN(28, hidden, 10),
+        members=members,
+        X=X,
+        y=y,
+        has_label=torch.ones(len(y), dtype=torch.bool),
+        X_val=X[:600],
+        y_val=y[:600],
+        epochs=epochs,
+        batch_size=64,
+        patience=epochs,
+        clock=Clock(time.monotonic() + 3600),
+        targets=TeacherTargets([], [0], X, cache=True, precomputed=cached),
+    )
+    train(spec)
+
+
+def speed() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from skill.distill import nets
+
+    threads = int(os.environ.get("THREADS", 2))
+    torch.set_num_threads(threads)
+    epochs = int(os.environ.get("E", 2))
+    X, y, teacher, cached, what = _image_job()
     hidden = nets.student_hidden_for("cnn", 784, nets.count_params(teacher), 25.0, 10, 28, depth=2)
     with torch.no_grad():
         cached = teacher(X)[0]
@@ -231,28 +278,8 @@ def speed() -> None:
 
     def stacked(form: str, members: int = 9) -> float:
         nets.CONV_FORMS["cnn"] = form
-        ms = [
-            Member("distilled", s, 3e-3, temperature=T, ce_weight=0.1, kd_weight=0.9)
-            for s in range(members // 3)
-            for T in (2.0, 4.0, 8.0)
-        ]
-        targets = TeacherTargets([], [0], X, cache=True, precomputed=cached)
-        spec = TrainSpec(
-            build=lambda: nets.CNN(28, hidden, 10),
-            members=ms,
-            X=X,
-            y=y,
-            has_label=torch.ones(len(y), dtype=torch.bool),
-            X_val=X[:600],
-            y_val=y[:600],
-            epochs=epochs,
-            batch_size=64,
-            patience=epochs,
-            clock=Clock(time.monotonic() + 3600),
-            targets=targets,
-        )
         t0 = time.perf_counter()
-        train(spec)
+        _train_stack(X, y, cached, hidden, members // 3, epochs)
         return (time.perf_counter() - t0) / epochs / members
 
     # the trainers alternate, ROUNDS times, and each keeps its fastest round: a neighbour on a shared machine only ever
@@ -292,40 +319,14 @@ def floor() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from skill.distill import nets
-    from skill.distill.targets import TeacherTargets
-    from skill.distill.train import Clock, Member, TrainSpec, train
 
     torch.set_num_threads(int(os.environ.get("THREADS", 2)))
-    with tempfile.TemporaryDirectory() as tmp:
-        path, what = images(Path(tmp))
-        with np.load(path) as z:
-            X = torch.from_numpy((z["X_train"] - z["X_train"].mean()) / z["X_train"].std())
-            y = torch.from_numpy(z["y_train"])
-    teacher = nets.CNN(28, [32, 32], 10).eval()
-    with torch.no_grad():
-        cached = teacher(X)[0]
+    X, y, _, cached, what = _image_job()
     M, B, C = 9, 64, [5, 5]
     steps = math.ceil(len(X) / B)
-    ms = [
-        Member("distilled", s, 3e-3, temperature=T, ce_weight=0.1, kd_weight=0.9) for s in range(3) for T in (2, 4, 8)
-    ]
 
     def stacked() -> None:
-        spec = TrainSpec(
-            build=lambda: nets.CNN(28, C, 10),
-            members=ms,
-            X=X,
-            y=y,
-            has_label=torch.ones(len(y), dtype=torch.bool),
-            X_val=X[:600],
-            y_val=y[:600],
-            epochs=1,
-            batch_size=B,
-            patience=1,
-            clock=Clock(time.monotonic() + 3600),
-            targets=TeacherTargets([], [0], X, cache=True, precomputed=cached),
-        )
-        train(spec)
+        _train_stack(X, y, cached, C, 3, 1)
 
     def plain() -> None:
         for seed in range(M):
