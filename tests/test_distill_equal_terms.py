@@ -62,8 +62,9 @@ def test_learners_the_budget_stopped_short_of_the_scratch_epochs_make_the_compar
     assert "raise time_budget_s to about 263 s" in short.sentence()
     # born-again generations: the cut one's missing epochs and those of generations never started, at the pace of
     # every learner epoch trained (generation 1's 76 and generation 2's 4 in 80 s)
-    gens = cut_short(scratch, [[_result(76)], [_result(4, "time_budget")]], 3, 80.0, 150, 1.0)
+    gens = cut_short(scratch, [[_result(76)], [_result(4, "time_budget")]], 3, 80.0, 150, 1.0, "born-again generations")
     assert gens is not None and gens.learner_epochs == 4 and gens.suggested_budget_s == 150 + (72 + 76) * 1
+    assert "stopped the born-again generations after 4 epoch(s) (1 more never started)" in gens.sentence()
     # scratch held to its share: a larger budget grows that share too, so no number is promised
     held = cut_short([_result(50, "budget_share")], [[_result(20, "time_budget")]], 1, 30.0, 60, 1.25)
     assert held is not None and held.suggested_budget_s is None and "rerun (the plan measures again)" in held.sentence()
@@ -182,3 +183,28 @@ def test_a_scratch_stack_that_would_take_the_whole_budget_leaves_the_learners_as
     else:
         assert report.settings.stop_reason == "budget_share" and "SHORTENED (budget_share)" in report.summary
         assert c.inconclusive_reason != "unequal_training"
+
+
+def test_a_member_that_early_stopped_before_its_stack_was_stopped_says_early_stopping():
+    # found in review: every member carried its stack's stop, so students done at epoch 55 read "budget_share"
+    done = Result(torch.nn.Linear(1, 1), 0.5, 55, 550, "budget_share", planned_epochs=2000, done_early=True)
+    cut = Result(torch.nn.Linear(1, 1), 0.5, 73, 730, "budget_share", planned_epochs=2000)
+    assert done.stopped_by == "early_stopping" and cut.stopped_by == "budget_share"
+
+
+def test_the_restore_and_the_plan_price_the_learners_as_the_share_does():
+    from skill.distill.plan import Costs, Shape, restorable_trials
+
+    # found in review: the restore priced the learners at scratch's pace, started a stack the share then could not
+    # fund, and dropped it
+    def stack_s(members: int) -> float:
+        return 10.0 * members
+
+    assert restorable_trials(1, 3, 1, 55.0, stack_s) == 3  # 20 + 30 s fit 55 s at scratch's pace
+    assert restorable_trials(1, 3, 1, 55.0, stack_s, learner_weight=2.5) == 1  # two trials: 10 + 2.5 x 20 s do not
+    costs = Costs(steps_per_epoch=10, fixed_s=0.0, per_member_s=0.01, stacks=lambda t, s: [t * s, s], safety=1.0)
+    slow = Costs(steps_per_epoch=10, fixed_s=0.0, per_member_s=0.01, stacks=lambda t, s: [t * s, s], safety=1.0,
+                 learner_factor=3.0)
+    shape = Shape(3, 2, 5)
+    assert costs.students_s(shape) == pytest.approx(5 * 10 * (0.06 + 0.02))
+    assert slow.students_s(shape) == pytest.approx(5 * 10 * (0.06 + 3 * 0.02))

@@ -56,17 +56,18 @@ class CutShort(NamedTuple):
     learner_epochs: int
     scratch_epochs: int
     suggested_budget_s: int | None  # None when scratch itself was held to its share: no budget is known to fit
+    learners: str = "distilled students"  # or "online peers", "born-again generations"
+    not_started: int = 0  # learner stacks (generations) the budget never reached
 
     def sentence(self) -> str:
+        never = f" ({self.not_started} more never started)" if self.not_started else ""
         said = (
-            f"the time budget stopped the distilled students after {self.learner_epochs} epoch(s), while the scratch "
-            f"students trained up to {self.scratch_epochs}, so the two sides did not train alike"
+            f"the time budget stopped the {self.learners} after {self.learner_epochs} epoch(s){never}, while the "
+            f"scratch students trained up to {self.scratch_epochs}, so the two sides did not train alike"
         )
         if self.suggested_budget_s is not None:
-            return (
-                f"{said}; raise time_budget_s to about {self.suggested_budget_s} s so the distilled students can "
-                "train as long"
-            )
+            budget = self.suggested_budget_s
+            return f"{said}; raise time_budget_s to about {budget} s so the {self.learners} can train as long"
         return (
             f"{said}; they cost more a step than the plan measured before training, so a larger budget gives both "
             "sides more epochs without closing the gap: rerun (the plan measures again), or give a budget in which "
@@ -81,6 +82,7 @@ def cut_short(
     learner_s: float,
     budget_s: float,
     safety: float,
+    learners: str = "distilled students",
 ) -> CutShort | None:
     """Whether the budget cut the learners (their stacks in training order; born-again generations are several)
     short of the scratch students' epochs. The budget that lets them finish is this one plus the missing epochs (the
@@ -94,9 +96,10 @@ def cut_short(
     reached, wanted = max(r.epochs_run for r in last), max(r.epochs_run for r in scratch)
     if reached >= wanted:
         return None
+    not_started = max(0, planned_stacks - len(learner_stacks))
     if ended_by_share(scratch):
-        return CutShort(reached, wanted, None)
+        return CutShort(reached, wanted, None, learners, not_started)
     trained = sum(max(r.epochs_run for r in stack) for stack in learner_stacks)
-    missing = wanted - reached + wanted * max(0, planned_stacks - len(learner_stacks))
+    missing = wanted - reached + wanted * not_started
     per_epoch = learner_s / max(trained, 1)
-    return CutShort(reached, wanted, math.ceil(budget_s + missing * per_epoch * safety))
+    return CutShort(reached, wanted, math.ceil(budget_s + missing * per_epoch * safety), learners, not_started)

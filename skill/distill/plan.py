@@ -41,6 +41,7 @@ class Costs:
     # epochs a stack is expected to run before early stopping ends it (None: all shape.epochs); students stopped at
     # 35-90 of 120 epochs on a 600-label task, so an estimate at the cap was about twice too high
     expected_epochs: int | None = None
+    learner_factor: float = 1.0  # the stacks after the first (learners) cost this many times a measured step
 
     def epochs_of(self, shape: Shape) -> int:
         """Epochs the estimate counts: the cap, or fewer when early stopping is expected to end the stacks sooner."""
@@ -51,7 +52,8 @@ class Costs:
         return self.fixed_s + self.per_member_s * members
 
     def students_s(self, shape: Shape) -> float:
-        per_step = sum(self.step_s(m) for m in self.stacks(shape.trials, shape.seeds))
+        first, *learners = self.stacks(shape.trials, shape.seeds)
+        per_step = self.step_s(first) + self.learner_factor * sum(self.step_s(m) for m in learners)
         return self.epochs_of(shape) * self.steps_per_epoch * per_step * self.safety
 
     def teacher_s(self, epochs: int) -> float:
@@ -243,13 +245,16 @@ def robust_step_s(times: list[float], warmup: int) -> float:
     return float(np.percentile(kept, 25)) if kept else 0.0
 
 
-def restorable_trials(current: int, full: int, seeds: int, left_s: float, stack_s: Callable[[int], float]) -> int:
+def restorable_trials(
+    current: int, full: int, seeds: int, left_s: float, stack_s: Callable[[int], float], learner_weight: float = 1.0
+) -> int:
     """After the scratch students: the most trials per side (current..full) whose extra scratch students
-    ((t - current) x seeds, one more stack) and distilled students (t x seeds) fit left_s by stack_s(members), the
-    seconds of one stack at the planned epoch cap from the scratch stack's measured pace. Never more than fits."""
+    ((t - current) x seeds, one more stack) and distilled students (t x seeds, costing learner_weight times a scratch
+    stack) fit left_s by stack_s(members), the seconds of one stack at the planned epoch cap from the scratch stack's
+    measured pace. Never more than fits."""
     best = current
     for t in range(current + 1, full + 1):
-        if stack_s((t - current) * seeds) + stack_s(t * seeds) <= left_s:
+        if stack_s((t - current) * seeds) + learner_weight * stack_s(t * seeds) <= left_s:
             best = t
     return best
 

@@ -283,6 +283,9 @@ class DistillReport(BaseModel):
     settings: Settings
     wall_time_s: WallTime
     artifacts: Artifacts
-    complete: bool = Field(description="False when the time budget or a cancel stopped the run early")
+    complete: bool = Field(
+        description="False when the time budget or a cancel stopped the run early, or when the scratch students' "
+        "share of the time held both sides short of the planned epochs (settings.stop_reason budget_share)"
+    )
     summary: str
     plan: Plan | None = Field(None, description="The budget plan and what it cut")

@@ -561,6 +561,7 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
     t_one = _probe(ctx, data, nets, choice, big[:1]) if len(big) > 1 else t_big
     per_member = max(0.0, (t_big - t_one) / (len(big) - 1)) if len(big) > 1 else 0.0
     rows = len(data.tensors["X"])
+    ratio = _learner_step_ratio(ctx, data, nets, choice, big, t_big)
     costs = Costs(
         steps_per_epoch=math.ceil(rows / cfg.batch_size),
         fixed_s=max(t_one - per_member, 0.0),
@@ -568,6 +569,9 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         stacks=_stacks(cfg),
         teacher_epoch_s=math.ceil(data.n_labelled / cfg.batch_size) * teacher_step,
         safety=rules.safety_factor,
+        # the probe measured learners for teacher_student and ensemble (scratch priced as learners: on the safe side);
+        # for online and self it measured scratch, and peers and generations cost more a step
+        learner_factor=1.0 if cfg.topology in ("teacher_student", "ensemble") else ratio,
     )
     reserve = rules.reserve_s(cfg.time_budget_s)
     left = ctx.clock.left() - reserve
@@ -671,7 +675,7 @@ def plan(ctx: Context, data: Data, nets: Nets, choice: MethodChoice) -> Plan:
         estimate,
         report,
         tuple(warnings),
-        _learner_step_ratio(ctx, data, nets, choice, big, t_big),
+        ratio,
     )
 
 
@@ -1002,7 +1006,7 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
         if cap < shape.epochs:
             replanned += (
                 f"the scratch students reached their share of the time after {cap} epoch(s): the learners train at "
-                f"most {cap} epochs too, so both sides get the same",
+                f"most {cap} epochs too, so neither side gets more",
             )
         t_learners = time.monotonic()
         learner_runs = _learners(ctx, data, nets, choice, teacher, runs, shape._replace(epochs=cap), settings)
@@ -1015,6 +1019,7 @@ def students(ctx: Context, data: Data, nets: Nets, choice: MethodChoice, plan: P
             time.monotonic() - t_learners,
             cfg.time_budget_s,
             plan.costs.safety,
+            {"self": "born-again generations", "online": "online peers"}.get(cfg.topology, "distilled students"),
         )
     except Stopped as exc:
         stop = exc.reason
@@ -1138,7 +1143,9 @@ def _restore_trials(
         return epochs * plan.costs.steps_per_epoch * plan.costs.step_s(m) * pace * plan.costs.safety
 
     left = ctx.clock.left() - ctx.rules.reserve_s(cfg.time_budget_s)
-    trials = restorable_trials(shape.trials, plan.full.trials, len(seeds), left, stack_s)
+    # the learners priced as the share prices them (equal_terms): a restore the share cannot fund is never started
+    learner_weight = plan.learner_step_ratio * plan.costs.safety
+    trials = restorable_trials(shape.trials, plan.full.trials, len(seeds), left, stack_s, learner_weight)
     if trials <= shape.trials:
         return None
     all_rates = scratch_rates(cfg.learning_rate, trials, tuple(ctx.selection["lr_factors"]))

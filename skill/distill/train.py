@@ -124,10 +124,14 @@ class Result:
 
     @property
     def stopped_by(self) -> str:
-        """Why it ended: the clock, early stopping before the epoch cap, or the cap."""
-        return self.stopped or ("epoch_cap" if self.epochs_run >= self.planned_epochs else "early_stopping")
+        """Why this member ended: early stopping (also when the clock later stopped its stack), the epoch cap, or
+        the clock that stopped its stack."""
+        if self.stopped and not self.done_early:
+            return self.stopped
+        return "epoch_cap" if self.epochs_run >= self.planned_epochs else "early_stopping"
 
     planned_epochs: int = 0
+    done_early: bool = False  # its patience ran out before the stack ended (`stopped` is the stack's reason)
 
 
 # (logits, features, FitNets hints or the features, conv maps); stacked: each with a leading member dim
@@ -369,6 +373,7 @@ def _results(spec: TrainSpec, best: _Best, steps_per_epoch: int, stopped: str | 
                 stopped=stopped,
                 curve=tuple(best.curves[i]),
                 planned_epochs=spec.epochs,
+                done_early=bool(best.done[i]),
             )
         )
     return results

@@ -80,6 +80,7 @@ def compare(
             f"whether distillation helps; {observed}. "
             + converged_words
             + f"To get an answer: {inconclusive_advice(teacher_converged, teacher_given)}"
+            + (f". The budget also cut the learners short: {cut_short}" if cut_short else "")
         )
     elif cut_short is not None:
         verdict, reason = "inconclusive", "unequal_training"
