@@ -581,31 +581,27 @@ def teacher_trainer(
     args = build_training_args(trainer_name, s, common)
     student_model, teacher_model = load_model(s["models.student"], dtype), load_model(s["models.teacher"], dtype)
     vocab_note = align_vocab(student_model, teacher_model, tokenizer)
-    trainer: Any
+    # the two trainers take the same arguments; they differ in the rows they read: prompts (the student writes the
+    # completions) or whole conversations (GKD mixes in the dataset's completions)
+    trainer_class: Any
     if trainer_name == "DistillationTrainer":
         from trl import DistillationTrainer
 
-        prompts = [{"prompt": prompt_turns(r)} for r in rows]
-        trainer = DistillationTrainer(
-            model=student_model,
-            teacher_model=teacher_model,
-            args=args,
-            train_dataset=Dataset.from_list(prompts),
-            processing_class=tokenizer,
-        )
+        trainer_class, examples = DistillationTrainer, [{"prompt": prompt_turns(r)} for r in rows]
     else:
         from trl.experimental.gkd import GKDTrainer
 
-        conversations = [
+        trainer_class = GKDTrainer
+        examples = [
             {"messages": prompt_turns(r) + [{"role": "assistant", "content": r["completion"] or ""}]} for r in rows
         ]
-        trainer = GKDTrainer(
-            model=student_model,
-            teacher_model=teacher_model,
-            args=args,
-            train_dataset=Dataset.from_list(conversations),
-            processing_class=tokenizer,
-        )
+    trainer = trainer_class(
+        model=student_model,
+        teacher_model=teacher_model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+    )
     return Built(trainer, rows, vocab_note=vocab_note, teacher_model=teacher_model)
 
 
